@@ -1,0 +1,230 @@
+//! Types shared by the XDP programs and the userspace loader.
+//!
+//! Every map key and value is `#[repr(C)]` with explicit padding so the kernel, the eBPF
+//! program and userspace agree byte for byte. Addresses and ports are kept exactly as they
+//! appear on the wire (network byte order) so the data path never swaps bytes; an IPv4
+//! address uses word 0 of a `[u32; 4]` and leaves the rest zero.
+#![no_std]
+
+/// Address family tags used in keys (the values of `AF_INET`/`AF_INET6` on Linux, which
+/// `bpf_fib_lookup` also expects).
+pub const FAMILY_V4: u8 = 2;
+pub const FAMILY_V6: u8 = 10;
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_IPIP: u8 = 4;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_IPV6: u8 = 41;
+pub const PROTO_ICMPV6: u8 = 58;
+
+/// A Maglev slot that holds no backend (the VIP has none).
+pub const NO_BACKEND: u32 = u32::MAX;
+
+/// VIP forwarding modes (`VipMeta::mode`).
+pub const MODE_TUNNEL: u32 = 0;
+pub const MODE_NAT: u32 = 1;
+
+/// `Backend::flags`: set while the backend may receive traffic.
+pub const BACKEND_ACTIVE: u32 = 1;
+
+/// Default and upper bound of a VIP's Maglev table size (a prime).
+pub const DEFAULT_RING_SIZE: u32 = 65537;
+
+/// Key of the `VIPS` map: (address, port, protocol). Port 0 matches every port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct VipKey {
+    pub addr: [u32; 4],
+    /// Network byte order; 0 = any port.
+    pub port: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+
+/// Value of the `VIPS` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct VipMeta {
+    /// Index into the per-VIP counters.
+    pub index: u32,
+    /// `MODE_TUNNEL` or `MODE_NAT`.
+    pub mode: u32,
+    /// First slot of this VIP's Maglev table in the shared `MAGLEV` array.
+    pub ring_base: u32,
+    /// Number of slots (a prime).
+    pub ring_size: u32,
+}
+
+/// Key of the `VIP_ADDRS` map: every address that carries at least one VIP. It lets the
+/// program tell "traffic for a VIP address it cannot forward" (fragments, truncated L4)
+/// from traffic that is simply not ours.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct AddrKey {
+    pub addr: [u32; 4],
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of the `BACKENDS` array, indexed by backend id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Backend {
+    pub addr: [u32; 4],
+    /// NAT mode: destination port to rewrite to (network order); 0 keeps the client's.
+    pub port: u16,
+    pub family: u8,
+    pub _pad: u8,
+    /// `BACKEND_ACTIVE` or 0.
+    pub flags: u32,
+    /// Bumped each time the id is given to a new backend, so a connection-table entry that
+    /// names a reused id is recognised as stale.
+    pub generation: u32,
+}
+
+/// A flow's 5-tuple as seen on the wire; key of `CONNTRACK` and `NAT_REVERSE`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Value of `CONNTRACK`: the backend a flow is pinned to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowState {
+    pub backend: u32,
+    pub generation: u32,
+}
+
+/// Value of `NAT_REVERSE`: what a reply's source must be rewritten back to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NatReverse {
+    pub vip_addr: [u32; 4],
+    /// Network order.
+    pub vip_port: u16,
+    pub _pad: [u8; 2],
+}
+
+/// Per-VIP and per-backend per-CPU counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
+/// Device-wide settings, slot 0 of the `SETTINGS` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Settings {
+    /// Outer source address of IPIP packets (network order).
+    pub tunnel_src_v4: u32,
+    pub _pad: u32,
+    /// Outer source address of IP6IP6 packets.
+    pub tunnel_src_v6: [u32; 4],
+}
+
+/// Global counters, indexed by `Counter as u32` in the `GLOBAL` per-CPU array. The ones
+/// named `Drop*` are every reason the program drops a packet.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Sent on its way after encapsulation or NAT (`XDP_TX`/`XDP_REDIRECT`).
+    Forwarded = 0,
+    /// Rewritten, then handed to the kernel because the FIB had no neighbour yet.
+    ForwardedViaStack,
+    /// NAT replies rewritten back to the VIP.
+    NatReplies,
+    /// ICMP "fragmentation needed"/"packet too big" sent on to a flow's backend.
+    IcmpToBackend,
+    /// Not IPv4/IPv6 (ARP, LLDP, ...).
+    PassNonIp,
+    /// 802.1Q/802.1ad tagged: left to the kernel's VLAN devices.
+    PassVlan,
+    /// IP traffic that is not for a VIP.
+    PassNotVip,
+    /// To a VIP address but no VIP matches (port/protocol), e.g. L7 VIPs or ping.
+    PassVipAddrOther,
+    DropTruncatedEth,
+    DropMalformedIp,
+    DropTruncatedL4,
+    DropFragment,
+    DropIpv6ExtHeader,
+    DropNoBackend,
+    /// Encapsulated packet larger than the egress MTU.
+    DropTooBig,
+    /// A helper (adjust_head) or map failed.
+    DropInternal,
+    /// Packets stripped of their tunnel header by the decap program.
+    Decapsulated,
+}
+
+pub const COUNTER_COUNT: u32 = Counter::Decapsulated as u32 + 1;
+
+impl Counter {
+    pub const ALL: [Counter; COUNTER_COUNT as usize] = [
+        Counter::Forwarded,
+        Counter::ForwardedViaStack,
+        Counter::NatReplies,
+        Counter::IcmpToBackend,
+        Counter::PassNonIp,
+        Counter::PassVlan,
+        Counter::PassNotVip,
+        Counter::PassVipAddrOther,
+        Counter::DropTruncatedEth,
+        Counter::DropMalformedIp,
+        Counter::DropTruncatedL4,
+        Counter::DropFragment,
+        Counter::DropIpv6ExtHeader,
+        Counter::DropNoBackend,
+        Counter::DropTooBig,
+        Counter::DropInternal,
+        Counter::Decapsulated,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::Forwarded => "forwarded",
+            Counter::ForwardedViaStack => "forwarded_via_stack",
+            Counter::NatReplies => "nat_replies",
+            Counter::IcmpToBackend => "icmp_to_backend",
+            Counter::PassNonIp => "pass_non_ip",
+            Counter::PassVlan => "pass_vlan",
+            Counter::PassNotVip => "pass_not_vip",
+            Counter::PassVipAddrOther => "pass_vip_addr_other",
+            Counter::DropTruncatedEth => "drop_truncated_eth",
+            Counter::DropMalformedIp => "drop_malformed_ip",
+            Counter::DropTruncatedL4 => "drop_truncated_l4",
+            Counter::DropFragment => "drop_fragment",
+            Counter::DropIpv6ExtHeader => "drop_ipv6_ext_header",
+            Counter::DropNoBackend => "drop_no_backend",
+            Counter::DropTooBig => "drop_too_big",
+            Counter::DropInternal => "drop_internal",
+            Counter::Decapsulated => "decapsulated",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for VipKey {}
+    unsafe impl aya::Pod for VipMeta {}
+    unsafe impl aya::Pod for AddrKey {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowState {}
+    unsafe impl aya::Pod for NatReverse {}
+    unsafe impl aya::Pod for Counters {}
+    unsafe impl aya::Pod for Settings {}
+}

@@ -1,0 +1,69 @@
+//! The maps shared with userspace. Sizes here are defaults; the loader resizes the big
+//! ones (`MAGLEV`, `CONNTRACK`, `NAT_REVERSE`) from the device config before loading.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use ballast_common::{
+    AddrKey, Backend, Counter, Counters, FlowKey, FlowState, NatReverse, Settings, VipKey, VipMeta,
+    COUNTER_COUNT,
+};
+
+pub const MAX_VIPS: u32 = 512;
+pub const MAX_BACKENDS: u32 = 4096;
+
+#[map]
+pub static VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(MAX_VIPS, 0);
+
+#[map]
+pub static VIP_ADDRS: HashMap<AddrKey, u32> = HashMap::with_max_entries(MAX_VIPS, 0);
+
+#[map]
+pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
+
+/// All VIPs' Maglev tables back to back; a VIP's slots start at `VipMeta::ring_base`.
+#[map]
+pub static MAGLEV: Array<u32> = Array::with_max_entries(65537, 0);
+
+/// Shared (not per-CPU) LRU: a flow's packets, and NAT replies, may arrive on any CPU
+/// (veth, or NICs whose RSS does not hash both directions alike); a per-CPU table would
+/// lose the pinning when a flow lands on another CPU after a backend change.
+#[map]
+pub static CONNTRACK: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(65536, 0);
+
+/// NAT mode: reply 5-tuple (backend -> client) to the VIP it must appear to come from.
+/// Kept apart from CONNTRACK so churn of one does not evict the other.
+#[map]
+pub static NAT_REVERSE: LruHashMap<FlowKey, NatReverse> = LruHashMap::with_max_entries(65536, 0);
+
+#[map]
+pub static VIP_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_VIPS, 0);
+
+#[map]
+pub static BACKEND_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
+#[map]
+pub static GLOBAL: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn count(c: Counter) {
+    if let Some(p) = GLOBAL.get_ptr_mut(c as u32) {
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn add_stats(map: &PerCpuArray<Counters>, index: u32, bytes: u64, new_flow: bool) {
+    if let Some(p) = map.get_ptr_mut(index) {
+        unsafe {
+            (*p).packets += 1;
+            (*p).bytes += bytes;
+            if new_flow {
+                (*p).new_flows += 1;
+            }
+        }
+    }
+}
