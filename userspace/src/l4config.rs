@@ -1,0 +1,408 @@
+//! The L4 (XDP) configuration of one device.
+//!
+//! Pipeline: TOML text → [`RawConfig`] (serde, syntax errors with line:column) →
+//! [`L4Config`] (validated: every error names the VIP and the field) → `plan` (the map
+//! writes). Nothing reaches the kernel unless the whole file is valid.
+//!
+//! ```toml
+//! [device]
+//! tunnel_source_v4 = "10.0.0.1"      # outer source of IPIP packets
+//! tunnel_source_v6 = "fd00::1"       # outer source of IP6IP6 packets
+//!
+//! [[vip]]
+//! name = "web"
+//! address = "198.51.100.10"
+//! port = 80                          # 0 = every port
+//! protocol = "tcp"                   # tcp | udp
+//! mode = "tunnel"                    # tunnel (IPIP/IP6IP6, DSR) | nat
+//! table_size = 65537                 # Maglev slots, a prime
+//! backends = [
+//!   { address = "10.0.0.11", weight = 1 },
+//!   { address = "10.0.0.12", weight = 2 },
+//! ]
+//! ```
+use std::{
+    collections::BTreeSet,
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use serde::Deserialize;
+
+use crate::maglev::is_prime;
+
+/// Largest Maglev table a VIP may have; also the stride between VIPs' tables in the map.
+pub const DEFAULT_MAX_TABLE_SIZE: u32 = ballast_common::DEFAULT_RING_SIZE;
+pub const DEFAULT_MAX_VIPS: u32 = 64;
+pub const DEFAULT_CONNTRACK_SIZE: u32 = 65536;
+/// Must match `MAX_VIPS` / `MAX_BACKENDS` in the eBPF maps.
+pub const HARD_MAX_VIPS: u32 = 512;
+pub const HARD_MAX_BACKENDS: u32 = 4096;
+pub const MAX_WEIGHT: u32 = 65535;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Syntax(String),
+    #[error("{field}: {msg}")]
+    Invalid { field: String, msg: String },
+}
+
+fn invalid(field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), msg: msg.into() }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub device: RawDevice,
+    #[serde(default, rename = "vip")]
+    pub vips: Vec<RawVip>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawDevice {
+    pub tunnel_source_v4: Option<String>,
+    pub tunnel_source_v6: Option<String>,
+    pub max_vips: Option<u32>,
+    pub max_table_size: Option<u32>,
+    pub conntrack_size: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVip {
+    pub name: String,
+    pub address: String,
+    #[serde(default)]
+    pub port: u16,
+    pub protocol: String,
+    #[serde(default)]
+    pub mode: Option<String>,
+    pub table_size: Option<u32>,
+    #[serde(default)]
+    pub backends: Vec<RawBackend>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub address: String,
+    pub port: Option<u16>,
+    pub weight: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => ballast_common::PROTO_TCP,
+            Protocol::Udp => ballast_common::PROTO_UDP,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Tunnel,
+    Nat,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Tunnel => "tunnel",
+            Mode::Nat => "nat",
+        })
+    }
+}
+
+/// A VIP's identity in the data path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VipId {
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for VipId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.address {
+            IpAddr::V4(a) => write!(f, "{a}:{}/{}", self.port, self.protocol),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}/{}", self.port, self.protocol),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendSpec {
+    pub address: IpAddr,
+    /// NAT mode only: port to rewrite to (None keeps the client's destination port).
+    pub port: Option<u16>,
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VipSpec {
+    pub name: String,
+    pub id: VipId,
+    pub mode: Mode,
+    pub table_size: u32,
+    pub backends: Vec<BackendSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceSpec {
+    pub tunnel_source_v4: Option<Ipv4Addr>,
+    pub tunnel_source_v6: Option<Ipv6Addr>,
+    /// Number of VIP table regions in the `MAGLEV` map (fixed at load).
+    pub max_vips: u32,
+    pub max_table_size: u32,
+    pub conntrack_size: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L4Config {
+    pub device: DeviceSpec,
+    pub vips: Vec<VipSpec>,
+}
+
+impl L4Config {
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        validate(raw)
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Syntax(format!("{}: {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Syntax(m) => ConfigError::Syntax(format!("{}: {m}", path.display())),
+            ConfigError::Invalid { field, msg } => {
+                ConfigError::Invalid { field: format!("{}: {field}", path.display()), msg }
+            }
+        })
+    }
+}
+
+fn parse_addr(field: &str, s: &str) -> Result<IpAddr, ConfigError> {
+    s.trim().parse().map_err(|_| invalid(field, format!("{s:?} is not an IP address")))
+}
+
+pub fn validate(raw: RawConfig) -> Result<L4Config, ConfigError> {
+    let d = raw.device;
+    let tunnel_source_v4 = match &d.tunnel_source_v4 {
+        None => None,
+        Some(s) => match parse_addr("device.tunnel_source_v4", s)? {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => return Err(invalid("device.tunnel_source_v4", "must be an IPv4 address")),
+        },
+    };
+    let tunnel_source_v6 = match &d.tunnel_source_v6 {
+        None => None,
+        Some(s) => match parse_addr("device.tunnel_source_v6", s)? {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => return Err(invalid("device.tunnel_source_v6", "must be an IPv6 address")),
+        },
+    };
+    let max_vips = d.max_vips.unwrap_or(DEFAULT_MAX_VIPS);
+    if max_vips == 0 || max_vips > HARD_MAX_VIPS {
+        return Err(invalid("device.max_vips", format!("must be 1..={HARD_MAX_VIPS}")));
+    }
+    let max_table_size = d.max_table_size.unwrap_or(DEFAULT_MAX_TABLE_SIZE);
+    if !is_prime(max_table_size) || max_table_size > 1_000_003 {
+        return Err(invalid("device.max_table_size", "must be a prime up to 1000003"));
+    }
+    if (max_vips as u64) * (max_table_size as u64) > u32::MAX as u64 / 4 {
+        return Err(invalid("device.max_vips", "max_vips × max_table_size is too large for one map"));
+    }
+    let conntrack_size = d.conntrack_size.unwrap_or(DEFAULT_CONNTRACK_SIZE);
+    if !(1024..=16 << 20).contains(&conntrack_size) {
+        return Err(invalid("device.conntrack_size", "must be 1024..=16777216"));
+    }
+    let device = DeviceSpec { tunnel_source_v4, tunnel_source_v6, max_vips, max_table_size, conntrack_size };
+
+    if raw.vips.len() > max_vips as usize {
+        return Err(invalid("vip", format!("{} VIPs, device.max_vips is {max_vips}", raw.vips.len())));
+    }
+    let mut names = BTreeSet::new();
+    let mut ids = BTreeSet::new();
+    let mut total_backends = 0usize;
+    let mut vips = Vec::with_capacity(raw.vips.len());
+    for (i, v) in raw.vips.into_iter().enumerate() {
+        let at = format!("vip[{i}] ({:?})", v.name);
+        if v.name.trim().is_empty() {
+            return Err(invalid(format!("vip[{i}].name"), "must not be empty"));
+        }
+        if !names.insert(v.name.clone()) {
+            return Err(invalid(format!("{at}.name"), "duplicate VIP name"));
+        }
+        let address = parse_addr(&format!("{at}.address"), &v.address)?;
+        let protocol = match v.protocol.to_ascii_lowercase().as_str() {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            other => return Err(invalid(format!("{at}.protocol"), format!("{other:?}: expected tcp or udp"))),
+        };
+        let mode = match v.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("tunnel") => Mode::Tunnel,
+            Some("nat") => Mode::Nat,
+            Some(other) => return Err(invalid(format!("{at}.mode"), format!("{other:?}: expected tunnel or nat"))),
+        };
+        let id = VipId { address, port: v.port, protocol };
+        if !ids.insert(id) {
+            return Err(invalid(format!("{at}"), format!("{id} is configured twice")));
+        }
+        let table_size = v.table_size.unwrap_or(max_table_size);
+        if !is_prime(table_size) || table_size > max_table_size {
+            return Err(invalid(
+                format!("{at}.table_size"),
+                format!("{table_size}: must be a prime no larger than device.max_table_size ({max_table_size})"),
+            ));
+        }
+        if mode == Mode::Tunnel {
+            match address {
+                IpAddr::V4(_) if tunnel_source_v4.is_none() => {
+                    return Err(invalid(format!("{at}.mode"), "tunnel mode for IPv4 needs device.tunnel_source_v4"))
+                }
+                IpAddr::V6(_) if tunnel_source_v6.is_none() => {
+                    return Err(invalid(format!("{at}.mode"), "tunnel mode for IPv6 needs device.tunnel_source_v6"))
+                }
+                _ => {}
+            }
+        }
+        let mut seen = BTreeSet::new();
+        let mut backends = Vec::with_capacity(v.backends.len());
+        for (j, b) in v.backends.into_iter().enumerate() {
+            let bat = format!("{at}.backends[{j}]");
+            let baddr = parse_addr(&format!("{bat}.address"), &b.address)?;
+            if baddr.is_ipv4() != address.is_ipv4() {
+                return Err(invalid(format!("{bat}.address"), "must be the same address family as the VIP"));
+            }
+            if baddr.is_unspecified() || baddr.is_multicast() {
+                return Err(invalid(format!("{bat}.address"), "must be a unicast address"));
+            }
+            if let Some(p) = b.port {
+                if mode != Mode::Nat {
+                    return Err(invalid(format!("{bat}.port"), "only nat mode can change the port; tunnel mode keeps the VIP's"));
+                }
+                if v.port == 0 {
+                    return Err(invalid(format!("{bat}.port"), "a VIP on every port (port 0) keeps the client's port"));
+                }
+                if p == 0 {
+                    return Err(invalid(format!("{bat}.port"), "must be 1..=65535"));
+                }
+            }
+            let weight = b.weight.unwrap_or(1);
+            if weight > MAX_WEIGHT {
+                return Err(invalid(format!("{bat}.weight"), format!("{weight}: must be 0..={MAX_WEIGHT}")));
+            }
+            if !seen.insert((baddr, b.port)) {
+                return Err(invalid(format!("{bat}"), "duplicate backend"));
+            }
+            backends.push(BackendSpec { address: baddr, port: b.port, weight });
+        }
+        total_backends += backends.len();
+        if total_backends > HARD_MAX_BACKENDS as usize {
+            return Err(invalid(format!("{at}.backends"), format!("more than {HARD_MAX_BACKENDS} backends in all")));
+        }
+        vips.push(VipSpec { name: v.name, id, mode, table_size, backends });
+    }
+    Ok(L4Config { device, vips })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[device]
+tunnel_source_v4 = "10.0.0.1"
+tunnel_source_v6 = "fd00::1"
+
+[[vip]]
+name = "web"
+address = "198.51.100.10"
+port = 80
+protocol = "tcp"
+backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12", weight = 3 }]
+
+[[vip]]
+name = "dns"
+address = "2001:db8:100::10"
+port = 53
+protocol = "udp"
+mode = "nat"
+table_size = 251
+backends = [{ address = "fd00::11", port = 5353 }]
+"#;
+
+    #[test]
+    fn parses_a_good_file() {
+        let c = L4Config::parse(GOOD).unwrap();
+        assert_eq!(c.vips.len(), 2);
+        assert_eq!(c.vips[0].mode, Mode::Tunnel);
+        assert_eq!(c.vips[0].table_size, 65537);
+        assert_eq!(c.vips[0].backends[1].weight, 3);
+        assert_eq!(c.vips[1].mode, Mode::Nat);
+        assert_eq!(c.vips[1].backends[0].port, Some(5353));
+        assert_eq!(c.device.tunnel_source_v4, Some("10.0.0.1".parse().unwrap()));
+    }
+
+    fn err(text: &str) -> String {
+        L4Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad_addr = GOOD.replace("10.0.0.12", "10.0.0.x");
+        assert_eq!(err(&bad_addr), r#"vip[0] ("web").backends[1].address: "10.0.0.x" is not an IP address"#);
+        let bad_proto = GOOD.replace("\"udp\"", "\"sctp\"");
+        assert!(err(&bad_proto).starts_with(r#"vip[1] ("dns").protocol"#));
+        let bad_table = GOOD.replace("251", "250");
+        assert!(err(&bad_table).starts_with(r#"vip[1] ("dns").table_size: 250"#));
+        let mixed = GOOD.replace("fd00::11", "10.0.0.5");
+        assert!(err(&mixed).contains("same address family"));
+        let tunnel_port = GOOD.replace(r#"{ address = "10.0.0.11" }"#, r#"{ address = "10.0.0.11", port = 8080 }"#);
+        assert!(err(&tunnel_port).contains("only nat mode"));
+        let no_src = GOOD.replace("tunnel_source_v4 = \"10.0.0.1\"\n", "");
+        assert!(err(&no_src).contains("needs device.tunnel_source_v4"));
+        let dup = GOOD.replace("\"dns\"", "\"web\"");
+        assert!(err(&dup).contains("duplicate VIP name"));
+        let weight = GOOD.replace("weight = 3", "weight = 70000");
+        assert!(err(&weight).contains("weight: 70000"));
+    }
+
+    #[test]
+    fn syntax_and_unknown_fields_report_position() {
+        let e = err("[[vip]]\nname = \"x\"\naddress = \"198.51.100.1\"\nprotocol = \"tcp\"\nbackend = []\n");
+        assert!(e.contains("unknown field `backend`"), "{e}");
+        assert!(e.contains("line 5"), "{e}");
+        let e = err("[[vip]\n");
+        assert!(e.contains("line 1"), "{e}");
+        let e = err("[[vip]]\nname = \"x\"\naddress = \"198.51.100.1\"\nport = 70000\nprotocol = \"tcp\"\n");
+        assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn empty_config_is_valid() {
+        let c = L4Config::parse("").unwrap();
+        assert!(c.vips.is_empty());
+        assert_eq!(c.device.max_vips, DEFAULT_MAX_VIPS);
+    }
+}
