@@ -1,4 +1,7 @@
 //! ballast on one device: the XDP loader and map sync, Maglev, config, stats, control.
+pub mod control;
+pub mod daemon;
+pub mod dataplane;
 pub mod l4config;
 pub mod maglev;
 pub mod plan;

@@ -1,8 +1,212 @@
-fn main() {
-    let bytes = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ballast"));
-    let mut ebpf = aya::Ebpf::load(bytes).unwrap();
-    for name in ["ballast_lb", "ballast_decap", "ballast_pass"] {
-        let p: &mut aya::programs::Xdp = ebpf.program_mut(name).unwrap().try_into().unwrap();
-        match p.load() { Ok(()) => println!("{name} loaded"), Err(e) => println!("{name}: {e:?}") }
+//! `ballast`: the daemon and CLI of a ballast load-balancer device.
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use anyhow::{bail, Context as _, Result};
+use ballast::{
+    control,
+    daemon::{self, install_signal_handlers, stopping, take_reload, wait_readable},
+    dataplane::{self, AttachMode, Dataplane, StatsReport},
+    l4config::L4Config,
+};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "ballast", version, about = "Kernel-accelerated L4/L7 load balancer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// Driver (native) XDP; fail if the driver cannot.
+    Native,
+    /// Generic (skb) XDP: works everywhere, slower.
+    Generic,
+    /// Native, falling back to generic.
+    Auto,
+}
+
+impl From<ModeArg> for AttachMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Native => AttachMode::Native,
+            ModeArg::Generic => AttachMode::Generic,
+            ModeArg::Auto => AttachMode::Auto,
+        }
     }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the L4 load balancer: attach XDP to an interface and serve the VIPs of a config
+    /// file. SIGHUP or `ballast reload` re-reads the file and applies only what changed.
+    Lb {
+        /// Interface the VIP traffic arrives on.
+        #[arg(short, long)]
+        iface: String,
+        /// L4 config (TOML): device settings, VIPs and backends.
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "auto")]
+        mode: ModeArg,
+        /// Extra interfaces to attach to (e.g. the private side, for NAT replies).
+        #[arg(long = "also")]
+        also: Vec<String>,
+        /// Control socket for `ballast stats` / `ballast reload`.
+        #[arg(long, default_value = control::DEFAULT_SOCKET)]
+        control: PathBuf,
+        /// Only validate the config and exit (0 = valid).
+        #[arg(long)]
+        check: bool,
+        /// eBPF log level (0 off, 1 error .. 5 trace); lines go to this process's log.
+        #[arg(long, default_value_t = 2)]
+        bpf_log_level: u8,
+        /// Print the stats every N seconds (0 = never).
+        #[arg(long, default_value_t = 0)]
+        stats_every: u64,
+    },
+    /// On a backend: strip IPIP / IP6IP6 headers from tunnel-mode traffic in XDP, for
+    /// kernels without an ipip device. Runs until stopped.
+    Decap {
+        #[arg(short, long)]
+        iface: String,
+        #[arg(long, value_enum, default_value = "auto")]
+        mode: ModeArg,
+    },
+    /// Attach a pass-everything XDP program, so a veth peer accepts native XDP redirects.
+    Pass {
+        #[arg(short, long)]
+        iface: String,
+    },
+    /// Show the per-VIP / per-backend counters of a running `ballast lb`.
+    Stats {
+        #[arg(long, default_value = control::DEFAULT_SOCKET)]
+        control: PathBuf,
+        /// Raw JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a running `ballast lb` re-read its config.
+    Reload {
+        #[arg(long, default_value = control::DEFAULT_SOCKET)]
+        control: PathBuf,
+    },
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("ballast: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Lb { iface, config, mode, also, control, check, bpf_log_level, stats_every } => {
+            let cfg = L4Config::load(&config)?;
+            if check {
+                println!("{}: valid, {} VIPs", config.display(), cfg.vips.len());
+                return Ok(());
+            }
+            run_lb(&iface, &config, cfg, mode.into(), &also, &control, bpf_log_level, stats_every)
+        }
+        Command::Decap { iface, mode } => run_attached(dataplane::PROG_DECAP, &iface, mode.into()),
+        Command::Pass { iface } => run_attached(dataplane::PROG_PASS, &iface, AttachMode::Native),
+        Command::Stats { control, json } => {
+            let reply = control::request(&control, "stats")?;
+            if json {
+                println!("{reply}");
+            } else {
+                let report: StatsReport =
+                    serde_json::from_str(&reply).with_context(|| format!("unexpected reply: {reply}"))?;
+                print!("{}", report.render());
+            }
+            Ok(())
+        }
+        Command::Reload { control } => {
+            let reply = control::request(&control, "reload")?;
+            println!("{reply}");
+            let v: serde_json::Value = serde_json::from_str(&reply).context("unexpected reply")?;
+            if v["ok"] != serde_json::Value::Bool(true) {
+                bail!("reload failed");
+            }
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_lb(
+    iface: &str,
+    path: &std::path::Path,
+    cfg: L4Config,
+    mode: AttachMode,
+    also: &[String],
+    socket: &std::path::Path,
+    bpf_log_level: u8,
+    stats_every: u64,
+) -> Result<()> {
+    install_signal_handlers();
+    let mut dp = Dataplane::load(&cfg.device, bpf_log_level).context("loading the XDP programs")?;
+    let logger = match aya_log::EbpfLogger::init(&mut dp.ebpf) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            log::warn!("eBPF logs unavailable: {e}");
+            None
+        }
+    };
+    let summary = dp.apply(cfg).context("programming the maps")?;
+    log::info!("maps programmed: {summary:?}");
+    for dev in std::iter::once(iface).chain(also.iter().map(String::as_str)) {
+        let how = dataplane::attach(&mut dp.ebpf, dataplane::PROG_LB, dev, mode)?;
+        log::info!("ballast_lb attached to {dev} ({how} mode)");
+    }
+    let dp = Arc::new(Mutex::new(dp));
+    daemon::serve_control(socket, dp.clone(), path.to_path_buf())
+        .with_context(|| format!("control socket {}", socket.display()))?;
+    log::info!("serving; control socket {}", socket.display());
+    let mut logger = logger;
+    let fd = daemon::logger_fd(&logger);
+    let mut last_stats = std::time::Instant::now();
+    while !stopping() {
+        if wait_readable(fd, 200) {
+            if let Some(l) = logger.as_mut() {
+                l.flush();
+            }
+        }
+        if take_reload() {
+            daemon::reload(&dp, path);
+        }
+        if stats_every > 0 && last_stats.elapsed().as_secs() >= stats_every {
+            last_stats = std::time::Instant::now();
+            if let Ok(s) = dp.lock().unwrap_or_else(|p| p.into_inner()).stats() {
+                print!("{}", s.render());
+            }
+        }
+    }
+    let _ = std::fs::remove_file(socket);
+    let dp = dp.lock().unwrap_or_else(|p| p.into_inner());
+    if let Ok(s) = dp.stats() {
+        print!("{}", s.render());
+    }
+    log::info!("stopping; XDP programs detach as the process exits");
+    Ok(())
+}
+
+fn run_attached(prog: &str, iface: &str, mode: AttachMode) -> Result<()> {
+    install_signal_handlers();
+    let mut ebpf = dataplane::load_object(None, 2).context("loading the XDP programs")?;
+    let how = dataplane::attach(&mut ebpf, prog, iface, mode)?;
+    log::info!("{prog} attached to {iface} ({how} mode); running until SIGTERM");
+    while !stopping() {
+        wait_readable(None, 200);
+    }
+    let counters = dataplane::read_counters(&ebpf)?;
+    log::info!("{prog} on {iface}: decapsulated {} packets", counters.get("decapsulated").copied().unwrap_or(0));
+    Ok(())
 }
