@@ -71,6 +71,7 @@ pub fn reload(dp: &Mutex<Dataplane>, path: &Path) -> serde_json::Value {
     let mut dp = dp.lock().unwrap_or_else(|p| p.into_inner());
     match dp.apply(cfg) {
         Ok(summary) => {
+            crate::neighbours::warm(dp.backend_addrs());
             log::info!("reloaded {}: {summary:?}", path.display());
             json!({ "ok": true, "summary": summary })
         }

@@ -133,6 +133,18 @@ impl Dataplane {
         self.config.as_ref()
     }
 
+    /// Every backend address of the applied config.
+    pub fn backend_addrs(&self) -> Vec<std::net::IpAddr> {
+        let mut v: Vec<_> = self
+            .config
+            .iter()
+            .flat_map(|c| c.vips.iter().flat_map(|v| v.backends.iter().map(|b| b.address)))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     pub fn program(&self, name: &str) -> Option<&Xdp> {
         self.ebpf.program(name).and_then(|p| p.try_into().ok())
     }

@@ -4,4 +4,5 @@ pub mod daemon;
 pub mod dataplane;
 pub mod l4config;
 pub mod maglev;
+pub mod neighbours;
 pub mod plan;

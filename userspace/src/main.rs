@@ -166,6 +166,7 @@ fn run_lb(
         let how = dataplane::attach(&mut dp.ebpf, dataplane::PROG_LB, dev, mode)?;
         log::info!("ballast_lb attached to {dev} ({how} mode)");
     }
+    ballast::neighbours::warm(dp.backend_addrs());
     let dp = Arc::new(Mutex::new(dp));
     daemon::serve_control(socket, dp.clone(), path.to_path_buf())
         .with_context(|| format!("control socket {}", socket.display()))?;
@@ -173,6 +174,7 @@ fn run_lb(
     let mut logger = logger;
     let fd = daemon::logger_fd(&logger);
     let mut last_stats = std::time::Instant::now();
+    let mut last_warm = std::time::Instant::now();
     while !stopping() {
         if wait_readable(fd, 200) {
             if let Some(l) = logger.as_mut() {
@@ -181,6 +183,11 @@ fn run_lb(
         }
         if take_reload() {
             daemon::reload(&dp, path);
+        }
+        if last_warm.elapsed().as_secs() >= 10 {
+            last_warm = std::time::Instant::now();
+            let addrs = dp.lock().unwrap_or_else(|p| p.into_inner()).backend_addrs();
+            ballast::neighbours::warm(addrs);
         }
         if stats_every > 0 && last_stats.elapsed().as_secs() >= stats_every {
             last_stats = std::time::Instant::now();

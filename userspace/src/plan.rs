@@ -186,15 +186,19 @@ impl State {
         }
 
         let wanted: BTreeSet<VipId> = cfg.vips.iter().map(|v| v.id).collect();
-        // VIPs that go away first give back their ids, so a same-sized replacement fits.
+        // Backend ids freed by this plan are deactivated at its end, so they must not be
+        // handed out again within it.
+        let mut freed_backends = Vec::new();
+        // VIPs that go away are deleted first and give back their index, so a replacement
+        // fits even at max_vips.
         for (id, old) in &self.vips {
             if wanted.contains(id) {
                 continue;
             }
-            late.push(Op::DelVip(vip_key(id)));
+            ops.push(Op::DelVip(vip_key(id)));
             for b in &old.backends {
                 late.push(Op::SetBackend { id: b.id, backend: inactive(&b.spec, self.generations[b.id as usize]) });
-                next.free_backends.insert(b.id);
+                freed_backends.push(b.id);
                 sum.backends_removed += 1;
             }
             next.free_vips.insert(old.index);
@@ -238,7 +242,7 @@ impl State {
                 for b in &o.backends {
                     if !kept.contains(&b.id) {
                         late.push(Op::SetBackend { id: b.id, backend: inactive(&b.spec, next.generations[b.id as usize]) });
-                        next.free_backends.insert(b.id);
+                        freed_backends.push(b.id);
                         sum.backends_removed += 1;
                     }
                 }
@@ -272,6 +276,8 @@ impl State {
             next.vips.insert(spec.id, AppliedVip { spec: spec.clone(), index, backends, table });
         }
 
+        next.free_backends.extend(freed_backends);
+
         // VIP_ADDRS holds how many VIPs sit on each address.
         let count_addrs = |vips: &BTreeMap<VipId, AppliedVip>| {
             let mut m: BTreeMap<IpAddr, u32> = BTreeMap::new();
@@ -293,8 +299,9 @@ impl State {
             }
         }
 
-        // Order: settings and new backends, then the slots that name them, then addresses
-        // and VIP entries that make them reachable, and last what goes away.
+        // Order: removed VIPs, settings and new backends, then the slots that name them,
+        // then addresses and VIP entries that make them reachable, and last the backends
+        // and addresses that went away.
         sum.slots_written = slot_writes.len();
         let (vip_sets, mut ops): (Vec<Op>, Vec<Op>) = ops.into_iter().partition(|o| matches!(o, Op::SetVip { .. }));
         if !slot_writes.is_empty() {
@@ -455,6 +462,43 @@ backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "1
         assert!(L4Config::parse(&two).is_err());
         let (st2, _, _) = st.plan(&cfg(&BASE.replace("max_vips = 4", "max_vips = 1"))).unwrap();
         assert_eq!(st2.vips.len(), 1);
+    }
+
+    /// Applies ops to a model of BACKENDS and checks that every backend a table names is
+    /// active afterwards, and that no id is active for two different backends.
+    fn check_backends_after(st: &State, ops: &[Op], model: &mut BTreeMap<u32, Backend>) {
+        for o in ops {
+            if let Op::SetBackend { id, backend } = o {
+                model.insert(*id, *backend);
+            }
+        }
+        for v in st.vips.values() {
+            for b in &v.backends {
+                let m = model.get(&b.id).unwrap_or_else(|| panic!("id {} never written", b.id));
+                assert_eq!(m.flags, BACKEND_ACTIVE, "{} (id {}) inactive", b.spec.address, b.id);
+                assert_eq!(m.addr, addr_words(&b.spec.address), "id {} holds another backend", b.id);
+            }
+        }
+    }
+
+    #[test]
+    fn ids_freed_by_one_vip_are_not_reused_by_another_in_the_same_plan() {
+        let two = format!(
+            "{BASE}\n[[vip]]\nname = \"dns\"\naddress = \"198.51.100.10\"\nport = 53\nprotocol = \"udp\"\nbackends = [{{ address = \"10.0.0.11\" }}, {{ address = \"10.0.0.12\" }}]\n"
+        );
+        let mut model = BTreeMap::new();
+        let (st, ops, _) = State::new(layout()).plan(&cfg(&two)).unwrap();
+        check_backends_after(&st, &ops, &mut model);
+        // web loses 10.0.0.11, dns gains 10.0.0.14: dns's new backend must not take web's old id.
+        let changed = two
+            .replacen(r#"{ address = "10.0.0.11" }, "#, "", 1)
+            .replace(r#"{ address = "10.0.0.12" }]"#, r#"{ address = "10.0.0.12" }, { address = "10.0.0.14" }]"#);
+        let (st2, ops, sum) = st.plan(&cfg(&changed)).unwrap();
+        assert_eq!((sum.backends_added, sum.backends_removed), (1, 1));
+        check_backends_after(&st2, &ops, &mut model);
+        // And the id does come back in a later plan.
+        let (st3, ops, _) = st2.plan(&cfg(&changed.replace("10.0.0.14", "10.0.0.15"))).unwrap();
+        check_backends_after(&st3, &ops, &mut model);
     }
 
     #[test]

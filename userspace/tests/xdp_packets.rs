@@ -96,6 +96,21 @@ port = 80
 protocol = "tcp"
 
 [[vip]]
+name = "noneigh"
+address = "198.51.100.50"
+port = 80
+protocol = "tcp"
+backends = [{ address = "10.0.0.77" }]
+
+[[vip]]
+name = "natnoneigh"
+address = "198.51.100.60"
+port = 80
+protocol = "tcp"
+mode = "nat"
+backends = [{ address = "10.0.0.77" }]
+
+[[vip]]
 name = "anyport"
 address = "198.51.100.40"
 port = 0
@@ -249,6 +264,23 @@ fn tunnel_mode_encapsulates_ipv4_and_ipv6_tcp_and_udp() {
         seen.insert(parse_ip(&out[14..]).dst.to_string());
     }
     assert_eq!(seen.len(), 3, "60 flows reached {seen:?}");
+    let stats = fx.dp.stats().unwrap();
+    let web4 = stats.vips.iter().find(|v| v.name == "web4").unwrap();
+    assert!(web4.packets >= 61 && web4.new_flows >= 61, "web4 stats: {web4:?}");
+    let per_backend: u64 = web4.backends.iter().map(|b| b.packets).sum();
+    assert_eq!(per_backend, web4.packets, "backend counters add up to the VIP's");
+    // No neighbour entry for the backend yet. A tunnel packet cannot be left to the stack
+    // (its outer source is this host's address, a martian there): dropped and counted.
+    let inner = ipv4("203.0.113.2", "198.51.100.50", 6, &tcp("203.0.113.2", "198.51.100.50", 40000, 80, 0x02, b""));
+    fx.expect("tunnel, no neighbour", &fx.from_client(&inner, false), fx.in_if, XDP_DROP, "drop_no_neighbour");
+    // A NAT packet can: it goes up rewritten, still addressed to this host's MAC, and the
+    // stack forwards it (resolving the neighbour).
+    let inner = ipv4("203.0.113.2", "198.51.100.60", 6, &tcp("203.0.113.2", "198.51.100.60", 40000, 80, 0x02, b""));
+    let out = fx.expect("nat, no neighbour", &fx.from_client(&inner, false), fx.in_if, XDP_PASS, "forwarded_via_stack");
+    assert_eq!(out[0..6], fx.in_mac, "destination MAC still this host's");
+    let ip = parse_ip(&out[14..]);
+    assert_eq!(ip.dst.to_string(), "10.0.0.77");
+    checksums_ok(&out[14..]).unwrap();
     // IPv4 options are parsed past and carried inside the tunnel untouched.
     let opts = ipv4_opts("203.0.113.2", "198.51.100.10", 6, &[1, 1, 1, 0], &tcp("203.0.113.2", "198.51.100.10", 40001, 80, 0x02, b""), 0);
     let out = fx.expect("v4 with options", &fx.from_client(&opts, false), fx.in_if, XDP_REDIRECT, "forwarded");

@@ -163,6 +163,10 @@ pub enum Counter {
     DropNoBackend,
     /// Encapsulated packet larger than the egress MTU.
     DropTooBig,
+    /// Tunnel packet whose next hop has no neighbour entry yet. (The stack cannot forward
+    /// it: its outer source is this host's own address.) Userspace keeps backends'
+    /// neighbours resolved, so this is rare.
+    DropNoNeighbour,
     /// A helper (adjust_head) or map failed.
     DropInternal,
     /// Packets stripped of their tunnel header by the decap program.
@@ -188,6 +192,7 @@ impl Counter {
         Counter::DropIpv6ExtHeader,
         Counter::DropNoBackend,
         Counter::DropTooBig,
+        Counter::DropNoNeighbour,
         Counter::DropInternal,
         Counter::Decapsulated,
     ];
@@ -209,6 +214,7 @@ impl Counter {
             Counter::DropIpv6ExtHeader => "drop_ipv6_ext_header",
             Counter::DropNoBackend => "drop_no_backend",
             Counter::DropTooBig => "drop_too_big",
+            Counter::DropNoNeighbour => "drop_no_neighbour",
             Counter::DropInternal => "drop_internal",
             Counter::Decapsulated => "decapsulated",
         }

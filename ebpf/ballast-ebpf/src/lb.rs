@@ -318,7 +318,7 @@ fn nat_rewrite_v4(
             *l4_check = c;
         }
         let (src, dst, tot_len) = ((*ip).src, (*ip).dst, u16::from_be((*ip).tot_len));
-        transmit(ctx, FAMILY_V4, v4_words(src), v4_words(dst), tot_len)
+        transmit(ctx, FAMILY_V4, v4_words(src), v4_words(dst), tot_len, true)
     }
 }
 
@@ -353,7 +353,7 @@ fn nat_rewrite_v6(ctx: &XdpContext, proto: u8, side: Side, addr: &[u32; 4], port
         *l4_check = c;
         let (src, dst) = ((*ip).src, (*ip).dst);
         let tot_len = u16::from_be((*ip).payload_len).wrapping_add(IPV6_LEN as u16);
-        transmit(ctx, FAMILY_V6, src, dst, tot_len)
+        transmit(ctx, FAMILY_V6, src, dst, tot_len, true)
     }
 }
 
@@ -482,7 +482,7 @@ fn icmp_v4(ctx: &XdpContext, l4_off: usize) -> u32 {
         }
         (*icmp).check = ic;
     }
-    transmit(ctx, FAMILY_V4, v4_words(outer.src), backend.addr, u16::from_be(outer.tot_len))
+    transmit(ctx, FAMILY_V4, v4_words(outer.src), backend.addr, u16::from_be(outer.tot_len), true)
 }
 
 /// ICMPv6 "packet too big" to a VIP address; as `icmp_v4`.
@@ -551,7 +551,7 @@ fn icmp_v6(ctx: &XdpContext) -> u32 {
         (*icmp).check = ic;
     }
     let tot_len = u16::from_be(outer.payload_len).wrapping_add(IPV6_LEN as u16);
-    transmit(ctx, FAMILY_V6, outer.src, backend.addr, tot_len)
+    transmit(ctx, FAMILY_V6, outer.src, backend.addr, tot_len, true)
 }
 
 /// Prepends an outer IPv4 header (IPIP) addressed to the backend.
@@ -561,12 +561,17 @@ fn encap_v4(ctx: &XdpContext, backend: &Backend, tos: u8, inner_len: u16) -> u32
         return drop(Counter::DropInternal);
     };
     let src = settings.tunnel_src_v4;
+    let Some(old_eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return drop(Counter::DropInternal);
+    };
+    let old_eth = unsafe { *old_eth };
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(IPV4_LEN as i32)) } != 0 {
         return drop(Counter::DropInternal);
     }
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return drop(Counter::DropInternal);
     };
+    unsafe { *eth = old_eth };
     let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, ETH_LEN) else {
         return drop(Counter::DropInternal);
     };
@@ -590,7 +595,7 @@ fn encap_v4(ctx: &XdpContext, backend: &Backend, tos: u8, inner_len: u16) -> u32
         (*eth).proto = ETH_P_IP.to_be();
         *ip = hdr;
     }
-    transmit(ctx, FAMILY_V4, v4_words(src), backend.addr, tot_len)
+    transmit(ctx, FAMILY_V4, v4_words(src), backend.addr, tot_len, false)
 }
 
 /// Prepends an outer IPv6 header (IP6IP6) addressed to the backend.
@@ -600,12 +605,17 @@ fn encap_v6(ctx: &XdpContext, backend: &Backend, inner_payload: u16) -> u32 {
         return drop(Counter::DropInternal);
     };
     let src = settings.tunnel_src_v6;
+    let Some(old_eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return drop(Counter::DropInternal);
+    };
+    let old_eth = unsafe { *old_eth };
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(IPV6_LEN as i32)) } != 0 {
         return drop(Counter::DropInternal);
     }
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return drop(Counter::DropInternal);
     };
+    unsafe { *eth = old_eth };
     let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, ETH_LEN) else {
         return drop(Counter::DropInternal);
     };
@@ -621,7 +631,7 @@ fn encap_v6(ctx: &XdpContext, backend: &Backend, inner_payload: u16) -> u32 {
             dst: backend.addr,
         };
     }
-    transmit(ctx, FAMILY_V6, src, backend.addr, payload.wrapping_add(IPV6_LEN as u16))
+    transmit(ctx, FAMILY_V6, src, backend.addr, payload.wrapping_add(IPV6_LEN as u16), false)
 }
 
 /// `struct bpf_fib_lookup` (64 bytes) without the unions.
@@ -643,9 +653,10 @@ struct FibParams {
 
 /// Routes the rewritten packet with the kernel's FIB: known neighbour → new MACs and
 /// XDP_TX (same interface) or a redirect; no neighbour yet → the stack forwards it (and
-/// resolves the neighbour for the next packets); too big for the egress MTU → drop.
+/// resolves the neighbour for the next packets) if `via_stack`, else drop; too big for
+/// the egress MTU → drop.
 #[inline(always)]
-fn transmit(ctx: &XdpContext, family: u8, src: [u32; 4], dst: [u32; 4], tot_len: u16) -> u32 {
+fn transmit(ctx: &XdpContext, family: u8, src: [u32; 4], dst: [u32; 4], tot_len: u16, via_stack: bool) -> u32 {
     let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
     let mut p = FibParams {
         family,
@@ -685,6 +696,9 @@ fn transmit(ctx: &XdpContext, family: u8, src: [u32; 4], dst: [u32; 4], tot_len:
     }
     if rc == FIB_LKUP_RET_FRAG_NEEDED {
         return drop(Counter::DropTooBig);
+    }
+    if !via_stack {
+        return drop(Counter::DropNoNeighbour);
     }
     count(Counter::ForwardedViaStack);
     XDP_PASS

@@ -2,6 +2,8 @@
 //! up after themselves, and running code inside a namespace.
 #![allow(dead_code)]
 pub mod packet;
+pub mod servers;
+pub mod topo;
 
 use std::{
     fs::File,
@@ -72,24 +74,7 @@ impl Netns {
 
     /// Runs `f` on a thread that has entered the namespace (sockets it opens live there).
     pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/var/run/netns/{}", self.name);
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                enter_path(&path);
-                f()
-            })
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e))
-        })
-    }
-
-    /// Spawns a long-lived thread inside the namespace (servers for e2e tests).
-    pub fn spawn<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
-        let path = format!("/var/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            enter_path(&path);
-            f()
-        })
+        enter(&self.name, f)
     }
 
     pub fn ifindex(&self, dev: &str) -> u32 {
@@ -106,6 +91,28 @@ impl Netns {
         let out = self.exec(&format!("cat /sys/class/net/{dev}/address"));
         parse_mac(out.trim())
     }
+}
+
+/// Runs `f` on a thread inside the named namespace.
+pub fn enter<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            enter_path(&path);
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}
+
+/// Spawns a long-lived thread inside the named namespace (servers for e2e tests).
+pub fn spawn_in<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        enter_path(&path);
+        f()
+    })
 }
 
 fn enter_path(path: &str) {

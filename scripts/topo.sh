@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The test network of the L4 demo, end-to-end tests and bench, built from network
+# namespaces (DESIGN.md "Test network rules": nothing links to the machine's interfaces).
+#
+#   client ns (c0 203.0.113.2, 2001:db8:1::2)
+#     └── veth ── lb ns: l0 203.0.113.1, 2001:db8:1::1   (public side, VIPs routed here)
+#                        l1 10.0.0.1, fd00::1           (private side)
+#                          └── veth ── switch ns: bridge br0
+#                                        ├── backend ns b1: b0 10.0.0.11, fd00::11
+#                                        ├── backend ns b2: b0 10.0.0.12, fd00::12
+#                                        └── ...
+#
+# usage: topo.sh up PREFIX N      build it with N backends (namespaces ${PREFIX}c, l, s, b1..bN)
+#        topo.sh down PREFIX      delete every namespace named ${PREFIX}*
+#        topo.sh vips PREFIX ADDR...  put VIP addresses on the backends' lo (tunnel mode / DSR)
+#
+# Two facts of veth with native XDP shape it (see userspace/README.md):
+# - a frame XDP_REDIRECTed into a veth is delivered only if its peer runs an XDP program
+#   or has GRO on: GRO is turned on where the load balancer redirects to (c0, s0);
+# - packets made inside a namespace carry partial checksums that XDP redirect loses: tx
+#   checksum offload is turned off on the hosts that send (c0, b0).
+set -euo pipefail
+
+cmd=${1:?usage: topo.sh up|down|vips PREFIX ...}
+p=${2:?prefix}
+
+nsx() { ip netns exec "$1" "${@:2}"; }
+
+down() {
+  for ns in $(ip netns list | awk '{print $1}' | grep "^${p}" || true); do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+  done
+}
+
+up() {
+  local n=${1:?number of backends}
+  down
+  for ns in c l s; do ip netns add "${p}$ns"; done
+  for i in $(seq 1 "$n"); do ip netns add "${p}b$i"; done
+  for ns in $(ip netns list | awk '{print $1}' | grep "^${p}"); do
+    nsx "$ns" ip link set lo up
+    nsx "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+  done
+
+  # client <-> lb (public)
+  ip link add c0 netns "${p}c" type veth peer name l0 netns "${p}l"
+  nsx "${p}c" ip addr add 203.0.113.2/24 dev c0
+  nsx "${p}c" ip addr add 2001:db8:1::2/64 dev c0 nodad
+  nsx "${p}c" ip link set c0 up
+  nsx "${p}c" ip route add default via 203.0.113.1
+  nsx "${p}c" ip -6 route add default via 2001:db8:1::1
+  nsx "${p}c" ethtool -K c0 tx off gro on >/dev/null
+
+  nsx "${p}l" ip addr add 203.0.113.1/24 dev l0
+  nsx "${p}l" ip addr add 2001:db8:1::1/64 dev l0 nodad
+  nsx "${p}l" ip link set l0 up
+  nsx "${p}l" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+
+  # lb <-> switch (private)
+  ip link add l1 netns "${p}l" type veth peer name s0 netns "${p}s"
+  nsx "${p}l" ip addr add 10.0.0.1/24 dev l1
+  nsx "${p}l" ip addr add fd00::1/64 dev l1 nodad
+  nsx "${p}l" ip link set l1 up
+  nsx "${p}s" ip link add br0 type bridge
+  nsx "${p}s" ip link set br0 up
+  nsx "${p}s" ip link set s0 master br0 up
+  nsx "${p}s" ethtool -K s0 gro on >/dev/null
+
+  for i in $(seq 1 "$n"); do
+    local b="${p}b$i"
+    ip link add b0 netns "$b" type veth peer name "s$i" netns "${p}s"
+    nsx "${p}s" ip link set "s$i" master br0 up
+    nsx "$b" ip addr add "10.0.0.1$i/24" dev b0
+    nsx "$b" ip addr add "fd00::1$i/64" dev b0 nodad
+    nsx "$b" ip link set b0 up
+    nsx "$b" ip route add default via 10.0.0.1
+    nsx "$b" ip -6 route add default via fd00::1
+    nsx "$b" ethtool -K b0 tx off >/dev/null
+  done
+}
+
+vips() {
+  for ns in $(ip netns list | awk '{print $1}' | grep "^${p}b"); do
+    for a in "$@"; do
+      if [[ $a == *:* ]]; then
+        nsx "$ns" ip addr add "$a/128" dev lo nodad
+      else
+        nsx "$ns" ip addr add "$a/32" dev lo
+      fi
+    done
+  done
+}
+
+case $cmd in
+  up) up "${3:?number of backends}" ;;
+  down) down ;;
+  vips) vips "${@:3}" ;;
+  *) echo "usage: topo.sh up|down|vips PREFIX ..." >&2; exit 2 ;;
+esac
