@@ -405,4 +405,33 @@ backends = [{ address = "fd00::11", port = 5353 }]
         assert!(c.vips.is_empty());
         assert_eq!(c.device.max_vips, DEFAULT_MAX_VIPS);
     }
+
+    #[test]
+    fn mutated_input_never_panics() {
+        let base = GOOD.as_bytes().to_vec();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..5000 {
+            let mut b = base.clone();
+            for _ in 0..1 + rnd() % 8 {
+                let at = rnd() as usize % b.len().max(1);
+                if b.is_empty() {
+                    break;
+                }
+                match rnd() % 3 {
+                    0 => b[at] = rnd() as u8,
+                    1 => {
+                        b.remove(at);
+                    }
+                    _ => b.insert(at, b"[]=\"{},.0123456789abcxyz\n"[rnd() as usize % 25]),
+                }
+            }
+            let _ = L4Config::parse(&String::from_utf8_lossy(&b));
+        }
+    }
 }

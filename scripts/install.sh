@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what building and testing ballast needs, if missing. Idempotent; run as root.
+#   - Debian packages: LLVM 22 (for bpf-linker), iproute2, ethtool, the peers and load
+#     tools the bench compares against (haproxy, nginx with stream, ab, wrk), curl.
+#   - rust-src for the nightly toolchain (the eBPF crate builds core for bpfel).
+#   - bpf-linker 0.13.0 built against LLVM 22 (rustc nightly's LLVM major is 22).
+#   - bpffs mounted at /sys/fs/bpf.
+set -euo pipefail
+export PATH="$HOME/.cargo/bin:$PATH"
+
+need_pkgs=()
+for p in llvm-22-dev iproute2 ethtool curl haproxy nginx-light libnginx-mod-stream apache2-utils wrk build-essential pkg-config; do
+  dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
+done
+if ((${#need_pkgs[@]})); then
+  echo "install: apt packages: ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+command -v rustup >/dev/null || { echo "install: rustup is missing (the machine image provides stable + nightly)" >&2; exit 1; }
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
+  echo "install: rust-src for nightly"
+  rustup component add rust-src --toolchain nightly
+fi
+
+if ! bpf-linker --version 2>/dev/null | grep -q '0.13.0'; then
+  echo "install: bpf-linker 0.13.0 (LLVM 22), about a minute"
+  LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --version 0.13.0 --locked \
+    --no-default-features --features llvm-22
+fi
+
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+echo "install: ok"
