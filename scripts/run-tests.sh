@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/install.sh
-cargo build --workspace --all-targets
-cargo test --workspace --no-fail-fast
+cargo build --all-targets
+cargo test --no-fail-fast

@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// The compiled XDP object (built by build.rs from ebpf/ballast-ebpf).
-pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ballast"));
+pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ballast-ebpf"));
 
 pub const PROG_LB: &str = "ballast_lb";
 pub const PROG_DECAP: &str = "ballast_decap";
