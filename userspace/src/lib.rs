@@ -6,3 +6,4 @@ pub mod l4config;
 pub mod maglev;
 pub mod neighbours;
 pub mod plan;
+pub mod testkit;

@@ -29,8 +29,8 @@ use crate::{
     csum,
     hash::flow_hash,
     maps::{
-        add_stats, count, BACKENDS, BACKEND_STATS, CONNTRACK, MAGLEV, NAT_REVERSE, SETTINGS,
-        VIPS, VIP_ADDRS, VIP_STATS,
+        add_stats, count, BACKENDS, BACKEND_STATS, CONNTRACK, MAGLEV, NAT_REVERSE, SETTINGS, VIPS,
+        VIP_ADDRS, VIP_STATS,
     },
     parse::*,
 };
@@ -75,13 +75,22 @@ fn v4_words(a: u32) -> [u32; 4] {
 
 #[inline(always)]
 fn is_vip_addr(addr: [u32; 4], family: u8) -> bool {
-    let key = AddrKey { addr, family, _pad: [0; 3] };
+    let key = AddrKey {
+        addr,
+        family,
+        _pad: [0; 3],
+    };
     unsafe { VIP_ADDRS.get(&key).is_some() }
 }
 
 #[inline(always)]
 fn find_vip(addr: [u32; 4], port: u16, proto: u8, family: u8) -> Option<VipMeta> {
-    let mut key = VipKey { addr, port, proto, family };
+    let mut key = VipKey {
+        addr,
+        port,
+        proto,
+        family,
+    };
     if let Some(m) = unsafe { VIPS.get(&key) } {
         return Some(*m);
     }
@@ -113,7 +122,10 @@ fn pick_backend(vip: &VipMeta, key: &FlowKey) -> Option<(u32, Backend, bool)> {
     if b.flags & BACKEND_ACTIVE == 0 {
         return None;
     }
-    let st = FlowState { backend: id, generation: b.generation };
+    let st = FlowState {
+        backend: id,
+        generation: b.generation,
+    };
     let _ = CONNTRACK.insert(key, &st, 0);
     Some((id, b, true))
 }
@@ -184,16 +196,31 @@ fn v4(ctx: &XdpContext) -> u32 {
             let rkey = FlowKey {
                 src: backend.addr,
                 dst: key.src,
-                sport: if backend.port != 0 { backend.port } else { p.dport },
+                sport: if backend.port != 0 {
+                    backend.port
+                } else {
+                    p.dport
+                },
                 dport: p.sport,
                 proto: h.proto,
                 family: FAMILY_V4,
                 _pad: [0; 2],
             };
-            let rev = NatReverse { vip_addr: dst, vip_port: p.dport, _pad: [0; 2] };
+            let rev = NatReverse {
+                vip_addr: dst,
+                vip_port: p.dport,
+                _pad: [0; 2],
+            };
             let _ = NAT_REVERSE.insert(&rkey, &rev, 0);
         }
-        return nat_rewrite_v4(ctx, l4_off, h.proto, Side::Dst, backend.addr[0], backend.port);
+        return nat_rewrite_v4(
+            ctx,
+            l4_off,
+            h.proto,
+            Side::Dst,
+            backend.addr[0],
+            backend.port,
+        );
     }
     encap_v4(ctx, &backend, h.tos, tot_len as u16)
 }
@@ -255,13 +282,21 @@ fn v6(ctx: &XdpContext) -> u32 {
             let rkey = FlowKey {
                 src: backend.addr,
                 dst: h.src,
-                sport: if backend.port != 0 { backend.port } else { p.dport },
+                sport: if backend.port != 0 {
+                    backend.port
+                } else {
+                    p.dport
+                },
                 dport: p.sport,
                 proto: h.nexthdr,
                 family: FAMILY_V6,
                 _pad: [0; 2],
             };
-            let rev = NatReverse { vip_addr: h.dst, vip_port: p.dport, _pad: [0; 2] };
+            let rev = NatReverse {
+                vip_addr: h.dst,
+                vip_port: p.dport,
+                _pad: [0; 2],
+            };
             let _ = NAT_REVERSE.insert(&rkey, &rev, 0);
         }
         return nat_rewrite_v6(ctx, h.nexthdr, Side::Dst, &backend.addr, backend.port);
@@ -296,8 +331,16 @@ fn nat_rewrite_v4(
         return drop(Counter::DropInternal);
     };
     unsafe {
-        let old_addr = if side == Side::Dst { (*ip).dst } else { (*ip).src };
-        let old_port = if side == Side::Dst { (*ports).dport } else { (*ports).sport };
+        let old_addr = if side == Side::Dst {
+            (*ip).dst
+        } else {
+            (*ip).src
+        };
+        let old_port = if side == Side::Dst {
+            (*ports).dport
+        } else {
+            (*ports).sport
+        };
         let new_port = if port != 0 { port } else { old_port };
         if side == Side::Dst {
             (*ip).dst = addr;
@@ -335,8 +378,16 @@ fn nat_rewrite_v6(ctx: &XdpContext, proto: u8, side: Side, addr: &[u32; 4], port
         return drop(Counter::DropInternal);
     };
     unsafe {
-        let old_addr = if side == Side::Dst { (*ip).dst } else { (*ip).src };
-        let old_port = if side == Side::Dst { (*ports).dport } else { (*ports).sport };
+        let old_addr = if side == Side::Dst {
+            (*ip).dst
+        } else {
+            (*ip).src
+        };
+        let old_port = if side == Side::Dst {
+            (*ports).dport
+        } else {
+            (*ports).sport
+        };
         let new_port = if port != 0 { port } else { old_port };
         if side == Side::Dst {
             (*ip).dst = *addr;
@@ -381,7 +432,14 @@ fn nat_reply_v4(ctx: &XdpContext, l4_off: usize, h: &Ipv4Hdr) -> u32 {
         return pass(Counter::PassNotVip);
     };
     count(Counter::NatReplies);
-    nat_rewrite_v4(ctx, l4_off, h.proto, Side::Src, rev.vip_addr[0], rev.vip_port)
+    nat_rewrite_v4(
+        ctx,
+        l4_off,
+        h.proto,
+        Side::Src,
+        rev.vip_addr[0],
+        rev.vip_port,
+    )
 }
 
 #[inline(always)]
@@ -482,7 +540,14 @@ fn icmp_v4(ctx: &XdpContext, l4_off: usize) -> u32 {
         }
         (*icmp).check = ic;
     }
-    transmit(ctx, FAMILY_V4, v4_words(outer.src), backend.addr, u16::from_be(outer.tot_len), true)
+    transmit(
+        ctx,
+        FAMILY_V4,
+        v4_words(outer.src),
+        backend.addr,
+        u16::from_be(outer.tot_len),
+        true,
+    )
 }
 
 /// ICMPv6 "packet too big" to a VIP address; as `icmp_v4`.
@@ -631,7 +696,14 @@ fn encap_v6(ctx: &XdpContext, backend: &Backend, inner_payload: u16) -> u32 {
             dst: backend.addr,
         };
     }
-    transmit(ctx, FAMILY_V6, src, backend.addr, payload.wrapping_add(IPV6_LEN as u16), false)
+    transmit(
+        ctx,
+        FAMILY_V6,
+        src,
+        backend.addr,
+        payload.wrapping_add(IPV6_LEN as u16),
+        false,
+    )
 }
 
 /// `struct bpf_fib_lookup` (64 bytes) without the unions.
@@ -656,7 +728,14 @@ struct FibParams {
 /// resolves the neighbour for the next packets) if `via_stack`, else drop; too big for
 /// the egress MTU → drop.
 #[inline(always)]
-fn transmit(ctx: &XdpContext, family: u8, src: [u32; 4], dst: [u32; 4], tot_len: u16, via_stack: bool) -> u32 {
+fn transmit(
+    ctx: &XdpContext,
+    family: u8,
+    src: [u32; 4],
+    dst: [u32; 4],
+    tot_len: u16,
+    via_stack: bool,
+) -> u32 {
     let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
     let mut p = FibParams {
         family,

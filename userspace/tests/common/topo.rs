@@ -29,7 +29,11 @@ impl Topo {
         let dir = std::env::temp_dir().join(format!("ballast-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let t = Topo { prefix, backends, dir };
+        let t = Topo {
+            prefix,
+            backends,
+            dir,
+        };
         sh(&["bash", &script(), "up", &t.prefix, &backends.to_string()]);
         t
     }
@@ -43,7 +47,12 @@ impl Topo {
     }
 
     pub fn vips_on_backends(&self, addrs: &[&str]) {
-        let mut args = vec!["bash".to_string(), script(), "vips".into(), self.prefix.clone()];
+        let mut args = vec![
+            "bash".to_string(),
+            script(),
+            "vips".into(),
+            self.prefix.clone(),
+        ];
         args.extend(addrs.iter().map(|s| s.to_string()));
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         sh(&a);
@@ -83,6 +92,8 @@ impl Topo {
 
 impl Drop for Topo {
     fn drop(&mut self) {
-        let _ = Command::new("bash").args([&script(), "down", &self.prefix]).status();
+        let _ = Command::new("bash")
+            .args([&script(), "down", &self.prefix])
+            .status();
     }
 }
