@@ -6,6 +6,10 @@
 #   haproxy     HAProxy (Debian) `mode tcp`, roundrobin, 3 backends
 #   nginx       nginx (Debian) `stream` proxy, 3 backends
 # Backends are nginx (1 worker) answering a short body. Every ab run is bounded (-n, -s).
+# Each scenario reaches the backends on its own 4-tuples (direct: 10.0.0.11:80 from the
+# client; tunnel: VIP:80; NAT: backend:8080 from the client; proxies: from the LB's
+# address), so one scenario's TIME_WAIT sockets on the backends never collide with the
+# next one's SYNs (which shows up as 1 s retransmission stalls).
 # Prints req/s (median of ROUNDS) and ratios to HAProxy; LB CPU per request: for XDP the
 # kernel's BPF run-time statistics (kernel.bpf_stats_enabled), for the proxies their
 # processes' CPU time. Saves bench/out/ab-<time>.csv and .png.
@@ -25,6 +29,7 @@ mkdir -p "$OUT"
 stamp=$(date +%Y%m%d-%H%M%S)
 csv="$OUT/ab-$stamp.csv"
 W=$(mktemp -d /tmp/ballast-ab.XXXXXX)
+ulimit -n "$(ulimit -Hn)" || true
 pids=()
 
 [ -x "$B" ] || cargo build --release --bin ballast
@@ -59,7 +64,7 @@ http {
   client_body_temp_path $W/b$i; proxy_temp_path $W/b$i; fastcgi_temp_path $W/b$i;
   uwsgi_temp_path $W/b$i; scgi_temp_path $W/b$i;
   keepalive_requests 100000;
-  server { listen 80 backlog=8192; location / { return 200 "b$i\n"; } }
+  server { listen 80 backlog=8192; listen 8080 backlog=8192; location / { return 200 "b$i\n"; } }
 }
 EOF
   ip netns exec ${P}b$i nginx -c "$W/b$i.conf" &
@@ -68,7 +73,7 @@ done
 
 cat > "$W/haproxy.cfg" <<EOF
 global
-  maxconn 50000
+  maxconn 9000
 defaults
   mode tcp
   timeout connect 5s
@@ -113,14 +118,17 @@ address = "198.51.100.20"
 port = 80
 protocol = "tcp"
 mode = "nat"
-backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "10.0.0.13" }]
+backends = [{ address = "10.0.0.11", port = 8080 }, { address = "10.0.0.12", port = 8080 }, { address = "10.0.0.13", port = 8080 }]
 EOF
 
-# CPU time (ns) of processes matching a pattern: utime + stime from /proc/PID/stat.
+# CPU time (ns) of processes matching a pattern and their children (nginx workers):
+# utime + stime from /proc/PID/stat.
 cpu_ns() {
-  local total=0 hz
+  local total=0 hz pids
   hz=$(getconf CLK_TCK)
-  for pid in $(pgrep -f "$1" || true); do
+  pids=$(pgrep -f "$1" || true)
+  for p in $pids; do pids="$pids $(pgrep -P "$p" || true)"; done
+  for pid in $pids; do
     local f
     f=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
     total=$((total + f))

@@ -5,11 +5,7 @@ use aya_build::{Package, Toolchain};
 fn main() -> aya_build::Result<()> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf/ballast-ebpf");
     aya_build::build_ebpf(
-        [Package {
-            name: "ballast-ebpf",
-            root_dir: root,
-            ..Default::default()
-        }],
+        [Package { name: "ballast-ebpf", root_dir: root, ..Default::default() }],
         Toolchain::default(),
     )
 }

@@ -49,11 +49,7 @@ pub fn take_reload() -> bool {
 pub fn wait_readable(fd: Option<RawFd>, ms: i32) -> bool {
     match fd {
         Some(fd) => {
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
+            let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
             unsafe { libc::poll(&mut p, 1, ms) > 0 && p.revents & libc::POLLIN != 0 }
         }
         None => {
@@ -87,11 +83,7 @@ pub fn reload(dp: &Mutex<Dataplane>, path: &Path) -> serde_json::Value {
 }
 
 /// Serves the control socket on a thread until the process exits.
-pub fn serve_control(
-    socket: &Path,
-    dp: Arc<Mutex<Dataplane>>,
-    config: PathBuf,
-) -> std::io::Result<()> {
+pub fn serve_control(socket: &Path, dp: Arc<Mutex<Dataplane>>, config: PathBuf) -> std::io::Result<()> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -105,8 +97,9 @@ pub fn serve_control(
                 "stats" => {
                     let dp = dp.lock().unwrap_or_else(|p| p.into_inner());
                     match dp.stats() {
-                        Ok(s) => serde_json::to_value(s)
-                            .unwrap_or_else(|e| json!({ "error": e.to_string() })),
+                        Ok(s) => {
+                            serde_json::to_value(s).unwrap_or_else(|e| json!({ "error": e.to_string() }))
+                        }
                         Err(e) => json!({ "error": e.to_string() }),
                     }
                 }

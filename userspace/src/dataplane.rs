@@ -16,8 +16,7 @@ use crate::{
 };
 
 /// The compiled XDP object (built by build.rs from ebpf/ballast-ebpf).
-pub static BPF_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ballast-ebpf"));
+pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ballast-ebpf"));
 
 pub const PROG_LB: &str = "ballast_lb";
 pub const PROG_DECAP: &str = "ballast_decap";
@@ -30,17 +29,9 @@ pub enum DataplaneError {
     #[error("program {name}: {source}")]
     Program { name: String, source: ProgramError },
     #[error("attaching {prog} to {iface} ({mode}): {source}")]
-    Attach {
-        prog: String,
-        iface: String,
-        mode: &'static str,
-        source: ProgramError,
-    },
+    Attach { prog: String, iface: String, mode: &'static str, source: ProgramError },
     #[error("map {name}: {source}")]
-    Map {
-        name: &'static str,
-        source: MapError,
-    },
+    Map { name: &'static str, source: MapError },
     #[error("map {0} is missing from the XDP object")]
     MissingMap(&'static str),
     #[error(transparent)]
@@ -87,19 +78,10 @@ pub fn load_object(device: Option<&DeviceSpec>, log_level: u8) -> Result<Ebpf> {
     for name in [PROG_LB, PROG_DECAP, PROG_PASS] {
         let prog: &mut Xdp = ebpf
             .program_mut(name)
-            .ok_or_else(|| DataplaneError::Program {
-                name: name.into(),
-                source: ProgramError::NotLoaded,
-            })?
+            .ok_or_else(|| DataplaneError::Program { name: name.into(), source: ProgramError::NotLoaded })?
             .try_into()
-            .map_err(|source| DataplaneError::Program {
-                name: name.into(),
-                source,
-            })?;
-        prog.load().map_err(|source| DataplaneError::Program {
-            name: name.into(),
-            source,
-        })?;
+            .map_err(|source| DataplaneError::Program { name: name.into(), source })?;
+        prog.load().map_err(|source| DataplaneError::Program { name: name.into(), source })?;
     }
     Ok(ebpf)
 }
@@ -108,40 +90,21 @@ pub fn load_object(device: Option<&DeviceSpec>, log_level: u8) -> Result<Ebpf> {
 pub fn attach(ebpf: &mut Ebpf, prog: &str, iface: &str, mode: AttachMode) -> Result<&'static str> {
     let p: &mut Xdp = ebpf
         .program_mut(prog)
-        .ok_or_else(|| DataplaneError::Program {
-            name: prog.into(),
-            source: ProgramError::NotLoaded,
-        })?
+        .ok_or_else(|| DataplaneError::Program { name: prog.into(), source: ProgramError::NotLoaded })?
         .try_into()
-        .map_err(|source| DataplaneError::Program {
-            name: prog.into(),
-            source,
-        })?;
+        .map_err(|source| DataplaneError::Program { name: prog.into(), source })?;
     let err = |mode: &'static str| {
         let (prog, iface) = (prog.to_string(), iface.to_string());
-        move |source| DataplaneError::Attach {
-            prog,
-            iface,
-            mode,
-            source,
-        }
+        move |source| DataplaneError::Attach { prog, iface, mode, source }
     };
     match mode {
-        AttachMode::Native => p
-            .attach(iface, XdpMode::Driver)
-            .map(|_| "native")
-            .map_err(err("native")),
-        AttachMode::Generic => p
-            .attach(iface, XdpMode::Skb)
-            .map(|_| "generic")
-            .map_err(err("generic")),
+        AttachMode::Native => p.attach(iface, XdpMode::Driver).map(|_| "native").map_err(err("native")),
+        AttachMode::Generic => p.attach(iface, XdpMode::Skb).map(|_| "generic").map_err(err("generic")),
         AttachMode::Auto => match p.attach(iface, XdpMode::Driver) {
             Ok(_) => Ok("native"),
             Err(e) => {
                 log::warn!("native XDP on {iface} failed ({e}); falling back to generic mode");
-                p.attach(iface, XdpMode::Skb)
-                    .map(|_| "generic")
-                    .map_err(err("generic"))
+                p.attach(iface, XdpMode::Skb).map(|_| "generic").map_err(err("generic"))
             }
         },
     }
@@ -161,19 +124,9 @@ impl Dataplane {
     /// Loads (but does not attach) the programs, sized for `device`.
     pub fn load(device: &DeviceSpec, log_level: u8) -> Result<Self> {
         let ebpf = load_object(Some(device), log_level)?;
-        let nr_cpus =
-            aya::util::nr_cpus().map_err(|(m, e)| DataplaneError::Cpus(format!("{m}: {e}")))?;
-        let layout = Layout {
-            max_vips: device.max_vips,
-            stride: device.max_table_size,
-        };
-        Ok(Dataplane {
-            ebpf,
-            state: State::new(layout),
-            config: None,
-            dirty: false,
-            nr_cpus,
-        })
+        let nr_cpus = aya::util::nr_cpus().map_err(|(m, e)| DataplaneError::Cpus(format!("{m}: {e}")))?;
+        let layout = Layout { max_vips: device.max_vips, stride: device.max_table_size };
+        Ok(Dataplane { ebpf, state: State::new(layout), config: None, dirty: false, nr_cpus })
     }
 
     pub fn config(&self) -> Option<&L4Config> {
@@ -185,11 +138,7 @@ impl Dataplane {
         let mut v: Vec<_> = self
             .config
             .iter()
-            .flat_map(|c| {
-                c.vips
-                    .iter()
-                    .flat_map(|v| v.backends.iter().map(|b| b.address))
-            })
+            .flat_map(|c| c.vips.iter().flat_map(|v| v.backends.iter().map(|b| b.address)))
             .collect();
         v.sort();
         v.dedup();
@@ -203,11 +152,7 @@ impl Dataplane {
     /// Brings the maps to `cfg`, writing only what differs from the last apply. A config
     /// the planner refuses changes nothing.
     pub fn apply(&mut self, cfg: L4Config) -> Result<Summary> {
-        let base = if self.dirty {
-            State::new(self.state.layout)
-        } else {
-            self.state.clone()
-        };
+        let base = if self.dirty { State::new(self.state.layout) } else { self.state.clone() };
         let (next, ops, summary) = base.plan(&cfg)?;
         self.dirty = true;
         for op in &ops {
@@ -274,18 +219,12 @@ impl Dataplane {
     where
         T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
     {
-        let m = self
-            .ebpf
-            .map_mut(name)
-            .ok_or(DataplaneError::MissingMap(name))?;
+        let m = self.ebpf.map_mut(name).ok_or(DataplaneError::MissingMap(name))?;
         T::try_from(m).map_err(map_err(name))
     }
 
     fn per_cpu_sum(&self, name: &'static str, index: u32) -> Result<Counters> {
-        let m = self
-            .ebpf
-            .map(name)
-            .ok_or(DataplaneError::MissingMap(name))?;
+        let m = self.ebpf.map(name).ok_or(DataplaneError::MissingMap(name))?;
         let m: PerCpuArray<_, Counters> = PerCpuArray::try_from(m).map_err(map_err(name))?;
         let v = m.get(&index, 0).map_err(map_err(name))?;
         Ok(v.iter().fold(Counters::default(), |a, c| Counters {
@@ -323,10 +262,7 @@ impl Dataplane {
                 backends,
             });
         }
-        Ok(StatsReport {
-            vips,
-            counters: read_counters(&self.ebpf)?,
-        })
+        Ok(StatsReport { vips, counters: read_counters(&self.ebpf)? })
     }
 }
 
@@ -339,9 +275,7 @@ fn ignore_missing(r: std::result::Result<(), MapError>) -> std::result::Result<(
 
 /// The `GLOBAL` counters by name, summed over CPUs.
 pub fn read_counters(ebpf: &Ebpf) -> Result<BTreeMap<String, u64>> {
-    let m = ebpf
-        .map("GLOBAL")
-        .ok_or(DataplaneError::MissingMap("GLOBAL"))?;
+    let m = ebpf.map("GLOBAL").ok_or(DataplaneError::MissingMap("GLOBAL"))?;
     let m: PerCpuArray<_, u64> = PerCpuArray::try_from(m).map_err(map_err("GLOBAL"))?;
     let mut out = BTreeMap::new();
     for c in Counter::ALL {
@@ -399,20 +333,12 @@ impl StatsReport {
                 );
             }
         }
-        let nonzero: Vec<String> = self
-            .counters
-            .iter()
-            .filter(|(_, v)| **v > 0)
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let nonzero: Vec<String> =
+            self.counters.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(
             s,
             "counters: {}",
-            if nonzero.is_empty() {
-                "all zero".into()
-            } else {
-                nonzero.join(" ")
-            }
+            if nonzero.is_empty() { "all zero".into() } else { nonzero.join(" ") }
         );
         s
     }

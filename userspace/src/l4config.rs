@@ -49,10 +49,7 @@ pub enum ConfigError {
 }
 
 fn invalid(field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field: field.into(),
-        msg: msg.into(),
-    }
+    ConfigError::Invalid { field: field.into(), msg: msg.into() }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -188,8 +185,7 @@ pub struct L4Config {
 
 impl L4Config {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         validate(raw)
     }
 
@@ -198,18 +194,15 @@ impl L4Config {
             .map_err(|e| ConfigError::Syntax(format!("{}: {e}", path.display())))?;
         Self::parse(&text).map_err(|e| match e {
             ConfigError::Syntax(m) => ConfigError::Syntax(format!("{}: {m}", path.display())),
-            ConfigError::Invalid { field, msg } => ConfigError::Invalid {
-                field: format!("{}: {field}", path.display()),
-                msg,
-            },
+            ConfigError::Invalid { field, msg } => {
+                ConfigError::Invalid { field: format!("{}: {field}", path.display()), msg }
+            }
         })
     }
 }
 
 fn parse_addr(field: &str, s: &str) -> Result<IpAddr, ConfigError> {
-    s.trim()
-        .parse()
-        .map_err(|_| invalid(field, format!("{s:?} is not an IP address")))
+    s.trim().parse().map_err(|_| invalid(field, format!("{s:?} is not an IP address")))
 }
 
 pub fn validate(raw: RawConfig) -> Result<L4Config, ConfigError> {
@@ -218,63 +211,35 @@ pub fn validate(raw: RawConfig) -> Result<L4Config, ConfigError> {
         None => None,
         Some(s) => match parse_addr("device.tunnel_source_v4", s)? {
             IpAddr::V4(a) => Some(a),
-            IpAddr::V6(_) => {
-                return Err(invalid(
-                    "device.tunnel_source_v4",
-                    "must be an IPv4 address",
-                ))
-            }
+            IpAddr::V6(_) => return Err(invalid("device.tunnel_source_v4", "must be an IPv4 address")),
         },
     };
     let tunnel_source_v6 = match &d.tunnel_source_v6 {
         None => None,
         Some(s) => match parse_addr("device.tunnel_source_v6", s)? {
             IpAddr::V6(a) => Some(a),
-            IpAddr::V4(_) => {
-                return Err(invalid(
-                    "device.tunnel_source_v6",
-                    "must be an IPv6 address",
-                ))
-            }
+            IpAddr::V4(_) => return Err(invalid("device.tunnel_source_v6", "must be an IPv6 address")),
         },
     };
     let max_vips = d.max_vips.unwrap_or(DEFAULT_MAX_VIPS);
     if max_vips == 0 || max_vips > HARD_MAX_VIPS {
-        return Err(invalid(
-            "device.max_vips",
-            format!("must be 1..={HARD_MAX_VIPS}"),
-        ));
+        return Err(invalid("device.max_vips", format!("must be 1..={HARD_MAX_VIPS}")));
     }
     let max_table_size = d.max_table_size.unwrap_or(DEFAULT_MAX_TABLE_SIZE);
     if !is_prime(max_table_size) || max_table_size > 1_000_003 {
-        return Err(invalid(
-            "device.max_table_size",
-            "must be a prime up to 1000003",
-        ));
+        return Err(invalid("device.max_table_size", "must be a prime up to 1000003"));
     }
     if (max_vips as u64) * (max_table_size as u64) > u32::MAX as u64 / 4 {
-        return Err(invalid(
-            "device.max_vips",
-            "max_vips × max_table_size is too large for one map",
-        ));
+        return Err(invalid("device.max_vips", "max_vips × max_table_size is too large for one map"));
     }
     let conntrack_size = d.conntrack_size.unwrap_or(DEFAULT_CONNTRACK_SIZE);
     if !(1024..=16 << 20).contains(&conntrack_size) {
         return Err(invalid("device.conntrack_size", "must be 1024..=16777216"));
     }
-    let device = DeviceSpec {
-        tunnel_source_v4,
-        tunnel_source_v6,
-        max_vips,
-        max_table_size,
-        conntrack_size,
-    };
+    let device = DeviceSpec { tunnel_source_v4, tunnel_source_v6, max_vips, max_table_size, conntrack_size };
 
     if raw.vips.len() > max_vips as usize {
-        return Err(invalid(
-            "vip",
-            format!("{} VIPs, device.max_vips is {max_vips}", raw.vips.len()),
-        ));
+        return Err(invalid("vip", format!("{} VIPs, device.max_vips is {max_vips}", raw.vips.len())));
     }
     let mut names = BTreeSet::new();
     let mut ids = BTreeSet::new();
@@ -293,38 +258,27 @@ pub fn validate(raw: RawConfig) -> Result<L4Config, ConfigError> {
             "tcp" => Protocol::Tcp,
             "udp" => Protocol::Udp,
             other => {
-                return Err(invalid(
-                    format!("{at}.protocol"),
-                    format!("{other:?}: expected tcp or udp"),
-                ))
+                return Err(invalid(format!("{at}.protocol"), format!("{other:?}: expected tcp or udp")))
             }
         };
         let mode = match v.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("tunnel") => Mode::Tunnel,
             Some("nat") => Mode::Nat,
             Some(other) => {
-                return Err(invalid(
-                    format!("{at}.mode"),
-                    format!("{other:?}: expected tunnel or nat"),
-                ))
+                return Err(invalid(format!("{at}.mode"), format!("{other:?}: expected tunnel or nat")))
             }
         };
-        let id = VipId {
-            address,
-            port: v.port,
-            protocol,
-        };
+        let id = VipId { address, port: v.port, protocol };
         if !ids.insert(id) {
-            return Err(invalid(
-                format!("{at}"),
-                format!("{id} is configured twice"),
-            ));
+            return Err(invalid(format!("{at}"), format!("{id} is configured twice")));
         }
         let table_size = v.table_size.unwrap_or(max_table_size);
         if !is_prime(table_size) || table_size > max_table_size {
             return Err(invalid(
                 format!("{at}.table_size"),
-                format!("{table_size}: must be a prime no larger than device.max_table_size ({max_table_size})"),
+                format!(
+                    "{table_size}: must be a prime no larger than device.max_table_size ({max_table_size})"
+                ),
             ));
         }
         if mode == Mode::Tunnel {
@@ -350,16 +304,10 @@ pub fn validate(raw: RawConfig) -> Result<L4Config, ConfigError> {
             let bat = format!("{at}.backends[{j}]");
             let baddr = parse_addr(&format!("{bat}.address"), &b.address)?;
             if baddr.is_ipv4() != address.is_ipv4() {
-                return Err(invalid(
-                    format!("{bat}.address"),
-                    "must be the same address family as the VIP",
-                ));
+                return Err(invalid(format!("{bat}.address"), "must be the same address family as the VIP"));
             }
             if baddr.is_unspecified() || baddr.is_multicast() {
-                return Err(invalid(
-                    format!("{bat}.address"),
-                    "must be a unicast address",
-                ));
+                return Err(invalid(format!("{bat}.address"), "must be a unicast address"));
             }
             if let Some(p) = b.port {
                 if mode != Mode::Nat {
@@ -380,19 +328,12 @@ pub fn validate(raw: RawConfig) -> Result<L4Config, ConfigError> {
             }
             let weight = b.weight.unwrap_or(1);
             if weight > MAX_WEIGHT {
-                return Err(invalid(
-                    format!("{bat}.weight"),
-                    format!("{weight}: must be 0..={MAX_WEIGHT}"),
-                ));
+                return Err(invalid(format!("{bat}.weight"), format!("{weight}: must be 0..={MAX_WEIGHT}")));
             }
             if !seen.insert((baddr, b.port)) {
                 return Err(invalid(format!("{bat}"), "duplicate backend"));
             }
-            backends.push(BackendSpec {
-                address: baddr,
-                port: b.port,
-                weight,
-            });
+            backends.push(BackendSpec { address: baddr, port: b.port, weight });
         }
         total_backends += backends.len();
         if total_backends > HARD_MAX_BACKENDS as usize {
@@ -401,13 +342,7 @@ pub fn validate(raw: RawConfig) -> Result<L4Config, ConfigError> {
                 format!("more than {HARD_MAX_BACKENDS} backends in all"),
             ));
         }
-        vips.push(VipSpec {
-            name: v.name,
-            id,
-            mode,
-            table_size,
-            backends,
-        });
+        vips.push(VipSpec { name: v.name, id, mode, table_size, backends });
     }
     Ok(L4Config { device, vips })
 }
@@ -457,20 +392,15 @@ backends = [{ address = "fd00::11", port = 5353 }]
     #[test]
     fn errors_name_the_field() {
         let bad_addr = GOOD.replace("10.0.0.12", "10.0.0.x");
-        assert_eq!(
-            err(&bad_addr),
-            r#"vip[0] ("web").backends[1].address: "10.0.0.x" is not an IP address"#
-        );
+        assert_eq!(err(&bad_addr), r#"vip[0] ("web").backends[1].address: "10.0.0.x" is not an IP address"#);
         let bad_proto = GOOD.replace("\"udp\"", "\"sctp\"");
         assert!(err(&bad_proto).starts_with(r#"vip[1] ("dns").protocol"#));
         let bad_table = GOOD.replace("251", "250");
         assert!(err(&bad_table).starts_with(r#"vip[1] ("dns").table_size: 250"#));
         let mixed = GOOD.replace("fd00::11", "10.0.0.5");
         assert!(err(&mixed).contains("same address family"));
-        let tunnel_port = GOOD.replace(
-            r#"{ address = "10.0.0.11" }"#,
-            r#"{ address = "10.0.0.11", port = 8080 }"#,
-        );
+        let tunnel_port =
+            GOOD.replace(r#"{ address = "10.0.0.11" }"#, r#"{ address = "10.0.0.11", port = 8080 }"#);
         assert!(err(&tunnel_port).contains("only nat mode"));
         let no_src = GOOD.replace("tunnel_source_v4 = \"10.0.0.1\"\n", "");
         assert!(err(&no_src).contains("needs device.tunnel_source_v4"));
@@ -482,16 +412,12 @@ backends = [{ address = "fd00::11", port = 5353 }]
 
     #[test]
     fn syntax_and_unknown_fields_report_position() {
-        let e = err(
-            "[[vip]]\nname = \"x\"\naddress = \"198.51.100.1\"\nprotocol = \"tcp\"\nbackend = []\n",
-        );
+        let e = err("[[vip]]\nname = \"x\"\naddress = \"198.51.100.1\"\nprotocol = \"tcp\"\nbackend = []\n");
         assert!(e.contains("unknown field `backend`"), "{e}");
         assert!(e.contains("line 5"), "{e}");
         let e = err("[[vip]\n");
         assert!(e.contains("line 1"), "{e}");
-        let e = err(
-            "[[vip]]\nname = \"x\"\naddress = \"198.51.100.1\"\nport = 70000\nprotocol = \"tcp\"\n",
-        );
+        let e = err("[[vip]]\nname = \"x\"\naddress = \"198.51.100.1\"\nport = 70000\nprotocol = \"tcp\"\n");
         assert!(e.contains("line 4"), "{e}");
     }
 

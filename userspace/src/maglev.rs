@@ -35,11 +35,7 @@ pub fn build(entries: &[Entry], size: u32) -> Vec<u32> {
         .iter()
         .map(|e| {
             let offset = splitmix64(e.key ^ 0x6d61_676c_6576_3031) % m;
-            let skip = if m > 1 {
-                splitmix64(e.key ^ 0x736b_6970_0000_0002) % (m - 1) + 1
-            } else {
-                1
-            };
+            let skip = if m > 1 { splitmix64(e.key ^ 0x736b_6970_0000_0002) % (m - 1) + 1 } else { 1 };
             (offset, skip)
         })
         .collect();
@@ -59,8 +55,7 @@ pub fn build(entries: &[Entry], size: u32) -> Vec<u32> {
                 let (offset, skip) = perms[i];
                 loop {
                     // offset, skip < m and next < m, so this fits in u128 without overflow.
-                    let slot =
-                        ((offset as u128 + next[i] as u128 * skip as u128) % m as u128) as usize;
+                    let slot = ((offset as u128 + next[i] as u128 * skip as u128) % m as u128) as usize;
                     next[i] += 1;
                     if table[slot] == EMPTY {
                         table[slot] = i as u32;
@@ -117,12 +112,7 @@ mod tests {
     use super::*;
 
     fn entries(n: usize) -> Vec<Entry> {
-        (0..n)
-            .map(|i| Entry {
-                key: identity_hash(format!("10.0.0.{i}:80").as_bytes()),
-                weight: 1,
-            })
-            .collect()
+        (0..n).map(|i| Entry { key: identity_hash(format!("10.0.0.{i}:80").as_bytes()), weight: 1 }).collect()
     }
 
     fn shares(table: &[u32], n: usize) -> Vec<usize> {
@@ -137,17 +127,11 @@ mod tests {
     fn every_slot_filled_and_equal_weights_within_one_percent() {
         for n in [1, 2, 3, 7, 10, 100] {
             let t = build(&entries(n), 65537);
-            assert!(
-                t.iter().all(|&b| (b as usize) < n),
-                "n={n}: empty slot left"
-            );
+            assert!(t.iter().all(|&b| (b as usize) < n), "n={n}: empty slot left");
             let s = shares(&t, n);
             let (min, max) = (*s.iter().min().unwrap(), *s.iter().max().unwrap());
             assert!(max - min <= 1, "n={n}: shares {min}..{max}");
-            assert!(
-                (max as f64) <= (min as f64) * 1.01,
-                "n={n}: shares {min}..{max} differ by over 1%"
-            );
+            assert!((max as f64) <= (min as f64) * 1.01, "n={n}: shares {min}..{max} differ by over 1%");
         }
     }
 
@@ -191,10 +175,7 @@ mod tests {
         for (i, w) in [1.0, 2.0, 5.0].iter().enumerate() {
             let want = 65537.0 * w / total;
             let got = s[i] as f64;
-            assert!(
-                (got - want).abs() / want < 0.01,
-                "backend {i}: {got} slots, want {want:.0}"
-            );
+            assert!((got - want).abs() / want < 0.01, "backend {i}: {got} slots, want {want:.0}");
         }
     }
 

@@ -14,11 +14,7 @@ use ballast::{
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(
-    name = "ballast",
-    version,
-    about = "Kernel-accelerated L4/L7 load balancer"
-)]
+#[command(name = "ballast", version, about = "Kernel-accelerated L4/L7 load balancer")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -103,10 +99,8 @@ enum Command {
 
 fn main() {
     // eBPF log lines are already filtered in the kernel by --bpf-log-level.
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,ballast_ebpf=trace"),
-    )
-    .init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,ballast_ebpf=trace"))
+        .init();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("ballast: {e:#}");
         std::process::exit(1);
@@ -115,31 +109,13 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Lb {
-            iface,
-            config,
-            mode,
-            also,
-            control,
-            check,
-            bpf_log_level,
-            stats_every,
-        } => {
+        Command::Lb { iface, config, mode, also, control, check, bpf_log_level, stats_every } => {
             let cfg = L4Config::load(&config)?;
             if check {
                 println!("{}: valid, {} VIPs", config.display(), cfg.vips.len());
                 return Ok(());
             }
-            run_lb(
-                &iface,
-                &config,
-                cfg,
-                mode.into(),
-                &also,
-                &control,
-                bpf_log_level,
-                stats_every,
-            )
+            run_lb(&iface, &config, cfg, mode.into(), &also, &control, bpf_log_level, stats_every)
         }
         Command::Decap { iface, mode } => run_attached(dataplane::PROG_DECAP, &iface, mode.into()),
         Command::Pass { iface } => run_attached(dataplane::PROG_PASS, &iface, AttachMode::Native),
@@ -148,8 +124,8 @@ fn run(cli: Cli) -> Result<()> {
             if json {
                 println!("{reply}");
             } else {
-                let report: StatsReport = serde_json::from_str(&reply)
-                    .with_context(|| format!("unexpected reply: {reply}"))?;
+                let report: StatsReport =
+                    serde_json::from_str(&reply).with_context(|| format!("unexpected reply: {reply}"))?;
                 print!("{}", report.render());
             }
             Ok(())

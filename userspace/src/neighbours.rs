@@ -14,14 +14,8 @@ pub fn warm(addrs: impl IntoIterator<Item = IpAddr>) -> usize {
     let v6 = UdpSocket::bind("[::]:0").ok();
     let mut failed = 0;
     for a in addrs {
-        let sock = if a.is_ipv4() {
-            v4.as_ref()
-        } else {
-            v6.as_ref()
-        };
-        let sent = sock
-            .map(|s| s.send_to(&[0], SocketAddr::new(a, DISCARD_PORT)).is_ok())
-            .unwrap_or(false);
+        let sock = if a.is_ipv4() { v4.as_ref() } else { v6.as_ref() };
+        let sent = sock.map(|s| s.send_to(&[0], SocketAddr::new(a, DISCARD_PORT)).is_ok()).unwrap_or(false);
         if !sent {
             failed += 1;
         }

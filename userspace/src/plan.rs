@@ -11,8 +11,8 @@ use std::{
 };
 
 use ballast_common::{
-    AddrKey, Backend, Settings, VipKey, VipMeta, BACKEND_ACTIVE, FAMILY_V4, FAMILY_V6, MODE_NAT,
-    MODE_TUNNEL, NO_BACKEND,
+    AddrKey, Backend, Settings, VipKey, VipMeta, BACKEND_ACTIVE, FAMILY_V4, FAMILY_V6, MODE_NAT, MODE_TUNNEL,
+    NO_BACKEND,
 };
 
 use crate::{
@@ -54,11 +54,7 @@ pub enum Op {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
     #[error("the device was loaded for {loaded} VIPs of up to {stride} slots; {what} needs a restart of the data plane")]
-    LayoutChanged {
-        loaded: u32,
-        stride: u32,
-        what: String,
-    },
+    LayoutChanged { loaded: u32, stride: u32, what: String },
     #[error("no free backend id (the data path holds {0})")]
     NoBackendIds(u32),
     #[error("no free VIP index (the data path holds {0})")]
@@ -133,26 +129,14 @@ pub fn vip_key(id: &VipId) -> VipKey {
 }
 
 pub fn addr_key(a: &IpAddr) -> AddrKey {
-    AddrKey {
-        addr: addr_words(a),
-        family: family(a),
-        _pad: [0; 3],
-    }
+    AddrKey { addr: addr_words(a), family: family(a), _pad: [0; 3] }
 }
 
 fn settings_of(cfg: &L4Config) -> Settings {
     Settings {
-        tunnel_src_v4: cfg
-            .device
-            .tunnel_source_v4
-            .map(|a| u32::from_ne_bytes(a.octets()))
-            .unwrap_or(0),
+        tunnel_src_v4: cfg.device.tunnel_source_v4.map(|a| u32::from_ne_bytes(a.octets())).unwrap_or(0),
         _pad: 0,
-        tunnel_src_v6: cfg
-            .device
-            .tunnel_source_v6
-            .map(|a| addr_words(&IpAddr::V6(a)))
-            .unwrap_or([0; 4]),
+        tunnel_src_v6: cfg.device.tunnel_source_v6.map(|a| addr_words(&IpAddr::V6(a))).unwrap_or([0; 4]),
     }
 }
 
@@ -167,11 +151,7 @@ fn maglev_key(b: &BackendSpec) -> u64 {
 fn vip_meta(spec: &VipSpec, index: u32, layout: Layout) -> VipMeta {
     VipMeta {
         index,
-        mode: if spec.mode == Mode::Nat {
-            MODE_NAT
-        } else {
-            MODE_TUNNEL
-        },
+        mode: if spec.mode == Mode::Nat { MODE_NAT } else { MODE_TUNNEL },
         ring_base: index * layout.stride,
         ring_size: spec.table_size,
     }
@@ -243,11 +223,7 @@ impl State {
             let index = match old {
                 Some(o) => o.index,
                 None => {
-                    let i = *next
-                        .free_vips
-                        .iter()
-                        .next()
-                        .ok_or(PlanError::NoVipIndices(layout.max_vips))?;
+                    let i = *next.free_vips.iter().next().ok_or(PlanError::NoVipIndices(layout.max_vips))?;
                     next.free_vips.remove(&i);
                     ops.push(Op::ResetVipStats(i));
                     sum.vips_added += 1;
@@ -255,12 +231,7 @@ impl State {
                 }
             };
             let old_ids: BTreeMap<(IpAddr, Option<u16>), u32> = old
-                .map(|o| {
-                    o.backends
-                        .iter()
-                        .map(|b| (backend_key(&b.spec), b.id))
-                        .collect()
-                })
+                .map(|o| o.backends.iter().map(|b| (backend_key(&b.spec), b.id)).collect())
                 .unwrap_or_default();
             let mut backends = Vec::with_capacity(spec.backends.len());
             for b in &spec.backends {
@@ -273,21 +244,14 @@ impl State {
                             .next()
                             .ok_or(PlanError::NoBackendIds(HARD_MAX_BACKENDS))?;
                         next.free_backends.remove(&id);
-                        next.generations[id as usize] =
-                            next.generations[id as usize].wrapping_add(1);
+                        next.generations[id as usize] = next.generations[id as usize].wrapping_add(1);
                         ops.push(Op::ResetBackendStats(id));
-                        ops.push(Op::SetBackend {
-                            id,
-                            backend: active(b, next.generations[id as usize]),
-                        });
+                        ops.push(Op::SetBackend { id, backend: active(b, next.generations[id as usize]) });
                         sum.backends_added += 1;
                         id
                     }
                 };
-                backends.push(AppliedBackend {
-                    id,
-                    spec: b.clone(),
-                });
+                backends.push(AppliedBackend { id, spec: b.clone() });
             }
             if let Some(o) = old {
                 let kept: BTreeSet<u32> = backends.iter().map(|b| b.id).collect();
@@ -306,20 +270,11 @@ impl State {
             let entries: Vec<maglev::Entry> = spec
                 .backends
                 .iter()
-                .map(|b| maglev::Entry {
-                    key: maglev_key(b),
-                    weight: b.weight,
-                })
+                .map(|b| maglev::Entry { key: maglev_key(b), weight: b.weight })
                 .collect();
             let table: Vec<u32> = maglev::build(&entries, spec.table_size)
                 .into_iter()
-                .map(|i| {
-                    if i == maglev::EMPTY {
-                        NO_BACKEND
-                    } else {
-                        backends[i as usize].id
-                    }
-                })
+                .map(|i| if i == maglev::EMPTY { NO_BACKEND } else { backends[i as usize].id })
                 .collect();
             let base = index * layout.stride;
             let before = old.map(|o| o.table.as_slice()).unwrap_or(&[]);
@@ -335,23 +290,12 @@ impl State {
                 Some(o) => vip_meta(&o.spec, o.index, layout) != meta,
             };
             if changed {
-                ops.push(Op::SetVip {
-                    key: vip_key(&spec.id),
-                    meta,
-                });
+                ops.push(Op::SetVip { key: vip_key(&spec.id), meta });
             }
             if old.is_some() && (changed || old.map(|o| &o.spec) != Some(spec)) {
                 sum.vips_changed += 1;
             }
-            next.vips.insert(
-                spec.id,
-                AppliedVip {
-                    spec: spec.clone(),
-                    index,
-                    backends,
-                    table,
-                },
-            );
+            next.vips.insert(spec.id, AppliedVip { spec: spec.clone(), index, backends, table });
         }
 
         next.free_backends.extend(freed_backends);
@@ -368,10 +312,7 @@ impl State {
         let mut addr_ops = Vec::new();
         for (a, n) in &new_addrs {
             if old_addrs.get(a) != Some(n) {
-                addr_ops.push(Op::SetVipAddr {
-                    key: addr_key(a),
-                    count: *n,
-                });
+                addr_ops.push(Op::SetVipAddr { key: addr_key(a), count: *n });
             }
         }
         for a in old_addrs.keys() {
@@ -384,9 +325,8 @@ impl State {
         // then addresses and VIP entries that make them reachable, and last the backends
         // and addresses that went away.
         sum.slots_written = slot_writes.len();
-        let (vip_sets, mut ops): (Vec<Op>, Vec<Op>) = ops
-            .into_iter()
-            .partition(|o| matches!(o, Op::SetVip { .. }));
+        let (vip_sets, mut ops): (Vec<Op>, Vec<Op>) =
+            ops.into_iter().partition(|o| matches!(o, Op::SetVip { .. }));
         if !slot_writes.is_empty() {
             ops.push(Op::SetSlots(slot_writes));
         }
@@ -435,10 +375,7 @@ backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "1
 "#;
 
     fn layout() -> Layout {
-        Layout {
-            max_vips: 4,
-            stride: 1009,
-        }
+        Layout { max_vips: 4, stride: 1009 }
     }
 
     fn cfg(text: &str) -> L4Config {
@@ -446,9 +383,7 @@ backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "1
     }
 
     fn slots(ops: &[Op]) -> usize {
-        ops.iter()
-            .map(|o| if let Op::SetSlots(s) = o { s.len() } else { 0 })
-            .sum()
+        ops.iter().map(|o| if let Op::SetSlots(s) = o { s.len() } else { 0 }).sum()
     }
 
     #[test]
@@ -503,10 +438,7 @@ backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "1
         let fewer = BASE.replace(r#"{ address = "10.0.0.12" }, "#, "");
         let (st2, ops, sum) = st.plan(&cfg(&fewer)).unwrap();
         assert_eq!(sum.backends_removed, 1);
-        let slot = ops
-            .iter()
-            .position(|o| matches!(o, Op::SetSlots(_)))
-            .unwrap();
+        let slot = ops.iter().position(|o| matches!(o, Op::SetSlots(_))).unwrap();
         let deact = ops
             .iter()
             .position(|o| matches!(o, Op::SetBackend { id, backend } if *id == old_id && backend.flags == 0))
@@ -529,16 +461,13 @@ backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "1
     #[test]
     fn removing_a_vip_deletes_its_keys() {
         let (st, _, _) = State::new(layout()).plan(&cfg(BASE)).unwrap();
-        let empty =
-            "[device]\ntunnel_source_v4 = \"10.0.0.1\"\nmax_vips = 4\nmax_table_size = 1009\n";
+        let empty = "[device]\ntunnel_source_v4 = \"10.0.0.1\"\nmax_vips = 4\nmax_table_size = 1009\n";
         let (st2, ops, sum) = st.plan(&cfg(empty)).unwrap();
         assert_eq!(sum.vips_removed, 1);
         assert!(ops.iter().any(|o| matches!(o, Op::DelVip(_))));
         assert!(ops.iter().any(|o| matches!(o, Op::DelVipAddr(_))));
         assert_eq!(
-            ops.iter()
-                .filter(|o| matches!(o, Op::SetBackend { backend, .. } if backend.flags == 0))
-                .count(),
+            ops.iter().filter(|o| matches!(o, Op::SetBackend { backend, .. } if backend.flags == 0)).count(),
             3
         );
         assert!(st2.vips.is_empty());
@@ -548,27 +477,19 @@ backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "1
     fn layout_change_is_refused() {
         let st = State::new(layout());
         let bigger = BASE.replace("max_vips = 4", "max_vips = 8");
-        assert!(matches!(
-            st.plan(&cfg(&bigger)),
-            Err(PlanError::LayoutChanged { .. })
-        ));
+        assert!(matches!(st.plan(&cfg(&bigger)), Err(PlanError::LayoutChanged { .. })));
     }
 
     #[test]
     fn too_many_vips_for_the_layout_is_refused_before_any_write() {
-        let st = State::new(Layout {
-            max_vips: 1,
-            stride: 1009,
-        });
+        let st = State::new(Layout { max_vips: 1, stride: 1009 });
         let two = format!(
             "{}\n[[vip]]\nname = \"b\"\naddress = \"198.51.100.11\"\nport = 80\nprotocol = \"tcp\"\n",
             BASE.replace("max_vips = 4", "max_vips = 1")
         );
         // validate() catches it first (2 VIPs > max_vips 1).
         assert!(L4Config::parse(&two).is_err());
-        let (st2, _, _) = st
-            .plan(&cfg(&BASE.replace("max_vips = 4", "max_vips = 1")))
-            .unwrap();
+        let (st2, _, _) = st.plan(&cfg(&BASE.replace("max_vips = 4", "max_vips = 1"))).unwrap();
         assert_eq!(st2.vips.len(), 1);
     }
 
@@ -582,20 +503,9 @@ backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "1
         }
         for v in st.vips.values() {
             for b in &v.backends {
-                let m = model
-                    .get(&b.id)
-                    .unwrap_or_else(|| panic!("id {} never written", b.id));
-                assert_eq!(
-                    m.flags, BACKEND_ACTIVE,
-                    "{} (id {}) inactive",
-                    b.spec.address, b.id
-                );
-                assert_eq!(
-                    m.addr,
-                    addr_words(&b.spec.address),
-                    "id {} holds another backend",
-                    b.id
-                );
+                let m = model.get(&b.id).unwrap_or_else(|| panic!("id {} never written", b.id));
+                assert_eq!(m.flags, BACKEND_ACTIVE, "{} (id {}) inactive", b.spec.address, b.id);
+                assert_eq!(m.addr, addr_words(&b.spec.address), "id {} holds another backend", b.id);
             }
         }
     }
@@ -609,19 +519,15 @@ backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "1
         let (st, ops, _) = State::new(layout()).plan(&cfg(&two)).unwrap();
         check_backends_after(&st, &ops, &mut model);
         // web loses 10.0.0.11, dns gains 10.0.0.14: dns's new backend must not take web's old id.
-        let changed = two
-            .replacen(r#"{ address = "10.0.0.11" }, "#, "", 1)
-            .replace(
-                r#"{ address = "10.0.0.12" }]"#,
-                r#"{ address = "10.0.0.12" }, { address = "10.0.0.14" }]"#,
-            );
+        let changed = two.replacen(r#"{ address = "10.0.0.11" }, "#, "", 1).replace(
+            r#"{ address = "10.0.0.12" }]"#,
+            r#"{ address = "10.0.0.12" }, { address = "10.0.0.14" }]"#,
+        );
         let (st2, ops, sum) = st.plan(&cfg(&changed)).unwrap();
         assert_eq!((sum.backends_added, sum.backends_removed), (1, 1));
         check_backends_after(&st2, &ops, &mut model);
         // And the id does come back in a later plan.
-        let (st3, ops, _) = st2
-            .plan(&cfg(&changed.replace("10.0.0.14", "10.0.0.15")))
-            .unwrap();
+        let (st3, ops, _) = st2.plan(&cfg(&changed.replace("10.0.0.14", "10.0.0.15"))).unwrap();
         check_backends_after(&st3, &ops, &mut model);
     }
 

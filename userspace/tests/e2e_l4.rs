@@ -23,26 +23,10 @@ struct Variant {
 }
 
 const VARIANTS: [Variant; 4] = [
-    Variant {
-        label: "t4",
-        vip: "198.51.100.10",
-        nat: false,
-    },
-    Variant {
-        label: "t6",
-        vip: "2001:db8:100::10",
-        nat: false,
-    },
-    Variant {
-        label: "n4",
-        vip: "198.51.100.20",
-        nat: true,
-    },
-    Variant {
-        label: "n6",
-        vip: "2001:db8:100::20",
-        nat: true,
-    },
+    Variant { label: "t4", vip: "198.51.100.10", nat: false },
+    Variant { label: "t6", vip: "2001:db8:100::10", nat: false },
+    Variant { label: "n4", vip: "198.51.100.20", nat: true },
+    Variant { label: "n6", vip: "2001:db8:100::20", nat: true },
 ];
 
 fn backend_addr(v: &Variant, i: usize) -> String {
@@ -64,11 +48,7 @@ fn config(pick: &dyn Fn(&str) -> Vec<usize>) -> String {
                 .into_iter()
                 .map(|i| {
                     // NAT TCP also shows the port rewrite: backends listen on 8080 as well.
-                    let port = if v.nat && proto == "tcp" {
-                        ", port = 8080"
-                    } else {
-                        ""
-                    };
+                    let port = if v.nat && proto == "tcp" { ", port = 8080" } else { "" };
                     format!("{{ address = \"{}\"{port} }}", backend_addr(v, i))
                 })
                 .collect();
@@ -83,9 +63,7 @@ fn config(pick: &dyn Fn(&str) -> Vec<usize>) -> String {
     }
     // A VIP with no backend: its packets are dropped, and the XDP program says so through
     // aya-log (a debug line, so the LB runs with --bpf-log-level 4).
-    s.push_str(
-        "\n[[vip]]\nname = \"nobody\"\naddress = \"198.51.100.99\"\nport = 9\nprotocol = \"udp\"\n",
-    );
+    s.push_str("\n[[vip]]\nname = \"nobody\"\naddress = \"198.51.100.99\"\nport = 9\nprotocol = \"udp\"\n");
     s
 }
 
@@ -107,12 +85,7 @@ fn shares(counts: &BTreeMap<String, usize>, total: usize) -> String {
 
 fn assert_spread(what: &str, counts: &BTreeMap<String, usize>, total: usize, expect: &[&str]) {
     let got: Vec<&str> = counts.keys().map(String::as_str).collect();
-    assert_eq!(
-        got,
-        expect,
-        "{what}: backends reached: {}",
-        shares(counts, total)
-    );
+    assert_eq!(got, expect, "{what}: backends reached: {}", shares(counts, total));
     for (b, n) in counts {
         let share = *n as f64 / total as f64;
         assert!(
@@ -156,11 +129,7 @@ fn vip_traffic_is_balanced_in_namespaces_tunnel_and_nat_ipv4_and_ipv6() {
         servers::start(&ns, &name, tcp, udp, stop.clone());
         // Backend 4 runs the decap program in generic (skb) mode, the others native.
         let mode = if i == 4 { "generic" } else { "native" };
-        decaps.push(topo.ballast(
-            &ns,
-            &format!("decap{i}.log"),
-            &["decap", "--iface", "b0", "--mode", mode],
-        ));
+        decaps.push(topo.ballast(&ns, &format!("decap{i}.log"), &["decap", "--iface", "b0", "--mode", mode]));
     }
 
     let cfg_path = topo.dir.join("l4.toml");
@@ -194,9 +163,7 @@ fn vip_traffic_is_balanced_in_namespaces_tunnel_and_nat_ipv4_and_ipv6() {
     });
     for i in 1..=4 {
         let log = format!("decap{i}.log");
-        topo.wait_for("ballast decap to attach", 20, || {
-            topo.log(&log).contains("attached")
-        });
+        topo.wait_for("ballast decap to attach", 20, || topo.log(&log).contains("attached"));
     }
     let client = topo.ns("c");
     let reload = |text: String| {
@@ -205,11 +172,7 @@ fn vip_traffic_is_balanced_in_namespaces_tunnel_and_nat_ipv4_and_ipv6() {
             .args(["reload", "--control", socket.to_str().unwrap()])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "reload: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        assert!(out.status.success(), "reload: {}", String::from_utf8_lossy(&out.stdout));
     };
 
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -221,53 +184,35 @@ fn vip_traffic_is_balanced_in_namespaces_tunnel_and_nat_ipv4_and_ipv6() {
             let counts = enter(&client, || {
                 let mut c = BTreeMap::new();
                 for n in 0..300 {
-                    let who = tcp_ask(tcp_vip).unwrap_or_else(|e| {
-                        panic!("{}: TCP connection {n} to {tcp_vip}: {e}", v.label)
-                    });
+                    let who = tcp_ask(tcp_vip)
+                        .unwrap_or_else(|e| panic!("{}: TCP connection {n} to {tcp_vip}: {e}", v.label));
                     *c.entry(who).or_insert(0) += 1;
                 }
                 c
             });
-            assert_spread(
-                &format!("{} TCP 300 connections", v.label),
-                &counts,
-                300,
-                &["b1", "b2", "b3"],
-            );
+            assert_spread(&format!("{} TCP 300 connections", v.label), &counts, 300, &["b1", "b2", "b3"]);
 
             // 300 UDP flows, kept open to check later which ones moved.
-            let flows = enter(&client, || {
-                (0..300).map(|_| udp_flow(udp_vip)).collect::<Vec<_>>()
-            });
+            let flows = enter(&client, || (0..300).map(|_| udp_flow(udp_vip)).collect::<Vec<_>>());
             let before: Vec<String> = flows
                 .iter()
                 .enumerate()
                 .map(|(n, f)| {
-                    udp_ask(f)
-                        .unwrap_or_else(|e| panic!("{}: UDP flow {n} to {udp_vip}: {e}", v.label))
+                    udp_ask(f).unwrap_or_else(|e| panic!("{}: UDP flow {n} to {udp_vip}: {e}", v.label))
                 })
                 .collect();
             let mut counts = BTreeMap::new();
             for b in &before {
                 *counts.entry(b.clone()).or_insert(0) += 1;
             }
-            assert_spread(
-                &format!("{} UDP 300 flows", v.label),
-                &counts,
-                300,
-                &["b1", "b2", "b3"],
-            );
+            assert_spread(&format!("{} UDP 300 flows", v.label), &counts, 300, &["b1", "b2", "b3"]);
 
             // A long-lived connection survives another backend's removal and a new one's arrival.
             let mut long = enter(&client, || std::net::TcpStream::connect(tcp_vip).unwrap());
             let home = ask_on(&mut long).unwrap();
             let home_i: usize = home[1..].parse().unwrap();
             let removed = if home_i == 1 { 2 } else { 1 };
-            let kept: Vec<usize> = [1, 2, 3]
-                .into_iter()
-                .filter(|&i| i != removed)
-                .chain([4])
-                .collect();
+            let kept: Vec<usize> = [1, 2, 3].into_iter().filter(|&i| i != removed).chain([4]).collect();
             reload(config(&|l| {
                 if l == v.label {
                     kept.clone()
@@ -277,30 +222,19 @@ fn vip_traffic_is_balanced_in_namespaces_tunnel_and_nat_ipv4_and_ipv6() {
             }));
             for n in 0..5 {
                 let again = ask_on(&mut long).unwrap_or_else(|e| {
-                    panic!(
-                        "{}: long-lived connection broke after reload ({n}): {e}",
-                        v.label
-                    )
+                    panic!("{}: long-lived connection broke after reload ({n}): {e}", v.label)
                 });
-                assert_eq!(
-                    again, home,
-                    "{}: long-lived connection changed backend",
-                    v.label
-                );
+                assert_eq!(again, home, "{}: long-lived connection changed backend", v.label);
             }
 
             // Only the removed backend's UDP flows moved.
             let removed_name = format!("b{removed}");
             let mut moved = 0;
             for (n, (f, old)) in flows.iter().zip(&before).enumerate() {
-                let now = udp_ask(f)
-                    .unwrap_or_else(|e| panic!("{}: UDP flow {n} after reload: {e}", v.label));
+                let now =
+                    udp_ask(f).unwrap_or_else(|e| panic!("{}: UDP flow {n} after reload: {e}", v.label));
                 if *old == removed_name {
-                    assert_ne!(
-                        now, removed_name,
-                        "{}: flow {n} still on the removed backend",
-                        v.label
-                    );
+                    assert_ne!(now, removed_name, "{}: flow {n} still on the removed backend", v.label);
                     moved += 1;
                 } else {
                     assert_eq!(
@@ -333,26 +267,17 @@ fn vip_traffic_is_balanced_in_namespaces_tunnel_and_nat_ipv4_and_ipv6() {
 
         // A bad config is refused whole, naming the field; traffic goes on as before.
         let good = std::fs::read_to_string(&cfg_path).unwrap();
-        std::fs::write(
-            &cfg_path,
-            good.replace("address = \"10.0.0.13\"", "address = \"10.0.0.x\""),
-        )
-        .unwrap();
+        std::fs::write(&cfg_path, good.replace("address = \"10.0.0.13\"", "address = \"10.0.0.x\"")).unwrap();
         let out = std::process::Command::new(ballast_bin())
             .args(["reload", "--control", socket.to_str().unwrap()])
             .output()
             .unwrap();
         let reply = String::from_utf8_lossy(&out.stdout);
         assert!(!out.status.success(), "bad config accepted: {reply}");
-        assert!(
-            reply.contains(r#"backends[2].address: \"10.0.0.x\" is not an IP address"#),
-            "{reply}"
-        );
+        assert!(reply.contains(r#"backends[2].address: \"10.0.0.x\" is not an IP address"#), "{reply}");
         std::fs::write(&cfg_path, good).unwrap();
         let counts = enter(&client, || {
-            (0..30)
-                .map(|_| tcp_ask(sock("198.51.100.10", 80)).unwrap())
-                .collect::<Vec<_>>()
+            (0..30).map(|_| tcp_ask(sock("198.51.100.10", 80)).unwrap()).collect::<Vec<_>>()
         });
         assert_eq!(counts.len(), 30);
 
@@ -361,9 +286,7 @@ fn vip_traffic_is_balanced_in_namespaces_tunnel_and_nat_ipv4_and_ipv6() {
             let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
             s.send_to(b"x", "198.51.100.99:9").unwrap();
         });
-        topo.wait_for("the eBPF log line in lb.log", 10, || {
-            topo.log("lb.log").contains("has no backend")
-        });
+        topo.wait_for("the eBPF log line in lb.log", 10, || topo.log("lb.log").contains("has no backend"));
     }));
 
     // What the LB counted, for the log (and a check that stats see the traffic).
@@ -382,19 +305,11 @@ fn vip_traffic_is_balanced_in_namespaces_tunnel_and_nat_ipv4_and_ipv6() {
         .unwrap();
     let report: ballast::dataplane::StatsReport = serde_json::from_slice(&json.stdout).unwrap();
     for v in report.vips.iter().filter(|v| v.name != "nobody") {
-        assert!(
-            v.new_flows >= 300,
-            "{}: only {} flows counted",
-            v.name,
-            v.new_flows
-        );
+        assert!(v.new_flows >= 300, "{}: only {} flows counted", v.name, v.new_flows);
     }
     drop(decaps);
     for i in 1..=4 {
         let log = topo.log(&format!("decap{i}.log"));
-        assert!(
-            !log.contains("decapsulated 0 packets"),
-            "backend {i} decapsulated nothing: {log}"
-        );
+        assert!(!log.contains("decapsulated 0 packets"), "backend {i} decapsulated nothing: {log}");
     }
 }

@@ -39,9 +39,7 @@ fn delivered(client: &Netns, backend: &UdpSocket, n: usize) -> usize {
     });
     let mut got = 0;
     let mut buf = [0u8; 64];
-    backend
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
+    backend.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     while backend.recv(&mut buf).is_ok() {
         got += 1;
     }
@@ -54,19 +52,11 @@ fn veth_native_xdp_redirect_and_partial_checksum_facts() {
         return;
     }
     let (c, r, d) = (Netns::new("fc"), Netns::new("fr"), Netns::new("fd"));
-    common::run(&format!(
-        "ip link add c0 netns {} type veth peer name r0 netns {}",
-        c.name, r.name
-    ));
-    common::run(&format!(
-        "ip link add r1 netns {} type veth peer name d0 netns {}",
-        r.name, d.name
-    ));
-    for cmd in [
-        "ip addr add 203.0.113.2/24 dev c0",
-        "ip link set c0 up",
-        "ip route add default via 203.0.113.1",
-    ] {
+    common::run(&format!("ip link add c0 netns {} type veth peer name r0 netns {}", c.name, r.name));
+    common::run(&format!("ip link add r1 netns {} type veth peer name d0 netns {}", r.name, d.name));
+    for cmd in
+        ["ip addr add 203.0.113.2/24 dev c0", "ip link set c0 up", "ip route add default via 203.0.113.1"]
+    {
         c.exec(cmd);
     }
     for cmd in [
@@ -78,35 +68,20 @@ fn veth_native_xdp_redirect_and_partial_checksum_facts() {
     ] {
         r.exec(cmd);
     }
-    for cmd in [
-        "ip addr add 10.9.0.2/24 dev d0",
-        "ip link set d0 up",
-        "ethtool -K d0 gro off",
-    ] {
+    for cmd in ["ip addr add 10.9.0.2/24 dev d0", "ip link set d0 up", "ethtool -K d0 gro off"] {
         d.exec(cmd);
     }
     let d_mac = d.exec("cat /sys/class/net/d0/address");
-    r.exec(&format!(
-        "ip neigh replace 10.9.0.2 lladdr {} dev r1 nud permanent",
-        d_mac.trim()
-    ));
+    r.exec(&format!("ip neigh replace 10.9.0.2 lladdr {} dev r1 nud permanent", d_mac.trim()));
     let c_mac = c.exec("cat /sys/class/net/c0/address");
     let r_mac = r.exec("cat /sys/class/net/r0/address");
-    r.exec(&format!(
-        "ip neigh replace 203.0.113.2 lladdr {} dev r0 nud permanent",
-        c_mac.trim()
-    ));
-    c.exec(&format!(
-        "ip neigh replace 203.0.113.1 lladdr {} dev c0 nud permanent",
-        r_mac.trim()
-    ));
+    r.exec(&format!("ip neigh replace 203.0.113.2 lladdr {} dev r0 nud permanent", c_mac.trim()));
+    c.exec(&format!("ip neigh replace 203.0.113.1 lladdr {} dev c0 nud permanent", r_mac.trim()));
 
     let cfg = L4Config::parse(CONFIG).unwrap();
     let mut dp = Dataplane::load(&cfg.device, 0).unwrap();
     dp.apply(cfg).unwrap();
-    enter(&r.name, || {
-        dataplane::attach(&mut dp.ebpf, PROG_LB, "r0", AttachMode::Native).unwrap()
-    });
+    enter(&r.name, || dataplane::attach(&mut dp.ebpf, PROG_LB, "r0", AttachMode::Native).unwrap());
     let backend = enter(&d.name, || UdpSocket::bind("10.9.0.2:9").unwrap());
     let n = 5;
 
@@ -116,42 +91,21 @@ fn veth_native_xdp_redirect_and_partial_checksum_facts() {
     let with_gro = delivered(&c, &backend, n);
     d.exec("ethtool -K d0 gro off");
     let mut pass = dataplane::load_object(None, 0).unwrap();
-    enter(&d.name, || {
-        dataplane::attach(&mut pass, PROG_PASS, "d0", AttachMode::Native).unwrap()
-    });
+    enter(&d.name, || dataplane::attach(&mut pass, PROG_PASS, "d0", AttachMode::Native).unwrap());
     let with_xdp = delivered(&c, &backend, n);
     c.exec("ethtool -K c0 tx on");
     let partial = delivered(&c, &backend, n);
     let csum_errors = d.exec("cat /proc/net/snmp");
 
-    println!(
-        "facts about this kernel ({}):",
-        common::run("uname -r").trim()
-    );
+    println!("facts about this kernel ({}):", common::run("uname -r").trim());
     println!("  redirect into a veth whose peer has no XDP program, GRO off: {bare}/{n} delivered");
-    println!(
-        "  same, peer GRO on:                                          {with_gro}/{n} delivered"
-    );
-    println!(
-        "  same, peer runs an XDP program (ballast pass):              {with_xdp}/{n} delivered"
-    );
-    println!(
-        "  sender with tx checksum offload on (partial checksums):    {partial}/{n} delivered"
-    );
-    let udp_line = csum_errors
-        .lines()
-        .filter(|l| l.starts_with("Udp:"))
-        .nth(1)
-        .unwrap_or("");
+    println!("  same, peer GRO on:                                          {with_gro}/{n} delivered");
+    println!("  same, peer runs an XDP program (ballast pass):              {with_xdp}/{n} delivered");
+    println!("  sender with tx checksum offload on (partial checksums):    {partial}/{n} delivered");
+    let udp_line = csum_errors.lines().filter(|l| l.starts_with("Udp:")).nth(1).unwrap_or("");
     println!("  receiver's Udp counters after that: {udp_line}");
-    assert_eq!(
-        with_gro, n,
-        "GRO on the receiving veth must make redirects deliver"
-    );
-    assert_eq!(
-        with_xdp, n,
-        "an XDP program on the receiving veth must make redirects deliver"
-    );
+    assert_eq!(with_gro, n, "GRO on the receiving veth must make redirects deliver");
+    assert_eq!(with_xdp, n, "an XDP program on the receiving veth must make redirects deliver");
     if bare > 0 {
         println!("  note: this kernel delivers redirects to a veth without XDP/GRO");
     }

@@ -2,9 +2,7 @@
 //! to the inner packet, which then goes up the stack as if it had arrived bare. Everything
 //! else passes untouched. Like an `ipip` device with `remote any`, it trusts any sender on
 //! the link: attach it only to the interface facing the load balancers.
-use aya_ebpf::{
-    bindings::xdp_action::XDP_PASS, helpers::bpf_xdp_adjust_head, programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action::XDP_PASS, helpers::bpf_xdp_adjust_head, programs::XdpContext};
 use ballast_common::{Counter, PROTO_IPIP, PROTO_IPV6};
 
 use crate::{

@@ -20,17 +20,16 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use ballast_common::{
-    AddrKey, Backend, Counter, FlowKey, FlowState, NatReverse, VipKey, VipMeta, BACKEND_ACTIVE,
-    FAMILY_V4, FAMILY_V6, MODE_NAT, NO_BACKEND, PROTO_ICMP, PROTO_ICMPV6, PROTO_IPIP, PROTO_IPV6,
-    PROTO_TCP, PROTO_UDP,
+    AddrKey, Backend, Counter, FlowKey, FlowState, NatReverse, VipKey, VipMeta, BACKEND_ACTIVE, FAMILY_V4,
+    FAMILY_V6, MODE_NAT, NO_BACKEND, PROTO_ICMP, PROTO_ICMPV6, PROTO_IPIP, PROTO_IPV6, PROTO_TCP, PROTO_UDP,
 };
 
 use crate::{
     csum,
     hash::flow_hash,
     maps::{
-        add_stats, count, BACKENDS, BACKEND_STATS, CONNTRACK, MAGLEV, NAT_REVERSE, SETTINGS, VIPS,
-        VIP_ADDRS, VIP_STATS,
+        add_stats, count, BACKENDS, BACKEND_STATS, CONNTRACK, MAGLEV, NAT_REVERSE, SETTINGS, VIPS, VIP_ADDRS,
+        VIP_STATS,
     },
     parse::*,
 };
@@ -75,22 +74,13 @@ fn v4_words(a: u32) -> [u32; 4] {
 
 #[inline(always)]
 fn is_vip_addr(addr: [u32; 4], family: u8) -> bool {
-    let key = AddrKey {
-        addr,
-        family,
-        _pad: [0; 3],
-    };
+    let key = AddrKey { addr, family, _pad: [0; 3] };
     unsafe { VIP_ADDRS.get(&key).is_some() }
 }
 
 #[inline(always)]
 fn find_vip(addr: [u32; 4], port: u16, proto: u8, family: u8) -> Option<VipMeta> {
-    let mut key = VipKey {
-        addr,
-        port,
-        proto,
-        family,
-    };
+    let mut key = VipKey { addr, port, proto, family };
     if let Some(m) = unsafe { VIPS.get(&key) } {
         return Some(*m);
     }
@@ -122,12 +112,36 @@ fn pick_backend(vip: &VipMeta, key: &FlowKey) -> Option<(u32, Backend, bool)> {
     if b.flags & BACKEND_ACTIVE == 0 {
         return None;
     }
-    let st = FlowState {
-        backend: id,
-        generation: b.generation,
-    };
+    let st = FlowState { backend: id, generation: b.generation };
     let _ = CONNTRACK.insert(key, &st, 0);
     Some((id, b, true))
+}
+
+/// A VIP packet's backend, with the per-VIP/per-backend counters bumped and, for a new
+/// NAT flow, the reply tuple (backend → client) recorded. `Err` is the verdict to return.
+#[inline(always)]
+fn admit(ctx: &XdpContext, vip: &VipMeta, key: &FlowKey) -> Result<Backend, u32> {
+    let Some((id, backend, new_flow)) = pick_backend(vip, key) else {
+        debug!(ctx, "drop: VIP {} has no backend", vip.index);
+        return Err(drop(Counter::DropNoBackend));
+    };
+    let len = frame_len(ctx);
+    add_stats(&VIP_STATS, vip.index, len, new_flow);
+    add_stats(&BACKEND_STATS, id, len, new_flow);
+    if vip.mode == MODE_NAT && new_flow {
+        let reply = FlowKey {
+            src: backend.addr,
+            dst: key.src,
+            sport: if backend.port != 0 { backend.port } else { key.dport },
+            dport: key.sport,
+            proto: key.proto,
+            family: key.family,
+            _pad: [0; 2],
+        };
+        let rev = NatReverse { vip_addr: key.dst, vip_port: key.dport, _pad: [0; 2] };
+        let _ = NAT_REVERSE.insert(&reply, &rev, 0);
+    }
+    Ok(backend)
 }
 
 #[inline(always)]
@@ -184,43 +198,12 @@ fn v4(ctx: &XdpContext) -> u32 {
         family: FAMILY_V4,
         _pad: [0; 2],
     };
-    let Some((id, backend, new_flow)) = pick_backend(&vip, &key) else {
-        debug!(ctx, "drop: VIP {} has no backend", vip.index);
-        return drop(Counter::DropNoBackend);
+    let backend = match admit(ctx, &vip, &key) {
+        Ok(b) => b,
+        Err(verdict) => return verdict,
     };
-    let len = frame_len(ctx);
-    add_stats(&VIP_STATS, vip.index, len, new_flow);
-    add_stats(&BACKEND_STATS, id, len, new_flow);
     if vip.mode == MODE_NAT {
-        if new_flow {
-            let rkey = FlowKey {
-                src: backend.addr,
-                dst: key.src,
-                sport: if backend.port != 0 {
-                    backend.port
-                } else {
-                    p.dport
-                },
-                dport: p.sport,
-                proto: h.proto,
-                family: FAMILY_V4,
-                _pad: [0; 2],
-            };
-            let rev = NatReverse {
-                vip_addr: dst,
-                vip_port: p.dport,
-                _pad: [0; 2],
-            };
-            let _ = NAT_REVERSE.insert(&rkey, &rev, 0);
-        }
-        return nat_rewrite_v4(
-            ctx,
-            l4_off,
-            h.proto,
-            Side::Dst,
-            backend.addr[0],
-            backend.port,
-        );
+        return nat_rewrite_v4(ctx, l4_off, h.proto, Side::Dst, backend.addr[0], backend.port);
     }
     encap_v4(ctx, &backend, h.tos, tot_len as u16)
 }
@@ -270,35 +253,11 @@ fn v6(ctx: &XdpContext) -> u32 {
         family: FAMILY_V6,
         _pad: [0; 2],
     };
-    let Some((id, backend, new_flow)) = pick_backend(&vip, &key) else {
-        debug!(ctx, "drop: VIP {} has no backend", vip.index);
-        return drop(Counter::DropNoBackend);
+    let backend = match admit(ctx, &vip, &key) {
+        Ok(b) => b,
+        Err(verdict) => return verdict,
     };
-    let len = frame_len(ctx);
-    add_stats(&VIP_STATS, vip.index, len, new_flow);
-    add_stats(&BACKEND_STATS, id, len, new_flow);
     if vip.mode == MODE_NAT {
-        if new_flow {
-            let rkey = FlowKey {
-                src: backend.addr,
-                dst: h.src,
-                sport: if backend.port != 0 {
-                    backend.port
-                } else {
-                    p.dport
-                },
-                dport: p.sport,
-                proto: h.nexthdr,
-                family: FAMILY_V6,
-                _pad: [0; 2],
-            };
-            let rev = NatReverse {
-                vip_addr: h.dst,
-                vip_port: p.dport,
-                _pad: [0; 2],
-            };
-            let _ = NAT_REVERSE.insert(&rkey, &rev, 0);
-        }
         return nat_rewrite_v6(ctx, h.nexthdr, Side::Dst, &backend.addr, backend.port);
     }
     encap_v6(ctx, &backend, payload as u16)
@@ -313,14 +272,7 @@ enum Side {
 /// Rewrites one side's address (and port, unless 0) of a TCP/UDP IPv4 packet, fixing the
 /// IP and L4 checksums incrementally, then sends it on.
 #[inline(always)]
-fn nat_rewrite_v4(
-    ctx: &XdpContext,
-    l4_off: usize,
-    proto: u8,
-    side: Side,
-    addr: u32,
-    port: u16,
-) -> u32 {
+fn nat_rewrite_v4(ctx: &XdpContext, l4_off: usize, proto: u8, side: Side, addr: u32, port: u16) -> u32 {
     let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, ETH_LEN) else {
         return drop(Counter::DropInternal);
     };
@@ -331,16 +283,8 @@ fn nat_rewrite_v4(
         return drop(Counter::DropInternal);
     };
     unsafe {
-        let old_addr = if side == Side::Dst {
-            (*ip).dst
-        } else {
-            (*ip).src
-        };
-        let old_port = if side == Side::Dst {
-            (*ports).dport
-        } else {
-            (*ports).sport
-        };
+        let old_addr = if side == Side::Dst { (*ip).dst } else { (*ip).src };
+        let old_port = if side == Side::Dst { (*ports).dport } else { (*ports).sport };
         let new_port = if port != 0 { port } else { old_port };
         if side == Side::Dst {
             (*ip).dst = addr;
@@ -378,16 +322,8 @@ fn nat_rewrite_v6(ctx: &XdpContext, proto: u8, side: Side, addr: &[u32; 4], port
         return drop(Counter::DropInternal);
     };
     unsafe {
-        let old_addr = if side == Side::Dst {
-            (*ip).dst
-        } else {
-            (*ip).src
-        };
-        let old_port = if side == Side::Dst {
-            (*ports).dport
-        } else {
-            (*ports).sport
-        };
+        let old_addr = if side == Side::Dst { (*ip).dst } else { (*ip).src };
+        let old_port = if side == Side::Dst { (*ports).dport } else { (*ports).sport };
         let new_port = if port != 0 { port } else { old_port };
         if side == Side::Dst {
             (*ip).dst = *addr;
@@ -432,14 +368,7 @@ fn nat_reply_v4(ctx: &XdpContext, l4_off: usize, h: &Ipv4Hdr) -> u32 {
         return pass(Counter::PassNotVip);
     };
     count(Counter::NatReplies);
-    nat_rewrite_v4(
-        ctx,
-        l4_off,
-        h.proto,
-        Side::Src,
-        rev.vip_addr[0],
-        rev.vip_port,
-    )
+    nat_rewrite_v4(ctx, l4_off, h.proto, Side::Src, rev.vip_addr[0], rev.vip_port)
 }
 
 #[inline(always)]
@@ -540,14 +469,7 @@ fn icmp_v4(ctx: &XdpContext, l4_off: usize) -> u32 {
         }
         (*icmp).check = ic;
     }
-    transmit(
-        ctx,
-        FAMILY_V4,
-        v4_words(outer.src),
-        backend.addr,
-        u16::from_be(outer.tot_len),
-        true,
-    )
+    transmit(ctx, FAMILY_V4, v4_words(outer.src), backend.addr, u16::from_be(outer.tot_len), true)
 }
 
 /// ICMPv6 "packet too big" to a VIP address; as `icmp_v4`.
@@ -696,14 +618,7 @@ fn encap_v6(ctx: &XdpContext, backend: &Backend, inner_payload: u16) -> u32 {
             dst: backend.addr,
         };
     }
-    transmit(
-        ctx,
-        FAMILY_V6,
-        src,
-        backend.addr,
-        payload.wrapping_add(IPV6_LEN as u16),
-        false,
-    )
+    transmit(ctx, FAMILY_V6, src, backend.addr, payload.wrapping_add(IPV6_LEN as u16), false)
 }
 
 /// `struct bpf_fib_lookup` (64 bytes) without the unions.

@@ -40,8 +40,12 @@ impl FibNet {
             ns.exec(cmd);
         }
         for last in [0x11u8, 0x12, 0x13] {
-            ns.exec(&format!("ip neigh replace 10.0.0.{last:x} lladdr 02:00:00:00:00:{last:x} dev out0 nud permanent"));
-            ns.exec(&format!("ip neigh replace fd00::{last:x} lladdr 02:00:00:00:00:{last:x} dev out0 nud permanent"));
+            ns.exec(&format!(
+                "ip neigh replace 10.0.0.{last:x} lladdr 02:00:00:00:00:{last:x} dev out0 nud permanent"
+            ));
+            ns.exec(&format!(
+                "ip neigh replace fd00::{last:x} lladdr 02:00:00:00:00:{last:x} dev out0 nud permanent"
+            ));
         }
         FibNet {
             in_if: ns.ifindex("in0"),

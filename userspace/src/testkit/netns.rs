@@ -38,15 +38,8 @@ pub struct Netns {
 
 impl Netns {
     pub fn new(tag: &str) -> Netns {
-        let name = format!(
-            "bl{}-{tag}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
+        let name = format!("bl{}-{tag}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
+        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
         sh(&["ip", "netns", "add", &name]);
         let ns = Netns { name };
         ns.exec("ip link set lo up");
@@ -115,10 +108,7 @@ fn enter_path(path: &str) {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .stderr(Stdio::null())
-            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(Stdio::null()).status();
     }
 }
 

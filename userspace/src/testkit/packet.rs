@@ -50,17 +50,9 @@ pub fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8
     f
 }
 
-pub fn ipv4_opts(
-    src: &str,
-    dst: &str,
-    proto: u8,
-    options: &[u8],
-    payload: &[u8],
-    frag: u16,
-) -> Vec<u8> {
+pub fn ipv4_opts(src: &str, dst: &str, proto: u8, options: &[u8], payload: &[u8], frag: u16) -> Vec<u8> {
     assert!(options.len() % 4 == 0);
-    let (s, d): (std::net::Ipv4Addr, std::net::Ipv4Addr) =
-        (src.parse().unwrap(), dst.parse().unwrap());
+    let (s, d): (std::net::Ipv4Addr, std::net::Ipv4Addr) = (src.parse().unwrap(), dst.parse().unwrap());
     let hl = 20 + options.len();
     let mut h = vec![0u8; hl];
     h[0] = 0x40 | (hl / 4) as u8;
@@ -83,8 +75,7 @@ pub fn ipv4(src: &str, dst: &str, proto: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 pub fn ipv6(src: &str, dst: &str, nexthdr: u8, payload: &[u8]) -> Vec<u8> {
-    let (s, d): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
-        (src.parse().unwrap(), dst.parse().unwrap());
+    let (s, d): (std::net::Ipv6Addr, std::net::Ipv6Addr) = (src.parse().unwrap(), dst.parse().unwrap());
     let mut h = vec![0u8; 40];
     h[0] = 0x60;
     h[4..6].copy_from_slice(&(payload.len() as u16).to_be_bytes());
@@ -106,10 +97,7 @@ pub fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8, data: &[u8])
     t[13] = flags;
     t[14..16].copy_from_slice(&65535u16.to_be_bytes());
     t.extend_from_slice(data);
-    let c = csum_fold(csum_add(
-        pseudo(src.parse().unwrap(), dst.parse().unwrap(), 6, t.len()),
-        &t,
-    ));
+    let c = csum_fold(csum_add(pseudo(src.parse().unwrap(), dst.parse().unwrap(), 6, t.len()), &t));
     t[16..18].copy_from_slice(&c.to_be_bytes());
     t
 }
@@ -120,10 +108,7 @@ pub fn udp(src: &str, dst: &str, sport: u16, dport: u16, data: &[u8]) -> Vec<u8>
     u[2..4].copy_from_slice(&dport.to_be_bytes());
     u[4..6].copy_from_slice(&((8 + data.len()) as u16).to_be_bytes());
     u.extend_from_slice(data);
-    let mut c = csum_fold(csum_add(
-        pseudo(src.parse().unwrap(), dst.parse().unwrap(), 17, u.len()),
-        &u,
-    ));
+    let mut c = csum_fold(csum_add(pseudo(src.parse().unwrap(), dst.parse().unwrap(), 17, u.len()), &u));
     if c == 0 {
         c = 0xffff;
     }
@@ -144,10 +129,7 @@ pub fn icmp6(src: &str, dst: &str, kind: u8, code: u8, rest: u32, payload: &[u8]
     let mut m = vec![kind, code, 0, 0];
     m.extend_from_slice(&rest.to_be_bytes());
     m.extend_from_slice(payload);
-    let c = csum_fold(csum_add(
-        pseudo(src.parse().unwrap(), dst.parse().unwrap(), 58, m.len()),
-        &m,
-    ));
+    let c = csum_fold(csum_add(pseudo(src.parse().unwrap(), dst.parse().unwrap(), 58, m.len()), &m));
     m[2..4].copy_from_slice(&c.to_be_bytes());
     m
 }
@@ -200,19 +182,11 @@ pub fn checksums_ok(p: &[u8]) -> Result<(), String> {
             if ip.proto == 17 && p[0] >> 4 == 4 && ip.payload[6..8] == [0, 0] {
                 true
             } else {
-                csum_fold(csum_add(
-                    pseudo(ip.src, ip.dst, ip.proto, ip.payload.len()),
-                    ip.payload,
-                )) == 0
+                csum_fold(csum_add(pseudo(ip.src, ip.dst, ip.proto, ip.payload.len()), ip.payload)) == 0
             }
         }
         1 => csum_fold(csum_add(0, ip.payload)) == 0,
-        58 => {
-            csum_fold(csum_add(
-                pseudo(ip.src, ip.dst, 58, ip.payload.len()),
-                ip.payload,
-            )) == 0
-        }
+        58 => csum_fold(csum_add(pseudo(ip.src, ip.dst, 58, ip.payload.len()), ip.payload)) == 0,
         _ => true,
     };
     if ok {

@@ -14,13 +14,7 @@ use super::spawn_in;
 
 /// Serves TCP (a line in → "NAME\n" out, as long as the connection lasts) on every
 /// address in `tcp`, and UDP (any datagram → "NAME") on every address in `udp`.
-pub fn start(
-    ns: &str,
-    name: &str,
-    tcp: Vec<SocketAddr>,
-    udp: Vec<SocketAddr>,
-    stop: Arc<AtomicBool>,
-) {
+pub fn start(ns: &str, name: &str, tcp: Vec<SocketAddr>, udp: Vec<SocketAddr>, stop: Arc<AtomicBool>) {
     for addr in tcp {
         let (name, stop) = (name.to_string(), stop.clone());
         let ready = Arc::new(AtomicBool::new(false));
@@ -84,8 +78,8 @@ fn serve_tcp(s: TcpStream, name: &str, stop: &AtomicBool) {
                 }
             }
             Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            }
             Err(_) => return,
         }
     }
@@ -103,25 +97,18 @@ pub fn ask_on(s: &mut TcpStream) -> std::io::Result<String> {
     let mut line = String::new();
     BufReader::new(s.try_clone()?).read_line(&mut line)?;
     if line.is_empty() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "closed",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
     }
     Ok(line.trim().to_string())
 }
 
 /// A UDP "flow": a connected socket with its own source port.
 pub fn udp_flow(vip: SocketAddr) -> UdpSocket {
-    let local: SocketAddr = if vip.is_ipv4() {
-        "0.0.0.0:0".parse().unwrap()
-    } else {
-        "[::]:0".parse().unwrap()
-    };
+    let local: SocketAddr =
+        if vip.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() };
     let s = UdpSocket::bind(local).unwrap();
     s.connect(vip).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
     s
 }
 

@@ -29,11 +29,7 @@ impl Topo {
         let dir = std::env::temp_dir().join(format!("ballast-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let t = Topo {
-            prefix,
-            backends,
-            dir,
-        };
+        let t = Topo { prefix, backends, dir };
         sh(&["bash", &script(), "up", &t.prefix, &backends.to_string()]);
         t
     }
@@ -47,12 +43,7 @@ impl Topo {
     }
 
     pub fn vips_on_backends(&self, addrs: &[&str]) {
-        let mut args = vec![
-            "bash".to_string(),
-            script(),
-            "vips".into(),
-            self.prefix.clone(),
-        ];
+        let mut args = vec!["bash".to_string(), script(), "vips".into(), self.prefix.clone()];
         args.extend(addrs.iter().map(|s| s.to_string()));
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         sh(&a);
@@ -92,8 +83,6 @@ impl Topo {
 
 impl Drop for Topo {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .args([&script(), "down", &self.prefix])
-            .status();
+        let _ = Command::new("bash").args([&script(), "down", &self.prefix]).status();
     }
 }
