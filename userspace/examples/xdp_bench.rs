@@ -35,6 +35,9 @@ mode = "nat"
 backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "10.0.0.13" }]
 "#;
 
+/// Builds the i-th frame of a case.
+type FrameFn = Box<dyn Fn(usize) -> Vec<u8> + Sync>;
+
 /// Runs the program once per frame that `frame(i)` returns, `runs` times, inside the
 /// namespace; returns the kernel-measured durations.
 fn time_runs(
@@ -110,7 +113,7 @@ fn main() -> anyhow::Result<()> {
     let hit_tunnel = syn("198.51.100.10", 1000, 2);
     let hit_nat = syn("198.51.100.20", 1000, 2);
     // New flows: every run a source port/host never seen before.
-    let cases: Vec<(&str, Box<dyn Fn(usize) -> Vec<u8> + Sync>)> = vec![
+    let cases: Vec<(&str, FrameFn)> = vec![
         ("non_vip_pass", Box::new(move |_| non_vip.clone())),
         ("vip_conntrack_hit_tunnel", Box::new(move |_| hit_tunnel.clone())),
         ("vip_conntrack_hit_nat", Box::new(move |_| hit_nat.clone())),

@@ -22,16 +22,17 @@ pub const PROG_LB: &str = "ballast_lb";
 pub const PROG_DECAP: &str = "ballast_decap";
 pub const PROG_PASS: &str = "ballast_pass";
 
+/// Large aya errors are boxed so `Result<_, DataplaneError>` stays small.
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     #[error("loading the XDP object: {0}")]
-    Load(#[from] EbpfError),
+    Load(Box<EbpfError>),
     #[error("program {name}: {source}")]
-    Program { name: String, source: ProgramError },
+    Program { name: String, source: Box<ProgramError> },
     #[error("attaching {prog} to {iface} ({mode}): {source}")]
-    Attach { prog: String, iface: String, mode: &'static str, source: ProgramError },
+    Attach { prog: String, iface: String, mode: &'static str, source: Box<ProgramError> },
     #[error("map {name}: {source}")]
-    Map { name: &'static str, source: MapError },
+    Map { name: &'static str, source: Box<MapError> },
     #[error("map {0} is missing from the XDP object")]
     MissingMap(&'static str),
     #[error(transparent)]
@@ -54,7 +55,11 @@ pub enum AttachMode {
 }
 
 fn map_err(name: &'static str) -> impl Fn(MapError) -> DataplaneError {
-    move |source| DataplaneError::Map { name, source }
+    move |source| DataplaneError::Map { name, source: Box::new(source) }
+}
+
+fn prog_err(name: &str) -> impl Fn(ProgramError) -> DataplaneError + '_ {
+    move |source| DataplaneError::Program { name: name.into(), source: Box::new(source) }
 }
 
 /// Loads the object with map sizes for `device` and the eBPF log level (aya-log's
@@ -74,14 +79,14 @@ pub fn load_object(device: Option<&DeviceSpec>, log_level: u8) -> Result<Ebpf> {
             .map_max_entries("CONNTRACK", 16)
             .map_max_entries("NAT_REVERSE", 16);
     }
-    let mut ebpf = loader.load(BPF_OBJECT)?;
+    let mut ebpf = loader.load(BPF_OBJECT).map_err(|e| DataplaneError::Load(Box::new(e)))?;
     for name in [PROG_LB, PROG_DECAP, PROG_PASS] {
         let prog: &mut Xdp = ebpf
             .program_mut(name)
-            .ok_or_else(|| DataplaneError::Program { name: name.into(), source: ProgramError::NotLoaded })?
+            .ok_or_else(|| prog_err(name)(ProgramError::NotLoaded))?
             .try_into()
-            .map_err(|source| DataplaneError::Program { name: name.into(), source })?;
-        prog.load().map_err(|source| DataplaneError::Program { name: name.into(), source })?;
+            .map_err(prog_err(name))?;
+        prog.load().map_err(prog_err(name))?;
     }
     Ok(ebpf)
 }
@@ -90,12 +95,12 @@ pub fn load_object(device: Option<&DeviceSpec>, log_level: u8) -> Result<Ebpf> {
 pub fn attach(ebpf: &mut Ebpf, prog: &str, iface: &str, mode: AttachMode) -> Result<&'static str> {
     let p: &mut Xdp = ebpf
         .program_mut(prog)
-        .ok_or_else(|| DataplaneError::Program { name: prog.into(), source: ProgramError::NotLoaded })?
+        .ok_or_else(|| prog_err(prog)(ProgramError::NotLoaded))?
         .try_into()
-        .map_err(|source| DataplaneError::Program { name: prog.into(), source })?;
+        .map_err(prog_err(prog))?;
     let err = |mode: &'static str| {
         let (prog, iface) = (prog.to_string(), iface.to_string());
-        move |source| DataplaneError::Attach { prog, iface, mode, source }
+        move |source| DataplaneError::Attach { prog, iface, mode, source: Box::new(source) }
     };
     match mode {
         AttachMode::Native => p.attach(iface, XdpMode::Driver).map(|_| "native").map_err(err("native")),

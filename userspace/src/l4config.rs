@@ -270,7 +270,7 @@ pub fn validate(raw: RawConfig) -> Result<L4Config, ConfigError> {
         };
         let id = VipId { address, port: v.port, protocol };
         if !ids.insert(id) {
-            return Err(invalid(format!("{at}"), format!("{id} is configured twice")));
+            return Err(invalid(at.to_string(), format!("{id} is configured twice")));
         }
         let table_size = v.table_size.unwrap_or(max_table_size);
         if !is_prime(table_size) || table_size > max_table_size {
@@ -331,7 +331,7 @@ pub fn validate(raw: RawConfig) -> Result<L4Config, ConfigError> {
                 return Err(invalid(format!("{bat}.weight"), format!("{weight}: must be 0..={MAX_WEIGHT}")));
             }
             if !seen.insert((baddr, b.port)) {
-                return Err(invalid(format!("{bat}"), "duplicate backend"));
+                return Err(invalid(bat.to_string(), "duplicate backend"));
             }
             backends.push(BackendSpec { address: baddr, port: b.port, weight });
         }

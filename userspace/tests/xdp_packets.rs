@@ -145,7 +145,7 @@ impl Fixture {
         (v, out)
     }
 
-    fn from_client(&self, ip_packet: &[u8], v6: bool) -> Vec<u8> {
+    fn client_frame(&self, ip_packet: &[u8], v6: bool) -> Vec<u8> {
         eth(self.in_mac, CLIENT_MAC, if v6 { ETH_IPV6 } else { ETH_IP }, ip_packet)
     }
 
@@ -250,7 +250,7 @@ fn tunnel_mode_encapsulates_ipv4_and_ipv6_tcp_and_udp() {
         ),
     ];
     for (what, inner, v6) in &cases {
-        let out = fx.expect(what, &fx.from_client(inner, *v6), fx.in_if, XDP_REDIRECT, "forwarded");
+        let out = fx.expect(what, &fx.client_frame(inner, *v6), fx.in_if, XDP_REDIRECT, "forwarded");
         check_tunnel(&fx, what, &out, inner, *v6);
     }
     // Many flows spread over all three backends.
@@ -262,7 +262,7 @@ fn tunnel_mode_encapsulates_ipv4_and_ipv6_tcp_and_udp() {
             6,
             &tcp("203.0.113.2", "198.51.100.10", port, 80, 0x02, b""),
         );
-        let (v, out) = fx.run(&fx.from_client(&inner, false), fx.in_if);
+        let (v, out) = fx.run(&fx.client_frame(&inner, false), fx.in_if);
         assert_eq!(v, XDP_REDIRECT);
         seen.insert(parse_ip(&out[14..]).dst.to_string());
     }
@@ -278,7 +278,7 @@ fn tunnel_mode_encapsulates_ipv4_and_ipv6_tcp_and_udp() {
         ipv4("203.0.113.2", "198.51.100.50", 6, &tcp("203.0.113.2", "198.51.100.50", 40000, 80, 0x02, b""));
     fx.expect(
         "tunnel, no neighbour",
-        &fx.from_client(&inner, false),
+        &fx.client_frame(&inner, false),
         fx.in_if,
         XDP_DROP,
         "drop_no_neighbour",
@@ -289,7 +289,7 @@ fn tunnel_mode_encapsulates_ipv4_and_ipv6_tcp_and_udp() {
         ipv4("203.0.113.2", "198.51.100.60", 6, &tcp("203.0.113.2", "198.51.100.60", 40000, 80, 0x02, b""));
     let out = fx.expect(
         "nat, no neighbour",
-        &fx.from_client(&inner, false),
+        &fx.client_frame(&inner, false),
         fx.in_if,
         XDP_PASS,
         "forwarded_via_stack",
@@ -308,7 +308,7 @@ fn tunnel_mode_encapsulates_ipv4_and_ipv6_tcp_and_udp() {
         0,
     );
     let out =
-        fx.expect("v4 with options", &fx.from_client(&opts, false), fx.in_if, XDP_REDIRECT, "forwarded");
+        fx.expect("v4 with options", &fx.client_frame(&opts, false), fx.in_if, XDP_REDIRECT, "forwarded");
     check_tunnel(&fx, "v4 with options", &out, &opts, false);
 }
 
@@ -322,7 +322,7 @@ fn connection_table_keeps_flows_and_moves_only_a_removed_backends_flows() {
         ipv4("203.0.113.2", "198.51.100.10", 6, &tcp("203.0.113.2", "198.51.100.10", port, 80, 0x10, b""))
     };
     let backend_of = |fx: &Fixture, port: u16| {
-        let (v, out) = fx.run(&fx.from_client(&flow(port), false), fx.in_if);
+        let (v, out) = fx.run(&fx.client_frame(&flow(port), false), fx.in_if);
         assert_eq!(v, XDP_REDIRECT);
         parse_ip(&out[14..]).dst.to_string()
     };
@@ -365,7 +365,7 @@ fn nat_mode_rewrites_both_ways_with_valid_checksums() {
         6,
         &tcp("203.0.113.2", "198.51.100.20", 41000, 80, 0x02, b"hello"),
     );
-    let out = fx.expect("nat v4 tcp", &fx.from_client(&syn, false), fx.in_if, XDP_REDIRECT, "forwarded");
+    let out = fx.expect("nat v4 tcp", &fx.client_frame(&syn, false), fx.in_if, XDP_REDIRECT, "forwarded");
     let ip = parse_ip(&out[14..]);
     let backend = ip.dst.to_string();
     assert!(backend == "10.0.0.11" || backend == "10.0.0.12", "{backend}");
@@ -392,7 +392,7 @@ fn nat_mode_rewrites_both_ways_with_valid_checksums() {
 
     // v4 UDP keeping the port.
     let q = ipv4("203.0.113.2", "198.51.100.20", 17, &udp("203.0.113.2", "198.51.100.20", 41001, 53, b"q"));
-    let out = fx.expect("nat v4 udp", &fx.from_client(&q, false), fx.in_if, XDP_REDIRECT, "forwarded");
+    let out = fx.expect("nat v4 udp", &fx.client_frame(&q, false), fx.in_if, XDP_REDIRECT, "forwarded");
     let ip = parse_ip(&out[14..]);
     assert_eq!(ip.dst.to_string(), "10.0.0.13");
     assert_eq!(u16::from_be_bytes([ip.payload[2], ip.payload[3]]), 53);
@@ -405,7 +405,7 @@ fn nat_mode_rewrites_both_ways_with_valid_checksums() {
         17,
         &udp("2001:db8:1::2", "2001:db8:100::20", 41002, 53, b"q6"),
     );
-    let out = fx.expect("nat v6 udp", &fx.from_client(&q, true), fx.in_if, XDP_REDIRECT, "forwarded");
+    let out = fx.expect("nat v6 udp", &fx.client_frame(&q, true), fx.in_if, XDP_REDIRECT, "forwarded");
     let ip = parse_ip(&out[14..]);
     assert_eq!(ip.dst.to_string(), "fd00::11");
     assert_eq!(u16::from_be_bytes([ip.payload[2], ip.payload[3]]), 5353);
@@ -430,7 +430,7 @@ fn nat_mode_rewrites_both_ways_with_valid_checksums() {
         6,
         &tcp("2001:db8:1::2", "2001:db8:100::20", 41003, 80, 0x02, b""),
     );
-    let out = fx.expect("nat v6 tcp", &fx.from_client(&s, true), fx.in_if, XDP_REDIRECT, "forwarded");
+    let out = fx.expect("nat v6 tcp", &fx.client_frame(&s, true), fx.in_if, XDP_REDIRECT, "forwarded");
     let ip = parse_ip(&out[14..]);
     assert_eq!(ip.dst.to_string(), "fd00::12");
     checksums_ok(&out[14..]).unwrap();
@@ -448,8 +448,8 @@ fn non_vip_and_malformed_frames_get_their_documented_verdict() {
         return;
     }
     let fx = fixture("mal", CONFIG);
-    let c = |p: Vec<u8>| fx.from_client(&p, false);
-    let c6 = |p: Vec<u8>| fx.from_client(&p, true);
+    let c = |p: Vec<u8>| fx.client_frame(&p, false);
+    let c6 = |p: Vec<u8>| fx.client_frame(&p, true);
     let t = |dst: &str, port: u16| tcp("203.0.113.2", dst, 40000, port, 0x02, b"");
     let good = ipv4("203.0.113.2", "198.51.100.10", 6, &t("198.51.100.10", 80));
 
@@ -557,7 +557,7 @@ fn icmp_too_big_reaches_the_flows_backend() {
     // v4 tunnel: learn the flow's backend, then send the ICMP a router would send to the VIP.
     let syn =
         ipv4("203.0.113.2", "198.51.100.10", 6, &tcp("203.0.113.2", "198.51.100.10", 42000, 80, 0x02, b""));
-    let (_, out) = fx.run(&fx.from_client(&syn, false), fx.in_if);
+    let (_, out) = fx.run(&fx.client_frame(&syn, false), fx.in_if);
     let backend = parse_ip(&out[14..]).dst;
     let quoted = ipv4(
         "198.51.100.10",
@@ -566,8 +566,13 @@ fn icmp_too_big_reaches_the_flows_backend() {
         &tcp("198.51.100.10", "203.0.113.2", 80, 42000, 0x10, &[0u8; 8]),
     );
     let icmp = ipv4("203.0.113.254", "198.51.100.10", 1, &icmp4(3, 4, 1400, &quoted));
-    let out =
-        fx.expect("v4 frag needed", &fx.from_client(&icmp, false), fx.in_if, XDP_REDIRECT, "icmp_to_backend");
+    let out = fx.expect(
+        "v4 frag needed",
+        &fx.client_frame(&icmp, false),
+        fx.in_if,
+        XDP_REDIRECT,
+        "icmp_to_backend",
+    );
     let outer = parse_ip(&out[14..]);
     assert_eq!(outer.proto, 4);
     assert_eq!(outer.dst, backend, "ICMP goes to the flow's backend");
@@ -580,7 +585,7 @@ fn icmp_too_big_reaches_the_flows_backend() {
         6,
         &tcp("2001:db8:1::2", "2001:db8:100::10", 42001, 80, 0x02, b""),
     );
-    let (_, out) = fx.run(&fx.from_client(&syn, true), fx.in_if);
+    let (_, out) = fx.run(&fx.client_frame(&syn, true), fx.in_if);
     let backend = parse_ip(&out[14..]).dst;
     let quoted = ipv6(
         "2001:db8:100::10",
@@ -596,7 +601,7 @@ fn icmp_too_big_reaches_the_flows_backend() {
     );
     let out = fx.expect(
         "v6 packet too big",
-        &fx.from_client(&icmp, true),
+        &fx.client_frame(&icmp, true),
         fx.in_if,
         XDP_REDIRECT,
         "icmp_to_backend",
@@ -608,7 +613,7 @@ fn icmp_too_big_reaches_the_flows_backend() {
     // v4 NAT: outer destination and the quoted source become the backend, checksums hold.
     let syn =
         ipv4("203.0.113.2", "198.51.100.20", 6, &tcp("203.0.113.2", "198.51.100.20", 42002, 80, 0x02, b""));
-    let (_, out) = fx.run(&fx.from_client(&syn, false), fx.in_if);
+    let (_, out) = fx.run(&fx.client_frame(&syn, false), fx.in_if);
     let backend = parse_ip(&out[14..]).dst;
     let quoted = ipv4(
         "198.51.100.20",
@@ -619,7 +624,7 @@ fn icmp_too_big_reaches_the_flows_backend() {
     let icmp = ipv4("203.0.113.254", "198.51.100.20", 1, &icmp4(3, 4, 1400, &quoted));
     let out = fx.expect(
         "v4 NAT frag needed",
-        &fx.from_client(&icmp, false),
+        &fx.client_frame(&icmp, false),
         fx.in_if,
         XDP_REDIRECT,
         "icmp_to_backend",
@@ -639,7 +644,7 @@ fn icmp_too_big_reaches_the_flows_backend() {
         17,
         &udp("2001:db8:1::2", "2001:db8:100::20", 42003, 53, b"q"),
     );
-    fx.run(&fx.from_client(&q, true), fx.in_if);
+    fx.run(&fx.client_frame(&q, true), fx.in_if);
     let quoted = ipv6(
         "2001:db8:100::20",
         "2001:db8:1::2",
@@ -654,7 +659,7 @@ fn icmp_too_big_reaches_the_flows_backend() {
     );
     let out = fx.expect(
         "v6 NAT packet too big",
-        &fx.from_client(&icmp, true),
+        &fx.client_frame(&icmp, true),
         fx.in_if,
         XDP_REDIRECT,
         "icmp_to_backend",
@@ -721,15 +726,15 @@ fn mutated_frames_never_abort() {
     }
     let fx = fixture("fuzz", CONFIG);
     let seeds: Vec<Vec<u8>> = vec![
-        fx.from_client(
+        fx.client_frame(
             &ipv4("203.0.113.2", "198.51.100.10", 6, &tcp("203.0.113.2", "198.51.100.10", 1, 80, 2, b"abc")),
             false,
         ),
-        fx.from_client(
+        fx.client_frame(
             &ipv4("203.0.113.2", "198.51.100.20", 17, &udp("203.0.113.2", "198.51.100.20", 1, 53, b"abc")),
             false,
         ),
-        fx.from_client(
+        fx.client_frame(
             &ipv6(
                 "2001:db8:1::2",
                 "2001:db8:100::10",
@@ -738,7 +743,7 @@ fn mutated_frames_never_abort() {
             ),
             true,
         ),
-        fx.from_client(
+        fx.client_frame(
             &ipv6(
                 "2001:db8:1::2",
                 "2001:db8:100::20",
@@ -747,7 +752,7 @@ fn mutated_frames_never_abort() {
             ),
             true,
         ),
-        fx.from_client(
+        fx.client_frame(
             &ipv4(
                 "203.0.113.9",
                 "198.51.100.10",
@@ -766,7 +771,7 @@ fn mutated_frames_never_abort() {
             ),
             false,
         ),
-        fx.from_client(
+        fx.client_frame(
             &ipv6(
                 "2001:db8:1::9",
                 "2001:db8:100::20",

@@ -51,7 +51,7 @@ pub fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8
 }
 
 pub fn ipv4_opts(src: &str, dst: &str, proto: u8, options: &[u8], payload: &[u8], frag: u16) -> Vec<u8> {
-    assert!(options.len() % 4 == 0);
+    assert!(options.len().is_multiple_of(4));
     let (s, d): (std::net::Ipv4Addr, std::net::Ipv4Addr) = (src.parse().unwrap(), dst.parse().unwrap());
     let hl = 20 + options.len();
     let mut h = vec![0u8; hl];
