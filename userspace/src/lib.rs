@@ -2,6 +2,7 @@
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
+pub mod haproxy;
 pub mod l4config;
 pub mod maglev;
 pub mod neighbours;

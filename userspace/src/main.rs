@@ -82,6 +82,16 @@ enum Command {
         #[arg(short, long)]
         iface: String,
     },
+    /// Check HAProxy-style configuration files, like `haproxy -c -f FILE`: prints every
+    /// warning and alert with file:line; exit 0 when the configuration is valid.
+    Check {
+        /// Configuration file(s), read in order as one configuration.
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+        /// Print only alerts.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Show the per-VIP / per-backend counters of a running `ballast lb`.
     Stats {
         #[arg(long, default_value = control::DEFAULT_SOCKET)]
@@ -119,6 +129,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Decap { iface, mode } => run_attached(dataplane::PROG_DECAP, &iface, mode.into()),
         Command::Pass { iface } => run_attached(dataplane::PROG_PASS, &iface, AttachMode::Native),
+        Command::Check { files, quiet } => check(&files, quiet),
         Command::Stats { control, json } => {
             let reply = control::request(&control, "stats")?;
             if json {
@@ -139,6 +150,27 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+fn check(files: &[PathBuf], quiet: bool) -> Result<()> {
+    let mut texts = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        texts.push((f.display().to_string(), String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    let parsed = ballast::haproxy::parse_files(&texts);
+    for d in &parsed.diags {
+        if !quiet || d.level == ballast::haproxy::Level::Alert {
+            eprintln!("{d}");
+        }
+    }
+    match parsed.config {
+        Some(_) => {
+            println!("Configuration file is valid");
+            Ok(())
+        }
+        None => bail!("Fatal errors found in configuration."),
     }
 }
 

@@ -1,0 +1,278 @@
+//! The L7 configuration as plain data: what an `haproxy.cfg` means once parsed, with the
+//! `defaults` already folded into each proxy. The proxy runs from this structure and gets
+//! a new one on reload (later: from the control plane), so it holds no sockets or state.
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Http,
+    Tcp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyKind {
+    Listen,
+    Frontend,
+    Backend,
+}
+
+impl ProxyKind {
+    pub fn has_frontend(self) -> bool {
+        matches!(self, ProxyKind::Listen | ProxyKind::Frontend)
+    }
+
+    pub fn has_backend(self) -> bool {
+        matches!(self, ProxyKind::Listen | ProxyKind::Backend)
+    }
+
+    pub fn keyword(self) -> &'static str {
+        match self {
+            ProxyKind::Listen => "listen",
+            ProxyKind::Frontend => "frontend",
+            ProxyKind::Backend => "backend",
+        }
+    }
+}
+
+/// `balance` algorithms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    StaticRr,
+    LeastConn,
+    Source,
+    Uri,
+    Hdr(String),
+    /// `random(<draws>)`: the least loaded of `draws` random picks (power of two choices).
+    Random(u32),
+}
+
+/// Timeouts; `None` = not set (HAProxy warns about missing client/server/connect ones).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Option<Duration>,
+    pub client: Option<Duration>,
+    pub server: Option<Duration>,
+    pub queue: Option<Duration>,
+    pub http_request: Option<Duration>,
+    pub http_keep_alive: Option<Duration>,
+    pub check: Option<Duration>,
+    pub tunnel: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CookieCfg {
+    pub name: String,
+    /// `insert` (the only mode supported; rewrite/prefix are refused with an error).
+    pub insert: bool,
+    /// Do not forward the persistence cookie to the server.
+    pub indirect: bool,
+    /// Mark responses that carry the cookie non-cacheable.
+    pub nocache: bool,
+    pub httponly: bool,
+    pub secure: bool,
+    pub domain: Option<String>,
+}
+
+/// `option httpchk [<method> <uri> [<version>]]` and `http-check expect`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCheck {
+    pub method: String,
+    pub uri: String,
+    pub version: String,
+    pub expect: Expect,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Default: any 2xx or 3xx status.
+    Status2xx3xx,
+    Status {
+        codes: Vec<u16>,
+        negate: bool,
+    },
+    String {
+        needle: String,
+        negate: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub weight: u32,
+    /// 0 = unlimited.
+    pub maxconn: u32,
+    pub check: bool,
+    pub inter: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub backup: bool,
+    pub cookie: Option<String>,
+    pub send_proxy: Option<ProxyProtocol>,
+    pub disabled: bool,
+    pub line: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    V1,
+    V2,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bind {
+    pub addr: SocketAddr,
+    /// `ssl crt PATH` (a file or a directory of PEM files); several allowed (SNI).
+    pub tls_certs: Vec<PathBuf>,
+    pub alpn: Vec<String>,
+    pub accept_proxy: bool,
+    pub line: usize,
+}
+
+/// `acl NAME criterion [flags] values...` (the criteria routing needs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acl {
+    pub name: String,
+    pub criterion: AclCriterion,
+    pub case_insensitive: bool,
+    pub values: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AclCriterion {
+    /// `hdr(host)` exact, `hdr_beg(host)`, `hdr_end(host)`, `hdr_sub(host)`.
+    Host(Match),
+    /// `path` exact, `path_beg`, `path_end`, `path_sub`.
+    Path(Match),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Match {
+    Exact,
+    Begins,
+    Ends,
+    Contains,
+}
+
+/// A condition: ACL names ANDed, with `!` negation per term, ORed with `or` / `||`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Condition {
+    pub negate_all: bool,
+    /// Disjunction of conjunctions of (negated?, acl name).
+    pub any_of: Vec<Vec<(bool, String)>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UseBackend {
+    pub backend: String,
+    pub cond: Condition,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub uri: Option<String>,
+    pub realm: Option<String>,
+    pub auth: Vec<(String, String)>,
+    pub refresh: Option<Duration>,
+    pub admin: bool,
+}
+
+/// The settings `defaults` carries into proxies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxySettings {
+    pub mode: Mode,
+    pub balance: Balance,
+    pub timeouts: Timeouts,
+    pub retries: u32,
+    pub redispatch: bool,
+    pub forwardfor: Option<String>,
+    pub httplog: bool,
+    pub dontlognull: bool,
+    pub maxconn: u32,
+    pub httpchk: Option<HttpCheck>,
+    pub cookie: Option<CookieCfg>,
+    pub log_global: bool,
+    /// `default-server` parameters: inter, rise, fall, weight, maxconn, check.
+    pub default_server: DefaultServer,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefaultServer {
+    pub inter: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub weight: u32,
+    pub maxconn: u32,
+    pub check: bool,
+}
+
+impl Default for DefaultServer {
+    fn default() -> Self {
+        // HAProxy's defaults: inter 2s, rise 2, fall 3, weight 1.
+        DefaultServer { inter: Duration::from_secs(2), rise: 2, fall: 3, weight: 1, maxconn: 0, check: false }
+    }
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            mode: Mode::Tcp,
+            balance: Balance::RoundRobin,
+            timeouts: Timeouts::default(),
+            retries: 3,
+            redispatch: false,
+            forwardfor: None,
+            httplog: false,
+            dontlognull: false,
+            // HAProxy's per-proxy default when neither the proxy nor defaults set it.
+            maxconn: 2000,
+            httpchk: None,
+            cookie: None,
+            log_global: false,
+            default_server: DefaultServer::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proxy {
+    pub name: String,
+    pub kind: ProxyKind,
+    /// Where it was declared, for diagnostics.
+    pub file: String,
+    pub line: usize,
+    pub settings: ProxySettings,
+    pub binds: Vec<Bind>,
+    pub servers: Vec<Server>,
+    pub acls: Vec<Acl>,
+    pub use_backends: Vec<UseBackend>,
+    pub default_backend: Option<String>,
+    pub stats: Option<Stats>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Global {
+    pub maxconn: Option<u32>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub daemon: bool,
+    pub nbthread: Option<u32>,
+    /// `log ADDR FACILITY [LEVEL]` lines.
+    pub logs: Vec<String>,
+    /// `stats socket PATH`: the runtime API.
+    pub stats_socket: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L7Config {
+    pub global: Global,
+    pub proxies: Vec<Proxy>,
+}
+
+impl L7Config {
+    pub fn proxy(&self, name: &str) -> Option<&Proxy> {
+        self.proxies.iter().find(|p| p.name == name)
+    }
+}
