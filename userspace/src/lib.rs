@@ -4,6 +4,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod haproxy;
 pub mod l4config;
+pub mod l7;
 pub mod maglev;
 pub mod neighbours;
 pub mod plan;

@@ -1,0 +1,5 @@
+//! The L7 proxy's pure logic (no sockets, no tokio): server selection, cookie persistence,
+//! health state. The I/O side (listeners, hyper, rustls) builds on these.
+pub mod balance;
+pub mod cookie;
+pub mod health;
