@@ -3,3 +3,4 @@
 pub mod balance;
 pub mod cookie;
 pub mod health;
+pub mod route;
