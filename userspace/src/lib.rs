@@ -8,4 +8,5 @@ pub mod l7;
 pub mod maglev;
 pub mod neighbours;
 pub mod plan;
+pub mod proxy;
 pub mod testkit;

@@ -82,6 +82,14 @@ enum Command {
         #[arg(short, long)]
         iface: String,
     },
+    /// Run the L7 proxy from HAProxy-style configuration files (like `haproxy -f`).
+    Proxy {
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Check HAProxy-style configuration files, like `haproxy -c -f FILE`: prints every
     /// warning and alert with file:line; exit 0 when the configuration is valid.
     Check {
@@ -130,6 +138,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Decap { iface, mode } => run_attached(dataplane::PROG_DECAP, &iface, mode.into()),
         Command::Pass { iface } => run_attached(dataplane::PROG_PASS, &iface, AttachMode::Native),
         Command::Check { files, quiet } => check(&files, quiet),
+        Command::Proxy { files, threads } => run_proxy(&files, threads),
         Command::Stats { control, json } => {
             let reply = control::request(&control, "stats")?;
             if json {
@@ -151,6 +160,42 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn load_l7(files: &[PathBuf]) -> Result<ballast::haproxy::L7Config> {
+    let mut texts = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        texts.push((f.display().to_string(), String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    let parsed = ballast::haproxy::parse_files(&texts);
+    for d in &parsed.diags {
+        log::warn!("{d}");
+    }
+    parsed.config.ok_or_else(|| anyhow::anyhow!("Fatal errors found in configuration."))
+}
+
+fn run_proxy(files: &[PathBuf], threads: Option<usize>) -> Result<()> {
+    let config = load_l7(files)?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt.enable_all().build().context("starting the runtime")?;
+    rt.block_on(async move {
+        let (_shared, tasks) = ballast::proxy::start(config).await?;
+        log::info!("proxy started");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        log::info!("stopping");
+        for t in tasks {
+            t.abort();
+        }
+        Ok::<_, anyhow::Error>(())
+    })
 }
 
 fn check(files: &[PathBuf], quiet: bool) -> Result<()> {

@@ -11,7 +11,11 @@ pub struct RequestView<'a> {
 }
 
 fn matches(m: Match, ci: bool, subject: &str, value: &str) -> bool {
-    let (s, v) = if ci { (subject.to_ascii_lowercase(), value.to_ascii_lowercase()) } else { (subject.into(), value.into()) };
+    let (s, v) = if ci {
+        (subject.to_ascii_lowercase(), value.to_ascii_lowercase())
+    } else {
+        (subject.into(), value.into())
+    };
     match m {
         Match::Exact => s == v,
         Match::Begins => s.starts_with(&v),
@@ -35,10 +39,8 @@ fn named_true(proxy: &Proxy, name: &str, req: &RequestView) -> bool {
 }
 
 pub fn condition_true(proxy: &Proxy, cond: &Condition, req: &RequestView) -> bool {
-    let any = cond
-        .any_of
-        .iter()
-        .any(|all| all.iter().all(|(neg, name)| named_true(proxy, name, req) != *neg));
+    let any =
+        cond.any_of.iter().any(|all| all.iter().all(|(neg, name)| named_true(proxy, name, req) != *neg));
     any != cond.negate_all
 }
 

@@ -1,0 +1,392 @@
+//! The HTTP request path: stats page, routing, persistence, balancing, the server's
+//! `maxconn` slot (queueing up to `timeout queue`, then 503), retries and `redispatch`,
+//! `X-Forwarded-For`, the persistence cookie, and an `httplog` line.
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{atomic::Ordering::Relaxed, Arc},
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::{
+    body::{Body as _, Frame, Incoming, SizeHint},
+    header::{self, HeaderValue},
+    Request, Response, StatusCode, Uri,
+};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::{
+    state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
+    stats,
+};
+use crate::l7::{
+    balance::Key,
+    cookie::{self, CookieServer},
+    route::{backend_for, host_only, RequestView},
+};
+
+/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1).
+const HOP: [&str; 7] =
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authorization"];
+
+pub fn local(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from_static(body.as_bytes())).map_err(|e: Infallible| match e {}).boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn error_page(status: StatusCode) -> Response<Body> {
+    match status {
+        StatusCode::SERVICE_UNAVAILABLE => local(status, "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n"),
+        StatusCode::GATEWAY_TIMEOUT => local(status, "<html><body><h1>504 Gateway Time-out</h1>\nThe server didn't respond in time.\n</body></html>\n"),
+        _ => local(StatusCode::BAD_GATEWAY, "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid or incomplete response.\n</body></html>\n"),
+    }
+}
+
+/// A response body that keeps the server's slot and session count until it is done.
+struct Tracked {
+    inner: Incoming,
+    server: Arc<ServerRt>,
+    _permit: Option<OwnedSemaphorePermit>,
+    bytes: u64,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r {
+            if let Some(d) = f.data_ref() {
+                self.bytes += d.len() as u64;
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.server.counters.bout.fetch_add(self.bytes, Relaxed);
+        self.server.counters.leave();
+    }
+}
+
+/// What the log line needs to know about how a request went.
+struct Outcome {
+    backend: String,
+    server: String,
+    status: u16,
+    t_queue: u128,
+    t_connect_resp: u128,
+    retries: u32,
+    termination: &'static str,
+}
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    fe: Arc<FrontendRt>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    let line = format!("{} {} {:?}", req.method(), req.uri(), req.version());
+    fe.counters.enter();
+    let (resp, out) = route(&shared, &fe, peer, req).await;
+    fe.counters.leave();
+    fe.counters.response(resp.status().as_u16());
+    if fe.cfg.settings.httplog {
+        // HAProxy's httplog, minus what ballast does not track (captures, %ac/%fc/...).
+        log::info!(
+            target: "ballast::httplog",
+            "{}:{} [{}] {} {}/{} {}/{}/-1/{}/{} {} - - - {} {} \"{}\"",
+            peer.ip(),
+            peer.port(),
+            httplog_date(),
+            fe.cfg.name,
+            out.backend,
+            out.server,
+            0,
+            out.t_queue,
+            out.t_connect_resp,
+            start.elapsed().as_millis(),
+            out.status,
+            out.termination,
+            out.retries,
+            line
+        );
+    }
+    Ok(resp)
+}
+
+fn httplog_date() -> String {
+    // Seconds since the epoch keep this dependency-free; HAProxy prints a calendar date.
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+}
+
+async fn route(
+    shared: &Shared,
+    fe: &FrontendRt,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> (Response<Body>, Outcome) {
+    let mut out = Outcome {
+        backend: fe.cfg.name.clone(),
+        server: "<NOSRV>".into(),
+        status: 0,
+        t_queue: 0,
+        t_connect_resp: 0,
+        retries: 0,
+        termination: "--",
+    };
+    if let Some(st) = &fe.cfg.stats {
+        if let Some(uri) = &st.uri {
+            if req.uri().path().starts_with(uri.as_str()) {
+                let r = stats::serve(shared, st, &req);
+                out.server = "<STATS>".into();
+                out.status = r.status().as_u16();
+                return (r, out);
+            }
+        }
+    }
+    let host =
+        req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(host_only).or(req.uri().host());
+    let view = RequestView { host, path: req.uri().path() };
+    let Some(be) = backend_for(&fe.cfg, &view).and_then(|n| shared.backends.get(n)).cloned() else {
+        out.status = 503;
+        out.termination = "SC";
+        return (error_page(StatusCode::SERVICE_UNAVAILABLE), out);
+    };
+    out.backend = be.cfg.name.clone();
+    be.counters.enter();
+    let r = forward(&be, peer, req, &mut out).await;
+    be.counters.leave();
+    be.counters.response(r.status().as_u16());
+    out.status = r.status().as_u16();
+    (r, out)
+}
+
+fn pick(
+    be: &BackendRt,
+    peer: SocketAddr,
+    path: &str,
+    hdr: Option<&str>,
+    exclude: Option<usize>,
+) -> Option<usize> {
+    let mut cands: Vec<_> = be.servers.iter().map(|s| s.candidate()).collect();
+    if let Some(x) = exclude {
+        if cands.iter().filter(|c| c.usable).count() > 1 {
+            cands[x].usable = false;
+        }
+    }
+    let key = Key { source: Some(peer.ip()), path: Some(path), header: hdr };
+    be.balancer.lock().ok()?.pick(&cands, &key)
+}
+
+async fn forward(
+    be: &Arc<BackendRt>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    out: &mut Outcome,
+) -> Response<Body> {
+    let s = &be.cfg.settings;
+    let (mut parts, body) = req.into_parts();
+    let client_version = parts.version;
+    let cookies: Vec<String> = parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(String::from)
+        .collect();
+    let cookie_refs: Vec<&str> = cookies.iter().map(String::as_str).collect();
+    let cookie_servers: Vec<CookieServer> = be
+        .servers
+        .iter()
+        .map(|sv| CookieServer { value: sv.cfg.cookie.as_deref(), accepts: sv.is_up() })
+        .collect();
+    let (persisted, client_cookie) = match &s.cookie {
+        Some(c) => {
+            (cookie::designated(c, &cookie_refs, &cookie_servers), cookie::find(&c.name, &cookie_refs))
+        }
+        None => (None, None),
+    };
+    let hdr_value = match &s.balance {
+        crate::haproxy::model::Balance::Hdr(name) => {
+            parts.headers.get(name.as_str()).and_then(|v| v.to_str().ok()).map(String::from)
+        }
+        _ => None,
+    };
+    let path = parts.uri.path().to_string();
+    let path_q = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+
+    // The request as the server will see it.
+    for h in HOP {
+        parts.headers.remove(h);
+    }
+    if let Some(c) = &s.cookie {
+        if c.indirect {
+            parts.headers.remove(header::COOKIE);
+            if let Some(rest) =
+                cookies.iter().filter_map(|h| cookie::strip(c, h)).reduce(|a, b| format!("{a}; {b}"))
+            {
+                if let Ok(v) = HeaderValue::from_str(&rest) {
+                    parts.headers.insert(header::COOKIE, v);
+                }
+            }
+        }
+    }
+    if let Some(name) = &s.forwardfor {
+        if let (Ok(n), Ok(v)) =
+            (header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&peer.ip().to_string()))
+        {
+            parts.headers.append(n, v);
+        }
+    }
+    if parts.headers.get(header::HOST).is_none() {
+        if let Some(a) = parts.uri.authority().cloned() {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+    }
+    // Requests without a body can be replayed on another server; others are streamed once.
+    let replayable = body.is_end_stream();
+    let mut body: Option<Body> = Some(body.boxed());
+
+    let mut idx = match persisted.or_else(|| pick(be, peer, &path, hdr_value.as_deref(), None)) {
+        Some(i) => i,
+        None => {
+            out.termination = "SC";
+            return error_page(StatusCode::SERVICE_UNAVAILABLE);
+        }
+    };
+    let mut tries_left = s.retries;
+    loop {
+        let server = be.servers[idx].clone();
+        out.server = server.cfg.name.clone();
+        // maxconn: wait for a slot up to `timeout queue`.
+        let t0 = Instant::now();
+        let permit = match &server.slots {
+            None => None,
+            Some(sem) => match sem.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    let q = server.counters.qcur.fetch_add(1, Relaxed) + 1;
+                    server.counters.qmax.fetch_max(q, Relaxed);
+                    let r = tokio::time::timeout(be.queue_timeout(), sem.clone().acquire_owned()).await;
+                    server.counters.qcur.fetch_sub(1, Relaxed);
+                    match r {
+                        Ok(Ok(p)) => Some(p),
+                        _ => {
+                            out.termination = "sQ";
+                            out.t_queue = t0.elapsed().as_millis();
+                            return error_page(StatusCode::SERVICE_UNAVAILABLE);
+                        }
+                    }
+                }
+            },
+        };
+        out.t_queue = t0.elapsed().as_millis();
+        let uri: Uri = match format!("http://{}{}", server.cfg.addr, path_q).parse() {
+            Ok(u) => u,
+            Err(_) => {
+                return local(StatusCode::BAD_REQUEST, "<html><body><h1>400 Bad request</h1></body></html>\n")
+            }
+        };
+        let mut up =
+            Request::new(body.take().unwrap_or_else(|| Empty::new().map_err(|e| match e {}).boxed()));
+        *up.method_mut() = parts.method.clone();
+        *up.headers_mut() = parts.headers.clone();
+        *up.uri_mut() = uri;
+        *up.version_mut() = hyper::Version::HTTP_11;
+        server.counters.enter();
+        let t1 = Instant::now();
+        let res = tokio::time::timeout(be.server_timeout(), be.client.request(up)).await;
+        out.t_connect_resp = t1.elapsed().as_millis();
+        match res {
+            Ok(Ok(resp)) => {
+                server.counters.response(resp.status().as_u16());
+                let (mut rparts, rbody) = resp.into_parts();
+                // Answer in the client's protocol, whatever the server spoke.
+                rparts.version = client_version;
+                for h in HOP {
+                    rparts.headers.remove(h);
+                }
+                if let Some(c) = &s.cookie {
+                    let chosen = CookieServer { value: server.cfg.cookie.as_deref(), accepts: true };
+                    if let Some((set, nocache)) = cookie::insert(c, client_cookie, &chosen) {
+                        if let Ok(v) = HeaderValue::from_str(&set) {
+                            rparts.headers.append(header::SET_COOKIE, v);
+                        }
+                        if nocache {
+                            rparts.headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+                        }
+                    }
+                }
+                let tracked = Tracked { inner: rbody, server: server.clone(), _permit: permit, bytes: 0 };
+                return Response::from_parts(rparts, tracked.boxed());
+            }
+            Ok(Err(e)) => {
+                server.counters.leave();
+                drop(permit);
+                let connect_failed = e.is_connect();
+                if connect_failed {
+                    server.counters.econ.fetch_add(1, Relaxed);
+                    be.counters.econ.fetch_add(1, Relaxed);
+                } else {
+                    server.counters.eresp.fetch_add(1, Relaxed);
+                }
+                if !(connect_failed && replayable && tries_left > 0) {
+                    out.termination = if connect_failed { "SC" } else { "SH" };
+                    return error_page(if connect_failed {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    });
+                }
+                tries_left -= 1;
+                out.retries += 1;
+                server.counters.wretr.fetch_add(1, Relaxed);
+                be.counters.wretr.fetch_add(1, Relaxed);
+                // HAProxy redispatches on the last retry.
+                if tries_left == 0 && s.redispatch {
+                    if let Some(other) = pick(be, peer, &path, hdr_value.as_deref(), Some(idx)) {
+                        if other != idx {
+                            server.counters.wredis.fetch_add(1, Relaxed);
+                            be.counters.wredis.fetch_add(1, Relaxed);
+                            idx = other;
+                        }
+                    }
+                }
+            }
+            Err(_) => {
+                server.counters.leave();
+                server.counters.eresp.fetch_add(1, Relaxed);
+                out.termination = "sH";
+                return error_page(StatusCode::GATEWAY_TIMEOUT);
+            }
+        }
+    }
+}

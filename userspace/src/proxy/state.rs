@@ -1,0 +1,238 @@
+//! Runtime state of the L7 proxy: per server counters, health, admin state and weight;
+//! per backend the balancer and the connection pool. Built from an `L7Config`.
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use tokio::sync::Semaphore;
+
+use crate::{
+    haproxy::model::{Proxy, Server},
+    l7::{
+        balance::{Balancer, Candidate},
+        health::Health,
+    },
+};
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// `set server ... state`: ready, drain (no new traffic but persistence), maint (none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Admin {
+    Ready = 0,
+    Drain = 1,
+    Maint = 2,
+}
+
+/// Counters of a frontend, backend or server (the stats CSV's columns).
+#[derive(Default)]
+pub struct Counters {
+    /// Current and max sessions.
+    pub scur: AtomicU32,
+    pub smax: AtomicU32,
+    /// Total sessions (requests in HTTP mode).
+    pub stot: AtomicU64,
+    pub bin: AtomicU64,
+    pub bout: AtomicU64,
+    /// Connection errors, response errors, retries, redispatches.
+    pub econ: AtomicU64,
+    pub eresp: AtomicU64,
+    pub wretr: AtomicU64,
+    pub wredis: AtomicU64,
+    /// Queue: current and max requests waiting for a server slot.
+    pub qcur: AtomicU32,
+    pub qmax: AtomicU32,
+    /// Responses by class: 1xx..5xx, other.
+    pub hrsp: [AtomicU64; 6],
+}
+
+impl Counters {
+    pub fn enter(&self) {
+        let now = self.scur.fetch_add(1, Relaxed) + 1;
+        self.smax.fetch_max(now, Relaxed);
+        self.stot.fetch_add(1, Relaxed);
+    }
+
+    pub fn leave(&self) {
+        self.scur.fetch_sub(1, Relaxed);
+    }
+
+    pub fn response(&self, status: u16) {
+        let i = match status {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            500..=599 => 4,
+            _ => 5,
+        };
+        self.hrsp[i].fetch_add(1, Relaxed);
+    }
+}
+
+pub struct ServerRt {
+    pub cfg: Server,
+    pub counters: Counters,
+    pub health: Mutex<Health>,
+    pub admin: AtomicU8,
+    pub weight: AtomicU32,
+    /// `maxconn`: permits held for the life of a request to this server.
+    pub slots: Option<Arc<Semaphore>>,
+    pub last_change: Mutex<Instant>,
+    /// Text of the last check ("L4OK", "L7STS 503", "L4CON Connection refused").
+    pub last_check: Mutex<String>,
+    pub chkfail: AtomicU64,
+    pub chkdown: AtomicU64,
+}
+
+impl ServerRt {
+    pub fn admin(&self) -> Admin {
+        match self.admin.load(Relaxed) {
+            1 => Admin::Drain,
+            2 => Admin::Maint,
+            _ => Admin::Ready,
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        !self.cfg.disabled
+            && self.admin() != Admin::Maint
+            && self.health.lock().map(|h| h.is_up()).unwrap_or(true)
+    }
+
+    /// May take new (non-persistent) traffic.
+    pub fn usable(&self) -> bool {
+        self.is_up() && self.admin() == Admin::Ready && self.weight.load(Relaxed) > 0
+    }
+
+    pub fn candidate(&self) -> Candidate {
+        Candidate {
+            usable: self.usable(),
+            backup: self.cfg.backup,
+            weight: self.weight.load(Relaxed),
+            static_weight: self.cfg.weight,
+            active: self.counters.scur.load(Relaxed),
+        }
+    }
+
+    /// The status column: UP, DOWN, MAINT, DRAIN, "UP 1/3", "no check".
+    pub fn status(&self) -> String {
+        if self.cfg.disabled || self.admin() == Admin::Maint {
+            return "MAINT".into();
+        }
+        let h = self.health.lock().map(|h| h.status()).unwrap_or_default();
+        if self.admin() == Admin::Drain && h == "UP" {
+            return "DRAIN".into();
+        }
+        if !self.cfg.check {
+            return if self.admin() == Admin::Drain { "DRAIN".into() } else { "no check".into() };
+        }
+        h
+    }
+}
+
+pub struct BackendRt {
+    pub cfg: Proxy,
+    pub servers: Vec<Arc<ServerRt>>,
+    pub balancer: Mutex<Balancer>,
+    pub counters: Counters,
+    pub client: Client<HttpConnector, Body>,
+}
+
+impl BackendRt {
+    pub fn connect_timeout(&self) -> Duration {
+        self.cfg.settings.timeouts.connect.unwrap_or(Duration::from_secs(30))
+    }
+
+    pub fn server_timeout(&self) -> Duration {
+        self.cfg.settings.timeouts.server.unwrap_or(Duration::from_secs(30))
+    }
+
+    /// HAProxy: `timeout queue` or, when unset, `timeout connect`.
+    pub fn queue_timeout(&self) -> Duration {
+        self.cfg.settings.timeouts.queue.unwrap_or_else(|| self.connect_timeout())
+    }
+
+    pub fn up_servers(&self) -> usize {
+        self.servers.iter().filter(|s| s.is_up()).count()
+    }
+}
+
+pub struct FrontendRt {
+    pub cfg: Proxy,
+    pub counters: Counters,
+}
+
+pub struct Shared {
+    pub frontends: Vec<Arc<FrontendRt>>,
+    pub backends: HashMap<String, Arc<BackendRt>>,
+    /// Declaration order, for stats.
+    pub order: Vec<String>,
+    pub started: Instant,
+}
+
+pub fn build(config: &crate::haproxy::L7Config) -> Arc<Shared> {
+    let mut backends = HashMap::new();
+    let mut frontends = Vec::new();
+    for p in &config.proxies {
+        if p.kind.has_frontend() {
+            frontends.push(Arc::new(FrontendRt { cfg: p.clone(), counters: Counters::default() }));
+        }
+        if p.kind.has_backend() {
+            let servers = p
+                .servers
+                .iter()
+                .map(|s| {
+                    Arc::new(ServerRt {
+                        cfg: s.clone(),
+                        counters: Counters::default(),
+                        health: Mutex::new(Health::new(s.rise, s.fall)),
+                        admin: AtomicU8::new(Admin::Ready as u8),
+                        weight: AtomicU32::new(s.weight),
+                        slots: (s.maxconn > 0).then(|| Arc::new(Semaphore::new(s.maxconn as usize))),
+                        last_change: Mutex::new(Instant::now()),
+                        last_check: Mutex::new(String::new()),
+                        chkfail: AtomicU64::new(0),
+                        chkdown: AtomicU64::new(0),
+                    })
+                })
+                .collect();
+            let mut conn = HttpConnector::new();
+            conn.set_nodelay(true);
+            conn.set_connect_timeout(p.settings.timeouts.connect.or(Some(Duration::from_secs(30))));
+            let client = Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(256)
+                .set_host(false)
+                .build(conn);
+            backends.insert(
+                p.name.clone(),
+                Arc::new(BackendRt {
+                    cfg: p.clone(),
+                    servers,
+                    balancer: Mutex::new(Balancer::new(p.settings.balance.clone())),
+                    counters: Counters::default(),
+                    client,
+                }),
+            );
+        }
+    }
+    Arc::new(Shared {
+        frontends,
+        backends,
+        order: config.proxies.iter().map(|p| p.name.clone()).collect(),
+        started: Instant::now(),
+    })
+}

@@ -1,0 +1,241 @@
+//! The L7 proxy (`ballast proxy -f haproxy.cfg`) on loopback with real clients (curl, ab)
+//! against backends the test starts: balancing, cookie persistence, health checks,
+//! maxconn queueing, retries + redispatch, X-Forwarded-For, HTTP/2, the stats page.
+mod common;
+
+use std::{
+    net::TcpListener,
+    process::{Command, Stdio},
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use common::{http_backend, Child};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Proxy {
+    port: u16,
+    _child: Child,
+    log: std::path::PathBuf,
+}
+
+fn start_proxy(cfg: &str) -> Proxy {
+    let dir = std::env::temp_dir().join(format!("ballast-l7-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port: u16 =
+        cfg.split("bind 127.0.0.1:").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let log = dir.join("proxy.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_ballast"))
+        .args(["proxy", "-f", path.to_str().unwrap()])
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let p = Proxy { port, _child: Child(child), log };
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "proxy did not start: {}",
+            std::fs::read_to_string(&p.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    p
+}
+
+/// curl ARGS URL → (status line + headers, body).
+fn curl(args: &[&str], url: &str) -> (String, String) {
+    let out = Command::new("curl").args(["-s", "-i", "-m", "10"]).args(args).arg(url).output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.to_string(), body.to_string())
+}
+
+fn who(body: &str) -> String {
+    body.split_whitespace().next().unwrap_or("").to_string()
+}
+
+fn stats_rows(port: u16) -> Vec<Vec<String>> {
+    let (_, body) = curl(&[], &format!("http://127.0.0.1:{port}/stats;csv"));
+    body.lines().map(|l| l.split(',').map(String::from).collect()).collect()
+}
+
+fn server_field(rows: &[Vec<String>], server: &str, col: usize) -> String {
+    rows.iter()
+        .find(|r| r.get(1).map(String::as_str) == Some(server))
+        .map(|r| r[col].clone())
+        .unwrap_or_default()
+}
+
+const HEAD: &str = "defaults\n    mode http\n    option httplog\n    option forwardfor\n    retries 2\n    option redispatch\n    timeout connect 500ms\n    timeout client 10s\n    timeout server 10s\n";
+
+#[test]
+fn balances_persists_with_cookies_and_forwards_client_address() {
+    let b: Vec<_> = ["s1", "s2", "s3"].iter().map(|n| http_backend::start(n)).collect();
+    let port = free_port();
+    let cfg = format!(
+        "{HEAD}listen web\n    bind 127.0.0.1:{port}\n    balance roundrobin\n    stats uri /stats\n    cookie SERVERID insert indirect nocache\n{}",
+        b.iter().enumerate().map(|(i, x)| format!("    server s{} {} cookie c{}\n", i + 1, x.addr, i + 1)).collect::<String>()
+    );
+    let p = start_proxy(&cfg);
+    let url = format!("http://127.0.0.1:{}/", p.port);
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..30 {
+        let (_, body) = curl(&[], &url);
+        *seen.entry(who(&body)).or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [("s1".into(), 10), ("s2".into(), 10), ("s3".into(), 10)]
+    );
+
+    // First response sets the cookie (non-cacheable); the client then sticks to that server,
+    // and the server never sees the persistence cookie (indirect), only the client's others.
+    let (head, body) = curl(&[], &url);
+    let server = who(&body);
+    let n = &server[1..];
+    assert!(head.to_ascii_lowercase().contains(&format!("set-cookie: serverid=c{n}; path=/")), "{head}");
+    assert!(head.to_ascii_lowercase().contains("cache-control: private"), "{head}");
+    assert!(body.contains("xff=127.0.0.1"), "X-Forwarded-For: {body}");
+    for _ in 0..6 {
+        let (head, body) = curl(&["-H", &format!("Cookie: theme=dark; SERVERID=c{n}")], &url);
+        assert_eq!(who(&body), server, "persistence broken");
+        assert!(body.contains("cookie=theme=dark") && !body.contains("SERVERID"), "indirect: {body}");
+        assert!(!head.to_ascii_lowercase().contains("set-cookie"), "cookie inserted again: {head}");
+    }
+    // HTTP/2 from the client (prior knowledge, cleartext).
+    let (head, body) = curl(&["--http2-prior-knowledge"], &url);
+    assert!(head.starts_with("HTTP/2 200"), "{head}");
+    assert!(body.starts_with('s'));
+    // A bounded keep-alive load: no failures.
+    let out = Command::new("ab")
+        .args(["-q", "-k", "-n", "2000", "-c", "8", "-s", "10", &url])
+        .output()
+        .expect("ab");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Complete requests:      2000"), "{text}");
+    assert!(text.contains("Failed requests:        0"), "{text}");
+    let log = std::fs::read_to_string(&p.log).unwrap();
+    assert!(log.contains(" web web/s1 ") && log.contains("\"GET / HTTP/1.1\""), "httplog lines: {log}");
+}
+
+#[test]
+fn health_checks_take_servers_out_and_back() {
+    let b: Vec<_> = ["s1", "s2"].iter().map(|n| http_backend::start(n)).collect();
+    let port = free_port();
+    let cfg = format!(
+        "{HEAD}listen web\n    bind 127.0.0.1:{port}\n    stats uri /stats\n    option httpchk GET /health\n    http-check expect status 200\n{}",
+        b.iter().enumerate().map(|(i, x)| format!("    server s{} {} check inter 100 rise 2 fall 2\n", i + 1, x.addr)).collect::<String>()
+    );
+    let p = start_proxy(&cfg);
+    let url = format!("http://127.0.0.1:{}/", p.port);
+    let wait_status = |server: &str, want: &str| {
+        let start = Instant::now();
+        loop {
+            let s = server_field(&stats_rows(p.port), server, 17);
+            if s == want {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "{server} stayed {s}, wanted {want}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_status("s2", "UP");
+    b[1].healthy.store(false, Ordering::SeqCst);
+    wait_status("s2", "DOWN");
+    for _ in 0..10 {
+        assert_eq!(who(&curl(&[], &url).1), "s1", "traffic went to a DOWN server");
+    }
+    let rows = stats_rows(p.port);
+    assert!(server_field(&rows, "s2", 65).starts_with("L7STS 503"), "check_desc: {rows:?}");
+    b[1].healthy.store(true, Ordering::SeqCst);
+    wait_status("s2", "UP");
+    let got: std::collections::BTreeSet<String> = (0..6).map(|_| who(&curl(&[], &url).1)).collect();
+    assert_eq!(got.len(), 2, "s2 is back: {got:?}");
+    let log = std::fs::read_to_string(&p.log).unwrap();
+    assert!(log.contains("Server web/s2 is DOWN") && log.contains("Server web/s2 is UP"), "{log}");
+}
+
+#[test]
+fn maxconn_queues_then_503_and_dead_servers_are_retried_elsewhere() {
+    let slow = http_backend::start("slow");
+    let port = free_port();
+    let cfg = format!(
+        "{HEAD}    timeout queue 200ms\nlisten web\n    bind 127.0.0.1:{port}\n    stats uri /stats\n    server s1 {} maxconn 1\n",
+        slow.addr
+    );
+    let p = start_proxy(&cfg);
+    let url = format!("http://127.0.0.1:{}/slow", p.port);
+    // Two at once on a server with maxconn 1: one is served, the other waits in the queue
+    // longer than `timeout queue` and gets a 503.
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || curl(&[], &url).0)
+        })
+        .collect();
+    let mut statuses: Vec<String> =
+        handles.into_iter().map(|h| h.join().unwrap().lines().next().unwrap_or("").to_string()).collect();
+    statuses.sort();
+    assert_eq!(statuses, ["HTTP/1.1 200 OK", "HTTP/1.1 503 Service Unavailable"]);
+    let rows = stats_rows(p.port);
+    assert_eq!(server_field(&rows, "s1", 3), "1", "qmax: {rows:?}");
+    drop(p);
+
+    // A server whose port is closed: the connection fails, is retried, and the last retry
+    // is redispatched to a live server, so the client sees no error.
+    let live = http_backend::start("live");
+    let dead_port = free_port();
+    let port = free_port();
+    let cfg = format!(
+        "{HEAD}listen web\n    bind 127.0.0.1:{port}\n    stats uri /stats\n    balance roundrobin\n    server dead 127.0.0.1:{dead_port}\n    server live {}\n",
+        live.addr
+    );
+    let p = start_proxy(&cfg);
+    for _ in 0..6 {
+        let (head, body) = curl(&[], &format!("http://127.0.0.1:{}/", p.port));
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(who(&body), "live");
+    }
+    let rows = stats_rows(p.port);
+    let (econ, wretr, wredis) =
+        (server_field(&rows, "dead", 13), server_field(&rows, "dead", 15), server_field(&rows, "dead", 16));
+    assert!(
+        econ.parse::<u32>().unwrap() >= 3
+            && wretr.parse::<u32>().unwrap() >= 2
+            && wredis.parse::<u32>().unwrap() >= 1,
+        "econ {econ} wretr {wretr} wredis {wredis}"
+    );
+}
+
+#[test]
+fn stats_page_speaks_haproxy_csv_html_and_prometheus() {
+    let b = http_backend::start("s1");
+    let port = free_port();
+    let cfg = format!(
+        "{HEAD}listen web\n    bind 127.0.0.1:{port}\n    stats uri /haproxy_stats\n    server s1 {}\n",
+        b.addr
+    );
+    let p = start_proxy(&cfg);
+    curl(&[], &format!("http://127.0.0.1:{}/", p.port));
+    let (_, csv) = curl(&[], &format!("http://127.0.0.1:{}/haproxy_stats;csv", p.port));
+    let header = csv.lines().next().unwrap();
+    assert_eq!(header, ballast::proxy::stats::CSV_HEADER);
+    let cols = header.matches(',').count();
+    for line in csv.lines().skip(1) {
+        assert_eq!(line.matches(',').count(), cols, "row width: {line}");
+    }
+    assert!(csv.contains("web,FRONTEND,") && csv.contains("web,s1,") && csv.contains("web,BACKEND,"));
+    let (head, html) = curl(&[], &format!("http://127.0.0.1:{}/haproxy_stats", p.port));
+    assert!(head.contains("text/html") && html.contains("<h2>web</h2>") && html.contains(">s1<"), "{html}");
+    let (_, prom) = curl(&[], &format!("http://127.0.0.1:{}/haproxy_stats/metrics", p.port));
+    assert!(prom.contains("ballast_server_up{proxy=\"web\",server=\"s1\"} 1"), "{prom}");
+}
