@@ -172,7 +172,10 @@ fn load_l7(files: &[PathBuf]) -> Result<ballast::haproxy::L7Config> {
     for d in &parsed.diags {
         log::warn!("{d}");
     }
-    parsed.config.ok_or_else(|| anyhow::anyhow!("Fatal errors found in configuration."))
+    let alerts: Vec<String> = parsed.alerts().map(|d| d.to_string()).collect();
+    parsed
+        .config
+        .ok_or_else(|| anyhow::anyhow!("{}\nFatal errors found in configuration.", alerts.join("\n")))
 }
 
 fn run_proxy(files: &[PathBuf], threads: Option<usize>) -> Result<()> {
@@ -182,20 +185,70 @@ fn run_proxy(files: &[PathBuf], threads: Option<usize>) -> Result<()> {
         rt.worker_threads(n.max(1));
     }
     let rt = rt.enable_all().build().context("starting the runtime")?;
+    let files = files.to_vec();
     rt.block_on(async move {
-        let (_shared, tasks) = ballast::proxy::start(config).await?;
+        let socket = config.global.stats_socket.clone();
+        let proxy = ballast::proxy::Proxy::start(config).await?;
+        if let Some(path) = socket {
+            serve_runtime_api(proxy.clone(), path, files.clone())?;
+        }
         log::info!("proxy started");
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = hup.recv() => match reload_proxy(&proxy, &files).await {
+                    Ok(()) => log::info!("reloaded"),
+                    Err(e) => log::error!("reload refused, the running configuration is unchanged: {e}"),
+                },
+            }
         }
         log::info!("stopping");
-        for t in tasks {
-            t.abort();
-        }
+        proxy.stop();
         Ok::<_, anyhow::Error>(())
     })
+}
+
+async fn reload_proxy(
+    proxy: &std::sync::Arc<ballast::proxy::Proxy>,
+    files: &[PathBuf],
+) -> Result<(), String> {
+    let config = load_l7(files).map_err(|e| format!("{e:#}"))?;
+    proxy.reload(config).await.map_err(|e| e.to_string())
+}
+
+/// The runtime API on a unix socket: one command line per connection.
+fn serve_runtime_api(
+    proxy: std::sync::Arc<ballast::proxy::Proxy>,
+    path: PathBuf,
+    files: Vec<PathBuf>,
+) -> Result<()> {
+    let _ = std::fs::remove_file(&path);
+    let listener =
+        tokio::net::UnixListener::bind(&path).with_context(|| format!("stats socket {}", path.display()))?;
+    tokio::spawn(async move {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        while let Ok((stream, _)) = listener.accept().await {
+            let (proxy, files) = (proxy.clone(), files.clone());
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut line = String::new();
+                let mut r = tokio::io::BufReader::new(r.take(4096));
+                if r.read_line(&mut line).await.is_err() {
+                    return;
+                }
+                let reply =
+                    ballast::proxy::runtime::execute(&proxy, line.trim(), || reload_proxy(&proxy, &files))
+                        .await;
+                let _ = w.write_all(reply.as_bytes()).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    Ok(())
 }
 
 fn check(files: &[PathBuf], quiet: bool) -> Result<()> {

@@ -239,3 +239,129 @@ fn stats_page_speaks_haproxy_csv_html_and_prometheus() {
     let (_, prom) = curl(&[], &format!("http://127.0.0.1:{}/haproxy_stats/metrics", p.port));
     assert!(prom.contains("ballast_server_up{proxy=\"web\",server=\"s1\"} 1"), "{prom}");
 }
+
+fn api(sock: &std::path::Path, cmd: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s =
+        std::os::unix::net::UnixStream::connect(sock).unwrap_or_else(|e| panic!("{}: {e}", sock.display()));
+    s.write_all(format!("{cmd}\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn runtime_api_sets_server_state_and_weight() {
+    let b: Vec<_> = ["s1", "s2"].iter().map(|n| http_backend::start(n)).collect();
+    let port = free_port();
+    let sock = std::env::temp_dir().join(format!("ballast-api-{port}.sock"));
+    let cfg = format!(
+        "global\n    stats socket {}\n{HEAD}listen web\n    bind 127.0.0.1:{port}\n    cookie SRV insert\n{}",
+        sock.display(),
+        b.iter()
+            .enumerate()
+            .map(|(i, x)| format!("    server s{} {} cookie c{}\n", i + 1, x.addr, i + 1))
+            .collect::<String>()
+    );
+    let p = start_proxy(&cfg);
+    let start = Instant::now();
+    while !sock.exists() {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("http://127.0.0.1:{}/", p.port);
+    let spread = |n: usize| {
+        let mut c = std::collections::BTreeMap::new();
+        for _ in 0..n {
+            *c.entry(who(&curl(&[], &url).1)).or_insert(0) += 1;
+        }
+        c
+    };
+    assert!(api(&sock, "show stat").starts_with(ballast::proxy::stats::CSV_HEADER));
+    assert_eq!(api(&sock, "set server web/s2 state maint"), "");
+    assert_eq!(spread(6).keys().cloned().collect::<Vec<_>>(), ["s1"]);
+    assert!(api(&sock, "show stat").contains(",s2,") && api(&sock, "show stat").contains("MAINT"));
+    // drain: no new traffic, but a client holding s2's cookie still reaches it.
+    api(&sock, "set server web/s2 state drain");
+    assert_eq!(spread(6).keys().cloned().collect::<Vec<_>>(), ["s1"]);
+    assert_eq!(who(&curl(&["-H", "Cookie: SRV=c2"], &url).1), "s2");
+    api(&sock, "set server web/s2 state ready");
+    api(&sock, "set server web/s1 weight 3");
+    let c = spread(40);
+    assert_eq!((c["s1"], c["s2"]), (30, 10), "weights 3:1: {c:?}");
+    assert!(api(&sock, "set server web/nope state maint").starts_with("No such server"));
+    assert!(api(&sock, "bogus").starts_with("Unknown command"));
+}
+
+#[test]
+fn reload_under_load_drops_nothing_and_keeps_idle_connections() {
+    use std::io::{BufRead, BufReader, Write};
+    let b: Vec<_> = ["s1", "s2", "s3"].iter().map(|n| http_backend::start(n)).collect();
+    let port = free_port();
+    let sock = std::env::temp_dir().join(format!("ballast-reload-{port}.sock"));
+    let cfg_for = |servers: &[usize]| {
+        format!(
+            "global\n    stats socket {}\n{HEAD}listen web\n    bind 127.0.0.1:{port}\n    balance roundrobin\n{}",
+            sock.display(),
+            servers.iter().map(|&i| format!("    server s{} {}\n", i + 1, b[i].addr)).collect::<String>()
+        )
+    };
+    let p = start_proxy(&cfg_for(&[0, 1]));
+    let cfg_path = p.log.with_file_name("haproxy.cfg");
+    let url = format!("http://127.0.0.1:{}/", p.port);
+
+    // An idle keep-alive connection opened before the reloads.
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let ask = |s: &mut std::net::TcpStream| {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut status = String::new();
+        r.read_line(&mut status).unwrap();
+        let mut len = 0;
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h).unwrap();
+            if h.trim().is_empty() {
+                break;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; len];
+        std::io::Read::read_exact(&mut r, &mut body).unwrap();
+        (status, String::from_utf8(body).unwrap())
+    };
+    assert!(ask(&mut idle).0.starts_with("HTTP/1.1 200"));
+
+    let pid = p._child.0.id();
+    let ab = std::thread::spawn(move || {
+        let out = Command::new("ab")
+            .args(["-q", "-k", "-n", "30000", "-c", "8", "-s", "10", &url])
+            .output()
+            .expect("ab");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // SIGHUP with a third server, then an API reload back to two, then a broken file.
+    std::fs::write(&cfg_path, cfg_for(&[0, 1, 2])).unwrap();
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(300));
+    let seen: std::collections::BTreeSet<String> =
+        (0..9).map(|_| who(&curl(&[], &format!("http://127.0.0.1:{}/", p.port)).1)).collect();
+    assert!(seen.contains("s3"), "the new server gets traffic after SIGHUP: {seen:?}");
+    std::fs::write(&cfg_path, cfg_for(&[0, 1])).unwrap();
+    assert_eq!(api(&sock, "reload"), "Success=1\n");
+    std::fs::write(&cfg_path, cfg_for(&[0, 1]).replace("balance roundrobin", "balanse roundrobin")).unwrap();
+    let r = api(&sock, "reload");
+    assert!(r.starts_with("Success=0") && r.contains("unknown keyword 'balanse'"), "{r}");
+    // The idle connection opened before both reloads still works, on the current config.
+    let (status, body) = ask(&mut idle);
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(body.starts_with("s1") || body.starts_with("s2"), "{body}");
+    let text = ab.join().unwrap();
+    assert!(text.contains("Complete requests:      30000"), "{text}");
+    assert!(text.contains("Failed requests:        0"), "{text}");
+    assert!(!text.contains("Non-2xx"), "{text}");
+}

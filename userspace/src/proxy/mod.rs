@@ -1,20 +1,31 @@
 //! The L7 proxy (HAProxy's job in the seeds): listeners from an `L7Config`, HTTP/1.1 and
 //! HTTP/2 to clients (hyper), pooled keep-alive HTTP/1.1 to servers, `mode tcp` proxies,
-//! health checks and the stats page.
+//! health checks, the stats page and the runtime API.
+//!
+//! Reload: the new config is parsed and its new listeners bound first (any failure leaves
+//! the running config untouched); then the state is swapped. Every request looks up the
+//! current state, so idle keep-alive connections continue on the new config, in-flight
+//! requests finish on the old one, and listeners that stay are never closed.
 pub mod checks;
 pub mod http;
+pub mod runtime;
 pub mod state;
 pub mod stats;
 pub mod tcp;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
 
 use hyper::service::service_fn;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{net::TcpListener, sync::Semaphore, task::JoinHandle};
 
 use crate::haproxy::{model::Mode, L7Config};
 pub use state::Shared;
@@ -23,76 +34,174 @@ pub use state::Shared;
 pub enum ProxyError {
     #[error("cannot bind {addr} (proxy '{proxy}'): {source}")]
     Bind { proxy: String, addr: SocketAddr, source: std::io::Error },
+    #[error("runtime API socket {path}: {source}")]
+    Socket { path: String, source: std::io::Error },
 }
 
-/// Binds every listener (all or nothing), starts the health checks, and serves until
-/// `shutdown` completes. Returns the shared state for stats and the runtime API.
-pub async fn run(config: L7Config, shutdown: impl Future<Output = ()>) -> Result<Arc<Shared>, ProxyError> {
-    let (shared, tasks) = start(config).await?;
-    shutdown.await;
-    for t in tasks {
-        t.abort();
+struct Listener {
+    /// Which frontend this address belongs to now (a reload may move it).
+    frontend: Arc<RwLock<String>>,
+    task: JoinHandle<()>,
+}
+
+/// A running proxy.
+pub struct Proxy {
+    current: Arc<RwLock<Arc<Shared>>>,
+    listeners: Mutex<HashMap<SocketAddr, Listener>>,
+    checks: Mutex<Vec<JoinHandle<()>>>,
+    /// Serialises reloads.
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl Proxy {
+    pub fn current(&self) -> Arc<Shared> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
-    Ok(shared)
+
+    /// Binds every listener (all or nothing) and starts serving.
+    pub async fn start(config: L7Config) -> Result<Arc<Proxy>, ProxyError> {
+        let shared = state::build(&config);
+        let proxy = Arc::new(Proxy {
+            current: Arc::new(RwLock::new(shared.clone())),
+            listeners: Mutex::new(HashMap::new()),
+            checks: Mutex::new(Vec::new()),
+            reload_lock: tokio::sync::Mutex::new(()),
+        });
+        let bound = bind_new(&shared, &HashMap::new()).await?;
+        proxy.install(shared, bound);
+        Ok(proxy)
+    }
+
+    /// Swaps in `config`: binds its new addresses, closes the ones it no longer has,
+    /// carries server health and admin state over, restarts health checks.
+    pub async fn reload(&self, config: L7Config) -> Result<(), ProxyError> {
+        let _guard = self.reload_lock.lock().await;
+        let old = self.current();
+        let shared = state::build(&config);
+        state::carry_over(&old, &shared);
+        let existing: HashMap<SocketAddr, ()> =
+            self.listeners.lock().unwrap_or_else(|p| p.into_inner()).keys().map(|a| (*a, ())).collect();
+        let bound = bind_new(&shared, &existing).await?;
+        self.install(shared, bound);
+        Ok(())
+    }
+
+    fn install(&self, shared: Arc<Shared>, bound: Vec<(String, TcpListener)>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = shared.clone();
+        let mut checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        for t in checks.drain(..) {
+            t.abort();
+        }
+        for be in shared.backends.values() {
+            checks.extend(checks::spawn(be.clone()));
+        }
+        let wanted: HashMap<SocketAddr, String> = shared
+            .frontends
+            .iter()
+            .flat_map(|f| f.cfg.binds.iter().map(move |b| (b.addr, f.cfg.name.clone())))
+            .collect();
+        let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        listeners.retain(|addr, l| match wanted.get(addr) {
+            Some(name) => {
+                *l.frontend.write().unwrap_or_else(|p| p.into_inner()) = name.clone();
+                true
+            }
+            None => {
+                l.task.abort();
+                false
+            }
+        });
+        for (name, l) in bound {
+            let addr = l.local_addr().expect("bound listener");
+            let frontend = Arc::new(RwLock::new(name));
+            let task = tokio::spawn(accept_loop(self.current.clone(), frontend.clone(), l));
+            listeners.insert(addr, Listener { frontend, task });
+        }
+    }
+
+    pub fn stop(&self) {
+        for (_, l) in self.listeners.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+            l.task.abort();
+        }
+        for t in self.checks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            t.abort();
+        }
+    }
 }
 
-/// Binds and spawns everything; the caller owns the tasks (abort them to stop).
-pub async fn start(config: L7Config) -> Result<(Arc<Shared>, Vec<tokio::task::JoinHandle<()>>), ProxyError> {
-    let shared = state::build(&config);
-    let mut listeners = Vec::new();
+/// Binds the addresses of `shared` that are not listening yet.
+async fn bind_new(
+    shared: &Shared,
+    existing: &HashMap<SocketAddr, ()>,
+) -> Result<Vec<(String, TcpListener)>, ProxyError> {
+    let mut out = Vec::new();
     for fe in &shared.frontends {
         for b in &fe.cfg.binds {
+            if existing.contains_key(&b.addr) {
+                continue;
+            }
             let l = TcpListener::bind(b.addr).await.map_err(|source| ProxyError::Bind {
                 proxy: fe.cfg.name.clone(),
                 addr: b.addr,
                 source,
             })?;
-            listeners.push((fe.clone(), l));
+            out.push((fe.cfg.name.clone(), l));
         }
     }
-    let mut tasks = Vec::new();
-    for be in shared.backends.values() {
-        tasks.extend(checks::spawn(be.clone()));
-    }
-    for (fe, listener) in listeners {
-        let shared = shared.clone();
-        // Frontend maxconn: connections beyond it wait in the kernel's accept queue.
-        let limit = Arc::new(Semaphore::new(fe.cfg.settings.maxconn.max(1) as usize));
-        tasks.push(tokio::spawn(async move {
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            let read_timeout = fe
-                .cfg
-                .settings
-                .timeouts
-                .http_request
-                .or(fe.cfg.settings.timeouts.client)
-                .unwrap_or(Duration::from_secs(30));
-            builder.http1().timer(TokioTimer::new()).header_read_timeout(read_timeout).keep_alive(true);
-            builder.http2().timer(TokioTimer::new());
-            let builder = Arc::new(builder);
-            loop {
-                let Ok(permit) = limit.clone().acquire_owned().await else { return };
-                let (stream, peer) = match listener.accept().await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        log::warn!("accept on {}: {e}", fe.cfg.name);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let (shared, fe, builder) = (shared.clone(), fe.clone(), builder.clone());
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    if fe.cfg.settings.mode == Mode::Tcp {
-                        tcp::serve(&shared, &fe, stream, peer).await;
-                        return;
-                    }
-                    let svc = service_fn(move |req| http::handle(shared.clone(), fe.clone(), peer, req));
-                    let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
-                });
+    Ok(out)
+}
+
+async fn accept_loop(
+    current: Arc<RwLock<Arc<Shared>>>,
+    frontend: Arc<RwLock<String>>,
+    listener: TcpListener,
+) {
+    // Frontend maxconn and the header read timeout come from the config at bind time;
+    // connections beyond maxconn wait in the kernel's accept queue.
+    let (max, read_timeout) = {
+        let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let name = frontend.read().unwrap_or_else(|p| p.into_inner()).clone();
+        shared
+            .frontend(&name)
+            .map(|f| {
+                let t = &f.cfg.settings.timeouts;
+                (f.cfg.settings.maxconn, t.http_request.or(t.client).unwrap_or(Duration::from_secs(30)))
+            })
+            .unwrap_or((2000, Duration::from_secs(30)))
+    };
+    let limit = Arc::new(Semaphore::new(max.max(1) as usize));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(read_timeout).keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else { return };
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                log::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
-        }));
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let name = frontend.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(fe) = shared.frontend(&name) else { continue };
+        let (current, builder) = (current.clone(), builder.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            if fe.cfg.settings.mode == Mode::Tcp {
+                tcp::serve(&shared, &fe, stream, peer).await;
+                return;
+            }
+            let svc = service_fn(move |req| {
+                // Each request runs on the config current when it arrives.
+                let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let fe = shared.frontend(&fe.cfg.name).unwrap_or_else(|| fe.clone());
+                http::handle(shared, fe, peer, req)
+            });
+            let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+        });
     }
-    Ok((shared, tasks))
 }

@@ -183,6 +183,40 @@ pub struct Shared {
     pub started: Instant,
 }
 
+impl Shared {
+    pub fn frontend(&self, name: &str) -> Option<Arc<FrontendRt>> {
+        self.frontends.iter().find(|f| f.cfg.name == name).cloned()
+    }
+
+    pub fn server(&self, backend: &str, server: &str) -> Option<Arc<ServerRt>> {
+        self.backends.get(backend)?.servers.iter().find(|s| s.cfg.name == server).cloned()
+    }
+}
+
+/// After a reload, a server that is still there (same backend, name and address) keeps
+/// its health and admin state, and its runtime weight if its configured one is unchanged.
+pub fn carry_over(old: &Shared, new: &Shared) {
+    for (name, be) in &new.backends {
+        for s in &be.servers {
+            let Some(o) = old.server(name, &s.cfg.name) else { continue };
+            if o.cfg.addr != s.cfg.addr {
+                continue;
+            }
+            let h = *o.health.lock().unwrap_or_else(|p| p.into_inner());
+            let mut nh = s.health.lock().unwrap_or_else(|p| p.into_inner());
+            if h.rise == nh.rise && h.fall == nh.fall {
+                *nh = h;
+            }
+            s.admin.store(o.admin.load(Relaxed), Relaxed);
+            if o.cfg.weight == s.cfg.weight {
+                s.weight.store(o.weight.load(Relaxed), Relaxed);
+            }
+            *s.last_check.lock().unwrap_or_else(|p| p.into_inner()) =
+                o.last_check.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        }
+    }
+}
+
 pub fn build(config: &crate::haproxy::L7Config) -> Arc<Shared> {
     let mut backends = HashMap::new();
     let mut frontends = Vec::new();
