@@ -12,6 +12,7 @@ pub mod runtime;
 pub mod state;
 pub mod stats;
 pub mod tcp;
+pub mod tls;
 
 use std::{
     collections::HashMap,
@@ -36,11 +37,17 @@ pub enum ProxyError {
     Bind { proxy: String, addr: SocketAddr, source: std::io::Error },
     #[error("runtime API socket {path}: {source}")]
     Socket { path: String, source: std::io::Error },
+    #[error("proxy '{proxy}', bind {addr}: {source}")]
+    Tls { proxy: String, addr: SocketAddr, source: tls::TlsError },
 }
+
+type Acceptor = Arc<RwLock<Option<tokio_rustls::TlsAcceptor>>>;
 
 struct Listener {
     /// Which frontend this address belongs to now (a reload may move it).
     frontend: Arc<RwLock<String>>,
+    /// The TLS setup of the bind line (replaced on reload: certificates are re-read).
+    tls: Acceptor,
     task: JoinHandle<()>,
 }
 
@@ -67,8 +74,9 @@ impl Proxy {
             checks: Mutex::new(Vec::new()),
             reload_lock: tokio::sync::Mutex::new(()),
         });
+        let acceptors = tls_acceptors(&shared)?;
         let bound = bind_new(&shared, &HashMap::new()).await?;
-        proxy.install(shared, bound);
+        proxy.install(shared, bound, acceptors);
         Ok(proxy)
     }
 
@@ -81,12 +89,18 @@ impl Proxy {
         state::carry_over(&old, &shared);
         let existing: HashMap<SocketAddr, ()> =
             self.listeners.lock().unwrap_or_else(|p| p.into_inner()).keys().map(|a| (*a, ())).collect();
+        let acceptors = tls_acceptors(&shared)?;
         let bound = bind_new(&shared, &existing).await?;
-        self.install(shared, bound);
+        self.install(shared, bound, acceptors);
         Ok(())
     }
 
-    fn install(&self, shared: Arc<Shared>, bound: Vec<(String, TcpListener)>) {
+    fn install(
+        &self,
+        shared: Arc<Shared>,
+        bound: Vec<(String, TcpListener)>,
+        mut acceptors: HashMap<SocketAddr, tokio_rustls::TlsAcceptor>,
+    ) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = shared.clone();
         let mut checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
         for t in checks.drain(..) {
@@ -104,6 +118,7 @@ impl Proxy {
         listeners.retain(|addr, l| match wanted.get(addr) {
             Some(name) => {
                 *l.frontend.write().unwrap_or_else(|p| p.into_inner()) = name.clone();
+                *l.tls.write().unwrap_or_else(|p| p.into_inner()) = acceptors.remove(addr);
                 true
             }
             None => {
@@ -114,8 +129,9 @@ impl Proxy {
         for (name, l) in bound {
             let addr = l.local_addr().expect("bound listener");
             let frontend = Arc::new(RwLock::new(name));
-            let task = tokio::spawn(accept_loop(self.current.clone(), frontend.clone(), l));
-            listeners.insert(addr, Listener { frontend, task });
+            let tls: Acceptor = Arc::new(RwLock::new(acceptors.remove(&addr)));
+            let task = tokio::spawn(accept_loop(self.current.clone(), frontend.clone(), tls.clone(), l));
+            listeners.insert(addr, Listener { frontend, tls, task });
         }
     }
 
@@ -127,6 +143,23 @@ impl Proxy {
             t.abort();
         }
     }
+}
+
+/// The TLS acceptor of every `ssl` bind line (certificates read now: a bad one refuses
+/// the start or the reload).
+fn tls_acceptors(shared: &Shared) -> Result<HashMap<SocketAddr, tokio_rustls::TlsAcceptor>, ProxyError> {
+    let mut out = HashMap::new();
+    for fe in &shared.frontends {
+        for b in fe.cfg.binds.iter().filter(|b| !b.tls_certs.is_empty()) {
+            let cfg = tls::server_config(&b.tls_certs, &b.alpn).map_err(|source| ProxyError::Tls {
+                proxy: fe.cfg.name.clone(),
+                addr: b.addr,
+                source,
+            })?;
+            out.insert(b.addr, tokio_rustls::TlsAcceptor::from(cfg));
+        }
+    }
+    Ok(out)
 }
 
 /// Binds the addresses of `shared` that are not listening yet.
@@ -154,6 +187,7 @@ async fn bind_new(
 async fn accept_loop(
     current: Arc<RwLock<Arc<Shared>>>,
     frontend: Arc<RwLock<String>>,
+    tls: Acceptor,
     listener: TcpListener,
 ) {
     // Frontend maxconn and the header read timeout come from the config at bind time;
@@ -189,6 +223,7 @@ async fn accept_loop(
         let name = frontend.read().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(fe) = shared.frontend(&name) else { continue };
         let (current, builder) = (current.clone(), builder.clone());
+        let acceptor = tls.read().unwrap_or_else(|p| p.into_inner()).clone();
         tokio::spawn(async move {
             let _permit = permit;
             if fe.cfg.settings.mode == Mode::Tcp {
@@ -201,7 +236,21 @@ async fn accept_loop(
                 let fe = shared.frontend(&fe.cfg.name).unwrap_or_else(|| fe.clone());
                 http::handle(shared, fe, peer, req)
             });
-            let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+            match acceptor {
+                None => {
+                    let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+                }
+                Some(acceptor) => {
+                    // A client that never finishes its handshake holds a slot: bound it.
+                    match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).await;
+                        }
+                        Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
+                        Err(_) => log::debug!("TLS handshake from {peer}: timed out"),
+                    }
+                }
+            }
         });
     }
 }

@@ -1,0 +1,132 @@
+//! TLS offload (`bind ... ssl crt ... alpn ...`) checked with real clients: openssl
+//! s_client (SNI, ALPN, TLS 1.2/1.3, session resumption) and curl (HTTP/1.1 and HTTP/2
+//! over TLS), against a backend the test starts.
+mod common;
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{http_backend, Child};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A self-signed ECDSA P-256 certificate for `name`, as one PEM file (chain + key).
+fn make_cert(dir: &Path, name: &str) -> PathBuf {
+    let (crt, key, pem) =
+        (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")), dir.join(format!("{name}.pem")));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+        ])
+        .args(["-keyout", key.to_str().unwrap(), "-out", crt.to_str().unwrap()])
+        .args(["-subj", &format!("/CN={name}"), "-addext", &format!("subjectAltName=DNS:{name}")])
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut both = std::fs::read(&crt).unwrap();
+    both.extend(std::fs::read(&key).unwrap());
+    std::fs::write(&pem, both).unwrap();
+    pem
+}
+
+/// `openssl s_client ARGS` against the proxy, sending an empty stdin; the transcript.
+fn s_client(port: u16, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn tls_offload_sni_alpn_versions_and_resumption() {
+    let dir = std::env::temp_dir().join(format!("ballast-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = make_cert(&dir, "a.example");
+    let b = make_cert(&dir, "b.example");
+    let backend = http_backend::start("s1");
+    let port = free_port();
+    let cfg = format!(
+        "defaults\n    mode http\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n\
+         listen web\n    bind 127.0.0.1:{port} ssl crt {} crt {} alpn h2,http/1.1\n    option forwardfor\n    server s1 {}\n",
+        a.display(),
+        b.display(),
+        backend.addr
+    );
+    let cfg_path = dir.join("haproxy.cfg");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let log = std::fs::File::create(dir.join("proxy.log")).unwrap();
+    let _proxy = Child(
+        Command::new(env!("CARGO_BIN_EXE_ballast"))
+            .args(["proxy", "-f", cfg_path.to_str().unwrap()])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "proxy did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // SNI picks the certificate; no SNI gets the first one.
+    assert!(s_client(port, &["-servername", "b.example"]).contains("subject=CN = b.example"));
+    assert!(s_client(port, &["-servername", "a.example"]).contains("subject=CN = a.example"));
+    assert!(s_client(port, &["-noservername"]).contains("subject=CN = a.example"));
+    // ALPN.
+    assert!(s_client(port, &["-servername", "a.example", "-alpn", "h2"]).contains("ALPN protocol: h2"));
+    assert!(s_client(port, &["-servername", "a.example", "-alpn", "http/1.1"])
+        .contains("ALPN protocol: http/1.1"));
+    // TLS 1.2 and 1.3.
+    assert!(s_client(port, &["-servername", "a.example", "-tls1_2"]).contains("Protocol  : TLSv1.2"));
+    assert!(s_client(port, &["-servername", "a.example", "-tls1_3"]).contains("TLSv1.3"));
+    // Session resumption, both versions.
+    for v in ["-tls1_2", "-tls1_3"] {
+        let sess = dir.join(format!("sess{v}"));
+        let first = s_client(port, &["-servername", "a.example", v, "-sess_out", sess.to_str().unwrap()]);
+        assert!(first.contains("New,"), "{v}: {first}");
+        let again = s_client(port, &["-servername", "a.example", v, "-sess_in", sess.to_str().unwrap()]);
+        assert!(again.contains("Reused,"), "{v} not resumed: {again}");
+    }
+    // Real requests over TLS: HTTP/1.1 and HTTP/2 (ALPN), offloaded to a plain backend.
+    let resolve = format!("a.example:{port}:127.0.0.1");
+    let url = format!("https://a.example:{port}/");
+    for (proto, want) in [("--http1.1", "HTTP/1.1 200"), ("--http2", "HTTP/2 200")] {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-i",
+                "-m",
+                "10",
+                "--cacert",
+                a.to_str().unwrap(),
+                "--resolve",
+                &resolve,
+                proto,
+                &url,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with(want), "{proto}: {text}");
+        assert!(text.contains("s1 xff=127.0.0.1"), "{proto}: {text}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
