@@ -365,3 +365,91 @@ fn reload_under_load_drops_nothing_and_keeps_idle_connections() {
     assert!(text.contains("Failed requests:        0"), "{text}");
     assert!(!text.contains("Non-2xx"), "{text}");
 }
+
+/// Starts Debian's HAProxy with `cfg`; killed on drop.
+fn start_haproxy(cfg: &str, port: u16) -> Child {
+    let path = std::env::temp_dir().join(format!("ballast-hap-{port}.cfg"));
+    std::fs::write(&path, cfg).unwrap();
+    let c = Child(
+        Command::new("haproxy")
+            .args(["-db", "-f", path.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy"),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "haproxy did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c
+}
+
+#[test]
+fn proxy_protocol_v1_v2_both_ways_and_with_haproxy() {
+    let b = http_backend::start("s1");
+    // B accepts the PROXY protocol and reports the client it names via X-Forwarded-For.
+    let pb = free_port();
+    let p_b = start_proxy(&format!(
+        "{HEAD}listen b\n    bind 127.0.0.1:{pb} accept-proxy\n    server s1 {}\n",
+        b.addr
+    ));
+    // v1 by hand.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", pb)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"PROXY TCP4 192.0.2.9 198.51.100.1 5555 80\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.contains("s1 xff=192.0.2.9"), "{out}");
+        // No header on an accept-proxy bind: refused.
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", pb)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(!out.contains("200"), "{out}");
+    }
+    // A (send-proxy-v2, then v1) -> B: the backend sees the real client, 127.0.0.2.
+    for send in ["send-proxy-v2", "send-proxy"] {
+        let pa = free_port();
+        let _a = start_proxy(&format!(
+            "{HEAD}listen a\n    bind 127.0.0.1:{pa}\n    server b 127.0.0.1:{pb} {send}\n"
+        ));
+        let (_, body) = curl(&["--interface", "127.0.0.2"], &format!("http://127.0.0.1:{pa}/"));
+        assert!(body.contains("xff=127.0.0.2"), "{send}: {body}");
+    }
+    drop(p_b);
+    if !std::process::Command::new("haproxy").arg("-v").output().map(|o| o.status.success()).unwrap_or(false)
+    {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "haproxy missing in CI");
+        return;
+    }
+    // Interop: HAProxy sends v2 to ballast, ballast sends v2 to HAProxy.
+    let pb = free_port();
+    let _b = start_proxy(&format!(
+        "{HEAD}listen b\n    bind 127.0.0.1:{pb} accept-proxy\n    server s1 {}\n",
+        b.addr
+    ));
+    let ph = free_port();
+    let _h = start_haproxy(
+        &format!("defaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\nlisten h\n  bind 127.0.0.1:{ph}\n  server b 127.0.0.1:{pb} send-proxy-v2\n"),
+        ph,
+    );
+    let (_, body) = curl(&["--interface", "127.0.0.2"], &format!("http://127.0.0.1:{ph}/"));
+    assert!(body.contains("xff=127.0.0.2"), "HAProxy -> ballast: {body}");
+    let ph2 = free_port();
+    let _h2 = start_haproxy(
+        &format!("defaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\nlisten h\n  bind 127.0.0.1:{ph2} accept-proxy\n  option forwardfor\n  server s1 {}\n", b.addr),
+        ph2,
+    );
+    let pa = free_port();
+    let _a = start_proxy(&format!(
+        "{HEAD}listen a\n    bind 127.0.0.1:{pa}\n    server h 127.0.0.1:{ph2} send-proxy-v2\n"
+    ));
+    let (_, body) = curl(&["--interface", "127.0.0.2"], &format!("http://127.0.0.1:{pa}/"));
+    // HAProxy appends its own view of the client after ours: the first address is the real one.
+    assert!(body.contains("xff=127.0.0.2"), "ballast -> HAProxy: {body}");
+}

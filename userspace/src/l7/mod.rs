@@ -3,4 +3,5 @@
 pub mod balance;
 pub mod cookie;
 pub mod health;
+pub mod proxy_protocol;
 pub mod route;

@@ -23,9 +23,11 @@ use super::{
     state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
     stats,
 };
+use crate::haproxy::model::ProxyProtocol;
 use crate::l7::{
     balance::Key,
     cookie::{self, CookieServer},
+    proxy_protocol,
     route::{backend_for, host_only, RequestView},
 };
 
@@ -33,7 +35,7 @@ use crate::l7::{
 const HOP: [&str; 7] =
     ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authorization"];
 
-pub fn local(status: StatusCode, body: &'static str) -> Response<Body> {
+pub fn local_response(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(
         Full::new(Bytes::from_static(body.as_bytes())).map_err(|e: Infallible| match e {}).boxed(),
     );
@@ -45,9 +47,9 @@ pub fn local(status: StatusCode, body: &'static str) -> Response<Body> {
 
 fn error_page(status: StatusCode) -> Response<Body> {
     match status {
-        StatusCode::SERVICE_UNAVAILABLE => local(status, "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n"),
-        StatusCode::GATEWAY_TIMEOUT => local(status, "<html><body><h1>504 Gateway Time-out</h1>\nThe server didn't respond in time.\n</body></html>\n"),
-        _ => local(StatusCode::BAD_GATEWAY, "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid or incomplete response.\n</body></html>\n"),
+        StatusCode::SERVICE_UNAVAILABLE => local_response(status, "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n"),
+        StatusCode::GATEWAY_TIMEOUT => local_response(status, "<html><body><h1>504 Gateway Time-out</h1>\nThe server didn't respond in time.\n</body></html>\n"),
+        _ => local_response(StatusCode::BAD_GATEWAY, "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid or incomplete response.\n</body></html>\n"),
     }
 }
 
@@ -107,12 +109,13 @@ pub async fn handle(
     shared: Arc<Shared>,
     fe: Arc<FrontendRt>,
     peer: SocketAddr,
+    local: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let line = format!("{} {} {:?}", req.method(), req.uri(), req.version());
     fe.counters.enter();
-    let (resp, out) = route(&shared, &fe, peer, req).await;
+    let (resp, out) = route(&shared, &fe, peer, local, req).await;
     fe.counters.leave();
     fe.counters.response(resp.status().as_u16());
     if fe.cfg.settings.httplog {
@@ -149,6 +152,7 @@ async fn route(
     shared: &Shared,
     fe: &FrontendRt,
     peer: SocketAddr,
+    local: SocketAddr,
     req: Request<Incoming>,
 ) -> (Response<Body>, Outcome) {
     let mut out = Outcome {
@@ -180,11 +184,65 @@ async fn route(
     };
     out.backend = be.cfg.name.clone();
     be.counters.enter();
-    let r = forward(&be, peer, req, &mut out).await;
+    let r = forward(&be, peer, local, req, &mut out).await;
     be.counters.leave();
     be.counters.response(r.status().as_u16());
     out.status = r.status().as_u16();
     (r, out)
+}
+
+/// Why sending to a server failed: a connection that never opened can be retried.
+#[derive(Debug, PartialEq, Eq)]
+enum SendError {
+    Connect,
+    Other,
+}
+
+/// Sends through the backend's connection pool, or, for `send-proxy[-v2]` servers, on a
+/// fresh connection that starts with the PROXY header (its addresses are this client's,
+/// so such connections are never shared between clients).
+async fn send(
+    be: &BackendRt,
+    server: &ServerRt,
+    req: Request<Body>,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Result<Response<Incoming>, SendError> {
+    use tokio::io::AsyncWriteExt;
+    let Some(version) = server.cfg.send_proxy else {
+        return be.client.request(req).await.map_err(|e| {
+            if e.is_connect() {
+                SendError::Connect
+            } else {
+                SendError::Other
+            }
+        });
+    };
+    let mut stream =
+        match tokio::time::timeout(be.connect_timeout(), tokio::net::TcpStream::connect(server.cfg.addr))
+            .await
+        {
+            Ok(Ok(s)) => s,
+            _ => return Err(SendError::Connect),
+        };
+    let _ = stream.set_nodelay(true);
+    let header = match version {
+        ProxyProtocol::V1 => proxy_protocol::encode_v1(peer, local),
+        ProxyProtocol::V2 => proxy_protocol::encode_v2(peer, local),
+    };
+    stream.write_all(&header).await.map_err(|_| SendError::Connect)?;
+    // On a connection of its own the request line is in origin form, like the pool's.
+    let mut req = req;
+    if let Some(pq) = req.uri().path_and_query().cloned() {
+        if let Ok(u) = Uri::builder().path_and_query(pq).build() {
+            *req.uri_mut() = u;
+        }
+    }
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|_| SendError::Other)?;
+    tokio::spawn(conn);
+    sender.send_request(req).await.map_err(|_| SendError::Other)
 }
 
 fn pick(
@@ -207,6 +265,7 @@ fn pick(
 async fn forward(
     be: &Arc<BackendRt>,
     peer: SocketAddr,
+    local: SocketAddr,
     req: Request<Incoming>,
     out: &mut Outcome,
 ) -> Response<Body> {
@@ -312,7 +371,10 @@ async fn forward(
         let uri: Uri = match format!("http://{}{}", server.cfg.addr, path_q).parse() {
             Ok(u) => u,
             Err(_) => {
-                return local(StatusCode::BAD_REQUEST, "<html><body><h1>400 Bad request</h1></body></html>\n")
+                return local_response(
+                    StatusCode::BAD_REQUEST,
+                    "<html><body><h1>400 Bad request</h1></body></html>\n",
+                )
             }
         };
         let mut up =
@@ -323,7 +385,7 @@ async fn forward(
         *up.version_mut() = hyper::Version::HTTP_11;
         server.counters.enter();
         let t1 = Instant::now();
-        let res = tokio::time::timeout(be.server_timeout(), be.client.request(up)).await;
+        let res = tokio::time::timeout(be.server_timeout(), send(be, &server, up, peer, local)).await;
         out.t_connect_resp = t1.elapsed().as_millis();
         match res {
             Ok(Ok(resp)) => {
@@ -351,7 +413,7 @@ async fn forward(
             Ok(Err(e)) => {
                 server.counters.leave();
                 drop(permit);
-                let connect_failed = e.is_connect();
+                let connect_failed = e == SendError::Connect;
                 if connect_failed {
                     server.counters.econ.fetch_add(1, Relaxed);
                     be.counters.econ.fetch_add(1, Relaxed);

@@ -145,6 +145,44 @@ impl Proxy {
     }
 }
 
+/// Reads a PROXY protocol header (v1 or v2) off the front of `stream`, consuming exactly
+/// its bytes: the client's (source, destination), or None for LOCAL/UNKNOWN.
+async fn read_proxy_header(
+    stream: &mut tokio::net::TcpStream,
+) -> std::io::Result<Option<(SocketAddr, SocketAddr)>> {
+    use crate::l7::proxy_protocol::{parse, Parse};
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 536];
+    let mut last = 0;
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed before the PROXY header",
+            ));
+        }
+        match parse(&buf[..n]) {
+            Parse::Done { len, addrs } => {
+                let mut skip = vec![0u8; len];
+                stream.read_exact(&mut skip).await?;
+                return Ok(addrs);
+            }
+            Parse::Invalid(why) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why)),
+            Parse::Incomplete(_) if n == buf.len() => {
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "PROXY header too long"))
+            }
+            Parse::Incomplete(_) => {
+                // More bytes are on their way; peek again once they are.
+                if n == last {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                last = n;
+            }
+        }
+    }
+}
+
 /// The TLS acceptor of every `ssl` bind line (certificates read now: a bad one refuses
 /// the start or the reload).
 fn tls_acceptors(shared: &Shared) -> Result<HashMap<SocketAddr, tokio_rustls::TlsAcceptor>, ProxyError> {
@@ -204,13 +242,14 @@ async fn accept_loop(
             .unwrap_or((2000, Duration::from_secs(30)))
     };
     let limit = Arc::new(Semaphore::new(max.max(1) as usize));
+    let Ok(bound_addr) = listener.local_addr() else { return };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(read_timeout).keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else { return };
-        let (stream, peer) = match listener.accept().await {
+        let (mut stream, mut peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 log::warn!("accept: {e}");
@@ -219,22 +258,35 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(bound_addr);
         let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
         let name = frontend.read().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(fe) = shared.frontend(&name) else { continue };
+        let accept_proxy = fe.cfg.binds.iter().any(|b| b.addr == bound_addr && b.accept_proxy);
         let (current, builder) = (current.clone(), builder.clone());
         let acceptor = tls.read().unwrap_or_else(|p| p.into_inner()).clone();
         tokio::spawn(async move {
             let _permit = permit;
+            if accept_proxy {
+                match tokio::time::timeout(read_timeout, read_proxy_header(&mut stream)).await {
+                    Ok(Ok(Some((src, _dst)))) => peer = src,
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => {
+                        log::warn!("{}: PROXY header from {peer}: {e}; connection closed", fe.cfg.name);
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
             if fe.cfg.settings.mode == Mode::Tcp {
-                tcp::serve(&shared, &fe, stream, peer).await;
+                tcp::serve(&shared, &fe, stream, peer, local).await;
                 return;
             }
             let svc = service_fn(move |req| {
                 // Each request runs on the config current when it arrives.
                 let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
                 let fe = shared.frontend(&fe.cfg.name).unwrap_or_else(|| fe.clone());
-                http::handle(shared, fe, peer, req)
+                http::handle(shared, fe, peer, local, req)
             });
             match acceptor {
                 None => {

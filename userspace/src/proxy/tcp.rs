@@ -5,9 +5,20 @@ use std::{net::SocketAddr, sync::atomic::Ordering::Relaxed};
 use tokio::net::TcpStream;
 
 use super::state::{FrontendRt, Shared};
-use crate::l7::balance::Key;
+use tokio::io::AsyncWriteExt;
 
-pub async fn serve(shared: &Shared, fe: &FrontendRt, mut client: TcpStream, peer: SocketAddr) {
+use crate::{
+    haproxy::model::ProxyProtocol,
+    l7::{balance::Key, proxy_protocol},
+};
+
+pub async fn serve(
+    shared: &Shared,
+    fe: &FrontendRt,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+) {
     let name = fe.cfg.default_backend.as_deref().unwrap_or(&fe.cfg.name);
     let Some(be) = shared.backends.get(name) else { return };
     fe.counters.enter();
@@ -31,7 +42,21 @@ pub async fn serve(shared: &Shared, fe: &FrontendRt, mut client: TcpStream, peer
             None => None,
         };
         match tokio::time::timeout(be.connect_timeout(), TcpStream::connect(s.cfg.addr)).await {
-            Ok(Ok(conn)) => break Some((s, conn, permit)),
+            Ok(Ok(mut conn)) => {
+                let header = match s.cfg.send_proxy {
+                    Some(ProxyProtocol::V1) => proxy_protocol::encode_v1(peer, local),
+                    Some(ProxyProtocol::V2) => proxy_protocol::encode_v2(peer, local),
+                    None => Vec::new(),
+                };
+                if header.is_empty() || conn.write_all(&header).await.is_ok() {
+                    break Some((s, conn, permit));
+                }
+                s.counters.econ.fetch_add(1, Relaxed);
+                tries -= 1;
+                if tries == 0 {
+                    break None;
+                }
+            }
             _ => {
                 s.counters.econ.fetch_add(1, Relaxed);
                 tries -= 1;
