@@ -229,7 +229,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let n = (x % 60) as usize;
-            let seed = if x % 2 == 0 { V2_SIGNATURE.to_vec() } else { b"PROXY TCP4 ".to_vec() };
+            let seed = if x.is_multiple_of(2) { V2_SIGNATURE.to_vec() } else { b"PROXY TCP4 ".to_vec() };
             b.extend_from_slice(&seed[..(x as usize % seed.len())]);
             for i in 0..n {
                 b.push((x >> (i % 56)) as u8);
