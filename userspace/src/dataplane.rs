@@ -39,6 +39,8 @@ pub enum DataplaneError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("this binary was built with AYA_BUILD_SKIP=1 and holds no XDP programs")]
+    NoObject,
     #[error("reading the number of CPUs: {0}")]
     Cpus(String),
 }
@@ -78,6 +80,9 @@ pub fn load_object(device: Option<&DeviceSpec>, log_level: u8) -> Result<Ebpf> {
             .map_max_entries("MAGLEV", 1)
             .map_max_entries("CONNTRACK", 16)
             .map_max_entries("NAT_REVERSE", 16);
+    }
+    if BPF_OBJECT.is_empty() {
+        return Err(DataplaneError::NoObject);
     }
     let mut ebpf = loader.load(BPF_OBJECT).map_err(|e| DataplaneError::Load(Box::new(e)))?;
     for name in [PROG_LB, PROG_DECAP, PROG_PASS] {

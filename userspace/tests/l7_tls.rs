@@ -43,14 +43,23 @@ fn make_cert(dir: &Path, name: &str) -> PathBuf {
     pem
 }
 
-/// `openssl s_client ARGS` against the proxy, sending an empty stdin; the transcript.
+/// `openssl s_client ARGS` against the proxy, sending one request and reading until the
+/// proxy closes (so TLS 1.3 session tickets, sent after the handshake, are received);
+/// the transcript.
 fn s_client(port: u16, args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-ign_eof", "-connect", &format!("127.0.0.1:{port}")])
         .args(args)
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("openssl s_client");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"GET / HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().expect("openssl s_client");
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs each cargo-fuzz target of userspace/fuzz for a bounded time (default 20 s each),
+# starting from the seed configurations. Installs cargo-fuzz if missing.
+set -euo pipefail
+cd "$(dirname "$0")/../userspace/fuzz"
+export PATH="$HOME/.cargo/bin:$PATH"
+secs=${1:-20}
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+mkdir -p corpus/haproxy_cfg
+cp ../tests/fixtures/*.cfg corpus/haproxy_cfg/
+# No eBPF build inside the sanitizer build: the parsers do not need it.
+export AYA_BUILD_SKIP=1
+for t in haproxy_cfg l4_config proxy_protocol; do
+  echo "fuzz: $t for ${secs}s"
+  cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -4
+done
