@@ -11,6 +11,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --no-fail-fast 2>&1 | tee "$log" || status=$?
+# The parsers' fuzz targets, a short bounded run each (a crash fails the run).
+bash scripts/fuzz.sh 20 || status=$?
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -119,22 +119,47 @@ pub async fn handle(
     fe.counters.leave();
     fe.counters.response(resp.status().as_u16());
     if fe.cfg.settings.httplog {
-        // HAProxy's httplog, minus what ballast does not track (captures, %ac/%fc/...).
+        // HAProxy's httplog: %ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc
+        // %ac/%fc/%bc/%sc/%rc %sq/%bq %{+Q}r (no captures; %Tc is folded into %Tr: the
+        // pool does not say how long the connect took, so it is -1 like an absent value).
+        let bytes = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string();
+        let fe_conns = fe.counters.scur.load(Relaxed);
+        let (be_conns, srv_conns) = shared
+            .backends
+            .get(&out.backend)
+            .map(|b| {
+                let s = b
+                    .servers
+                    .iter()
+                    .find(|s| s.cfg.name == out.server)
+                    .map(|s| s.counters.scur.load(Relaxed));
+                (b.counters.scur.load(Relaxed), s.unwrap_or(0))
+            })
+            .unwrap_or((0, 0));
         log::info!(
             target: "ballast::httplog",
-            "{}:{} [{}] {} {}/{} {}/{}/-1/{}/{} {} - - - {} {} \"{}\"",
+            "{}:{} [{}] {} {}/{} 0/{}/-1/{}/{} {} {} - - {} {}/{}/{}/{}/{} 0/0 \"{}\"",
             peer.ip(),
             peer.port(),
-            httplog_date(),
+            httplog_date(std::time::SystemTime::now()),
             fe.cfg.name,
             out.backend,
             out.server,
-            0,
             out.t_queue,
             out.t_connect_resp,
             start.elapsed().as_millis(),
             out.status,
+            bytes,
             out.termination,
+            fe_conns,
+            fe_conns,
+            be_conns,
+            srv_conns,
             out.retries,
             line
         );
@@ -142,10 +167,31 @@ pub async fn handle(
     Ok(resp)
 }
 
-fn httplog_date() -> String {
-    // Seconds since the epoch keep this dependency-free; HAProxy prints a calendar date.
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+/// `22/Nov/2026:01:30:00.123` (UTC), HAProxy's %tr.
+pub fn httplog_date(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = ((secs / 86400) as i64, secs % 86400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    format!(
+        "{day:02}/{}/{year}:{:02}:{:02}:{:02}.{:03}",
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
 }
 
 async fn route(
@@ -162,7 +208,7 @@ async fn route(
         t_queue: 0,
         t_connect_resp: 0,
         retries: 0,
-        termination: "--",
+        termination: "----",
     };
     if let Some(st) = &fe.cfg.stats {
         if let Some(uri) = &st.uri {
@@ -179,7 +225,7 @@ async fn route(
     let view = RequestView { host, path: req.uri().path() };
     let Some(be) = backend_for(&fe.cfg, &view).and_then(|n| shared.backends.get(n)).cloned() else {
         out.status = 503;
-        out.termination = "SC";
+        out.termination = "SC--";
         return (error_page(StatusCode::SERVICE_UNAVAILABLE), out);
     };
     out.backend = be.cfg.name.clone();
@@ -337,7 +383,7 @@ async fn forward(
     let mut idx = match persisted.or_else(|| pick(be, peer, &path, hdr_value.as_deref(), None)) {
         Some(i) => i,
         None => {
-            out.termination = "SC";
+            out.termination = "SC--";
             return error_page(StatusCode::SERVICE_UNAVAILABLE);
         }
     };
@@ -359,7 +405,7 @@ async fn forward(
                     match r {
                         Ok(Ok(p)) => Some(p),
                         _ => {
-                            out.termination = "sQ";
+                            out.termination = "sQ--";
                             out.t_queue = t0.elapsed().as_millis();
                             return error_page(StatusCode::SERVICE_UNAVAILABLE);
                         }
@@ -421,7 +467,7 @@ async fn forward(
                     server.counters.eresp.fetch_add(1, Relaxed);
                 }
                 if !(connect_failed && replayable && tries_left > 0) {
-                    out.termination = if connect_failed { "SC" } else { "SH" };
+                    out.termination = if connect_failed { "SC--" } else { "SH--" };
                     return error_page(if connect_failed {
                         StatusCode::SERVICE_UNAVAILABLE
                     } else {
@@ -446,9 +492,27 @@ async fn forward(
             Err(_) => {
                 server.counters.leave();
                 server.counters.eresp.fetch_add(1, Relaxed);
-                out.termination = "sH";
+                out.termination = "sH--";
                 return error_page(StatusCode::GATEWAY_TIMEOUT);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::httplog_date;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn httplog_dates() {
+        assert_eq!(httplog_date(UNIX_EPOCH), "01/Jan/1970:00:00:00.000");
+        // 2009-02-06 12:14:14.655, HAProxy's documentation example.
+        assert_eq!(
+            httplog_date(UNIX_EPOCH + Duration::from_millis(1_233_922_454_655)),
+            "06/Feb/2009:12:14:14.655"
+        );
+        assert_eq!(httplog_date(UNIX_EPOCH + Duration::from_secs(1_795_310_868)), "22/Nov/2026:01:27:48.000");
+        assert_eq!(httplog_date(UNIX_EPOCH + Duration::from_secs(951_782_400)), "29/Feb/2000:00:00:00.000");
     }
 }
