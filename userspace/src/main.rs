@@ -162,13 +162,18 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+fn read_files(files: &[PathBuf]) -> Result<Vec<(String, String)>> {
+    files
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+            Ok((f.display().to_string(), String::from_utf8_lossy(&bytes).into_owned()))
+        })
+        .collect()
+}
+
 fn load_l7(files: &[PathBuf]) -> Result<ballast::haproxy::L7Config> {
-    let mut texts = Vec::new();
-    for f in files {
-        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-        texts.push((f.display().to_string(), String::from_utf8_lossy(&bytes).into_owned()));
-    }
-    let parsed = ballast::haproxy::parse_files(&texts);
+    let parsed = ballast::haproxy::parse_files(&read_files(files)?);
     for d in &parsed.diags {
         log::warn!("{d}");
     }
@@ -252,12 +257,7 @@ fn serve_runtime_api(
 }
 
 fn check(files: &[PathBuf], quiet: bool) -> Result<()> {
-    let mut texts = Vec::new();
-    for f in files {
-        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-        texts.push((f.display().to_string(), String::from_utf8_lossy(&bytes).into_owned()));
-    }
-    let parsed = ballast::haproxy::parse_files(&texts);
+    let parsed = ballast::haproxy::parse_files(&read_files(files)?);
     for d in &parsed.diags {
         if !quiet || d.level == ballast::haproxy::Level::Alert {
             eprintln!("{d}");
