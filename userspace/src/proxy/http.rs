@@ -113,7 +113,11 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
-    let line = format!("{} {} {:?}", req.method(), req.uri(), req.version());
+    let line = if fe.cfg.settings.httplog {
+        format!("{} {} {:?}", req.method(), req.uri(), req.version())
+    } else {
+        String::new()
+    };
     fe.counters.enter();
     let (resp, out) = route(&shared, &fe, peer, local, req).await;
     fe.counters.leave();
@@ -318,21 +322,26 @@ async fn forward(
     let s = &be.cfg.settings;
     let (mut parts, body) = req.into_parts();
     let client_version = parts.version;
-    let cookies: Vec<String> = parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(String::from)
-        .collect();
+    // Persistence work only for backends that use a cookie.
+    let cookies: Vec<String> = if s.cookie.is_some() {
+        parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(String::from)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let cookie_refs: Vec<&str> = cookies.iter().map(String::as_str).collect();
-    let cookie_servers: Vec<CookieServer> = be
-        .servers
-        .iter()
-        .map(|sv| CookieServer { value: sv.cfg.cookie.as_deref(), accepts: sv.is_up() })
-        .collect();
     let (persisted, client_cookie) = match &s.cookie {
         Some(c) => {
+            let cookie_servers: Vec<CookieServer> = be
+                .servers
+                .iter()
+                .map(|sv| CookieServer { value: sv.cfg.cookie.as_deref(), accepts: sv.is_up() })
+                .collect();
             (cookie::designated(c, &cookie_refs, &cookie_servers), cookie::find(&c.name, &cookie_refs))
         }
         None => (None, None),
@@ -426,7 +435,12 @@ async fn forward(
         let mut up =
             Request::new(body.take().unwrap_or_else(|| Empty::new().map_err(|e| match e {}).boxed()));
         *up.method_mut() = parts.method.clone();
-        *up.headers_mut() = parts.headers.clone();
+        // The headers are needed again only if this attempt may be retried.
+        *up.headers_mut() = if replayable && tries_left > 0 {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
         *up.uri_mut() = uri;
         *up.version_mut() = hyper::Version::HTTP_11;
         server.counters.enter();
