@@ -115,6 +115,10 @@ fn balances_persists_with_cookies_and_forwards_client_address() {
     let (head, body) = curl(&["--http2-prior-knowledge"], &url);
     assert!(head.starts_with("HTTP/2 200"), "{head}");
     assert!(body.starts_with('s'));
+    // h2load, cleartext HTTP/2 (prior knowledge), many streams per connection.
+    let out = Command::new("h2load").args(["-n", "2000", "-c", "4", "-m", "10", &url]).output().expect("h2load");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2000 succeeded, 0 failed, 0 errored"), "{text}");
     // A bounded keep-alive load: no failures.
     let out = Command::new("ab")
         .args(["-q", "-k", "-n", "2000", "-c", "8", "-s", "10", &url])

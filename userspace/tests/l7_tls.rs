@@ -137,5 +137,14 @@ fn tls_offload_sni_alpn_versions_and_resumption() {
         assert!(text.starts_with(want), "{proto}: {text}");
         assert!(text.contains("s1 xff=127.0.0.1"), "{proto}: {text}");
     }
+    // h2load: HTTP/2 over TLS (ALPN h2), many streams per connection, no failure.
+    let out = Command::new("h2load")
+        .args(["-n", "2000", "-c", "4", "-m", "10", &format!("https://127.0.0.1:{port}/")])
+        .output()
+        .expect("h2load (nghttp2-client)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Application protocol: h2"), "{text}");
+    assert!(text.contains("2000 succeeded, 0 failed, 0 errored"), "{text}");
+    assert!(text.contains("status codes: 2000 2xx"), "{text}");
     std::fs::remove_dir_all(&dir).ok();
 }

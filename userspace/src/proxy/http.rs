@@ -20,6 +20,7 @@ use hyper::{
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{
+    queue,
     state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
     stats,
 };
@@ -402,26 +403,18 @@ async fn forward(
         out.server = server.cfg.name.clone();
         // maxconn: wait for a slot up to `timeout queue`.
         let t0 = Instant::now();
-        let permit = match &server.slots {
-            None => None,
-            Some(sem) => match sem.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    let q = server.counters.qcur.fetch_add(1, Relaxed) + 1;
-                    server.counters.qmax.fetch_max(q, Relaxed);
-                    let r = tokio::time::timeout(be.queue_timeout(), sem.clone().acquire_owned()).await;
-                    server.counters.qcur.fetch_sub(1, Relaxed);
-                    match r {
-                        Ok(Ok(p)) => Some(p),
-                        _ => {
-                            out.termination = "sQ--";
-                            out.t_queue = t0.elapsed().as_millis();
-                            return error_page(StatusCode::SERVICE_UNAVAILABLE);
-                        }
-                    }
+        let wait = be.queue_timeout();
+        let permit =
+            match queue::acquire(server.slots.as_ref(), wait, &server.counters.qcur, &server.counters.qmax)
+                .await
+            {
+                Ok(p) => p,
+                Err(queue::QueueTimeout) => {
+                    out.termination = "sQ--";
+                    out.t_queue = t0.elapsed().as_millis();
+                    return error_page(StatusCode::SERVICE_UNAVAILABLE);
                 }
-            },
-        };
+            };
         out.t_queue = t0.elapsed().as_millis();
         let uri: Uri = match format!("http://{}{}", server.cfg.addr, path_q).parse() {
             Ok(u) => u,

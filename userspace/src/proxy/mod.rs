@@ -8,6 +8,7 @@
 //! requests finish on the old one, and listeners that stay are never closed.
 pub mod checks;
 pub mod http;
+pub mod queue;
 pub mod runtime;
 pub mod state;
 pub mod stats;

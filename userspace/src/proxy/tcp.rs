@@ -34,12 +34,11 @@ pub async fn serve(
         }
         let Some(idx) = be.balancer.lock().ok().and_then(|mut b| b.pick(&cands, &key)) else { break None };
         let s = be.servers[idx].clone();
-        let permit = match &s.slots {
-            Some(sem) => match tokio::time::timeout(be.queue_timeout(), sem.clone().acquire_owned()).await {
-                Ok(Ok(p)) => Some(p),
-                _ => break None,
-            },
-            None => None,
+        let Ok(permit) =
+            super::queue::acquire(s.slots.as_ref(), be.queue_timeout(), &s.counters.qcur, &s.counters.qmax)
+                .await
+        else {
+            break None;
         };
         match tokio::time::timeout(be.connect_timeout(), TcpStream::connect(s.cfg.addr)).await {
             Ok(Ok(mut conn)) => {
