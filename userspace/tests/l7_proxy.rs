@@ -116,7 +116,8 @@ fn balances_persists_with_cookies_and_forwards_client_address() {
     assert!(head.starts_with("HTTP/2 200"), "{head}");
     assert!(body.starts_with('s'));
     // h2load, cleartext HTTP/2 (prior knowledge), many streams per connection.
-    let out = Command::new("h2load").args(["-n", "2000", "-c", "4", "-m", "10", &url]).output().expect("h2load");
+    let out =
+        Command::new("h2load").args(["-n", "2000", "-c", "4", "-m", "10", &url]).output().expect("h2load");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("2000 succeeded, 0 failed, 0 errored"), "{text}");
     // A bounded keep-alive load: no failures.
@@ -230,6 +231,15 @@ fn stats_page_speaks_haproxy_csv_html_and_prometheus() {
     );
     let p = start_proxy(&cfg);
     curl(&[], &format!("http://127.0.0.1:{}/", p.port));
+    for _ in 0..4 {
+        curl(&[], &format!("http://127.0.0.1:{}/", p.port));
+    }
+    // Rates are per second: after a tick the server's max rate shows the burst.
+    std::thread::sleep(Duration::from_millis(1300));
+    let (_, body) = curl(&[], &format!("http://127.0.0.1:{}/haproxy_stats;csv", p.port));
+    let rows: Vec<Vec<String>> = body.lines().map(|l| l.split(',').map(String::from).collect()).collect();
+    let rate_max: u32 = server_field(&rows, "s1", 35).parse().unwrap_or(0);
+    assert!(rate_max >= 1, "rate_max: {rows:?}");
     let (_, csv) = curl(&[], &format!("http://127.0.0.1:{}/haproxy_stats;csv", p.port));
     let header = csv.lines().next().unwrap();
     assert_eq!(header, ballast::proxy::stats::CSV_HEADER);

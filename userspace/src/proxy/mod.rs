@@ -110,6 +110,14 @@ impl Proxy {
         for be in shared.backends.values() {
             checks.extend(checks::spawn(be.clone()));
         }
+        let rates = shared.clone();
+        checks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                rates.tick_rates();
+            }
+        }));
         let wanted: HashMap<SocketAddr, String> = shared
             .frontends
             .iter()

@@ -56,6 +56,10 @@ pub struct Counters {
     pub qmax: AtomicU32,
     /// Responses by class: 1xx..5xx, other.
     pub hrsp: [AtomicU64; 6],
+    /// Sessions per second over the last second, its max, and `stot` at the last tick.
+    pub rate: AtomicU32,
+    pub rate_max: AtomicU32,
+    pub rate_mark: AtomicU64,
 }
 
 impl Counters {
@@ -67,6 +71,15 @@ impl Counters {
 
     pub fn leave(&self) {
         self.scur.fetch_sub(1, Relaxed);
+    }
+
+    /// Called once a second: the sessions since the previous tick become the rate.
+    pub fn tick(&self) {
+        let now = self.stot.load(Relaxed);
+        let then = self.rate_mark.swap(now, Relaxed);
+        let r = now.saturating_sub(then).min(u32::MAX as u64) as u32;
+        self.rate.store(r, Relaxed);
+        self.rate_max.fetch_max(r, Relaxed);
     }
 
     pub fn response(&self, status: u16) {
@@ -184,6 +197,19 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Updates every rate counter (frontends, backends, servers); run once a second.
+    pub fn tick_rates(&self) {
+        for f in &self.frontends {
+            f.counters.tick();
+        }
+        for b in self.backends.values() {
+            b.counters.tick();
+            for s in &b.servers {
+                s.counters.tick();
+            }
+        }
+    }
+
     pub fn frontend(&self, name: &str) -> Option<Arc<FrontendRt>> {
         self.frontends.iter().find(|f| f.cfg.name == name).cloned()
     }

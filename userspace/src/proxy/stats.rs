@@ -56,6 +56,8 @@ fn counters(row: &mut Row, idx: &HashMap<&'static str, usize>, c: &Counters) {
     row.set(idx, "stot", g(&c.stot));
     row.set(idx, "bin", g(&c.bin));
     row.set(idx, "bout", g(&c.bout));
+    row.set(idx, "rate", c.rate.load(Relaxed));
+    row.set(idx, "rate_max", c.rate_max.load(Relaxed));
     for (i, name) in
         ["hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other"].iter().enumerate()
     {
@@ -95,6 +97,8 @@ pub fn csv(shared: &Shared) -> String {
             r.set(&idx, "sid", 0);
             r.set(&idx, "type", 0);
             r.set(&idx, "req_tot", fe.counters.stot.load(Relaxed));
+            r.set(&idx, "req_rate", fe.counters.rate.load(Relaxed));
+            r.set(&idx, "req_rate_max", fe.counters.rate_max.load(Relaxed));
             r.set(&idx, "mode", mode(fe.cfg.settings.mode));
             out.push_str(&r.line());
         }
@@ -214,7 +218,7 @@ tr.px td{background:#e0e0e0;font-weight:bold}</style></head><body>");
                 h.push_str("</table>");
             }
             current = px.clone();
-            let _ = write!(h, "<h2>{}</h2><table><tr><th>Name</th><th>Status</th><th>Weight</th><th>Cur sessions</th><th>Max</th><th>Limit</th><th>Total</th><th>Queue</th><th>2xx</th><th>5xx</th><th>Conn errors</th><th>Retries</th><th>Redisp</th><th>Last check</th></tr>", esc(&px));
+            let _ = write!(h, "<h2>{}</h2><table><tr><th>Name</th><th>Status</th><th>Weight</th><th>Cur sessions</th><th>Max</th><th>Limit</th><th>Rate/s</th><th>Max rate</th><th>Total</th><th>Queue</th><th>2xx</th><th>5xx</th><th>Conn errors</th><th>Retries</th><th>Redisp</th><th>Last check</th></tr>", esc(&px));
         }
         let sv = col(&cols, "svname");
         let status = col(&cols, "status");
@@ -231,13 +235,15 @@ tr.px td{background:#e0e0e0;font-weight:bold}</style></head><body>");
         };
         let _ = write!(
             h,
-            "<tr class=\"{class}\"><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            "<tr class=\"{class}\"><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
             esc(&sv),
             esc(&status),
             col(&cols, "weight"),
             col(&cols, "scur"),
             col(&cols, "smax"),
             col(&cols, "slim"),
+            col(&cols, "rate"),
+            col(&cols, "rate_max"),
             col(&cols, "stot"),
             col(&cols, "qcur"),
             col(&cols, "hrsp_2xx"),
