@@ -3,16 +3,11 @@
 mod common;
 
 use std::{
-    net::TcpListener,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{http_backend, Child};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::{free_port, http_backend, Child};
 
 fn chromium() -> Option<&'static str> {
     ["chromium", "chromium-browser"]

@@ -4,17 +4,12 @@
 mod common;
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{http_backend, Child};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::{free_port, http_backend, Child};
 
 /// A self-signed ECDSA P-256 certificate for `name`, as one PEM file (chain + key).
 fn make_cert(dir: &Path, name: &str) -> PathBuf {

@@ -20,6 +20,11 @@ pub fn need_root(test: &str) -> bool {
     false
 }
 
+/// A loopback port that was free a moment ago (tests bind it right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// A child process killed (and reaped) when dropped.
 pub struct Child(pub std::process::Child);
 
