@@ -261,48 +261,52 @@ tr.px td{background:#e0e0e0;font-weight:bold}</style></head><body>");
     h
 }
 
+/// One per-server metric family: HELP, TYPE, then a line per server in declaration order.
+fn server_metric(
+    m: &mut String,
+    shared: &Shared,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl Fn(&super::state::ServerRt) -> u64,
+) {
+    let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for px in &shared.order {
+        if let Some(be) = shared.backends.get(px) {
+            for s in &be.servers {
+                let _ = writeln!(m, "{name}{{proxy=\"{px}\",server=\"{}\"}} {}", s.cfg.name, value(s));
+            }
+        }
+    }
+}
+
 /// Prometheus text format.
 pub fn metrics(shared: &Shared) -> String {
     let mut m = String::new();
-    m.push_str("# HELP ballast_server_up 1 if the server is up (health checks and admin state).\n# TYPE ballast_server_up gauge\n");
-    for name in &shared.order {
-        if let Some(be) = shared.backends.get(name) {
-            for s in &be.servers {
-                let _ = writeln!(
-                    m,
-                    "ballast_server_up{{proxy=\"{name}\",server=\"{}\"}} {}",
-                    s.cfg.name,
-                    u8::from(s.is_up())
-                );
-            }
-        }
-    }
-    m.push_str("# HELP ballast_server_sessions_total Requests sent to the server.\n# TYPE ballast_server_sessions_total counter\n");
-    for name in &shared.order {
-        if let Some(be) = shared.backends.get(name) {
-            for s in &be.servers {
-                let _ = writeln!(
-                    m,
-                    "ballast_server_sessions_total{{proxy=\"{name}\",server=\"{}\"}} {}",
-                    s.cfg.name,
-                    s.counters.stot.load(Relaxed)
-                );
-            }
-        }
-    }
-    m.push_str("# HELP ballast_server_current_sessions Requests in progress on the server.\n# TYPE ballast_server_current_sessions gauge\n");
-    for name in &shared.order {
-        if let Some(be) = shared.backends.get(name) {
-            for s in &be.servers {
-                let _ = writeln!(
-                    m,
-                    "ballast_server_current_sessions{{proxy=\"{name}\",server=\"{}\"}} {}",
-                    s.cfg.name,
-                    s.counters.scur.load(Relaxed)
-                );
-            }
-        }
-    }
+    server_metric(
+        &mut m,
+        shared,
+        "ballast_server_up",
+        "gauge",
+        "1 if the server is up (health checks and admin state).",
+        |s| u64::from(s.is_up()),
+    );
+    server_metric(
+        &mut m,
+        shared,
+        "ballast_server_sessions_total",
+        "counter",
+        "Requests sent to the server.",
+        |s| s.counters.stot.load(Relaxed),
+    );
+    server_metric(
+        &mut m,
+        shared,
+        "ballast_server_current_sessions",
+        "gauge",
+        "Requests in progress on the server.",
+        |s| s.counters.scur.load(Relaxed) as u64,
+    );
     m.push_str("# HELP ballast_frontend_http_responses_total Responses by status class.\n# TYPE ballast_frontend_http_responses_total counter\n");
     for fe in &shared.frontends {
         for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx", "other"].iter().enumerate() {
