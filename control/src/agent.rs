@@ -1,0 +1,253 @@
+//! One `ballast agent`: opens the Raft store (servers), serves the HTTP API, and
+//! bootstraps or joins the cluster through the addresses in `retry_join`.
+//!
+//! Bootstrap (like Consul's `bootstrap_expect`): a server that is not in a cluster yet
+//! asks every join address who it is; once it knows `bootstrap_expect` servers and none
+//! of them is in a cluster, the one with the lowest node id initializes Raft with all of
+//! them. A server that finds an existing cluster asks its leader to add it as a voter.
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::{
+    config::AgentConfig,
+    raft::{
+        self,
+        log_store::LogStore,
+        network::{http_client, post_json, HttpClient, Network},
+        state_machine::{StateMachine, StoreView},
+        Node, NodeId, Raft,
+    },
+};
+
+/// What an agent says about itself at `/v1/internal/self`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SelfInfo {
+    pub id: NodeId,
+    pub name: String,
+    pub datacenter: String,
+    pub addr: String,
+    pub server: bool,
+    pub bootstrap_expect: u32,
+    /// Whether this server is part of an initialized Raft cluster.
+    pub in_cluster: bool,
+    pub leader: Option<String>,
+}
+
+/// Asks the leader to add a server as a voter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub id: NodeId,
+    pub addr: String,
+}
+
+pub struct Agent {
+    pub cfg: AgentConfig,
+    /// Servers only.
+    pub raft: Option<Raft>,
+    pub store: Option<StoreView>,
+    pub client: HttpClient,
+}
+
+impl Agent {
+    /// Opens the store and starts Raft (servers); does not serve yet.
+    pub async fn open(cfg: AgentConfig) -> Result<Arc<Agent>> {
+        let client = http_client();
+        let (raft, store) = if cfg.server {
+            let dir = cfg.data_dir.join("raft");
+            let log = LogStore::open(&dir).with_context(|| format!("raft log in {}", dir.display()))?;
+            let sm = StateMachine::open(&dir).with_context(|| format!("raft snapshot in {}", dir.display()))?;
+            let view = sm.view();
+            let rc = Arc::new(raft::lan_config(cfg.snapshot_threshold)?);
+            let r = Raft::new(cfg.node_id, rc, Network { client: client.clone() }, log, sm)
+                .await
+                .context("starting raft")?;
+            (Some(r), Some(view))
+        } else {
+            (None, None)
+        };
+        Ok(Arc::new(Agent { cfg, raft, store, client }))
+    }
+
+    pub fn self_info(&self) -> SelfInfo {
+        let (in_cluster, leader) = match &self.raft {
+            Some(r) => {
+                let m = r.metrics().borrow().clone();
+                let in_cluster = m.membership_config.membership().voter_ids().next().is_some();
+                (in_cluster, self.leader_addr())
+            }
+            None => (false, None),
+        };
+        SelfInfo {
+            id: self.cfg.node_id,
+            name: self.cfg.node_name.clone(),
+            datacenter: self.cfg.datacenter.clone(),
+            addr: self.cfg.advertise_http.to_string(),
+            server: self.cfg.server,
+            bootstrap_expect: self.cfg.bootstrap_expect,
+            in_cluster,
+            leader,
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.as_ref().is_some_and(|r| r.metrics().borrow().current_leader == Some(self.cfg.node_id))
+    }
+
+    /// The leader's API address, if this server knows one.
+    pub fn leader_addr(&self) -> Option<String> {
+        let r = self.raft.as_ref()?;
+        let m = r.metrics().borrow().clone();
+        let id = m.current_leader?;
+        m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
+    }
+
+    /// Voters and learners with their API addresses.
+    pub fn peers(&self) -> Vec<(NodeId, String, bool)> {
+        let Some(r) = &self.raft else { return Vec::new() };
+        let m = r.metrics().borrow().clone();
+        let mem = m.membership_config.membership();
+        let voters: Vec<NodeId> = mem.voter_ids().collect();
+        mem.nodes().map(|(id, n)| (*id, n.addr.clone(), voters.contains(id))).collect()
+    }
+
+    /// Serves the HTTP API on `listener` until the process ends.
+    pub async fn serve(self: &Arc<Self>, listener: TcpListener) {
+        crate::api::serve(self.clone(), listener).await
+    }
+
+    /// Bootstraps or joins, retrying every second until this server is in a cluster.
+    pub async fn join_loop(self: Arc<Self>) {
+        let Some(raft) = self.raft.clone() else { return };
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            if self.self_info().in_cluster {
+                // Already a member (restart, or bootstrapped): nothing to do.
+                return;
+            }
+            let mut servers: BTreeMap<NodeId, SelfInfo> = BTreeMap::new();
+            let me = self.self_info();
+            servers.insert(me.id, me.clone());
+            let mut existing_leader = None;
+            for addr in &self.cfg.join {
+                if *addr == me.addr {
+                    continue;
+                }
+                let got: Result<SelfInfo, String> = get_json(&self.client, addr, "/v1/internal/self").await;
+                match got {
+                    Ok(info) if info.server && info.datacenter == me.datacenter => {
+                        if info.in_cluster {
+                            existing_leader = existing_leader.or(info.leader.clone());
+                        }
+                        servers.insert(info.id, info);
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::debug!("join {addr}: {e}"),
+                }
+            }
+            if let Some(leader) = existing_leader {
+                let req = JoinRequest { id: me.id, addr: me.addr.clone() };
+                match post_json::<_, Result<(), String>>(
+                    &self.client,
+                    &leader,
+                    "/v1/internal/join",
+                    &req,
+                    Duration::from_secs(30),
+                )
+                .await
+                {
+                    Ok(Ok(())) => log::info!("joined the cluster through leader {leader}"),
+                    Ok(Err(e)) | Err(e) => log::warn!("join through {leader}: {e}"),
+                }
+                continue;
+            }
+            let expect = self.cfg.bootstrap_expect as usize;
+            if expect == 0 || servers.len() < expect {
+                continue;
+            }
+            if servers.keys().next() != Some(&me.id) {
+                // The lowest id bootstraps; the others wait to be replicated to.
+                continue;
+            }
+            let members: BTreeMap<NodeId, Node> =
+                servers.values().take(expect.max(1)).map(|s| (s.id, Node::new(s.addr.clone()))).collect();
+            match raft.initialize(members.clone()).await {
+                Ok(()) => log::info!("bootstrapped a cluster of {} servers: {:?}", members.len(), members.keys()),
+                Err(e) => log::warn!("bootstrap: {e}"),
+            }
+        }
+    }
+
+    /// Leader side of a join: add as learner (catching up), then promote to voter.
+    pub async fn add_server(&self, req: JoinRequest) -> Result<(), String> {
+        let raft = self.raft.as_ref().ok_or("not a server")?;
+        if self.peers().iter().any(|(id, _, voter)| *id == req.id && *voter) {
+            return Ok(());
+        }
+        raft.add_learner(req.id, Node::new(req.addr.clone()), true).await.map_err(|e| e.to_string())?;
+        let add: std::collections::BTreeSet<NodeId> = [req.id].into();
+        raft.change_membership(openraft::ChangeMembers::AddVoterIds(add), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        log::info!("server {} ({}) added as a voter", req.id, req.addr);
+        Ok(())
+    }
+}
+
+/// GETs and decodes JSON from another agent.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &HttpClient,
+    addr: &str,
+    path: &str,
+) -> Result<T, String> {
+    use http_body_util::BodyExt;
+    let req = hyper::Request::get(format!("http://{addr}{path}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let call = async {
+        let resp = client.request(req).await.map_err(|e| format!("{addr}: {e}"))?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        if !status.is_success() {
+            return Err(format!("{addr}{path}: {status}"));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("{addr}{path}: {e}"))
+    };
+    tokio::time::timeout(Duration::from_secs(2), call).await.unwrap_or_else(|_| Err(format!("{addr}: timed out")))
+}
+
+/// Runs an agent until ctrl-c/SIGTERM: binds the API, joins, serves.
+pub async fn run(cfg: AgentConfig) -> Result<()> {
+    let http: SocketAddr = cfg.http_addr;
+    let listener = TcpListener::bind(http).await.with_context(|| format!("binding the HTTP API on {http}"))?;
+    let agent = Agent::open(cfg).await?;
+    log::info!(
+        "agent {} (id {}) serving the API on {http}, server={}",
+        agent.cfg.node_name,
+        agent.cfg.node_id,
+        agent.cfg.server
+    );
+    tokio::spawn(agent.clone().join_loop());
+    let serve = agent.serve(listener);
+    tokio::select! {
+        _ = serve => {}
+        _ = shutdown_signal() => log::info!("shutting down"),
+    }
+    if let Some(r) = &agent.raft {
+        let _ = r.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

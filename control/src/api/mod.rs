@@ -1,0 +1,164 @@
+//! The HTTP API (JSON), shaped like Consul's: `/v1/kv`, `/v1/txn`, `/v1/status/*`,
+//! `/v1/operator/raft/configuration`, plus the servers' internal Raft endpoints.
+//!
+//! Where a request is served: writes and default/`consistent` reads on the Raft leader
+//! (a follower forwards the request as is), `stale` reads on any server.
+pub mod cluster;
+pub mod kv;
+pub mod query;
+
+use std::{convert::Infallible, sync::Arc};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{body::Incoming, header, service::service_fn, Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::agent::Agent;
+
+pub type Body = Full<Bytes>;
+
+/// Marks a request a server already forwarded, so that it is never forwarded twice.
+const FORWARDED: &str = "x-ballast-forwarded";
+/// Largest internal (Raft) request body: entries and snapshot chunks.
+const MAX_INTERNAL_BODY: usize = 64 << 20;
+
+pub async fn serve(agent: Arc<Agent>, listener: TcpListener) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                log::warn!("api accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let agent = agent.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let agent = agent.clone();
+                async move { Ok::<_, Infallible>(handle(agent, req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// An API error: a status and a plain-text message, as Consul answers.
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub String);
+
+impl ApiError {
+    pub fn bad(msg: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, msg.into())
+    }
+    pub fn internal(msg: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, msg.into())
+    }
+    pub fn no_leader() -> ApiError {
+        ApiError::internal("No cluster leader")
+    }
+}
+
+pub fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(msg.into())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<Body> {
+    match serde_json::to_vec(v) {
+        Ok(b) => {
+            let mut r = Response::new(Full::new(Bytes::from(b)));
+            *r.status_mut() = status;
+            r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding the reply: {e}")),
+    }
+}
+
+/// Reads a body up to `limit` bytes; more is 413.
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body too large, max size: {limit} bytes"),
+        )),
+        Err(e) => Err(ApiError::bad(format!("reading the request body: {e}"))),
+    }
+}
+
+async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let res = if let Some(key) = path.strip_prefix("/v1/kv/") {
+        match query::percent_decode(key, false) {
+            Ok(key) => kv::kv(&agent, req, key).await,
+            Err(e) => Err(ApiError::bad(format!("invalid key: {e}"))),
+        }
+    } else if path == "/v1/kv" {
+        kv::kv(&agent, req, String::new()).await
+    } else if path == "/v1/txn" {
+        kv::txn(&agent, req).await
+    } else if let Some(rest) = path.strip_prefix("/v1/internal/") {
+        cluster::internal(&agent, req, rest.to_string()).await
+    } else {
+        cluster::route(&agent, req, &path).await
+    };
+    res.unwrap_or_else(|ApiError(s, m)| text(s, m))
+}
+
+/// Sends the request to the leader and returns its answer, or None when this server
+/// should answer itself (it is the leader, or the request was already forwarded).
+pub async fn forward_to_leader(
+    agent: &Agent,
+    parts: &hyper::http::request::Parts,
+    body: &Bytes,
+) -> Result<Option<Response<Body>>, ApiError> {
+    if agent.raft.is_none() {
+        // A client agent: any server will do; the server forwards on to its leader.
+        return forward_to(agent, agent.cfg.join.first().ok_or_else(ApiError::no_leader)?, parts, body)
+            .await
+            .map(Some);
+    }
+    if agent.is_leader() || parts.headers.contains_key(FORWARDED) {
+        return Ok(None);
+    }
+    let leader = agent.leader_addr().ok_or_else(ApiError::no_leader)?;
+    forward_to(agent, &leader, parts, body).await.map(Some)
+}
+
+pub async fn forward_to(
+    agent: &Agent,
+    addr: &str,
+    parts: &hyper::http::request::Parts,
+    body: &Bytes,
+) -> Result<Response<Body>, ApiError> {
+    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut b = Request::builder().method(parts.method.clone()).uri(format!("http://{addr}{pq}"));
+    for (k, v) in &parts.headers {
+        if k != header::HOST && k != header::CONNECTION {
+            b = b.header(k, v);
+        }
+    }
+    b = b.header(FORWARDED, "1");
+    let req = b.body(Full::new(body.clone())).map_err(|e| ApiError::internal(e.to_string()))?;
+    // Blocking queries may hold the request for up to 10 minutes (+ jitter).
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(700), agent.client.request(req))
+        .await
+        .map_err(|_| ApiError::internal(format!("forwarding to {addr}: timed out")))?
+        .map_err(|e| ApiError::internal(format!("forwarding to {addr}: {e}")))?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.map_err(|e| ApiError::internal(format!("from {addr}: {e}")))?.to_bytes();
+    Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+pub fn method_not_allowed(m: &Method) -> ApiError {
+    ApiError(StatusCode::METHOD_NOT_ALLOWED, format!("method {m} not allowed"))
+}

@@ -1,0 +1,278 @@
+//! The agent's configuration: a JSON file shaped like Consul's `config.json` (seed 002),
+//! so an operator's file carries over. Pipeline: file → [`FileConfig`] (serde, unknown
+//! keys rejected by name) → [`AgentConfig`] (validated, defaults filled in).
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+/// Consul's default HTTP API port.
+pub const DEFAULT_HTTP_PORT: u16 = 8500;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ports {
+    pub http: Option<u16>,
+    pub serf_lan: Option<u16>,
+    pub server: Option<u16>,
+    pub dns: Option<u16>,
+}
+
+/// The file as written. Keys Consul has that ballast accepts but has no use for are kept
+/// (so seed files load); anything else is an error naming the key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub node_name: Option<String>,
+    pub node_id: Option<String>,
+    pub datacenter: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub server: Option<bool>,
+    pub bootstrap_expect: Option<u32>,
+    pub bootstrap: Option<bool>,
+    pub bind_addr: Option<IpAddr>,
+    pub advertise_addr: Option<IpAddr>,
+    pub client_addr: Option<IpAddr>,
+    pub ports: Option<Ports>,
+    pub retry_join: Option<Vec<String>>,
+    pub start_join: Option<Vec<String>>,
+    pub encrypt: Option<String>,
+    /// Raft snapshot every this many log entries.
+    pub snapshot_threshold: Option<u64>,
+    // Accepted for compatibility with Consul files; not used by ballast.
+    pub domain: Option<String>,
+    pub enable_script_checks: Option<bool>,
+    pub dns_config: Option<serde_json::Value>,
+    pub enable_syslog: Option<bool>,
+    pub leave_on_terminate: Option<bool>,
+    pub log_level: Option<String>,
+    pub rejoin_after_leave: Option<bool>,
+    pub ui: Option<bool>,
+}
+
+/// A validated agent configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node_name: String,
+    /// Raft node id: from `node_id` if it is a number, else a hash of the node name.
+    pub node_id: u64,
+    pub datacenter: String,
+    pub data_dir: PathBuf,
+    pub server: bool,
+    pub bootstrap_expect: u32,
+    /// Where the HTTP API (and the servers' Raft RPCs) listen.
+    pub http_addr: SocketAddr,
+    /// The address other agents reach this one's API at.
+    pub advertise_http: SocketAddr,
+    /// Other agents' API addresses to join through.
+    pub join: Vec<String>,
+    pub snapshot_threshold: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {msg}")]
+    Parse { path: String, msg: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// FNV-1a: a stable node id from a node name.
+pub fn node_id_from_name(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // Raft ids must not be 0 in our API (0 means "no leader").
+    h.max(1)
+}
+
+impl FileConfig {
+    pub fn parse(text: &str, path: &str) -> Result<FileConfig, ConfigError> {
+        serde_json::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), msg: e.to_string() })
+    }
+
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        FileConfig::parse(&text, &p)
+    }
+
+    /// Later files override earlier ones key by key, like Consul's `-config-dir`.
+    pub fn merge(self, over: FileConfig) -> FileConfig {
+        macro_rules! pick {
+            ($($f:ident),*) => { FileConfig { $($f: over.$f.or(self.$f),)* } };
+        }
+        pick!(
+            node_name, node_id, datacenter, data_dir, server, bootstrap_expect, bootstrap, bind_addr,
+            advertise_addr, client_addr, ports, retry_join, start_join, encrypt, snapshot_threshold, domain,
+            enable_script_checks, dns_config, enable_syslog, leave_on_terminate, log_level, rejoin_after_leave, ui
+        )
+    }
+
+    /// Validates and fills in defaults. `node` overrides `node_name` (the `-node` flag).
+    pub fn resolve(self, node: Option<&str>) -> Result<AgentConfig, ConfigError> {
+        let node_name = node
+            .map(String::from)
+            .or(self.node_name)
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| ConfigError::Invalid("node_name: not set and no hostname".into()))?;
+        let node_id = match &self.node_id {
+            Some(s) => match s.parse::<u64>() {
+                Ok(0) => return Err(ConfigError::Invalid("node_id: must not be 0".into())),
+                Ok(n) => n,
+                Err(_) => node_id_from_name(s),
+            },
+            None => node_id_from_name(&node_name),
+        };
+        let data_dir = self.data_dir.ok_or_else(|| ConfigError::Invalid("data_dir: required".into()))?;
+        let server = self.server.unwrap_or(false);
+        let bootstrap_expect = match (self.bootstrap_expect, self.bootstrap) {
+            (Some(_), Some(true)) => {
+                return Err(ConfigError::Invalid("bootstrap and bootstrap_expect are mutually exclusive".into()))
+            }
+            (Some(0), _) => return Err(ConfigError::Invalid("bootstrap_expect: must be at least 1".into())),
+            (Some(n), _) => n,
+            (None, Some(true)) => 1,
+            (None, _) => 0,
+        };
+        if bootstrap_expect > 0 && !server {
+            return Err(ConfigError::Invalid("bootstrap_expect: only servers bootstrap (set \"server\": true)".into()));
+        }
+        if bootstrap_expect == 2 {
+            log::warn!("bootstrap_expect = 2: a cluster of two servers cannot lose either; use 3 or 5");
+        }
+        let ports = self.ports.unwrap_or_default();
+        let http_port = ports.http.unwrap_or(DEFAULT_HTTP_PORT);
+        let bind = self.bind_addr.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let client = self.client_addr.unwrap_or(bind);
+        let advertise = self.advertise_addr.unwrap_or(if bind.is_unspecified() { client } else { bind });
+        if advertise.is_unspecified() {
+            return Err(ConfigError::Invalid(
+                "advertise_addr: needed when bind_addr and client_addr are both 0.0.0.0".into(),
+            ));
+        }
+        let mut join = Vec::new();
+        for j in self.start_join.into_iter().flatten().chain(self.retry_join.into_iter().flatten()) {
+            let j = j.trim().to_string();
+            if j.is_empty() {
+                return Err(ConfigError::Invalid("retry_join: empty address".into()));
+            }
+            let with_port = if j.parse::<SocketAddr>().is_ok() || j.rsplit_once(':').is_some_and(|(h, p)| {
+                !h.contains(':') && p.parse::<u16>().is_ok()
+            }) {
+                j
+            } else {
+                format!("{j}:{http_port}")
+            };
+            if !join.contains(&with_port) {
+                join.push(with_port);
+            }
+        }
+        Ok(AgentConfig {
+            node_name,
+            node_id,
+            datacenter: self.datacenter.unwrap_or_else(|| "dc1".into()),
+            data_dir,
+            server,
+            bootstrap_expect,
+            http_addr: SocketAddr::new(client, http_port),
+            advertise_http: SocketAddr::new(advertise, http_port),
+            join,
+            snapshot_threshold: self.snapshot_threshold.unwrap_or(1024).max(16),
+        })
+    }
+}
+
+/// Loads and merges the files given (`-config-file` / every `*.json` of `-config-dir`).
+pub fn load(files: &[PathBuf], node: Option<&str>) -> Result<AgentConfig, ConfigError> {
+    let mut merged = FileConfig::default();
+    let mut all = Vec::new();
+    for f in files {
+        if f.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(f)
+                .map_err(|source| ConfigError::Read { path: f.display().to_string(), source })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            inside.sort();
+            all.extend(inside);
+        } else {
+            all.push(f.clone());
+        }
+    }
+    for f in &all {
+        merged = merged.merge(FileConfig::load(f)?);
+    }
+    merged.resolve(node)
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"{
+    "bootstrap_expect": 3,
+    "client_addr": "0.0.0.0",
+    "bind_addr": "192.168.122.150",
+    "datacenter": "KE-DC",
+    "data_dir": "/var/lib/consul",
+    "domain": "consul",
+    "enable_script_checks": true,
+    "dns_config": { "enable_truncate": true, "only_passing": true },
+    "enable_syslog": true,
+    "encrypt": "op+bPRe2ZDynNu2m7V8o1BdFp0L1swlvxzDqOiRWwP0=",
+    "leave_on_terminate": true,
+    "log_level": "INFO",
+    "rejoin_after_leave": true,
+    "retry_join": [ "consul01", "consul02", "consul03" ],
+    "server": true,
+    "start_join": [ "consul01", "consul02", "consul03" ],
+    "ui": true
+}"#;
+
+    #[test]
+    fn seed_config_loads() {
+        let c = FileConfig::parse(SEED, "config.json").unwrap().resolve(Some("consul01")).unwrap();
+        assert_eq!(c.node_name, "consul01");
+        assert_eq!(c.datacenter, "KE-DC");
+        assert!(c.server);
+        assert_eq!(c.bootstrap_expect, 3);
+        assert_eq!(c.http_addr, "0.0.0.0:8500".parse().unwrap());
+        assert_eq!(c.advertise_http, "192.168.122.150:8500".parse().unwrap());
+        assert_eq!(c.join, vec!["consul01:8500", "consul02:8500", "consul03:8500"]);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = FileConfig::parse(r#"{"data_dir": "/x", "bootstrap_expectt": 3}"#, "c.json").unwrap_err();
+        assert!(e.to_string().contains("bootstrap_expectt"), "{e}");
+        let e = FileConfig::parse(r#"{"server": "yes"}"#, "c.json").unwrap_err();
+        assert!(e.to_string().contains("c.json"), "{e}");
+        let e = FileConfig::parse(r#"{"bootstrap_expect": 3}"#, "c.json").unwrap().resolve(Some("n")).unwrap_err();
+        assert!(e.to_string().contains("data_dir"), "{e}");
+        let e = FileConfig::parse(r#"{"bootstrap_expect": 3, "data_dir": "/x"}"#, "c.json")
+            .unwrap()
+            .resolve(Some("n"))
+            .unwrap_err();
+        assert!(e.to_string().contains("server"), "{e}");
+    }
+
+    #[test]
+    fn later_files_override() {
+        let a = FileConfig::parse(r#"{"data_dir": "/a", "server": true}"#, "a").unwrap();
+        let b = FileConfig::parse(r#"{"data_dir": "/b", "ports": {"http": 9500}}"#, "b").unwrap();
+        let c = a.merge(b).resolve(Some("n")).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/b"));
+        assert!(c.server);
+        assert_eq!(c.http_addr.port(), 9500);
+        assert_eq!(c.node_id, node_id_from_name("n"));
+    }
+}

@@ -1,0 +1,34 @@
+//! What the Raft log carries and what applying it does: the replicated state is a pure
+//! value, changed only by [`State::apply`] at a log index.
+use serde::{Deserialize, Serialize};
+
+use crate::kv::{Kv, Write, WriteResult};
+
+/// A replicated command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    Kv(Write),
+}
+
+/// What a command did, returned to the writer once it is committed and applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Blank and membership entries.
+    #[default]
+    None,
+    Kv(WriteResult),
+}
+
+/// Everything the cluster agrees on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub kv: Kv,
+}
+
+impl State {
+    pub fn apply(&mut self, index: u64, req: &Request) -> Response {
+        match req {
+            Request::Kv(w) => Response::Kv(self.kv.apply(index, w)),
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! The replicated store on openraft: type config, on-disk log and state machine, and the
+//! HTTP transport between servers.
+pub mod files;
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+
+use std::io::Cursor;
+
+use crate::fsm::{Request, Response};
+
+pub type NodeId = u64;
+pub type Node = openraft::BasicNode;
+
+openraft::declare_raft_types!(
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = NodeId,
+        Node = Node,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+        Responder = openraft::impls::OneshotResponder<TypeConfig>,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// Raft timing for a LAN: a leader is suspected after 1-2 s without heartbeats.
+pub fn lan_config(snapshot_every: u64) -> Result<openraft::Config, openraft::ConfigError> {
+    openraft::Config {
+        cluster_name: "ballast".into(),
+        heartbeat_interval: 250,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
+        install_snapshot_timeout: 2000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
+        max_in_snapshot_log_to_keep: 100,
+        purge_batch_size: 64,
+        ..Default::default()
+    }
+    .validate()
+}

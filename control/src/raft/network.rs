@@ -1,0 +1,169 @@
+//! Raft RPCs between servers: JSON over HTTP/1.1 to the peer's API address
+//! (`POST /v1/internal/raft/{append,vote,snapshot}`). The body of a reply is the
+//! handler's `Result`, so a remote Raft error comes back as itself.
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use openraft::{
+    error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable},
+    network::{RPCOption, RPCTypes},
+    raft::{
+        AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+        VoteRequest, VoteResponse,
+    },
+    RaftNetwork, RaftNetworkFactory,
+};
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{Node, NodeId, TypeConfig};
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn http_client() -> HttpClient {
+    let mut c = HttpConnector::new();
+    c.set_nodelay(true);
+    c.set_connect_timeout(Some(Duration::from_secs(1)));
+    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(c)
+}
+
+#[derive(Clone)]
+pub struct Network {
+    pub client: HttpClient,
+}
+
+pub struct Peer {
+    client: HttpClient,
+    target: NodeId,
+    addr: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> Peer {
+        Peer { client: self.client.clone(), target, addr: node.addr.clone() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Msg(String);
+
+enum Fail {
+    Unreachable(String),
+    Network(String),
+    Timeout,
+}
+
+/// POSTs `body` as JSON and decodes the JSON reply.
+pub async fn post_json<Req: Serialize, Resp: DeserializeOwned>(
+    client: &HttpClient,
+    addr: &str,
+    path: &str,
+    body: &Req,
+    ttl: Duration,
+) -> Result<Resp, String> {
+    match post(client, addr, path, body, ttl).await {
+        Ok(r) => Ok(r),
+        Err(Fail::Unreachable(m) | Fail::Network(m)) => Err(m),
+        Err(Fail::Timeout) => Err(format!("{addr}{path}: timed out after {ttl:?}")),
+    }
+}
+
+async fn post<Req: Serialize, Resp: DeserializeOwned>(
+    client: &HttpClient,
+    addr: &str,
+    path: &str,
+    body: &Req,
+    ttl: Duration,
+) -> Result<Resp, Fail> {
+    let bytes = serde_json::to_vec(body).map_err(|e| Fail::Network(format!("encode: {e}")))?;
+    let req = hyper::Request::post(format!("http://{addr}{path}"))
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(bytes)))
+        .map_err(|e| Fail::Network(format!("request: {e}")))?;
+    let call = async {
+        let resp = client.request(req).await.map_err(|e| {
+            if e.is_connect() {
+                Fail::Unreachable(format!("{addr}: {e}"))
+            } else {
+                Fail::Network(format!("{addr}: {e}"))
+            }
+        })?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| Fail::Network(format!("{addr}: body: {e}")))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(Fail::Network(format!("{addr}{path}: {status}: {}", String::from_utf8_lossy(&body))));
+        }
+        serde_json::from_slice(&body).map_err(|e| Fail::Network(format!("{addr}{path}: decode: {e}")))
+    };
+    tokio::time::timeout(ttl, call).await.unwrap_or(Err(Fail::Timeout))
+}
+
+impl Peer {
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        action: RPCTypes,
+        rpc: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, Node, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let ttl = option.hard_ttl();
+        match post::<_, Result<Resp, RaftError<NodeId, E>>>(&self.client, &self.addr, path, rpc, ttl).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Err(Fail::Unreachable(m)) => Err(RPCError::Unreachable(Unreachable::new(&Msg(m)))),
+            Err(Fail::Network(m)) => Err(RPCError::Network(NetworkError::new(&Msg(m)))),
+            Err(Fail::Timeout) => Err(RPCError::Timeout(Timeout {
+                action,
+                id: self.target,
+                target: self.target,
+                timeout: ttl,
+            })),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.call("/v1/internal/raft/append", RPCTypes::AppendEntries, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.call("/v1/internal/raft/vote", RPCTypes::Vote, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call("/v1/internal/raft/snapshot", RPCTypes::InstallSnapshot, &rpc, &option).await
+    }
+}
