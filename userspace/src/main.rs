@@ -1,4 +1,5 @@
 //! `ballast`: the daemon and CLI of a ballast load-balancer device.
+mod cli_control;
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex},
@@ -113,13 +114,26 @@ enum Command {
         #[arg(long, default_value = control::DEFAULT_SOCKET)]
         control: PathBuf,
     },
+    /// Run a control-plane agent (like `consul agent`): Raft server or client, HTTP API.
+    Agent(cli_control::AgentArgs),
+    /// Read and write the replicated KV store (like `consul kv`).
+    Kv {
+        #[command(subcommand)]
+        command: cli_control::KvCommand,
+    },
+    /// Cluster operations (like `consul operator`).
+    Operator {
+        #[command(subcommand)]
+        command: cli_control::OperatorCommand,
+    },
 }
 
 fn main() {
     // eBPF log lines are already filtered in the kernel by --bpf-log-level.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,ballast_ebpf=trace"))
         .init();
-    if let Err(e) = run(Cli::parse()) {
+    let args = cli_control::normalize_args(std::env::args().collect());
+    if let Err(e) = run(Cli::parse_from(args)) {
         eprintln!("ballast: {e:#}");
         std::process::exit(1);
     }
@@ -150,6 +164,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Agent(a) => cli_control::agent(a),
+        Command::Kv { command } => cli_control::kv(command),
+        Command::Operator { command } => cli_control::operator(command),
         Command::Reload { control } => {
             let reply = control::request(&control, "reload")?;
             println!("{reply}");

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 #[allow(unused_imports)]
 pub use ballast::testkit::{enter, packet, parse_mac, run, sh, spawn_in, Netns};
+pub mod cluster;
 pub mod http_backend;
 pub mod servers;
 pub mod topo;

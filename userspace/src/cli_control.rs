@@ -1,0 +1,261 @@
+//! The control-plane commands of the `ballast` binary, shaped like consul's CLI:
+//! `ballast agent`, `ballast kv put|get|delete`, `ballast operator raft list-peers`.
+//! Consul spells flags with one dash (`-config-file`, `-recurse`); both work here.
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use ballast_control::client::{escape_key, ApiClient};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use hyper::{Method, StatusCode};
+
+/// Where the CLI finds the agent's API (consul's `-http-addr` / `CONSUL_HTTP_ADDR`).
+#[derive(Args, Clone)]
+pub struct ApiArgs {
+    #[arg(long = "http-addr", env = "CONSUL_HTTP_ADDR", default_value = "127.0.0.1:8500", global = true)]
+    http_addr: String,
+    #[arg(long, env = "CONSUL_HTTP_TOKEN", global = true)]
+    token: Option<String>,
+}
+
+#[derive(Args)]
+pub struct AgentArgs {
+    /// A JSON config file (repeatable; later files override earlier keys).
+    #[arg(long = "config-file")]
+    config_file: Vec<PathBuf>,
+    /// A directory whose *.json files are read in name order.
+    #[arg(long = "config-dir")]
+    config_dir: Vec<PathBuf>,
+    /// Node name (overrides node_name).
+    #[arg(long)]
+    node: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum KvCommand {
+    /// Write a value (`-cas -modify-index N` for check-and-set, `-flags N`).
+    Put {
+        key: String,
+        /// The value; `-` reads standard input; absent = empty.
+        value: Option<String>,
+        #[arg(long)]
+        flags: Option<u64>,
+        #[arg(long)]
+        cas: bool,
+        #[arg(long = "modify-index")]
+        modify_index: Option<u64>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Read a value (`-recurse` for a prefix as key:value lines, `-detailed` for metadata).
+    Get {
+        key: String,
+        #[arg(long)]
+        recurse: bool,
+        #[arg(long)]
+        keys: bool,
+        #[arg(long)]
+        separator: Option<String>,
+        #[arg(long)]
+        detailed: bool,
+        #[arg(long)]
+        stale: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Delete a key (`-recurse` for a prefix, `-cas -modify-index N`).
+    Delete {
+        key: String,
+        #[arg(long)]
+        recurse: bool,
+        #[arg(long)]
+        cas: bool,
+        #[arg(long = "modify-index")]
+        modify_index: Option<u64>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum OperatorCommand {
+    /// Raft operations.
+    Raft {
+        #[command(subcommand)]
+        command: RaftCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RaftCommand {
+    /// The Raft servers, their addresses, who leads and who votes.
+    ListPeers {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// consul-style single-dash long flags (`-config-file x`) become clap's `--config-file x`.
+pub fn normalize_args(args: Vec<String>) -> Vec<String> {
+    const CONSUL_STYLE: [&str; 3] = ["agent", "kv", "operator"];
+    if !args.get(1).is_some_and(|c| CONSUL_STYLE.contains(&c.as_str())) {
+        return args;
+    }
+    args.into_iter()
+        .map(|a| {
+            let b = a.as_bytes();
+            if b.len() > 2 && b[0] == b'-' && b[1].is_ascii_alphabetic() {
+                format!("-{a}")
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")
+}
+
+pub fn agent(a: AgentArgs) -> Result<()> {
+    let mut files = a.config_file;
+    files.extend(a.config_dir);
+    if files.is_empty() {
+        bail!("give -config-file FILE or -config-dir DIR");
+    }
+    let cfg = ballast_control::config::load(&files, a.node.as_deref())?;
+    runtime()?.block_on(ballast_control::agent::run(cfg))
+}
+
+fn expect_ok(r: &ballast_control::client::Reply) -> Result<()> {
+    if r.status.is_success() {
+        return Ok(());
+    }
+    bail!("{}: {}", r.status, String::from_utf8_lossy(&r.body).trim())
+}
+
+pub fn kv(cmd: KvCommand) -> Result<()> {
+    runtime()?.block_on(async move {
+        match cmd {
+            KvCommand::Put { key, value, flags, cas, modify_index, api } => {
+                let c = ApiClient::new(&api.http_addr, api.token);
+                let body = match value.as_deref() {
+                    Some("-") => {
+                        let mut v = Vec::new();
+                        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
+                        v
+                    }
+                    Some(v) => v.as_bytes().to_vec(),
+                    None => Vec::new(),
+                };
+                let mut q = Vec::new();
+                if let Some(f) = flags {
+                    q.push(format!("flags={f}"));
+                }
+                if cas {
+                    q.push(format!("cas={}", modify_index.unwrap_or(0)));
+                }
+                let path = format!("/v1/kv/{}?{}", escape_key(&key), q.join("&"));
+                let r = c.call(Method::PUT, &path, Bytes::from(body)).await.map_err(anyhow::Error::msg)?;
+                expect_ok(&r)?;
+                if r.body.as_ref() == b"true" {
+                    println!("Success! Data written to: {key}");
+                    Ok(())
+                } else {
+                    bail!("Error! Did not write to {key}: CAS failed")
+                }
+            }
+            KvCommand::Get { key, recurse, keys, separator, detailed, stale, api } => {
+                let c = ApiClient::new(&api.http_addr, api.token);
+                let mut q = Vec::new();
+                if recurse {
+                    q.push("recurse".to_string());
+                }
+                if keys {
+                    q.push("keys".to_string());
+                    q.push(format!("separator={}", escape_key(separator.as_deref().unwrap_or("/"))));
+                }
+                if stale {
+                    q.push("stale".to_string());
+                }
+                let path = format!("/v1/kv/{}?{}", escape_key(&key), q.join("&"));
+                let r = c.call(Method::GET, &path, Bytes::new()).await.map_err(anyhow::Error::msg)?;
+                if r.status == StatusCode::NOT_FOUND {
+                    if recurse || keys {
+                        return Ok(());
+                    }
+                    bail!("Error! No key exists at: {key}");
+                }
+                expect_ok(&r)?;
+                if keys {
+                    let list: Vec<String> = serde_json::from_slice(&r.body).context("keys reply")?;
+                    for k in list {
+                        println!("{k}");
+                    }
+                    return Ok(());
+                }
+                let entries: Vec<ballast_control::api::kv::DirEntry> =
+                    serde_json::from_slice(&r.body).context("kv reply")?;
+                for e in entries {
+                    let v = e.value.as_deref().map(ballast_control::b64::decode).transpose()?.unwrap_or_default();
+                    let v = String::from_utf8_lossy(&v);
+                    if detailed {
+                        println!(
+                            "CreateIndex      {}\nFlags            {}\nKey              {}\nLockIndex        {}\nModifyIndex      {}\nValue            {v}",
+                            e.create_index, e.flags, e.key, e.lock_index, e.modify_index
+                        );
+                    } else if recurse {
+                        println!("{}:{v}", e.key);
+                    } else {
+                        println!("{v}");
+                    }
+                }
+                Ok(())
+            }
+            KvCommand::Delete { key, recurse, cas, modify_index, api } => {
+                let c = ApiClient::new(&api.http_addr, api.token);
+                let mut q = Vec::new();
+                if recurse {
+                    q.push("recurse".to_string());
+                }
+                if cas {
+                    q.push(format!("cas={}", modify_index.unwrap_or(0)));
+                }
+                let path = format!("/v1/kv/{}?{}", escape_key(&key), q.join("&"));
+                let r = c.call(Method::DELETE, &path, Bytes::new()).await.map_err(anyhow::Error::msg)?;
+                expect_ok(&r)?;
+                if r.body.as_ref() == b"true" {
+                    println!("Success! Deleted key{}: {key}", if recurse { "s under" } else { "" });
+                    Ok(())
+                } else {
+                    bail!("Error! Did not delete key {key}: CAS failed")
+                }
+            }
+        }
+    })
+}
+
+pub fn operator(cmd: OperatorCommand) -> Result<()> {
+    let OperatorCommand::Raft { command: RaftCommand::ListPeers { api } } = cmd;
+    runtime()?.block_on(async move {
+        let c = ApiClient::new(&api.http_addr, api.token);
+        let r = c
+            .call(Method::GET, "/v1/operator/raft/configuration", Bytes::new())
+            .await
+            .map_err(anyhow::Error::msg)?;
+        expect_ok(&r)?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).context("raft configuration reply")?;
+        println!("{:<20} {:<22} {:<24} {:<9} {:<6}", "Node", "ID", "Address", "State", "Voter");
+        for s in v["Servers"].as_array().into_iter().flatten() {
+            println!(
+                "{:<20} {:<22} {:<24} {:<9} {:<6}",
+                s["Node"].as_str().unwrap_or("?"),
+                s["ID"].as_str().unwrap_or("?"),
+                s["Address"].as_str().unwrap_or("?"),
+                if s["Leader"].as_bool() == Some(true) { "leader" } else { "follower" },
+                s["Voter"].as_bool().unwrap_or(false)
+            );
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,210 @@
+//! Control-plane test clusters: `ballast agent` processes on loopback ports, each with
+//! its own data directory, and a tiny blocking HTTP client for the API.
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use super::{free_port, Child};
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn index(&self) -> u64 {
+        self.header("X-Consul-Index").and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// One HTTP/1.1 request (Connection: close); Err on connection failure or timeout.
+pub fn http(addr: &str, method: &str, path: &str, body: &[u8], timeout: Duration) -> std::io::Result<Reply> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().expect("socket address"), Duration::from_secs(2))?;
+    s.set_read_timeout(Some(timeout))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    Ok(Reply { status, headers, body })
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..nl]).trim(), 16).unwrap_or(0);
+        if size == 0 || b.len() < nl + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + size]);
+        b = &b[(nl + 4 + size).min(b.len())..];
+    }
+    out
+}
+
+pub fn get(addr: &str, path: &str) -> std::io::Result<Reply> {
+    http(addr, "GET", path, b"", Duration::from_secs(10))
+}
+
+pub fn put(addr: &str, path: &str, body: &[u8]) -> std::io::Result<Reply> {
+    http(addr, "PUT", path, body, Duration::from_secs(10))
+}
+
+/// Retries `f` every 100 ms until it gives Some, at most `limit`.
+pub fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub struct Agent {
+    pub name: String,
+    pub addr: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub proc: Option<Child>,
+}
+
+impl Agent {
+    pub fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.join(format!("{}.log", self.name))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ballast"))
+            .args(["agent", "-config-file"])
+            .arg(&self.config)
+            .args(["-node", &self.name])
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start ballast agent");
+        self.proc = Some(Child(child));
+    }
+
+    /// Like kill -9: no goodbye, no flush beyond what was already fsynced.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.proc.take() {
+            let _ = c.0.kill();
+            let _ = c.0.wait();
+            std::mem::forget(c);
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{}.log", self.name))).unwrap_or_default()
+    }
+}
+
+pub struct Cluster {
+    pub agents: Vec<Agent>,
+    pub root: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for a in &mut self.agents {
+            a.proc.take();
+        }
+        if std::thread::panicking() {
+            for a in &self.agents {
+                eprintln!("---- log of {} ----\n{}", a.name, a.log());
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+impl Cluster {
+    /// `n` servers with bootstrap_expect = n, each joining all the others.
+    pub fn servers(tag: &str, n: usize, extra: &str) -> Cluster {
+        let root = std::env::temp_dir().join(format!("ballast-cluster-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let mut agents = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let name = format!("s{}", i + 1);
+            let dir = root.join(&name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let config = dir.join("config.json");
+            let join: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+            std::fs::write(
+                &config,
+                format!(
+                    r#"{{ "server": true, "bootstrap_expect": {n}, "bind_addr": "127.0.0.1",
+                         "data_dir": "{}", "ports": {{ "http": {port} }},
+                         "retry_join": [{}], "datacenter": "test-dc" {extra} }}"#,
+                    dir.join("data").display(),
+                    join.join(", ")
+                ),
+            )
+            .unwrap();
+            agents.push(Agent { name, addr: addrs[i].clone(), dir, config, proc: None });
+        }
+        let mut c = Cluster { agents, root };
+        for a in &mut c.agents {
+            a.start();
+        }
+        c
+    }
+
+    /// The leader's address once every running agent agrees on it.
+    pub fn leader(&self, limit: Duration) -> String {
+        self.leader_not(limit, "")
+    }
+
+    /// Like [`Cluster::leader`], for a leader other than `old` (after killing it).
+    pub fn leader_not(&self, limit: Duration, old: &str) -> String {
+        eventually("agreement on a new leader", limit, || {
+            let mut seen = None;
+            for a in self.agents.iter().filter(|a| a.proc.is_some()) {
+                let r = get(&a.addr, "/v1/status/leader").ok()?;
+                let l: String = serde_json::from_slice(&r.body).ok()?;
+                if l.is_empty() || l == old || seen.as_ref().is_some_and(|s| *s != l) {
+                    return None;
+                }
+                seen = Some(l);
+            }
+            seen
+        })
+    }
+
+    pub fn index_of(&self, addr: &str) -> usize {
+        self.agents.iter().position(|a| a.addr == addr).expect("agent address")
+    }
+}

@@ -1,0 +1,209 @@
+//! The replicated store as a cluster of real `ballast agent` processes on loopback:
+//! bootstrap and election, writes through followers, Consul KV semantics over HTTP,
+//! blocking queries that wake only for their prefix, leader kill -9 → new leader,
+//! follower restart catch-up (through a snapshot), full-cluster restart durability,
+//! and bad API input answered with 4xx.
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{eventually, get, http, put, Cluster};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn kv_value(addr: &str, key: &str, mode: &str) -> Option<String> {
+    let r = get(addr, &format!("/v1/kv/{key}?raw&{mode}")).ok()?;
+    (r.status == 200).then(|| r.text())
+}
+
+#[test]
+fn cluster_elects_replicates_fails_over_and_survives_restarts() {
+    // A low snapshot threshold so that snapshots, log purges and snapshot installs happen.
+    let mut c = Cluster::servers("main", 3, r#", "snapshot_threshold": 16"#);
+    let leader = c.leader(LIMIT);
+    let li = c.index_of(&leader);
+    let follower = c.agents[(li + 1) % 3].addr.clone();
+
+    // Writes through a follower are forwarded to the leader.
+    for i in 0..40 {
+        let r = put(&follower, &format!("/v1/kv/app/k{i:02}"), format!("v{i}").as_bytes()).unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "true"), "write {i}");
+    }
+    assert_eq!(kv_value(&follower, "app/k07", "consistent").as_deref(), Some("v7"));
+    let r = get(&follower, "/v1/kv/app/?recurse").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json().as_array().unwrap().len(), 40);
+    let r = get(&leader, "/v1/kv/app/k00").unwrap();
+    let e = &r.json()[0];
+    assert_eq!(e["Key"], "app/k00");
+    assert_eq!(e["Value"], "djA="); // base64("v0")
+    assert!(r.index() >= e["ModifyIndex"].as_u64().unwrap());
+    // Every server converges (stale reads are local).
+    for a in &c.agents {
+        eventually("replicated to every server", LIMIT, || {
+            (kv_value(&a.addr, "app/k39", "stale").as_deref() == Some("v39")).then_some(())
+        });
+    }
+
+    // cas: 0 = create only; a stale index fails.
+    assert_eq!(put(&leader, "/v1/kv/app/k00?cas=0", b"x").unwrap().text(), "false");
+    let idx = get(&leader, "/v1/kv/app/k00").unwrap().json()[0]["ModifyIndex"].as_u64().unwrap();
+    assert_eq!(put(&leader, &format!("/v1/kv/app/k00?cas={}", idx + 1000), b"x").unwrap().text(), "false");
+    assert_eq!(put(&leader, &format!("/v1/kv/app/k00?cas={idx}"), b"x").unwrap().text(), "true");
+
+    // Kill -9 the leader: the other two elect a new one and take writes again.
+    c.agents[li].kill9();
+    let new_leader = c.leader_not(LIMIT, &leader);
+    let survivor = c.agents.iter().find(|a| a.proc.is_some() && a.addr != new_leader).unwrap().addr.clone();
+    eventually("writes accepted after failover", LIMIT, || {
+        let r = put(&survivor, "/v1/kv/after/failover", b"yes").ok()?;
+        (r.status == 200 && r.text() == "true").then_some(())
+    });
+    // Many writes while the old leader is down: it must catch up through a snapshot.
+    for i in 0..150 {
+        let r = put(&new_leader, &format!("/v1/kv/bulk/{i:03}"), b"b").unwrap();
+        assert_eq!(r.status, 200);
+    }
+    c.agents[li].start();
+    let back = c.agents[li].addr.clone();
+    eventually("the restarted server catches up", LIMIT, || {
+        (kv_value(&back, "bulk/149", "stale").is_some() && kv_value(&back, "after/failover", "stale").is_some())
+            .then_some(())
+    });
+    assert_eq!(kv_value(&back, "app/k00", "stale").as_deref(), Some("x"));
+    let snapshots = c.agents.iter().filter(|a| a.dir.join("data/raft/snapshot.json").exists()).count();
+    assert_eq!(snapshots, 3, "every server took or installed a snapshot");
+
+    // Full restart: every server killed at once, all data back.
+    for a in &mut c.agents {
+        a.kill9();
+    }
+    for a in &mut c.agents {
+        a.start();
+    }
+    let leader = c.leader(LIMIT);
+    let r = get(&leader, "/v1/kv/?recurse&consistent").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json().as_array().unwrap().len(), 40 + 1 + 150);
+    assert_eq!(kv_value(&leader, "app/k00", "consistent").as_deref(), Some("x"));
+
+    // The CLI against the cluster.
+    let ballast = env!("CARGO_BIN_EXE_ballast");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(ballast).args(args).arg("-http-addr").arg(&leader).output().unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+    };
+    assert!(run(&["kv", "put", "cli/a", "hello"]).0);
+    assert_eq!(run(&["kv", "get", "cli/a"]), (true, "hello\n".into()));
+    assert!(run(&["kv", "put", "-cas", "-modify-index", "1", "cli/a", "no"]).1.contains("CAS failed"));
+    assert_eq!(run(&["kv", "get", "-recurse", "cli/"]), (true, "cli/a:hello\n".into()));
+    assert!(run(&["kv", "delete", "cli/a"]).0);
+    assert!(!run(&["kv", "get", "cli/a"]).0);
+    let (ok, peers) = run(&["operator", "raft", "list-peers"]);
+    assert!(ok, "{peers}");
+    assert_eq!(peers.lines().filter(|l| l.contains("leader")).count(), 1, "{peers}");
+    assert_eq!(peers.lines().filter(|l| l.contains("127.0.0.1:")).count(), 3, "{peers}");
+}
+
+#[test]
+fn blocking_queries_wake_on_their_prefix_only() {
+    let c = Cluster::servers("block", 3, "");
+    let leader = c.leader(LIMIT);
+    assert_eq!(put(&leader, "/v1/kv/watch/a", b"1").unwrap().status, 200);
+    let idx = get(&leader, "/v1/kv/watch/?recurse").unwrap().index();
+    assert!(idx > 0);
+
+    // Only unrelated writes during the wait: the query runs out its wait and reports
+    // the same index.
+    let l2 = leader.clone();
+    let waiter = std::thread::spawn(move || {
+        http(&l2, "GET", &format!("/v1/kv/watch/?recurse&index={idx}&wait=2s"), b"", Duration::from_secs(20))
+            .unwrap()
+    });
+    for i in 0..5 {
+        put(&leader, &format!("/v1/kv/other/{i}"), b"x").unwrap();
+    }
+    let r = waiter.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.index(), idx, "woke for a write outside the prefix");
+
+    // A write under the prefix wakes it with that write's index.
+    let l2 = leader.clone();
+    let waiter = std::thread::spawn(move || {
+        http(&l2, "GET", &format!("/v1/kv/watch/?recurse&index={idx}&wait=60s"), b"", Duration::from_secs(70))
+            .unwrap()
+    });
+    put(&leader, "/v1/kv/other/more", b"x").unwrap();
+    put(&leader, "/v1/kv/watch/b", b"2").unwrap();
+    let r = waiter.join().unwrap();
+    let b_index = get(&leader, "/v1/kv/watch/b").unwrap().json()[0]["ModifyIndex"].as_u64().unwrap();
+    assert_eq!(r.index(), b_index);
+    assert_eq!(r.json().as_array().unwrap().len(), 2);
+
+    // A delete under the prefix wakes it too (tombstones carry the index).
+    let l2 = leader.clone();
+    let waiter = std::thread::spawn(move || {
+        http(&l2, "GET", &format!("/v1/kv/watch/?recurse&index={b_index}&wait=60s"), b"", Duration::from_secs(70))
+            .unwrap()
+    });
+    assert_eq!(http(&leader, "DELETE", "/v1/kv/watch/a", b"", Duration::from_secs(10)).unwrap().text(), "true");
+    let r = waiter.join().unwrap();
+    assert!(r.index() > b_index);
+    assert_eq!(r.json().as_array().unwrap().len(), 1);
+
+    // A single key blocks on that key, through a follower too (forwarded).
+    let follower = c.agents.iter().find(|a| a.addr != leader).unwrap().addr.clone();
+    let kidx = get(&follower, "/v1/kv/watch/b").unwrap().index();
+    let f2 = follower.clone();
+    let waiter = std::thread::spawn(move || {
+        http(&f2, "GET", &format!("/v1/kv/watch/b?index={kidx}&wait=60s"), b"", Duration::from_secs(70)).unwrap()
+    });
+    put(&leader, "/v1/kv/watch/c", b"3").unwrap();
+    put(&leader, "/v1/kv/watch/b", b"22").unwrap();
+    let r = waiter.join().unwrap();
+    assert_eq!(r.json()[0]["Value"], "MjI=");
+}
+
+#[test]
+fn txn_and_bad_input() {
+    let c = Cluster::servers("txn", 1, "");
+    let a = c.leader(LIMIT);
+    // Atomic: a failing check rolls back the set before it.
+    let body = br#"[{"KV":{"Verb":"set","Key":"t/x","Value":"MQ=="}},{"KV":{"Verb":"check-index","Key":"t/none","Index":5}}]"#;
+    let r = put(&a, "/v1/txn", body).unwrap();
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["Errors"][0]["OpIndex"], 1);
+    assert_eq!(get(&a, "/v1/kv/t/x").unwrap().status, 404);
+    let body = br#"[{"KV":{"Verb":"set","Key":"t/x","Value":"MQ=="}},{"KV":{"Verb":"set","Key":"t/y","Value":"Mg=="}},{"KV":{"Verb":"get","Key":"t/x"}}]"#;
+    let r = put(&a, "/v1/txn", body).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["Results"].as_array().unwrap().len(), 3);
+    let ix = get(&a, "/v1/kv/t/x").unwrap().json()[0]["ModifyIndex"].clone();
+    let iy = get(&a, "/v1/kv/t/y").unwrap().json()[0]["ModifyIndex"].clone();
+    assert_eq!(ix, iy, "one transaction, one index");
+
+    // Bad input: 4xx with a message, and the agent keeps serving.
+    let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
+        ("PUT", "/v1/txn", b"{not json".to_vec(), 400),
+        ("PUT", "/v1/txn", br#"[{"KV":{"Verb":"set","Key":"k","Value":"***"}}]"#.to_vec(), 400),
+        ("PUT", "/v1/txn", br#"[{"KV":{"Verb":"explode","Key":"k"}}]"#.to_vec(), 400),
+        ("PUT", "/v1/txn", b"[]".to_vec(), 400),
+        ("PUT", "/v1/kv/big", vec![b'x'; 512 * 1024 + 1], 413),
+        ("GET", "/v1/kv/k?index=notanumber", vec![], 400),
+        ("GET", "/v1/kv/k?wait=forever", vec![], 400),
+        ("PUT", "/v1/kv/k?flags=-3", vec![], 400),
+        ("PUT", "/v1/kv/", b"v".to_vec(), 400),
+        ("GET", "/v1/kv/%zz", vec![], 400),
+        ("PATCH", "/v1/kv/k", vec![], 405),
+        ("GET", "/v1/nope", vec![], 404),
+        ("POST", "/v1/internal/raft/append", b"garbage".to_vec(), 400),
+    ];
+    for (m, p, body, want) in cases {
+        let r = http(&a, m, p, &body, Duration::from_secs(10)).unwrap();
+        assert_eq!(r.status, want, "{m} {p}: {}", r.text());
+        assert!(!r.body.is_empty(), "{m} {p}: an error says why");
+    }
+    // Exactly the limit is fine.
+    assert_eq!(put(&a, "/v1/kv/big", &vec![b'x'; 512 * 1024]).unwrap().status, 200);
+    assert_eq!(get(&a, "/v1/kv/t/y?raw").unwrap().text(), "2");
+}
