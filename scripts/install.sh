@@ -5,6 +5,7 @@
 #   - rust-src for the nightly toolchain (the eBPF crate builds core for bpfel).
 #   - bpf-linker 0.13.0 built against LLVM 22 (rustc nightly's LLVM major is 22).
 #   - bpffs mounted at /sys/fs/bpf.
+#   - py-consul (PyPI): a real Consul client the control-plane tests drive unchanged.
 set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -33,4 +34,14 @@ if ! bpf-linker --version 2>/dev/null | grep -q '0.13.0'; then
 fi
 
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+
+if ! python3 -c 'import consul' 2>/dev/null; then
+  echo "install: py-consul"
+  command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || {
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends python3 python3-pip >/dev/null
+  }
+  # Debian's python refuses system-wide pip installs unless told (PEP 668).
+  python3 -m pip install -q py-consul 2>/dev/null || python3 -m pip install -q --break-system-packages py-consul
+fi
 echo "install: ok"

@@ -207,3 +207,27 @@ fn txn_and_bad_input() {
     assert_eq!(put(&a, "/v1/kv/big", &vec![b'x'; 512 * 1024]).unwrap().status, 200);
     assert_eq!(get(&a, "/v1/kv/t/y?raw").unwrap().text(), "2");
 }
+
+/// The `py-consul` package, unchanged, against a 3-server cluster (through a follower,
+/// so forwarding is on the path). Installed by scripts/install.sh.
+#[test]
+fn py_consul_client_works_unchanged() {
+    let have = std::process::Command::new("python3").args(["-c", "import consul"]).status();
+    if !have.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "py-consul is missing: scripts/install.sh installs it, under CI=true this test must run"
+        );
+        eprintln!("skipping: python3 module consul (py-consul) not installed; run scripts/install.sh");
+        return;
+    }
+    let c = Cluster::servers("pyconsul", 3, "");
+    let leader = c.leader(LIMIT);
+    let follower = c.agents.iter().find(|a| a.addr != leader).unwrap().addr.clone();
+    let (host, port) = follower.rsplit_once(':').unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pyconsul/kv_client.py");
+    let out = std::process::Command::new("python3").args([script, host, port]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "py-consul run failed:\n{text}");
+    assert!(text.contains("all checks passed"), "{text}");
+}
