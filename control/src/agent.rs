@@ -58,7 +58,8 @@ impl Agent {
         let (raft, store) = if cfg.server {
             let dir = cfg.data_dir.join("raft");
             let log = LogStore::open(&dir).with_context(|| format!("raft log in {}", dir.display()))?;
-            let sm = StateMachine::open(&dir).with_context(|| format!("raft snapshot in {}", dir.display()))?;
+            let sm =
+                StateMachine::open(&dir).with_context(|| format!("raft snapshot in {}", dir.display()))?;
             let view = sm.view();
             let rc = Arc::new(raft::lan_config(cfg.snapshot_threshold)?);
             let r = Raft::new(cfg.node_id, rc, Network { client: client.clone() }, log, sm)
@@ -102,6 +103,23 @@ impl Agent {
         let m = r.metrics().borrow().clone();
         let id = m.current_leader?;
         m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
+    }
+
+    /// What the request's token may do here (ACLs off: everything).
+    pub fn authorizer(&self, parts: &hyper::http::request::Parts) -> crate::acl::Authorizer {
+        let Some(acl) = &self.cfg.acl else { return crate::acl::Authorizer::management() };
+        let token = crate::api::request_token(parts).or_else(|| acl.default_token.clone());
+        if token.is_some() && token == acl.initial_management {
+            return crate::acl::Authorizer::management();
+        }
+        match &self.store {
+            Some(s) => s.read(|a| a.state.acl.authorizer(token.as_deref(), acl.default_allow)),
+            None => crate::acl::Authorizer {
+                management: false,
+                rules: Vec::new(),
+                default_allow: acl.default_allow,
+            },
+        }
     }
 
     /// Voters and learners with their API addresses.
@@ -175,7 +193,9 @@ impl Agent {
             let members: BTreeMap<NodeId, Node> =
                 servers.values().take(expect.max(1)).map(|s| (s.id, Node::new(s.addr.clone()))).collect();
             match raft.initialize(members.clone()).await {
-                Ok(()) => log::info!("bootstrapped a cluster of {} servers: {:?}", members.len(), members.keys()),
+                Ok(()) => {
+                    log::info!("bootstrapped a cluster of {} servers: {:?}", members.len(), members.keys())
+                }
                 Err(e) => log::warn!("bootstrap: {e}"),
             }
         }
@@ -216,13 +236,16 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
         }
         serde_json::from_slice(&body).map_err(|e| format!("{addr}{path}: {e}"))
     };
-    tokio::time::timeout(Duration::from_secs(2), call).await.unwrap_or_else(|_| Err(format!("{addr}: timed out")))
+    tokio::time::timeout(Duration::from_secs(2), call)
+        .await
+        .unwrap_or_else(|_| Err(format!("{addr}: timed out")))
 }
 
 /// Runs an agent until ctrl-c/SIGTERM: binds the API, joins, serves.
 pub async fn run(cfg: AgentConfig) -> Result<()> {
     let http: SocketAddr = cfg.http_addr;
-    let listener = TcpListener::bind(http).await.with_context(|| format!("binding the HTTP API on {http}"))?;
+    let listener =
+        TcpListener::bind(http).await.with_context(|| format!("binding the HTTP API on {http}"))?;
     let agent = Agent::open(cfg).await?;
     log::info!(
         "agent {} (id {}) serving the API on {http}, server={}",

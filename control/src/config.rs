@@ -20,6 +20,38 @@ pub struct Ports {
     pub dns: Option<u16>,
 }
 
+/// Consul's `acl` block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclFile {
+    pub enabled: Option<bool>,
+    pub default_policy: Option<String>,
+    pub down_policy: Option<String>,
+    pub enable_token_persistence: Option<bool>,
+    pub tokens: Option<AclTokens>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclTokens {
+    pub initial_management: Option<String>,
+    /// The pre-1.11 name of `initial_management`.
+    pub master: Option<String>,
+    pub agent: Option<String>,
+    pub default: Option<String>,
+}
+
+/// ACL settings in force.
+#[derive(Debug, Clone)]
+pub struct AclConfig {
+    /// `default_policy = "allow"`: what no rule matches is allowed.
+    pub default_allow: bool,
+    /// A management secret known from the config (like Consul's initial_management).
+    pub initial_management: Option<String>,
+    /// Used for requests that carry no token.
+    pub default_token: Option<String>,
+}
+
 /// The file as written. Keys Consul has that ballast accepts but has no use for are kept
 /// (so seed files load); anything else is an error naming the key.
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +73,7 @@ pub struct FileConfig {
     pub encrypt: Option<String>,
     /// Raft snapshot every this many log entries.
     pub snapshot_threshold: Option<u64>,
+    pub acl: Option<AclFile>,
     // Accepted for compatibility with Consul files; not used by ballast.
     pub domain: Option<String>,
     pub enable_script_checks: Option<bool>,
@@ -69,6 +102,8 @@ pub struct AgentConfig {
     /// Other agents' API addresses to join through.
     pub join: Vec<String>,
     pub snapshot_threshold: u64,
+    /// None when ACLs are off (everything allowed, like Consul without `acl.enabled`).
+    pub acl: Option<AclConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +134,8 @@ impl FileConfig {
 
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
         FileConfig::parse(&text, &p)
     }
 
@@ -109,9 +145,30 @@ impl FileConfig {
             ($($f:ident),*) => { FileConfig { $($f: over.$f.or(self.$f),)* } };
         }
         pick!(
-            node_name, node_id, datacenter, data_dir, server, bootstrap_expect, bootstrap, bind_addr,
-            advertise_addr, client_addr, ports, retry_join, start_join, encrypt, snapshot_threshold, domain,
-            enable_script_checks, dns_config, enable_syslog, leave_on_terminate, log_level, rejoin_after_leave, ui
+            node_name,
+            node_id,
+            datacenter,
+            data_dir,
+            server,
+            bootstrap_expect,
+            bootstrap,
+            bind_addr,
+            advertise_addr,
+            client_addr,
+            ports,
+            retry_join,
+            start_join,
+            encrypt,
+            snapshot_threshold,
+            acl,
+            domain,
+            enable_script_checks,
+            dns_config,
+            enable_syslog,
+            leave_on_terminate,
+            log_level,
+            rejoin_after_leave,
+            ui
         )
     }
 
@@ -135,7 +192,9 @@ impl FileConfig {
         let server = self.server.unwrap_or(false);
         let bootstrap_expect = match (self.bootstrap_expect, self.bootstrap) {
             (Some(_), Some(true)) => {
-                return Err(ConfigError::Invalid("bootstrap and bootstrap_expect are mutually exclusive".into()))
+                return Err(ConfigError::Invalid(
+                    "bootstrap and bootstrap_expect are mutually exclusive".into(),
+                ))
             }
             (Some(0), _) => return Err(ConfigError::Invalid("bootstrap_expect: must be at least 1".into())),
             (Some(n), _) => n,
@@ -143,7 +202,9 @@ impl FileConfig {
             (None, _) => 0,
         };
         if bootstrap_expect > 0 && !server {
-            return Err(ConfigError::Invalid("bootstrap_expect: only servers bootstrap (set \"server\": true)".into()));
+            return Err(ConfigError::Invalid(
+                "bootstrap_expect: only servers bootstrap (set \"server\": true)".into(),
+            ));
         }
         if bootstrap_expect == 2 {
             log::warn!("bootstrap_expect = 2: a cluster of two servers cannot lose either; use 3 or 5");
@@ -164,9 +225,9 @@ impl FileConfig {
             if j.is_empty() {
                 return Err(ConfigError::Invalid("retry_join: empty address".into()));
             }
-            let with_port = if j.parse::<SocketAddr>().is_ok() || j.rsplit_once(':').is_some_and(|(h, p)| {
-                !h.contains(':') && p.parse::<u16>().is_ok()
-            }) {
+            let with_port = if j.parse::<SocketAddr>().is_ok()
+                || j.rsplit_once(':').is_some_and(|(h, p)| !h.contains(':') && p.parse::<u16>().is_ok())
+            {
                 j
             } else {
                 format!("{j}:{http_port}")
@@ -175,6 +236,26 @@ impl FileConfig {
                 join.push(with_port);
             }
         }
+        let acl = match self.acl {
+            Some(a) if a.enabled.unwrap_or(false) => {
+                let default_allow = match a.default_policy.as_deref().unwrap_or("allow") {
+                    "allow" => true,
+                    "deny" => false,
+                    other => {
+                        return Err(ConfigError::Invalid(format!(
+                            "acl.default_policy: {other:?} (want \"allow\" or \"deny\")"
+                        )))
+                    }
+                };
+                let tokens = a.tokens.unwrap_or_default();
+                Some(AclConfig {
+                    default_allow,
+                    initial_management: tokens.initial_management.or(tokens.master).filter(|t| !t.is_empty()),
+                    default_token: tokens.default.filter(|t| !t.is_empty()),
+                })
+            }
+            _ => None,
+        };
         Ok(AgentConfig {
             node_name,
             node_id,
@@ -186,6 +267,7 @@ impl FileConfig {
             advertise_http: SocketAddr::new(advertise, http_port),
             join,
             snapshot_threshold: self.snapshot_threshold.unwrap_or(1024).max(16),
+            acl,
         })
     }
 }
@@ -212,7 +294,6 @@ pub fn load(files: &[PathBuf], node: Option<&str>) -> Result<AgentConfig, Config
     }
     merged.resolve(node)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -256,13 +337,42 @@ mod tests {
         assert!(e.to_string().contains("bootstrap_expectt"), "{e}");
         let e = FileConfig::parse(r#"{"server": "yes"}"#, "c.json").unwrap_err();
         assert!(e.to_string().contains("c.json"), "{e}");
-        let e = FileConfig::parse(r#"{"bootstrap_expect": 3}"#, "c.json").unwrap().resolve(Some("n")).unwrap_err();
+        let e = FileConfig::parse(r#"{"bootstrap_expect": 3}"#, "c.json")
+            .unwrap()
+            .resolve(Some("n"))
+            .unwrap_err();
         assert!(e.to_string().contains("data_dir"), "{e}");
         let e = FileConfig::parse(r#"{"bootstrap_expect": 3, "data_dir": "/x"}"#, "c.json")
             .unwrap()
             .resolve(Some("n"))
             .unwrap_err();
         assert!(e.to_string().contains("server"), "{e}");
+    }
+
+    #[test]
+    fn acl_block() {
+        let c = FileConfig::parse(
+            r#"{"data_dir": "/a", "acl": {"enabled": true, "default_policy": "deny", "tokens": {"initial_management": "root"}}}"#,
+            "a",
+        )
+        .unwrap()
+        .resolve(Some("n"))
+        .unwrap();
+        let acl = c.acl.unwrap();
+        assert!(!acl.default_allow);
+        assert_eq!(acl.initial_management.as_deref(), Some("root"));
+        let e = FileConfig::parse(
+            r#"{"data_dir": "/a", "acl": {"enabled": true, "default_policy": "maybe"}}"#,
+            "a",
+        )
+        .unwrap()
+        .resolve(Some("n"))
+        .unwrap_err();
+        assert!(e.to_string().contains("acl.default_policy"), "{e}");
+        assert!(FileConfig::parse(r#"{"acl": {"enabld": true}}"#, "a")
+            .unwrap_err()
+            .to_string()
+            .contains("enabld"));
     }
 
     #[test]

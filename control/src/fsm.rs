@@ -2,12 +2,16 @@
 //! value, changed only by [`State::apply`] at a log index.
 use serde::{Deserialize, Serialize};
 
-use crate::kv::{Kv, Write, WriteResult};
+use crate::{
+    acl::{AclResult, AclState, AclWrite},
+    kv::{Kv, Write, WriteResult},
+};
 
 /// A replicated command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     Kv(Write),
+    Acl(AclWrite),
 }
 
 /// What a command did, returned to the writer once it is committed and applied.
@@ -17,18 +21,21 @@ pub enum Response {
     #[default]
     None,
     Kv(WriteResult),
+    Acl(AclResult),
 }
 
 /// Everything the cluster agrees on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub kv: Kv,
+    pub acl: AclState,
 }
 
 impl State {
     pub fn apply(&mut self, index: u64, req: &Request) -> Response {
         match req {
             Request::Kv(w) => Response::Kv(self.kv.apply(index, w)),
+            Request::Acl(w) => Response::Acl(self.acl.apply(index, w)),
         }
     }
 }

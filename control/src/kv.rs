@@ -38,22 +38,53 @@ pub enum Write {
         flags: u64,
         cas: Option<u64>,
     },
-    Delete { key: String, recurse: bool, cas: Option<u64> },
+    Delete {
+        key: String,
+        recurse: bool,
+        cas: Option<u64>,
+    },
     Txn(Vec<TxnOp>),
 }
 
 /// One operation of `/v1/txn` (Consul's KV verbs; sessions and locks are not supported).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnOp {
-    Set { key: String, #[serde(with = "crate::b64")] value: Vec<u8>, flags: u64 },
-    Cas { key: String, #[serde(with = "crate::b64")] value: Vec<u8>, flags: u64, index: u64 },
-    Get { key: String },
-    GetTree { key: String },
-    CheckIndex { key: String, index: u64 },
-    CheckNotExists { key: String },
-    Delete { key: String },
-    DeleteTree { key: String },
-    DeleteCas { key: String, index: u64 },
+    Set {
+        key: String,
+        #[serde(with = "crate::b64")]
+        value: Vec<u8>,
+        flags: u64,
+    },
+    Cas {
+        key: String,
+        #[serde(with = "crate::b64")]
+        value: Vec<u8>,
+        flags: u64,
+        index: u64,
+    },
+    Get {
+        key: String,
+    },
+    GetTree {
+        key: String,
+    },
+    CheckIndex {
+        key: String,
+        index: u64,
+    },
+    CheckNotExists {
+        key: String,
+    },
+    Delete {
+        key: String,
+    },
+    DeleteTree {
+        key: String,
+    },
+    DeleteCas {
+        key: String,
+        index: u64,
+    },
 }
 
 /// What a write did.
@@ -154,7 +185,8 @@ impl Kv {
 
     /// Entries whose key starts with `prefix`, in key order.
     pub fn list<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a Entry)> + 'a {
-        self.entries.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+        self.entries
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
             .take_while(move |(k, _)| k.starts_with(prefix))
     }
 

@@ -67,8 +67,9 @@ fn cluster_elects_replicates_fails_over_and_survives_restarts() {
     c.agents[li].start();
     let back = c.agents[li].addr.clone();
     eventually("the restarted server catches up", LIMIT, || {
-        (kv_value(&back, "bulk/149", "stale").is_some() && kv_value(&back, "after/failover", "stale").is_some())
-            .then_some(())
+        (kv_value(&back, "bulk/149", "stale").is_some()
+            && kv_value(&back, "after/failover", "stale").is_some())
+        .then_some(())
     });
     assert_eq!(kv_value(&back, "app/k00", "stale").as_deref(), Some("x"));
     let snapshots = c.agents.iter().filter(|a| a.dir.join("data/raft/snapshot.json").exists()).count();
@@ -90,8 +91,12 @@ fn cluster_elects_replicates_fails_over_and_survives_restarts() {
     // The CLI against the cluster.
     let ballast = env!("CARGO_BIN_EXE_ballast");
     let run = |args: &[&str]| {
-        let o = std::process::Command::new(ballast).args(args).arg("-http-addr").arg(&leader).output().unwrap();
-        (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+        let o =
+            std::process::Command::new(ballast).args(args).arg("-http-addr").arg(&leader).output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
     };
     assert!(run(&["kv", "put", "cli/a", "hello"]).0);
     assert_eq!(run(&["kv", "get", "cli/a"]), (true, "hello\n".into()));
@@ -143,10 +148,19 @@ fn blocking_queries_wake_on_their_prefix_only() {
     // A delete under the prefix wakes it too (tombstones carry the index).
     let l2 = leader.clone();
     let waiter = std::thread::spawn(move || {
-        http(&l2, "GET", &format!("/v1/kv/watch/?recurse&index={b_index}&wait=60s"), b"", Duration::from_secs(70))
-            .unwrap()
+        http(
+            &l2,
+            "GET",
+            &format!("/v1/kv/watch/?recurse&index={b_index}&wait=60s"),
+            b"",
+            Duration::from_secs(70),
+        )
+        .unwrap()
     });
-    assert_eq!(http(&leader, "DELETE", "/v1/kv/watch/a", b"", Duration::from_secs(10)).unwrap().text(), "true");
+    assert_eq!(
+        http(&leader, "DELETE", "/v1/kv/watch/a", b"", Duration::from_secs(10)).unwrap().text(),
+        "true"
+    );
     let r = waiter.join().unwrap();
     assert!(r.index() > b_index);
     assert_eq!(r.json().as_array().unwrap().len(), 1);
@@ -156,7 +170,8 @@ fn blocking_queries_wake_on_their_prefix_only() {
     let kidx = get(&follower, "/v1/kv/watch/b").unwrap().index();
     let f2 = follower.clone();
     let waiter = std::thread::spawn(move || {
-        http(&f2, "GET", &format!("/v1/kv/watch/b?index={kidx}&wait=60s"), b"", Duration::from_secs(70)).unwrap()
+        http(&f2, "GET", &format!("/v1/kv/watch/b?index={kidx}&wait=60s"), b"", Duration::from_secs(70))
+            .unwrap()
     });
     put(&leader, "/v1/kv/watch/c", b"3").unwrap();
     put(&leader, "/v1/kv/watch/b", b"22").unwrap();
@@ -230,4 +245,85 @@ fn py_consul_client_works_unchanged() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "py-consul run failed:\n{text}");
     assert!(text.contains("all checks passed"), "{text}");
+}
+
+fn with_token(addr: &str, method: &str, path: &str, body: &[u8], header: &str) -> common::cluster::Reply {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{header}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.as_bytes().to_vec()).unwrap_or_default();
+    common::cluster::Reply { status, headers: Vec::new(), body }
+}
+
+#[test]
+fn acl_tokens_policies_default_deny() {
+    let extra = r#", "acl": { "enabled": true, "default_policy": "deny", "tokens": { "initial_management": "root-secret" } }"#;
+    let c = Cluster::servers("acl", 3, extra);
+    let leader = c.leader(LIMIT);
+    let follower = c.agents.iter().find(|a| a.addr != leader).unwrap().addr.clone();
+    let root = "X-Consul-Token: root-secret";
+    // Default deny: no token, no access.
+    assert_eq!(put(&follower, "/v1/kv/app/a", b"1").unwrap().status, 403);
+    assert_eq!(get(&follower, "/v1/kv/app/a").unwrap().status, 403);
+    assert_eq!(with_token(&follower, "PUT", "/v1/kv/app/a", b"1", root).status, 200);
+    assert_eq!(with_token(&follower, "PUT", "/v1/kv/db/a", b"2", root).status, 200);
+
+    // Bootstrap once: a management token; a second bootstrap is refused.
+    let r = put(&follower, "/v1/acl/bootstrap", b"").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let boot = r.json()["SecretID"].as_str().unwrap().to_string();
+    assert_eq!(r.json()["Policies"][0]["Name"], "global-management");
+    assert_eq!(put(&leader, "/v1/acl/bootstrap", b"").unwrap().status, 403);
+    let boot_h = format!("Authorization: Bearer {boot}");
+
+    // A policy (HCL rules) and a token holding it, created through a follower.
+    let pol = br#"{"Name": "app-rw", "Rules": "key_prefix \"app/\" { policy = \"write\" }\nkey \"db/a\" { policy = \"read\" }"}"#;
+    let r = with_token(&follower, "PUT", "/v1/acl/policy", pol, &boot_h);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let bad = br#"{"Name": "bad", "Rules": "key_prefix \"x\" { policy = \"root\" }"}"#;
+    assert_eq!(with_token(&follower, "PUT", "/v1/acl/policy", bad, &boot_h).status, 400);
+    let r = with_token(&follower, "PUT", "/v1/acl/token", br#"{"Description": "app", "Policies": [{"Name": "app-rw"}]}"#, &boot_h);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let app = r.json()["SecretID"].as_str().unwrap().to_string();
+    let accessor = r.json()["AccessorID"].as_str().unwrap().to_string();
+    let app_h = format!("X-Consul-Token: {app}");
+    // The token itself may not manage ACLs.
+    assert_eq!(with_token(&follower, "PUT", "/v1/acl/token", b"{}", &app_h).status, 403);
+
+    assert_eq!(with_token(&follower, "PUT", "/v1/kv/app/b", b"2", &app_h).status, 200);
+    assert_eq!(with_token(&leader, "PUT", "/v1/kv/db/b", b"2", &app_h).status, 403);
+    assert_eq!(with_token(&leader, "GET", "/v1/kv/db/a", b"", &app_h).status, 200);
+    assert_eq!(with_token(&leader, "GET", "/v1/kv/db/b", b"", &app_h).status, 403);
+    assert_eq!(with_token(&leader, "DELETE", "/v1/kv/db/a", b"", &app_h).status, 403);
+    // Recursive reads show only what the token may read.
+    let r = with_token(&leader, "GET", "/v1/kv/?recurse", b"", &app_h);
+    let keys: Vec<String> =
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap().as_array().unwrap().iter().map(|e| e["Key"].as_str().unwrap().to_string()).collect();
+    assert_eq!(keys, vec!["app/a", "app/b", "db/a"]);
+    // A transaction with one denied op is refused whole.
+    let txn = br#"[{"KV":{"Verb":"set","Key":"app/c","Value":"MQ=="}},{"KV":{"Verb":"set","Key":"db/c","Value":"MQ=="}}]"#;
+    assert_eq!(with_token(&leader, "PUT", "/v1/txn", txn, &app_h).status, 403);
+    assert_eq!(with_token(&leader, "GET", "/v1/kv/app/c", b"", root).status, 404);
+    let r = with_token(&leader, "GET", "/v1/acl/token/self", b"", &app_h);
+    assert_eq!(r.json()["AccessorID"], accessor.as_str());
+
+    // Deleting the token revokes it on every server.
+    assert_eq!(with_token(&follower, "DELETE", &format!("/v1/acl/token/{accessor}"), b"", &boot_h).status, 200);
+    assert_eq!(with_token(&follower, "PUT", "/v1/kv/app/b", b"3", &app_h).status, 403);
+    // The CLI carries a token too.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ballast"))
+        .args(["kv", "get", "app/b", "-http-addr", &follower, "-token", &boot])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "2\n");
 }

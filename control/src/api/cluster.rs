@@ -40,6 +40,9 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, path: &str) -> Result<
             if let Some(r) = forward_to_leader(agent, &parts, &body).await? {
                 return Ok(r);
             }
+            if !agent.authorizer(&parts).operator_read() {
+                return Err(super::forbidden());
+            }
             let leader = agent.raft.as_ref().and_then(|r| r.metrics().borrow().current_leader);
             let index = agent.raft.as_ref().and_then(|r| r.metrics().borrow().last_applied).map(|l| l.index);
             let servers: Vec<serde_json::Value> = agent
@@ -98,7 +101,11 @@ async fn decode<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiErr
     serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("bad request body: {e}")))
 }
 
-pub async fn internal(agent: &Agent, req: Request<Incoming>, rest: String) -> Result<Response<Body>, ApiError> {
+pub async fn internal(
+    agent: &Agent,
+    req: Request<Incoming>,
+    rest: String,
+) -> Result<Response<Body>, ApiError> {
     if rest == "self" {
         return Ok(json(StatusCode::OK, &agent.self_info()));
     }

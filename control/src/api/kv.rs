@@ -7,8 +7,9 @@ use bytes::Bytes;
 use hyper::{body::Incoming, header, Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::{forward_to, forward_to_leader, json, method_not_allowed, query, read_body, ApiError, Body};
+use super::{forbidden, forward_to_leader, json, method_not_allowed, query, read_body, ApiError, Body};
 use crate::{
+    acl::Authorizer,
     agent::Agent,
     fsm::{Request as Command, Response as Outcome},
     kv::{Entry, Kv, TxnOp, Write, WriteResult, MAX_VALUE_SIZE},
@@ -98,27 +99,41 @@ pub async fn kv(agent: &Agent, req: Request<Incoming>, key: String) -> Result<Re
     let p = params(req.uri().query())?;
     let (parts, body) = req.into_parts();
     let body = read_body(body, MAX_VALUE_SIZE).await?;
-    match parts.method {
-        Method::GET => read(agent, &parts, &body, &key, &p).await,
+    let w = match parts.method {
+        Method::GET => return read(agent, &parts, &body, &key, &p).await,
         Method::PUT | Method::POST => {
             if key.is_empty() {
                 return Err(ApiError::bad("Missing key name"));
             }
-            let w = Write::Set { key, value: body.to_vec(), flags: p.flags, cas: p.cas };
-            write(agent, &parts, &body, w).await
+            Write::Set { key, value: body.to_vec(), flags: p.flags, cas: p.cas }
         }
         Method::DELETE => {
             if key.is_empty() && !p.recurse {
                 return Err(ApiError::bad("Missing key name"));
             }
-            let w = Write::Delete { key, recurse: p.recurse, cas: p.cas };
-            write(agent, &parts, &body, w).await
+            Write::Delete { key, recurse: p.recurse, cas: p.cas }
         }
-        ref m => Err(method_not_allowed(m)),
+        ref m => return Err(method_not_allowed(m)),
+    };
+    w.validate().map_err(|e| ApiError::bad(e.to_string()))?;
+    // The server that applies the write checks the token against its ACL state.
+    if let Some(r) = forward_to_leader(agent, &parts, &body).await? {
+        return Ok(r);
     }
+    let authz = agent.authorizer(&parts);
+    let allowed = match &w {
+        Write::Set { key, .. } => authz.key_write(key),
+        Write::Delete { key, recurse: true, .. } => authz.key_write_prefix(key),
+        Write::Delete { key, .. } => authz.key_write(key),
+        Write::Txn(_) => false,
+    };
+    if !allowed {
+        return Err(forbidden());
+    }
+    write(agent, &parts, &body, w).await
 }
 
-/// Proposes a write through Raft on the leader (forwarding there if needed).
+/// Proposes a KV write through Raft on the leader (forwarding there if needed).
 async fn propose(
     agent: &Agent,
     parts: &hyper::http::request::Parts,
@@ -126,25 +141,10 @@ async fn propose(
     w: Write,
 ) -> Result<Result<WriteResult, Response<Body>>, ApiError> {
     w.validate().map_err(|e| ApiError::bad(e.to_string()))?;
-    if let Some(r) = forward_to_leader(agent, parts, body).await? {
-        return Ok(Err(r));
-    }
-    let raft = agent.raft.as_ref().ok_or_else(ApiError::no_leader)?;
-    match raft.client_write(Command::Kv(w)).await {
-        Ok(resp) => match resp.data {
-            Outcome::Kv(r) => Ok(Ok(r)),
-            Outcome::None => Err(ApiError::internal("unexpected reply from the state machine")),
-        },
-        Err(openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f))) => {
-            // Leadership moved while proposing: the new leader decides (never twice).
-            match f.leader_node {
-                Some(n) if !parts.headers.contains_key(super::FORWARDED) => {
-                    forward_to(agent, &n.addr, parts, body).await.map(Err)
-                }
-                _ => Err(ApiError::no_leader()),
-            }
-        }
-        Err(e) => Err(ApiError::internal(format!("raft: {e}"))),
+    match super::propose(agent, parts, body, Command::Kv(w)).await? {
+        Ok(Outcome::Kv(r)) => Ok(Ok(r)),
+        Ok(_) => Err(ApiError::internal("unexpected reply from the state machine")),
+        Err(forwarded) => Ok(Err(forwarded)),
     }
 }
 
@@ -167,16 +167,20 @@ enum ReadOut {
     NotFound,
 }
 
-fn compute(kv: &Kv, key: &str, p: &Params) -> (u64, ReadOut) {
+fn compute(kv: &Kv, key: &str, p: &Params, authz: &Authorizer) -> (u64, ReadOut) {
     if p.keys {
         let idx = kv.prefix_index(key);
-        let keys = kv.keys(key, p.separator.as_deref());
-        let out = if keys.is_empty() { ReadOut::NotFound } else { ReadOut::Found(json(StatusCode::OK, &keys)) };
+        let mut keys = kv.keys(key, p.separator.as_deref());
+        keys.retain(|k| authz.key_list(k));
+        let out =
+            if keys.is_empty() { ReadOut::NotFound } else { ReadOut::Found(json(StatusCode::OK, &keys)) };
         (idx, out)
     } else if p.recurse {
         let idx = kv.prefix_index(key);
-        let list: Vec<DirEntry> = kv.list(key).map(|(k, e)| DirEntry::new(k, e, true)).collect();
-        let out = if list.is_empty() { ReadOut::NotFound } else { ReadOut::Found(json(StatusCode::OK, &list)) };
+        let list: Vec<DirEntry> =
+            kv.list(key).filter(|(k, _)| authz.key_read(k)).map(|(k, e)| DirEntry::new(k, e, true)).collect();
+        let out =
+            if list.is_empty() { ReadOut::NotFound } else { ReadOut::Found(json(StatusCode::OK, &list)) };
         (idx, out)
     } else {
         let idx = kv.key_index(key);
@@ -184,8 +188,10 @@ fn compute(kv: &Kv, key: &str, p: &Params) -> (u64, ReadOut) {
             None => ReadOut::NotFound,
             Some(e) if p.raw => {
                 let mut r = Response::new(http_body_util::Full::new(Bytes::from(e.value.clone())));
-                r.headers_mut()
-                    .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/octet-stream"));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/octet-stream"),
+                );
                 ReadOut::Found(r)
             }
             Some(e) => ReadOut::Found(json(StatusCode::OK, &[DirEntry::new(key, e, true)])),
@@ -207,6 +213,10 @@ async fn read(
         }
     }
     let store = agent.store.as_ref().ok_or_else(ApiError::no_leader)?;
+    let authz = agent.authorizer(parts);
+    if !p.keys && !p.recurse && !authz.key_read(key) {
+        return Err(forbidden());
+    }
     if p.consistent {
         let raft = agent.raft.as_ref().ok_or_else(ApiError::no_leader)?;
         raft.ensure_linearizable().await.map_err(|e| ApiError::internal(format!("consistent read: {e}")))?;
@@ -220,7 +230,7 @@ async fn read(
     let deadline = tokio::time::Instant::now() + wait + jitter;
     loop {
         changes.borrow_and_update();
-        let (index, out) = store.read(|a: &Applied| compute(&a.state.kv, key, p));
+        let (index, out) = store.read(|a: &Applied| compute(&a.state.kv, key, p, &authz));
         let index = index.max(1);
         let done = p.index == 0 || index > p.index || tokio::time::Instant::now() >= deadline;
         if done {
@@ -231,7 +241,10 @@ async fn read(
             let h = r.headers_mut();
             h.insert("X-Consul-Index", header::HeaderValue::from(index));
             let known = agent.leader_addr().is_some();
-            h.insert("X-Consul-KnownLeader", header::HeaderValue::from_static(if known { "true" } else { "false" }));
+            h.insert(
+                "X-Consul-KnownLeader",
+                header::HeaderValue::from_static(if known { "true" } else { "false" }),
+            );
             h.insert("X-Consul-LastContact", header::HeaderValue::from_static("0"));
             return Ok(r);
         }
@@ -263,7 +276,8 @@ struct TxnItem {
 }
 
 fn txn_op(i: usize, item: TxnItem) -> Result<TxnOp, ApiError> {
-    let op = item.kv.ok_or_else(|| ApiError::bad(format!("operation {i}: only KV operations are supported")))?;
+    let op =
+        item.kv.ok_or_else(|| ApiError::bad(format!("operation {i}: only KV operations are supported")))?;
     let value = || -> Result<Vec<u8>, ApiError> {
         crate::b64::decode(op.value.as_deref().unwrap_or(""))
             .map_err(|e| ApiError::bad(format!("operation {i}: Value is not valid base64: {e}")))
@@ -295,19 +309,40 @@ pub async fn txn(agent: &Agent, req: Request<Incoming>) -> Result<Response<Body>
     let items: Vec<TxnItem> =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("Failed to parse body: {e}")))?;
     let ops = items.into_iter().enumerate().map(|(i, it)| txn_op(i, it)).collect::<Result<Vec<_>, _>>()?;
-    match propose(agent, &parts, &body, Write::Txn(ops)).await? {
+    let w = Write::Txn(ops);
+    w.validate().map_err(|e| ApiError::bad(e.to_string()))?;
+    if let Some(r) = forward_to_leader(agent, &parts, &body).await? {
+        return Ok(r);
+    }
+    let authz = agent.authorizer(&parts);
+    let Write::Txn(ops) = &w else { return Err(ApiError::internal("not a transaction")) };
+    let denied = ops.iter().any(|op| match op {
+        TxnOp::Set { key, .. }
+        | TxnOp::Cas { key, .. }
+        | TxnOp::Delete { key }
+        | TxnOp::DeleteCas { key, .. } => !authz.key_write(key),
+        TxnOp::DeleteTree { key } => !authz.key_write_prefix(key),
+        TxnOp::Get { key } | TxnOp::CheckIndex { key, .. } | TxnOp::CheckNotExists { key } => {
+            !authz.key_read(key)
+        }
+        TxnOp::GetTree { key } => !authz.key_read(key),
+    });
+    if denied {
+        return Err(forbidden());
+    }
+    match propose(agent, &parts, &body, w).await? {
         Ok(WriteResult::Txn(Ok(results))) => {
             let results: Vec<serde_json::Value> = results
                 .iter()
-                .filter_map(|(k, e)| e.as_ref().map(|e| serde_json::json!({ "KV": DirEntry::new(k, e, true) })))
+                .filter_map(|(k, e)| {
+                    e.as_ref().map(|e| serde_json::json!({ "KV": DirEntry::new(k, e, true) }))
+                })
                 .collect();
             Ok(json(StatusCode::OK, &serde_json::json!({ "Results": results, "Errors": null })))
         }
         Ok(WriteResult::Txn(Err(errors))) => {
-            let errors: Vec<serde_json::Value> = errors
-                .iter()
-                .map(|e| serde_json::json!({ "OpIndex": e.op_index, "What": e.what }))
-                .collect();
+            let errors: Vec<serde_json::Value> =
+                errors.iter().map(|e| serde_json::json!({ "OpIndex": e.op_index, "What": e.what })).collect();
             Ok(json(StatusCode::CONFLICT, &serde_json::json!({ "Results": null, "Errors": errors })))
         }
         Ok(WriteResult::Applied(_)) => Err(ApiError::internal("unexpected reply")),
@@ -341,7 +376,8 @@ mod tests {
         let ops: Vec<TxnOp> = items.into_iter().enumerate().map(|(i, t)| txn_op(i, t).unwrap()).collect();
         assert_eq!(ops[0], TxnOp::Set { key: "a".into(), value: b"hi".to_vec(), flags: 3 });
         assert_eq!(ops[1], TxnOp::CheckIndex { key: "a".into(), index: 4 });
-        let bad: Vec<TxnItem> = serde_json::from_str(r#"[{"KV":{"Verb":"set","Key":"a","Value":"%%%"}}]"#).unwrap();
+        let bad: Vec<TxnItem> =
+            serde_json::from_str(r#"[{"KV":{"Verb":"set","Key":"a","Value":"%%%"}}]"#).unwrap();
         assert!(txn_op(0, bad.into_iter().next().unwrap()).is_err());
         let node: Vec<TxnItem> = serde_json::from_str(r#"[{"Node":{"Verb":"get"}}]"#).unwrap();
         assert!(txn_op(0, node.into_iter().next().unwrap()).is_err());

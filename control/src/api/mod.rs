@@ -3,6 +3,7 @@
 //!
 //! Where a request is served: writes and default/`consistent` reads on the Raft leader
 //! (a follower forwards the request as is), `stale` reads on any server.
+pub mod acl;
 pub mod cluster;
 pub mod kv;
 pub mod query;
@@ -67,7 +68,8 @@ impl ApiError {
 pub fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(msg.into())));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }
 
@@ -76,7 +78,8 @@ pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<Body> {
         Ok(b) => {
             let mut r = Response::new(Full::new(Bytes::from(b)));
             *r.status_mut() = status;
-            r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
             r
         }
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding the reply: {e}")),
@@ -104,6 +107,8 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<Body> {
         }
     } else if path == "/v1/kv" {
         kv::kv(&agent, req, String::new()).await
+    } else if let Some(rest) = path.strip_prefix("/v1/acl/") {
+        acl::route(&agent, req, rest.to_string()).await
     } else if path == "/v1/txn" {
         kv::txn(&agent, req).await
     } else if let Some(rest) = path.strip_prefix("/v1/internal/") {
@@ -157,6 +162,58 @@ pub async fn forward_to(
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.map_err(|e| ApiError::internal(format!("from {addr}: {e}")))?.to_bytes();
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+/// Proposes a command through Raft on the leader, forwarding the whole request there
+/// when this server is not the leader: Ok(Ok(outcome)) when applied here, Ok(Err(reply))
+/// when another server answered.
+pub async fn propose(
+    agent: &Agent,
+    parts: &hyper::http::request::Parts,
+    body: &Bytes,
+    cmd: crate::fsm::Request,
+) -> Result<Result<crate::fsm::Response, Response<Body>>, ApiError> {
+    if let Some(r) = forward_to_leader(agent, parts, body).await? {
+        return Ok(Err(r));
+    }
+    let raft = agent.raft.as_ref().ok_or_else(ApiError::no_leader)?;
+    match raft.client_write(cmd).await {
+        Ok(resp) => Ok(Ok(resp.data)),
+        Err(openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f))) => {
+            // Leadership moved while proposing: the new leader decides (never twice).
+            match f.leader_node {
+                Some(n) if !parts.headers.contains_key(FORWARDED) => {
+                    forward_to(agent, &n.addr, parts, body).await.map(Err)
+                }
+                _ => Err(ApiError::no_leader()),
+            }
+        }
+        Err(e) => Err(ApiError::internal(format!("raft: {e}"))),
+    }
+}
+
+pub fn forbidden() -> ApiError {
+    ApiError(StatusCode::FORBIDDEN, "Permission denied".into())
+}
+
+/// The secret a request carries: `X-Consul-Token`, `Authorization: Bearer`, or `?token=`.
+pub fn request_token(parts: &hyper::http::request::Parts) -> Option<String> {
+    if let Some(t) = parts.headers.get("x-consul-token").and_then(|v| v.to_str().ok()) {
+        return Some(t.trim().to_string());
+    }
+    if let Some(t) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+    {
+        return Some(t.trim().to_string());
+    }
+    query::parse_query(parts.uri.query().unwrap_or(""))
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == "token")
+        .and_then(|(_, v)| v)
 }
 
 pub fn method_not_allowed(m: &Method) -> ApiError {

@@ -44,9 +44,9 @@ fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<Option<T>> {
     match files::read_opt(path)? {
-        Some(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+        }),
         None => Ok(None),
     }
 }
@@ -64,8 +64,9 @@ impl LogStore {
         let (records, good) = files::unframe(&raw);
         let mut entries = BTreeMap::new();
         for r in records {
-            let e: Entry = serde_json::from_slice(r)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("log entry: {e}")))?;
+            let e: Entry = serde_json::from_slice(r).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("log entry: {e}"))
+            })?;
             if last_purged.is_some_and(|p| e.log_id.index <= p.index) {
                 continue;
             }
@@ -82,7 +83,14 @@ impl LogStore {
         }
         let file = files::open_append(&path)?;
         Ok(LogStore {
-            inner: Arc::new(Mutex::new(Inner { dir: dir.to_path_buf(), file, entries, last_purged, vote, committed })),
+            inner: Arc::new(Mutex::new(Inner {
+                dir: dir.to_path_buf(),
+                file,
+                entries,
+                last_purged,
+                vote,
+                committed,
+            })),
         })
     }
 }
@@ -138,7 +146,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let mut g = lock(&self.inner);
         let bytes = serde_json::to_vec(&committed).map_err(|e| StorageIOError::write(&e))?;
-        files::replace(&g.dir.join("committed.json"), &bytes, false).map_err(|e| StorageIOError::write(&e))?;
+        files::replace(&g.dir.join("committed.json"), &bytes, false)
+            .map_err(|e| StorageIOError::write(&e))?;
         g.committed = committed;
         Ok(())
     }
@@ -187,11 +196,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Record the purge point first: a crash after it and before the rewrite only
         // leaves entries that open() skips.
         let bytes = serde_json::to_vec(&log_id).map_err(|e| StorageIOError::write_logs(&e))?;
-        files::replace(&g.dir.join("purged.json"), &bytes, true).map_err(|e| StorageIOError::write_logs(&e))?;
+        files::replace(&g.dir.join("purged.json"), &bytes, true)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         g.last_purged = Some(log_id);
         let keep = g.entries.split_off(&(log_id.index + 1));
         g.entries = keep;
         g.rewrite().map_err(|e| StorageIOError::write_logs(&e).into())
     }
 }
-

@@ -129,12 +129,9 @@ impl Peer {
             Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
             Err(Fail::Unreachable(m)) => Err(RPCError::Unreachable(Unreachable::new(&Msg(m)))),
             Err(Fail::Network(m)) => Err(RPCError::Network(NetworkError::new(&Msg(m)))),
-            Err(Fail::Timeout) => Err(RPCError::Timeout(Timeout {
-                action,
-                id: self.target,
-                target: self.target,
-                timeout: ttl,
-            })),
+            Err(Fail::Timeout) => {
+                Err(RPCError::Timeout(Timeout { action, id: self.target, target: self.target, timeout: ttl }))
+            }
         }
     }
 }

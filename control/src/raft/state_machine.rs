@@ -80,10 +80,12 @@ impl StateMachine {
         let mut applied = Applied::default();
         let mut snapshot = None;
         if let Some(bytes) = files::read_opt(&dir.join("snapshot.json"))? {
-            let f: SnapshotFile = serde_json::from_slice(&bytes)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("snapshot: {e}")))?;
-            applied = serde_json::from_slice(&f.data)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("snapshot data: {e}")))?;
+            let f: SnapshotFile = serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("snapshot: {e}"))
+            })?;
+            applied = serde_json::from_slice(&f.data).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("snapshot data: {e}"))
+            })?;
             snapshot = Some((f.meta, f.data));
         }
         let index = applied.last_applied.map(|l| l.index).unwrap_or(0);

@@ -1,0 +1,281 @@
+//! `/v1/acl/*`: bootstrap, policies and tokens, in Consul's JSON shapes. Changes go
+//! through Raft like any write; reading or changing ACLs needs a management token (or
+//! `acl = "read"/"write"` rules).
+use hyper::{body::Incoming, Method, Request, Response, StatusCode};
+use serde::Deserialize;
+
+use super::{forbidden, forward_to_leader, json, propose, read_body, ApiError, Body};
+use crate::{
+    acl::{parse_rules, AclResult, AclWrite, Policy, Token},
+    agent::Agent,
+    fsm::{Request as Command, Response as Outcome},
+};
+
+/// The built-in policy a management token shows, as Consul names it.
+const GLOBAL_MANAGEMENT: (&str, &str) = ("00000000-0000-0000-0000-000000000001", "global-management");
+const MAX_ACL_BODY: usize = 64 * 1024;
+
+/// A random UUID (v4) for token and policy ids.
+pub fn uuid() -> String {
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+fn policy_json(p: &Policy) -> serde_json::Value {
+    serde_json::json!({ "ID": p.id, "Name": p.name, "Description": p.description, "Rules": p.rules })
+}
+
+fn token_json(agent: &Agent, t: &Token) -> serde_json::Value {
+    let policies: Vec<serde_json::Value> = if t.management {
+        vec![serde_json::json!({ "ID": GLOBAL_MANAGEMENT.0, "Name": GLOBAL_MANAGEMENT.1 })]
+    } else {
+        let names = agent.store.as_ref().map(|s| {
+            s.read(|a| {
+                t.policies
+                    .iter()
+                    .map(|id| (id.clone(), a.state.acl.policies.get(id).map(|p| p.name.clone())))
+                    .collect::<Vec<_>>()
+            })
+        });
+        names
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, name)| serde_json::json!({ "ID": id, "Name": name.unwrap_or_default() }))
+            .collect()
+    };
+    serde_json::json!({
+        "AccessorID": t.accessor_id, "SecretID": t.secret_id, "Description": t.description,
+        "Policies": policies, "Local": false, "CreateIndex": t.create_index, "ModifyIndex": t.create_index,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PolicyBody {
+    #[serde(default)]
+    #[serde(rename = "ID")]
+    id: Option<String>,
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    rules: String,
+}
+
+#[derive(Deserialize)]
+struct PolicyLink {
+    #[serde(rename = "ID", default)]
+    id: Option<String>,
+    #[serde(rename = "Name", default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TokenBody {
+    #[serde(rename = "AccessorID", default)]
+    accessor_id: Option<String>,
+    #[serde(rename = "SecretID", default)]
+    secret_id: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    policies: Vec<PolicyLink>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("Failed to decode request body: {e}")))
+}
+
+async fn apply(
+    agent: &Agent,
+    parts: &hyper::http::request::Parts,
+    body: &bytes::Bytes,
+    w: AclWrite,
+) -> Result<Option<Response<Body>>, ApiError> {
+    match propose(agent, parts, body, Command::Acl(w)).await? {
+        Ok(Outcome::Acl(AclResult::Ok)) => Ok(None),
+        Ok(Outcome::Acl(AclResult::Refused(why))) => Err(ApiError::bad(why)),
+        Ok(_) => Err(ApiError::internal("unexpected reply from the state machine")),
+        Err(forwarded) => Ok(Some(forwarded)),
+    }
+}
+
+pub async fn route(agent: &Agent, req: Request<Incoming>, rest: String) -> Result<Response<Body>, ApiError> {
+    let Some(acl) = agent.cfg.acl.clone() else {
+        return Err(ApiError(StatusCode::UNAUTHORIZED, "ACL support disabled".into()));
+    };
+    let (parts, body) = req.into_parts();
+    let body = read_body(body, MAX_ACL_BODY).await?;
+    // Reads of ACL data and every change run on the leader: fresh and in one place.
+    if let Some(r) = forward_to_leader(agent, &parts, &body).await? {
+        return Ok(r);
+    }
+    let store = agent.store.as_ref().ok_or_else(ApiError::no_leader)?;
+    let authz = agent.authorizer(&parts);
+    let segs: Vec<&str> = rest.split('/').collect();
+    match (&parts.method, segs.as_slice()) {
+        (&Method::PUT, ["bootstrap"]) => {
+            let token = Token {
+                accessor_id: uuid(),
+                secret_id: uuid(),
+                description: "Bootstrap Token (Global Management)".into(),
+                policies: Vec::new(),
+                management: true,
+                create_index: 0,
+            };
+            let secret = token.secret_id.clone();
+            if let Some(r) = apply(agent, &parts, &body, AclWrite::Bootstrap { token })
+                .await
+                .map_err(|e| ApiError(StatusCode::FORBIDDEN, format!("Permission denied: {}", e.1)))?
+            {
+                return Ok(r);
+            }
+            let t = store
+                .read(|a| a.state.acl.tokens.get(&secret).cloned())
+                .ok_or_else(|| ApiError::internal("token lost"))?;
+            Ok(json(StatusCode::OK, &token_json(agent, &t)))
+        }
+        (&Method::PUT, ["policy"]) | (&Method::PUT, ["policy", _]) => {
+            if !authz.acl_write() {
+                return Err(forbidden());
+            }
+            let b: PolicyBody = parse(&body)?;
+            if b.name.is_empty() {
+                return Err(ApiError::bad("Invalid Policy: no Name is set"));
+            }
+            let parsed =
+                parse_rules(&b.rules).map_err(|e| ApiError::bad(format!("Invalid Policy Rules: {e}")))?;
+            let id = segs.get(1).map(|s| s.to_string()).or(b.id).unwrap_or_else(uuid);
+            let p =
+                Policy { id: id.clone(), name: b.name, description: b.description, rules: b.rules, parsed };
+            if let Some(r) = apply(agent, &parts, &body, AclWrite::SetPolicy(p)).await? {
+                return Ok(r);
+            }
+            let p = store
+                .read(|a| a.state.acl.policies.get(&id).cloned())
+                .ok_or_else(|| ApiError::internal("policy lost"))?;
+            Ok(json(StatusCode::OK, &policy_json(&p)))
+        }
+        (&Method::GET, ["policy", id]) => {
+            if !authz.acl_read() {
+                return Err(forbidden());
+            }
+            match store.read(|a| a.state.acl.policies.get(*id).cloned()) {
+                Some(p) => Ok(json(StatusCode::OK, &policy_json(&p))),
+                None => Err(ApiError(StatusCode::NOT_FOUND, "ACL not found".into())),
+            }
+        }
+        (&Method::DELETE, ["policy", id]) => {
+            if !authz.acl_write() {
+                return Err(forbidden());
+            }
+            if let Some(r) =
+                apply(agent, &parts, &body, AclWrite::DeletePolicy { id: id.to_string() }).await?
+            {
+                return Ok(r);
+            }
+            Ok(json(StatusCode::OK, &true))
+        }
+        (&Method::GET, ["policies"]) => {
+            if !authz.acl_read() {
+                return Err(forbidden());
+            }
+            let all: Vec<serde_json::Value> =
+                store.read(|a| a.state.acl.policies.values().map(policy_json).collect());
+            Ok(json(StatusCode::OK, &all))
+        }
+        (&Method::PUT, ["token"]) => {
+            if !authz.acl_write() {
+                return Err(forbidden());
+            }
+            let b: TokenBody = parse(&body)?;
+            let mut ids = Vec::new();
+            for l in &b.policies {
+                let id = match (&l.id, &l.name) {
+                    (Some(id), _) => id.clone(),
+                    (None, Some(name)) => store
+                        .read(|a| {
+                            a.state.acl.policies.values().find(|p| p.name == *name).map(|p| p.id.clone())
+                        })
+                        .ok_or_else(|| ApiError::bad(format!("cannot find policy {name:?}")))?,
+                    (None, None) => return Err(ApiError::bad("a policy link needs an ID or a Name")),
+                };
+                ids.push(id);
+            }
+            let t = Token {
+                accessor_id: b.accessor_id.unwrap_or_else(uuid),
+                secret_id: b.secret_id.unwrap_or_else(uuid),
+                description: b.description,
+                policies: ids,
+                management: false,
+                create_index: 0,
+            };
+            let secret = t.secret_id.clone();
+            if let Some(r) = apply(agent, &parts, &body, AclWrite::SetToken(t)).await? {
+                return Ok(r);
+            }
+            let t = store
+                .read(|a| a.state.acl.tokens.get(&secret).cloned())
+                .ok_or_else(|| ApiError::internal("token lost"))?;
+            Ok(json(StatusCode::OK, &token_json(agent, &t)))
+        }
+        (&Method::GET, ["token", "self"]) => {
+            let secret = super::request_token(&parts)
+                .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
+            if Some(&secret) == acl.initial_management.as_ref() {
+                let t = Token {
+                    accessor_id: "initial-management".into(),
+                    secret_id: secret,
+                    description: "Initial Management Token".into(),
+                    policies: Vec::new(),
+                    management: true,
+                    create_index: 0,
+                };
+                return Ok(json(StatusCode::OK, &token_json(agent, &t)));
+            }
+            match store.read(|a| a.state.acl.tokens.get(&secret).cloned()) {
+                Some(t) => Ok(json(StatusCode::OK, &token_json(agent, &t))),
+                None => Err(ApiError(StatusCode::FORBIDDEN, "ACL not found".into())),
+            }
+        }
+        (&Method::GET, ["token", accessor]) => {
+            if !authz.acl_read() {
+                return Err(forbidden());
+            }
+            match store.read(|a| a.state.acl.token_by_accessor(accessor).cloned()) {
+                Some(t) => Ok(json(StatusCode::OK, &token_json(agent, &t))),
+                None => Err(ApiError(StatusCode::NOT_FOUND, "ACL not found".into())),
+            }
+        }
+        (&Method::DELETE, ["token", accessor]) => {
+            if !authz.acl_write() {
+                return Err(forbidden());
+            }
+            let w = AclWrite::DeleteToken { accessor_id: accessor.to_string() };
+            if let Some(r) = apply(agent, &parts, &body, w).await? {
+                return Ok(r);
+            }
+            Ok(json(StatusCode::OK, &true))
+        }
+        (&Method::GET, ["tokens"]) => {
+            if !authz.acl_read() {
+                return Err(forbidden());
+            }
+            let all: Vec<Token> = store.read(|a| a.state.acl.tokens.values().cloned().collect());
+            let mut out: Vec<serde_json::Value> = all.iter().map(|t| token_json(agent, t)).collect();
+            // Listing shows accessors, never secrets.
+            for t in &mut out {
+                t["SecretID"] = serde_json::Value::String(String::new());
+            }
+            Ok(json(StatusCode::OK, &out))
+        }
+        (m, _) => Err(ApiError(StatusCode::NOT_FOUND, format!("no such ACL endpoint: {m} /v1/acl/{rest}"))),
+    }
+}
