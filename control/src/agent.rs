@@ -1,10 +1,11 @@
-//! One `ballast agent`: opens the Raft store (servers), serves the HTTP API, and
-//! bootstraps or joins the cluster through the addresses in `retry_join`.
+//! One `ballast agent`: joins the gossip cluster through `retry_join`, opens the Raft
+//! store (servers) and serves the HTTP API.
 //!
-//! Bootstrap (like Consul's `bootstrap_expect`): a server that is not in a cluster yet
-//! asks every join address who it is; once it knows `bootstrap_expect` servers and none
-//! of them is in a cluster, the one with the lowest node id initializes Raft with all of
-//! them. A server that finds an existing cluster asks its leader to add it as a voter.
+//! Bootstrap (like Consul's `bootstrap_expect`): a server that is not in a Raft cluster
+//! yet asks every server that gossip shows alive who it is; once it knows
+//! `bootstrap_expect` servers and none of them is in a cluster, the one with the lowest
+//! node id initializes Raft with all of them. A server that finds an existing cluster
+//! asks its leader to add it as a voter.
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, Result};
@@ -13,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     config::AgentConfig,
+    gossip::{member::Ident, Gossip, GossipConfig},
     raft::{
         self,
         log_store::LogStore,
@@ -49,12 +51,37 @@ pub struct Agent {
     pub raft: Option<Raft>,
     pub store: Option<StoreView>,
     pub client: HttpClient,
+    pub gossip: Arc<Gossip>,
 }
 
 impl Agent {
-    /// Opens the store and starts Raft (servers); does not serve yet.
+    /// Starts gossip, opens the store and starts Raft (servers); does not serve yet.
     pub async fn open(cfg: AgentConfig) -> Result<Arc<Agent>> {
         let client = http_client();
+        std::fs::create_dir_all(cfg.data_dir.join("serf"))
+            .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+        let bump = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        let ident = Ident {
+            addr: cfg.advertise_gossip,
+            bump,
+            name: cfg.node_name.clone(),
+            node_id: cfg.node_id,
+            http: cfg.advertise_http,
+            server: cfg.server,
+            dc: cfg.datacenter.clone(),
+        };
+        let gossip = Gossip::start(GossipConfig {
+            bind: cfg.gossip_bind,
+            ident,
+            join: cfg.join.clone(),
+            keys: cfg.encrypt.iter().cloned().collect(),
+            keyring_file: Some(cfg.data_dir.join("serf/local.keyring")),
+            timing: cfg.gossip_timing.clone(),
+        })
+        .await?;
         let (raft, store) = if cfg.server {
             let dir = cfg.data_dir.join("raft");
             let log = LogStore::open(&dir).with_context(|| format!("raft log in {}", dir.display()))?;
@@ -69,7 +96,7 @@ impl Agent {
         } else {
             (None, None)
         };
-        Ok(Arc::new(Agent { cfg, raft, store, client }))
+        Ok(Arc::new(Agent { cfg, raft, store, client, gossip }))
     }
 
     pub fn self_info(&self) -> SelfInfo {
@@ -107,8 +134,12 @@ impl Agent {
 
     /// What the request's token may do here (ACLs off: everything).
     pub fn authorizer(&self, parts: &hyper::http::request::Parts) -> crate::acl::Authorizer {
+        self.authorizer_for(&parts.headers, &parts.uri)
+    }
+
+    pub fn authorizer_for(&self, headers: &hyper::HeaderMap, uri: &hyper::Uri) -> crate::acl::Authorizer {
         let Some(acl) = &self.cfg.acl else { return crate::acl::Authorizer::management() };
-        let token = crate::api::request_token(parts).or_else(|| acl.default_token.clone());
+        let token = crate::api::request_token(headers, uri).or_else(|| acl.default_token.clone());
         if token.is_some() && token == acl.initial_management {
             return crate::acl::Authorizer::management();
         }
@@ -120,6 +151,14 @@ impl Agent {
                 default_allow: acl.default_allow,
             },
         }
+    }
+
+    /// The API address of some alive server (for client agents, which hold no store).
+    pub fn any_server(&self) -> Option<String> {
+        self.gossip
+            .alive()
+            .find(|m| m.ident.server && m.ident.dc == self.cfg.datacenter)
+            .map(|m| m.ident.http.to_string())
     }
 
     /// Voters and learners with their API addresses.
@@ -150,10 +189,15 @@ impl Agent {
             let me = self.self_info();
             servers.insert(me.id, me.clone());
             let mut existing_leader = None;
-            for addr in &self.cfg.join {
-                if *addr == me.addr {
-                    continue;
-                }
+            let candidates: Vec<String> = self
+                .gossip
+                .alive()
+                .filter(|m| {
+                    m.ident.server && m.ident.dc == me.datacenter && m.ident.http.to_string() != me.addr
+                })
+                .map(|m| m.ident.http.to_string())
+                .collect();
+            for addr in &candidates {
                 let got: Result<SelfInfo, String> = get_json(&self.client, addr, "/v1/internal/self").await;
                 match got {
                     Ok(info) if info.server && info.datacenter == me.datacenter => {
@@ -259,6 +303,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         _ = serve => {}
         _ = shutdown_signal() => log::info!("shutting down"),
     }
+    agent.gossip.leave().await;
     if let Some(r) = &agent.raft {
         let _ = r.shutdown().await;
     }

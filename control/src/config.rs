@@ -10,6 +10,18 @@ use serde::Deserialize;
 
 /// Consul's default HTTP API port.
 pub const DEFAULT_HTTP_PORT: u16 = 8500;
+/// Consul's default LAN gossip port.
+pub const DEFAULT_SERF_LAN_PORT: u16 = 8301;
+
+/// Consul's `gossip_lan` tuning block (durations as Go strings).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GossipLan {
+    pub probe_interval: Option<String>,
+    pub probe_timeout: Option<String>,
+    /// Suspect → down after this many probe intervals.
+    pub suspicion_mult: Option<u32>,
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +86,7 @@ pub struct FileConfig {
     /// Raft snapshot every this many log entries.
     pub snapshot_threshold: Option<u64>,
     pub acl: Option<AclFile>,
+    pub gossip_lan: Option<GossipLan>,
     // Accepted for compatibility with Consul files; not used by ballast.
     pub domain: Option<String>,
     pub enable_script_checks: Option<bool>,
@@ -99,8 +112,14 @@ pub struct AgentConfig {
     pub http_addr: SocketAddr,
     /// The address other agents reach this one's API at.
     pub advertise_http: SocketAddr,
-    /// Other agents' API addresses to join through.
+    /// Where gossip (UDP) listens, and the address others reach it at.
+    pub gossip_bind: SocketAddr,
+    pub advertise_gossip: SocketAddr,
+    /// Other agents' gossip addresses to join through (`host:port`).
     pub join: Vec<String>,
+    /// The gossip key (base64), checked.
+    pub encrypt: Option<String>,
+    pub gossip_timing: crate::gossip::Timing,
     pub snapshot_threshold: u64,
     /// None when ACLs are off (everything allowed, like Consul without `acl.enabled`).
     pub acl: Option<AclConfig>,
@@ -161,6 +180,7 @@ impl FileConfig {
             encrypt,
             snapshot_threshold,
             acl,
+            gossip_lan,
             domain,
             enable_script_checks,
             dns_config,
@@ -211,6 +231,7 @@ impl FileConfig {
         }
         let ports = self.ports.unwrap_or_default();
         let http_port = ports.http.unwrap_or(DEFAULT_HTTP_PORT);
+        let serf_port = ports.serf_lan.unwrap_or(DEFAULT_SERF_LAN_PORT);
         let bind = self.bind_addr.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let client = self.client_addr.unwrap_or(bind);
         let advertise = self.advertise_addr.unwrap_or(if bind.is_unspecified() { client } else { bind });
@@ -230,11 +251,36 @@ impl FileConfig {
             {
                 j
             } else {
-                format!("{j}:{http_port}")
+                format!("{j}:{serf_port}")
             };
             if !join.contains(&with_port) {
                 join.push(with_port);
             }
+        }
+        if let Some(k) = &self.encrypt {
+            crate::gossip::keyring::decode_key(k)
+                .map_err(|e| ConfigError::Invalid(format!("encrypt: {e}")))?;
+        }
+        let mut gossip_timing = crate::gossip::Timing::default();
+        if let Some(g) = &self.gossip_lan {
+            let dur = |name: &str, v: &Option<String>| -> Result<Option<std::time::Duration>, ConfigError> {
+                v.as_deref()
+                    .map(crate::api::query::parse_duration)
+                    .transpose()
+                    .map_err(|e| ConfigError::Invalid(format!("gossip_lan.{name}: {e}")))
+            };
+            if let Some(d) = dur("probe_interval", &g.probe_interval)? {
+                gossip_timing.probe_period = d;
+            }
+            if let Some(d) = dur("probe_timeout", &g.probe_timeout)? {
+                gossip_timing.probe_rtt = d;
+            }
+            if gossip_timing.probe_rtt >= gossip_timing.probe_period || gossip_timing.probe_rtt.is_zero() {
+                return Err(ConfigError::Invalid(
+                    "gossip_lan.probe_timeout: must be above 0 and below probe_interval".into(),
+                ));
+            }
+            gossip_timing.suspect_to_down = gossip_timing.probe_period * g.suspicion_mult.unwrap_or(2).max(1);
         }
         let acl = match self.acl {
             Some(a) if a.enabled.unwrap_or(false) => {
@@ -265,7 +311,11 @@ impl FileConfig {
             bootstrap_expect,
             http_addr: SocketAddr::new(client, http_port),
             advertise_http: SocketAddr::new(advertise, http_port),
+            gossip_bind: SocketAddr::new(bind, serf_port),
+            advertise_gossip: SocketAddr::new(advertise, serf_port),
             join,
+            encrypt: self.encrypt,
+            gossip_timing,
             snapshot_threshold: self.snapshot_threshold.unwrap_or(1024).max(16),
             acl,
         })
@@ -328,13 +378,20 @@ mod tests {
         assert_eq!(c.bootstrap_expect, 3);
         assert_eq!(c.http_addr, "0.0.0.0:8500".parse().unwrap());
         assert_eq!(c.advertise_http, "192.168.122.150:8500".parse().unwrap());
-        assert_eq!(c.join, vec!["consul01:8500", "consul02:8500", "consul03:8500"]);
+        assert_eq!(c.join, vec!["consul01:8301", "consul02:8301", "consul03:8301"]);
+        assert_eq!(c.gossip_bind, "192.168.122.150:8301".parse().unwrap());
+        assert!(c.encrypt.is_some());
     }
 
     #[test]
     fn errors_name_the_key() {
         let e = FileConfig::parse(r#"{"data_dir": "/x", "bootstrap_expectt": 3}"#, "c.json").unwrap_err();
         assert!(e.to_string().contains("bootstrap_expectt"), "{e}");
+        let e = FileConfig::parse(r#"{"data_dir": "/x", "encrypt": "c2hvcnQ="}"#, "c.json")
+            .unwrap()
+            .resolve(Some("n"))
+            .unwrap_err();
+        assert!(e.to_string().contains("encrypt"), "{e}");
         let e = FileConfig::parse(r#"{"server": "yes"}"#, "c.json").unwrap_err();
         assert!(e.to_string().contains("c.json"), "{e}");
         let e = FileConfig::parse(r#"{"bootstrap_expect": 3}"#, "c.json")

@@ -8,5 +8,6 @@ pub mod b64;
 pub mod client;
 pub mod config;
 pub mod fsm;
+pub mod gossip;
 pub mod kv;
 pub mod raft;

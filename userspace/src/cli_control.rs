@@ -95,9 +95,27 @@ pub enum RaftCommand {
     },
 }
 
+#[derive(Args)]
+pub struct KeyringArgs {
+    /// Install a new key on every member.
+    #[arg(long, group = "op")]
+    install: Option<String>,
+    /// Make an installed key the primary (encrypting) key everywhere.
+    #[arg(long = "use", group = "op")]
+    use_key: Option<String>,
+    /// Remove a key from every member.
+    #[arg(long, group = "op")]
+    remove: Option<String>,
+    /// List the keys members have, with how many members have each.
+    #[arg(long, group = "op")]
+    list: bool,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
 /// consul-style single-dash long flags (`-config-file x`) become clap's `--config-file x`.
 pub fn normalize_args(args: Vec<String>) -> Vec<String> {
-    const CONSUL_STYLE: [&str; 3] = ["agent", "kv", "operator"];
+    const CONSUL_STYLE: [&str; 5] = ["agent", "kv", "operator", "members", "keyring"];
     if !args.get(1).is_some_and(|c| CONSUL_STYLE.contains(&c.as_str())) {
         return args;
     }
@@ -255,6 +273,64 @@ pub fn operator(cmd: OperatorCommand) -> Result<()> {
                 if s["Leader"].as_bool() == Some(true) { "leader" } else { "follower" },
                 s["Voter"].as_bool().unwrap_or(false)
             );
+        }
+        Ok(())
+    })
+}
+
+pub fn members(api: ApiArgs) -> Result<()> {
+    runtime()?.block_on(async move {
+        let c = ApiClient::new(&api.http_addr, api.token);
+        let r = c.call(Method::GET, "/v1/agent/members", Bytes::new()).await.map_err(anyhow::Error::msg)?;
+        expect_ok(&r)?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).context("members reply")?;
+        println!(
+            "{:<16} {:<22} {:<8} {:<7} {:<10} {:>6} {:>7} {:>12}",
+            "Node", "Address", "Status", "Type", "DC", "CPU%", "Conns", "Bytes/s"
+        );
+        for m in v.as_array().into_iter().flatten() {
+            let load = &m["Load"];
+            println!(
+                "{:<16} {:<22} {:<8} {:<7} {:<10} {:>6.1} {:>7} {:>12}",
+                m["Name"].as_str().unwrap_or("?"),
+                format!("{}:{}", m["Addr"].as_str().unwrap_or("?"), m["Port"]),
+                m["StatusText"].as_str().unwrap_or("?"),
+                if m["Tags"]["role"] == "consul" { "server" } else { "client" },
+                m["Tags"]["dc"].as_str().unwrap_or("?"),
+                load["cpu_pct"].as_f64().unwrap_or(0.0),
+                load["connections"].as_u64().unwrap_or(0),
+                load["bytes_per_s"].as_u64().unwrap_or(0),
+            );
+        }
+        Ok(())
+    })
+}
+
+pub fn keyring(a: KeyringArgs) -> Result<()> {
+    let (method, key, what) = match (&a.install, &a.use_key, &a.remove, a.list) {
+        (Some(k), _, _, _) => (Method::POST, Some(k.clone()), "Installing new gossip encryption key"),
+        (_, Some(k), _, _) => (Method::PUT, Some(k.clone()), "Changing primary gossip encryption key"),
+        (_, _, Some(k), _) => (Method::DELETE, Some(k.clone()), "Removing gossip encryption key"),
+        (_, _, _, true) => (Method::GET, None, "Gathering installed encryption keys"),
+        _ => bail!("give one of -install KEY, -use KEY, -remove KEY, -list"),
+    };
+    runtime()?.block_on(async move {
+        println!("==> {what}...");
+        let c = ApiClient::new(&a.api.http_addr, a.api.token);
+        let body = key.map(|k| serde_json::json!({ "Key": k }).to_string()).unwrap_or_default();
+        let r =
+            c.call(method, "/v1/operator/keyring", Bytes::from(body)).await.map_err(anyhow::Error::msg)?;
+        expect_ok(&r)?;
+        if a.list {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).context("keyring reply")?;
+            for ring in v.as_array().into_iter().flatten() {
+                let n = ring["NumNodes"].as_u64().unwrap_or(0);
+                println!("\n{} (LAN):", ring["Datacenter"].as_str().unwrap_or("?"));
+                for (k, count) in ring["Keys"].as_object().into_iter().flatten() {
+                    let primary = ring["PrimaryKeys"].get(k).is_some();
+                    println!("  {k} [{count}/{n}]{}", if primary { " (primary)" } else { "" });
+                }
+            }
         }
         Ok(())
     })

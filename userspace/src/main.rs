@@ -121,6 +121,13 @@ enum Command {
         #[command(subcommand)]
         command: cli_control::KvCommand,
     },
+    /// Gossip members with status and load (like `consul members`).
+    Members {
+        #[command(flatten)]
+        api: cli_control::ApiArgs,
+    },
+    /// Manage the gossip encryption keys on every member (like `consul keyring`).
+    Keyring(cli_control::KeyringArgs),
     /// Cluster operations (like `consul operator`).
     Operator {
         #[command(subcommand)]
@@ -167,6 +174,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Agent(a) => cli_control::agent(a),
         Command::Kv { command } => cli_control::kv(command),
         Command::Operator { command } => cli_control::operator(command),
+        Command::Members { api } => cli_control::members(api),
+        Command::Keyring(a) => cli_control::keyring(a),
         Command::Reload { control } => {
             let reply = control::request(&control, "reload")?;
             println!("{reply}");

@@ -292,7 +292,13 @@ fn acl_tokens_policies_default_deny() {
     assert_eq!(r.status, 200, "{}", r.text());
     let bad = br#"{"Name": "bad", "Rules": "key_prefix \"x\" { policy = \"root\" }"}"#;
     assert_eq!(with_token(&follower, "PUT", "/v1/acl/policy", bad, &boot_h).status, 400);
-    let r = with_token(&follower, "PUT", "/v1/acl/token", br#"{"Description": "app", "Policies": [{"Name": "app-rw"}]}"#, &boot_h);
+    let r = with_token(
+        &follower,
+        "PUT",
+        "/v1/acl/token",
+        br#"{"Description": "app", "Policies": [{"Name": "app-rw"}]}"#,
+        &boot_h,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let app = r.json()["SecretID"].as_str().unwrap().to_string();
     let accessor = r.json()["AccessorID"].as_str().unwrap().to_string();
@@ -307,8 +313,13 @@ fn acl_tokens_policies_default_deny() {
     assert_eq!(with_token(&leader, "DELETE", "/v1/kv/db/a", b"", &app_h).status, 403);
     // Recursive reads show only what the token may read.
     let r = with_token(&leader, "GET", "/v1/kv/?recurse", b"", &app_h);
-    let keys: Vec<String> =
-        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap().as_array().unwrap().iter().map(|e| e["Key"].as_str().unwrap().to_string()).collect();
+    let keys: Vec<String> = serde_json::from_slice::<serde_json::Value>(&r.body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Key"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(keys, vec!["app/a", "app/b", "db/a"]);
     // A transaction with one denied op is refused whole.
     let txn = br#"[{"KV":{"Verb":"set","Key":"app/c","Value":"MQ=="}},{"KV":{"Verb":"set","Key":"db/c","Value":"MQ=="}}]"#;
@@ -318,7 +329,10 @@ fn acl_tokens_policies_default_deny() {
     assert_eq!(r.json()["AccessorID"], accessor.as_str());
 
     // Deleting the token revokes it on every server.
-    assert_eq!(with_token(&follower, "DELETE", &format!("/v1/acl/token/{accessor}"), b"", &boot_h).status, 200);
+    assert_eq!(
+        with_token(&follower, "DELETE", &format!("/v1/acl/token/{accessor}"), b"", &boot_h).status,
+        200
+    );
     assert_eq!(with_token(&follower, "PUT", "/v1/kv/app/b", b"3", &app_h).status, 403);
     // The CLI carries a token too.
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_ballast"))

@@ -227,7 +227,7 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, rest: String) -> Resul
             Ok(json(StatusCode::OK, &token_json(agent, &t)))
         }
         (&Method::GET, ["token", "self"]) => {
-            let secret = super::request_token(&parts)
+            let secret = super::request_token(&parts.headers, &parts.uri)
                 .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
             if Some(&secret) == acl.initial_management.as_ref() {
                 let t = Token {

@@ -14,10 +14,17 @@ use crate::{
 };
 
 pub async fn route(agent: &Agent, req: Request<Incoming>, path: &str) -> Result<Response<Body>, ApiError> {
+    if path == "/v1/operator/keyring" {
+        return keyring(agent, req).await;
+    }
     if req.method() != Method::GET {
         return Err(super::method_not_allowed(req.method()));
     }
     match path {
+        "/v1/agent/members" => {
+            let out: Vec<serde_json::Value> = agent.gossip.members().iter().map(member_json).collect();
+            Ok(json(StatusCode::OK, &out))
+        }
         "/v1/status/leader" => {
             // Consul answers a JSON string, "" when there is no leader.
             let leader = match &agent.raft {
@@ -73,11 +80,149 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, path: &str) -> Result<
                         "Server": me.server,
                     },
                     "Member": { "Name": me.name, "Addr": me.addr },
+                    "Stats": {
+                        "gossip": {
+                            "dropped_packets": agent.gossip.dropped.load(std::sync::atomic::Ordering::Relaxed),
+                            "members": agent.gossip.members().len(),
+                            "encrypted": agent.gossip.primary_key().is_some(),
+                        },
+                    },
                 }),
             ))
         }
         _ => Err(ApiError(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"))),
     }
+}
+
+/// Consul's member JSON (serf status codes: 1 alive, 3 left, 4 failed), plus the load
+/// the member gossips.
+fn member_json(m: &crate::gossip::MemberView) -> serde_json::Value {
+    use crate::gossip::Status;
+    let (code, text) = match m.status {
+        Status::Alive => (1, "alive"),
+        Status::Suspect => (1, "suspect"),
+        Status::Left => (3, "left"),
+        Status::Failed => (4, "failed"),
+    };
+    let id = &m.ident;
+    serde_json::json!({
+        "Name": id.name,
+        "Addr": id.addr.ip().to_string(),
+        "Port": id.addr.port(),
+        "Tags": {
+            "role": if id.server { "consul" } else { "node" },
+            "dc": id.dc,
+            "id": id.node_id.to_string(),
+            "http": id.http.to_string(),
+        },
+        "Status": code,
+        "StatusText": text,
+        "Load": m.load,
+    })
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+struct KeyOp {
+    #[serde(rename = "Op")]
+    op: String,
+    #[serde(rename = "Key", default)]
+    key: String,
+}
+
+/// `/v1/operator/keyring`: GET lists the keys of every alive member; POST installs,
+/// PUT makes primary, DELETE removes — on every alive member, answering which failed.
+async fn keyring(agent: &Agent, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let authz = agent.authorizer_for(req.headers(), req.uri());
+    let op = match *req.method() {
+        Method::GET => "list",
+        Method::POST => "install",
+        Method::PUT => "use",
+        Method::DELETE => "remove",
+        ref m => return Err(super::method_not_allowed(m)),
+    };
+    let allowed = if op == "list" { authz.operator_read() } else { authz.acl_write() || authz.management };
+    if !allowed {
+        return Err(super::forbidden());
+    }
+    let token = req.headers().get("x-consul-token").cloned();
+    let body = read_body(req.into_body(), 4096).await?;
+    let key = if op == "list" {
+        String::new()
+    } else {
+        #[derive(serde::Deserialize)]
+        struct K {
+            #[serde(rename = "Key")]
+            key: String,
+        }
+        let k: K = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad(format!("Request decode failed: {e}")))?;
+        crate::gossip::keyring::decode_key(&k.key).map_err(|e| ApiError::bad(e.to_string()))?;
+        k.key
+    };
+    let body = KeyOp { op: op.into(), key };
+    let members: Vec<_> = agent.gossip.alive().collect();
+    let mut keys: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut primary: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut errors: Vec<String> = Vec::new();
+    for m in &members {
+        let addr = m.ident.http.to_string();
+        let mut req = hyper::Request::post(format!("http://{addr}/v1/internal/keyring"))
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(t) = &token {
+            req = req.header("x-consul-token", t);
+        }
+        let req = req
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                serde_json::to_vec(&body).unwrap_or_default(),
+            )))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), agent.client.request(req)).await;
+        let reply = match got {
+            Ok(Ok(r)) => {
+                let ok = r.status().is_success();
+                let b = http_body_util::BodyExt::collect(r.into_body())
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                if ok {
+                    serde_json::from_slice::<Vec<String>>(&b).map_err(|e| e.to_string())
+                } else {
+                    Err(String::from_utf8_lossy(&b).into_owned())
+                }
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".into()),
+        };
+        match reply {
+            Ok(list) => {
+                if let Some(p) = list.first() {
+                    *primary.entry(p.clone()).or_default() += 1;
+                }
+                for k in list {
+                    *keys.entry(k).or_default() += 1;
+                }
+            }
+            Err(e) => errors.push(format!("{}: {e}", m.ident.name)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::internal(format!(
+            "{} of {} members failed: {}",
+            errors.len(),
+            members.len(),
+            errors.join("; ")
+        )));
+    }
+    if op != "list" {
+        return Ok(json(StatusCode::OK, &true));
+    }
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!([{
+            "WAN": false, "Datacenter": agent.cfg.datacenter, "Segment": "",
+            "Keys": keys, "PrimaryKeys": primary, "NumNodes": members.len(),
+        }]),
+    ))
 }
 
 /// Node names are known for this agent only until gossip spreads them.
@@ -92,8 +237,8 @@ fn node_name_hint(agent: &Agent, id: NodeId) -> String {
 async fn forward_any(agent: &Agent, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let (parts, body) = req.into_parts();
     let body = read_body(body, 0).await?;
-    let addr = agent.cfg.join.first().ok_or_else(ApiError::no_leader)?;
-    super::forward_to(agent, addr, &parts, &body).await
+    let addr = agent.any_server().ok_or_else(ApiError::no_leader)?;
+    super::forward_to(agent, &addr, &parts, &body).await
 }
 
 async fn decode<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {

@@ -128,7 +128,7 @@ pub async fn forward_to_leader(
 ) -> Result<Option<Response<Body>>, ApiError> {
     if agent.raft.is_none() {
         // A client agent: any server will do; the server forwards on to its leader.
-        return forward_to(agent, agent.cfg.join.first().ok_or_else(ApiError::no_leader)?, parts, body)
+        return forward_to(agent, &agent.any_server().ok_or_else(ApiError::no_leader)?, parts, body)
             .await
             .map(Some);
     }
@@ -197,19 +197,18 @@ pub fn forbidden() -> ApiError {
 }
 
 /// The secret a request carries: `X-Consul-Token`, `Authorization: Bearer`, or `?token=`.
-pub fn request_token(parts: &hyper::http::request::Parts) -> Option<String> {
-    if let Some(t) = parts.headers.get("x-consul-token").and_then(|v| v.to_str().ok()) {
+pub fn request_token(headers: &hyper::HeaderMap, uri: &hyper::Uri) -> Option<String> {
+    if let Some(t) = headers.get("x-consul-token").and_then(|v| v.to_str().ok()) {
         return Some(t.trim().to_string());
     }
-    if let Some(t) = parts
-        .headers
+    if let Some(t) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
     {
         return Some(t.trim().to_string());
     }
-    query::parse_query(parts.uri.query().unwrap_or(""))
+    query::parse_query(uri.query().unwrap_or(""))
         .ok()?
         .into_iter()
         .find(|(k, _)| k == "token")

@@ -10,6 +10,11 @@ use std::{
 
 use super::{free_port, Child};
 
+/// A loopback UDP port that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -155,21 +160,24 @@ impl Cluster {
         let root = std::env::temp_dir().join(format!("ballast-cluster-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let serf: Vec<u16> = (0..n).map(|_| free_udp_port()).collect();
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let gossip: Vec<String> = serf.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let mut agents = Vec::new();
         for (i, port) in ports.iter().enumerate() {
             let name = format!("s{}", i + 1);
             let dir = root.join(&name);
             std::fs::create_dir_all(&dir).unwrap();
             let config = dir.join("config.json");
-            let join: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+            let join: Vec<String> = gossip.iter().map(|a| format!("\"{a}\"")).collect();
             std::fs::write(
                 &config,
                 format!(
                     r#"{{ "server": true, "bootstrap_expect": {n}, "bind_addr": "127.0.0.1",
-                         "data_dir": "{}", "ports": {{ "http": {port} }},
+                         "data_dir": "{}", "ports": {{ "http": {port}, "serf_lan": {} }},
                          "retry_join": [{}], "datacenter": "test-dc" {extra} }}"#,
                     dir.join("data").display(),
+                    serf[i],
                     join.join(", ")
                 ),
             )
