@@ -140,7 +140,7 @@ async fn keyring(agent: &Agent, req: Request<Incoming>) -> Result<Response<Body>
         Method::DELETE => "remove",
         ref m => return Err(super::method_not_allowed(m)),
     };
-    let allowed = if op == "list" { authz.operator_read() } else { authz.acl_write() || authz.management };
+    let allowed = if op == "list" { authz.operator_read() } else { authz.acl_write() };
     if !allowed {
         return Err(super::forbidden());
     }
@@ -253,6 +253,18 @@ pub async fn internal(
 ) -> Result<Response<Body>, ApiError> {
     if rest == "self" {
         return Ok(json(StatusCode::OK, &agent.self_info()));
+    }
+    if rest == "keyring" {
+        let authz = agent.authorizer_for(req.headers(), req.uri());
+        let op: KeyOp = decode(req).await?;
+        let allowed = if op.op == "list" { authz.operator_read() } else { authz.acl_write() };
+        if !allowed {
+            return Err(super::forbidden());
+        }
+        if op.op != "list" {
+            agent.gossip.keyring_op(&op.op, &op.key).map_err(|e| ApiError::bad(e.to_string()))?;
+        }
+        return Ok(json(StatusCode::OK, &agent.gossip.keys()));
     }
     let raft = agent.raft.as_ref().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "not a server".into()))?;
     if req.method() != Method::POST {

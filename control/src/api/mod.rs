@@ -152,7 +152,11 @@ pub async fn forward_to(
             b = b.header(k, v);
         }
     }
-    b = b.header(FORWARDED, "1");
+    // Only a server marks what it forwards: a client agent's request may still need
+    // the server it reaches to forward it on to the leader.
+    if agent.raft.is_some() {
+        b = b.header(FORWARDED, "1");
+    }
     let req = b.body(Full::new(body.clone())).map_err(|e| ApiError::internal(e.to_string()))?;
     // Blocking queries may hold the request for up to 10 minutes (+ jitter).
     let resp = tokio::time::timeout(std::time::Duration::from_secs(700), agent.client.request(req))

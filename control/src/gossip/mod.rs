@@ -321,6 +321,7 @@ async fn drive(
     reports: Reports,
 ) {
     let mut rt = AccumulatingRuntime::new();
+    let mut leaving = false;
     while let Some(input) = rx.recv().await {
         let mut done = None;
         let res = match input {
@@ -330,6 +331,7 @@ async fn drive(
             Input::Broadcast(b) => foca.add_broadcast(&b).map(|_| ()),
             Input::Leave(d) => {
                 done = Some(d);
+                leaving = true;
                 foca.leave_cluster(&mut rt)
             }
         };
@@ -358,6 +360,7 @@ async fn drive(
                 OwnedNotification::Rejoin(id) => {
                     log::info!("gossip: rejoined as {} (bump {})", id.addr, id.bump)
                 }
+                OwnedNotification::Defunct if leaving => {}
                 OwnedNotification::Defunct => {
                     log::warn!("gossip: declared down by the cluster; rejoining");
                     let _ = foca.reuse_down_identity();

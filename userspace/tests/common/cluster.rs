@@ -138,6 +138,8 @@ impl Agent {
 pub struct Cluster {
     pub agents: Vec<Agent>,
     pub root: PathBuf,
+    /// Gossip addresses of the servers (`retry_join` of extra agents).
+    pub gossip: Vec<String>,
 }
 
 impl Drop for Cluster {
@@ -184,7 +186,7 @@ impl Cluster {
             .unwrap();
             agents.push(Agent { name, addr: addrs[i].clone(), dir, config, proc: None });
         }
-        let mut c = Cluster { agents, root };
+        let mut c = Cluster { agents, root, gossip };
         for a in &mut c.agents {
             a.start();
         }
@@ -210,6 +212,56 @@ impl Cluster {
             }
             seen
         })
+    }
+
+    /// Starts one more agent (client unless `extra` says otherwise) joining the servers.
+    pub fn add_agent(&mut self, name: &str, extra: &str) -> usize {
+        let port = free_port();
+        let serf = free_udp_port();
+        let dir = self.root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config.json");
+        let join: Vec<String> = self.gossip.iter().map(|a| format!("\"{a}\"")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{ "bind_addr": "127.0.0.1", "data_dir": "{}", "ports": {{ "http": {port}, "serf_lan": {serf} }},
+                     "retry_join": [{}], "datacenter": "test-dc" {extra} }}"#,
+                dir.join("data").display(),
+                join.join(", ")
+            ),
+        )
+        .unwrap();
+        let mut a = Agent { name: name.into(), addr: format!("127.0.0.1:{port}"), dir, config, proc: None };
+        a.start();
+        self.agents.push(a);
+        self.agents.len() - 1
+    }
+
+    /// (name, status) of the members agent `i` sees.
+    pub fn members(&self, i: usize) -> Vec<(String, String)> {
+        let Ok(r) = get(&self.agents[i].addr, "/v1/agent/members") else { return Vec::new() };
+        r.json()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                (
+                    m["Name"].as_str().unwrap_or("").to_string(),
+                    m["StatusText"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn status_of(&self, viewer: usize, name: &str) -> Option<String> {
+        self.members(viewer).into_iter().find(|(n, _)| n == name).map(|(_, s)| s)
+    }
+
+    pub fn dropped_packets(&self, i: usize) -> u64 {
+        get(&self.agents[i].addr, "/v1/agent/self")
+            .map(|r| r.json()["Stats"]["gossip"]["dropped_packets"].as_u64().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     pub fn index_of(&self, addr: &str) -> usize {
