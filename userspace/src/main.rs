@@ -128,6 +128,8 @@ enum Command {
     },
     /// Manage the gossip encryption keys on every member (like `consul keyring`).
     Keyring(cli_control::KeyringArgs),
+    /// Run a handler when a key or a key prefix changes (like `consul watch`).
+    Watch(cli_control::WatchArgs),
     /// Cluster operations (like `consul operator`).
     Operator {
         #[command(subcommand)]
@@ -176,6 +178,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Operator { command } => cli_control::operator(command),
         Command::Members { api } => cli_control::members(api),
         Command::Keyring(a) => cli_control::keyring(a),
+        Command::Watch(a) => cli_control::watch(a),
         Command::Reload { control } => {
             let reply = control::request(&control, "reload")?;
             println!("{reply}");

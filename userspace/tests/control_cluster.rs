@@ -5,7 +5,10 @@
 //! and bad API input answered with 4xx.
 mod common;
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use common::cluster::{eventually, get, http, put, Cluster};
 
@@ -340,4 +343,101 @@ fn acl_tokens_policies_default_deny() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "2\n");
+}
+
+/// `ballast watch` runs its handler once at start and once per real change under the
+/// prefix: unrelated writes and writes elsewhere never fire it. Both handler kinds: a
+/// script reading JSON on stdin, and an HTTP endpoint receiving it.
+#[test]
+fn watch_fires_once_per_real_change() {
+    let c = Cluster::servers("watch", 1, "");
+    let a = c.leader(LIMIT);
+    let out = c.root.join("watch.out");
+    let script = format!("cat >> {0}; echo >> {0}", out.display());
+    let ballast = env!("CARGO_BIN_EXE_ballast");
+    let mut script_watch = common::Child(
+        std::process::Command::new(ballast)
+            .args(["watch", "-type", "keyprefix", "-prefix", "w/", "-http-addr", &a, &script])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // An HTTP handler: a listener that records each POSTed body.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let posts = Arc::new(Mutex::new(Vec::<String>::new()));
+    {
+        let posts = posts.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(mut s) = s else { return };
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                // Read the head and the Content-Length body.
+                loop {
+                    let Ok(n) = std::io::Read::read(&mut s, &mut buf) else { break };
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).into_owned();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            posts.lock().unwrap().push(body.to_string());
+                            let _ = std::io::Write::write_all(
+                                &mut s,
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                            );
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let mut http_watch = common::Child(
+        std::process::Command::new(ballast)
+            .args(["watch", "-type", "key", "-key", "w/a", "-http-handler", &hook, "-http-addr", &a])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let fired =
+        || std::fs::read_to_string(&out).unwrap_or_default().lines().filter(|l| !l.is_empty()).count();
+    // At start: once, with nothing under the prefix.
+    eventually("the first run", LIMIT, || (fired() == 1).then_some(()));
+    eventually("the first http post", LIMIT, || (posts.lock().unwrap().len() == 1).then_some(()));
+    put(&a, "/v1/kv/w/a", b"1").unwrap();
+    eventually("fired for w/a", LIMIT, || (fired() == 2).then_some(()));
+    put(&a, "/v1/kv/elsewhere/x", b"1").unwrap();
+    put(&a, "/v1/kv/w/b", b"2").unwrap();
+    eventually("fired for w/b", LIMIT, || (fired() == 3).then_some(()));
+    put(&a, "/v1/kv/elsewhere/y", b"1").unwrap();
+    http(&a, "DELETE", "/v1/kv/w/b", b"", Duration::from_secs(5)).unwrap();
+    eventually("fired for the delete", LIMIT, || (fired() == 4).then_some(()));
+    // A settle period: nothing else may fire.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(fired(), 4, "{}", std::fs::read_to_string(&out).unwrap_or_default());
+    let last: Vec<serde_json::Value> = serde_json::from_str(
+        std::fs::read_to_string(&out).unwrap().lines().filter(|l| !l.is_empty()).last().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0]["Key"], "w/a");
+    // The key watch saw: null at start, then w/a = "1" (w/b and the rest never fired it).
+    let p = posts.lock().unwrap().clone();
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert_eq!(p[0], "null");
+    assert!(p[1].contains("\"Value\":\"MQ==\""), "{p:?}");
+    script_watch.0.kill().ok();
+    http_watch.0.kill().ok();
 }
