@@ -10,4 +10,5 @@ pub mod config;
 pub mod fsm;
 pub mod gossip;
 pub mod kv;
+pub mod linearizability;
 pub mod raft;

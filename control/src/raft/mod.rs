@@ -30,13 +30,13 @@ pub type LogId = openraft::LogId<NodeId>;
 pub type Vote = openraft::Vote<NodeId>;
 pub type StorageError = openraft::StorageError<NodeId>;
 
-/// Raft timing for a LAN: a leader is suspected after 1-2 s without heartbeats.
+/// Raft timing for a LAN: a leader is suspected after 0.6-1.2 s without heartbeats.
 pub fn lan_config(snapshot_every: u64) -> Result<openraft::Config, openraft::ConfigError> {
     openraft::Config {
         cluster_name: "ballast".into(),
-        heartbeat_interval: 250,
-        election_timeout_min: 1000,
-        election_timeout_max: 2000,
+        heartbeat_interval: 150,
+        election_timeout_min: 600,
+        election_timeout_max: 1200,
         install_snapshot_timeout: 2000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
         max_in_snapshot_log_to_keep: 100,
