@@ -4,7 +4,7 @@
 //! SIGSTOP (an isolated leader that comes back with a stale view). Every operation is
 //! recorded with its call and return time and checked for linearizability with the WGL
 //! checker in `ballast_control::linearizability`; an acknowledged write that was lost
-//! would make a later read impossible to order. Bounded: at most 12 s and 300
+//! would make a later read impossible to order. Bounded: at most 12 s and 600
 //! operations per client.
 mod common;
 
@@ -81,7 +81,9 @@ fn history_under_kills_and_pauses_is_linearizable() {
             std::thread::spawn(move || {
                 let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1) * 0x1234_5678);
                 let mut record = |e: Event| history.lock().unwrap().push(e);
-                for n in 0..300 {
+                for n in 0..600 {
+                    // Paced like a real client, so the history spans all the faults.
+                    std::thread::sleep(Duration::from_millis(10));
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
@@ -99,7 +101,14 @@ fn history_under_kills_and_pauses_is_linearizable() {
                                 // An error answer says nothing about the value.
                                 _ => continue,
                             };
-                            record(Event { client: id, key: key.into(), op: Op::Read, call: t0, ret: Some(t1), outcome });
+                            record(Event {
+                                client: id,
+                                key: key.into(),
+                                op: Op::Read,
+                                call: t0,
+                                ret: Some(t1),
+                                outcome,
+                            });
                         }
                     } else if pick < 85 {
                         let delete = pick >= 75;
@@ -113,11 +122,23 @@ fn history_under_kills_and_pauses_is_linearizable() {
                         let op = Op::Write(if delete { None } else { Some(value) });
                         match r {
                             Sent::NotSent => {}
-                            Sent::Answer(r) if r.status == 200 => {
-                                record(Event { client: id, key: key.into(), op, call: t0, ret: Some(t1), outcome: Outcome::Ok })
-                            }
+                            Sent::Answer(r) if r.status == 200 => record(Event {
+                                client: id,
+                                key: key.into(),
+                                op,
+                                call: t0,
+                                ret: Some(t1),
+                                outcome: Outcome::Ok,
+                            }),
                             // An error answer or a lost connection: it may have happened.
-                            _ => record(Event { client: id, key: key.into(), op, call: t0, ret: None, outcome: Outcome::Unknown }),
+                            _ => record(Event {
+                                client: id,
+                                key: key.into(),
+                                op,
+                                call: t0,
+                                ret: None,
+                                outcome: Outcome::Unknown,
+                            }),
                         }
                     } else {
                         // Compare-and-set on what a consistent read returned: values are
@@ -154,7 +175,14 @@ fn history_under_kills_and_pauses_is_linearizable() {
                                 ret: Some(t3),
                                 outcome: Outcome::CasResult(r.text() == "true"),
                             }),
-                            _ => record(Event { client: id, key: key.into(), op, call: t2, ret: None, outcome: Outcome::Unknown }),
+                            _ => record(Event {
+                                client: id,
+                                key: key.into(),
+                                op,
+                                call: t2,
+                                ret: None,
+                                outcome: Outcome::Unknown,
+                            }),
                         }
                     }
                 }

@@ -162,7 +162,15 @@ pub async fn forward_to(
     let resp = tokio::time::timeout(std::time::Duration::from_secs(700), agent.client.request(req))
         .await
         .map_err(|_| ApiError::internal(format!("forwarding to {addr}: timed out")))?
-        .map_err(|e| ApiError::internal(format!("forwarding to {addr}: {e}")))?;
+        .map_err(|e| {
+            if e.is_connect() {
+                // Never delivered: the leader we knew is gone and no other is known yet.
+                log::debug!("forwarding to {addr}: {e}");
+                ApiError::no_leader()
+            } else {
+                ApiError::internal(format!("forwarding to {addr}: {e}"))
+            }
+        })?;
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.map_err(|e| ApiError::internal(format!("from {addr}: {e}")))?.to_bytes();
     Ok(Response::from_parts(parts, Full::new(body)))
