@@ -30,6 +30,9 @@ struct Inner {
     last_purged: Option<LogId>,
     vote: Option<Vote>,
     committed: Option<LogId>,
+    /// When committed.json was last written: it is a hint, so at most a few writes a
+    /// second (an older value only means re-applying a few more entries at start).
+    committed_saved: Option<std::time::Instant>,
 }
 
 /// Cloned handles share one log (openraft wants a separate reader).
@@ -90,6 +93,7 @@ impl LogStore {
                 last_purged,
                 vote,
                 committed,
+                committed_saved: None,
             })),
         })
     }
