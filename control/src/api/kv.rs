@@ -300,16 +300,20 @@ fn txn_op(i: usize, item: TxnItem) -> Result<TxnOp, ApiError> {
     })
 }
 
+/// Parses a `/v1/txn` body into operations (errors are 400s with a reason).
+pub fn parse_txn(body: &[u8]) -> Result<Vec<TxnOp>, ApiError> {
+    let items: Vec<TxnItem> =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("Failed to parse body: {e}")))?;
+    items.into_iter().enumerate().map(|(i, it)| txn_op(i, it)).collect()
+}
+
 pub async fn txn(agent: &Agent, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     if req.method() != Method::PUT && req.method() != Method::POST {
         return Err(method_not_allowed(req.method()));
     }
     let (parts, body) = req.into_parts();
     let body = read_body(body, MAX_TXN_BODY).await?;
-    let items: Vec<TxnItem> =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("Failed to parse body: {e}")))?;
-    let ops = items.into_iter().enumerate().map(|(i, it)| txn_op(i, it)).collect::<Result<Vec<_>, _>>()?;
-    let w = Write::Txn(ops);
+    let w = Write::Txn(parse_txn(&body)?);
     w.validate().map_err(|e| ApiError::bad(e.to_string()))?;
     if let Some(r) = forward_to_leader(agent, &parts, &body).await? {
         return Ok(r);
