@@ -80,7 +80,7 @@ fn history_under_kills_and_pauses_is_linearizable() {
             let (history, stop, addrs) = (history.clone(), stop.clone(), addrs.clone());
             std::thread::spawn(move || {
                 let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1) * 0x1234_5678);
-                let mut record = |e: Event| history.lock().unwrap().push(e);
+                let record = |e: Event| history.lock().unwrap().push(e);
                 for n in 0..600 {
                     // Paced like a real client, so the history spans all the faults.
                     std::thread::sleep(Duration::from_millis(10));

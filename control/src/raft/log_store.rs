@@ -149,10 +149,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let mut g = lock(&self.inner);
+        g.committed = committed;
+        if g.committed_saved.is_some_and(|t| t.elapsed() < std::time::Duration::from_millis(200)) {
+            return Ok(());
+        }
         let bytes = serde_json::to_vec(&committed).map_err(|e| StorageIOError::write(&e))?;
         files::replace(&g.dir.join("committed.json"), &bytes, false)
             .map_err(|e| StorageIOError::write(&e))?;
-        g.committed = committed;
+        g.committed_saved = Some(std::time::Instant::now());
         Ok(())
     }
 
