@@ -52,6 +52,8 @@ pub struct Agent {
     pub store: Option<StoreView>,
     pub client: HttpClient,
     pub gossip: Arc<Gossip>,
+    /// The leader term in which this process committed a no-op (see `linearizable`).
+    barrier_term: tokio::sync::Mutex<Option<u64>>,
 }
 
 impl Agent {
@@ -96,7 +98,7 @@ impl Agent {
         } else {
             (None, None)
         };
-        Ok(Arc::new(Agent { cfg, raft, store, client, gossip }))
+        Ok(Arc::new(Agent { cfg, raft, store, client, gossip, barrier_term: tokio::sync::Mutex::new(None) }))
     }
 
     pub fn self_info(&self) -> SelfInfo {
@@ -130,6 +132,28 @@ impl Agent {
         let m = r.metrics().borrow().clone();
         let id = m.current_leader?;
         m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
+    }
+
+    /// Makes the local state machine current for a linearizable read.
+    ///
+    /// openraft 0.9 lets a leader that restarts keep its leadership without appending a
+    /// new entry, and then takes its read index from the commit index it restored —
+    /// which may be behind what it had acknowledged before the crash (we keep that index
+    /// only as a hint). Committing one no-op in the current term per process makes the
+    /// commit index current; after that, openraft's read index is safe. The fault test
+    /// (`control_faults.rs`) caught this as stale `?consistent` reads.
+    pub async fn linearizable(&self) -> Result<(), String> {
+        let raft = self.raft.as_ref().ok_or("not a server")?;
+        let term = raft.metrics().borrow().current_term;
+        {
+            let mut done = self.barrier_term.lock().await;
+            if *done != Some(term) {
+                raft.client_write(crate::fsm::Request::Noop).await.map_err(|e| e.to_string())?;
+                *done = Some(term);
+            }
+        }
+        raft.ensure_linearizable().await.map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     /// What the request's token may do here (ACLs off: everything).

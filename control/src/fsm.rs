@@ -12,6 +12,9 @@ use crate::{
 pub enum Request {
     Kv(Write),
     Acl(AclWrite),
+    /// Changes nothing; committing one proves this leader's commit index is current
+    /// (see `Agent::linearizable`).
+    Noop,
 }
 
 /// What a command did, returned to the writer once it is committed and applied.
@@ -36,6 +39,7 @@ impl State {
         match req {
             Request::Kv(w) => Response::Kv(self.kv.apply(index, w)),
             Request::Acl(w) => Response::Acl(self.acl.apply(index, w)),
+            Request::Noop => Response::None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! A fault test of the replicated store: 4 clients write, delete, read (`?consistent`)
 //! and compare-and-set three keys through random servers of a 3-server cluster while a
 //! nemesis kills servers with SIGKILL (restarting them) and freezes the leader with
-//! SIGSTOP (an isolated leader that comes back with a stale view). Every operation is
+//! SIGSTOP; and (root: servers in network namespaces) while it cuts the leader's peer
+//! link, leaving it reachable by clients but not by the other servers. Every operation is
 //! recorded with its call and return time and checked for linearizability with the WGL
 //! checker in `ballast_control::linearizability`; an acknowledged write that was lost
 //! would make a later read impossible to order. Bounded: at most 12 s and 600
@@ -18,7 +19,7 @@ use std::{
 };
 
 use ballast_control::linearizability::{check, Event, Op, Outcome};
-use common::cluster::{http, Cluster, Reply};
+use common::cluster::{http, Cluster, NetCluster, Reply};
 
 const KEYS: [&str; 3] = ["lin/a", "lin/b", "lin/c"];
 
@@ -65,17 +66,18 @@ fn decode_b64(s: &str) -> Vec<u8> {
     ballast_control::b64::decode(s).expect("base64 from the server")
 }
 
-#[test]
-fn history_under_kills_and_pauses_is_linearizable() {
-    let mut c = Cluster::servers("faults", 3, "");
-    c.leader(Duration::from_secs(30));
-    let addrs: Vec<String> = c.agents.iter().map(|a| a.addr.clone()).collect();
-    let start = Instant::now();
-    let now = move || start.elapsed().as_nanos() as u64;
-    let history = Arc::new(Mutex::new(Vec::<Event>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
+type History = Arc<Mutex<Vec<Event>>>;
 
-    let clients: Vec<_> = (0..4)
+/// Four clients doing random reads, writes, deletes and cas on `KEYS` through random
+/// servers of `addrs`, recording every operation, until `stop`.
+fn spawn_clients(
+    addrs: Vec<String>,
+    history: History,
+    stop: Arc<AtomicBool>,
+    start: Instant,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let now = move || start.elapsed().as_nanos() as u64;
+    (0..4)
         .map(|id| {
             let (history, stop, addrs) = (history.clone(), stop.clone(), addrs.clone());
             std::thread::spawn(move || {
@@ -188,8 +190,66 @@ fn history_under_kills_and_pauses_is_linearizable() {
                 }
             })
         })
-        .collect();
+        .collect()
+}
 
+/// Heals nothing itself: reads every key once more through `leader`, then checks the
+/// whole history (and that the checker rejects a corrupted copy of it).
+fn final_reads_and_check(leader: &str, history: &History, start: Instant, faults: &str) {
+    let now = move || start.elapsed().as_nanos() as u64;
+    // Final reads after everything healed: every acknowledged write must show.
+    for key in KEYS {
+        let t0 = now();
+        let Sent::Answer(r) = send(leader, "GET", &format!("/v1/kv/{key}?consistent"), b"") else {
+            panic!("final read of {key} failed")
+        };
+        let t1 = now();
+        let v = if r.status == 200 { value_of(&r).map(|v| v.0) } else { None };
+        history.lock().unwrap().push(Event {
+            client: 99,
+            key: key.into(),
+            op: Op::Read,
+            call: t0,
+            ret: Some(t1),
+            outcome: Outcome::Read(v),
+        });
+    }
+
+    let h = history.lock().unwrap().clone();
+    let acked = h.iter().filter(|e| matches!(e.outcome, Outcome::Ok | Outcome::CasResult(true))).count();
+    let unknown = h.iter().filter(|e| e.outcome == Outcome::Unknown).count();
+    let reads = h.iter().filter(|e| e.op == Op::Read).count();
+    eprintln!(
+        "history: {} events ({acked} acknowledged writes, {unknown} unknown, {reads} reads), {faults}",
+        h.len()
+    );
+    assert!(acked >= 50, "too few acknowledged writes for a meaningful check: {acked}");
+    if let Err(v) = check(&h, None) {
+        let dump = std::env::temp_dir().join(format!("ballast-history-{}.txt", std::process::id()));
+        let mut sorted = h.clone();
+        sorted.sort_by_key(|e| e.call);
+        let text: Vec<String> = sorted.iter().filter(|e| e.key == v.key).map(|e| format!("{e:?}")).collect();
+        let _ = std::fs::write(&dump, text.join("\n"));
+        panic!("not linearizable on {}: {} (history of the key: {})", v.key, v.explanation, dump.display());
+    }
+
+    // The checker is live on this very history: a final read that misses the last
+    // acknowledged write must be rejected.
+    let mut broken = h.clone();
+    let last = broken.len() - 1;
+    broken[last].outcome = Outcome::Read(Some("never-written".into()));
+    assert!(check(&broken, None).is_err(), "the checker accepted an impossible read");
+}
+
+#[test]
+fn history_under_kills_and_pauses_is_linearizable() {
+    let mut c = Cluster::servers("faults", 3, "");
+    c.leader(Duration::from_secs(30));
+    let addrs: Vec<String> = c.agents.iter().map(|a| a.addr.clone()).collect();
+    let start = Instant::now();
+    let history: History = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = spawn_clients(addrs, history.clone(), stop.clone(), start);
     // The nemesis: alternately kill a random server (restarting it a second later) and
     // freeze the leader for two seconds.
     let mut rng = Rng(42);
@@ -221,43 +281,48 @@ fn history_under_kills_and_pauses_is_linearizable() {
         t.join().unwrap();
     }
 
-    // Final reads after everything healed: every acknowledged write must show.
     let leader = c.leader(Duration::from_secs(30));
-    for key in KEYS {
-        let t0 = now();
-        let Sent::Answer(r) = send(&leader, "GET", &format!("/v1/kv/{key}?consistent"), b"") else {
-            panic!("final read of {key} failed")
-        };
-        let t1 = now();
-        let v = if r.status == 200 { value_of(&r).map(|v| v.0) } else { None };
-        history.lock().unwrap().push(Event {
-            client: 99,
-            key: key.into(),
-            op: Op::Read,
-            call: t0,
-            ret: Some(t1),
-            outcome: Outcome::Read(v),
-        });
-    }
-
-    let h = history.lock().unwrap().clone();
-    let acked = h.iter().filter(|e| matches!(e.outcome, Outcome::Ok | Outcome::CasResult(true))).count();
-    let unknown = h.iter().filter(|e| e.outcome == Outcome::Unknown).count();
-    let reads = h.iter().filter(|e| e.op == Op::Read).count();
-    eprintln!(
-        "history: {} events ({acked} acknowledged writes, {unknown} unknown, {reads} reads), {kills} kills, {pauses} leader pauses",
-        h.len()
-    );
-    assert!(acked >= 50, "too few acknowledged writes for a meaningful check: {acked}");
     assert!(kills >= 2 && pauses >= 1);
-    if let Err(v) = check(&h, None) {
-        panic!("not linearizable on {}: {}", v.key, v.explanation);
-    }
+    final_reads_and_check(&leader, &history, start, &format!("{kills} kills, {pauses} leader pauses"));
+}
 
-    // The checker is live on this very history: a final read that misses the last
-    // acknowledged write must be rejected.
-    let mut broken = h.clone();
-    let last = broken.len() - 1;
-    broken[last].outcome = Outcome::Read(Some("never-written".into()));
-    assert!(check(&broken, None).is_err(), "the checker accepted an impossible read");
+/// Real network partitions: servers in namespaces, the peer link of the leader (or of
+/// a follower) cut and restored while clients keep talking to every server, the
+/// isolated one included.
+#[test]
+fn history_under_network_partitions_is_linearizable() {
+    if !common::need_root("history_under_network_partitions_is_linearizable") {
+        return;
+    }
+    let net = NetCluster::servers("part", 3);
+    let c = &net.cluster;
+    c.leader(Duration::from_secs(30));
+    let addrs: Vec<String> = c.agents.iter().map(|a| a.addr.clone()).collect();
+    let start = Instant::now();
+    let history: History = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = spawn_clients(addrs, history.clone(), stop.clone(), start);
+    let mut rng = Rng(7);
+    let mut partitions = 0;
+    for round in 0..4 {
+        std::thread::sleep(Duration::from_millis(800));
+        let leader = c.leader(Duration::from_secs(30));
+        let li = c.index_of(&leader);
+        // Mostly the leader (the interesting case), sometimes a follower.
+        let victim = if round % 3 == 2 { (li + 1 + rng.below(2) as usize) % 3 } else { li };
+        net.isolate(victim);
+        partitions += 1;
+        std::thread::sleep(Duration::from_secs(2));
+        net.heal(victim);
+        if start.elapsed() > Duration::from_secs(12) {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in clients {
+        t.join().unwrap();
+    }
+    let leader = c.leader(Duration::from_secs(30));
+    let li = c.index_of(&leader);
+    final_reads_and_check(&c.agents[li].addr, &history, start, &format!("{partitions} partitions"));
 }

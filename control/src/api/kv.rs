@@ -218,8 +218,7 @@ async fn read(
         return Err(forbidden());
     }
     if p.consistent {
-        let raft = agent.raft.as_ref().ok_or_else(ApiError::no_leader)?;
-        raft.ensure_linearizable().await.map_err(|e| ApiError::internal(format!("consistent read: {e}")))?;
+        agent.linearizable().await.map_err(|e| ApiError::internal(format!("consistent read: {e}")))?;
     }
     let mut changes = store.subscribe();
     let wait = p.wait.unwrap_or(DEFAULT_WAIT);

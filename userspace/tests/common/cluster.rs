@@ -100,16 +100,34 @@ pub fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<
 
 pub struct Agent {
     pub name: String,
+    /// Where the test reaches its API.
     pub addr: String,
+    /// The API address it advertises to the cluster (what /v1/status/leader names).
+    pub advertise: String,
     pub dir: PathBuf,
     pub config: PathBuf,
     pub proc: Option<Child>,
+    /// Runs inside this network namespace when set.
+    pub netns: Option<String>,
 }
 
 impl Agent {
     pub fn start(&mut self) {
-        let log = std::fs::File::create(self.dir.join(format!("{}.log", self.name))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ballast"))
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{}.log", self.name)))
+            .unwrap();
+        let mut cmd = match &self.netns {
+            // `ip netns exec` execs the program: the child's pid is the agent's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_ballast")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_ballast")),
+        };
+        let child = cmd
             .args(["agent", "-config-file"])
             .arg(&self.config)
             .args(["-node", &self.name])
@@ -184,7 +202,15 @@ impl Cluster {
                 ),
             )
             .unwrap();
-            agents.push(Agent { name, addr: addrs[i].clone(), dir, config, proc: None });
+            agents.push(Agent {
+                name,
+                addr: addrs[i].clone(),
+                advertise: addrs[i].clone(),
+                dir,
+                config,
+                proc: None,
+                netns: None,
+            });
         }
         let mut c = Cluster { agents, root, gossip };
         for a in &mut c.agents {
@@ -232,7 +258,9 @@ impl Cluster {
             ),
         )
         .unwrap();
-        let mut a = Agent { name: name.into(), addr: format!("127.0.0.1:{port}"), dir, config, proc: None };
+        let addr = format!("127.0.0.1:{port}");
+        let mut a =
+            Agent { name: name.into(), advertise: addr.clone(), addr, dir, config, proc: None, netns: None };
         a.start();
         self.agents.push(a);
         self.agents.len() - 1
@@ -265,6 +293,110 @@ impl Cluster {
     }
 
     pub fn index_of(&self, addr: &str) -> usize {
-        self.agents.iter().position(|a| a.addr == addr).expect("agent address")
+        self.agents.iter().position(|a| a.addr == addr || a.advertise == addr).expect("agent address")
+    }
+}
+
+/// Servers in network namespaces with two networks: a peer network (gossip, Raft,
+/// forwarding) through a bridge in its own namespace, and a client network through a
+/// bridge in the root namespace where the test's clients live. Cutting a server's peer
+/// link partitions it from the cluster while clients still reach it: a deposed leader
+/// keeps answering them. Everything is deleted on drop.
+pub struct NetCluster {
+    pub cluster: Cluster,
+    switch: super::Netns,
+    servers: Vec<super::Netns>,
+    client_bridge: String,
+}
+
+impl Drop for NetCluster {
+    fn drop(&mut self) {
+        for a in &mut self.cluster.agents {
+            a.proc.take();
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.client_bridge]).stderr(Stdio::null()).status();
+        let _ = (&self.switch, &self.servers);
+    }
+}
+
+impl NetCluster {
+    pub fn servers(tag: &str, n: usize) -> NetCluster {
+        use super::{run, Netns};
+        let net = 20 + std::process::id() % 200;
+        let short = std::process::id() % 100_000;
+        let switch = Netns::new(&format!("{tag}sw"));
+        switch.exec("ip link add br0 type bridge");
+        switch.exec("ip link set br0 up");
+        let client_bridge = format!("blc{short}");
+        let _ = Command::new("ip").args(["link", "del", &client_bridge]).stderr(Stdio::null()).status();
+        run(&format!("ip link add {client_bridge} type bridge"));
+        run(&format!("ip addr add 10.78.{net}.1/24 dev {client_bridge}"));
+        run(&format!("ip link set {client_bridge} up"));
+        let root = std::env::temp_dir().join(format!("ballast-netcluster-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut servers = Vec::new();
+        let mut agents = Vec::new();
+        let peer_ip = |i: usize| format!("10.79.{net}.{}", 10 + i);
+        let client_ip = |i: usize| format!("10.78.{net}.{}", 10 + i);
+        let join: Vec<String> = (0..n).map(|i| format!("\"{}:8301\"", peer_ip(i))).collect();
+        for i in 0..n {
+            let ns = Netns::new(&format!("{tag}s{i}"));
+            // Peer link: p0 in the server, its other end on the switch bridge.
+            let sw_end = format!("bp{short}{i}");
+            run(&format!(
+                "ip link add p0 netns {} type veth peer name {sw_end} netns {}",
+                ns.name, switch.name
+            ));
+            switch.exec(&format!("ip link set {sw_end} master br0"));
+            switch.exec(&format!("ip link set {sw_end} up"));
+            ns.exec(&format!("ip addr add {}/24 dev p0", peer_ip(i)));
+            ns.exec("ip link set p0 up");
+            // Client link: c0 in the server, its other end on the root bridge.
+            let root_end = format!("bc{short}{i}");
+            run(&format!("ip link add c0 netns {} type veth peer name {root_end}", ns.name));
+            run(&format!("ip link set {root_end} master {client_bridge}"));
+            run(&format!("ip link set {root_end} up"));
+            ns.exec(&format!("ip addr add {}/24 dev c0", client_ip(i)));
+            ns.exec("ip link set c0 up");
+            let name = format!("s{}", i + 1);
+            let dir = root.join(&name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let config = dir.join("config.json");
+            std::fs::write(
+                &config,
+                format!(
+                    r#"{{ "server": true, "bootstrap_expect": {n}, "bind_addr": "0.0.0.0", "client_addr": "0.0.0.0",
+                         "advertise_addr": "{}", "data_dir": "{}", "retry_join": [{}], "datacenter": "test-dc" }}"#,
+                    peer_ip(i),
+                    dir.join("data").display(),
+                    join.join(", ")
+                ),
+            )
+            .unwrap();
+            agents.push(Agent {
+                name,
+                addr: format!("{}:8500", client_ip(i)),
+                advertise: format!("{}:8500", peer_ip(i)),
+                dir,
+                config,
+                proc: None,
+                netns: Some(ns.name.clone()),
+            });
+            servers.push(ns);
+        }
+        let mut cluster = Cluster { agents, root, gossip: Vec::new() };
+        for a in &mut cluster.agents {
+            a.start();
+        }
+        NetCluster { cluster, switch, servers, client_bridge }
+    }
+
+    /// Cuts server `i` off the peer network (clients still reach it).
+    pub fn isolate(&self, i: usize) {
+        self.servers[i].exec("ip link set p0 down");
+    }
+
+    pub fn heal(&self, i: usize) {
+        self.servers[i].exec("ip link set p0 up");
     }
 }
