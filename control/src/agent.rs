@@ -91,9 +91,15 @@ impl Agent {
                 StateMachine::open(&dir).with_context(|| format!("raft snapshot in {}", dir.display()))?;
             let view = sm.view();
             let rc = Arc::new(raft::lan_config(cfg.snapshot_threshold)?);
-            let r = Raft::new(cfg.node_id, rc, Network { client: client.clone() }, log, sm)
-                .await
-                .context("starting raft")?;
+            let r = Raft::new(
+                cfg.node_id,
+                rc,
+                Network { client: client.clone(), gossip: gossip.clone() },
+                log,
+                sm,
+            )
+            .await
+            .context("starting raft")?;
             (Some(r), Some(view))
         } else {
             (None, None)
@@ -148,7 +154,10 @@ impl Agent {
         {
             let mut done = self.barrier_term.lock().await;
             if *done != Some(term) {
-                raft.client_write(crate::fsm::Request::Noop).await.map_err(|e| e.to_string())?;
+                tokio::time::timeout(Duration::from_secs(10), raft.client_write(crate::fsm::Request::Noop))
+                    .await
+                    .map_err(|_| "timed out committing a read barrier".to_string())?
+                    .map_err(|e| e.to_string())?;
                 *done = Some(term);
             }
         }
@@ -222,8 +231,12 @@ impl Agent {
                 .map(|m| m.ident.http.to_string())
                 .collect();
             for addr in &candidates {
-                let got: Result<SelfInfo, String> = get_json(&self.client, addr, "/v1/internal/self").await;
+                let token = self.gossip.rpc_token();
+                let got: Result<SelfInfo, String> =
+                    get_json(&self.client, addr, "/v1/internal/self", token.as_deref()).await;
                 match got {
+                    // A reply claiming our own id is not another server.
+                    Ok(info) if info.id == me.id => {}
                     Ok(info) if info.server && info.datacenter == me.datacenter => {
                         if info.in_cluster {
                             existing_leader = existing_leader.or(info.leader.clone());
@@ -242,6 +255,7 @@ impl Agent {
                     "/v1/internal/join",
                     &req,
                     Duration::from_secs(30),
+                    self.gossip.rpc_token().as_deref(),
                 )
                 .await
                 {
@@ -275,7 +289,14 @@ impl Agent {
         if self.peers().iter().any(|(id, _, voter)| *id == req.id && *voter) {
             return Ok(());
         }
-        raft.add_learner(req.id, Node::new(req.addr.clone()), true).await.map_err(|e| e.to_string())?;
+        // Bounded: a server that never catches up must not pin this request forever.
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            raft.add_learner(req.id, Node::new(req.addr.clone()), true),
+        )
+        .await
+        .map_err(|_| "timed out adding the learner".to_string())?
+        .map_err(|e| e.to_string())?;
         let add: std::collections::BTreeSet<NodeId> = [req.id].into();
         raft.change_membership(openraft::ChangeMembers::AddVoterIds(add), false)
             .await
@@ -290,15 +311,22 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     client: &HttpClient,
     addr: &str,
     path: &str,
+    token: Option<&str>,
 ) -> Result<T, String> {
     use http_body_util::BodyExt;
-    let req = hyper::Request::get(format!("http://{addr}{path}"))
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .map_err(|e| e.to_string())?;
+    let mut req = hyper::Request::get(format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        req = req.header(crate::raft::network::CLUSTER_TOKEN, t);
+    }
+    let req = req.body(http_body_util::Full::new(bytes::Bytes::new())).map_err(|e| e.to_string())?;
     let call = async {
         let resp = client.request(req).await.map_err(|e| format!("{addr}: {e}"))?;
         let status = resp.status();
-        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let body = http_body_util::Limited::new(resp.into_body(), crate::raft::network::MAX_REPLY)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
         if !status.is_success() {
             return Err(format!("{addr}{path}: {status}"));
         }

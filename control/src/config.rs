@@ -280,7 +280,11 @@ impl FileConfig {
                     "gossip_lan.probe_timeout: must be above 0 and below probe_interval".into(),
                 ));
             }
-            gossip_timing.suspect_to_down = gossip_timing.probe_period * g.suspicion_mult.unwrap_or(2).max(1);
+            gossip_timing.suspect_to_down = gossip_timing
+                .probe_period
+                .checked_mul(g.suspicion_mult.unwrap_or(2).max(1))
+                .filter(|d| *d <= std::time::Duration::from_secs(3600))
+                .ok_or_else(|| ConfigError::Invalid("gossip_lan.suspicion_mult: too large".into()))?;
         }
         let acl = match self.acl {
             Some(a) if a.enabled.unwrap_or(false) => {

@@ -135,16 +135,48 @@ pub struct WatchArgs {
     api: ApiArgs,
 }
 
-/// consul-style single-dash long flags (`-config-file x`) become clap's `--config-file x`.
+/// consul's single-dash long flags (`-config-file x`) become clap's `--config-file x`.
+/// Only the flag names these commands know are rewritten, so a watch handler's own
+/// arguments (`curl -fsS ...`) pass through untouched.
 pub fn normalize_args(args: Vec<String>) -> Vec<String> {
     const CONSUL_STYLE: [&str; 6] = ["agent", "kv", "operator", "members", "keyring", "watch"];
+    const FLAGS: [&str; 22] = [
+        "config-file",
+        "config-dir",
+        "node",
+        "http-addr",
+        "token",
+        "recurse",
+        "keys",
+        "separator",
+        "detailed",
+        "stale",
+        "cas",
+        "modify-index",
+        "flags",
+        "type",
+        "key",
+        "prefix",
+        "http-handler",
+        "install",
+        "use",
+        "remove",
+        "list",
+        "help",
+    ];
     if !args.get(1).is_some_and(|c| CONSUL_STYLE.contains(&c.as_str())) {
         return args;
     }
+    let mut rest_verbatim = false;
     args.into_iter()
         .map(|a| {
-            let b = a.as_bytes();
-            if b.len() > 2 && b[0] == b'-' && b[1].is_ascii_alphabetic() {
+            if rest_verbatim || a == "--" {
+                rest_verbatim = true;
+                return a;
+            }
+            let name =
+                a.strip_prefix('-').filter(|n| !n.starts_with('-')).map(|n| n.split('=').next().unwrap_or(n));
+            if name.is_some_and(|n| FLAGS.contains(&n)) {
                 format!("-{a}")
             } else {
                 a
@@ -419,6 +451,11 @@ pub fn watch(a: WatchArgs) -> Result<()> {
                 }
             };
             if last.as_ref() == Some(&data) {
+                // A reply without a new index (no X-Consul-Index, or the wait ran out):
+                // do not spin against the agent.
+                if new_index <= index.max(1) && r.index.is_none() {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
                 continue;
             }
             let body = serde_json::to_vec(&data)?;
@@ -462,4 +499,29 @@ async fn post_handler(url: &str, body: Vec<u8>) -> Result<(), String> {
         return Err(format!("{}", r.status));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_args;
+
+    fn n(args: &[&str]) -> Vec<String> {
+        normalize_args(args.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn consul_flags_only() {
+        assert_eq!(
+            n(&["b", "agent", "-config-file", "x", "-node=a"]),
+            ["b", "agent", "--config-file", "x", "--node=a"]
+        );
+        assert_eq!(
+            n(&["b", "watch", "-type", "key", "-key", "k", "curl", "-fsS", "-X", "POST"]),
+            ["b", "watch", "--type", "key", "--key", "k", "curl", "-fsS", "-X", "POST"]
+        );
+        assert_eq!(n(&["b", "watch", "--", "-type"]), ["b", "watch", "--", "-type"]);
+        // Other commands keep clap's own syntax.
+        assert_eq!(n(&["b", "proxy", "-f", "x"]), ["b", "proxy", "-f", "x"]);
+        assert_eq!(n(&["b", "kv", "put", "k", "-1"]), ["b", "kv", "put", "k", "-1"]);
+    }
 }

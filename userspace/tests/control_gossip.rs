@@ -34,6 +34,13 @@ fn members_encryption_failure_detection_rejoin_and_leave() {
         r.json().as_array()?.iter().all(|m| m["Load"].is_object()).then_some(())
     });
 
+    // With a gossip key, internal endpoints (Raft, join, keyring) need the cluster token
+    // derived from it: a stranger's forged vote is refused before its body is read.
+    let r = common::cluster::http(&c.agents[0].addr, "POST", "/v1/internal/raft/vote", b"{}", LIMIT).unwrap();
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = common::cluster::http(&c.agents[0].addr, "POST", "/v1/internal/join", b"{}", LIMIT).unwrap();
+    assert_eq!(r.status, 403, "{}", r.text());
+
     // A client agent with the right key joins; one with a wrong key and one with no
     // key stay out, and the servers count what they dropped.
     let good = c.add_agent("c-good", &format!(r#", "encrypt": "{K1}""#));

@@ -15,16 +15,15 @@ use crate::{
 const GLOBAL_MANAGEMENT: (&str, &str) = ("00000000-0000-0000-0000-000000000001", "global-management");
 const MAX_ACL_BODY: usize = 64 * 1024;
 
-/// A random UUID (v4) for token and policy ids.
-pub fn uuid() -> String {
+/// A random UUID (v4) for token and policy ids; secrets must be unguessable, so no
+/// randomness is an error, never a fixed value.
+pub fn uuid() -> Result<String, ApiError> {
     let mut b = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut b);
-    }
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| ApiError::internal("no randomness for a new id"))?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
 }
 
 fn policy_json(p: &Policy) -> serde_json::Value {
@@ -123,8 +122,8 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, rest: String) -> Resul
     match (&parts.method, segs.as_slice()) {
         (&Method::PUT, ["bootstrap"]) => {
             let token = Token {
-                accessor_id: uuid(),
-                secret_id: uuid(),
+                accessor_id: uuid()?,
+                secret_id: uuid()?,
                 description: "Bootstrap Token (Global Management)".into(),
                 policies: Vec::new(),
                 management: true,
@@ -152,7 +151,11 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, rest: String) -> Resul
             }
             let parsed =
                 parse_rules(&b.rules).map_err(|e| ApiError::bad(format!("Invalid Policy Rules: {e}")))?;
-            let id = segs.get(1).map(|s| s.to_string()).or(b.id).unwrap_or_else(uuid);
+            let id = segs.get(1).map(|s| s.to_string()).or(b.id);
+            let id = match id {
+                Some(i) => i,
+                None => uuid()?,
+            };
             let p =
                 Policy { id: id.clone(), name: b.name, description: b.description, rules: b.rules, parsed };
             if let Some(r) = apply(agent, &parts, &body, AclWrite::SetPolicy(p)).await? {
@@ -210,8 +213,14 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, rest: String) -> Resul
                 ids.push(id);
             }
             let t = Token {
-                accessor_id: b.accessor_id.unwrap_or_else(uuid),
-                secret_id: b.secret_id.unwrap_or_else(uuid),
+                accessor_id: match b.accessor_id {
+                    Some(a) => a,
+                    None => uuid()?,
+                },
+                secret_id: match b.secret_id {
+                    Some(s) => s,
+                    None => uuid()?,
+                },
                 description: b.description,
                 policies: ids,
                 management: false,

@@ -171,6 +171,9 @@ async fn keyring(agent: &Agent, req: Request<Incoming>) -> Result<Response<Body>
         if let Some(t) = &token {
             req = req.header("x-consul-token", t);
         }
+        if let Some(t) = agent.gossip.rpc_token() {
+            req = req.header(crate::raft::network::CLUSTER_TOKEN, t);
+        }
         let req = req
             .body(http_body_util::Full::new(bytes::Bytes::from(
                 serde_json::to_vec(&body).unwrap_or_default(),
@@ -241,6 +244,9 @@ async fn forward_any(agent: &Agent, req: Request<Incoming>) -> Result<Response<B
     super::forward_to(agent, &addr, &parts, &body).await
 }
 
+/// Largest snapshot accepted from a leader.
+const MAX_SNAPSHOT: u64 = 1 << 30;
+
 async fn decode<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
     let body = read_body(req.into_body(), MAX_INTERNAL_BODY).await?;
     serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("bad request body: {e}")))
@@ -256,7 +262,12 @@ pub async fn internal(
     }
     if rest == "keyring" {
         let authz = agent.authorizer_for(req.headers(), req.uri());
-        let op: KeyOp = decode(req).await?;
+        if !authz.operator_read() && !authz.acl_write() {
+            return Err(super::forbidden());
+        }
+        let body = read_body(req.into_body(), 4096).await?;
+        let op: KeyOp =
+            serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("bad request body: {e}")))?;
         let allowed = if op.op == "list" { authz.operator_read() } else { authz.acl_write() };
         if !allowed {
             return Err(super::forbidden());
@@ -281,6 +292,10 @@ pub async fn internal(
         }
         "raft/snapshot" => {
             let rpc: InstallSnapshotRequest<TypeConfig> = decode(req).await?;
+            // The receiving buffer grows to offset + len: bound what a chunk may claim.
+            if rpc.offset.checked_add(rpc.data.len() as u64).is_none_or(|end| end > MAX_SNAPSHOT) {
+                return Err(ApiError::bad(format!("snapshot chunk beyond the {MAX_SNAPSHOT}-byte limit")));
+            }
             let r: Result<_, RaftError<NodeId, InstallSnapshotError>> = raft.install_snapshot(rpc).await;
             Ok(json(StatusCode::OK, &r))
         }

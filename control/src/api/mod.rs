@@ -25,8 +25,13 @@ const FORWARDED: &str = "x-ballast-forwarded";
 /// Largest internal (Raft) request body: entries and snapshot chunks.
 const MAX_INTERNAL_BODY: usize = 64 << 20;
 
+/// Most API connections served at once; more wait in the kernel's accept queue.
+const MAX_CONNECTIONS: usize = 4096;
+
 pub async fn serve(agent: Arc<Agent>, listener: TcpListener) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else { return };
         let (stream, _) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
@@ -38,13 +43,16 @@ pub async fn serve(agent: Arc<Agent>, listener: TcpListener) {
         let _ = stream.set_nodelay(true);
         let agent = agent.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let svc = service_fn(move |req| {
                 let agent = agent.clone();
                 async move { Ok::<_, Infallible>(handle(agent, req).await) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            b.http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10));
+            let _ = b.serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }
@@ -112,7 +120,14 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<Body> {
     } else if path == "/v1/txn" {
         kv::txn(&agent, req).await
     } else if let Some(rest) = path.strip_prefix("/v1/internal/") {
-        cluster::internal(&agent, req, rest.to_string()).await
+        // Only cluster members (holders of a gossip key) may speak Raft, join or
+        // change keys; checked before any body is read.
+        let token = req.headers().get(crate::raft::network::CLUSTER_TOKEN).and_then(|v| v.to_str().ok());
+        if agent.gossip.rpc_token_valid(token) {
+            cluster::internal(&agent, req, rest.to_string()).await
+        } else {
+            Err(ApiError(StatusCode::FORBIDDEN, "internal endpoint: missing or bad cluster token".into()))
+        }
     } else {
         cluster::route(&agent, req, &path).await
     };
@@ -172,7 +187,14 @@ pub async fn forward_to(
             }
         })?;
     let (parts, body) = resp.into_parts();
-    let body = body.collect().await.map_err(|e| ApiError::internal(format!("from {addr}: {e}")))?.to_bytes();
+    let body = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        Limited::new(body, crate::raft::network::MAX_REPLY).collect(),
+    )
+    .await
+    .map_err(|_| ApiError::internal(format!("from {addr}: reply body timed out")))?
+    .map_err(|e| ApiError::internal(format!("from {addr}: {e}")))?
+    .to_bytes();
     Ok(Response::from_parts(parts, Full::new(body)))
 }
 

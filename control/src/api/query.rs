@@ -48,6 +48,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("empty duration".into());
     }
     if let Ok(n) = s.parse::<u64>() {
+        if n > 1_000_000_000 {
+            return Err(format!("invalid duration {s:?}: too long"));
+        }
         return Ok(Duration::from_secs(n));
     }
     let mut total = Duration::ZERO;
@@ -104,7 +107,7 @@ mod tests {
         assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
-        for bad in ["", "s", "10x", "1e400s", "-1s", "ms5"] {
+        for bad in ["", "s", "10x", "1e400s", "-1s", "ms5", "18446744073709551615"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -25,6 +25,8 @@ pub enum KeyError {
     RemovePrimary,
     #[error("the key ring is empty: encryption is off on this agent")]
     Disabled,
+    #[error("cannot keep the key ring on disk: {0}")]
+    Persist(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +41,11 @@ pub enum Dropped {
     NoKey,
     #[error("unknown packet version")]
     Version,
+}
+
+fn rpc_token_for(key: &[u8]) -> String {
+    let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    crate::b64::encode(aws_lc_rs::hmac::sign(&k, b"ballast internal rpc v1").as_ref())
 }
 
 pub fn decode_key(b64: &str) -> Result<Vec<u8>, KeyError> {
@@ -124,6 +131,25 @@ impl Keyring {
         Ok(())
     }
 
+    /// The token servers put on internal (Raft, join, keyring) requests: an HMAC of a
+    /// fixed label under the primary key. None when encryption is off.
+    pub fn rpc_token(&self) -> Option<String> {
+        self.keys.first().map(|k| rpc_token_for(&k.raw))
+    }
+
+    /// Whether `token` was made with any installed key (so a rotation never locks a
+    /// server out). With no key every request passes, as gossip does.
+    pub fn rpc_token_valid(&self, token: Option<&str>) -> bool {
+        if self.keys.is_empty() {
+            return true;
+        }
+        let Some(t) = token else { return false };
+        self.keys.iter().any(|k| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(rpc_token_for(&k.raw).as_bytes(), t.as_bytes())
+                .is_ok()
+        })
+    }
+
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
         let Some(k) = self.keys.first() else {
             let mut out = Vec::with_capacity(plain.len() + 1);
@@ -204,6 +230,21 @@ mod tests {
         assert_eq!(b.list(), vec![K2.to_string()]);
         let c = Keyring::new(&[K16.into()]).unwrap();
         assert_eq!(c.open(&c.seal(b"z")).unwrap(), b"z");
+    }
+
+    #[test]
+    fn rpc_tokens_follow_the_ring() {
+        let mut a = Keyring::new(&[K1.into()]).unwrap();
+        let b = Keyring::new(&[K2.into()]).unwrap();
+        let t1 = a.rpc_token().unwrap();
+        assert!(a.rpc_token_valid(Some(&t1)));
+        assert!(!a.rpc_token_valid(None));
+        assert!(!a.rpc_token_valid(Some("forged")));
+        assert!(!a.rpc_token_valid(b.rpc_token().as_deref()));
+        a.install(K2).unwrap();
+        assert!(a.rpc_token_valid(b.rpc_token().as_deref()));
+        assert!(Keyring::default().rpc_token_valid(None));
+        assert_eq!(Keyring::default().rpc_token(), None);
     }
 
     #[test]

@@ -132,6 +132,9 @@ impl Gossip {
             UdpSocket::bind(cfg.bind).await.map_err(|source| GossipError::Bind { addr: cfg.bind, source })?,
         );
         let (tx, rx) = mpsc::unbounded_channel();
+        // Packets from the network wait in a bounded queue: a flood is dropped and
+        // counted instead of growing memory.
+        let (data_tx, data_rx) = mpsc::channel(1024);
         let (sched_tx, sched_rx) = mpsc::unbounded_channel();
         let me = MemberView { ident: cfg.ident.clone(), status: Status::Alive, load: None };
         let (members_tx, members) = watch::channel(vec![me]);
@@ -168,9 +171,18 @@ impl Gossip {
             Reporter { reports: reports.clone() },
         );
 
-        tokio::spawn(drive(foca, rx, socket.clone(), keyring.clone(), sched_tx, members_tx, reports));
+        tokio::spawn(drive(
+            foca,
+            rx,
+            data_rx,
+            socket.clone(),
+            keyring.clone(),
+            sched_tx,
+            members_tx,
+            reports,
+        ));
         tokio::spawn(schedule(sched_rx, tx.clone()));
-        tokio::spawn(receive(socket, keyring.clone(), tx.clone(), dropped.clone()));
+        tokio::spawn(receive(socket, keyring.clone(), data_tx, dropped.clone()));
         let g = Arc::new(Gossip {
             ident: cfg.ident.clone(),
             tx,
@@ -213,6 +225,14 @@ impl Gossip {
         }
     }
 
+    pub fn rpc_token(&self) -> Option<String> {
+        self.keyring.read().unwrap_or_else(|p| p.into_inner()).rpc_token()
+    }
+
+    pub fn rpc_token_valid(&self, token: Option<&str>) -> bool {
+        self.keyring.read().unwrap_or_else(|p| p.into_inner()).rpc_token_valid(token)
+    }
+
     pub fn keys(&self) -> Vec<String> {
         self.keyring.read().unwrap_or_else(|p| p.into_inner()).list()
     }
@@ -222,26 +242,26 @@ impl Gossip {
     }
 
     /// `install`, `use` or `remove` a key on this agent (and remember it).
+    /// The change is kept on disk before it takes effect; a failed write changes nothing.
     pub fn keyring_op(&self, op: &str, key: &str) -> Result<(), KeyError> {
-        let keys = {
-            let mut k = self.keyring.write().unwrap_or_else(|p| p.into_inner());
-            if !k.enabled() && op != "install" {
-                return Err(KeyError::Disabled);
-            }
-            match op {
-                "install" => k.install(key)?,
-                "use" => k.use_key(key)?,
-                "remove" => k.remove(key)?,
-                _ => return Err(KeyError::NotInstalled),
-            }
-            k.list()
-        };
+        let mut k = self.keyring.write().unwrap_or_else(|p| p.into_inner());
+        if !k.enabled() && op != "install" {
+            return Err(KeyError::Disabled);
+        }
+        let mut next = Keyring::new(&k.list())?;
+        match op {
+            "install" => next.install(key)?,
+            "use" => next.use_key(key)?,
+            "remove" => next.remove(key)?,
+            _ => return Err(KeyError::NotInstalled),
+        }
+        let keys = next.list();
         if let Some(p) = &self.keyring_file {
             let bytes = serde_json::to_vec(&keys).unwrap_or_default();
-            if let Err(e) = crate::raft::files::replace(p, &bytes, true) {
-                log::warn!("keyring file {}: {e}", p.display());
-            }
+            crate::raft::files::replace(p, &bytes, true)
+                .map_err(|e| KeyError::Persist(format!("{}: {e}", p.display())))?;
         }
+        *k = next;
         log::info!("keyring: {op} done, {} key(s) installed", keys.len());
         Ok(())
     }
@@ -250,7 +270,7 @@ impl Gossip {
 async fn receive(
     socket: Arc<UdpSocket>,
     keyring: Arc<RwLock<Keyring>>,
-    tx: mpsc::UnboundedSender<Input>,
+    tx: mpsc::Sender<Vec<u8>>,
     dropped: Arc<AtomicU64>,
 ) {
     let mut buf = vec![0u8; 65536];
@@ -264,11 +284,13 @@ async fn receive(
         };
         let opened = keyring.read().unwrap_or_else(|p| p.into_inner()).open(&buf[..n]);
         match opened {
-            Ok(plain) => {
-                if tx.send(Input::Data(plain)).is_err() {
-                    return;
+            Ok(plain) => match tx.try_send(plain) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    dropped.fetch_add(1, Ordering::Relaxed);
                 }
-            }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            },
             Err(why) => {
                 let total = dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 // Log the first and then every 100th: a misconfigured peer sends a lot.
@@ -311,9 +333,11 @@ async fn schedule(
 
 type Member = Foca<Ident, PostcardCodec, rand::rngs::StdRng, Reporter>;
 
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     mut foca: Member,
     mut rx: mpsc::UnboundedReceiver<Input>,
+    mut data: mpsc::Receiver<Vec<u8>>,
     socket: Arc<UdpSocket>,
     keyring: Arc<RwLock<Keyring>>,
     sched: mpsc::UnboundedSender<(Instant, Timer<Ident>)>,
@@ -322,7 +346,13 @@ async fn drive(
 ) {
     let mut rt = AccumulatingRuntime::new();
     let mut leaving = false;
-    while let Some(input) = rx.recv().await {
+    loop {
+        // Own inputs (timers, broadcasts, leave) first: a packet flood cannot starve them.
+        let input = tokio::select! {
+            biased;
+            i = rx.recv() => match i { Some(i) => i, None => return },
+            d = data.recv() => match d { Some(d) => Input::Data(d), None => return },
+        };
         let mut done = None;
         let res = match input {
             Input::Data(d) => foca.handle_data(&d, &mut rt),
@@ -347,7 +377,8 @@ async fn drive(
         }
         let now = Instant::now();
         while let Some((after, t)) = rt.to_schedule() {
-            let _ = sched.send((now + after, t));
+            let at = now.checked_add(after).unwrap_or(now + Duration::from_secs(3600));
+            let _ = sched.send((at, t));
         }
         while let Some(n) = rt.to_notify() {
             match n {
@@ -376,8 +407,15 @@ async fn drive(
 }
 
 fn publish(foca: &Member, members: &watch::Sender<Vec<MemberView>>, reports: &Reports) {
-    let reports = reports.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let me = foca.identity().clone();
+    let reports = {
+        let mut all = reports.lock().unwrap_or_else(|p| p.into_inner());
+        // Reports only for addresses foca knows: broadcasts cannot grow the map forever.
+        let known: std::collections::HashSet<SocketAddr> =
+            foca.iter_membership_state().map(|m| m.id().addr).chain([me.addr]).collect();
+        all.retain(|a, _| known.contains(a));
+        all.clone()
+    };
     // Newest identity per address (a restarted member replaces its old self).
     let mut by_addr: HashMap<SocketAddr, (Ident, State)> = HashMap::new();
     for m in foca.iter_membership_state() {

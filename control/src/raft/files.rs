@@ -15,7 +15,8 @@ pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
 
 /// Splits `buf` into record payloads. Stops at the first incomplete or corrupt record
 /// and says where the good part ends: a crash mid-append leaves a torn tail that was
-/// never acknowledged, so it is cut off.
+/// never acknowledged, so it is cut off. [`corrupt_before_end`] tells a torn tail from
+/// damage in the middle, which must not be cut.
 pub fn unframe(buf: &[u8]) -> (Vec<&[u8]>, usize) {
     let mut out = Vec::new();
     let mut at = 0;
@@ -31,6 +32,18 @@ pub fn unframe(buf: &[u8]) -> (Vec<&[u8]>, usize) {
         at = end;
     }
     (out, at)
+}
+
+/// True when the bad record at `good` ends before the end of `buf` (it is complete and
+/// its checksum fails, with more data after it): damage inside the log, not a torn
+/// append. Cutting there would drop acknowledged entries.
+pub fn corrupt_before_end(buf: &[u8], good: usize) -> bool {
+    let rest = &buf[good..];
+    if rest.len() < 8 {
+        return false;
+    }
+    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+    8usize.checked_add(len).is_some_and(|end| end < rest.len())
 }
 
 /// Replaces `path` with `data` so that a crash leaves either the old or the new file.
@@ -89,6 +102,14 @@ mod tests {
         bad[8 + 3 + 8 + 8 + 1] ^= 1;
         let (recs, _) = unframe(&bad);
         assert_eq!(recs, vec![&b"one"[..], b""]);
+        // Damage in the last record looks like a torn append; in the first one it is
+        // damage with acknowledged records after it.
+        assert!(!corrupt_before_end(&bad, 8 + 3 + 8));
+        assert!(!corrupt_before_end(&buf[..buf.len() - 2], 8 + 3 + 8));
+        let mut first = buf.clone();
+        first[9] ^= 1;
+        assert_eq!(unframe(&first).1, 0);
+        assert!(corrupt_before_end(&first, 0));
         // A huge length does not overflow.
         let (recs, end) = unframe(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1]);
         assert!(recs.is_empty() && end == 0);

@@ -78,6 +78,16 @@ impl LogStore {
             entries.split_off(&e.log_id.index);
             entries.insert(e.log_id.index, e);
         }
+        if files::corrupt_before_end(&raw, good) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{}: record at byte {good} is damaged and more follow; refusing to cut acknowledged entries \
+                     (restore this server from a snapshot or remove its data dir and let it rejoin)",
+                    path.display()
+                ),
+            ));
+        }
         if good < raw.len() {
             log::warn!("raft log {}: cut a torn tail of {} bytes", path.display(), raw.len() - good);
             let f = std::fs::OpenOptions::new().write(true).open(&path)?;

@@ -38,6 +38,9 @@ pub fn lan_config(snapshot_every: u64) -> Result<openraft::Config, openraft::Con
         election_timeout_min: 600,
         election_timeout_max: 1200,
         install_snapshot_timeout: 2000,
+        // Entries carry values of up to 512 KiB (base64 in JSON): 32 per request keeps a
+        // batch well inside the peer's 64 MiB body limit.
+        max_payload_entries: 32,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
         max_in_snapshot_log_to_keep: 100,
         purge_batch_size: 64,

@@ -31,13 +31,18 @@ pub fn http_client() -> HttpClient {
     Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(c)
 }
 
+/// Header carrying the cluster token on internal requests (see `Keyring::rpc_token`).
+pub const CLUSTER_TOKEN: &str = "x-ballast-cluster";
+
 #[derive(Clone)]
 pub struct Network {
     pub client: HttpClient,
+    pub gossip: std::sync::Arc<crate::gossip::Gossip>,
 }
 
 pub struct Peer {
     client: HttpClient,
+    gossip: std::sync::Arc<crate::gossip::Gossip>,
     target: NodeId,
     addr: String,
 }
@@ -46,7 +51,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Peer {
-        Peer { client: self.client.clone(), target, addr: node.addr.clone() }
+        Peer { client: self.client.clone(), gossip: self.gossip.clone(), target, addr: node.addr.clone() }
     }
 }
 
@@ -67,13 +72,18 @@ pub async fn post_json<Req: Serialize, Resp: DeserializeOwned>(
     path: &str,
     body: &Req,
     ttl: Duration,
+    token: Option<&str>,
 ) -> Result<Resp, String> {
-    match post(client, addr, path, body, ttl).await {
+    match post(client, addr, path, body, ttl, token).await {
         Ok(r) => Ok(r),
         Err(Fail::Unreachable(m) | Fail::Network(m)) => Err(m),
         Err(Fail::Timeout) => Err(format!("{addr}{path}: timed out after {ttl:?}")),
     }
 }
+
+/// Largest reply accepted from a peer (a snapshot chunk reply is tiny; an append reply
+/// too): a confused or hostile peer cannot make us buffer without bound.
+pub const MAX_REPLY: usize = 16 << 20;
 
 async fn post<Req: Serialize, Resp: DeserializeOwned>(
     client: &HttpClient,
@@ -81,12 +91,15 @@ async fn post<Req: Serialize, Resp: DeserializeOwned>(
     path: &str,
     body: &Req,
     ttl: Duration,
+    token: Option<&str>,
 ) -> Result<Resp, Fail> {
     let bytes = serde_json::to_vec(body).map_err(|e| Fail::Network(format!("encode: {e}")))?;
-    let req = hyper::Request::post(format!("http://{addr}{path}"))
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(bytes)))
-        .map_err(|e| Fail::Network(format!("request: {e}")))?;
+    let mut req = hyper::Request::post(format!("http://{addr}{path}"))
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    if let Some(t) = token {
+        req = req.header(CLUSTER_TOKEN, t);
+    }
+    let req = req.body(Full::new(Bytes::from(bytes))).map_err(|e| Fail::Network(format!("request: {e}")))?;
     let call = async {
         let resp = client.request(req).await.map_err(|e| {
             if e.is_connect() {
@@ -96,8 +109,7 @@ async fn post<Req: Serialize, Resp: DeserializeOwned>(
             }
         })?;
         let status = resp.status();
-        let body = resp
-            .into_body()
+        let body = http_body_util::Limited::new(resp.into_body(), MAX_REPLY)
             .collect()
             .await
             .map_err(|e| Fail::Network(format!("{addr}: body: {e}")))?
@@ -124,7 +136,17 @@ impl Peer {
         E: std::error::Error + DeserializeOwned,
     {
         let ttl = option.hard_ttl();
-        match post::<_, Result<Resp, RaftError<NodeId, E>>>(&self.client, &self.addr, path, rpc, ttl).await {
+        let token = self.gossip.rpc_token();
+        match post::<_, Result<Resp, RaftError<NodeId, E>>>(
+            &self.client,
+            &self.addr,
+            path,
+            rpc,
+            ttl,
+            token.as_deref(),
+        )
+        .await
+        {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
             Err(Fail::Unreachable(m)) => Err(RPCError::Unreachable(Unreachable::new(&Msg(m)))),
