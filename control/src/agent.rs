@@ -18,7 +18,7 @@ use crate::{
     raft::{
         self,
         log_store::LogStore,
-        network::{http_client, post_json, HttpClient, Network},
+        network::{get_json, http_client, post_json, HttpClient, Network},
         state_machine::{StateMachine, StoreView},
         Node, NodeId, Raft,
     },
@@ -304,37 +304,6 @@ impl Agent {
         log::info!("server {} ({}) added as a voter", req.id, req.addr);
         Ok(())
     }
-}
-
-/// GETs and decodes JSON from another agent.
-pub async fn get_json<T: serde::de::DeserializeOwned>(
-    client: &HttpClient,
-    addr: &str,
-    path: &str,
-    token: Option<&str>,
-) -> Result<T, String> {
-    use http_body_util::BodyExt;
-    let mut req = hyper::Request::get(format!("http://{addr}{path}"));
-    if let Some(t) = token {
-        req = req.header(crate::raft::network::CLUSTER_TOKEN, t);
-    }
-    let req = req.body(http_body_util::Full::new(bytes::Bytes::new())).map_err(|e| e.to_string())?;
-    let call = async {
-        let resp = client.request(req).await.map_err(|e| format!("{addr}: {e}"))?;
-        let status = resp.status();
-        let body = http_body_util::Limited::new(resp.into_body(), crate::raft::network::MAX_REPLY)
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(format!("{addr}{path}: {status}"));
-        }
-        serde_json::from_slice(&body).map_err(|e| format!("{addr}{path}: {e}"))
-    };
-    tokio::time::timeout(Duration::from_secs(2), call)
-        .await
-        .unwrap_or_else(|_| Err(format!("{addr}: timed out")))
 }
 
 /// Runs an agent until ctrl-c/SIGTERM: binds the API, joins, serves.

@@ -251,21 +251,7 @@ fn py_consul_client_works_unchanged() {
 }
 
 fn with_token(addr: &str, method: &str, path: &str, body: &[u8], header: &str) -> common::cluster::Reply {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{header}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.as_bytes().to_vec()).unwrap_or_default();
-    common::cluster::Reply { status, headers: Vec::new(), body }
+    common::cluster::http_with(addr, method, path, body, Some(header), Duration::from_secs(10)).unwrap()
 }
 
 #[test]

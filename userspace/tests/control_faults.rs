@@ -193,6 +193,33 @@ fn spawn_clients(
         .collect()
 }
 
+/// The clients of one fault test: started against `addrs`, stopped by `finish`.
+struct Workload {
+    start: Instant,
+    history: History,
+    stop: Arc<AtomicBool>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workload {
+    fn start(addrs: Vec<String>) -> Workload {
+        let start = Instant::now();
+        let history: History = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = spawn_clients(addrs, history.clone(), stop.clone(), start);
+        Workload { start, history, stop, clients }
+    }
+
+    /// Stops the clients, then reads every key through `leader` and checks the history.
+    fn finish(self, leader: &str, faults: &str) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.clients {
+            t.join().unwrap();
+        }
+        final_reads_and_check(leader, &self.history, self.start, faults);
+    }
+}
+
 /// Heals nothing itself: reads every key once more through `leader`, then checks the
 /// whole history (and that the checker rejects a corrupted copy of it).
 fn final_reads_and_check(leader: &str, history: &History, start: Instant, faults: &str) {
@@ -245,11 +272,8 @@ fn final_reads_and_check(leader: &str, history: &History, start: Instant, faults
 fn history_under_kills_and_pauses_is_linearizable() {
     let mut c = Cluster::servers("faults", 3, "");
     c.leader(Duration::from_secs(30));
-    let addrs: Vec<String> = c.agents.iter().map(|a| a.addr.clone()).collect();
-    let start = Instant::now();
-    let history: History = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients = spawn_clients(addrs, history.clone(), stop.clone(), start);
+    let work = Workload::start(c.agents.iter().map(|a| a.addr.clone()).collect());
+    let start = work.start;
     // The nemesis: alternately kill a random server (restarting it a second later) and
     // freeze the leader for two seconds.
     let mut rng = Rng(42);
@@ -276,14 +300,9 @@ fn history_under_kills_and_pauses_is_linearizable() {
             break;
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    for t in clients {
-        t.join().unwrap();
-    }
-
     let leader = c.leader(Duration::from_secs(30));
     assert!(kills >= 2 && pauses >= 1);
-    final_reads_and_check(&leader, &history, start, &format!("{kills} kills, {pauses} leader pauses"));
+    work.finish(&leader, &format!("{kills} kills, {pauses} leader pauses"));
 }
 
 /// Real network partitions: servers in namespaces, the peer link of the leader (or of
@@ -297,11 +316,8 @@ fn history_under_network_partitions_is_linearizable() {
     let net = NetCluster::servers("part", 3);
     let c = &net.cluster;
     c.leader(Duration::from_secs(30));
-    let addrs: Vec<String> = c.agents.iter().map(|a| a.addr.clone()).collect();
-    let start = Instant::now();
-    let history: History = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients = spawn_clients(addrs, history.clone(), stop.clone(), start);
+    let work = Workload::start(c.agents.iter().map(|a| a.addr.clone()).collect());
+    let start = work.start;
     let mut rng = Rng(7);
     let mut partitions = 0;
     for round in 0..4 {
@@ -318,11 +334,7 @@ fn history_under_network_partitions_is_linearizable() {
             break;
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    for t in clients {
-        t.join().unwrap();
-    }
     let leader = c.leader(Duration::from_secs(30));
     let li = c.index_of(&leader);
-    final_reads_and_check(&c.agents[li].addr, &history, start, &format!("{partitions} partitions"));
+    work.finish(&c.agents[li].addr, &format!("{partitions} partitions"));
 }

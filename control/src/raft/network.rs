@@ -122,6 +122,37 @@ async fn post<Req: Serialize, Resp: DeserializeOwned>(
     tokio::time::timeout(ttl, call).await.unwrap_or(Err(Fail::Timeout))
 }
 
+/// GETs and decodes JSON from another agent.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &HttpClient,
+    addr: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<T, String> {
+    use http_body_util::BodyExt;
+    let mut req = hyper::Request::get(format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        req = req.header(CLUSTER_TOKEN, t);
+    }
+    let req = req.body(http_body_util::Full::new(bytes::Bytes::new())).map_err(|e| e.to_string())?;
+    let call = async {
+        let resp = client.request(req).await.map_err(|e| format!("{addr}: {e}"))?;
+        let status = resp.status();
+        let body = http_body_util::Limited::new(resp.into_body(), MAX_REPLY)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!("{addr}{path}: {status}"));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("{addr}{path}: {e}"))
+    };
+    tokio::time::timeout(Duration::from_secs(2), call)
+        .await
+        .unwrap_or_else(|_| Err(format!("{addr}: timed out")))
+}
+
 impl Peer {
     async fn call<Req, Resp, E>(
         &self,

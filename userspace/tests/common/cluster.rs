@@ -38,10 +38,23 @@ impl Reply {
 
 /// One HTTP/1.1 request (Connection: close); Err on connection failure or timeout.
 pub fn http(addr: &str, method: &str, path: &str, body: &[u8], timeout: Duration) -> std::io::Result<Reply> {
+    http_with(addr, method, path, body, None, timeout)
+}
+
+/// [`http`] with one extra header line (`Name: value`), e.g. a token.
+pub fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    header: Option<&str>,
+    timeout: Duration,
+) -> std::io::Result<Reply> {
     let mut s = TcpStream::connect_timeout(&addr.parse().expect("socket address"), Duration::from_secs(2))?;
     s.set_read_timeout(Some(timeout))?;
+    let extra = header.map(|h| format!("{h}\r\n")).unwrap_or_default();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes())?;
