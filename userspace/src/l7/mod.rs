@@ -2,6 +2,7 @@
 //! health state. The I/O side (listeners, hyper, rustls) builds on these.
 pub mod balance;
 pub mod cookie;
+pub mod h1;
 pub mod health;
 pub mod proxy_protocol;
 pub mod route;

@@ -46,7 +46,7 @@ pub fn local_response(status: StatusCode, body: &'static str) -> Response<Body> 
     r
 }
 
-fn error_page(status: StatusCode) -> Response<Body> {
+pub(super) fn error_page(status: StatusCode) -> Response<Body> {
     match status {
         StatusCode::SERVICE_UNAVAILABLE => local_response(status, "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n"),
         StatusCode::GATEWAY_TIMEOUT => local_response(status, "<html><body><h1>504 Gateway Time-out</h1>\nThe server didn't respond in time.\n</body></html>\n"),
@@ -96,14 +96,14 @@ impl Drop for Tracked {
 }
 
 /// What the log line needs to know about how a request went.
-struct Outcome {
-    backend: String,
-    server: String,
-    status: u16,
-    t_queue: u128,
-    t_connect_resp: u128,
-    retries: u32,
-    termination: &'static str,
+pub(super) struct Outcome {
+    pub backend: String,
+    pub server: String,
+    pub status: u16,
+    pub t_queue: u128,
+    pub t_connect_resp: u128,
+    pub retries: u32,
+    pub termination: &'static str,
 }
 
 pub async fn handle(
@@ -124,52 +124,61 @@ pub async fn handle(
     fe.counters.leave();
     fe.counters.response(resp.status().as_u16());
     if fe.cfg.settings.httplog {
-        // HAProxy's httplog: %ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc
-        // %ac/%fc/%bc/%sc/%rc %sq/%bq %{+Q}r (no captures; %Tc is folded into %Tr: the
-        // pool does not say how long the connect took, so it is -1 like an absent value).
         let bytes = resp
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-")
             .to_string();
-        let fe_conns = fe.counters.scur.load(Relaxed);
-        let (be_conns, srv_conns) = shared
-            .backends
-            .get(&out.backend)
-            .map(|b| {
-                let s = b
-                    .servers
-                    .iter()
-                    .find(|s| s.cfg.name == out.server)
-                    .map(|s| s.counters.scur.load(Relaxed));
-                (b.counters.scur.load(Relaxed), s.unwrap_or(0))
-            })
-            .unwrap_or((0, 0));
-        log::info!(
-            target: "ballast::httplog",
-            "{}:{} [{}] {} {}/{} 0/{}/-1/{}/{} {} {} - - {} {}/{}/{}/{}/{} 0/0 \"{}\"",
-            peer.ip(),
-            peer.port(),
-            httplog_date(std::time::SystemTime::now()),
-            fe.cfg.name,
-            out.backend,
-            out.server,
-            out.t_queue,
-            out.t_connect_resp,
-            start.elapsed().as_millis(),
-            out.status,
-            bytes,
-            out.termination,
-            fe_conns,
-            fe_conns,
-            be_conns,
-            srv_conns,
-            out.retries,
-            line
-        );
+        log_request(&shared, &fe, peer, start, &out, &bytes, &line);
     }
     Ok(resp)
+}
+
+/// Writes one `option httplog` line.
+pub(super) fn log_request(
+    shared: &Shared,
+    fe: &FrontendRt,
+    peer: SocketAddr,
+    start: Instant,
+    out: &Outcome,
+    bytes: &str,
+    line: &str,
+) {
+    // HAProxy's httplog: %ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc
+    // %ac/%fc/%bc/%sc/%rc %sq/%bq %{+Q}r (no captures; %Tc is folded into %Tr: it is -1
+    // like an absent value).
+    let fe_conns = fe.counters.scur.load(Relaxed);
+    let (be_conns, srv_conns) = shared
+        .backends
+        .get(&out.backend)
+        .map(|b| {
+            let s = b.servers.iter().find(|s| s.cfg.name == out.server).map(|s| s.counters.scur.load(Relaxed));
+            (b.counters.scur.load(Relaxed), s.unwrap_or(0))
+        })
+        .unwrap_or((0, 0));
+    log::info!(
+        target: "ballast::httplog",
+        "{}:{} [{}] {} {}/{} 0/{}/-1/{}/{} {} {} - - {} {}/{}/{}/{}/{} 0/0 \"{}\"",
+        peer.ip(),
+        peer.port(),
+        httplog_date(std::time::SystemTime::now()),
+        fe.cfg.name,
+        out.backend,
+        out.server,
+        out.t_queue,
+        out.t_connect_resp,
+        start.elapsed().as_millis(),
+        out.status,
+        bytes,
+        out.termination,
+        fe_conns,
+        fe_conns,
+        be_conns,
+        srv_conns,
+        out.retries,
+        line
+    );
 }
 
 /// `22/Nov/2026:01:30:00.123` (UTC), HAProxy's %tr.
@@ -296,7 +305,7 @@ async fn send(
     sender.send_request(req).await.map_err(|_| SendError::Other)
 }
 
-fn pick(
+pub(super) fn pick(
     be: &BackendRt,
     peer: SocketAddr,
     path: &str,

@@ -7,6 +7,7 @@
 //! current state, so idle keep-alive connections continue on the new config, in-flight
 //! requests finish on the old one, and listeners that stay are never closed.
 pub mod checks;
+pub mod h1;
 pub mod http;
 pub mod queue;
 pub mod runtime;
@@ -291,27 +292,119 @@ async fn accept_loop(
                 tcp::serve(&shared, &fe, stream, peer, local).await;
                 return;
             }
-            let svc = service_fn(move |req| {
-                // Each request runs on the config current when it arrives.
-                let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
-                let fe = shared.frontend(&fe.cfg.name).unwrap_or_else(|| fe.clone());
-                http::handle(shared, fe, peer, local, req)
-            });
+            let name = fe.cfg.name.clone();
             match acceptor {
-                None => {
-                    let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
-                }
+                None => serve_http(current, name, stream, peer, local, read_timeout, &builder).await,
                 Some(acceptor) => {
                     // A client that never finishes its handshake holds a slot: bound it.
                     match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).await;
-                        }
+                        Ok(Ok(tls)) => serve_http(current, name, tls, peer, local, read_timeout, &builder).await,
                         Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
                         Err(_) => log::debug!("TLS handshake from {peer}: timed out"),
                     }
                 }
             }
         });
+    }
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// An HTTP connection: HTTP/2 (the client's first bytes are the preface) goes to hyper,
+/// everything else to the HTTP/1 path. The bytes read to decide are replayed.
+async fn serve_http<S>(
+    current: Arc<RwLock<Arc<Shared>>>,
+    frontend: String,
+    mut io: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    read_timeout: Duration,
+    builder: &auto::Builder<TokioExecutor>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut buf = bytes::BytesMut::with_capacity(h1::BUF);
+    loop {
+        match h1::read_more(&mut io, &mut buf, read_timeout).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let n = buf.len().min(H2_PREFACE.len());
+        if buf[..n] != H2_PREFACE[..n] || n == H2_PREFACE.len() {
+            break;
+        }
+    }
+    if !buf.starts_with(H2_PREFACE) {
+        h1::serve(current, frontend, io, buf, peer, local, read_timeout).await;
+        return;
+    }
+    let svc = service_fn(move |req| {
+        // Each request runs on the config current when it arrives.
+        let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let fe = shared.frontend(&frontend);
+        let shared2 = shared.clone();
+        async move {
+            match fe {
+                Some(fe) => http::handle(shared2, fe, peer, local, req).await,
+                None => Ok(http::error_page(hyper::StatusCode::SERVICE_UNAVAILABLE)),
+            }
+        }
+    });
+    let io = Prefixed { prefix: buf.freeze(), inner: io };
+    let _ = builder.serve_connection_with_upgrades(TokioIo::new(io), svc).await;
+}
+
+/// A stream whose first bytes were already read: they are read again first.
+struct Prefixed<S> {
+    prefix: bytes::Bytes,
+    inner: S,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = buf.remaining().min(self.prefix.len());
+            let part = self.prefix.split_to(n);
+            buf.put_slice(&part);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }

@@ -108,7 +108,18 @@ pub struct ServerRt {
     pub last_check: Mutex<String>,
     pub chkfail: AtomicU64,
     pub chkdown: AtomicU64,
+    /// Idle keep-alive connections to this server (the HTTP/1 path's pool), newest last.
+    pub idle: Mutex<Vec<Idle>>,
 }
+
+pub struct Idle {
+    pub stream: tokio::net::TcpStream,
+    pub since: Instant,
+}
+
+/// Idle connections kept per server, and for how long.
+const MAX_IDLE: usize = 256;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ServerRt {
     pub fn admin(&self) -> Admin {
@@ -117,6 +128,31 @@ impl ServerRt {
             2 => Admin::Maint,
             _ => Admin::Ready,
         }
+    }
+
+    /// An idle connection still open (the server has not closed or written to it).
+    pub fn take_idle(&self) -> Option<tokio::net::TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(c) = idle.pop() {
+            if c.since.elapsed() > IDLE_TIMEOUT {
+                continue;
+            }
+            let mut probe = [0u8; 1];
+            match c.stream.try_read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(c.stream),
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    pub fn put_idle(&self, stream: tokio::net::TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() >= MAX_IDLE {
+            // The oldest is the likeliest to have been closed by the server.
+            idle.remove(0);
+        }
+        idle.push(Idle { stream, since: Instant::now() });
     }
 
     pub fn is_up(&self) -> bool {
@@ -266,6 +302,7 @@ pub fn build(config: &crate::haproxy::L7Config) -> Arc<Shared> {
                         last_check: Mutex::new(String::new()),
                         chkfail: AtomicU64::new(0),
                         chkdown: AtomicU64::new(0),
+                        idle: Mutex::new(Vec::new()),
                     })
                 })
                 .collect();

@@ -1,0 +1,740 @@
+//! The HTTP/1.x path (clients that do not speak HTTP/2): one task per client connection
+//! reads a request head, picks a server, writes the rewritten head and the body to a
+//! pooled connection to that server, then reads the response head and streams the
+//! response back. Heads are parsed in place and copied once; bodies are forwarded as
+//! they come (chunked bodies as they are). No codec objects and no task per server
+//! connection: the request and its response share the client's task, as in HAProxy.
+//!
+//! Same rules as the hyper path (`http.rs`, kept for HTTP/2): stats page, routing,
+//! cookie persistence, balancing, `maxconn` queue, retries and `redispatch` on connect
+//! failures, `X-Forwarded-For`, PROXY protocol to servers, httplog. A request whose reused
+//! server connection turns out closed (no response byte) is sent again on a new one when
+//! it is idempotent and was sent whole.
+use std::{
+    net::SocketAddr,
+    sync::{atomic::Ordering::Relaxed, Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use bytes::{Buf, BytesMut};
+use http_body_util::BodyExt;
+use hyper::{Request, Response, StatusCode};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use super::{
+    http::{error_page, local_response, log_request, pick, Outcome},
+    queue,
+    state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
+    stats,
+};
+use crate::haproxy::model::ProxyProtocol;
+use crate::l7::{
+    cookie::{self, CookieServer},
+    h1::{self, BodyLen, Chunked, Field, RequestHead, ResponseHead},
+    proxy_protocol,
+    route::{backend_for, host_only, RequestView},
+};
+
+pub(super) const BUF: usize = 16 * 1024;
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")
+}
+
+async fn within<T>(
+    d: Duration,
+    f: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout(d, f).await.unwrap_or_else(|_| Err(timed_out()))
+}
+
+pub(super) async fn read_more<R: AsyncRead + Unpin>(io: &mut R, buf: &mut BytesMut, d: Duration) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(BUF);
+    }
+    within(d, io.read_buf(buf)).await
+}
+
+fn field<'a>(head: &'a [u8], fields: &[Field], name: &str) -> Option<&'a [u8]> {
+    fields.iter().find(|f| head[f.name.clone()].eq_ignore_ascii_case(name.as_bytes())).map(|f| &head[f.value.clone()])
+}
+
+fn text(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap_or("")
+}
+
+/// Serves HTTP/1.x requests on one client connection until it closes; `buf` holds what
+/// was already read from it.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    current: Arc<RwLock<Arc<Shared>>>,
+    frontend: String,
+    mut io: S,
+    mut buf: BytesMut,
+    peer: SocketAddr,
+    local: SocketAddr,
+    read_timeout: Duration,
+) {
+    loop {
+        let parsed = loop {
+            if !buf.is_empty() {
+                match h1::parse_request(&buf) {
+                    Ok(Some(h)) => break Ok(h),
+                    Ok(None) => {}
+                    Err(e) => break Err(e),
+                }
+            }
+            match read_more(&mut io, &mut buf, read_timeout).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        };
+        let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(fe) = shared.frontend(&frontend) else { return };
+        let h = match parsed {
+            Ok(h) => h,
+            Err(e) => {
+                log::debug!("{}: bad request from {peer}: {e}", fe.cfg.name);
+                fe.counters.response(400);
+                let resp = local_response(StatusCode::BAD_REQUEST, "<html><body><h1>400 Bad request</h1>\nYour browser sent an invalid request.\n</body></html>\n");
+                let _ = write_local(&mut io, resp, 1, false).await;
+                let _ = io.shutdown().await;
+                return;
+            }
+        };
+        let head = buf.split_to(h.len).to_vec();
+        let ex = Exchange { shared: &shared, fe: &fe, peer, local, client_timeout: read_timeout, head: &head, h: &h };
+        if !ex.run(&mut io, &mut buf).await {
+            let _ = io.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// Writes a locally made response (error page, stats) with a length.
+async fn write_local<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    resp: Response<Body>,
+    minor: u8,
+    keep: bool,
+) -> std::io::Result<u64> {
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (k, v) in &parts.headers {
+        if k != hyper::header::CONTENT_LENGTH {
+            put_field(&mut out, k.as_str().as_bytes(), v.as_bytes());
+        }
+    }
+    put_field(&mut out, b"content-length", body.len().to_string().as_bytes());
+    if !keep {
+        put_field(&mut out, b"connection", b"close");
+    } else if minor == 0 {
+        put_field(&mut out, b"connection", b"keep-alive");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&body);
+    io.write_all(&out).await?;
+    Ok(out.len() as u64)
+}
+
+fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// One request and its response.
+struct Exchange<'a> {
+    shared: &'a Shared,
+    fe: &'a FrontendRt,
+    peer: SocketAddr,
+    local: SocketAddr,
+    client_timeout: Duration,
+    head: &'a [u8],
+    h: &'a RequestHead,
+}
+
+/// How forwarding went, for the log and for whether the client connection stays.
+struct Done {
+    status: u16,
+    bytes: u64,
+    keep: bool,
+}
+
+impl Exchange<'_> {
+    fn method(&self) -> &[u8] {
+        &self.head[self.h.method.clone()]
+    }
+
+    fn target(&self) -> &str {
+        text(&self.head[self.h.target.clone()])
+    }
+
+    /// Returns whether the client connection can take another request.
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&self, io: &mut S, buf: &mut BytesMut) -> bool {
+        let start = Instant::now();
+        let fe = self.fe;
+        fe.counters.enter();
+        let mut out = Outcome {
+            backend: fe.cfg.name.clone(),
+            server: "<NOSRV>".into(),
+            status: 0,
+            t_queue: 0,
+            t_connect_resp: 0,
+            retries: 0,
+            termination: "----",
+        };
+        let done = self.route(io, buf, &mut out).await;
+        fe.counters.leave();
+        fe.counters.response(done.status);
+        fe.counters.bout.fetch_add(done.bytes, Relaxed);
+        if fe.cfg.settings.httplog {
+            out.status = done.status;
+            let line = format!("{} {} HTTP/1.{}", text(self.method()), self.target(), self.h.minor);
+            log_request(self.shared, fe, self.peer, start, &out, &done.bytes.to_string(), &line);
+        }
+        done.keep
+    }
+
+    /// Answers locally; the connection stays only if the request had no body to skip.
+    async fn local<S: AsyncWrite + Unpin>(&self, io: &mut S, resp: Response<Body>) -> Done {
+        let status = resp.status().as_u16();
+        let keep = self.h.keep_alive && self.h.body == BodyLen::None;
+        match write_local(io, resp, self.h.minor, keep).await {
+            Ok(bytes) => Done { status, bytes, keep },
+            Err(_) => Done { status, bytes: 0, keep: false },
+        }
+    }
+
+    async fn route<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut S,
+        buf: &mut BytesMut,
+        out: &mut Outcome,
+    ) -> Done {
+        let (authority, pq) = h1::split_target(self.target());
+        let path = pq.split('?').next().unwrap_or("/");
+        if let Some(st) = &self.fe.cfg.stats {
+            if let Some(uri) = &st.uri {
+                if path.starts_with(uri.as_str()) {
+                    let mut req = Request::builder().uri(pq);
+                    for f in &self.h.fields {
+                        req = req.header(&self.head[f.name.clone()], &self.head[f.value.clone()]);
+                    }
+                    out.server = "<STATS>".into();
+                    let resp = match req.body(()) {
+                        Ok(req) => stats::serve(self.shared, st, &req),
+                        Err(_) => local_response(StatusCode::BAD_REQUEST, "<html><body><h1>400 Bad request</h1></body></html>\n"),
+                    };
+                    return self.local(io, resp).await;
+                }
+            }
+        }
+        let host_field = field(self.head, &self.h.fields, "host").map(text);
+        let host = host_field.map(host_only).or(authority.map(host_only));
+        let view = RequestView { host, path };
+        let Some(be) = backend_for(&self.fe.cfg, &view).and_then(|n| self.shared.backends.get(n)).cloned() else {
+            out.termination = "SC--";
+            return self.local(io, error_page(StatusCode::SERVICE_UNAVAILABLE)).await;
+        };
+        out.backend = be.cfg.name.clone();
+        be.counters.enter();
+        let done = self.forward(&be, io, buf, out, authority, pq, path, host_field.is_none()).await;
+        be.counters.leave();
+        be.counters.response(done.status);
+        be.counters.bout.fetch_add(done.bytes, Relaxed);
+        done
+    }
+
+    /// The request head as the server sees it (the same for every server tried).
+    fn upstream_head(&self, be: &BackendRt, pq: &str, authority: Option<&str>, add_host: bool) -> Vec<u8> {
+        let s = &be.cfg.settings;
+        let head = self.head;
+        let mut up = Vec::with_capacity(head.len() + 64);
+        up.extend_from_slice(self.method());
+        up.push(b' ');
+        up.extend_from_slice(pq.as_bytes());
+        up.extend_from_slice(b" HTTP/1.1\r\n");
+        for f in self.h.fields.iter().filter(|f| !f.hop) {
+            let (name, value) = (&head[f.name.clone()], &head[f.value.clone()]);
+            if let Some(c) = s.cookie.as_ref().filter(|c| c.indirect) {
+                if name.eq_ignore_ascii_case(b"cookie") {
+                    if let Some(rest) = cookie::strip(c, text(value)) {
+                        put_field(&mut up, name, rest.as_bytes());
+                    }
+                    continue;
+                }
+            }
+            put_field(&mut up, name, value);
+        }
+        if add_host {
+            if let Some(a) = authority {
+                put_field(&mut up, b"host", a.as_bytes());
+            }
+        }
+        if let Some(name) = &s.forwardfor {
+            put_field(&mut up, name.as_bytes(), self.peer.ip().to_string().as_bytes());
+        }
+        if let Some(u) = &self.h.upgrade {
+            put_field(&mut up, b"connection", b"upgrade");
+            put_field(&mut up, b"upgrade", &head[u.clone()]);
+        }
+        up.extend_from_slice(b"\r\n");
+        up
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        be: &Arc<BackendRt>,
+        io: &mut S,
+        buf: &mut BytesMut,
+        out: &mut Outcome,
+        authority: Option<&str>,
+        pq: &str,
+        path: &str,
+        add_host: bool,
+    ) -> Done {
+        let s = &be.cfg.settings;
+        let cookies: Vec<&str> = if s.cookie.is_some() {
+            self.h
+                .fields
+                .iter()
+                .filter(|f| self.head[f.name.clone()].eq_ignore_ascii_case(b"cookie"))
+                .map(|f| text(&self.head[f.value.clone()]))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let (persisted, client_cookie) = match &s.cookie {
+            Some(c) => {
+                let servers: Vec<CookieServer> = be
+                    .servers
+                    .iter()
+                    .map(|sv| CookieServer { value: sv.cfg.cookie.as_deref(), accepts: sv.is_up() })
+                    .collect();
+                (cookie::designated(c, &cookies, &servers), cookie::find(&c.name, &cookies))
+            }
+            None => (None, None),
+        };
+        let hdr_value = match &s.balance {
+            crate::haproxy::model::Balance::Hdr(name) => field(self.head, &self.h.fields, name).map(text),
+            _ => None,
+        };
+
+        // The first write to the server: head plus the body bytes already read.
+        let mut first = self.upstream_head(be, pq, authority, add_host);
+        let mut body_left = match self.h.body {
+            BodyLen::Length(n) => n,
+            _ => 0,
+        };
+        let mut chunked = Chunked::default();
+        let mut body_done = match self.h.body {
+            BodyLen::Length(_) => {
+                let k = (body_left.min(buf.len() as u64)) as usize;
+                first.extend_from_slice(&buf[..k]);
+                buf.advance(k);
+                body_left -= k as u64;
+                body_left == 0
+            }
+            BodyLen::Chunked => match chunked.feed(buf, None) {
+                Ok(k) => {
+                    first.extend_from_slice(&buf[..k]);
+                    buf.advance(k);
+                    chunked.done()
+                }
+                Err(e) => {
+                    log::debug!("{}: bad chunked body from {}: {e}", self.fe.cfg.name, self.peer);
+                    out.termination = "CR--";
+                    let resp = local_response(StatusCode::BAD_REQUEST, "<html><body><h1>400 Bad request</h1></body></html>\n");
+                    let d = self.local(io, resp).await;
+                    return Done { keep: false, ..d };
+                }
+            },
+            _ => true,
+        };
+        let sent_whole = body_done;
+        let idempotent = matches!(self.method(), b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE");
+
+        let Some(mut idx) = persisted.or_else(|| pick(be, self.peer, path, hdr_value, None)) else {
+            out.termination = "SC--";
+            let d = self.local(io, error_page(StatusCode::SERVICE_UNAVAILABLE)).await;
+            return Done { keep: d.keep && body_done, ..d };
+        };
+        if self.h.expect_continue && !body_done {
+            // Answered here, as nginx does: the server never sees `Expect`.
+            if io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+                return Done { status: 0, bytes: 0, keep: false };
+            }
+        }
+        let mut tries_left = s.retries;
+        loop {
+            let server = be.servers[idx].clone();
+            out.server = server.cfg.name.clone();
+            let t0 = Instant::now();
+            let permit =
+                match queue::acquire(server.slots.as_ref(), be.queue_timeout(), &server.counters.qcur, &server.counters.qmax)
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(queue::QueueTimeout) => {
+                        out.termination = "sQ--";
+                        out.t_queue = t0.elapsed().as_millis();
+                        let d = self.local(io, error_page(StatusCode::SERVICE_UNAVAILABLE)).await;
+                        return Done { keep: d.keep && body_done, ..d };
+                    }
+                };
+            out.t_queue = t0.elapsed().as_millis();
+            server.counters.enter();
+            let t1 = Instant::now();
+            // A reused connection may have been closed by the server meanwhile: then the
+            // request goes again on a new one, once.
+            let mut fresh_only = false;
+            let attempt = loop {
+                let (mut up, reused) = match self.connect(be, &server, fresh_only).await {
+                    Ok(c) => c,
+                    Err(()) => break Err(SendError::Connect),
+                };
+                if let Err(e) = within(be.server_timeout(), up.write_all(&first)).await {
+                    if reused && !fresh_only {
+                        fresh_only = true;
+                        continue;
+                    }
+                    break Err(if e.kind() == std::io::ErrorKind::TimedOut { SendError::Timeout } else { SendError::Other });
+                }
+                if !body_done {
+                    match self.stream_request_body(io, buf, &mut up, &mut body_left, &mut chunked, be).await {
+                        Ok(()) => body_done = true,
+                        Err(e) => break Err(e),
+                    }
+                }
+                let mut sbuf = BytesMut::with_capacity(BUF);
+                match self.read_response_head(io, &mut up, &mut sbuf, be).await {
+                    Ok(r) => break Ok((up, r, sbuf)),
+                    Err(SendError::Empty) if reused && !fresh_only && sent_whole && idempotent => {
+                        fresh_only = true;
+                        continue;
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
+            out.t_connect_resp = t1.elapsed().as_millis();
+            match attempt {
+                Ok((up, r, sbuf)) => {
+                    server.counters.response(r.status);
+                    let d = self.respond(io, buf, up, r, sbuf, &server, be, client_cookie, out).await;
+                    server.counters.bout.fetch_add(d.bytes, Relaxed);
+                    server.counters.leave();
+                    drop(permit);
+                    return d;
+                }
+                Err(e) => {
+                    server.counters.leave();
+                    drop(permit);
+                    let connect_failed = e == SendError::Connect;
+                    if connect_failed {
+                        server.counters.econ.fetch_add(1, Relaxed);
+                        be.counters.econ.fetch_add(1, Relaxed);
+                    } else {
+                        server.counters.eresp.fetch_add(1, Relaxed);
+                    }
+                    if e == SendError::Client {
+                        out.termination = "CD--";
+                        return Done { status: 0, bytes: 0, keep: false };
+                    }
+                    if !(connect_failed && tries_left > 0) {
+                        let (status, term) = match e {
+                            SendError::Connect => (StatusCode::SERVICE_UNAVAILABLE, "SC--"),
+                            SendError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "sH--"),
+                            _ => (StatusCode::BAD_GATEWAY, "SH--"),
+                        };
+                        out.termination = term;
+                        let d = self.local(io, error_page(status)).await;
+                        return Done { keep: d.keep && body_done, ..d };
+                    }
+                    tries_left -= 1;
+                    out.retries += 1;
+                    server.counters.wretr.fetch_add(1, Relaxed);
+                    be.counters.wretr.fetch_add(1, Relaxed);
+                    // HAProxy redispatches on the last retry.
+                    if tries_left == 0 && s.redispatch {
+                        if let Some(other) = pick(be, self.peer, path, hdr_value, Some(idx)) {
+                            if other != idx {
+                                server.counters.wredis.fetch_add(1, Relaxed);
+                                be.counters.wredis.fetch_add(1, Relaxed);
+                                idx = other;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A connection to `server`: an idle pooled one unless `fresh_only`, else a new one
+    /// (with the PROXY header first for `send-proxy` servers). Also says if it was reused.
+    async fn connect(&self, be: &BackendRt, server: &ServerRt, fresh_only: bool) -> Result<(TcpStream, bool), ()> {
+        if server.cfg.send_proxy.is_none() && !fresh_only {
+            if let Some(s) = server.take_idle() {
+                return Ok((s, true));
+            }
+        }
+        let mut stream = match tokio::time::timeout(be.connect_timeout(), TcpStream::connect(server.cfg.addr)).await {
+            Ok(Ok(s)) => s,
+            _ => return Err(()),
+        };
+        let _ = stream.set_nodelay(true);
+        if let Some(version) = server.cfg.send_proxy {
+            let header = match version {
+                ProxyProtocol::V1 => proxy_protocol::encode_v1(self.peer, self.local),
+                ProxyProtocol::V2 => proxy_protocol::encode_v2(self.peer, self.local),
+            };
+            stream.write_all(&header).await.map_err(|_| ())?;
+        }
+        Ok((stream, false))
+    }
+
+    /// The rest of the request body, read from the client as it comes.
+    async fn stream_request_body<S: AsyncRead + Unpin>(
+        &self,
+        io: &mut S,
+        buf: &mut BytesMut,
+        up: &mut TcpStream,
+        left: &mut u64,
+        chunked: &mut Chunked,
+        be: &BackendRt,
+    ) -> Result<(), SendError> {
+        loop {
+            if buf.is_empty() {
+                match read_more(io, buf, self.client_timeout).await {
+                    Ok(0) | Err(_) => return Err(SendError::Client),
+                    Ok(_) => {}
+                }
+            }
+            let k = if self.h.body == BodyLen::Chunked {
+                chunked.feed(buf, None).map_err(|_| SendError::Client)?
+            } else {
+                (*left).min(buf.len() as u64) as usize
+            };
+            within(be.server_timeout(), up.write_all(&buf[..k])).await.map_err(|_| SendError::Other)?;
+            buf.advance(k);
+            if self.h.body == BodyLen::Chunked {
+                if chunked.done() {
+                    return Ok(());
+                }
+            } else {
+                *left -= k as u64;
+                if *left == 0 {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Reads the final response head; interim 1xx responses go to HTTP/1.1 clients.
+    async fn read_response_head<S: AsyncWrite + Unpin>(
+        &self,
+        io: &mut S,
+        up: &mut TcpStream,
+        sbuf: &mut BytesMut,
+        be: &BackendRt,
+    ) -> Result<ResponseHead, SendError> {
+        let mut got_any = false;
+        loop {
+            if !sbuf.is_empty() {
+                match h1::parse_response(sbuf, self.method()) {
+                    Ok(Some(r)) if (100..200).contains(&r.status) && r.status != 101 => {
+                        if self.h.minor == 1 {
+                            io.write_all(&sbuf[..r.len]).await.map_err(|_| SendError::Client)?;
+                        }
+                        sbuf.advance(r.len);
+                        continue;
+                    }
+                    Ok(Some(r)) if r.status == 101 && self.h.upgrade.is_none() => return Err(SendError::Other),
+                    Ok(Some(r)) => return Ok(r),
+                    Ok(None) => {}
+                    Err(e) => {
+                        log::debug!("bad response from a server: {e}");
+                        return Err(SendError::Other);
+                    }
+                }
+            }
+            match read_more(up, sbuf, be.server_timeout()).await {
+                Ok(0) => return Err(if got_any { SendError::Other } else { SendError::Empty }),
+                Ok(_) => got_any = true,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(SendError::Timeout),
+                Err(_) => return Err(if got_any { SendError::Other } else { SendError::Empty }),
+            }
+        }
+    }
+
+    /// Sends the response to the client, then returns the server connection to the pool
+    /// if it can take another request.
+    #[allow(clippy::too_many_arguments)]
+    async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut S,
+        buf: &mut BytesMut,
+        mut up: TcpStream,
+        r: ResponseHead,
+        mut sbuf: BytesMut,
+        server: &ServerRt,
+        be: &BackendRt,
+        client_cookie: Option<&str>,
+        out: &mut Outcome,
+    ) -> Done {
+        let s = &be.cfg.settings;
+        let rhead = sbuf.split_to(r.len);
+        // HTTP/1.0 clients cannot read chunked bodies: those are de-chunked and closed.
+        let dechunk = r.body == BodyLen::Chunked && self.h.minor == 0;
+        let upgraded = r.status == 101;
+        let keep = self.h.keep_alive && !upgraded && r.body != BodyLen::UntilClose && !dechunk;
+        let cookie_set = s.cookie.as_ref().and_then(|c| {
+            let chosen = CookieServer { value: server.cfg.cookie.as_deref(), accepts: true };
+            cookie::insert(c, client_cookie, &chosen)
+        });
+        let nocache = cookie_set.as_ref().is_some_and(|(_, n)| *n);
+
+        let mut w = Vec::with_capacity(r.len + 128 + sbuf.len().min(BUF));
+        w.extend_from_slice(b"HTTP/1.1 ");
+        w.extend_from_slice(r.status.to_string().as_bytes());
+        w.push(b' ');
+        w.extend_from_slice(&rhead[r.reason.clone()]);
+        w.extend_from_slice(b"\r\n");
+        for f in r.fields.iter().filter(|f| !f.hop) {
+            let name = &rhead[f.name.clone()];
+            if (nocache && name.eq_ignore_ascii_case(b"cache-control"))
+                || (dechunk && name.eq_ignore_ascii_case(b"transfer-encoding"))
+            {
+                continue;
+            }
+            put_field(&mut w, name, &rhead[f.value.clone()]);
+        }
+        if let Some((set, _)) = &cookie_set {
+            put_field(&mut w, b"set-cookie", set.as_bytes());
+        }
+        if nocache {
+            put_field(&mut w, b"cache-control", b"private");
+        }
+        if upgraded {
+            put_field(&mut w, b"connection", b"upgrade");
+            if let Some(u) = field(&rhead, &r.fields, "upgrade") {
+                put_field(&mut w, b"upgrade", u);
+            }
+        } else if !keep {
+            put_field(&mut w, b"connection", b"close");
+        } else if self.h.minor == 0 {
+            put_field(&mut w, b"connection", b"keep-alive");
+        }
+        w.extend_from_slice(b"\r\n");
+
+        if upgraded {
+            w.extend_from_slice(&sbuf);
+            let mut bytes = w.len() as u64;
+            if io.write_all(&w).await.is_err() || up.write_all(buf).await.is_err() {
+                return Done { status: 101, bytes, keep: false };
+            }
+            buf.clear();
+            if let Ok((_, down)) = tokio::io::copy_bidirectional(io, &mut up).await {
+                bytes += down;
+            }
+            return Done { status: 101, bytes, keep: false };
+        }
+
+        let mut bytes = 0u64;
+        let mut chunked = Chunked::default();
+        let mut left = match r.body {
+            BodyLen::Length(n) => n,
+            _ => 0,
+        };
+        let mut spans = Vec::new();
+        // Body bytes go out with the head in one write when they are already here.
+        let finished = loop {
+            let k = match r.body {
+                BodyLen::None => 0,
+                BodyLen::Length(_) => left.min(sbuf.len() as u64) as usize,
+                BodyLen::UntilClose => sbuf.len(),
+                BodyLen::Chunked => {
+                    spans.clear();
+                    match chunked.feed(&sbuf, dechunk.then_some(&mut spans)) {
+                        Ok(k) => k,
+                        Err(e) => {
+                            log::debug!("bad chunked body from {}: {e}", server.cfg.name);
+                            out.termination = "SD--";
+                            break false;
+                        }
+                    }
+                }
+            };
+            if dechunk {
+                for sp in &spans {
+                    w.extend_from_slice(&sbuf[sp.clone()]);
+                }
+            } else {
+                w.extend_from_slice(&sbuf[..k]);
+            }
+            sbuf.advance(k);
+            left -= match r.body {
+                BodyLen::Length(_) => k as u64,
+                _ => 0,
+            };
+            if !w.is_empty() {
+                if within(self.client_timeout, io.write_all(&w)).await.is_err() {
+                    out.termination = "CD--";
+                    return Done { status: r.status, bytes, keep: false };
+                }
+                bytes += w.len() as u64;
+                w.clear();
+            }
+            let complete = match r.body {
+                BodyLen::None => true,
+                BodyLen::Length(_) => left == 0,
+                BodyLen::Chunked => chunked.done(),
+                BodyLen::UntilClose => false,
+            };
+            if complete {
+                break true;
+            }
+            match read_more(&mut up, &mut sbuf, be.server_timeout()).await {
+                Ok(0) => {
+                    let ok = r.body == BodyLen::UntilClose;
+                    if !ok {
+                        out.termination = "SD--";
+                    }
+                    break ok;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    out.termination = "SD--";
+                    break false;
+                }
+            }
+        };
+        if finished && r.keep_alive && sbuf.is_empty() && server.cfg.send_proxy.is_none() {
+            server.put_idle(up);
+        }
+        Done { status: r.status, bytes, keep: keep && finished }
+    }
+}
+
+/// Why a request did not get a response head from the server.
+#[derive(Debug, PartialEq, Eq)]
+enum SendError {
+    /// Could not connect: retried (another server on the last try with `redispatch`).
+    Connect,
+    /// Closed before sending a byte of response (a stale reused connection, typically).
+    Empty,
+    Timeout,
+    /// The client went away or sent a bad body.
+    Client,
+    Other,
+}
