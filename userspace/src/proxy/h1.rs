@@ -78,6 +78,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     read_timeout: Duration,
 ) {
     loop {
+        // The whole head within `timeout http-request` (or client): a client trickling
+        // bytes does not hold the connection longer.
+        let deadline = tokio::time::Instant::now() + read_timeout;
         let parsed = loop {
             if !buf.is_empty() {
                 match h1::parse_request(&buf) {
@@ -86,7 +89,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     Err(e) => break Err(e),
                 }
             }
-            match read_more(&mut io, &mut buf, read_timeout).await {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match read_more(&mut io, &mut buf, left).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }

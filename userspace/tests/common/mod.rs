@@ -5,6 +5,7 @@
 pub use ballast::testkit::{enter, packet, parse_mac, run, sh, spawn_in, Netns};
 pub mod cluster;
 pub mod http_backend;
+pub mod l7;
 pub mod servers;
 pub mod topo;
 

@@ -1,0 +1,299 @@
+//! The proxy's HTTP/1 path on the wire, with raw clients and a scripted backend: request
+//! and response bodies by length and chunked (both ways, any size), pipelining, HTTP/1.0
+//! keep-alive and de-chunking, `Expect: 100-continue`, hop-by-hop fields, responses that
+//! end at close, a pooled server connection the server closed, Upgrade (101) tunnels,
+//! and requests refused as smuggling attempts (never reaching the server).
+mod common;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use common::{free_port, l7::start_proxy};
+
+/// A backend that answers by path:
+/// - `/echo`: `len=<body bytes> sum=<byte sum> te=<transfer-encoding> expect=<expect>
+///   secret=<x-secret> host=<host>`
+/// - `/chunked`: `hello world` in two chunks
+/// - `/big`: 1 MB of a pattern, with a length
+/// - `/close`: `bye`, then the server closes the connection without saying so
+/// - `/noclen`: a body without length, ended by closing
+/// - `/upgrade`: 101, then echoes bytes
+///
+/// Counts requests it saw.
+fn scripted_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut w = c.try_clone().unwrap();
+                let mut r = BufReader::new(c);
+                while let Some((path, headers, body)) = read_request(&mut r) {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let h = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+                    let reply: Vec<u8> = match path.as_str() {
+                        "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec(),
+                        "/big" => {
+                            let body: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+                            [format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes(), body].concat()
+                        }
+                        "/close" => {
+                            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye");
+                            return;
+                        }
+                        "/noclen" => {
+                            let _ = w.write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil close");
+                            return;
+                        }
+                        "/upgrade" => {
+                            let _ = w.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n");
+                            let mut b = [0u8; 64];
+                            while let Ok(n) = r.read(&mut b) {
+                                if n == 0 || w.write_all(&b[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                            return;
+                        }
+                        _ => {
+                            let sum: u64 = body.iter().map(|&b| b as u64).sum();
+                            let text = format!(
+                                "len={} sum={sum} te={} expect={} secret={} host={}",
+                                body.len(),
+                                h("transfer-encoding"),
+                                h("expect"),
+                                h("x-secret"),
+                                h("host")
+                            );
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}", text.len()).into_bytes()
+                        }
+                    };
+                    if w.write_all(&reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+type Head = (String, Vec<(String, String)>);
+
+fn read_head(r: &mut impl BufRead) -> Option<Head> {
+    let mut first = String::new();
+    if r.read_line(&mut first).ok()? == 0 {
+        return None;
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).ok()? == 0 {
+            return None;
+        }
+        let l = l.trim_end();
+        if l.is_empty() {
+            return Some((first.trim_end().to_string(), headers));
+        }
+        let (k, v) = l.split_once(':')?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+}
+
+fn read_chunked(r: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        r.read_line(&mut size).ok()?;
+        let n = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
+        if n == 0 {
+            // Trailers up to the empty line.
+            loop {
+                let mut l = String::new();
+                r.read_line(&mut l).ok()?;
+                if l.trim().is_empty() {
+                    return Some(body);
+                }
+            }
+        }
+        let mut chunk = vec![0; n + 2];
+        r.read_exact(&mut chunk).ok()?;
+        body.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn read_request(r: &mut impl BufRead) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
+    let (line, headers) = read_head(r)?;
+    let path = line.split_whitespace().nth(1)?.to_string();
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let body = if get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        read_chunked(r)?
+    } else {
+        let mut b = vec![0; get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0)];
+        r.read_exact(&mut b).ok()?;
+        b
+    };
+    Some((path, headers, body))
+}
+
+/// A response as a client reads it: (status line, headers, body).
+fn read_response(r: &mut impl BufRead) -> (String, Vec<(String, String)>, Vec<u8>) {
+    let (line, headers) = read_head(r).expect("response head");
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let body = if get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        read_chunked(r).expect("chunked body")
+    } else if let Some(n) = get("content-length") {
+        let mut b = vec![0; n.parse().unwrap()];
+        r.read_exact(&mut b).unwrap();
+        b
+    } else if line.contains(" 101 ") || line.contains(" 100 ") {
+        Vec::new()
+    } else {
+        let mut b = Vec::new();
+        r.read_to_end(&mut b).unwrap();
+        b
+    };
+    (line, headers, body)
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn connect(port: u16) -> (TcpStream, BufReader<TcpStream>) {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let r = BufReader::new(s.try_clone().unwrap());
+    (s, r)
+}
+
+/// True when the peer closed (read gives 0 bytes).
+fn closed(r: &mut BufReader<TcpStream>) -> bool {
+    let mut b = [0u8; 1];
+    matches!(r.read(&mut b), Ok(0))
+}
+
+#[test]
+fn http1_framing_both_ways() {
+    let (backend, seen) = scripted_backend();
+    let port = free_port();
+    let p = start_proxy(&format!(
+        "defaults\n    mode http\n    option httplog\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\nlisten web\n    bind 127.0.0.1:{port}\n    server s1 {backend}\n"
+    ));
+    let (mut s, mut r) = connect(p.port);
+
+    // Pipelined requests on one connection, answered in order; hop-by-hop fields (also
+    // those named by Connection) stay here; Host passes through.
+    s.write_all(b"GET /echo HTTP/1.1\r\nHost: a.example\r\nConnection: X-Secret\r\nX-Secret: 1\r\n\r\nGET /chunked HTTP/1.1\r\nHost: a.example\r\n\r\n").unwrap();
+    let (line, _, body) = read_response(&mut r);
+    assert_eq!(line, "HTTP/1.1 200 OK");
+    assert_eq!(String::from_utf8(body).unwrap(), "len=0 sum=0 te= expect= secret= host=a.example");
+    let (line, h, body) = read_response(&mut r);
+    assert_eq!(line, "HTTP/1.1 200 OK");
+    assert_eq!(header(&h, "transfer-encoding"), Some("chunked"));
+    assert_eq!(body, b"hello world");
+
+    // A body by length, split over several writes, and a 1 MB response.
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 7) as u8).collect();
+    let sum: u64 = body.iter().map(|&b| b as u64).sum();
+    s.write_all(format!("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).unwrap();
+    for part in body.chunks(50_000) {
+        s.write_all(part).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, _, got) = read_response(&mut r);
+    assert_eq!(String::from_utf8(got).unwrap(), format!("len=200000 sum={sum} te= expect= secret= host=a"));
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let (_, _, got) = read_response(&mut r);
+    assert_eq!(got.len(), 1_000_000);
+    assert!(got.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+
+    // A chunked request body reaches the server chunked and whole.
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    s.write_all(b"2;x=y\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n").unwrap();
+    let (_, _, got) = read_response(&mut r);
+    let sum: u64 = b"abcde".iter().map(|&b| b as u64).sum();
+    assert_eq!(String::from_utf8(got).unwrap(), format!("len=5 sum={sum} te=chunked expect= secret= host=a"));
+
+    // Expect: 100-continue is answered by the proxy; the server never sees Expect.
+    s.write_all(b"PUT /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n").unwrap();
+    let (line, _, _) = read_response(&mut r);
+    assert_eq!(line, "HTTP/1.1 100 Continue");
+    s.write_all(b"ok").unwrap();
+    let (line, _, got) = read_response(&mut r);
+    assert_eq!(line, "HTTP/1.1 200 OK");
+    assert!(String::from_utf8(got).unwrap().starts_with("len=2 "));
+
+    // A response without length ends the client connection too.
+    s.write_all(b"GET /noclen HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let (_, h, got) = read_response(&mut r);
+    assert_eq!(got, b"until close");
+    assert_eq!(header(&h, "connection"), Some("close"));
+
+    // HTTP/1.0 keep-alive: the connection stays for lengths; a chunked body is
+    // de-chunked for it and the connection then closes.
+    let (mut s, mut r) = connect(p.port);
+    s.write_all(b"GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    let (line, h, _) = read_response(&mut r);
+    assert!(line.ends_with("200 OK"), "{line}");
+    assert_eq!(header(&h, "connection"), Some("keep-alive"));
+    s.write_all(b"GET /chunked HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    let (_, h, got) = read_response(&mut r);
+    assert_eq!(header(&h, "transfer-encoding"), None);
+    assert_eq!(header(&h, "connection"), Some("close"));
+    assert_eq!(got, b"hello world");
+
+    // The server closes a connection it just answered on (no Connection: close): the
+    // next requests, which may get that pooled connection, still succeed.
+    for _ in 0..5 {
+        let (mut s, mut r) = connect(p.port);
+        s.write_all(b"GET /close HTTP/1.1\r\nHost: a\r\n\r\nGET /echo HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut r).2, b"bye");
+        let (line, _, _) = read_response(&mut r);
+        assert_eq!(line, "HTTP/1.1 200 OK");
+    }
+
+    // Upgrade: 101, then bytes flow both ways.
+    let (mut s, mut r) = connect(p.port);
+    s.write_all(b"GET /upgrade HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n").unwrap();
+    let (line, h, _) = read_response(&mut r);
+    assert_eq!(line, "HTTP/1.1 101 Switching Protocols");
+    assert_eq!(header(&h, "upgrade"), Some("echo"));
+    s.write_all(b"ping").unwrap();
+    let mut four = [0u8; 4];
+    r.read_exact(&mut four).unwrap();
+    assert_eq!(&four, b"ping");
+
+    // Smuggling attempts and garbage: 400, connection closed, the server sees nothing.
+    let before = seen.load(Ordering::SeqCst);
+    for bad in [
+        "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+        "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "GET /echo HTTP/1.1\r\nBad Header: x\r\n\r\n",
+        "\x16\x03\x01\x00\x05hello\r\n\r\n",
+    ] {
+        let (mut s, mut r) = connect(p.port);
+        s.write_all(bad.as_bytes()).unwrap();
+        let (line, _, _) = read_response(&mut r);
+        assert_eq!(line, "HTTP/1.1 400 Bad Request", "{bad:?}");
+        assert!(closed(&mut r), "connection left open after {bad:?}");
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), before, "a refused request reached the server");
+
+    let log = std::fs::read_to_string(&p.log).unwrap();
+    assert!(log.contains("\"POST /echo HTTP/1.1\"") && log.contains(" web web/s1 "), "{log}");
+}
