@@ -10,7 +10,7 @@ mkdir -p corpus/haproxy_cfg
 cp ../tests/fixtures/*.cfg corpus/haproxy_cfg/
 # No eBPF build inside the sanitizer build: the parsers do not need it.
 export AYA_BUILD_SKIP=1
-for t in haproxy_cfg l4_config proxy_protocol control_input; do
+for t in haproxy_cfg l4_config proxy_protocol control_input http1; do
   echo "fuzz: $t for ${secs}s"
   cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -4
 done

@@ -101,8 +101,13 @@ const HOP: [&[u8]; 8] = [
     b"expect",
 ];
 
+/// Where `part` (a slice httparse returned) lies in `base`; empty if it is not in it
+/// (httparse gives a static "" for an absent reason phrase).
 fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+    if start > base.len() || part.len() > base.len() - start {
+        return 0..0;
+    }
     start..start + part.len()
 }
 
@@ -566,6 +571,8 @@ mod tests {
         );
         let s = "HTTP/1.1 404 Not Found\r\n\r\n";
         assert_eq!(&s[r(s, "GET").reason], "Not Found");
+        // No reason phrase at all (found by fuzzing: httparse returns a static "").
+        assert_eq!(r("HTTP/1.0 760\r\n\r\n", "GET").reason, 0..0);
     }
 
     #[test]
