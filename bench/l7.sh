@@ -7,14 +7,17 @@
 #   newconn    ab -n N -c C (a new connection per request): req/s
 #   tls        ab -n N -c C over https (a full TLS handshake per request): handshakes/s
 # plus each proxy's CPU time per request (user + system of its processes).
-# Prints ratios to HAProxy; saves bench/out/l7-<time>.csv.
+# R rounds (default 3), the three proxies interleaved in a rotating order each round;
+# medians are reported, since a shared VM's steal time moves single runs by ±20%.
+# Prints ratios to HAProxy; saves bench/out/l7-<time>.csv (every round).
 #
-# usage: sudo bench/l7.sh      (N=10000 C=32 D=5s)
+# usage: sudo bench/l7.sh      (N=10000 C=32 D=5s R=3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-10000}
 C=${C:-32}
 D=${D:-5s}
+R=${R:-3}
 B=${BALLAST:-target/release/ballast}
 OUT=bench/out
 mkdir -p "$OUT"
@@ -90,7 +93,7 @@ cpu_ns() { # processes matching $1 and their children
   echo $((total * 1000000000 / hz))
 }
 
-echo "proxy,metric,value,p50_ms,p99_ms,cpu_ns_per_req" > "$csv"
+echo "round,proxy,metric,value,p50,p99,cpu_ns_per_req" > "$csv"
 run() { # name pattern plain_port tls_port
   local name=$1 pat=$2 port=$3 tport=$4 before after out rps p50 p99 n
   before=$(cpu_ns "$pat")
@@ -100,36 +103,52 @@ run() { # name pattern plain_port tls_port
   n=$(awk '/requests in/{print $1}' <<<"$out")
   p50=$(awk '$1=="50%"{print $2}' <<<"$out")
   p99=$(awk '$1=="99%"{print $2}' <<<"$out")
-  echo "$name,keepalive,$rps,$p50,$p99,$(( (after - before) / (n > 0 ? n : 1) ))" >> "$csv"
+  echo "$round,$name,keepalive,$rps,$p50,$p99,$(( (after - before) / (n > 0 ? n : 1) ))" >> "$csv"
   before=$(cpu_ns "$pat")
   out=$(timeout 120 ab -q -n "$N" -c "$C" -s 10 "http://127.0.0.1:$port/" 2>&1 || true)
   after=$(cpu_ns "$pat")
   rps=$(awk '/^Requests per second:/{print $4}' <<<"$out")
-  echo "$name,newconn,${rps:-0},,,$(( (after - before) / N ))" >> "$csv"
+  echo "$round,$name,newconn,${rps:-0},,,$(( (after - before) / N ))" >> "$csv"
   before=$(cpu_ns "$pat")
   out=$(timeout 120 ab -q -n "$N" -c "$C" -s 10 "https://127.0.0.1:$tport/" 2>&1 || true)
   after=$(cpu_ns "$pat")
   rps=$(awk '/^Requests per second:/{print $4}' <<<"$out")
-  echo "$name,tls_handshake,${rps:-0},,,$(( (after - before) / N ))" >> "$csv"
+  echo "$round,$name,tls_handshake,${rps:-0},,,$(( (after - before) / N ))" >> "$csv"
   tail -3 "$csv" | sed 's/^/  /'
 }
-echo "$(nproc) cores, wrk -c $C -d $D, ab -n $N -c $C"
-run ballast "ballast proxy -f $W/ballast.cfg" 19201 19202
-run haproxy "haproxy -db -f $W/haproxy.cfg" 19301 19302
-run nginx "nginx -c $W/nginx.conf" 19401 19402
+steal() { awk '/^cpu /{print $9}' /proc/stat; }
+echo "$(nproc) cores, wrk -c $C -d $D, ab -n $N -c $C, $R rounds"
+ticks0=$(awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat); steal0=$(steal)
+for round in $(seq 1 "$R"); do
+  order=("ballast|ballast proxy -f $W/ballast.cfg|19201|19202" "haproxy|haproxy -db -f $W/haproxy.cfg|19301|19302" "nginx|nginx -c $W/nginx.conf|19401|19402")
+  for k in 0 1 2; do
+    IFS='|' read -r name pat port tport <<<"${order[$(( (k + round) % 3 ))]}"
+    run "$name" "$pat" "$port" "$tport"
+  done
+done
+ticks1=$(awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat); steal1=$(steal)
+echo "CPU steal during the run (time the hypervisor gave to others): $(( 100 * (steal1 - steal0) / (ticks1 - ticks0 + 1) ))%"
 
 python3 - "$csv" <<'PY'
-import csv, sys
+import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
-get = lambda p, m: next(r for r in rows if r["proxy"] == p and r["metric"] == m)
-print("\nratio to HAProxy (higher is better for req/s, lower for CPU and latency):")
+
+def ms(v):  # wrk prints 850.00us, 1.33ms, 1.02s
+    for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if v.endswith(unit):
+            return float(v[: -len(unit)]) * f
+    return float("nan")
+
+def med(p, m, key, conv=float):
+    vals = [conv(r[key]) for r in rows if r["proxy"] == p and r["metric"] == m and r[key]]
+    return statistics.median(vals) if vals else 0.0
+
+print("\nmedians of the rounds; ratio to HAProxy (req/s: higher is better; CPU, latency: lower):")
 for m in ["keepalive", "newconn", "tls_handshake"]:
-    h = get("haproxy", m)
+    h, hc = med("haproxy", m, "value"), med("haproxy", m, "cpu_ns_per_req")
     for p in ["ballast", "haproxy", "nginx"]:
-        r = get(p, m)
-        lat = f"  p50 {r['p50_ms']} p99 {r['p99_ms']}" if r["p50_ms"] else ""
-        ratio = float(r["value"]) / float(h["value"]) if float(h["value"]) else 0
-        cpu = int(r["cpu_ns_per_req"]) / max(int(h["cpu_ns_per_req"]), 1)
-        print(f"  {m:14s} {p:8s} {float(r['value']):10.0f}/s  {ratio:5.2f}x   CPU/req {int(r['cpu_ns_per_req']):8d} ns ({cpu:4.2f}x){lat}")
+        v, c = med(p, m, "value"), med(p, m, "cpu_ns_per_req")
+        lat = f"  p50 {med(p, m, 'p50', ms):.2f} ms p99 {med(p, m, 'p99', ms):.2f} ms" if m == "keepalive" else ""
+        print(f"  {m:14s} {p:8s} {v:10.0f}/s  {v / h if h else 0:5.2f}x   CPU/req {c / 1000:7.1f} us ({c / hc if hc else 0:4.2f}x){lat}")
 PY
 echo "csv: $csv"

@@ -66,6 +66,16 @@ fn text(b: &[u8]) -> &str {
     std::str::from_utf8(b).unwrap_or("")
 }
 
+/// Facts about a client connection.
+#[derive(Clone, Copy)]
+pub struct ClientConn {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// `timeout http-request`, else `timeout client`.
+    pub read_timeout: Duration,
+    pub tls: bool,
+}
+
 /// Serves HTTP/1.x requests on one client connection until it closes; `buf` holds what
 /// was already read from it.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
@@ -73,10 +83,11 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     frontend: String,
     mut io: S,
     mut buf: BytesMut,
-    peer: SocketAddr,
-    local: SocketAddr,
-    read_timeout: Duration,
+    conn: ClientConn,
 ) {
+    let ClientConn { peer, local, read_timeout, tls } = conn;
+    // What servers send, kept for the life of the connection (no allocation per request).
+    let mut sbuf = BytesMut::with_capacity(BUF);
     loop {
         // The whole head within `timeout http-request` (or client): a client trickling
         // bytes does not hold the connection longer.
@@ -110,8 +121,13 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let head = buf.split_to(h.len).to_vec();
         let ex = Exchange { shared: &shared, fe: &fe, peer, local, client_timeout: read_timeout, head: &head, h: &h };
-        if !ex.run(&mut io, &mut buf).await {
-            let _ = io.shutdown().await;
+        sbuf.clear();
+        if !ex.run(&mut io, &mut buf, &mut sbuf).await {
+            // A plain connection with nothing unread just closes; TLS sends close_notify,
+            // and unread bytes must not turn the close into a reset that loses the response.
+            if tls || !buf.is_empty() {
+                let _ = io.shutdown().await;
+            }
             return;
         }
     }
@@ -184,7 +200,7 @@ impl Exchange<'_> {
     }
 
     /// Returns whether the client connection can take another request.
-    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&self, io: &mut S, buf: &mut BytesMut) -> bool {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&self, io: &mut S, buf: &mut BytesMut, sbuf: &mut BytesMut) -> bool {
         let start = Instant::now();
         let fe = self.fe;
         fe.counters.enter();
@@ -197,7 +213,7 @@ impl Exchange<'_> {
             retries: 0,
             termination: "----",
         };
-        let done = self.route(io, buf, &mut out).await;
+        let done = self.route(io, buf, sbuf, &mut out).await;
         fe.counters.leave();
         fe.counters.response(done.status);
         fe.counters.bout.fetch_add(done.bytes, Relaxed);
@@ -223,6 +239,7 @@ impl Exchange<'_> {
         &self,
         io: &mut S,
         buf: &mut BytesMut,
+        sbuf: &mut BytesMut,
         out: &mut Outcome,
     ) -> Done {
         let (authority, pq) = h1::split_target(self.target());
@@ -252,7 +269,7 @@ impl Exchange<'_> {
         };
         out.backend = be.cfg.name.clone();
         be.counters.enter();
-        let done = self.forward(&be, io, buf, out, authority, pq, path, host_field.is_none()).await;
+        let done = self.forward(&be, io, buf, sbuf, out, authority, pq, path, host_field.is_none()).await;
         be.counters.leave();
         be.counters.response(done.status);
         be.counters.bout.fetch_add(done.bytes, Relaxed);
@@ -302,6 +319,7 @@ impl Exchange<'_> {
         be: &Arc<BackendRt>,
         io: &mut S,
         buf: &mut BytesMut,
+        sbuf: &mut BytesMut,
         out: &mut Outcome,
         authority: Option<&str>,
         pq: &str,
@@ -421,9 +439,9 @@ impl Exchange<'_> {
                         Err(e) => break Err(e),
                     }
                 }
-                let mut sbuf = BytesMut::with_capacity(BUF);
-                match self.read_response_head(io, &mut up, &mut sbuf, be).await {
-                    Ok(r) => break Ok((up, r, sbuf)),
+                sbuf.clear();
+                match self.read_response_head(io, &mut up, sbuf, be).await {
+                    Ok(r) => break Ok((up, r)),
                     Err(SendError::Empty) if reused && !fresh_only && sent_whole && idempotent => {
                         fresh_only = true;
                         continue;
@@ -433,7 +451,7 @@ impl Exchange<'_> {
             };
             out.t_connect_resp = t1.elapsed().as_millis();
             match attempt {
-                Ok((up, r, sbuf)) => {
+                Ok((up, r)) => {
                     server.counters.response(r.status);
                     let d = self.respond(io, buf, up, r, sbuf, &server, be, client_cookie, out).await;
                     server.counters.bout.fetch_add(d.bytes, Relaxed);
@@ -590,7 +608,7 @@ impl Exchange<'_> {
         buf: &mut BytesMut,
         mut up: TcpStream,
         r: ResponseHead,
-        mut sbuf: BytesMut,
+        sbuf: &mut BytesMut,
         server: &ServerRt,
         be: &BackendRt,
         client_cookie: Option<&str>,
@@ -642,7 +660,7 @@ impl Exchange<'_> {
         w.extend_from_slice(b"\r\n");
 
         if upgraded {
-            w.extend_from_slice(&sbuf);
+            w.extend_from_slice(sbuf);
             let mut bytes = w.len() as u64;
             if io.write_all(&w).await.is_err() || up.write_all(buf).await.is_err() {
                 return Done { status: 101, bytes, keep: false };
@@ -669,7 +687,7 @@ impl Exchange<'_> {
                 BodyLen::UntilClose => sbuf.len(),
                 BodyLen::Chunked => {
                     spans.clear();
-                    match chunked.feed(&sbuf, dechunk.then_some(&mut spans)) {
+                    match chunked.feed(sbuf, dechunk.then_some(&mut spans)) {
                         Ok(k) => k,
                         Err(e) => {
                             log::debug!("bad chunked body from {}: {e}", server.cfg.name);
@@ -708,7 +726,7 @@ impl Exchange<'_> {
             if complete {
                 break true;
             }
-            match read_more(&mut up, &mut sbuf, be.server_timeout()).await {
+            match read_more(&mut up, sbuf, be.server_timeout()).await {
                 Ok(0) => {
                     let ok = r.body == BodyLen::UntilClose;
                     if !ok {

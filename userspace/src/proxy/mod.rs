@@ -268,7 +268,8 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(bound_addr);
+        // Only a wildcard bind needs asking which address the client reached.
+        let local = if bound_addr.ip().is_unspecified() { stream.local_addr().unwrap_or(bound_addr) } else { bound_addr };
         let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
         let name = frontend.read().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(fe) = shared.frontend(&name) else { continue };
@@ -294,11 +295,17 @@ async fn accept_loop(
             }
             let name = fe.cfg.name.clone();
             match acceptor {
-                None => serve_http(current, name, stream, peer, local, read_timeout, &builder).await,
+                None => {
+                    let conn = h1::ClientConn { peer, local, read_timeout, tls: false };
+                    serve_http(current, name, stream, conn, &builder).await
+                }
                 Some(acceptor) => {
                     // A client that never finishes its handshake holds a slot: bound it.
                     match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => serve_http(current, name, tls, peer, local, read_timeout, &builder).await,
+                        Ok(Ok(tls)) => {
+                            let conn = h1::ClientConn { peer, local, read_timeout, tls: true };
+                            serve_http(current, name, tls, conn, &builder).await
+                        }
                         Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
                         Err(_) => log::debug!("TLS handshake from {peer}: timed out"),
                     }
@@ -316,16 +323,14 @@ async fn serve_http<S>(
     current: Arc<RwLock<Arc<Shared>>>,
     frontend: String,
     mut io: S,
-    peer: SocketAddr,
-    local: SocketAddr,
-    read_timeout: Duration,
+    conn: h1::ClientConn,
     builder: &auto::Builder<TokioExecutor>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let mut buf = bytes::BytesMut::with_capacity(h1::BUF);
     loop {
-        match h1::read_more(&mut io, &mut buf, read_timeout).await {
+        match h1::read_more(&mut io, &mut buf, conn.read_timeout).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
@@ -335,9 +340,10 @@ async fn serve_http<S>(
         }
     }
     if !buf.starts_with(H2_PREFACE) {
-        h1::serve(current, frontend, io, buf, peer, local, read_timeout).await;
+        h1::serve(current, frontend, io, buf, conn).await;
         return;
     }
+    let h1::ClientConn { peer, local, .. } = conn;
     let svc = service_fn(move |req| {
         // Each request runs on the config current when it arrives.
         let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
