@@ -83,6 +83,10 @@ EOF
 haproxy -db -f "$W/haproxy.cfg" >"$W/haproxy.log" 2>&1 & pids+=($!)
 nginx -c "$W/nginx.conf" & pids+=($!)
 sleep 1
+# A proxy that could not start (a port taken by something else) must not be measured.
+for p in "${pids[@]}"; do
+  kill -0 "$p" 2>/dev/null || { echo "a proxy or backend did not start:"; tail -5 "$W"/*.log "$W"/*.err 2>/dev/null; exit 1; }
+done
 
 cpu_ns() { # processes matching $1 and their children
   local total=0 hz pids
