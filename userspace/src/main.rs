@@ -214,15 +214,18 @@ fn load_l7(files: &[PathBuf]) -> Result<ballast::haproxy::L7Config> {
 
 fn run_proxy(files: &[PathBuf], threads: Option<usize>) -> Result<()> {
     let config = load_l7(files)?;
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        rt.worker_threads(n.max(1));
-    }
-    let rt = rt.enable_all().build().context("starting the runtime")?;
+    // Traffic runs on the proxy's worker threads; this runtime does checks, reloads and
+    // the runtime API.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let files = files.to_vec();
     rt.block_on(async move {
         let socket = config.global.stats_socket.clone();
-        let proxy = ballast::proxy::Proxy::start(config).await?;
+        let proxy = ballast::proxy::Proxy::start(config, threads).await?;
         if let Some(path) = socket {
             serve_runtime_api(proxy.clone(), path, files.clone())?;
         }

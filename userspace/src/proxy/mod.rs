@@ -15,6 +15,7 @@ pub mod state;
 pub mod stats;
 pub mod tcp;
 pub mod tls;
+pub mod workers;
 
 use std::{
     collections::HashMap,
@@ -39,6 +40,8 @@ pub enum ProxyError {
     Bind { proxy: String, addr: SocketAddr, source: std::io::Error },
     #[error("runtime API socket {path}: {source}")]
     Socket { path: String, source: std::io::Error },
+    #[error("cannot start the worker threads: {0}")]
+    Workers(std::io::Error),
     #[error("proxy '{proxy}', bind {addr}: {source}")]
     Tls { proxy: String, addr: SocketAddr, source: tls::TlsError },
 }
@@ -50,7 +53,8 @@ struct Listener {
     frontend: Arc<RwLock<String>>,
     /// The TLS setup of the bind line (replaced on reload: certificates are re-read).
     tls: Acceptor,
-    task: JoinHandle<()>,
+    /// One accept loop per worker.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 /// A running proxy.
@@ -60,6 +64,7 @@ pub struct Proxy {
     checks: Mutex<Vec<JoinHandle<()>>>,
     /// Serialises reloads.
     reload_lock: tokio::sync::Mutex<()>,
+    workers: workers::Workers,
 }
 
 impl Proxy {
@@ -67,17 +72,18 @@ impl Proxy {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Binds every listener (all or nothing) and starts serving.
-    pub async fn start(config: L7Config) -> Result<Arc<Proxy>, ProxyError> {
+    /// Starts `threads` workers, binds every listener (all or nothing) and starts serving.
+    pub async fn start(config: L7Config, threads: usize) -> Result<Arc<Proxy>, ProxyError> {
         let shared = state::build(&config);
         let proxy = Arc::new(Proxy {
             current: Arc::new(RwLock::new(shared.clone())),
             listeners: Mutex::new(HashMap::new()),
             checks: Mutex::new(Vec::new()),
             reload_lock: tokio::sync::Mutex::new(()),
+            workers: workers::Workers::start(threads).map_err(ProxyError::Workers)?,
         });
         let acceptors = tls_acceptors(&shared)?;
-        let bound = bind_new(&shared, &HashMap::new()).await?;
+        let bound = bind_new(&proxy.workers, &shared, &HashMap::new())?;
         proxy.install(shared, bound, acceptors);
         Ok(proxy)
     }
@@ -92,7 +98,7 @@ impl Proxy {
         let existing: HashMap<SocketAddr, ()> =
             self.listeners.lock().unwrap_or_else(|p| p.into_inner()).keys().map(|a| (*a, ())).collect();
         let acceptors = tls_acceptors(&shared)?;
-        let bound = bind_new(&shared, &existing).await?;
+        let bound = bind_new(&self.workers, &shared, &existing)?;
         self.install(shared, bound, acceptors);
         Ok(())
     }
@@ -100,7 +106,7 @@ impl Proxy {
     fn install(
         &self,
         shared: Arc<Shared>,
-        bound: Vec<(String, TcpListener)>,
+        bound: Vec<(String, Vec<TcpListener>)>,
         mut acceptors: HashMap<SocketAddr, tokio_rustls::TlsAcceptor>,
     ) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = shared.clone();
@@ -132,22 +138,30 @@ impl Proxy {
                 true
             }
             None => {
-                l.task.abort();
+                l.tasks.iter().for_each(JoinHandle::abort);
                 false
             }
         });
-        for (name, l) in bound {
-            let addr = l.local_addr().expect("bound listener");
+        for (name, socks) in bound {
+            let Some(addr) = socks.first().and_then(|l| l.local_addr().ok()) else { continue };
             let frontend = Arc::new(RwLock::new(name));
             let tls: Acceptor = Arc::new(RwLock::new(acceptors.remove(&addr)));
-            let task = tokio::spawn(accept_loop(self.current.clone(), frontend.clone(), tls.clone(), l));
-            listeners.insert(addr, Listener { frontend, tls, task });
+            // Frontend maxconn is for the address, whichever worker accepts.
+            let limit = Arc::new(Semaphore::new(frontend_limits(&shared, &frontend).0.max(1) as usize));
+            let tasks = socks
+                .into_iter()
+                .zip(self.workers.handles())
+                .map(|(l, worker)| {
+                    worker.spawn(accept_loop(self.current.clone(), frontend.clone(), tls.clone(), limit.clone(), l))
+                })
+                .collect();
+            listeners.insert(addr, Listener { frontend, tls, tasks });
         }
     }
 
     pub fn stop(&self) {
         for (_, l) in self.listeners.lock().unwrap_or_else(|p| p.into_inner()).drain() {
-            l.task.abort();
+            l.tasks.iter().for_each(JoinHandle::abort);
         }
         for t in self.checks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             t.abort();
@@ -210,18 +224,19 @@ fn tls_acceptors(shared: &Shared) -> Result<HashMap<SocketAddr, tokio_rustls::Tl
     Ok(out)
 }
 
-/// Binds the addresses of `shared` that are not listening yet.
-async fn bind_new(
+/// Binds the addresses of `shared` that are not listening yet (a socket per worker).
+fn bind_new(
+    workers: &workers::Workers,
     shared: &Shared,
     existing: &HashMap<SocketAddr, ()>,
-) -> Result<Vec<(String, TcpListener)>, ProxyError> {
+) -> Result<Vec<(String, Vec<TcpListener>)>, ProxyError> {
     let mut out = Vec::new();
     for fe in &shared.frontends {
         for b in &fe.cfg.binds {
             if existing.contains_key(&b.addr) {
                 continue;
             }
-            let l = TcpListener::bind(b.addr).await.map_err(|source| ProxyError::Bind {
+            let l = workers.bind(b.addr).map_err(|source| ProxyError::Bind {
                 proxy: fe.cfg.name.clone(),
                 addr: b.addr,
                 source,
@@ -232,26 +247,30 @@ async fn bind_new(
     Ok(out)
 }
 
+/// Frontend maxconn and the header read timeout, from the config at bind time.
+fn frontend_limits(shared: &Shared, frontend: &RwLock<String>) -> (u32, Duration) {
+    let name = frontend.read().unwrap_or_else(|p| p.into_inner()).clone();
+    shared
+        .frontend(&name)
+        .map(|f| {
+            let t = &f.cfg.settings.timeouts;
+            (f.cfg.settings.maxconn, t.http_request.or(t.client).unwrap_or(Duration::from_secs(30)))
+        })
+        .unwrap_or((2000, Duration::from_secs(30)))
+}
+
 async fn accept_loop(
     current: Arc<RwLock<Arc<Shared>>>,
     frontend: Arc<RwLock<String>>,
     tls: Acceptor,
+    limit: Arc<Semaphore>,
     listener: TcpListener,
 ) {
-    // Frontend maxconn and the header read timeout come from the config at bind time;
-    // connections beyond maxconn wait in the kernel's accept queue.
-    let (max, read_timeout) = {
+    // Connections beyond maxconn wait in the kernel's accept queue.
+    let read_timeout = {
         let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let name = frontend.read().unwrap_or_else(|p| p.into_inner()).clone();
-        shared
-            .frontend(&name)
-            .map(|f| {
-                let t = &f.cfg.settings.timeouts;
-                (f.cfg.settings.maxconn, t.http_request.or(t.client).unwrap_or(Duration::from_secs(30)))
-            })
-            .unwrap_or((2000, Duration::from_secs(30)))
+        frontend_limits(&shared, &frontend).1
     };
-    let limit = Arc::new(Semaphore::new(max.max(1) as usize));
     let Ok(bound_addr) = listener.local_addr() else { return };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(read_timeout).keep_alive(true);

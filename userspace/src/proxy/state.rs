@@ -108,8 +108,10 @@ pub struct ServerRt {
     pub last_check: Mutex<String>,
     pub chkfail: AtomicU64,
     pub chkdown: AtomicU64,
-    /// Idle keep-alive connections to this server (the HTTP/1 path's pool), newest last.
-    pub idle: Mutex<Vec<Idle>>,
+    /// Idle keep-alive connections to this server (the HTTP/1 path's pool), newest last,
+    /// one pool per worker thread (a connection is used by the thread whose runtime
+    /// registered it).
+    pub idle: Box<[Mutex<Vec<Idle>>]>,
 }
 
 pub struct Idle {
@@ -119,6 +121,12 @@ pub struct Idle {
 
 /// Idle connections kept per server, and for how long.
 const MAX_IDLE: usize = 256;
+/// Pools per server: workers beyond this share one (still correct, just not local).
+const POOL_SLOTS: usize = 16;
+
+fn pool_slot() -> usize {
+    super::workers::current() % POOL_SLOTS
+}
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ServerRt {
@@ -132,7 +140,7 @@ impl ServerRt {
 
     /// An idle connection still open (the server has not closed or written to it).
     pub fn take_idle(&self) -> Option<tokio::net::TcpStream> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle[pool_slot()].lock().unwrap_or_else(|p| p.into_inner());
         while let Some(c) = idle.pop() {
             if c.since.elapsed() > IDLE_TIMEOUT {
                 continue;
@@ -147,7 +155,7 @@ impl ServerRt {
     }
 
     pub fn put_idle(&self, stream: tokio::net::TcpStream) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle[pool_slot()].lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() >= MAX_IDLE {
             // The oldest is the likeliest to have been closed by the server.
             idle.remove(0);
@@ -302,7 +310,7 @@ pub fn build(config: &crate::haproxy::L7Config) -> Arc<Shared> {
                         last_check: Mutex::new(String::new()),
                         chkfail: AtomicU64::new(0),
                         chkdown: AtomicU64::new(0),
-                        idle: Mutex::new(Vec::new()),
+                        idle: (0..POOL_SLOTS).map(|_| Mutex::new(Vec::new())).collect(),
                     })
                 })
                 .collect();
