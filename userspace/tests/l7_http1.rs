@@ -2,7 +2,8 @@
 //! and response bodies by length and chunked (both ways, any size), pipelining, HTTP/1.0
 //! keep-alive and de-chunking, `Expect: 100-continue`, hop-by-hop fields, responses that
 //! end at close, a pooled server connection the server closed, Upgrade (101) tunnels,
-//! and requests refused as smuggling attempts (never reaching the server).
+//! and requests refused as smuggling attempts or ambiguous framing (never reaching the
+//! server).
 mod common;
 
 use std::{
@@ -90,6 +91,8 @@ fn scripted_backend() -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 type Head = (String, Vec<(String, String)>);
+/// Path, header fields, body.
+type Req = (String, Vec<(String, String)>, Vec<u8>);
 
 fn read_head(r: &mut impl BufRead) -> Option<Head> {
     let mut first = String::new();
@@ -133,7 +136,7 @@ fn read_chunked(r: &mut impl BufRead) -> Option<Vec<u8>> {
     }
 }
 
-fn read_request(r: &mut impl BufRead) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
+fn read_request(r: &mut impl BufRead) -> Option<Req> {
     let (line, headers) = read_head(r)?;
     let path = line.split_whitespace().nth(1)?.to_string();
     let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
@@ -227,6 +230,11 @@ fn http1_framing_both_ways() {
     let sum: u64 = b"abcde".iter().map(|&b| b as u64).sum();
     assert_eq!(String::from_utf8(got).unwrap(), format!("len=5 sum={sum} te=chunked expect= secret= host=a"));
 
+    // Connection cannot make the body's length disappear on the way to the server.
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\nGET /").unwrap();
+    let (_, _, got) = read_response(&mut r);
+    assert!(String::from_utf8(got).unwrap().starts_with("len=5 "));
+
     // Expect: 100-continue is answered by the proxy; the server never sees Expect.
     s.write_all(b"PUT /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n").unwrap();
     let (line, _, _) = read_response(&mut r);
@@ -283,6 +291,10 @@ fn http1_framing_both_ways() {
         "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
         "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
         "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\n0\r\n\r\n",
+        "GET /echo HTTP/1.1\r\n\r\n",
+        "GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         "GET /echo HTTP/1.1\r\nBad Header: x\r\n\r\n",
         "\x16\x03\x01\x00\x05hello\r\n\r\n",
     ] {

@@ -41,6 +41,8 @@ pub enum HeadError {
     BadTarget,
     #[error("HTTP version other than 1.0 or 1.1")]
     BadVersion,
+    #[error("no Host (HTTP/1.1) or more than one")]
+    BadHost,
 }
 
 /// One header field: byte ranges into the head.
@@ -103,6 +105,9 @@ const HOP: [&[u8]; 8] = [
 
 /// Where `part` (a slice httparse returned) lies in `base`; empty if it is not in it
 /// (httparse gives a static "" for an absent reason phrase).
+/// Fields `Connection` can never make hop-by-hop.
+const FRAMING: [&[u8]; 3] = [b"content-length", b"transfer-encoding", b"host"];
+
 fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
     let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
     if start > base.len() || part.len() > base.len() - start {
@@ -129,6 +134,7 @@ struct Scan {
     has_te: bool,
     expect_continue: bool,
     upgrade: Option<Range<usize>>,
+    hosts: usize,
 }
 
 fn scan(buf: &[u8], headers: &[httparse::Header<'_>]) -> Result<(Vec<Field>, Scan), HeadError> {
@@ -139,6 +145,7 @@ fn scan(buf: &[u8], headers: &[httparse::Header<'_>]) -> Result<(Vec<Field>, Sca
         has_te: false,
         expect_continue: false,
         upgrade: None,
+        hosts: 0,
     };
     let mut listed: Vec<&[u8]> = Vec::new();
     for h in headers {
@@ -151,7 +158,9 @@ fn scan(buf: &[u8], headers: &[httparse::Header<'_>]) -> Result<(Vec<Field>, Sca
                     s.conn.keep_alive = true;
                 } else if t.eq_ignore_ascii_case(b"upgrade") {
                     s.conn.upgrade = true;
-                } else {
+                } else if !FRAMING.iter().any(|f| t.eq_ignore_ascii_case(f)) {
+                    // A client may not make the fields that frame or route the message
+                    // disappear downstream by naming them in Connection.
                     listed.push(t);
                 }
             }
@@ -178,6 +187,8 @@ fn scan(buf: &[u8], headers: &[httparse::Header<'_>]) -> Result<(Vec<Field>, Sca
                 }
                 s.chunked = t.eq_ignore_ascii_case(b"chunked");
             }
+        } else if name.eq_ignore_ascii_case(b"host") {
+            s.hosts += 1;
         } else if name.eq_ignore_ascii_case(b"expect") {
             s.expect_continue = trim(h.value).eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"upgrade") {
@@ -228,6 +239,10 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
         return Err(HeadError::BadTarget);
     }
     let (fields, s) = scan(buf, req.headers)?;
+    // RFC 9112 §3.2: exactly one Host in HTTP/1.1, at most one in 1.0.
+    if s.hosts > 1 || (minor == 1 && s.hosts == 0) {
+        return Err(HeadError::BadHost);
+    }
     if s.has_te && s.length.is_some() {
         return Err(HeadError::LengthAndEncoding);
     }
@@ -273,8 +288,15 @@ pub fn parse_response(buf: &[u8], method: &[u8]) -> Result<Option<ResponseHead>,
         _ => return Err(HeadError::Malformed("incomplete status line".into())),
     };
     let reason = offset(buf, resp.reason.unwrap_or("").as_bytes());
-    let (fields, s) = scan(buf, resp.headers)?;
-    let body = if method.eq_ignore_ascii_case(b"HEAD") || (100..200).contains(&status) || status == 204 || status == 304 {
+    let (mut fields, s) = scan(buf, resp.headers)?;
+    if s.has_te {
+        // RFC 9112 §6.3: Transfer-Encoding wins; Content-Length must not go on.
+        for f in fields.iter_mut().filter(|f| buf[f.name.clone()].eq_ignore_ascii_case(b"content-length")) {
+            f.hop = true;
+        }
+    }
+    // Method names are case-sensitive: only "HEAD" is HEAD.
+    let body = if method == b"HEAD" || (100..200).contains(&status) || status == 204 || status == 304 {
         BodyLen::None
     } else if s.has_te {
         if s.chunked { BodyLen::Chunked } else { BodyLen::UntilClose }
@@ -285,22 +307,25 @@ pub fn parse_response(buf: &[u8], method: &[u8]) -> Result<Option<ResponseHead>,
             None => BodyLen::UntilClose,
         }
     };
+    // An HTTP/1.0 message with Transfer-Encoding has faulty framing (§6.1): close after.
     let keep_alive = body != BodyLen::UntilClose
+        && !(minor == 0 && s.has_te)
         && if minor == 1 { !s.conn.close } else { s.conn.keep_alive && !s.conn.close };
     Ok(Some(ResponseHead { len, status, reason, minor, fields, body, keep_alive }))
 }
 
 /// Origin-form of a request target: `/path?q` stays, `http://host:port/path?q` gives
-/// (`host:port`, `/path?q`), `*` stays.
-pub fn split_target(target: &str) -> (Option<&str>, &str) {
+/// (`host:port`, `/path?q`), `http://h?q` gives (`h`, `/?q`), `*` stays.
+pub fn split_target(target: &str) -> (Option<&str>, std::borrow::Cow<'_, str>) {
     for scheme in ["http://", "https://"] {
         if let Some(rest) = target.strip_prefix(scheme) {
             let cut = rest.find(['/', '?']).unwrap_or(rest.len());
             let (auth, pq) = rest.split_at(cut);
-            return (Some(auth), if pq.is_empty() { "/" } else { pq });
+            let pq = if pq.starts_with('/') { pq.into() } else { format!("/{pq}").into() };
+            return (Some(auth), pq);
         }
     }
-    (None, target)
+    (None, target.into())
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -319,21 +344,26 @@ pub enum ChunkError {
 enum State {
     /// Hex digits of the size (how many read so far).
     Size(u8),
-    /// Extensions or whitespace after the size, up to LF.
+    /// Extensions or whitespace after the size, up to CR.
     SizeRest,
+    SizeLf,
     Data,
     DataCr,
     DataLf,
     /// At the start of a trailer line (or of the final empty line).
     TrailerStart,
     TrailerLine,
+    TrailerLineLf,
     TrailerEndLf,
     Done,
 }
 
 /// Finds the end of a chunked body fed to it in pieces. `feed` reports how many bytes
 /// belong to the body (it stops at its end: what follows is the next message) and, when
-/// asked, the ranges holding chunk data (for de-chunking).
+/// asked, the ranges holding chunk data (for de-chunking). The bytes are forwarded as they
+/// are, so the framing is checked strictly (RFC 9112 §7.1: CRLF everywhere, no bare LF or
+/// CR, no control characters in extensions): a laxer reading downstream cannot see
+/// different chunk boundaries than this one.
 #[derive(Clone, Debug)]
 pub struct Chunked {
     state: State,
@@ -357,111 +387,92 @@ impl Chunked {
         let mut i = 0;
         while i < buf.len() && self.state != State::Done {
             let b = buf[i];
-            match self.state {
-                State::Size(n) => {
-                    if let Some(d) = (b as char).to_digit(16) {
-                        if n >= 16 {
-                            return Err(ChunkError::BadSize);
-                        }
-                        self.size = self.size << 4 | u64::from(d);
-                        self.state = State::Size(n + 1);
-                        self.line += 1;
-                    } else if n == 0 {
-                        return Err(ChunkError::BadSize);
-                    } else if b == b'\n' {
-                        self.end_size_line();
-                    } else if b == b';' || b == b'\r' || b == b' ' || b == b'\t' {
-                        self.state = State::SizeRest;
-                        self.line += 1;
-                    } else {
-                        return Err(ChunkError::BadSize);
-                    }
-                    i += 1;
+            if self.state == State::Data {
+                let take = (buf.len() - i).min(self.size.min(usize::MAX as u64) as usize);
+                if let Some(d) = data.as_deref_mut() {
+                    d.push(i..i + take);
                 }
-                State::SizeRest => {
-                    if b == b'\n' {
-                        self.end_size_line();
-                    } else {
-                        self.line += 1;
-                        if self.line > MAX_CHUNK_LINE {
-                            return Err(ChunkError::LineTooLong);
-                        }
-                    }
-                    i += 1;
+                i += take;
+                self.size -= take as u64;
+                if self.size == 0 {
+                    self.state = State::DataCr;
                 }
-                State::Data => {
-                    let take = (buf.len() - i).min(self.size.min(usize::MAX as u64) as usize);
-                    if let Some(d) = data.as_deref_mut() {
-                        d.push(i..i + take);
-                    }
-                    i += take;
-                    self.size -= take as u64;
-                    if self.size == 0 {
-                        self.state = State::DataCr;
-                    }
-                }
-                State::DataCr => {
-                    match b {
-                        b'\r' => self.state = State::DataLf,
-                        b'\n' => self.next_chunk(),
-                        _ => return Err(ChunkError::MissingCrlf),
-                    }
-                    i += 1;
-                }
-                State::DataLf => {
-                    if b != b'\n' {
-                        return Err(ChunkError::MissingCrlf);
-                    }
-                    self.next_chunk();
-                    i += 1;
-                }
-                State::TrailerStart => {
-                    match b {
-                        b'\r' => self.state = State::TrailerEndLf,
-                        b'\n' => self.state = State::Done,
-                        _ => {
-                            self.state = State::TrailerLine;
-                            self.line = 1;
-                        }
-                    }
-                    self.count_trailer()?;
-                    i += 1;
-                }
-                State::TrailerLine => {
-                    if b == b'\n' {
-                        self.state = State::TrailerStart;
-                    } else {
-                        self.line += 1;
-                        if self.line > MAX_CHUNK_LINE {
-                            return Err(ChunkError::LineTooLong);
-                        }
-                    }
-                    self.count_trailer()?;
-                    i += 1;
-                }
-                State::TrailerEndLf => {
-                    if b != b'\n' {
-                        // "\r" then something: a trailer line that starts with CR is invalid.
-                        return Err(ChunkError::MissingCrlf);
-                    }
-                    self.state = State::Done;
-                    i += 1;
-                }
-                State::Done => unreachable!("loop stops at Done"),
+                continue;
             }
+            self.state = match (self.state, b) {
+                (State::Size(n), _) if b.is_ascii_hexdigit() => {
+                    if n >= 16 {
+                        return Err(ChunkError::BadSize);
+                    }
+                    let d = (b as char).to_digit(16).unwrap_or(0);
+                    self.size = self.size << 4 | u64::from(d);
+                    self.line += 1;
+                    State::Size(n + 1)
+                }
+                (State::Size(0), _) => return Err(ChunkError::BadSize),
+                (State::Size(_), b'\r') | (State::SizeRest, b'\r') => State::SizeLf,
+                (State::Size(_), b';' | b' ' | b'\t') => {
+                    self.line += 1;
+                    State::SizeRest
+                }
+                (State::Size(_), _) => return Err(ChunkError::BadSize),
+                (State::SizeRest, _) => {
+                    if b == b'\n' || (b < 0x20 && b != b'\t') || b == 0x7f {
+                        return Err(ChunkError::BadSize);
+                    }
+                    self.line += 1;
+                    if self.line > MAX_CHUNK_LINE {
+                        return Err(ChunkError::LineTooLong);
+                    }
+                    State::SizeRest
+                }
+                (State::SizeLf, b'\n') => {
+                    self.line = 0;
+                    if self.size == 0 {
+                        State::TrailerStart
+                    } else {
+                        State::Data
+                    }
+                }
+                (State::DataCr, b'\r') => State::DataLf,
+                (State::DataLf, b'\n') => {
+                    self.size = 0;
+                    self.line = 0;
+                    State::Size(0)
+                }
+                (State::TrailerStart, b'\r') => {
+                    self.count_trailer()?;
+                    State::TrailerEndLf
+                }
+                (State::TrailerStart | State::TrailerLine, b'\n') => return Err(ChunkError::MissingCrlf),
+                (State::TrailerStart, _) => {
+                    self.count_trailer()?;
+                    self.line = 1;
+                    State::TrailerLine
+                }
+                (State::TrailerLine, b'\r') => {
+                    self.count_trailer()?;
+                    State::TrailerLineLf
+                }
+                (State::TrailerLine, _) => {
+                    self.count_trailer()?;
+                    self.line += 1;
+                    if self.line > MAX_CHUNK_LINE {
+                        return Err(ChunkError::LineTooLong);
+                    }
+                    State::TrailerLine
+                }
+                (State::TrailerLineLf, b'\n') => {
+                    self.count_trailer()?;
+                    State::TrailerStart
+                }
+                (State::TrailerEndLf, b'\n') => State::Done,
+                (State::SizeLf, _) => return Err(ChunkError::BadSize),
+                _ => return Err(ChunkError::MissingCrlf),
+            };
+            i += 1;
         }
         Ok(i)
-    }
-
-    fn end_size_line(&mut self) {
-        self.line = 0;
-        self.state = if self.size == 0 { State::TrailerStart } else { State::Data };
-    }
-
-    fn next_chunk(&mut self) {
-        self.state = State::Size(0);
-        self.size = 0;
-        self.line = 0;
     }
 
     fn count_trailer(&mut self) -> Result<(), ChunkError> {
@@ -496,59 +507,75 @@ mod tests {
         assert_eq!(field(s, &h, "host"), Some("x"));
 
         assert_eq!(req("GET / HTTP/1.1\r\nHost: x\r\n").unwrap(), None);
-        let h = req("POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n").unwrap().unwrap();
+        let h = req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n").unwrap().unwrap();
         assert_eq!(h.body, BodyLen::Length(12));
-        let h = req("POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n").unwrap().unwrap();
+        let h = req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\n\r\n").unwrap().unwrap();
         assert_eq!(h.body, BodyLen::Length(3));
-        let h = req("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap().unwrap();
+        let h = req("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap().unwrap();
         assert_eq!(h.body, BodyLen::Chunked);
         let h = req("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(!h.keep_alive);
         let h = req("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().unwrap();
         assert!(h.keep_alive);
-        let h = req("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().unwrap();
+        let h = req("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").unwrap().unwrap();
         assert!(!h.keep_alive);
-        let h = req("PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").unwrap().unwrap();
+        let h = req("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").unwrap().unwrap();
         assert!(h.expect_continue);
     }
 
     #[test]
     fn smuggling_and_bad_framing_are_refused() {
-        assert_eq!(req("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), Err(HeadError::BadLength));
-        assert_eq!(req("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), Err(HeadError::BadLength));
-        assert_eq!(req("POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n"), Err(HeadError::BadLength));
-        assert_eq!(req("POST / HTTP/1.1\r\nContent-Length:\r\n\r\n"), Err(HeadError::BadLength));
-        assert_eq!(req("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"), Err(HeadError::BadLength));
+        assert_eq!(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), Err(HeadError::BadLength));
+        assert_eq!(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n"), Err(HeadError::BadLength));
+        assert_eq!(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +1\r\n\r\n"), Err(HeadError::BadLength));
+        assert_eq!(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length:\r\n\r\n"), Err(HeadError::BadLength));
+        assert_eq!(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999\r\n\r\n"), Err(HeadError::BadLength));
         assert_eq!(
-            req("POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Err(HeadError::LengthAndEncoding)
         );
-        assert_eq!(req("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), Err(HeadError::BadTransferEncoding));
-        assert_eq!(req("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"), Err(HeadError::BadTransferEncoding));
+        assert_eq!(req("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), Err(HeadError::BadTransferEncoding));
+        assert_eq!(req("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"), Err(HeadError::BadTransferEncoding));
         assert_eq!(req("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), Err(HeadError::BadTransferEncoding));
-        assert_eq!(req("GET example.com HTTP/1.1\r\n\r\n"), Err(HeadError::BadTarget));
+        assert_eq!(req("GET example.com HTTP/1.1\r\nHost: h\r\n\r\n"), Err(HeadError::BadTarget));
         assert!(matches!(req("GET / HTTP/2.0\r\n\r\n"), Err(HeadError::BadVersion)));
-        assert!(matches!(req("GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"), Err(HeadError::Malformed(_))));
-        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
+        assert!(matches!(req("GET / HTTP/1.1\r\nHost: h\r\nBad Header: x\r\n\r\n"), Err(HeadError::Malformed(_))));
+        let big = format!("GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
         assert_eq!(req(&big), Err(HeadError::TooLarge));
         let many: String = (0..MAX_HEADERS + 1).map(|i| format!("X{i}: y\r\n")).collect();
-        assert_eq!(req(&format!("GET / HTTP/1.1\r\n{many}\r\n")), Err(HeadError::TooManyHeaders));
+        assert_eq!(req(&format!("GET / HTTP/1.1\r\nHost: h\r\n{many}\r\n")), Err(HeadError::TooManyHeaders));
     }
 
     #[test]
     fn hop_by_hop_fields_include_those_connection_lists() {
-        let s = "GET / HTTP/1.1\r\nConnection: X-Secret, close\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Keep: 2\r\n\r\n";
+        let s = "GET / HTTP/1.1\r\nHost: h\r\nConnection: X-Secret, close\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Keep: 2\r\n\r\n";
         let h = req(s).unwrap().unwrap();
         let hops: Vec<&str> = h.fields.iter().filter(|f| f.hop).map(|f| &s[f.name.clone()]).collect();
         assert_eq!(hops, ["Connection", "X-Secret", "Keep-Alive", "TE"]);
     }
 
     #[test]
+    fn connection_cannot_hide_framing_or_host() {
+        let s = "POST / HTTP/1.1\r\nHost: a\r\nConnection: content-length, transfer-encoding, host\r\nContent-Length: 3\r\n\r\n";
+        let h = req(s).unwrap().unwrap();
+        let kept: Vec<&str> = h.fields.iter().filter(|f| !f.hop).map(|f| &s[f.name.clone()]).collect();
+        assert_eq!(kept, ["Host", "Content-Length"]);
+    }
+
+    #[test]
+    fn host_exactly_once_in_http11() {
+        assert_eq!(req("GET / HTTP/1.1\r\n\r\n"), Err(HeadError::BadHost));
+        assert_eq!(req("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), Err(HeadError::BadHost));
+        assert_eq!(req("GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n"), Err(HeadError::BadHost));
+        assert!(req("GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
+    }
+
+    #[test]
     fn upgrade_needs_connection_upgrade() {
-        let s = "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let s = "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
         let h = req(s).unwrap().unwrap();
         assert_eq!(&s[h.upgrade.clone().unwrap()], "websocket");
-        assert_eq!(req("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n").unwrap().unwrap().upgrade, None);
+        assert_eq!(req("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n").unwrap().unwrap().upgrade, None);
     }
 
     #[test]
@@ -557,6 +584,14 @@ mod tests {
         let h = r("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "GET");
         assert_eq!((h.status, h.body, h.keep_alive), (200, BodyLen::Length(5), true));
         assert_eq!(r("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "HEAD").body, BodyLen::None);
+        // Methods are case-sensitive: "head" is not HEAD, its response has a body.
+        assert_eq!(r("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "head").body, BodyLen::Length(5));
+        // Transfer-Encoding wins over Content-Length, which is not passed on.
+        let s = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let h = r(s, "GET");
+        assert_eq!(h.body, BodyLen::Chunked);
+        assert!(h.fields.iter().filter(|f| f.hop).any(|f| &s[f.name.clone()] == "Content-Length"));
+        assert!(!r("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n", "GET").keep_alive);
         assert_eq!(r("HTTP/1.1 204 No Content\r\n\r\n", "GET").body, BodyLen::None);
         assert_eq!(r("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", "GET").body, BodyLen::None);
         assert_eq!(r("HTTP/1.1 100 Continue\r\n\r\n", "POST").body, BodyLen::None);
@@ -577,11 +612,15 @@ mod tests {
 
     #[test]
     fn targets() {
-        assert_eq!(split_target("/a?b"), (None, "/a?b"));
-        assert_eq!(split_target("http://h:8/x?y"), (Some("h:8"), "/x?y"));
-        assert_eq!(split_target("http://h?y"), (Some("h"), "?y"));
-        assert_eq!(split_target("https://h"), (Some("h"), "/"));
-        assert_eq!(split_target("*"), (None, "*"));
+        let t = |s| {
+            let (a, pq) = split_target(s);
+            (a, pq.into_owned())
+        };
+        assert_eq!(t("/a?b"), (None, "/a?b".into()));
+        assert_eq!(t("http://h:8/x?y"), (Some("h:8"), "/x?y".into()));
+        assert_eq!(t("http://h?y"), (Some("h"), "/?y".into()));
+        assert_eq!(t("https://h"), (Some("h"), "/".into()));
+        assert_eq!(t("*"), (None, "*".into()));
     }
 
     fn dechunk(input: &[u8], step: usize) -> Result<(usize, Vec<u8>), ChunkError> {
@@ -609,7 +648,6 @@ mod tests {
             assert_eq!(data, b"hello ");
         }
         assert_eq!(dechunk(b"A\r\n0123456789\r\n0\r\n\r\n", 64).unwrap().1, b"0123456789");
-        assert_eq!(dechunk(b"0\n\n", 64).unwrap().0, 3);
     }
 
     #[test]
@@ -619,6 +657,14 @@ mod tests {
         assert_eq!(bad(b"\r\n"), ChunkError::BadSize);
         assert_eq!(bad(b"11111111111111111\r\n"), ChunkError::BadSize);
         assert_eq!(bad(b"1\r\nab"), ChunkError::MissingCrlf);
+        // Bare LF or CR anywhere in the framing (a laxer server could split differently).
+        assert_eq!(bad(b"1\na\r\n0\r\n\r\n"), ChunkError::BadSize);
+        assert_eq!(bad(b"1;x\na\r\n"), ChunkError::BadSize);
+        assert_eq!(bad(b"1\r\na\n0\r\n\r\n"), ChunkError::MissingCrlf);
+        assert_eq!(bad(b"0\r\n\n"), ChunkError::MissingCrlf);
+        assert_eq!(bad(b"0\r\nX: 1\n\r\n"), ChunkError::MissingCrlf);
+        assert_eq!(bad(b"1;\x01\r\n"), ChunkError::BadSize);
+        assert_eq!(bad(b"1\rx"), ChunkError::BadSize);
         assert_eq!(bad(&[b"1;".as_slice(), &[b'a'; 5000]].concat()), ChunkError::LineTooLong);
         let trailers: Vec<u8> = [b"0\r\n".to_vec(), b"X: y\r\n".repeat(3000)].concat();
         assert_eq!(bad(&trailers), ChunkError::TrailersTooLarge);

@@ -114,8 +114,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 log::debug!("{}: bad request from {peer}: {e}", fe.cfg.name);
                 fe.counters.response(400);
                 let resp = local_response(StatusCode::BAD_REQUEST, "<html><body><h1>400 Bad request</h1>\nYour browser sent an invalid request.\n</body></html>\n");
-                let _ = write_local(&mut io, resp, 1, false).await;
-                let _ = io.shutdown().await;
+                let _ = within(read_timeout, write_local(&mut io, resp, 1, false)).await;
+                let _ = within(read_timeout, io.shutdown()).await;
                 return;
             }
         };
@@ -126,7 +126,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             // A plain connection with nothing unread just closes; TLS sends close_notify,
             // and unread bytes must not turn the close into a reset that loses the response.
             if tls || !buf.is_empty() {
-                let _ = io.shutdown().await;
+                let _ = within(read_timeout, io.shutdown()).await;
             }
             return;
         }
@@ -229,7 +229,7 @@ impl Exchange<'_> {
     async fn local<S: AsyncWrite + Unpin>(&self, io: &mut S, resp: Response<Body>) -> Done {
         let status = resp.status().as_u16();
         let keep = self.h.keep_alive && self.h.body == BodyLen::None;
-        match write_local(io, resp, self.h.minor, keep).await {
+        match within(self.client_timeout, write_local(io, resp, self.h.minor, keep)).await {
             Ok(bytes) => Done { status, bytes, keep },
             Err(_) => Done { status, bytes: 0, keep: false },
         }
@@ -242,7 +242,8 @@ impl Exchange<'_> {
         sbuf: &mut BytesMut,
         out: &mut Outcome,
     ) -> Done {
-        let (authority, pq) = h1::split_target(self.target());
+        let (authority, origin) = h1::split_target(self.target());
+        let pq: &str = &origin;
         let path = pq.split('?').next().unwrap_or("/");
         if let Some(st) = &self.fe.cfg.stats {
             if let Some(uri) = &st.uri {
@@ -394,7 +395,7 @@ impl Exchange<'_> {
         };
         if self.h.expect_continue && !body_done {
             // Answered here, as nginx does: the server never sees `Expect`.
-            if io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+            if within(self.client_timeout, io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")).await.is_err() {
                 return Done { status: 0, bytes: 0, keep: false };
             }
         }
@@ -576,7 +577,9 @@ impl Exchange<'_> {
                 match h1::parse_response(sbuf, self.method()) {
                     Ok(Some(r)) if (100..200).contains(&r.status) && r.status != 101 => {
                         if self.h.minor == 1 {
-                            io.write_all(&sbuf[..r.len]).await.map_err(|_| SendError::Client)?;
+                            within(self.client_timeout, io.write_all(&sbuf[..r.len]))
+                                .await
+                                .map_err(|_| SendError::Client)?;
                         }
                         sbuf.advance(r.len);
                         continue;
@@ -662,13 +665,13 @@ impl Exchange<'_> {
         if upgraded {
             w.extend_from_slice(sbuf);
             let mut bytes = w.len() as u64;
-            if io.write_all(&w).await.is_err() || up.write_all(buf).await.is_err() {
+            let t = &be.cfg.settings.timeouts;
+            let idle = t.tunnel.unwrap_or_else(|| self.client_timeout.max(be.server_timeout()));
+            if within(idle, io.write_all(&w)).await.is_err() || within(idle, up.write_all(buf)).await.is_err() {
                 return Done { status: 101, bytes, keep: false };
             }
             buf.clear();
-            if let Ok((_, down)) = tokio::io::copy_bidirectional(io, &mut up).await {
-                bytes += down;
-            }
+            bytes += tunnel(io, &mut up, idle).await;
             return Done { status: 101, bytes, keep: false };
         }
 
@@ -746,6 +749,48 @@ impl Exchange<'_> {
         }
         Done { status: r.status, bytes, keep: keep && finished }
     }
+}
+
+/// Copies bytes both ways until either side closes or nothing moves for `idle`
+/// (`timeout tunnel`, else the larger of the client and server timeouts, as in HAProxy).
+/// Returns the bytes sent to the client.
+async fn tunnel<S: AsyncRead + AsyncWrite + Unpin>(client: &mut S, server: &mut TcpStream, idle: Duration) -> u64 {
+    let (mut a, mut b) = (vec![0u8; BUF], vec![0u8; BUF]);
+    let mut down = 0u64;
+    let (mut client_open, mut server_open) = (true, true);
+    while client_open || server_open {
+        let step = tokio::time::timeout(idle, async {
+            tokio::select! {
+                r = client.read(&mut a), if client_open => (true, r),
+                r = server.read(&mut b), if server_open => (false, r),
+            }
+        })
+        .await;
+        let Ok((from_client, r)) = step else { break };
+        match (from_client, r) {
+            (true, Ok(0)) => {
+                client_open = false;
+                let _ = server.shutdown().await;
+            }
+            (false, Ok(0)) => {
+                server_open = false;
+                let _ = within(idle, client.shutdown()).await;
+            }
+            (true, Ok(n)) => {
+                if within(idle, server.write_all(&a[..n])).await.is_err() {
+                    break;
+                }
+            }
+            (false, Ok(n)) => {
+                if within(idle, client.write_all(&b[..n])).await.is_err() {
+                    break;
+                }
+                down += n as u64;
+            }
+            (_, Err(_)) => break,
+        }
+    }
+    down
 }
 
 /// Why a request did not get a response head from the server.

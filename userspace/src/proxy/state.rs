@@ -156,6 +156,9 @@ impl ServerRt {
 
     pub fn put_idle(&self, stream: tokio::net::TcpStream) {
         let mut idle = self.idle[pool_slot()].lock().unwrap_or_else(|p| p.into_inner());
+        // Expired connections are at the front (oldest first): let them go.
+        let expired = idle.iter().take_while(|c| c.since.elapsed() > IDLE_TIMEOUT).count();
+        idle.drain(..expired);
         if idle.len() >= MAX_IDLE {
             // The oldest is the likeliest to have been closed by the server.
             idle.remove(0);
