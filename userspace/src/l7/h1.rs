@@ -215,18 +215,21 @@ fn malformed(e: httparse::Error) -> HeadError {
     }
 }
 
+/// The length of a complete head, None while more bytes may complete it, or the error.
+fn head_len(parsed: httparse::Result<usize>, have: usize) -> Result<Option<usize>, HeadError> {
+    match parsed.map_err(malformed)? {
+        httparse::Status::Complete(n) if n > MAX_HEAD => Err(HeadError::TooLarge),
+        httparse::Status::Complete(n) => Ok(Some(n)),
+        httparse::Status::Partial if have >= MAX_HEAD => Err(HeadError::TooLarge),
+        httparse::Status::Partial => Ok(None),
+    }
+}
+
 /// Parses a request head at the start of `buf`: `Ok(None)` when more bytes are needed.
 pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf).map_err(malformed)? {
-        httparse::Status::Complete(n) => n,
-        httparse::Status::Partial if buf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
-        httparse::Status::Partial => return Ok(None),
-    };
-    if len > MAX_HEAD {
-        return Err(HeadError::TooLarge);
-    }
+    let Some(len) = head_len(req.parse(buf), buf.len())? else { return Ok(None) };
     let (method, target, minor) = match (req.method, req.path, req.version) {
         (Some(m), Some(p), Some(v)) => (m, p, v),
         _ => return Err(HeadError::Malformed("incomplete request line".into())),
@@ -275,14 +278,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
 pub fn parse_response(buf: &[u8], method: &[u8]) -> Result<Option<ResponseHead>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf).map_err(malformed)? {
-        httparse::Status::Complete(n) => n,
-        httparse::Status::Partial if buf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
-        httparse::Status::Partial => return Ok(None),
-    };
-    if len > MAX_HEAD {
-        return Err(HeadError::TooLarge);
-    }
+    let Some(len) = head_len(resp.parse(buf), buf.len())? else { return Ok(None) };
     let (status, minor) = match (resp.code, resp.version) {
         (Some(c), Some(v)) => (c, v),
         _ => return Err(HeadError::Malformed("incomplete status line".into())),

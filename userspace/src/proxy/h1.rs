@@ -25,7 +25,7 @@ use tokio::{
 };
 
 use super::{
-    http::{error_page, local_response, log_request, pick, Outcome},
+    http::{count_failure, error_page, local_response, log_request, persistence, pick, retry, Outcome},
     queue,
     state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
     stats,
@@ -338,17 +338,7 @@ impl Exchange<'_> {
         } else {
             Vec::new()
         };
-        let (persisted, client_cookie) = match &s.cookie {
-            Some(c) => {
-                let servers: Vec<CookieServer> = be
-                    .servers
-                    .iter()
-                    .map(|sv| CookieServer { value: sv.cfg.cookie.as_deref(), accepts: sv.is_up() })
-                    .collect();
-                (cookie::designated(c, &cookies, &servers), cookie::find(&c.name, &cookies))
-            }
-            None => (None, None),
-        };
+        let (persisted, client_cookie) = persistence(be, &cookies);
         let hdr_value = match &s.balance {
             crate::haproxy::model::Balance::Hdr(name) => field(self.head, &self.h.fields, name).map(text),
             _ => None,
@@ -464,12 +454,7 @@ impl Exchange<'_> {
                     server.counters.leave();
                     drop(permit);
                     let connect_failed = e == SendError::Connect;
-                    if connect_failed {
-                        server.counters.econ.fetch_add(1, Relaxed);
-                        be.counters.econ.fetch_add(1, Relaxed);
-                    } else {
-                        server.counters.eresp.fetch_add(1, Relaxed);
-                    }
+                    count_failure(be, &server, connect_failed);
                     if e == SendError::Client {
                         out.termination = "CD--";
                         return Done { status: 0, bytes: 0, keep: false };
@@ -486,18 +471,7 @@ impl Exchange<'_> {
                     }
                     tries_left -= 1;
                     out.retries += 1;
-                    server.counters.wretr.fetch_add(1, Relaxed);
-                    be.counters.wretr.fetch_add(1, Relaxed);
-                    // HAProxy redispatches on the last retry.
-                    if tries_left == 0 && s.redispatch {
-                        if let Some(other) = pick(be, self.peer, path, hdr_value, Some(idx)) {
-                            if other != idx {
-                                server.counters.wredis.fetch_add(1, Relaxed);
-                                be.counters.wredis.fetch_add(1, Relaxed);
-                                idx = other;
-                            }
-                        }
-                    }
+                    idx = retry(be, idx, tries_left, self.peer, path, hdr_value);
                 }
             }
         }

@@ -322,6 +322,47 @@ pub(super) fn pick(
     be.balancer.lock().ok()?.pick(&cands, &key)
 }
 
+/// Cookie persistence: the server the client's cookie designates (if it may take the
+/// request) and the client's cookie value.
+pub(super) fn persistence<'h>(be: &BackendRt, cookies: &[&'h str]) -> (Option<usize>, Option<&'h str>) {
+    let Some(c) = &be.cfg.settings.cookie else { return (None, None) };
+    let servers: Vec<CookieServer> = be
+        .servers
+        .iter()
+        .map(|sv| CookieServer { value: sv.cfg.cookie.as_deref(), accepts: sv.is_up() })
+        .collect();
+    (cookie::designated(c, cookies, &servers), cookie::find(&c.name, cookies))
+}
+
+/// Counts a failed try on `server` (connect error or bad response).
+pub(super) fn count_failure(be: &BackendRt, server: &ServerRt, connect_failed: bool) {
+    if connect_failed {
+        server.counters.econ.fetch_add(1, Relaxed);
+        be.counters.econ.fetch_add(1, Relaxed);
+    } else {
+        server.counters.eresp.fetch_add(1, Relaxed);
+    }
+}
+
+/// Counts a retry after a failed connect on server `idx`; on the last one (`tries_left`
+/// now 0) with `option redispatch`, HAProxy moves to another server: returns the server
+/// of the next try.
+pub(super) fn retry(be: &BackendRt, idx: usize, tries_left: u32, peer: SocketAddr, path: &str, hdr: Option<&str>) -> usize {
+    let server = &be.servers[idx];
+    server.counters.wretr.fetch_add(1, Relaxed);
+    be.counters.wretr.fetch_add(1, Relaxed);
+    if tries_left == 0 && be.cfg.settings.redispatch {
+        if let Some(other) = pick(be, peer, path, hdr, Some(idx)) {
+            if other != idx {
+                server.counters.wredis.fetch_add(1, Relaxed);
+                be.counters.wredis.fetch_add(1, Relaxed);
+                return other;
+            }
+        }
+    }
+    idx
+}
+
 async fn forward(
     be: &Arc<BackendRt>,
     peer: SocketAddr,
@@ -345,17 +386,7 @@ async fn forward(
         Vec::new()
     };
     let cookie_refs: Vec<&str> = cookies.iter().map(String::as_str).collect();
-    let (persisted, client_cookie) = match &s.cookie {
-        Some(c) => {
-            let cookie_servers: Vec<CookieServer> = be
-                .servers
-                .iter()
-                .map(|sv| CookieServer { value: sv.cfg.cookie.as_deref(), accepts: sv.is_up() })
-                .collect();
-            (cookie::designated(c, &cookie_refs, &cookie_servers), cookie::find(&c.name, &cookie_refs))
-        }
-        None => (None, None),
-    };
+    let (persisted, client_cookie) = persistence(be, &cookie_refs);
     let hdr_value = match &s.balance {
         crate::haproxy::model::Balance::Hdr(name) => {
             parts.headers.get(name.as_str()).and_then(|v| v.to_str().ok()).map(String::from)
@@ -476,12 +507,7 @@ async fn forward(
                 server.counters.leave();
                 drop(permit);
                 let connect_failed = e == SendError::Connect;
-                if connect_failed {
-                    server.counters.econ.fetch_add(1, Relaxed);
-                    be.counters.econ.fetch_add(1, Relaxed);
-                } else {
-                    server.counters.eresp.fetch_add(1, Relaxed);
-                }
+                count_failure(be, &server, connect_failed);
                 if !(connect_failed && replayable && tries_left > 0) {
                     out.termination = if connect_failed { "SC--" } else { "SH--" };
                     return error_page(if connect_failed {
@@ -492,18 +518,7 @@ async fn forward(
                 }
                 tries_left -= 1;
                 out.retries += 1;
-                server.counters.wretr.fetch_add(1, Relaxed);
-                be.counters.wretr.fetch_add(1, Relaxed);
-                // HAProxy redispatches on the last retry.
-                if tries_left == 0 && s.redispatch {
-                    if let Some(other) = pick(be, peer, &path, hdr_value.as_deref(), Some(idx)) {
-                        if other != idx {
-                            server.counters.wredis.fetch_add(1, Relaxed);
-                            be.counters.wredis.fetch_add(1, Relaxed);
-                            idx = other;
-                        }
-                    }
-                }
+                idx = retry(be, idx, tries_left, peer, &path, hdr_value.as_deref());
             }
             Err(_) => {
                 server.counters.leave();

@@ -367,10 +367,9 @@ async fn serve_http<S>(
         // Each request runs on the config current when it arrives.
         let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
         let fe = shared.frontend(&frontend);
-        let shared2 = shared.clone();
         async move {
             match fe {
-                Some(fe) => http::handle(shared2, fe, peer, local, req).await,
+                Some(fe) => http::handle(shared, fe, peer, local, req).await,
                 None => Ok(http::error_page(hyper::StatusCode::SERVICE_UNAVAILABLE)),
             }
         }
