@@ -42,7 +42,9 @@ fn scripted_backend() -> (SocketAddr, Arc<AtomicUsize>) {
                 let mut r = BufReader::new(c);
                 while let Some((path, headers, body)) = read_request(&mut r) {
                     count.fetch_add(1, Ordering::SeqCst);
-                    let h = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+                    let h = |n: &str| {
+                        headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default()
+                    };
                     let reply: Vec<u8> = match path.as_str() {
                         "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec(),
                         "/big" => {
@@ -210,7 +212,10 @@ fn http1_framing_both_ways() {
     // A body by length, split over several writes, and a 1 MB response.
     let body: Vec<u8> = (0..200_000u32).map(|i| (i % 7) as u8).collect();
     let sum: u64 = body.iter().map(|&b| b as u64).sum();
-    s.write_all(format!("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).unwrap();
+    s.write_all(
+        format!("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
+    )
+    .unwrap();
     for part in body.chunks(50_000) {
         s.write_all(part).unwrap();
         std::thread::sleep(Duration::from_millis(20));
@@ -231,12 +236,16 @@ fn http1_framing_both_ways() {
     assert_eq!(String::from_utf8(got).unwrap(), format!("len=5 sum={sum} te=chunked expect= secret= host=a"));
 
     // Connection cannot make the body's length disappear on the way to the server.
-    s.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\nGET /").unwrap();
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\nGET /",
+    )
+    .unwrap();
     let (_, _, got) = read_response(&mut r);
     assert!(String::from_utf8(got).unwrap().starts_with("len=5 "));
 
     // Expect: 100-continue is answered by the proxy; the server never sees Expect.
-    s.write_all(b"PUT /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n").unwrap();
+    s.write_all(b"PUT /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        .unwrap();
     let (line, _, _) = read_response(&mut r);
     assert_eq!(line, "HTTP/1.1 100 Continue");
     s.write_all(b"ok").unwrap();

@@ -214,6 +214,29 @@ fn stats_page_speaks_haproxy_csv_html_and_prometheus() {
     assert!(prom.contains("ballast_server_up{proxy=\"web\",server=\"s1\"} 1"), "{prom}");
 }
 
+/// One keep-alive GET on `s`: the status line and the body.
+fn ask(s: &mut std::net::TcpStream) -> (String, String) {
+    use std::io::{BufRead, BufReader, Write};
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    let mut len = 0;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).unwrap();
+        if h.trim().is_empty() {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; len];
+    std::io::Read::read_exact(&mut r, &mut body).unwrap();
+    (status, String::from_utf8(body).unwrap())
+}
+
 fn api(sock: &std::path::Path, cmd: &str) -> String {
     use std::io::{Read, Write};
     let mut s =
@@ -265,11 +288,43 @@ fn runtime_api_sets_server_state_and_weight() {
     assert_eq!((c["s1"], c["s2"]), (30, 10), "weights 3:1: {c:?}");
     assert!(api(&sock, "set server web/nope state maint").starts_with("No such server"));
     assert!(api(&sock, "bogus").starts_with("Unknown command"));
+
+    // Worker threads: SO_REUSEPORT hashes connections over them, the accepting worker
+    // hands a connection to another with two fewer; so 20 connections opened one after
+    // the other are spread within 2 of each other, and closing them uncounts them.
+    let thread_conns = || {
+        let info = api(&sock, "show info");
+        let line = info.lines().find_map(|l| l.strip_prefix("ThreadConns: ")).expect(&info).to_string();
+        line.split(',').map(|n| n.parse::<usize>().unwrap()).collect::<Vec<_>>()
+    };
+    let settle = |want: usize| {
+        let start = Instant::now();
+        loop {
+            let t = thread_conns();
+            if t.iter().sum::<usize>() == want {
+                return t;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "ThreadConns {t:?}, want {want} in all");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    settle(0);
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert!(ask(&mut s).0.starts_with("HTTP/1.1 200"));
+        held.push(s);
+    }
+    let t = settle(20);
+    assert!(t.iter().max().unwrap() - t.iter().min().unwrap() <= 2, "ThreadConns {t:?}");
+    assert!(api(&sock, "show info").contains(&format!("Nbthread: {}\n", t.len())));
+    drop(held);
+    settle(0);
 }
 
 #[test]
 fn reload_under_load_drops_nothing_and_keeps_idle_connections() {
-    use std::io::{BufRead, BufReader, Write};
     let b: Vec<_> = ["s1", "s2", "s3"].iter().map(|n| http_backend::start(n)).collect();
     let port = free_port();
     let sock = std::env::temp_dir().join(format!("ballast-reload-{port}.sock"));
@@ -287,26 +342,6 @@ fn reload_under_load_drops_nothing_and_keeps_idle_connections() {
     // An idle keep-alive connection opened before the reloads.
     let mut idle = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let ask = |s: &mut std::net::TcpStream| {
-        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut r = BufReader::new(s.try_clone().unwrap());
-        let mut status = String::new();
-        r.read_line(&mut status).unwrap();
-        let mut len = 0;
-        loop {
-            let mut h = String::new();
-            r.read_line(&mut h).unwrap();
-            if h.trim().is_empty() {
-                break;
-            }
-            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; len];
-        std::io::Read::read_exact(&mut r, &mut body).unwrap();
-        (status, String::from_utf8(body).unwrap())
-    };
     assert!(ask(&mut idle).0.starts_with("HTTP/1.1 200"));
 
     let pid = p._child.0.id();

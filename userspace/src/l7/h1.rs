@@ -169,7 +169,8 @@ fn scan(buf: &[u8], headers: &[httparse::Header<'_>]) -> Result<(Vec<Field>, Sca
                 if t.is_empty() || t.len() > 19 || !t.iter().all(u8::is_ascii_digit) {
                     return Err(HeadError::BadLength);
                 }
-                let n: u64 = std::str::from_utf8(t).ok().and_then(|t| t.parse().ok()).ok_or(HeadError::BadLength)?;
+                let n: u64 =
+                    std::str::from_utf8(t).ok().and_then(|t| t.parse().ok()).ok_or(HeadError::BadLength)?;
                 if s.length.is_some_and(|l| l != n) {
                     return Err(HeadError::BadLength);
                 }
@@ -295,7 +296,11 @@ pub fn parse_response(buf: &[u8], method: &[u8]) -> Result<Option<ResponseHead>,
     let body = if method == b"HEAD" || (100..200).contains(&status) || status == 204 || status == 304 {
         BodyLen::None
     } else if s.has_te {
-        if s.chunked { BodyLen::Chunked } else { BodyLen::UntilClose }
+        if s.chunked {
+            BodyLen::Chunked
+        } else {
+            BodyLen::UntilClose
+        }
     } else {
         match s.length {
             Some(0) => BodyLen::None,
@@ -379,7 +384,11 @@ impl Chunked {
         self.state == State::Done
     }
 
-    pub fn feed(&mut self, buf: &[u8], mut data: Option<&mut Vec<Range<usize>>>) -> Result<usize, ChunkError> {
+    pub fn feed(
+        &mut self,
+        buf: &[u8],
+        mut data: Option<&mut Vec<Range<usize>>>,
+    ) -> Result<usize, ChunkError> {
         let mut i = 0;
         while i < buf.len() && self.state != State::Done {
             let b = buf[i];
@@ -489,7 +498,10 @@ mod tests {
     }
 
     fn field<'a>(buf: &'a str, h: &RequestHead, name: &str) -> Option<&'a str> {
-        h.fields.iter().find(|f| buf[f.name.clone()].eq_ignore_ascii_case(name)).map(|f| &buf[f.value.clone()])
+        h.fields
+            .iter()
+            .find(|f| buf[f.name.clone()].eq_ignore_ascii_case(name))
+            .map(|f| &buf[f.value.clone()])
     }
 
     #[test]
@@ -507,7 +519,8 @@ mod tests {
         assert_eq!(h.body, BodyLen::Length(12));
         let h = req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\n\r\n").unwrap().unwrap();
         assert_eq!(h.body, BodyLen::Length(3));
-        let h = req("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap().unwrap();
+        let h =
+            req("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap().unwrap();
         assert_eq!(h.body, BodyLen::Chunked);
         let h = req("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(!h.keep_alive);
@@ -515,27 +528,53 @@ mod tests {
         assert!(h.keep_alive);
         let h = req("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").unwrap().unwrap();
         assert!(!h.keep_alive);
-        let h = req("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").unwrap().unwrap();
+        let h = req("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert!(h.expect_continue);
     }
 
     #[test]
     fn smuggling_and_bad_framing_are_refused() {
-        assert_eq!(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), Err(HeadError::BadLength));
-        assert_eq!(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n"), Err(HeadError::BadLength));
-        assert_eq!(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +1\r\n\r\n"), Err(HeadError::BadLength));
+        assert_eq!(
+            req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            Err(HeadError::BadLength)
+        );
+        assert_eq!(
+            req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n"),
+            Err(HeadError::BadLength)
+        );
+        assert_eq!(
+            req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +1\r\n\r\n"),
+            Err(HeadError::BadLength)
+        );
         assert_eq!(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length:\r\n\r\n"), Err(HeadError::BadLength));
-        assert_eq!(req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999\r\n\r\n"), Err(HeadError::BadLength));
+        assert_eq!(
+            req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999\r\n\r\n"),
+            Err(HeadError::BadLength)
+        );
         assert_eq!(
             req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Err(HeadError::LengthAndEncoding)
         );
-        assert_eq!(req("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), Err(HeadError::BadTransferEncoding));
-        assert_eq!(req("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"), Err(HeadError::BadTransferEncoding));
-        assert_eq!(req("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), Err(HeadError::BadTransferEncoding));
+        assert_eq!(
+            req("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+            Err(HeadError::BadTransferEncoding)
+        );
+        assert_eq!(
+            req("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Err(HeadError::BadTransferEncoding)
+        );
+        assert_eq!(
+            req("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(HeadError::BadTransferEncoding)
+        );
         assert_eq!(req("GET example.com HTTP/1.1\r\nHost: h\r\n\r\n"), Err(HeadError::BadTarget));
         assert!(matches!(req("GET / HTTP/2.0\r\n\r\n"), Err(HeadError::BadVersion)));
-        assert!(matches!(req("GET / HTTP/1.1\r\nHost: h\r\nBad Header: x\r\n\r\n"), Err(HeadError::Malformed(_))));
+        assert!(matches!(
+            req("GET / HTTP/1.1\r\nHost: h\r\nBad Header: x\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
         let big = format!("GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
         assert_eq!(req(&big), Err(HeadError::TooLarge));
         let many: String = (0..MAX_HEADERS + 1).map(|i| format!("X{i}: y\r\n")).collect();
@@ -571,7 +610,10 @@ mod tests {
         let s = "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
         let h = req(s).unwrap().unwrap();
         assert_eq!(&s[h.upgrade.clone().unwrap()], "websocket");
-        assert_eq!(req("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n").unwrap().unwrap().upgrade, None);
+        assert_eq!(
+            req("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n").unwrap().unwrap().upgrade,
+            None
+        );
     }
 
     #[test]
@@ -587,7 +629,10 @@ mod tests {
         let h = r(s, "GET");
         assert_eq!(h.body, BodyLen::Chunked);
         assert!(h.fields.iter().filter(|f| f.hop).any(|f| &s[f.name.clone()] == "Content-Length"));
-        assert!(!r("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n", "GET").keep_alive);
+        assert!(
+            !r("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n", "GET")
+                .keep_alive
+        );
         assert_eq!(r("HTTP/1.1 204 No Content\r\n\r\n", "GET").body, BodyLen::None);
         assert_eq!(r("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", "GET").body, BodyLen::None);
         assert_eq!(r("HTTP/1.1 100 Continue\r\n\r\n", "POST").body, BodyLen::None);

@@ -51,7 +51,11 @@ async fn within<T>(
     tokio::time::timeout(d, f).await.unwrap_or_else(|_| Err(timed_out()))
 }
 
-pub(super) async fn read_more<R: AsyncRead + Unpin>(io: &mut R, buf: &mut BytesMut, d: Duration) -> std::io::Result<usize> {
+pub(super) async fn read_more<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    d: Duration,
+) -> std::io::Result<usize> {
     if buf.capacity() - buf.len() < 1024 {
         buf.reserve(BUF);
     }
@@ -59,7 +63,10 @@ pub(super) async fn read_more<R: AsyncRead + Unpin>(io: &mut R, buf: &mut BytesM
 }
 
 fn field<'a>(head: &'a [u8], fields: &[Field], name: &str) -> Option<&'a [u8]> {
-    fields.iter().find(|f| head[f.name.clone()].eq_ignore_ascii_case(name.as_bytes())).map(|f| &head[f.value.clone()])
+    fields
+        .iter()
+        .find(|f| head[f.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+        .map(|f| &head[f.value.clone()])
 }
 
 fn text(b: &[u8]) -> &str {
@@ -120,7 +127,15 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
         let head = buf.split_to(h.len).to_vec();
-        let ex = Exchange { shared: &shared, fe: &fe, peer, local, client_timeout: read_timeout, head: &head, h: &h };
+        let ex = Exchange {
+            shared: &shared,
+            fe: &fe,
+            peer,
+            local,
+            client_timeout: read_timeout,
+            head: &head,
+            h: &h,
+        };
         sbuf.clear();
         if !ex.run(&mut io, &mut buf, &mut sbuf).await {
             // A plain connection with nothing unread just closes; TLS sends close_notify,
@@ -200,7 +215,12 @@ impl Exchange<'_> {
     }
 
     /// Returns whether the client connection can take another request.
-    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&self, io: &mut S, buf: &mut BytesMut, sbuf: &mut BytesMut) -> bool {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut S,
+        buf: &mut BytesMut,
+        sbuf: &mut BytesMut,
+    ) -> bool {
         let start = Instant::now();
         let fe = self.fe;
         fe.counters.enter();
@@ -255,7 +275,10 @@ impl Exchange<'_> {
                     out.server = "<STATS>".into();
                     let resp = match req.body(()) {
                         Ok(req) => stats::serve(self.shared, st, &req),
-                        Err(_) => local_response(StatusCode::BAD_REQUEST, "<html><body><h1>400 Bad request</h1></body></html>\n"),
+                        Err(_) => local_response(
+                            StatusCode::BAD_REQUEST,
+                            "<html><body><h1>400 Bad request</h1></body></html>\n",
+                        ),
                     };
                     return self.local(io, resp).await;
                 }
@@ -264,7 +287,8 @@ impl Exchange<'_> {
         let host_field = field(self.head, &self.h.fields, "host").map(text);
         let host = host_field.map(host_only).or(authority.map(host_only));
         let view = RequestView { host, path };
-        let Some(be) = backend_for(&self.fe.cfg, &view).and_then(|n| self.shared.backends.get(n)).cloned() else {
+        let Some(be) = backend_for(&self.fe.cfg, &view).and_then(|n| self.shared.backends.get(n)).cloned()
+        else {
             out.termination = "SC--";
             return self.local(io, error_page(StatusCode::SERVICE_UNAVAILABLE)).await;
         };
@@ -368,7 +392,10 @@ impl Exchange<'_> {
                 Err(e) => {
                     log::debug!("{}: bad chunked body from {}: {e}", self.fe.cfg.name, self.peer);
                     out.termination = "CR--";
-                    let resp = local_response(StatusCode::BAD_REQUEST, "<html><body><h1>400 Bad request</h1></body></html>\n");
+                    let resp = local_response(
+                        StatusCode::BAD_REQUEST,
+                        "<html><body><h1>400 Bad request</h1></body></html>\n",
+                    );
                     let d = self.local(io, resp).await;
                     return Done { keep: false, ..d };
                 }
@@ -376,7 +403,8 @@ impl Exchange<'_> {
             _ => true,
         };
         let sent_whole = body_done;
-        let idempotent = matches!(self.method(), b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE");
+        let idempotent =
+            matches!(self.method(), b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE");
 
         let Some(mut idx) = persisted.or_else(|| pick(be, self.peer, path, hdr_value, None)) else {
             out.termination = "SC--";
@@ -394,18 +422,22 @@ impl Exchange<'_> {
             let server = be.servers[idx].clone();
             out.server = server.cfg.name.clone();
             let t0 = Instant::now();
-            let permit =
-                match queue::acquire(server.slots.as_ref(), be.queue_timeout(), &server.counters.qcur, &server.counters.qmax)
-                    .await
-                {
-                    Ok(p) => p,
-                    Err(queue::QueueTimeout) => {
-                        out.termination = "sQ--";
-                        out.t_queue = t0.elapsed().as_millis();
-                        let d = self.local(io, error_page(StatusCode::SERVICE_UNAVAILABLE)).await;
-                        return Done { keep: d.keep && body_done, ..d };
-                    }
-                };
+            let permit = match queue::acquire(
+                server.slots.as_ref(),
+                be.queue_timeout(),
+                &server.counters.qcur,
+                &server.counters.qmax,
+            )
+            .await
+            {
+                Ok(p) => p,
+                Err(queue::QueueTimeout) => {
+                    out.termination = "sQ--";
+                    out.t_queue = t0.elapsed().as_millis();
+                    let d = self.local(io, error_page(StatusCode::SERVICE_UNAVAILABLE)).await;
+                    return Done { keep: d.keep && body_done, ..d };
+                }
+            };
             out.t_queue = t0.elapsed().as_millis();
             server.counters.enter();
             let t1 = Instant::now();
@@ -422,7 +454,11 @@ impl Exchange<'_> {
                         fresh_only = true;
                         continue;
                     }
-                    break Err(if e.kind() == std::io::ErrorKind::TimedOut { SendError::Timeout } else { SendError::Other });
+                    break Err(if e.kind() == std::io::ErrorKind::TimedOut {
+                        SendError::Timeout
+                    } else {
+                        SendError::Other
+                    });
                 }
                 if !body_done {
                     match self.stream_request_body(io, buf, &mut up, &mut body_left, &mut chunked, be).await {
@@ -479,16 +515,22 @@ impl Exchange<'_> {
 
     /// A connection to `server`: an idle pooled one unless `fresh_only`, else a new one
     /// (with the PROXY header first for `send-proxy` servers). Also says if it was reused.
-    async fn connect(&self, be: &BackendRt, server: &ServerRt, fresh_only: bool) -> Result<(TcpStream, bool), ()> {
+    async fn connect(
+        &self,
+        be: &BackendRt,
+        server: &ServerRt,
+        fresh_only: bool,
+    ) -> Result<(TcpStream, bool), ()> {
         if server.cfg.send_proxy.is_none() && !fresh_only {
             if let Some(s) = server.take_idle() {
                 return Ok((s, true));
             }
         }
-        let mut stream = match tokio::time::timeout(be.connect_timeout(), TcpStream::connect(server.cfg.addr)).await {
-            Ok(Ok(s)) => s,
-            _ => return Err(()),
-        };
+        let mut stream =
+            match tokio::time::timeout(be.connect_timeout(), TcpStream::connect(server.cfg.addr)).await {
+                Ok(Ok(s)) => s,
+                _ => return Err(()),
+            };
         let _ = stream.set_nodelay(true);
         if let Some(version) = server.cfg.send_proxy {
             let header = match version {
@@ -558,7 +600,9 @@ impl Exchange<'_> {
                         sbuf.advance(r.len);
                         continue;
                     }
-                    Ok(Some(r)) if r.status == 101 && self.h.upgrade.is_none() => return Err(SendError::Other),
+                    Ok(Some(r)) if r.status == 101 && self.h.upgrade.is_none() => {
+                        return Err(SendError::Other)
+                    }
                     Ok(Some(r)) => return Ok(r),
                     Ok(None) => {}
                     Err(e) => {
@@ -641,7 +685,8 @@ impl Exchange<'_> {
             let mut bytes = w.len() as u64;
             let t = &be.cfg.settings.timeouts;
             let idle = t.tunnel.unwrap_or_else(|| self.client_timeout.max(be.server_timeout()));
-            if within(idle, io.write_all(&w)).await.is_err() || within(idle, up.write_all(buf)).await.is_err() {
+            if within(idle, io.write_all(&w)).await.is_err() || within(idle, up.write_all(buf)).await.is_err()
+            {
                 return Done { status: 101, bytes, keep: false };
             }
             buf.clear();
@@ -728,7 +773,11 @@ impl Exchange<'_> {
 /// Copies bytes both ways until either side closes or nothing moves for `idle`
 /// (`timeout tunnel`, else the larger of the client and server timeouts, as in HAProxy).
 /// Returns the bytes sent to the client.
-async fn tunnel<S: AsyncRead + AsyncWrite + Unpin>(client: &mut S, server: &mut TcpStream, idle: Duration) -> u64 {
+async fn tunnel<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut S,
+    server: &mut TcpStream,
+    idle: Duration,
+) -> u64 {
     let (mut a, mut b) = (vec![0u8; BUF], vec![0u8; BUF]);
     let mut down = 0u64;
     let (mut client_open, mut server_open) = (true, true);

@@ -153,7 +153,8 @@ pub(super) fn log_request(
         .backends
         .get(&out.backend)
         .map(|b| {
-            let s = b.servers.iter().find(|s| s.cfg.name == out.server).map(|s| s.counters.scur.load(Relaxed));
+            let s =
+                b.servers.iter().find(|s| s.cfg.name == out.server).map(|s| s.counters.scur.load(Relaxed));
             (b.counters.scur.load(Relaxed), s.unwrap_or(0))
         })
         .unwrap_or((0, 0));
@@ -347,7 +348,14 @@ pub(super) fn count_failure(be: &BackendRt, server: &ServerRt, connect_failed: b
 /// Counts a retry after a failed connect on server `idx`; on the last one (`tries_left`
 /// now 0) with `option redispatch`, HAProxy moves to another server: returns the server
 /// of the next try.
-pub(super) fn retry(be: &BackendRt, idx: usize, tries_left: u32, peer: SocketAddr, path: &str, hdr: Option<&str>) -> usize {
+pub(super) fn retry(
+    be: &BackendRt,
+    idx: usize,
+    tries_left: u32,
+    peer: SocketAddr,
+    path: &str,
+    hdr: Option<&str>,
+) -> usize {
     let server = &be.servers[idx];
     server.counters.wretr.fetch_add(1, Relaxed);
     be.counters.wretr.fetch_add(1, Relaxed);

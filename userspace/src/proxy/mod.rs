@@ -29,7 +29,10 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
-use tokio::{net::TcpListener, sync::Semaphore, task::JoinHandle};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    task::JoinHandle,
+};
 
 use crate::haproxy::{model::Mode, L7Config};
 pub use state::Shared;
@@ -64,7 +67,7 @@ pub struct Proxy {
     checks: Mutex<Vec<JoinHandle<()>>>,
     /// Serialises reloads.
     reload_lock: tokio::sync::Mutex<()>,
-    workers: workers::Workers,
+    workers: Arc<workers::Workers>,
 }
 
 impl Proxy {
@@ -106,7 +109,7 @@ impl Proxy {
     fn install(
         &self,
         shared: Arc<Shared>,
-        bound: Vec<(String, Vec<TcpListener>)>,
+        bound: Vec<(String, Vec<std::net::TcpListener>)>,
         mut acceptors: HashMap<SocketAddr, tokio_rustls::TlsAcceptor>,
     ) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = shared.clone();
@@ -152,7 +155,14 @@ impl Proxy {
                 .into_iter()
                 .zip(self.workers.handles())
                 .map(|(l, worker)| {
-                    worker.spawn(accept_loop(self.current.clone(), frontend.clone(), tls.clone(), limit.clone(), l))
+                    worker.spawn(accept_loop(
+                        self.current.clone(),
+                        frontend.clone(),
+                        tls.clone(),
+                        limit.clone(),
+                        l,
+                        self.workers.clone(),
+                    ))
                 })
                 .collect();
             listeners.insert(addr, Listener { frontend, tls, tasks });
@@ -229,7 +239,7 @@ fn bind_new(
     workers: &workers::Workers,
     shared: &Shared,
     existing: &HashMap<SocketAddr, ()>,
-) -> Result<Vec<(String, Vec<TcpListener>)>, ProxyError> {
+) -> Result<Vec<(String, Vec<std::net::TcpListener>)>, ProxyError> {
     let mut out = Vec::new();
     for fe in &shared.frontends {
         for b in &fe.cfg.binds {
@@ -264,8 +274,16 @@ async fn accept_loop(
     frontend: Arc<RwLock<String>>,
     tls: Acceptor,
     limit: Arc<Semaphore>,
-    listener: TcpListener,
+    listener: std::net::TcpListener,
+    workers: Arc<workers::Workers>,
 ) {
+    let listener = match workers::Accept::new(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("cannot poll a listening socket: {e}");
+            return;
+        }
+    };
     // Connections beyond maxconn wait in the kernel's accept queue.
     let read_timeout = {
         let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -276,9 +294,10 @@ async fn accept_loop(
     builder.http1().timer(TokioTimer::new()).header_read_timeout(read_timeout).keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
+    let me = workers::current();
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else { return };
-        let (mut stream, mut peer) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 log::warn!("accept: {e}");
@@ -288,49 +307,101 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         // Only a wildcard bind needs asking which address the client reached.
-        let local = if bound_addr.ip().is_unspecified() { stream.local_addr().unwrap_or(bound_addr) } else { bound_addr };
+        let local = if bound_addr.ip().is_unspecified() {
+            stream.local_addr().unwrap_or(bound_addr)
+        } else {
+            bound_addr
+        };
         let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
         let name = frontend.read().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(fe) = shared.frontend(&name) else { continue };
         let accept_proxy = fe.cfg.binds.iter().any(|b| b.addr == bound_addr && b.accept_proxy);
-        let (current, builder) = (current.clone(), builder.clone());
-        let acceptor = tls.read().unwrap_or_else(|p| p.into_inner()).clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            if accept_proxy {
-                match tokio::time::timeout(read_timeout, read_proxy_header(&mut stream)).await {
-                    Ok(Ok(Some((src, _dst)))) => peer = src,
-                    Ok(Ok(None)) => {}
-                    Ok(Err(e)) => {
-                        log::warn!("{}: PROXY header from {peer}: {e}; connection closed", fe.cfg.name);
-                        return;
+        let client = Client {
+            current: current.clone(),
+            shared,
+            fe,
+            builder: builder.clone(),
+            acceptor: tls.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            accept_proxy,
+            read_timeout,
+            peer,
+            local,
+        };
+        let load = workers.place(me);
+        let load_worker = load.worker();
+        // Registered with the runtime of the worker that serves it.
+        let serve = async move {
+            match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => client.serve(stream, permit, load).await,
+                Err(e) => log::warn!("connection from {peer}: {e}"),
+            }
+        };
+        if load_worker == me {
+            tokio::spawn(serve);
+        } else {
+            workers.handles()[load_worker].spawn(serve);
+        }
+    }
+}
+
+/// An accepted client connection and what serving it needs.
+struct Client {
+    current: Arc<RwLock<Arc<Shared>>>,
+    shared: Arc<Shared>,
+    fe: Arc<state::FrontendRt>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    accept_proxy: bool,
+    read_timeout: Duration,
+    peer: SocketAddr,
+    local: SocketAddr,
+}
+
+impl Client {
+    /// Serves the connection on the current worker; the frontend's maxconn slot and the
+    /// worker's count are held until it ends.
+    async fn serve(
+        self,
+        mut stream: tokio::net::TcpStream,
+        permit: OwnedSemaphorePermit,
+        load: workers::Load,
+    ) {
+        let _held = (permit, load);
+        let Client { current, shared, fe, builder, acceptor, accept_proxy, read_timeout, mut peer, local } =
+            self;
+        if accept_proxy {
+            match tokio::time::timeout(read_timeout, read_proxy_header(&mut stream)).await {
+                Ok(Ok(Some((src, _dst)))) => peer = src,
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    log::warn!("{}: PROXY header from {peer}: {e}; connection closed", fe.cfg.name);
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+        if fe.cfg.settings.mode == Mode::Tcp {
+            tcp::serve(&shared, &fe, stream, peer, local).await;
+            return;
+        }
+        let name = fe.cfg.name.clone();
+        match acceptor {
+            None => {
+                let conn = h1::ClientConn { peer, local, read_timeout, tls: false };
+                serve_http(current, name, stream, conn, &builder).await
+            }
+            Some(acceptor) => {
+                // A client that never finishes its handshake holds a slot: bound it.
+                match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let conn = h1::ClientConn { peer, local, read_timeout, tls: true };
+                        serve_http(current, name, tls, conn, &builder).await
                     }
-                    Err(_) => return,
+                    Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
+                    Err(_) => log::debug!("TLS handshake from {peer}: timed out"),
                 }
             }
-            if fe.cfg.settings.mode == Mode::Tcp {
-                tcp::serve(&shared, &fe, stream, peer, local).await;
-                return;
-            }
-            let name = fe.cfg.name.clone();
-            match acceptor {
-                None => {
-                    let conn = h1::ClientConn { peer, local, read_timeout, tls: false };
-                    serve_http(current, name, stream, conn, &builder).await
-                }
-                Some(acceptor) => {
-                    // A client that never finishes its handshake holds a slot: bound it.
-                    match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let conn = h1::ClientConn { peer, local, read_timeout, tls: true };
-                            serve_http(current, name, tls, conn, &builder).await
-                        }
-                        Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
-                        Err(_) => log::debug!("TLS handshake from {peer}: timed out"),
-                    }
-                }
-            }
-        });
+        }
     }
 }
 
@@ -409,7 +480,10 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<S> {
         std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
-    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_flush(cx)
     }
 

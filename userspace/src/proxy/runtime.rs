@@ -79,12 +79,17 @@ where
     match cmd {
         Command::Help => HELP.into(),
         Command::ShowStat => super::stats::csv(&shared),
-        Command::ShowInfo => format!(
-            "Name: ballast\nVersion: {}\nUptime_sec: {}\nCurrConns: {}\n",
-            env!("CARGO_PKG_VERSION"),
-            shared.started.elapsed().as_secs(),
-            shared.frontends.iter().map(|f| f.counters.scur.load(Relaxed)).sum::<u32>()
-        ),
+        Command::ShowInfo => {
+            let loads = proxy.workers.loads();
+            format!(
+                "Name: ballast\nVersion: {}\nUptime_sec: {}\nNbthread: {}\nCurrConns: {}\nThreadConns: {}\n",
+                env!("CARGO_PKG_VERSION"),
+                shared.started.elapsed().as_secs(),
+                loads.len(),
+                shared.frontends.iter().map(|f| f.counters.scur.load(Relaxed)).sum::<u32>(),
+                loads.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
+            )
+        }
         Command::SetState { backend, server, admin } => match shared.server(&backend, &server) {
             Some(s) => {
                 s.admin.store(admin as u8, Relaxed);

@@ -5,10 +5,25 @@
 //! tasks between threads and woke idle workers, which cost about a tenth of the
 //! keep-alive throughput here. Control work (checks, reloads, runtime API) stays on the
 //! main runtime.
-use std::{cell::Cell, net::SocketAddr};
+//!
+//! SO_REUSEPORT spreads connections by a hash of their addresses, not by load: 32 clients
+//! can land 12 on one worker and 20 on the other, and the busier worker's clients then
+//! wait longer (the tail latency). So, like HAProxy's listener multi-queue, a worker that
+//! accepts a connection while another serves at least two fewer hands it over (counted
+//! in live client connections). Sockets are accepted unregistered (mio) and registered
+//! by the worker that serves them, so a hand-off costs one wake-up of the other thread.
+use std::{
+    cell::Cell,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicUsize, Ordering::Relaxed},
+        Arc,
+    },
+};
 
 use tokio::{
-    net::{TcpListener, TcpSocket},
+    io::{unix::AsyncFd, Interest},
+    net::TcpSocket,
     runtime::Handle,
 };
 
@@ -23,11 +38,42 @@ pub fn current() -> usize {
 
 pub struct Workers {
     handles: Vec<Handle>,
+    /// Live client connections per worker.
+    load: Vec<AtomicUsize>,
+}
+
+/// The worker that should serve a connection accepted by worker `me`, given each
+/// worker's live connections: `me` unless another has at least two fewer (then the least
+/// loaded). A move costs a wake-up of the other thread, so near-balanced loads stay put.
+pub fn choose(load: &[usize], me: usize) -> usize {
+    let mine = load.get(me).copied().unwrap_or(0);
+    match load.iter().enumerate().min_by_key(|&(_, n)| *n) {
+        Some((least, &n)) if n + 1 < mine => least,
+        _ => me,
+    }
+}
+
+/// One client connection counted against the worker serving it, until dropped.
+pub struct Load {
+    workers: Arc<Workers>,
+    worker: usize,
+}
+
+impl Load {
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.workers.load[self.worker].fetch_sub(1, Relaxed);
+    }
 }
 
 impl Workers {
     /// Starts `n` worker threads (at least one); they run until the process exits.
-    pub fn start(n: usize) -> std::io::Result<Workers> {
+    pub fn start(n: usize) -> std::io::Result<Arc<Workers>> {
         let mut handles = Vec::new();
         for i in 0..n.max(1) {
             let (tx, rx) = std::sync::mpsc::channel();
@@ -45,17 +91,32 @@ impl Workers {
             })?;
             handles.push(rx.recv().map_err(std::io::Error::other)??);
         }
-        Ok(Workers { handles })
+        let load = handles.iter().map(|_| AtomicUsize::new(0)).collect();
+        Ok(Arc::new(Workers { handles, load }))
     }
 
     pub fn handles(&self) -> &[Handle] {
         &self.handles
     }
 
-    /// One listening socket per worker on `addr`, each registered with its worker's
-    /// runtime (all bound or none).
-    pub fn bind(&self, addr: SocketAddr) -> std::io::Result<Vec<TcpListener>> {
-        let mut out: Vec<TcpListener> = Vec::new();
+    /// Live client connections per worker.
+    pub fn loads(&self) -> Vec<usize> {
+        self.load.iter().map(|l| l.load(Relaxed)).collect()
+    }
+
+    /// Places a connection worker `me` accepted (see [`choose`]) and counts it there.
+    pub fn place(self: &Arc<Self>, me: usize) -> Load {
+        let load = self.loads();
+        let me = me.min(self.handles.len() - 1);
+        let worker = choose(&load, me);
+        self.load[worker].fetch_add(1, Relaxed);
+        Load { workers: self.clone(), worker }
+    }
+
+    /// One listening socket per worker on `addr` (all bound or none), not yet registered
+    /// with any runtime: [`Accept::new`] does that on the worker.
+    pub fn bind(&self, addr: SocketAddr) -> std::io::Result<Vec<std::net::TcpListener>> {
+        let mut out = Vec::new();
         let mut addr = addr;
         for h in &self.handles {
             let _in_worker = h.enter();
@@ -66,8 +127,71 @@ impl Workers {
             let l = s.listen(8192)?;
             // Port 0: the others share the port the first one got.
             addr = l.local_addr()?;
-            out.push(l);
+            out.push(l.into_std()?);
         }
         Ok(out)
+    }
+}
+
+/// A listening socket polled by the current worker's runtime; accepted sockets are left
+/// unregistered (nonblocking, close-on-exec).
+pub struct Accept(AsyncFd<mio::net::TcpListener>);
+
+impl Accept {
+    /// Must run on the worker that will accept.
+    pub fn new(l: std::net::TcpListener) -> std::io::Result<Accept> {
+        l.set_nonblocking(true)?;
+        // SAFETY: the listener owns its fd, which stays the same and open for as long as
+        // the AsyncFd holds it (it deregisters before dropping, and so closing, it).
+        unsafe { AsyncFd::register_with_interest(mio::net::TcpListener::from_std(l), Interest::READABLE) }
+            .map(Accept)
+            .map_err(|e| e.into_parts().1)
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
+    }
+
+    pub async fn accept(&self) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            if let Ok(r) = ready.try_io(|l| l.get_ref().accept()) {
+                // mio's socket is a plain nonblocking fd, registered nowhere.
+                return r.map(|(s, peer)| (std::net::TcpStream::from(std::os::fd::OwnedFd::from(s)), peer));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{choose, Workers};
+
+    #[test]
+    fn placed_connections_spread_and_are_uncounted_when_dropped() {
+        let w = Workers::start(2).unwrap();
+        // Every connection accepted by worker 0: worker 1 gets one whenever it has two
+        // fewer, so they end up within two of each other.
+        let held: Vec<_> = (0..10).map(|_| w.place(0)).collect();
+        assert_eq!(w.loads(), vec![6, 4]);
+        assert_eq!(held.iter().filter(|l| l.worker() == 1).count(), 4);
+        drop(held);
+        assert_eq!(w.loads(), vec![0, 0]);
+        // A worker number beyond the pool (not a worker thread) is treated as the last.
+        let one = w.place(7);
+        assert_eq!(one.worker(), 1);
+    }
+
+    #[test]
+    fn stays_unless_another_has_two_fewer() {
+        assert_eq!(choose(&[0, 0], 0), 0);
+        assert_eq!(choose(&[1, 0], 0), 0);
+        assert_eq!(choose(&[2, 0], 0), 1);
+        assert_eq!(choose(&[5, 4], 0), 0);
+        assert_eq!(choose(&[3, 7], 1), 0);
+        assert_eq!(choose(&[9, 4, 2], 0), 2);
+        assert_eq!(choose(&[9], 0), 0);
+        // Out of range (no such worker) stays put rather than panicking.
+        assert_eq!(choose(&[1, 1], 5), 5);
     }
 }

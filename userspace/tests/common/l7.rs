@@ -41,4 +41,3 @@ pub fn start_proxy(cfg: &str) -> Proxy {
     }
     p
 }
-
