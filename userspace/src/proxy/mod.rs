@@ -9,6 +9,7 @@
 pub mod checks;
 pub mod h1;
 pub mod http;
+pub mod nodelay;
 pub mod queue;
 pub mod runtime;
 pub mod state;
@@ -305,7 +306,6 @@ async fn accept_loop(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         // Only a wildcard bind needs asking which address the client reached.
         let local = if bound_addr.ip().is_unspecified() {
             stream.local_addr().unwrap_or(bound_addr)
@@ -381,25 +381,32 @@ impl Client {
             }
         }
         if fe.cfg.settings.mode == Mode::Tcp {
-            tcp::serve(&shared, &fe, stream, peer, local).await;
+            // Boxed here and below: a spawned future is copied whole, and most connections
+            // take the plain HTTP/1 branch, so only that one is kept inline.
+            let _ = stream.set_nodelay(true);
+            Box::pin(tcp::serve(&shared, &fe, stream, peer, local)).await;
             return;
         }
         let name = fe.cfg.name.clone();
         match acceptor {
             None => {
                 let conn = h1::ClientConn { peer, local, read_timeout, tls: false };
-                serve_http(current, name, stream, conn, &builder).await
+                serve_http(current, name, nodelay::Lazy::new(stream), conn, &builder).await
             }
             Some(acceptor) => {
-                // A client that never finishes its handshake holds a slot: bound it.
-                match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => {
-                        let conn = h1::ClientConn { peer, local, read_timeout, tls: true };
-                        serve_http(current, name, tls, conn, &builder).await
+                let _ = stream.set_nodelay(true);
+                Box::pin(async move {
+                    // A client that never finishes its handshake holds a slot: bound it.
+                    match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let conn = h1::ClientConn { peer, local, read_timeout, tls: true };
+                            serve_http(current, name, tls, conn, &builder).await
+                        }
+                        Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
+                        Err(_) => log::debug!("TLS handshake from {peer}: timed out"),
                     }
-                    Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
-                    Err(_) => log::debug!("TLS handshake from {peer}: timed out"),
-                }
+                })
+                .await
             }
         }
     }
@@ -416,7 +423,7 @@ async fn serve_http<S>(
     conn: h1::ClientConn,
     builder: &auto::Builder<TokioExecutor>,
 ) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + nodelay::NoDelay + Unpin + Send + 'static,
 {
     let mut buf = bytes::BytesMut::with_capacity(h1::BUF);
     loop {
@@ -433,6 +440,7 @@ async fn serve_http<S>(
         h1::serve(current, frontend, io, buf, conn).await;
         return;
     }
+    io.set_nodelay();
     let h1::ClientConn { peer, local, .. } = conn;
     let svc = service_fn(move |req| {
         // Each request runs on the config current when it arrives.
@@ -446,7 +454,7 @@ async fn serve_http<S>(
         }
     });
     let io = Prefixed { prefix: buf.freeze(), inner: io };
-    let _ = builder.serve_connection_with_upgrades(TokioIo::new(io), svc).await;
+    let _ = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), svc)).await;
 }
 
 /// A stream whose first bytes were already read: they are read again first.

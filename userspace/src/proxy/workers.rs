@@ -106,9 +106,14 @@ impl Workers {
 
     /// Places a connection worker `me` accepted (see [`choose`]) and counts it there.
     pub fn place(self: &Arc<Self>, me: usize) -> Load {
-        let load = self.loads();
         let me = me.min(self.handles.len() - 1);
-        let worker = choose(&load, me);
+        // The first 64 workers are compared (a fixed array: no allocation per connection).
+        let mut load = [0usize; 64];
+        let n = self.load.len().min(load.len());
+        for (slot, l) in load.iter_mut().zip(&self.load) {
+            *slot = l.load(Relaxed);
+        }
+        let worker = choose(&load[..n], me.min(n - 1));
         self.load[worker].fetch_add(1, Relaxed);
         Load { workers: self.clone(), worker }
     }
