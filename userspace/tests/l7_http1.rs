@@ -318,3 +318,56 @@ fn http1_framing_both_ways() {
     let log = std::fs::read_to_string(&p.log).unwrap();
     assert!(log.contains("\"POST /echo HTTP/1.1\"") && log.contains(" web web/s1 "), "{log}");
 }
+
+/// `timeout http-keep-alive` bounds the wait for the next request on an idle connection;
+/// a new connection's first request gets `timeout http-request` instead.
+#[test]
+fn keep_alive_timeout_closes_idle_connections_only() {
+    let (backend, _seen) = scripted_backend();
+    let port = free_port();
+    let p = start_proxy(&format!(
+        "defaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n    timeout http-request 10s\n    timeout http-keep-alive 200ms\nlisten web\n    bind 127.0.0.1:{port}\n    server s1 {backend}\n"
+    ));
+    // Silent for longer than the keep-alive timeout before its first request: still served.
+    let (mut s, mut r) = connect(p.port);
+    std::thread::sleep(Duration::from_millis(800));
+    s.write_all(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut r).0, "HTTP/1.1 200 OK");
+    // Then idle after a response: closed by the proxy (well before the 10 s read timeout).
+    let start = std::time::Instant::now();
+    assert!(closed(&mut r), "idle keep-alive connection not closed");
+    assert!(start.elapsed() < Duration::from_secs(9), "closed by the client timeout, not http-keep-alive");
+}
+
+/// A request refused while its client is still sending a body: the client can finish
+/// sending and then read the 400 (the proxy drains what keeps arriving for a while, a
+/// lingering close, instead of closing into it with a reset that fails its writes).
+#[test]
+fn error_reply_survives_a_client_still_sending() {
+    let (backend, seen) = scripted_backend();
+    let port = free_port();
+    let p = start_proxy(&format!(
+        "defaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\nlisten web\n    bind 127.0.0.1:{port}\n    server s1 {backend}\n"
+    ));
+    for _ in 0..5 {
+        let (mut s, mut r) = connect(p.port);
+        // Content-Length with Transfer-Encoding: refused before any body is read.
+        let mut w = s.try_clone().unwrap();
+        let sender = std::thread::spawn(move || {
+            let _ = w.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4000000\r\nTransfer-Encoding: chunked\r\n\r\n");
+            let chunk = vec![b'x'; 64 * 1024];
+            for i in 0..60 {
+                if let Err(e) = w.write_all(&chunk) {
+                    return Err(format!("write {i}: {e}"));
+                }
+            }
+            w.shutdown(std::net::Shutdown::Write).map_err(|e| e.to_string())
+        });
+        let mut line = String::new();
+        r.read_line(&mut line).expect("the 400 is read, not reset");
+        assert!(line.starts_with("HTTP/1.1 400"), "{line:?}");
+        sender.join().unwrap().expect("the client's body writes were not reset");
+        drop(s.flush());
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), 0);
+}

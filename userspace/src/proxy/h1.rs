@@ -78,9 +78,29 @@ fn text(b: &[u8]) -> &str {
 pub struct ClientConn {
     pub peer: SocketAddr,
     pub local: SocketAddr,
-    /// `timeout http-request`, else `timeout client`.
-    pub read_timeout: Duration,
+    pub timeouts: ClientTimeouts,
     pub tls: bool,
+}
+
+/// The frontend's timeouts on the client side, as HAProxy applies them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientTimeouts {
+    /// A whole request head from its first byte, and the wait for a new connection's
+    /// first bytes (TLS handshake, PROXY header): `timeout http-request`, else `client`.
+    pub request: Duration,
+    /// Waiting for the next request on an idle keep-alive connection: `timeout
+    /// http-keep-alive`, else `http-request`, else `client`.
+    pub keep_alive: Duration,
+    /// Each write to the client, and reads of its body: `timeout client` (30 s unset).
+    pub client: Duration,
+}
+
+impl ClientTimeouts {
+    pub fn of(t: &crate::haproxy::model::Timeouts) -> ClientTimeouts {
+        let client = t.client.unwrap_or(Duration::from_secs(30));
+        let request = t.http_request.unwrap_or(client);
+        ClientTimeouts { request, keep_alive: t.http_keep_alive.unwrap_or(request), client }
+    }
 }
 
 /// Serves HTTP/1.x requests on one client connection until it closes; `buf` holds what
@@ -92,13 +112,22 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut buf: BytesMut,
     conn: ClientConn,
 ) {
-    let ClientConn { peer, local, read_timeout, tls } = conn;
+    let ClientConn { peer, local, timeouts, tls } = conn;
     // What servers send, kept for the life of the connection (no allocation per request).
     let mut sbuf = BytesMut::with_capacity(BUF);
+    let mut first = true;
     loop {
-        // The whole head within `timeout http-request` (or client): a client trickling
-        // bytes does not hold the connection longer.
-        let deadline = tokio::time::Instant::now() + read_timeout;
+        if !first && buf.is_empty() {
+            // Idle between requests.
+            match read_more(&mut io, &mut buf, timeouts.keep_alive).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+        first = false;
+        // The whole head within `timeout http-request`: a client trickling bytes does
+        // not hold the connection longer.
+        let deadline = tokio::time::Instant::now() + timeouts.request;
         let parsed = loop {
             if !buf.is_empty() {
                 match h1::parse_request(&buf) {
@@ -121,8 +150,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 log::debug!("{}: bad request from {peer}: {e}", fe.cfg.name);
                 fe.counters.response(400);
                 let resp = local_response(StatusCode::BAD_REQUEST, "<html><body><h1>400 Bad request</h1>\nYour browser sent an invalid request.\n</body></html>\n");
-                let _ = within(read_timeout, write_local(&mut io, resp, 1, false)).await;
-                let _ = within(read_timeout, io.shutdown()).await;
+                let _ = within(timeouts.client, write_local(&mut io, resp, 1, false)).await;
+                let _ = within(timeouts.client, io.shutdown()).await;
+                Box::pin(linger(&mut io)).await;
                 return;
             }
         };
@@ -132,16 +162,21 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             fe: &fe,
             peer,
             local,
-            client_timeout: read_timeout,
+            client_timeout: timeouts.client,
             head: &head,
             h: &h,
         };
         sbuf.clear();
         if !ex.run(&mut io, &mut buf, &mut sbuf).await {
-            // A plain connection with nothing unread just closes; TLS sends close_notify,
-            // and unread bytes must not turn the close into a reset that loses the response.
-            if tls || !buf.is_empty() {
-                let _ = within(read_timeout, io.shutdown()).await;
+            // A plain connection with nothing unread just closes; TLS sends close_notify.
+            // A request body may not have been read whole (an error answered early): then
+            // the client may still be sending.
+            let unread = !buf.is_empty() || h.body != BodyLen::None;
+            if tls || unread {
+                let _ = within(timeouts.client, io.shutdown()).await;
+            }
+            if unread {
+                Box::pin(linger(&mut io)).await;
             }
             return;
         }
@@ -149,6 +184,24 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Writes a locally made response (error page, stats) with a length.
+/// Lingering close: after an answer that ends the connection while the client may still
+/// be sending (a bad request, a body not read), read and drop what arrives until the
+/// client closes, for at most `LINGER` and `LINGER_BYTES`. Closing with unread bytes
+/// sends a reset, which fails the client's writes before it reads the answer.
+async fn linger<S: AsyncRead + Unpin>(io: &mut S) {
+    const LINGER: Duration = Duration::from_secs(2);
+    const LINGER_BYTES: usize = 64 << 20;
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut scratch = vec![0u8; BUF];
+    let mut total = 0;
+    while total < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, io.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => total += n,
+            _ => return,
+        }
+    }
+}
+
 async fn write_local<S: AsyncWrite + Unpin>(
     io: &mut S,
     resp: Response<Body>,

@@ -151,7 +151,7 @@ impl Proxy {
             let frontend = Arc::new(RwLock::new(name));
             let tls: Acceptor = Arc::new(RwLock::new(acceptors.remove(&addr)));
             // Frontend maxconn is for the address, whichever worker accepts.
-            let limit = Arc::new(Semaphore::new(frontend_limits(&shared, &frontend).0.max(1) as usize));
+            let limit = Arc::new(Semaphore::new(frontend_maxconn(&shared, &frontend).max(1) as usize));
             let tasks = socks
                 .into_iter()
                 .zip(self.workers.handles())
@@ -258,16 +258,10 @@ fn bind_new(
     Ok(out)
 }
 
-/// Frontend maxconn and the header read timeout, from the config at bind time.
-fn frontend_limits(shared: &Shared, frontend: &RwLock<String>) -> (u32, Duration) {
+/// The frontend's maxconn, from the config at bind time.
+fn frontend_maxconn(shared: &Shared, frontend: &RwLock<String>) -> u32 {
     let name = frontend.read().unwrap_or_else(|p| p.into_inner()).clone();
-    shared
-        .frontend(&name)
-        .map(|f| {
-            let t = &f.cfg.settings.timeouts;
-            (f.cfg.settings.maxconn, t.http_request.or(t.client).unwrap_or(Duration::from_secs(30)))
-        })
-        .unwrap_or((2000, Duration::from_secs(30)))
+    shared.frontend(&name).map(|f| f.cfg.settings.maxconn).unwrap_or(2000)
 }
 
 async fn accept_loop(
@@ -285,14 +279,9 @@ async fn accept_loop(
             return;
         }
     };
-    // Connections beyond maxconn wait in the kernel's accept queue.
-    let read_timeout = {
-        let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
-        frontend_limits(&shared, &frontend).1
-    };
     let Ok(bound_addr) = listener.local_addr() else { return };
+    // Only HTTP/2 connections go to hyper (HTTP/1 has its own path).
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(read_timeout).keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let me = workers::current();
@@ -316,6 +305,8 @@ async fn accept_loop(
         let name = frontend.read().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(fe) = shared.frontend(&name) else { continue };
         let accept_proxy = fe.cfg.binds.iter().any(|b| b.addr == bound_addr && b.accept_proxy);
+        // The frontend's timeouts now (a reload may have changed them).
+        let timeouts = h1::ClientTimeouts::of(&fe.cfg.settings.timeouts);
         let client = Client {
             current: current.clone(),
             shared,
@@ -323,7 +314,7 @@ async fn accept_loop(
             builder: builder.clone(),
             acceptor: tls.read().unwrap_or_else(|p| p.into_inner()).clone(),
             accept_proxy,
-            read_timeout,
+            timeouts,
             peer,
             local,
         };
@@ -352,7 +343,7 @@ struct Client {
     builder: Arc<auto::Builder<TokioExecutor>>,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     accept_proxy: bool,
-    read_timeout: Duration,
+    timeouts: h1::ClientTimeouts,
     peer: SocketAddr,
     local: SocketAddr,
 }
@@ -367,10 +358,9 @@ impl Client {
         load: workers::Load,
     ) {
         let _held = (permit, load);
-        let Client { current, shared, fe, builder, acceptor, accept_proxy, read_timeout, mut peer, local } =
-            self;
+        let Client { current, shared, fe, builder, acceptor, accept_proxy, timeouts, mut peer, local } = self;
         if accept_proxy {
-            match tokio::time::timeout(read_timeout, read_proxy_header(&mut stream)).await {
+            match tokio::time::timeout(timeouts.request, read_proxy_header(&mut stream)).await {
                 Ok(Ok(Some((src, _dst)))) => peer = src,
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => {
@@ -390,16 +380,16 @@ impl Client {
         let name = fe.cfg.name.clone();
         match acceptor {
             None => {
-                let conn = h1::ClientConn { peer, local, read_timeout, tls: false };
+                let conn = h1::ClientConn { peer, local, timeouts, tls: false };
                 serve_http(current, name, nodelay::Lazy::new(stream), conn, &builder).await
             }
             Some(acceptor) => {
                 let _ = stream.set_nodelay(true);
                 Box::pin(async move {
                     // A client that never finishes its handshake holds a slot: bound it.
-                    match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(timeouts.request, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let conn = h1::ClientConn { peer, local, read_timeout, tls: true };
+                            let conn = h1::ClientConn { peer, local, timeouts, tls: true };
                             serve_http(current, name, tls, conn, &builder).await
                         }
                         Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
@@ -427,7 +417,7 @@ async fn serve_http<S>(
 {
     let mut buf = bytes::BytesMut::with_capacity(h1::BUF);
     loop {
-        match h1::read_more(&mut io, &mut buf, conn.read_timeout).await {
+        match h1::read_more(&mut io, &mut buf, conn.timeouts.request).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
