@@ -105,9 +105,9 @@ cpu_ns() { # processes matching $1 and their children
   echo $((total * 1000000000 / hz))
 }
 
-echo "round,proxy,metric,value,p50,p99,cpu_ns_per_req" > "$csv"
+echo "round,proxy,metric,value,p50,p90,p99,cpu_ns_per_req" > "$csv"
 run() { # name pattern plain_port tls_port
-  local name=$1 pat=$2 port=$3 tport=$4 before after out rps p50 p99 n
+  local name=$1 pat=$2 port=$3 tport=$4 before after out rps p50 p90 p99 n
   if [[ " $METRICS " == *" keepalive "* ]]; then
   before=$(cpu_ns "$pat")
   out=$(wrk -t 2 -c "$C" -d "$D" --latency "http://127.0.0.1:$port/" 2>&1)
@@ -115,22 +115,23 @@ run() { # name pattern plain_port tls_port
   rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
   n=$(awk '/requests in/{print $1}' <<<"$out")
   p50=$(awk '$1=="50%"{print $2}' <<<"$out")
+  p90=$(awk '$1=="90%"{print $2}' <<<"$out")
   p99=$(awk '$1=="99%"{print $2}' <<<"$out")
-  echo "$round,$name,keepalive,$rps,$p50,$p99,$(( (after - before) / (n > 0 ? n : 1) ))" >> "$csv"
+  echo "$round,$name,keepalive,$rps,$p50,$p90,$p99,$(( (after - before) / (n > 0 ? n : 1) ))" >> "$csv"
   fi
   if [[ " $METRICS " == *" newconn "* ]]; then
   before=$(cpu_ns "$pat")
   out=$(timeout 120 ab -q -n "$N" -c "$C" -s 10 "http://127.0.0.1:$port/" 2>&1 || true)
   after=$(cpu_ns "$pat")
   rps=$(awk '/^Requests per second:/{print $4}' <<<"$out")
-  echo "$round,$name,newconn,${rps:-0},,,$(( (after - before) / N ))" >> "$csv"
+  echo "$round,$name,newconn,${rps:-0},,,,$(( (after - before) / N ))" >> "$csv"
   fi
   if [[ " $METRICS " == *" tls_handshake "* ]]; then
   before=$(cpu_ns "$pat")
   out=$(timeout 120 ab -q -n "$N" -c "$C" -s 10 "https://127.0.0.1:$tport/" 2>&1 || true)
   after=$(cpu_ns "$pat")
   rps=$(awk '/^Requests per second:/{print $4}' <<<"$out")
-  echo "$round,$name,tls_handshake,${rps:-0},,,$(( (after - before) / N ))" >> "$csv"
+  echo "$round,$name,tls_handshake,${rps:-0},,,,$(( (after - before) / N ))" >> "$csv"
   fi
   tail -n "$(wc -w <<<"$METRICS")" "$csv" | sed 's/^/  /'
 }
@@ -166,7 +167,7 @@ for m in [m for m in ["keepalive", "newconn", "tls_handshake"] if any(r["metric"
     h, hc = med("haproxy", m, "value"), med("haproxy", m, "cpu_ns_per_req")
     for p in ["ballast", "haproxy", "nginx"]:
         v, c = med(p, m, "value"), med(p, m, "cpu_ns_per_req")
-        lat = f"  p50 {med(p, m, 'p50', ms):.2f} ms p99 {med(p, m, 'p99', ms):.2f} ms" if m == "keepalive" else ""
+        lat = f"  p50 {med(p, m, 'p50', ms):.2f} p90 {med(p, m, 'p90', ms):.2f} p99 {med(p, m, 'p99', ms):.2f} ms" if m == "keepalive" else ""
         print(f"  {m:14s} {p:8s} {v:10.0f}/s  {v / h if h else 0:5.2f}x   CPU/req {c / 1000:7.1f} us ({c / hc if hc else 0:4.2f}x){lat}")
 PY
 echo "csv: $csv"

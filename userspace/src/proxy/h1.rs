@@ -44,11 +44,24 @@ fn timed_out() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")
 }
 
+/// `f` within `d`. Most writes (and reads of bytes already here) complete at their first
+/// poll: they get no timer, and no clock read to set one.
 async fn within<T>(
     d: Duration,
     f: impl std::future::Future<Output = std::io::Result<T>>,
 ) -> std::io::Result<T> {
+    let mut f = std::pin::pin!(f);
+    if let std::task::Poll::Ready(r) =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await
+    {
+        return r;
+    }
     tokio::time::timeout(d, f).await.unwrap_or_else(|_| Err(timed_out()))
+}
+
+/// Milliseconds since `t`, when timing was taken (for the log only).
+fn ms_since(t: Option<Instant>) -> u128 {
+    t.map_or(0, |t| t.elapsed().as_millis())
 }
 
 pub(super) async fn read_more<R: AsyncRead + Unpin>(
@@ -126,8 +139,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
         first = false;
         // The whole head within `timeout http-request`: a client trickling bytes does
-        // not hold the connection longer.
-        let deadline = tokio::time::Instant::now() + timeouts.request;
+        // not hold the connection longer. (Set only when the head is not all here.)
+        let mut deadline = None;
         let parsed = loop {
             if !buf.is_empty() {
                 match h1::parse_request(&buf) {
@@ -136,7 +149,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     Err(e) => break Err(e),
                 }
             }
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let now = tokio::time::Instant::now();
+            let left = deadline.get_or_insert(now + timeouts.request).saturating_duration_since(now);
             match read_more(&mut io, &mut buf, left).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
@@ -274,8 +288,8 @@ impl Exchange<'_> {
         buf: &mut BytesMut,
         sbuf: &mut BytesMut,
     ) -> bool {
-        let start = Instant::now();
         let fe = self.fe;
+        let start = fe.cfg.settings.httplog.then(Instant::now);
         fe.counters.enter();
         let mut out = Outcome {
             backend: fe.cfg.name.clone(),
@@ -290,7 +304,7 @@ impl Exchange<'_> {
         fe.counters.leave();
         fe.counters.response(done.status);
         fe.counters.bout.fetch_add(done.bytes, Relaxed);
-        if fe.cfg.settings.httplog {
+        if let Some(start) = start {
             out.status = done.status;
             let line = format!("{} {} HTTP/1.{}", text(self.method()), self.target(), self.h.minor);
             log_request(self.shared, fe, self.peer, start, &out, &done.bytes.to_string(), &line);
@@ -471,10 +485,12 @@ impl Exchange<'_> {
             }
         }
         let mut tries_left = s.retries;
+        // Timings are for the log only.
+        let start_timing = self.fe.cfg.settings.httplog;
         loop {
             let server = be.servers[idx].clone();
             out.server = server.cfg.name.clone();
-            let t0 = Instant::now();
+            let t0 = start_timing.then(Instant::now);
             let permit = match queue::acquire(
                 server.slots.as_ref(),
                 be.queue_timeout(),
@@ -486,14 +502,14 @@ impl Exchange<'_> {
                 Ok(p) => p,
                 Err(queue::QueueTimeout) => {
                     out.termination = "sQ--";
-                    out.t_queue = t0.elapsed().as_millis();
+                    out.t_queue = ms_since(t0);
                     let d = self.local(io, error_page(StatusCode::SERVICE_UNAVAILABLE)).await;
                     return Done { keep: d.keep && body_done, ..d };
                 }
             };
-            out.t_queue = t0.elapsed().as_millis();
+            out.t_queue = ms_since(t0);
             server.counters.enter();
-            let t1 = Instant::now();
+            let t1 = start_timing.then(Instant::now);
             // A reused connection may have been closed by the server meanwhile: then the
             // request goes again on a new one, once.
             let mut fresh_only = false;
@@ -529,7 +545,7 @@ impl Exchange<'_> {
                     Err(e) => break Err(e),
                 }
             };
-            out.t_connect_resp = t1.elapsed().as_millis();
+            out.t_connect_resp = ms_since(t1);
             match attempt {
                 Ok((up, r)) => {
                     server.counters.response(r.status);

@@ -141,8 +141,9 @@ impl ServerRt {
     /// An idle connection still open (the server has not closed or written to it).
     pub fn take_idle(&self) -> Option<tokio::net::TcpStream> {
         let mut idle = self.idle[pool_slot()].lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
         while let Some(c) = idle.pop() {
-            if c.since.elapsed() > IDLE_TIMEOUT {
+            if now.saturating_duration_since(c.since) > IDLE_TIMEOUT {
                 continue;
             }
             let mut probe = [0u8; 1];
@@ -157,13 +158,15 @@ impl ServerRt {
     pub fn put_idle(&self, stream: tokio::net::TcpStream) {
         let mut idle = self.idle[pool_slot()].lock().unwrap_or_else(|p| p.into_inner());
         // Expired connections are at the front (oldest first): let them go.
-        let expired = idle.iter().take_while(|c| c.since.elapsed() > IDLE_TIMEOUT).count();
+        let now = Instant::now();
+        let expired =
+            idle.iter().take_while(|c| now.saturating_duration_since(c.since) > IDLE_TIMEOUT).count();
         idle.drain(..expired);
         if idle.len() >= MAX_IDLE {
             // The oldest is the likeliest to have been closed by the server.
             idle.remove(0);
         }
-        idle.push(Idle { stream, since: Instant::now() });
+        idle.push(Idle { stream, since: now });
     }
 
     pub fn is_up(&self) -> bool {
