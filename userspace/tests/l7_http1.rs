@@ -16,7 +16,10 @@ use std::{
     time::Duration,
 };
 
-use common::{free_port, l7::start_proxy};
+use common::{
+    free_port,
+    l7::{start_proxy, start_proxy_args},
+};
 
 /// A backend that answers by path:
 /// - `/echo`: `len=<body bytes> sum=<byte sum> te=<transfer-encoding> expect=<expect>
@@ -26,6 +29,7 @@ use common::{free_port, l7::start_proxy};
 /// - `/close`: `bye`, then the server closes the connection without saying so
 /// - `/noclen`: a body without length, ended by closing
 /// - `/upgrade`: 101, then echoes bytes
+/// - `/conn`: `conn=<n>`, n numbering the backend's connections from 1
 ///
 /// Counts requests it saw.
 fn scripted_backend() -> (SocketAddr, Arc<AtomicUsize>) {
@@ -34,7 +38,7 @@ fn scripted_backend() -> (SocketAddr, Arc<AtomicUsize>) {
     let seen = Arc::new(AtomicUsize::new(0));
     let count = seen.clone();
     std::thread::spawn(move || {
-        for c in l.incoming().flatten() {
+        for (n, c) in l.incoming().flatten().enumerate() {
             let count = count.clone();
             std::thread::spawn(move || {
                 let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
@@ -46,6 +50,7 @@ fn scripted_backend() -> (SocketAddr, Arc<AtomicUsize>) {
                         headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default()
                     };
                     let reply: Vec<u8> = match path.as_str() {
+                        "/conn" => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\nconn={}", 5 + (n + 1).to_string().len(), n + 1).into_bytes(),
                         "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec(),
                         "/big" => {
                             let body: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -370,4 +375,61 @@ fn error_reply_survives_a_client_still_sending() {
         drop(s.flush());
     }
     assert_eq!(seen.load(Ordering::SeqCst), 0);
+}
+
+/// `http-reuse`: `safe` (the default) sends a client connection's first request on a new
+/// server connection unless it is idempotent; `never` never reuses; `always` reuses for
+/// any request.
+#[test]
+fn http_reuse_modes() {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let backends: Vec<_> = (0..3).map(|_| scripted_backend().0).collect();
+    let mut cfg = String::from(
+        "defaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n",
+    );
+    for (i, mode) in ["safe", "never", "always"].iter().enumerate() {
+        cfg += &format!(
+            "listen l{i}\n    bind 127.0.0.1:{}\n    http-reuse {mode}\n    server s1 {}\n",
+            ports[i], backends[i]
+        );
+    }
+    // One worker: idle server connections are pooled per worker.
+    let _p = start_proxy_args(&cfg, &["--threads", "1"]);
+    // The server connection a request went on, from a new client connection each time
+    // unless `s` is given.
+    let conn = |port: u16, method: &str, s: Option<&mut (TcpStream, BufReader<TcpStream>)>| -> String {
+        let mut own;
+        let (w, r) = match s {
+            Some((w, r)) => (w, r),
+            None => {
+                own = connect(port);
+                (&mut own.0, &mut own.1)
+            }
+        };
+        w.write_all(format!("{method} /conn HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx").as_bytes())
+            .unwrap();
+        let (line, _, body) = read_response(r);
+        assert_eq!(line, "HTTP/1.1 200 OK");
+        String::from_utf8(body).unwrap()
+    };
+
+    // safe: a first GET reuses; a first POST gets a new connection; a POST after a first
+    // request on the same client connection may reuse.
+    assert_eq!(conn(ports[0], "GET", None), "conn=1");
+    assert_eq!(conn(ports[0], "GET", None), "conn=1");
+    assert_eq!(conn(ports[0], "POST", None), "conn=2");
+    let mut c = connect(ports[0]);
+    assert!(["conn=1", "conn=2"].contains(&conn(ports[0], "GET", Some(&mut c)).as_str()));
+    assert!(["conn=1", "conn=2"].contains(&conn(ports[0], "POST", Some(&mut c)).as_str()));
+
+    // never: every request on its own server connection.
+    assert_eq!(conn(ports[1], "GET", None), "conn=1");
+    assert_eq!(conn(ports[1], "GET", None), "conn=2");
+    let mut c = connect(ports[1]);
+    assert_eq!(conn(ports[1], "GET", Some(&mut c)), "conn=3");
+    assert_eq!(conn(ports[1], "GET", Some(&mut c)), "conn=4");
+
+    // always: a first POST reuses too.
+    assert_eq!(conn(ports[2], "GET", None), "conn=1");
+    assert_eq!(conn(ports[2], "POST", None), "conn=1");
 }

@@ -194,8 +194,25 @@ pub struct ProxySettings {
     pub httpchk: Option<HttpCheck>,
     pub cookie: Option<CookieCfg>,
     pub log_global: bool,
+    pub http_reuse: HttpReuse,
     /// `default-server` parameters: inter, rise, fall, weight, maxconn, check.
     pub default_server: DefaultServer,
+}
+
+/// `http-reuse`: which requests may go on an idle server connection another client
+/// connection used before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpReuse {
+    /// Never: a new server connection per request (not shared, not kept).
+    Never,
+    /// HAProxy's default: a client connection's first request must not fail because a
+    /// reused connection was closed under it, since the client cannot retry it. ballast
+    /// sends such a request on a new connection unless it is idempotent (an idempotent
+    /// one that meets a closed connection is sent again on a new one, unseen).
+    Safe,
+    /// Any request (what `aggressive` and `always` do, with ballast's resend of
+    /// idempotent requests).
+    Always,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -231,6 +248,7 @@ impl Default for ProxySettings {
             httpchk: None,
             cookie: None,
             log_global: false,
+            http_reuse: HttpReuse::Safe,
             default_server: DefaultServer::default(),
         }
     }

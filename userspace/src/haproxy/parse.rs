@@ -72,7 +72,6 @@ const IGNORED_PROXY: &[&str] = &[
     "monitor",
     "fullconn",
     "hash-type",
-    "http-reuse",
     "description",
     "id",
     "unique-id-format",
@@ -383,6 +382,14 @@ fn settings_kw(p: &mut Parser, s: &mut ProxySettings, w: &[String], in_defaults:
         },
         "balance" => balance(p, s, w),
         "retries" => s.retries = num(p, w, 1, "retries").unwrap_or(s.retries),
+        "http-reuse" => match w.get(1).map(String::as_str) {
+            Some("never") => s.http_reuse = HttpReuse::Never,
+            Some("safe") => s.http_reuse = HttpReuse::Safe,
+            Some("aggressive" | "always") => s.http_reuse = HttpReuse::Always,
+            other => {
+                p.alert(format!("'http-reuse' expects never, safe, aggressive or always, got {other:?}"))
+            }
+        },
         "maxconn" => s.maxconn = num(p, w, 1, "maxconn").unwrap_or(s.maxconn),
         "log" => {
             if w.get(1).map(String::as_str) == Some("global") {

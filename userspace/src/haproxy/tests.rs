@@ -159,6 +159,20 @@ fn routing_tls_and_server_parameters() {
 }
 
 #[test]
+fn http_reuse_defaults_to_safe_and_is_inherited() {
+    let base = "defaults\n mode http\n timeout connect 1s\n timeout client 1s\n timeout server 1s\n";
+    let reuse = |text: &str| {
+        let p = parse("h.cfg", &format!("{base}{text}"));
+        let c = p.config.unwrap_or_else(|| panic!("{:?}", p.diags));
+        c.proxy("x").unwrap().settings.http_reuse
+    };
+    assert_eq!(reuse("listen x\n bind :80\n"), HttpReuse::Safe);
+    assert_eq!(reuse("listen x\n bind :80\n http-reuse never\n"), HttpReuse::Never);
+    assert_eq!(reuse("listen x\n bind :80\n http-reuse aggressive\n"), HttpReuse::Always);
+    assert_eq!(reuse(" http-reuse always\nlisten x\n bind :80\n"), HttpReuse::Always);
+}
+
+#[test]
 fn mistakes_are_alerts_with_their_line() {
     let base = "defaults\n mode http\n timeout connect 1s\n timeout client 1s\n timeout server 1s\n";
     let cases = [
@@ -180,6 +194,10 @@ fn mistakes_are_alerts_with_their_line() {
             "8: 'http-check expect rstatus' is not supported by ballast (status, string)",
         ),
         ("listen x\n bind :80\n balance url_param id\n", "8: 'balance url_param' is not supported"),
+        (
+            "listen x\n bind :80\n http-reuse sometimes\n",
+            "8: 'http-reuse' expects never, safe, aggressive or always",
+        ),
         (
             "listen x\n bind :80\nlisten x\n bind :81\n",
             "8: listen 'x' has the same name as the proxy declared at line 6",

@@ -30,7 +30,7 @@ use super::{
     state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
     stats,
 };
-use crate::haproxy::model::ProxyProtocol;
+use crate::haproxy::model::{HttpReuse, ProxyProtocol};
 use crate::l7::{
     cookie::{self, CookieServer},
     h1::{self, BodyLen, Chunked, Field, RequestHead, ResponseHead},
@@ -137,7 +137,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 Ok(_) => {}
             }
         }
-        first = false;
+        let first_request = std::mem::replace(&mut first, false);
         // The whole head within `timeout http-request`: a client trickling bytes does
         // not hold the connection longer. (Set only when the head is not all here.)
         let mut deadline = None;
@@ -179,6 +179,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             client_timeout: timeouts.client,
             head: &head,
             h: &h,
+            first_request,
         };
         sbuf.clear();
         if !ex.run(&mut io, &mut buf, &mut sbuf).await {
@@ -263,6 +264,8 @@ struct Exchange<'a> {
     client_timeout: Duration,
     head: &'a [u8],
     h: &'a RequestHead,
+    /// The client connection's first request (see `http-reuse safe`).
+    first_request: bool,
 }
 
 /// How forwarding went, for the log and for whether the client connection stays.
@@ -512,7 +515,12 @@ impl Exchange<'_> {
             let t1 = start_timing.then(Instant::now);
             // A reused connection may have been closed by the server meanwhile: then the
             // request goes again on a new one, once.
-            let mut fresh_only = false;
+            let mut fresh_only = match s.http_reuse {
+                HttpReuse::Never => true,
+                // Only what would be resent unseen may meet a closed connection.
+                HttpReuse::Safe => self.first_request && !(idempotent && sent_whole),
+                HttpReuse::Always => false,
+            };
             let attempt = loop {
                 let (mut up, reused) = match self.connect(be, &server, fresh_only).await {
                     Ok(c) => c,
@@ -832,7 +840,12 @@ impl Exchange<'_> {
                 }
             }
         };
-        if finished && r.keep_alive && sbuf.is_empty() && server.cfg.send_proxy.is_none() {
+        if finished
+            && r.keep_alive
+            && sbuf.is_empty()
+            && server.cfg.send_proxy.is_none()
+            && be.cfg.settings.http_reuse != HttpReuse::Never
+        {
             server.put_idle(up);
         }
         Done { status: r.status, bytes, keep: keep && finished }

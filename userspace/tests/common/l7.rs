@@ -14,6 +14,11 @@ pub struct Proxy {
 }
 
 pub fn start_proxy(cfg: &str) -> Proxy {
+    start_proxy_args(cfg, &[])
+}
+
+/// `ballast proxy -f CFG` with more arguments (`--threads 1`, ...).
+pub fn start_proxy_args(cfg: &str, args: &[&str]) -> Proxy {
     let dir = std::env::temp_dir().join(format!("ballast-l7-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).unwrap();
     let port: u16 =
@@ -24,6 +29,7 @@ pub fn start_proxy(cfg: &str) -> Proxy {
     let out = std::fs::File::create(&log).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_ballast"))
         .args(["proxy", "-f", path.to_str().unwrap()])
+        .args(args)
         .stdout(out.try_clone().unwrap())
         .stderr(out)
         .stdin(Stdio::null())
