@@ -9,7 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{free_port, http_backend, l7::start_proxy, Child};
+use common::{
+    free_port, http_backend,
+    l7::{start_proxy, start_proxy_args},
+    Child,
+};
 
 /// curl ARGS URL → (status line + headers, body).
 fn curl(args: &[&str], url: &str) -> (String, String) {
@@ -260,7 +264,8 @@ fn runtime_api_sets_server_state_and_weight() {
             .map(|(i, x)| format!("    server s{} {} cookie c{}\n", i + 1, x.addr, i + 1))
             .collect::<String>()
     );
-    let p = start_proxy(&cfg);
+    // Two workers whatever the machine has, so the spread below is between two.
+    let p = start_proxy_args(&cfg, &["--threads", "2"]);
     let start = Instant::now();
     while !sock.exists() {
         assert!(start.elapsed() < Duration::from_secs(5));

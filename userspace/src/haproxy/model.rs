@@ -210,8 +210,9 @@ pub enum HttpReuse {
     /// sends such a request on a new connection unless it is idempotent (an idempotent
     /// one that meets a closed connection is sent again on a new one, unseen).
     Safe,
-    /// Any request (what `aggressive` and `always` do, with ballast's resend of
-    /// idempotent requests).
+    /// Any request, with ballast's resend of idempotent ones. `aggressive` is read as
+    /// `always` (HAProxy's lets a first request reuse only connections already reused).
+    /// The HTTP/2 client path pools through hyper whatever the setting.
     Always,
 }
 

@@ -92,14 +92,16 @@ pub struct ClientConn {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub timeouts: ClientTimeouts,
+    /// When the first request's head must be in: `timeouts.request` after the accept.
+    pub first_deadline: tokio::time::Instant,
     pub tls: bool,
 }
 
 /// The frontend's timeouts on the client side, as HAProxy applies them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientTimeouts {
-    /// A whole request head from its first byte, and the wait for a new connection's
-    /// first bytes (TLS handshake, PROXY header): `timeout http-request`, else `client`.
+    /// A whole request head from its first byte; the first request's from the accept
+    /// (TLS handshake and PROXY header included): `timeout http-request`, else `client`.
     pub request: Duration,
     /// Waiting for the next request on an idle keep-alive connection: `timeout
     /// http-keep-alive`, else `http-request`, else `client`.
@@ -125,7 +127,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut buf: BytesMut,
     conn: ClientConn,
 ) {
-    let ClientConn { peer, local, timeouts, tls } = conn;
+    let ClientConn { peer, local, timeouts, first_deadline, tls } = conn;
     // What servers send, kept for the life of the connection (no allocation per request).
     let mut sbuf = BytesMut::with_capacity(BUF);
     let mut first = true;
@@ -138,9 +140,10 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         let first_request = std::mem::replace(&mut first, false);
-        // The whole head within `timeout http-request`: a client trickling bytes does
-        // not hold the connection longer. (Set only when the head is not all here.)
-        let mut deadline = None;
+        // The whole head within `timeout http-request` (for the first request, counted
+        // from the accept): a client trickling bytes does not hold the connection longer.
+        // (Later requests: set only when the head is not all here.)
+        let mut deadline = first_request.then_some(first_deadline);
         let parsed = loop {
             if !buf.is_empty() {
                 match h1::parse_request(&buf) {
@@ -180,13 +183,14 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             head: &head,
             h: &h,
             first_request,
+            body_read: std::sync::atomic::AtomicBool::new(h.body == BodyLen::None),
         };
         sbuf.clear();
         if !ex.run(&mut io, &mut buf, &mut sbuf).await {
             // A plain connection with nothing unread just closes; TLS sends close_notify.
             // A request body may not have been read whole (an error answered early): then
             // the client may still be sending.
-            let unread = !buf.is_empty() || h.body != BodyLen::None;
+            let unread = !buf.is_empty() || !ex.body_read.load(Relaxed);
             if tls || unread {
                 let _ = within(timeouts.client, io.shutdown()).await;
             }
@@ -198,7 +202,6 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Writes a locally made response (error page, stats) with a length.
 /// Lingering close: after an answer that ends the connection while the client may still
 /// be sending (a bad request, a body not read), read and drop what arrives until the
 /// client closes, for at most `LINGER` and `LINGER_BYTES`. Closing with unread bytes
@@ -207,7 +210,7 @@ async fn linger<S: AsyncRead + Unpin>(io: &mut S) {
     const LINGER: Duration = Duration::from_secs(2);
     const LINGER_BYTES: usize = 64 << 20;
     let deadline = tokio::time::Instant::now() + LINGER;
-    let mut scratch = vec![0u8; BUF];
+    let mut scratch = vec![0u8; 4096];
     let mut total = 0;
     while total < LINGER_BYTES {
         match tokio::time::timeout_at(deadline, io.read(&mut scratch)).await {
@@ -217,6 +220,7 @@ async fn linger<S: AsyncRead + Unpin>(io: &mut S) {
     }
 }
 
+/// Writes a locally made response (error page, stats) with a length.
 async fn write_local<S: AsyncWrite + Unpin>(
     io: &mut S,
     resp: Response<Body>,
@@ -266,6 +270,8 @@ struct Exchange<'a> {
     h: &'a RequestHead,
     /// The client connection's first request (see `http-reuse safe`).
     first_request: bool,
+    /// The request body has been read whole (or there is none).
+    body_read: std::sync::atomic::AtomicBool,
 }
 
 /// How forwarding went, for the log and for whether the client connection stays.
@@ -473,6 +479,7 @@ impl Exchange<'_> {
             _ => true,
         };
         let sent_whole = body_done;
+        self.body_read.store(body_done, Relaxed);
         let idempotent =
             matches!(self.method(), b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE");
 
@@ -521,11 +528,13 @@ impl Exchange<'_> {
                 HttpReuse::Safe => self.first_request && !(idempotent && sent_whole),
                 HttpReuse::Always => false,
             };
+            let mut reused_conn = false;
             let attempt = loop {
                 let (mut up, reused) = match self.connect(be, &server, fresh_only).await {
                     Ok(c) => c,
                     Err(()) => break Err(SendError::Connect),
                 };
+                reused_conn = reused;
                 if let Err(e) = within(be.server_timeout(), up.write_all(&first)).await {
                     if reused && !fresh_only {
                         fresh_only = true;
@@ -539,7 +548,10 @@ impl Exchange<'_> {
                 }
                 if !body_done {
                     match self.stream_request_body(io, buf, &mut up, &mut body_left, &mut chunked, be).await {
-                        Ok(()) => body_done = true,
+                        Ok(()) => {
+                            body_done = true;
+                            self.body_read.store(true, Relaxed);
+                        }
                         Err(e) => break Err(e),
                     }
                 }
@@ -566,6 +578,15 @@ impl Exchange<'_> {
                 Err(e) => {
                     server.counters.leave();
                     drop(permit);
+                    if e == SendError::Empty && reused_conn && !self.first_request {
+                        // The server closed a reused connection as the request went out and
+                        // it cannot be resent unseen. Not the client connection's first
+                        // request: close it without an answer, as a server closing an idle
+                        // keep-alive connection would, so the client retries (HAProxy's
+                        // abort_keep_alive). Not a server failure.
+                        out.termination = "SH--";
+                        return Done { status: 0, bytes: 0, keep: false };
+                    }
                     let connect_failed = e == SendError::Connect;
                     count_failure(be, &server, connect_failed);
                     if e == SendError::Client {

@@ -359,8 +359,9 @@ impl Client {
     ) {
         let _held = (permit, load);
         let Client { current, shared, fe, builder, acceptor, accept_proxy, timeouts, mut peer, local } = self;
+        let first_deadline = tokio::time::Instant::now() + timeouts.request;
         if accept_proxy {
-            match tokio::time::timeout(timeouts.request, read_proxy_header(&mut stream)).await {
+            match tokio::time::timeout_at(first_deadline, read_proxy_header(&mut stream)).await {
                 Ok(Ok(Some((src, _dst)))) => peer = src,
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => {
@@ -380,16 +381,16 @@ impl Client {
         let name = fe.cfg.name.clone();
         match acceptor {
             None => {
-                let conn = h1::ClientConn { peer, local, timeouts, tls: false };
+                let conn = h1::ClientConn { peer, local, timeouts, first_deadline, tls: false };
                 serve_http(current, name, nodelay::Lazy::new(stream), conn, &builder).await
             }
             Some(acceptor) => {
                 let _ = stream.set_nodelay(true);
                 Box::pin(async move {
                     // A client that never finishes its handshake holds a slot: bound it.
-                    match tokio::time::timeout(timeouts.request, acceptor.accept(stream)).await {
+                    match tokio::time::timeout_at(first_deadline, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let conn = h1::ClientConn { peer, local, timeouts, tls: true };
+                            let conn = h1::ClientConn { peer, local, timeouts, first_deadline, tls: true };
                             serve_http(current, name, tls, conn, &builder).await
                         }
                         Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
@@ -417,7 +418,8 @@ async fn serve_http<S>(
 {
     let mut buf = bytes::BytesMut::with_capacity(h1::BUF);
     loop {
-        match h1::read_more(&mut io, &mut buf, conn.timeouts.request).await {
+        let left = conn.first_deadline.saturating_duration_since(tokio::time::Instant::now());
+        match h1::read_more(&mut io, &mut buf, left).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }

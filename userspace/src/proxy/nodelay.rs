@@ -22,9 +22,8 @@ pub trait NoDelay {
 }
 
 impl NoDelay for tokio_rustls::server::TlsStream<TcpStream> {
-    fn set_nodelay(&mut self) {
-        let _ = self.get_ref().0.set_nodelay(true);
-    }
+    /// Already set before the handshake.
+    fn set_nodelay(&mut self) {}
 }
 
 /// A plain TCP client stream that sets TCP_NODELAY before its second write.

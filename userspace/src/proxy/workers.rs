@@ -45,11 +45,20 @@ pub struct Workers {
 /// The worker that should serve a connection accepted by worker `me`, given each
 /// worker's live connections: `me` unless another has at least two fewer (then the least
 /// loaded). A move costs a wake-up of the other thread, so near-balanced loads stay put.
-pub fn choose(load: &[usize], me: usize) -> usize {
-    let mine = load.get(me).copied().unwrap_or(0);
-    match load.iter().enumerate().min_by_key(|&(_, n)| *n) {
-        Some((least, &n)) if n + 1 < mine => least,
-        _ => me,
+pub fn choose(load: impl IntoIterator<Item = usize>, me: usize) -> usize {
+    let (mut mine, mut least, mut least_n) = (0, me, usize::MAX);
+    for (i, n) in load.into_iter().enumerate() {
+        if i == me {
+            mine = n;
+        }
+        if n < least_n {
+            (least, least_n) = (i, n);
+        }
+    }
+    if least_n.saturating_add(1) < mine {
+        least
+    } else {
+        me
     }
 }
 
@@ -106,14 +115,8 @@ impl Workers {
 
     /// Places a connection worker `me` accepted (see [`choose`]) and counts it there.
     pub fn place(self: &Arc<Self>, me: usize) -> Load {
-        let me = me.min(self.handles.len() - 1);
-        // The first 64 workers are compared (a fixed array: no allocation per connection).
-        let mut load = [0usize; 64];
-        let n = self.load.len().min(load.len());
-        for (slot, l) in load.iter_mut().zip(&self.load) {
-            *slot = l.load(Relaxed);
-        }
-        let worker = choose(&load[..n], me.min(n - 1));
+        let me = me.min(self.load.len() - 1);
+        let worker = choose(self.load.iter().map(|l| l.load(Relaxed)), me);
         self.load[worker].fetch_add(1, Relaxed);
         Load { workers: self.clone(), worker }
     }
@@ -182,21 +185,17 @@ mod tests {
         assert_eq!(held.iter().filter(|l| l.worker() == 1).count(), 4);
         drop(held);
         assert_eq!(w.loads(), vec![0, 0]);
-        // A worker number beyond the pool (not a worker thread) is treated as the last.
-        let one = w.place(7);
-        assert_eq!(one.worker(), 1);
     }
 
     #[test]
     fn stays_unless_another_has_two_fewer() {
-        assert_eq!(choose(&[0, 0], 0), 0);
-        assert_eq!(choose(&[1, 0], 0), 0);
-        assert_eq!(choose(&[2, 0], 0), 1);
-        assert_eq!(choose(&[5, 4], 0), 0);
-        assert_eq!(choose(&[3, 7], 1), 0);
-        assert_eq!(choose(&[9, 4, 2], 0), 2);
-        assert_eq!(choose(&[9], 0), 0);
-        // Out of range (no such worker) stays put rather than panicking.
-        assert_eq!(choose(&[1, 1], 5), 5);
+        assert_eq!(choose([0, 0], 0), 0);
+        assert_eq!(choose([1, 0], 0), 0);
+        assert_eq!(choose([2, 0], 0), 1);
+        assert_eq!(choose([5, 4], 0), 0);
+        assert_eq!(choose([3, 7], 1), 0);
+        assert_eq!(choose([9, 4, 2], 0), 2);
+        assert_eq!(choose([9], 0), 0);
+        assert_eq!(choose([], 0), 0);
     }
 }
