@@ -366,7 +366,7 @@ fn error_reply_survives_a_client_still_sending() {
         "defaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\nlisten web\n    bind 127.0.0.1:{port}\n    server s1 {backend}\n"
     ));
     for _ in 0..5 {
-        let (mut s, mut r) = connect(p.port);
+        let (s, mut r) = connect(p.port);
         // Content-Length with Transfer-Encoding: refused before any body is read.
         let mut w = s.try_clone().unwrap();
         let sender = std::thread::spawn(move || {
