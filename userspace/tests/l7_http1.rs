@@ -194,13 +194,19 @@ fn closed(r: &mut BufReader<TcpStream>) -> bool {
     matches!(r.read(&mut b), Ok(0))
 }
 
+const DEFAULTS: &str =
+    "defaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n";
+
+/// A proxy with one `listen` in front of `backend`; `extra` goes into `defaults`.
+fn proxy_to(backend: SocketAddr, extra: &str) -> common::l7::Proxy {
+    let port = free_port();
+    start_proxy(&format!("{DEFAULTS}{extra}listen web\n    bind 127.0.0.1:{port}\n    server s1 {backend}\n"))
+}
+
 #[test]
 fn http1_framing_both_ways() {
     let (backend, seen) = scripted_backend();
-    let port = free_port();
-    let p = start_proxy(&format!(
-        "defaults\n    mode http\n    option httplog\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\nlisten web\n    bind 127.0.0.1:{port}\n    server s1 {backend}\n"
-    ));
+    let p = proxy_to(backend, "    option httplog\n");
     let (mut s, mut r) = connect(p.port);
 
     // Pipelined requests on one connection, answered in order; hop-by-hop fields (also
@@ -340,10 +346,7 @@ fn http1_framing_both_ways() {
 #[test]
 fn keep_alive_timeout_closes_idle_connections_only() {
     let (backend, _seen) = scripted_backend();
-    let port = free_port();
-    let p = start_proxy(&format!(
-        "defaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n    timeout http-request 10s\n    timeout http-keep-alive 200ms\nlisten web\n    bind 127.0.0.1:{port}\n    server s1 {backend}\n"
-    ));
+    let p = proxy_to(backend, "    timeout http-request 10s\n    timeout http-keep-alive 200ms\n");
     // Silent for longer than the keep-alive timeout before its first request: still served.
     let (mut s, mut r) = connect(p.port);
     std::thread::sleep(Duration::from_millis(800));
@@ -361,10 +364,7 @@ fn keep_alive_timeout_closes_idle_connections_only() {
 #[test]
 fn error_reply_survives_a_client_still_sending() {
     let (backend, seen) = scripted_backend();
-    let port = free_port();
-    let p = start_proxy(&format!(
-        "defaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\nlisten web\n    bind 127.0.0.1:{port}\n    server s1 {backend}\n"
-    ));
+    let p = proxy_to(backend, "");
     for _ in 0..5 {
         let (s, mut r) = connect(p.port);
         // Content-Length with Transfer-Encoding: refused before any body is read.
@@ -394,9 +394,7 @@ fn error_reply_survives_a_client_still_sending() {
 fn http_reuse_modes() {
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let backends: Vec<_> = (0..3).map(|_| scripted_backend().0).collect();
-    let mut cfg = String::from(
-        "defaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n",
-    );
+    let mut cfg = String::from(DEFAULTS);
     for (i, mode) in ["safe", "never", "always"].iter().enumerate() {
         cfg += &format!(
             "listen l{i}\n    bind 127.0.0.1:{}\n    http-reuse {mode}\n    server s1 {}\n",

@@ -319,19 +319,13 @@ async fn accept_loop(
             local,
         };
         let load = workers.place(me);
-        let load_worker = load.worker();
-        // Registered with the runtime of the worker that serves it.
-        let serve = async move {
+        // Registered with the runtime of the worker that serves it (this one, or another).
+        workers.handles()[load.worker()].spawn(async move {
             match tokio::net::TcpStream::from_std(stream) {
                 Ok(stream) => client.serve(stream, permit, load).await,
                 Err(e) => log::warn!("connection from {peer}: {e}"),
             }
-        };
-        if load_worker == me {
-            tokio::spawn(serve);
-        } else {
-            workers.handles()[load_worker].spawn(serve);
-        }
+        });
     }
 }
 

@@ -40,8 +40,7 @@ impl Lazy {
     /// `writes`: 0 before the first write, 1 after it, 2 once the option is set.
     fn before_write(&mut self) {
         if self.writes == 1 {
-            let _ = self.io.set_nodelay(true);
-            self.writes = 2;
+            self.set_nodelay();
         }
     }
 
