@@ -220,9 +220,15 @@ fn stats_page_speaks_haproxy_csv_html_and_prometheus() {
 
 /// One keep-alive GET on `s`: the status line and the body.
 fn ask(s: &mut std::net::TcpStream) -> (String, String) {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut r = BufReader::new(s.try_clone().unwrap());
+    read_response(s)
+}
+
+/// One response (status line, body) read byte by byte, so a response after it stays unread.
+fn read_response(s: &mut std::net::TcpStream) -> (String, String) {
+    use std::io::{BufRead, BufReader};
+    let mut r = BufReader::with_capacity(1, s.try_clone().unwrap());
     let mut status = String::new();
     r.read_line(&mut status).unwrap();
     let mut len = 0;
@@ -294,9 +300,9 @@ fn runtime_api_sets_server_state_and_weight() {
     assert!(api(&sock, "set server web/nope state maint").starts_with("No such server"));
     assert!(api(&sock, "bogus").starts_with("Unknown command"));
 
-    // Worker threads: SO_REUSEPORT hashes connections over them, the accepting worker
-    // hands a connection to another with two fewer; so 20 connections opened one after
-    // the other are spread within 2 of each other, and closing them uncounts them.
+    // Worker threads: SO_REUSEPORT hashes connections over them; a connection that stays
+    // after a response moves to a worker with two fewer. So 20 connections, each asked
+    // one request in turn, end up within 2 of each other, and closing them uncounts them.
     let thread_conns = || {
         let info = api(&sock, "show info");
         let line = info.lines().find_map(|l| l.strip_prefix("ThreadConns: ")).expect(&info).to_string();
@@ -325,6 +331,40 @@ fn runtime_api_sets_server_state_and_weight() {
     assert!(t.iter().max().unwrap() - t.iter().min().unwrap() <= 2, "ThreadConns {t:?}");
     assert!(api(&sock, "show info").contains(&format!("Nbthread: {}\n", t.len())));
     drop(held);
+    settle(0);
+
+    // Connections that sent nothing yet stay where they were accepted: open them until
+    // the hash has put two more on one worker (a random walk gets there in a few steps).
+    let mut idle = Vec::new();
+    let start = Instant::now();
+    let apart = loop {
+        let s = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        idle.push(s);
+        let t = settle(idle.len());
+        if t.iter().max().unwrap() - t.iter().min().unwrap() >= 2 {
+            break t;
+        }
+        assert!(idle.len() < 200 && start.elapsed() < Duration::from_secs(30), "never apart: {t:?}");
+    };
+    // Now two pipelined requests on each: after the first response, connections on the
+    // busier worker move, carrying the second request (already read) with them.
+    for s in &mut idle {
+        use std::io::Write;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    }
+    for s in &mut idle {
+        for _ in 0..2 {
+            assert!(read_response(s).0.starts_with("HTTP/1.1 200"), "was {apart:?}");
+        }
+    }
+    // And they keep working where they went.
+    for s in &mut idle {
+        assert!(ask(s).0.starts_with("HTTP/1.1 200"));
+    }
+    let t = settle(idle.len());
+    assert!(t.iter().max().unwrap() - t.iter().min().unwrap() <= 2, "was {apart:?}, now {t:?}");
+    drop(idle);
     settle(0);
 }
 

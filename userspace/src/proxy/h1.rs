@@ -118,24 +118,27 @@ impl ClientTimeouts {
     }
 }
 
-/// Serves HTTP/1.x requests on one client connection until it closes; `buf` holds what
-/// was already read from it.
+/// Serves HTTP/1.x requests on one client connection until it closes, or until `leave`
+/// (asked after each response that keeps the connection) says it should go on
+/// elsewhere: then the connection is handed back with its unread bytes. `buf` holds what
+/// was already read from it; `first`: no request was served on it yet.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     current: Arc<RwLock<Arc<Shared>>>,
     frontend: String,
     mut io: S,
     mut buf: BytesMut,
     conn: ClientConn,
-) {
+    mut first: bool,
+    mut leave: impl FnMut() -> bool,
+) -> Option<(S, BytesMut)> {
     let ClientConn { peer, local, timeouts, first_deadline, tls } = conn;
     // What servers send, kept for the life of the connection (no allocation per request).
     let mut sbuf = BytesMut::with_capacity(BUF);
-    let mut first = true;
     loop {
         if !first && buf.is_empty() {
             // Idle between requests.
             match read_more(&mut io, &mut buf, timeouts.keep_alive).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             }
         }
@@ -155,12 +158,12 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             let now = tokio::time::Instant::now();
             let left = deadline.get_or_insert(now + timeouts.request).saturating_duration_since(now);
             match read_more(&mut io, &mut buf, left).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             }
         };
         let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let Some(fe) = shared.frontend(&frontend) else { return };
+        let Some(fe) = shared.frontend(&frontend) else { return None };
         let h = match parsed {
             Ok(h) => h,
             Err(e) => {
@@ -170,7 +173,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 let _ = within(timeouts.client, write_local(&mut io, resp, 1, false)).await;
                 let _ = within(timeouts.client, io.shutdown()).await;
                 Box::pin(linger(&mut io)).await;
-                return;
+                return None;
             }
         };
         let head = buf.split_to(h.len).to_vec();
@@ -197,7 +200,10 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             if unread {
                 Box::pin(linger(&mut io)).await;
             }
-            return;
+            return None;
+        }
+        if leave() {
+            return Some((io, buf));
         }
     }
 }

@@ -307,18 +307,25 @@ async fn accept_loop(
         let accept_proxy = fe.cfg.binds.iter().any(|b| b.addr == bound_addr && b.accept_proxy);
         // The frontend's timeouts now (a reload may have changed them).
         let timeouts = h1::ClientTimeouts::of(&fe.cfg.settings.timeouts);
+        let acceptor = tls.read().unwrap_or_else(|p| p.into_inner()).clone();
+        // Plain HTTP connections move between workers later, if they stay (workers.rs).
+        let load = if acceptor.is_none() && fe.cfg.settings.mode == Mode::Http {
+            workers.keep(me)
+        } else {
+            workers.place(me)
+        };
         let client = Client {
             current: current.clone(),
             shared,
             fe,
             builder: builder.clone(),
-            acceptor: tls.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            acceptor,
             accept_proxy,
             timeouts,
             peer,
             local,
+            workers: workers.clone(),
         };
-        let load = workers.place(me);
         // Registered with the runtime of the worker that serves it (this one, or another).
         workers.handles()[load.worker()].spawn(async move {
             match tokio::net::TcpStream::from_std(stream) {
@@ -340,6 +347,7 @@ struct Client {
     timeouts: h1::ClientTimeouts,
     peer: SocketAddr,
     local: SocketAddr,
+    workers: Arc<workers::Workers>,
 }
 
 impl Client {
@@ -351,8 +359,8 @@ impl Client {
         permit: OwnedSemaphorePermit,
         load: workers::Load,
     ) {
-        let _held = (permit, load);
-        let Client { current, shared, fe, builder, acceptor, accept_proxy, timeouts, mut peer, local } = self;
+        let Client { current, shared, fe, builder, acceptor, accept_proxy, timeouts, mut peer, local, workers } =
+            self;
         let first_deadline = tokio::time::Instant::now() + timeouts.request;
         if accept_proxy {
             match tokio::time::timeout_at(first_deadline, read_proxy_header(&mut stream)).await {
@@ -376,7 +384,11 @@ impl Client {
         match acceptor {
             None => {
                 let conn = h1::ClientConn { peer, local, timeouts, first_deadline, tls: false };
-                serve_http(current, name, nodelay::Lazy::new(stream), conn, &builder).await
+                let io = nodelay::Lazy::new(stream);
+                let leave = || workers.better(load.worker()).is_some();
+                if let Some((io, buf)) = serve_http(current.clone(), name.clone(), io, conn, &builder, leave).await {
+                    Moving { current, frontend: name, conn, workers, _permit: permit, load }.go(io, buf);
+                }
             }
             Some(acceptor) => {
                 let _ = stream.set_nodelay(true);
@@ -385,7 +397,7 @@ impl Client {
                     match tokio::time::timeout_at(first_deadline, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let conn = h1::ClientConn { peer, local, timeouts, first_deadline, tls: true };
-                            serve_http(current, name, tls, conn, &builder).await
+                            serve_http(current, name, tls, conn, &builder, || false).await;
                         }
                         Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
                         Err(_) => log::debug!("TLS handshake from {peer}: timed out"),
@@ -397,24 +409,73 @@ impl Client {
     }
 }
 
+/// A plain HTTP/1 connection on its way to another worker (see workers.rs), with what
+/// serving it needs there.
+struct Moving {
+    current: Arc<RwLock<Arc<Shared>>>,
+    frontend: String,
+    conn: h1::ClientConn,
+    workers: Arc<workers::Workers>,
+    /// The frontend's maxconn slot, held until the connection ends.
+    _permit: OwnedSemaphorePermit,
+    load: workers::Load,
+}
+
+impl Moving {
+    /// Hands the connection to the least loaded worker (or back to this one, if the loads
+    /// evened out meanwhile); its unread bytes go with it.
+    fn go(mut self, io: nodelay::Lazy, buf: bytes::BytesMut) {
+        let to = self.workers.better(self.load.worker()).unwrap_or(self.load.worker());
+        let stream = match io.into_inner().into_std() {
+            Ok(s) => s,
+            Err(e) => return log::debug!("connection from {}: cannot move it: {e}", self.conn.peer),
+        };
+        self.load.move_to(to);
+        self.workers.handles()[to].clone().spawn(self.resume(stream, buf));
+    }
+
+    // Boxed: the future spawns (through `go`) another of its own kind.
+    fn resume(
+        self,
+        stream: std::net::TcpStream,
+        buf: bytes::BytesMut,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => return log::warn!("connection from {}: {e}", self.conn.peer),
+            };
+            let io = nodelay::Lazy::written(stream);
+            let leave = || self.workers.better(self.load.worker()).is_some();
+            let left = h1::serve(self.current.clone(), self.frontend.clone(), io, buf, self.conn, false, leave).await;
+            if let Some((io, buf)) = left {
+                self.go(io, buf);
+            }
+        })
+    }
+}
+
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// An HTTP connection: HTTP/2 (the client's first bytes are the preface) goes to hyper,
-/// everything else to the HTTP/1 path. The bytes read to decide are replayed.
+/// everything else to the HTTP/1 path. The bytes read to decide are replayed. Returns
+/// the connection when the HTTP/1 path hands it back (`leave`, see [`h1::serve`]).
 async fn serve_http<S>(
     current: Arc<RwLock<Arc<Shared>>>,
     frontend: String,
     mut io: S,
     conn: h1::ClientConn,
     builder: &auto::Builder<TokioExecutor>,
-) where
+    leave: impl FnMut() -> bool,
+) -> Option<(S, bytes::BytesMut)>
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + nodelay::NoDelay + Unpin + Send + 'static,
 {
     let mut buf = bytes::BytesMut::with_capacity(h1::BUF);
     loop {
         let left = conn.first_deadline.saturating_duration_since(tokio::time::Instant::now());
         match h1::read_more(&mut io, &mut buf, left).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
         let n = buf.len().min(H2_PREFACE.len());
@@ -423,8 +484,7 @@ async fn serve_http<S>(
         }
     }
     if !buf.starts_with(H2_PREFACE) {
-        h1::serve(current, frontend, io, buf, conn).await;
-        return;
+        return h1::serve(current, frontend, io, buf, conn, true, leave).await;
     }
     io.set_nodelay();
     let h1::ClientConn { peer, local, .. } = conn;
@@ -441,6 +501,7 @@ async fn serve_http<S>(
     });
     let io = Prefixed { prefix: buf.freeze(), inner: io };
     let _ = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), svc)).await;
+    None
 }
 
 /// A stream whose first bytes were already read: they are read again first.

@@ -37,6 +37,16 @@ impl Lazy {
         Lazy { io, writes: 0 }
     }
 
+    /// A connection that has written before (it moved between workers): the option is
+    /// set before its next write.
+    pub fn written(io: TcpStream) -> Lazy {
+        Lazy { io, writes: 1 }
+    }
+
+    pub fn into_inner(self) -> TcpStream {
+        self.io
+    }
+
     /// `writes`: 0 before the first write, 1 after it, 2 once the option is set.
     fn before_write(&mut self) {
         if self.writes == 1 {

@@ -8,10 +8,14 @@
 //!
 //! SO_REUSEPORT spreads connections by a hash of their addresses, not by load: 32 clients
 //! can land 12 on one worker and 20 on the other, and the busier worker's clients then
-//! wait longer (the tail latency). So, like HAProxy's listener multi-queue, a worker that
-//! accepts a connection while another serves at least two fewer hands it over (counted
-//! in live client connections). Sockets are accepted unregistered (mio) and registered
-//! by the worker that serves them, so a hand-off costs one wake-up of the other thread.
+//! wait longer (the tail latency). So a connection served by a worker while another
+//! serves at least two fewer (counted in live client connections) moves to that one.
+//! A move costs a wake-up of the other thread, which most short connections would pay
+//! for nothing: plain HTTP/1 connections move only once they stay, after a response
+//! (they are kept on the accepting worker until then); connections that cannot move
+//! later (TLS, `mode tcp`) are handed over when accepted, like HAProxy's listener
+//! multi-queue. Sockets are accepted unregistered (mio) and registered by the worker
+//! that serves them.
 use std::{
     cell::Cell,
     net::SocketAddr,
@@ -72,6 +76,15 @@ impl Load {
     pub fn worker(&self) -> usize {
         self.worker
     }
+
+    /// Counts the connection on worker `to` instead.
+    pub fn move_to(&mut self, to: usize) {
+        if to != self.worker {
+            self.workers.load[to].fetch_add(1, Relaxed);
+            self.workers.load[self.worker].fetch_sub(1, Relaxed);
+            self.worker = to;
+        }
+    }
 }
 
 impl Drop for Load {
@@ -119,6 +132,19 @@ impl Workers {
         let worker = choose(self.load.iter().map(|l| l.load(Relaxed)), me);
         self.load[worker].fetch_add(1, Relaxed);
         Load { workers: self.clone(), worker }
+    }
+
+    /// Counts a connection on worker `me`, where it stays for now.
+    pub fn keep(self: &Arc<Self>, me: usize) -> Load {
+        let worker = me.min(self.load.len() - 1);
+        self.load[worker].fetch_add(1, Relaxed);
+        Load { workers: self.clone(), worker }
+    }
+
+    /// The worker a connection served by `me` had better move to, if any (see [`choose`]).
+    pub fn better(&self, me: usize) -> Option<usize> {
+        let to = choose(self.load.iter().map(|l| l.load(Relaxed)), me);
+        (to != me).then_some(to)
     }
 
     /// One listening socket per worker on `addr` (all bound or none), not yet registered
@@ -183,6 +209,22 @@ mod tests {
         let held: Vec<_> = (0..10).map(|_| w.place(0)).collect();
         assert_eq!(w.loads(), vec![6, 4]);
         assert_eq!(held.iter().filter(|l| l.worker() == 1).count(), 4);
+        drop(held);
+        assert_eq!(w.loads(), vec![0, 0]);
+    }
+
+    #[test]
+    fn kept_connections_move_once_another_has_two_fewer() {
+        let w = Workers::start(2).unwrap();
+        let mut held: Vec<_> = (0..3).map(|_| w.keep(0)).collect();
+        assert_eq!(w.loads(), vec![3, 0]);
+        assert_eq!(w.better(1), None);
+        let to = w.better(0).unwrap();
+        held[0].move_to(to);
+        assert_eq!((held[0].worker(), w.loads()), (1, vec![2, 1]));
+        assert_eq!(w.better(0), None, "one apart stays");
+        held[1].move_to(0);
+        assert_eq!(w.loads(), vec![2, 1], "a move to where it is changes nothing");
         drop(held);
         assert_eq!(w.loads(), vec![0, 0]);
     }
