@@ -8,19 +8,21 @@
 #   keepalive  wrk -c C -d D (HTTP/1.1 keep-alive): req/s, p50, p90 and p99 latency
 #   newconn    ab -n N -c C (a new connection per request): req/s
 #   tls        ab -n N -c C over https (a full TLS handshake per request): handshakes/s
+#   h2         h2load -c C -m 10 -D D over https, ALPN h2 (HTTP/2 keep-alive, 10 streams
+#              per connection): req/s (an orientation figure: HAProxy led nginx here)
 # plus each proxy's CPU time per request (user + system of its processes).
 # R rounds (default 3), the three proxies interleaved in a rotating order each round;
 # medians are reported, since a shared VM's steal time moves single runs by ±20%.
 # Prints ratios to HAProxy; saves bench/out/l7-<time>.csv (every round).
 #
-# usage: sudo bench/l7.sh      (N=10000 C=32 D=5s R=3 METRICS="keepalive newconn tls_handshake")
+# usage: sudo bench/l7.sh      (N=10000 C=32 D=5s R=3 METRICS="keepalive newconn tls_handshake h2")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-10000}
 C=${C:-32}
 D=${D:-5s}
 R=${R:-3}
-METRICS=${METRICS:-keepalive newconn tls_handshake}
+METRICS=${METRICS:-keepalive newconn tls_handshake h2}
 B=${BALLAST:-target/release/ballast}
 OUT=bench/out
 mkdir -p "$OUT"
@@ -33,7 +35,7 @@ cleanup() {
   sysctl -qw net.ipv4.tcp_max_tw_buckets="$tw_max" || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$W"
+  cp $W/h2-*.out $W/*.err $W/*.conf /tmp/prof/ 2>/dev/null; rm -rf "$W"
 }
 trap cleanup EXIT
 # Each new-connection run leaves N sockets in TIME_WAIT on the proxy's side; at ~28k (the
@@ -72,12 +74,13 @@ defaults
 listen web
     bind 127.0.0.1:19201
     bind 127.0.0.1:19202 ssl crt $W/both.pem alpn http/1.1
+    bind 127.0.0.1:19203 ssl crt $W/both.pem alpn h2,http/1.1
     balance roundrobin
     server b1 127.0.0.1:19101
     server b2 127.0.0.1:19102
     server b3 127.0.0.1:19103
 EOF
-sed -e 's/19201/19301/; s/19202/19302/' "$W/ballast.cfg" | sed '1i global\n    maxconn 9000\n    ssl-default-bind-options ssl-min-ver TLSv1.3' > "$W/haproxy.cfg"
+sed -e 's/19201/19301/; s/19202/19302/; s/19203/19303/' "$W/ballast.cfg" | sed '1i global\n    maxconn 9000\n    ssl-default-bind-options ssl-min-ver TLSv1.3' > "$W/haproxy.cfg"
 
 cat > "$W/nginx.conf" <<EOF
 worker_processes auto; daemon off; pid $W/nginx.pid; error_log $W/nginx.err warn;
@@ -85,7 +88,7 @@ events { worker_connections 16384; }
 http { access_log off; keepalive_requests 1000000;
   client_body_temp_path $W; proxy_temp_path $W; fastcgi_temp_path $W; uwsgi_temp_path $W; scgi_temp_path $W;
   upstream be { server 127.0.0.1:19101; server 127.0.0.1:19102; server 127.0.0.1:19103; keepalive 128; }
-  server { listen 127.0.0.1:19401 backlog=8192; listen 127.0.0.1:19402 ssl backlog=8192;
+  server { listen 127.0.0.1:19401 backlog=8192; listen 127.0.0.1:19402 ssl backlog=8192; listen 127.0.0.1:19403 ssl http2 backlog=8192;
     ssl_certificate $W/crt.pem; ssl_certificate_key $W/key.pem; ssl_protocols TLSv1.3;
     location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 EOF
@@ -109,8 +112,8 @@ cpu_ns() { # processes matching $1 and their children
 }
 
 echo "round,proxy,metric,value,p50,p90,p99,cpu_ns_per_req" > "$csv"
-run() { # name pattern plain_port tls_port
-  local name=$1 pat=$2 port=$3 tport=$4 before after out rps p50 p90 p99 n
+run() { # name pattern plain_port tls_port h2_port
+  local name=$1 pat=$2 port=$3 tport=$4 h2port=$5 before after out rps p50 p90 p99 n failed
   if [[ " $METRICS " == *" keepalive "* ]]; then
   before=$(cpu_ns "$pat")
   out=$(wrk -t 2 -c "$C" -d "$D" --latency "http://127.0.0.1:$port/" 2>&1)
@@ -136,16 +139,26 @@ run() { # name pattern plain_port tls_port
   rps=$(awk '/^Requests per second:/{print $4}' <<<"$out")
   echo "$round,$name,tls_handshake,${rps:-0},,,,$(( (after - before) / N ))" >> "$csv"
   fi
+  if [[ " $METRICS " == *" h2 "* ]]; then
+  before=$(cpu_ns "$pat")
+  out=$(timeout 120 h2load -c "$C" -m 10 -D "${D%s}" "https://127.0.0.1:$h2port/" 2>&1 || true); echo "$out" > $W/h2-$name.out
+  after=$(cpu_ns "$pat")
+  rps=$(awk '/^finished in/{print $4}' <<<"$out")
+  n=$(awk '/^requests:/{print $8}' <<<"$out")
+  failed=$(awk '/^requests:/{print $10}' <<<"$out")
+  [ "${failed:-1}" = 0 ] || echo "  $name h2: ${failed:-?} failed requests"
+  echo "$round,$name,h2,${rps:-0},,,,$(( (after - before) / (${n:-0} > 0 ? n : 1) ))" >> "$csv"
+  fi
   tail -n "$(wc -w <<<"$METRICS")" "$csv" | sed 's/^/  /'
 }
 steal() { awk '/^cpu /{print $9}' /proc/stat; }
 echo "$(nproc) cores, wrk -c $C -d $D, ab -n $N -c $C, $R rounds"
 ticks0=$(awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat); steal0=$(steal)
 for round in $(seq 1 "$R"); do
-  order=("ballast|ballast proxy -f $W/ballast.cfg|19201|19202" "haproxy|haproxy -db -f $W/haproxy.cfg|19301|19302" "nginx|nginx -c $W/nginx.conf|19401|19402")
+  order=("ballast|ballast proxy -f $W/ballast.cfg|19201|19202|19203" "haproxy|haproxy -db -f $W/haproxy.cfg|19301|19302|19303" "nginx|nginx -c $W/nginx.conf|19401|19402|19403")
   for k in 0 1 2; do
-    IFS='|' read -r name pat port tport <<<"${order[$(( (k + round) % 3 ))]}"
-    run "$name" "$pat" "$port" "$tport"
+    IFS='|' read -r name pat port tport h2port <<<"${order[$(( (k + round) % 3 ))]}"
+    run "$name" "$pat" "$port" "$tport" "$h2port"
   done
 done
 ticks1=$(awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat); steal1=$(steal)
@@ -166,7 +179,7 @@ def med(p, m, key, conv=float):
     return statistics.median(vals) if vals else 0.0
 
 print("\nmedians of the rounds; ratio to HAProxy (req/s: higher is better; CPU, latency: lower):")
-for m in [m for m in ["keepalive", "newconn", "tls_handshake"] if any(r["metric"] == m for r in rows)]:
+for m in [m for m in ["keepalive", "newconn", "tls_handshake", "h2"] if any(r["metric"] == m for r in rows)]:
     h, hc = med("haproxy", m, "value"), med("haproxy", m, "cpu_ns_per_req")
     for p in ["ballast", "haproxy", "nginx"]:
         v, c = med(p, m, "value"), med(p, m, "cpu_ns_per_req")

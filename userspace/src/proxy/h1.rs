@@ -29,12 +29,12 @@ use super::{
     queue,
     state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
     stats,
+    upstream::{self, SendError},
 };
-use crate::haproxy::model::{HttpReuse, ProxyProtocol};
+use crate::haproxy::model::HttpReuse;
 use crate::l7::{
     cookie::{self, CookieServer},
     h1::{self, BodyLen, Chunked, Field, RequestHead, ResponseHead},
-    proxy_protocol,
     route::{backend_for, host_only, RequestView},
 };
 
@@ -46,7 +46,7 @@ fn timed_out() -> std::io::Error {
 
 /// `f` within `d`. Most writes (and reads of bytes already here) complete at their first
 /// poll: they get no timer, and no clock read to set one.
-async fn within<T>(
+pub(super) async fn within<T>(
     d: Duration,
     f: impl std::future::Future<Output = std::io::Result<T>>,
 ) -> std::io::Result<T> {
@@ -163,7 +163,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
         let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let Some(fe) = shared.frontend(&frontend) else { return None };
+        let fe = shared.frontend(&frontend)?;
         let h = match parsed {
             Ok(h) => h,
             Err(e) => {
@@ -536,10 +536,11 @@ impl Exchange<'_> {
             };
             let mut reused_conn = false;
             let attempt = loop {
-                let (mut up, reused) = match self.connect(be, &server, fresh_only).await {
-                    Ok(c) => c,
-                    Err(()) => break Err(SendError::Connect),
-                };
+                let (mut up, reused) =
+                    match upstream::connect(be, &server, fresh_only, self.peer, self.local).await {
+                        Ok(c) => c,
+                        Err(()) => break Err(SendError::Connect),
+                    };
                 reused_conn = reused;
                 if let Err(e) = within(be.server_timeout(), up.write_all(&first)).await {
                     if reused && !fresh_only {
@@ -615,35 +616,6 @@ impl Exchange<'_> {
                 }
             }
         }
-    }
-
-    /// A connection to `server`: an idle pooled one unless `fresh_only`, else a new one
-    /// (with the PROXY header first for `send-proxy` servers). Also says if it was reused.
-    async fn connect(
-        &self,
-        be: &BackendRt,
-        server: &ServerRt,
-        fresh_only: bool,
-    ) -> Result<(TcpStream, bool), ()> {
-        if server.cfg.send_proxy.is_none() && !fresh_only {
-            if let Some(s) = server.take_idle() {
-                return Ok((s, true));
-            }
-        }
-        let mut stream =
-            match tokio::time::timeout(be.connect_timeout(), TcpStream::connect(server.cfg.addr)).await {
-                Ok(Ok(s)) => s,
-                _ => return Err(()),
-            };
-        let _ = stream.set_nodelay(true);
-        if let Some(version) = server.cfg.send_proxy {
-            let header = match version {
-                ProxyProtocol::V1 => proxy_protocol::encode_v1(self.peer, self.local),
-                ProxyProtocol::V2 => proxy_protocol::encode_v2(self.peer, self.local),
-            };
-            stream.write_all(&header).await.map_err(|_| ())?;
-        }
-        Ok((stream, false))
     }
 
     /// The rest of the request body, read from the client as it comes.
@@ -923,17 +895,4 @@ async fn tunnel<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     down
-}
-
-/// Why a request did not get a response head from the server.
-#[derive(Debug, PartialEq, Eq)]
-enum SendError {
-    /// Could not connect: retried (another server on the last try with `redispatch`).
-    Connect,
-    /// Closed before sending a byte of response (a stale reused connection, typically).
-    Empty,
-    Timeout,
-    /// The client went away or sent a bad body.
-    Client,
-    Other,
 }

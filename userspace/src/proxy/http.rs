@@ -4,31 +4,27 @@
 use std::{
     convert::Infallible,
     net::SocketAddr,
-    pin::Pin,
     sync::{atomic::Ordering::Relaxed, Arc},
-    task::{Context, Poll},
     time::Instant,
 };
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::{
-    body::{Body as _, Frame, Incoming, SizeHint},
+    body::{Body as _, Incoming},
     header::{self, HeaderValue},
-    Request, Response, StatusCode, Uri,
+    Method, Request, Response, StatusCode,
 };
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::{
     queue,
     state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
     stats,
+    upstream::{self, Outgoing, SendError, ServerBody},
 };
-use crate::haproxy::model::ProxyProtocol;
 use crate::l7::{
     balance::Key,
     cookie::{self, CookieServer},
-    proxy_protocol,
     route::{backend_for, host_only, RequestView},
 };
 
@@ -51,47 +47,6 @@ pub(super) fn error_page(status: StatusCode) -> Response<Body> {
         StatusCode::SERVICE_UNAVAILABLE => local_response(status, "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n"),
         StatusCode::GATEWAY_TIMEOUT => local_response(status, "<html><body><h1>504 Gateway Time-out</h1>\nThe server didn't respond in time.\n</body></html>\n"),
         _ => local_response(StatusCode::BAD_GATEWAY, "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid or incomplete response.\n</body></html>\n"),
-    }
-}
-
-/// A response body that keeps the server's slot and session count until it is done.
-struct Tracked {
-    inner: Incoming,
-    server: Arc<ServerRt>,
-    _permit: Option<OwnedSemaphorePermit>,
-    bytes: u64,
-}
-
-impl hyper::body::Body for Tracked {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let r = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(f))) = &r {
-            if let Some(d) = f.data_ref() {
-                self.bytes += d.len() as u64;
-            }
-        }
-        r
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        self.server.counters.bout.fetch_add(self.bytes, Relaxed);
-        self.server.counters.leave();
     }
 }
 
@@ -245,65 +200,12 @@ async fn route(
     };
     out.backend = be.cfg.name.clone();
     be.counters.enter();
-    let r = forward(&be, peer, local, req, &mut out).await;
+    let client_timeout = super::h1::ClientTimeouts::of(&fe.cfg.settings.timeouts).client;
+    let r = forward(&be, peer, local, req, client_timeout, &mut out).await;
     be.counters.leave();
     be.counters.response(r.status().as_u16());
     out.status = r.status().as_u16();
     (r, out)
-}
-
-/// Why sending to a server failed: a connection that never opened can be retried.
-#[derive(Debug, PartialEq, Eq)]
-enum SendError {
-    Connect,
-    Other,
-}
-
-/// Sends through the backend's connection pool, or, for `send-proxy[-v2]` servers, on a
-/// fresh connection that starts with the PROXY header (its addresses are this client's,
-/// so such connections are never shared between clients).
-async fn send(
-    be: &BackendRt,
-    server: &ServerRt,
-    req: Request<Body>,
-    peer: SocketAddr,
-    local: SocketAddr,
-) -> Result<Response<Incoming>, SendError> {
-    use tokio::io::AsyncWriteExt;
-    let Some(version) = server.cfg.send_proxy else {
-        return be.client.request(req).await.map_err(|e| {
-            if e.is_connect() {
-                SendError::Connect
-            } else {
-                SendError::Other
-            }
-        });
-    };
-    let mut stream =
-        match tokio::time::timeout(be.connect_timeout(), tokio::net::TcpStream::connect(server.cfg.addr))
-            .await
-        {
-            Ok(Ok(s)) => s,
-            _ => return Err(SendError::Connect),
-        };
-    let _ = stream.set_nodelay(true);
-    let header = match version {
-        ProxyProtocol::V1 => proxy_protocol::encode_v1(peer, local),
-        ProxyProtocol::V2 => proxy_protocol::encode_v2(peer, local),
-    };
-    stream.write_all(&header).await.map_err(|_| SendError::Connect)?;
-    // On a connection of its own the request line is in origin form, like the pool's.
-    let mut req = req;
-    if let Some(pq) = req.uri().path_and_query().cloned() {
-        if let Ok(u) = Uri::builder().path_and_query(pq).build() {
-            *req.uri_mut() = u;
-        }
-    }
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|_| SendError::Other)?;
-    tokio::spawn(conn);
-    sender.send_request(req).await.map_err(|_| SendError::Other)
 }
 
 pub(super) fn pick(
@@ -376,6 +278,7 @@ async fn forward(
     peer: SocketAddr,
     local: SocketAddr,
     req: Request<Incoming>,
+    client_timeout: std::time::Duration,
     out: &mut Outcome,
 ) -> Response<Body> {
     let s = &be.cfg.settings;
@@ -434,9 +337,16 @@ async fn forward(
             }
         }
     }
-    // Requests without a body can be replayed on another server; others are streamed once.
-    let replayable = body.is_end_stream();
-    let mut body: Option<Body> = Some(body.boxed());
+    // The request goes to servers as HTTP/1.1: a body of unknown length goes chunked.
+    let has_body = !body.is_end_stream();
+    let chunked = has_body && !parts.headers.contains_key(header::CONTENT_LENGTH);
+    let head = upstream::request_head(&parts.method, &path_q, &parts.headers, chunked);
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    );
+    // Streamed once: kept between tries only while no attempt has read it.
+    let mut body = has_body.then_some(body);
 
     let mut idx = match persisted.or_else(|| pick(be, peer, &path, hdr_value.as_deref(), None)) {
         Some(i) => i,
@@ -464,75 +374,57 @@ async fn forward(
                 }
             };
         out.t_queue = t0.elapsed().as_millis();
-        let uri: Uri = match format!("http://{}{}", server.cfg.addr, path_q).parse() {
-            Ok(u) => u,
-            Err(_) => {
-                return local_response(
-                    StatusCode::BAD_REQUEST,
-                    "<html><body><h1>400 Bad request</h1></body></html>\n",
-                )
-            }
-        };
-        let mut up =
-            Request::new(body.take().unwrap_or_else(|| Empty::new().map_err(|e| match e {}).boxed()));
-        *up.method_mut() = parts.method.clone();
-        // The headers are needed again only if this attempt may be retried.
-        *up.headers_mut() = if replayable && tries_left > 0 {
-            parts.headers.clone()
-        } else {
-            std::mem::take(&mut parts.headers)
-        };
-        *up.uri_mut() = uri;
-        *up.version_mut() = hyper::Version::HTTP_11;
         server.counters.enter();
         let t1 = Instant::now();
-        let res = tokio::time::timeout(be.server_timeout(), send(be, &server, up, peer, local)).await;
+        let mut req =
+            Outgoing { head: &head, body: body.take(), chunked, idempotent, client_timeout, peer, local };
+        let res = upstream::exchange(be, &server, &mut req).await;
+        body = req.body.take();
         out.t_connect_resp = t1.elapsed().as_millis();
         match res {
-            Ok(Ok(resp)) => {
-                server.counters.response(resp.status().as_u16());
-                let (mut rparts, rbody) = resp.into_parts();
-                // Answer in the client's protocol, whatever the server spoke.
-                rparts.version = client_version;
-                for h in HOP {
-                    rparts.headers.remove(h);
-                }
+            Ok((io, mut sbuf, r)) => {
+                server.counters.response(r.status);
+                let rhead = sbuf.split_to(r.len);
+                let mut headers = upstream::response_headers(&rhead, &r);
                 if let Some(c) = &s.cookie {
                     let chosen = CookieServer { value: server.cfg.cookie.as_deref(), accepts: true };
                     if let Some((set, nocache)) = cookie::insert(c, client_cookie, &chosen) {
                         if let Ok(v) = HeaderValue::from_str(&set) {
-                            rparts.headers.append(header::SET_COOKIE, v);
+                            headers.append(header::SET_COOKIE, v);
                         }
                         if nocache {
-                            rparts.headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+                            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
                         }
                     }
                 }
-                let tracked = Tracked { inner: rbody, server: server.clone(), _permit: permit, bytes: 0 };
-                return Response::from_parts(rparts, tracked.boxed());
+                let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
+                let body = ServerBody::new(be, server, permit, io, sbuf, &r);
+                let mut resp = Response::new(body.boxed());
+                *resp.status_mut() = status;
+                *resp.headers_mut() = headers;
+                // Answer in the client's protocol, whatever the server spoke.
+                *resp.version_mut() = client_version;
+                return resp;
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 server.counters.leave();
                 drop(permit);
                 let connect_failed = e == SendError::Connect;
                 count_failure(be, &server, connect_failed);
-                if !(connect_failed && replayable && tries_left > 0) {
-                    out.termination = if connect_failed { "SC--" } else { "SH--" };
-                    return error_page(if connect_failed {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    } else {
-                        StatusCode::BAD_GATEWAY
-                    });
+                // A failed connect read nothing of the body: it can go to the next try.
+                if !(connect_failed && tries_left > 0) {
+                    let (status, term) = match e {
+                        SendError::Connect => (StatusCode::SERVICE_UNAVAILABLE, "SC--"),
+                        SendError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "sH--"),
+                        SendError::Client => (StatusCode::BAD_REQUEST, "CD--"),
+                        _ => (StatusCode::BAD_GATEWAY, "SH--"),
+                    };
+                    out.termination = term;
+                    return error_page(status);
                 }
                 tries_left -= 1;
                 out.retries += 1;
                 idx = retry(be, idx, tries_left, peer, &path, hdr_value.as_deref());
-            }
-            Err(_) => {
-                server.counters.leave();
-                server.counters.eresp.fetch_add(1, Relaxed);
-                out.termination = "sH--";
-                return error_page(StatusCode::GATEWAY_TIMEOUT);
             }
         }
     }

@@ -16,6 +16,7 @@ pub mod state;
 pub mod stats;
 pub mod tcp;
 pub mod tls;
+pub mod upstream;
 pub mod workers;
 
 use std::{
@@ -359,8 +360,18 @@ impl Client {
         permit: OwnedSemaphorePermit,
         load: workers::Load,
     ) {
-        let Client { current, shared, fe, builder, acceptor, accept_proxy, timeouts, mut peer, local, workers } =
-            self;
+        let Client {
+            current,
+            shared,
+            fe,
+            builder,
+            acceptor,
+            accept_proxy,
+            timeouts,
+            mut peer,
+            local,
+            workers,
+        } = self;
         let first_deadline = tokio::time::Instant::now() + timeouts.request;
         if accept_proxy {
             match tokio::time::timeout_at(first_deadline, read_proxy_header(&mut stream)).await {
@@ -386,7 +397,9 @@ impl Client {
                 let conn = h1::ClientConn { peer, local, timeouts, first_deadline, tls: false };
                 let io = nodelay::Lazy::new(stream);
                 let leave = || workers.better(load.worker()).is_some();
-                if let Some((io, buf)) = serve_http(current.clone(), name.clone(), io, conn, &builder, leave).await {
+                if let Some((io, buf)) =
+                    serve_http(current.clone(), name.clone(), io, conn, &builder, leave).await
+                {
                     Moving { current, frontend: name, conn, workers, _permit: permit, load }.go(io, buf);
                 }
             }
@@ -447,7 +460,9 @@ impl Moving {
             };
             let io = nodelay::Lazy::written(stream);
             let leave = || self.workers.better(self.load.worker()).is_some();
-            let left = h1::serve(self.current.clone(), self.frontend.clone(), io, buf, self.conn, false, leave).await;
+            let left =
+                h1::serve(self.current.clone(), self.frontend.clone(), io, buf, self.conn, false, leave)
+                    .await;
             if let Some((io, buf)) = left {
                 self.go(io, buf);
             }

@@ -11,10 +11,6 @@ use std::{
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
-};
 use tokio::sync::Semaphore;
 
 use crate::{
@@ -25,7 +21,8 @@ use crate::{
     },
 };
 
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = BoxBody<Bytes, BoxError>;
 
 /// `set server ... state`: ready, drain (no new traffic but persistence), maint (none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,7 +208,6 @@ pub struct BackendRt {
     pub servers: Vec<Arc<ServerRt>>,
     pub balancer: Mutex<Balancer>,
     pub counters: Counters,
-    pub client: Client<HttpConnector, Body>,
 }
 
 impl BackendRt {
@@ -320,14 +316,6 @@ pub fn build(config: &crate::haproxy::L7Config) -> Arc<Shared> {
                     })
                 })
                 .collect();
-            let mut conn = HttpConnector::new();
-            conn.set_nodelay(true);
-            conn.set_connect_timeout(p.settings.timeouts.connect.or(Some(Duration::from_secs(30))));
-            let client = Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(30))
-                .pool_max_idle_per_host(256)
-                .set_host(false)
-                .build(conn);
             backends.insert(
                 p.name.clone(),
                 Arc::new(BackendRt {
@@ -335,7 +323,6 @@ pub fn build(config: &crate::haproxy::L7Config) -> Arc<Shared> {
                     servers,
                     balancer: Mutex::new(Balancer::new(p.settings.balance.clone())),
                     counters: Counters::default(),
-                    client,
                 }),
             );
         }

@@ -1,0 +1,460 @@
+//! Server connections: connecting (with the PROXY header for `send-proxy` servers) or
+//! taking an idle pooled one, and HTTP/1.1 exchanges for the HTTP/2 path, which gets
+//! the server's response as a hyper `Response` whose body streams from the server
+//! connection and puts it back in the worker's pool when done. The HTTP/1 path (h1.rs)
+//! writes and reads server connections itself; both share the same per-worker pools, so
+//! a request and its server connection stay on one thread.
+use std::{
+    future::Future,
+    net::SocketAddr,
+    ops::Range,
+    pin::Pin,
+    sync::{atomic::Ordering::Relaxed, Arc},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::{
+    body::{Body as _, Frame, Incoming, SizeHint},
+    header::{HeaderMap, HeaderName, HeaderValue},
+    Method,
+};
+use tokio::{io::AsyncWriteExt, net::TcpStream, sync::OwnedSemaphorePermit};
+
+use super::{
+    h1::{read_more, within, BUF},
+    state::{BackendRt, BoxError, ServerRt},
+};
+use crate::haproxy::model::{HttpReuse, ProxyProtocol};
+use crate::l7::{
+    h1::{parse_response, BodyLen, Chunked, ResponseHead},
+    proxy_protocol,
+};
+
+/// Why a request did not get a response head from the server.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum SendError {
+    /// Could not connect: retried (another server on the last try with `redispatch`).
+    Connect,
+    /// Closed before sending a byte of response (a stale reused connection, typically).
+    Empty,
+    Timeout,
+    /// The client went away or sent a bad body.
+    Client,
+    Other,
+}
+
+/// A connection to `server`: an idle pooled one unless `fresh_only`, else a new one (with
+/// the PROXY header first for `send-proxy` servers, whose connections carry one client's
+/// addresses and so are never pooled). Also says whether it was reused.
+pub(super) async fn connect(
+    be: &BackendRt,
+    server: &ServerRt,
+    fresh_only: bool,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Result<(TcpStream, bool), ()> {
+    if server.cfg.send_proxy.is_none() && !fresh_only {
+        if let Some(s) = server.take_idle() {
+            return Ok((s, true));
+        }
+    }
+    let mut stream =
+        match tokio::time::timeout(be.connect_timeout(), TcpStream::connect(server.cfg.addr)).await {
+            Ok(Ok(s)) => s,
+            _ => return Err(()),
+        };
+    let _ = stream.set_nodelay(true);
+    if let Some(version) = server.cfg.send_proxy {
+        let header = match version {
+            ProxyProtocol::V1 => proxy_protocol::encode_v1(peer, local),
+            ProxyProtocol::V2 => proxy_protocol::encode_v2(peer, local),
+        };
+        stream.write_all(&header).await.map_err(|_| ())?;
+    }
+    Ok((stream, false))
+}
+
+/// The HTTP/1.1 request head for a request that came over HTTP/2 (`headers` already
+/// rewritten: no hop-by-hop fields). A body of unknown length goes chunked.
+pub(super) fn request_head(method: &Method, path_q: &str, headers: &HeaderMap, chunked: bool) -> Vec<u8> {
+    let mut up = Vec::with_capacity(256);
+    up.extend_from_slice(method.as_str().as_bytes());
+    up.push(b' ');
+    up.extend_from_slice(path_q.as_bytes());
+    up.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == hyper::header::TRANSFER_ENCODING {
+            continue;
+        }
+        up.extend_from_slice(name.as_str().as_bytes());
+        up.extend_from_slice(b": ");
+        up.extend_from_slice(value.as_bytes());
+        up.extend_from_slice(b"\r\n");
+    }
+    if chunked {
+        up.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    up.extend_from_slice(b"\r\n");
+    up
+}
+
+/// What one HTTP/2 request sends to a server.
+pub(super) struct Outgoing<'a> {
+    pub head: &'a [u8],
+    /// The request body, streamed once (None: no body, so the request can be resent).
+    pub body: Option<Incoming>,
+    /// The body goes chunked (its length is unknown).
+    pub chunked: bool,
+    pub idempotent: bool,
+    /// Reading the client's body: `timeout client`.
+    pub client_timeout: Duration,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
+/// Sends a request to `server` and reads the final response head. A request without a
+/// body that meets a reused connection the server closed meanwhile goes again on a new
+/// one, once.
+pub(super) async fn exchange(
+    be: &BackendRt,
+    server: &ServerRt,
+    req: &mut Outgoing<'_>,
+) -> Result<(TcpStream, BytesMut, ResponseHead), SendError> {
+    let mut fresh_only = be.cfg.settings.http_reuse == HttpReuse::Never;
+    let resendable = req.body.is_none() && req.idempotent;
+    loop {
+        let (mut up, reused) =
+            connect(be, server, fresh_only, req.peer, req.local).await.map_err(|()| SendError::Connect)?;
+        if let Err(e) = within(be.server_timeout(), up.write_all(req.head)).await {
+            if reused && !fresh_only {
+                // Nothing of the body was read yet: a new connection can still take it all.
+                fresh_only = true;
+                continue;
+            }
+            return Err(if e.kind() == std::io::ErrorKind::TimedOut {
+                SendError::Timeout
+            } else {
+                SendError::Other
+            });
+        }
+        if let Some(body) = req.body.take() {
+            send_body(be, &mut up, body, req.chunked, req.client_timeout).await?;
+        }
+        let mut sbuf = BytesMut::with_capacity(BUF);
+        match read_response_head(be, &mut up, &mut sbuf, req.head).await {
+            Ok(r) => return Ok((up, sbuf, r)),
+            Err(SendError::Empty) if reused && !fresh_only && resendable => fresh_only = true,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn send_body(
+    be: &BackendRt,
+    up: &mut TcpStream,
+    mut body: Incoming,
+    chunked: bool,
+    client_timeout: Duration,
+) -> Result<(), SendError> {
+    let write = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            SendError::Timeout
+        } else {
+            SendError::Other
+        }
+    };
+    while let Some(frame) =
+        within(client_timeout, async { Ok(body.frame().await) }).await.map_err(|_| SendError::Client)?
+    {
+        let Ok(data) = frame.map_err(|_| SendError::Client)?.into_data() else { continue };
+        if data.is_empty() {
+            continue;
+        }
+        if chunked {
+            let mut w = Vec::with_capacity(data.len() + 12);
+            w.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            w.extend_from_slice(&data);
+            w.extend_from_slice(b"\r\n");
+            within(be.server_timeout(), up.write_all(&w)).await.map_err(write)?;
+        } else {
+            within(be.server_timeout(), up.write_all(&data)).await.map_err(write)?;
+        }
+    }
+    if chunked {
+        within(be.server_timeout(), up.write_all(b"0\r\n\r\n")).await.map_err(write)?;
+    }
+    Ok(())
+}
+
+/// The final response head (interim 1xx responses are dropped: HTTP/2 clients here get
+/// the final one only).
+async fn read_response_head(
+    be: &BackendRt,
+    up: &mut TcpStream,
+    sbuf: &mut BytesMut,
+    head: &[u8],
+) -> Result<ResponseHead, SendError> {
+    let method = head.split(|&b| b == b' ').next().unwrap_or(b"GET");
+    let mut got_any = false;
+    loop {
+        if !sbuf.is_empty() {
+            match parse_response(sbuf, method) {
+                Ok(Some(r)) if (100..200).contains(&r.status) && r.status != 101 => {
+                    sbuf.advance(r.len);
+                    continue;
+                }
+                // No upgrade over HTTP/2 (its CONNECT is not served).
+                Ok(Some(r)) if r.status == 101 => return Err(SendError::Other),
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => {}
+                Err(e) => {
+                    log::debug!("bad response from a server: {e}");
+                    return Err(SendError::Other);
+                }
+            }
+        }
+        match read_more(up, sbuf, be.server_timeout()).await {
+            Ok(0) => return Err(if got_any { SendError::Other } else { SendError::Empty }),
+            Ok(_) => got_any = true,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(SendError::Timeout),
+            Err(_) => return Err(if got_any { SendError::Other } else { SendError::Empty }),
+        }
+    }
+}
+
+/// The response head's fields as hyper headers (hop-by-hop and framing fields left out:
+/// HTTP/2 frames the body itself; Content-Length stays).
+pub(super) fn response_headers(sbuf: &[u8], r: &ResponseHead) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(r.fields.len());
+    for f in r.fields.iter().filter(|f| !f.hop) {
+        let name = &sbuf[f.name.clone()];
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(&sbuf[f.value.clone()]))
+        {
+            headers.append(n, v);
+        }
+    }
+    headers
+}
+
+/// What `poll_frame` gives.
+type Polled = Poll<Option<Result<Frame<Bytes>, BoxError>>>;
+
+/// A response body read from the server connection as the client takes it. The
+/// connection goes back to the pool once the body ended cleanly; the server's session
+/// count and `maxconn` slot are held until then (or until the client goes away).
+pub(super) struct ServerBody {
+    io: Option<TcpStream>,
+    buf: BytesMut,
+    len: BodyLen,
+    left: u64,
+    chunked: Chunked,
+    spans: Vec<Range<usize>>,
+    reusable: bool,
+    server: Arc<ServerRt>,
+    _permit: Option<OwnedSemaphorePermit>,
+    timeout: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BodyError {
+    #[error("server closed the connection in the middle of a response body")]
+    Truncated,
+    #[error("bad chunked response body: {0}")]
+    Chunked(String),
+    #[error("server sent nothing for {0:?}")]
+    Timeout(Duration),
+    #[error("reading from the server: {0}")]
+    Io(std::io::Error),
+}
+
+impl ServerBody {
+    /// `buf`: what was read after the head (the head itself already split off).
+    pub(super) fn new(
+        be: &BackendRt,
+        server: Arc<ServerRt>,
+        permit: Option<OwnedSemaphorePermit>,
+        io: TcpStream,
+        buf: BytesMut,
+        r: &ResponseHead,
+    ) -> ServerBody {
+        let reusable =
+            r.keep_alive && server.cfg.send_proxy.is_none() && be.cfg.settings.http_reuse != HttpReuse::Never;
+        let mut body = ServerBody {
+            io: Some(io),
+            buf,
+            len: r.body,
+            left: match r.body {
+                BodyLen::Length(n) => n,
+                _ => 0,
+            },
+            chunked: Chunked::default(),
+            spans: Vec::new(),
+            reusable,
+            server,
+            _permit: permit,
+            timeout: be.server_timeout(),
+            timer: None,
+            bytes: 0,
+        };
+        // A body already complete (none, or empty) is never polled.
+        if body.is_end_stream() {
+            body.finish();
+        }
+        body
+    }
+
+    /// The body ended: the connection goes back to the pool if it can take another
+    /// request (nothing left over, the server keeps it).
+    fn finish(&mut self) {
+        if let Some(io) = self.io.take() {
+            if self.reusable && self.buf.is_empty() && self.len != BodyLen::UntilClose {
+                self.server.put_idle(io);
+            }
+        }
+    }
+
+    fn data(&mut self, b: Bytes) -> Polled {
+        self.bytes += b.len() as u64;
+        Poll::Ready(Some(Ok(Frame::data(b))))
+    }
+
+    /// A frame from what is buffered, if there is one (or the end).
+    fn next_buffered(&mut self) -> Option<Polled> {
+        match self.len {
+            BodyLen::None => {
+                self.finish();
+                Some(Poll::Ready(None))
+            }
+            BodyLen::Length(_) if self.left == 0 => {
+                self.finish();
+                Some(Poll::Ready(None))
+            }
+            BodyLen::Length(_) if !self.buf.is_empty() => {
+                let k = self.left.min(self.buf.len() as u64) as usize;
+                let b = self.buf.split_to(k).freeze();
+                self.left -= k as u64;
+                if self.left == 0 {
+                    self.finish();
+                }
+                Some(self.data(b))
+            }
+            BodyLen::Chunked if self.chunked.done() => {
+                self.finish();
+                Some(Poll::Ready(None))
+            }
+            BodyLen::Chunked if !self.buf.is_empty() => {
+                self.spans.clear();
+                let k = match self.chunked.feed(&self.buf, Some(&mut self.spans)) {
+                    Ok(k) => k,
+                    Err(e) => return Some(Poll::Ready(Some(Err(BodyError::Chunked(e.to_string()).into())))),
+                };
+                let mut out = BytesMut::with_capacity(self.spans.iter().map(|s| s.len()).sum());
+                for s in &self.spans {
+                    out.extend_from_slice(&self.buf[s.clone()]);
+                }
+                self.buf.advance(k);
+                if out.is_empty() {
+                    // Only framing here: the end, or more to read.
+                    return self.chunked.done().then(|| {
+                        self.finish();
+                        Poll::Ready(None)
+                    });
+                }
+                if self.chunked.done() {
+                    self.finish();
+                }
+                Some(self.data(out.freeze()))
+            }
+            BodyLen::UntilClose if !self.buf.is_empty() => {
+                let b = self.buf.split().freeze();
+                Some(self.data(b))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl hyper::body::Body for ServerBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(p) = this.next_buffered() {
+                return p;
+            }
+            let Some(io) = this.io.as_ref() else { return Poll::Ready(None) };
+            if this.buf.capacity() - this.buf.len() < 1024 {
+                this.buf.reserve(BUF);
+            }
+            match io.try_read_buf(&mut this.buf) {
+                Ok(0) => {
+                    this.io = None;
+                    return Poll::Ready(match this.len {
+                        BodyLen::UntilClose => None,
+                        _ => Some(Err(BodyError::Truncated.into())),
+                    });
+                }
+                Ok(_) => this.timer = None,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    match io.poll_read_ready(cx) {
+                        Poll::Ready(Ok(())) => continue,
+                        Poll::Ready(Err(e)) => {
+                            this.io = None;
+                            return Poll::Ready(Some(Err(BodyError::Io(e).into())));
+                        }
+                        Poll::Pending => {}
+                    }
+                    let timeout = this.timeout;
+                    let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        this.io = None;
+                        return Poll::Ready(Some(Err(BodyError::Timeout(timeout).into())));
+                    }
+                    return Poll::Pending;
+                }
+                Err(e) => {
+                    this.io = None;
+                    return Poll::Ready(Some(Err(BodyError::Io(e).into())));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self.len {
+            BodyLen::None => true,
+            BodyLen::Length(_) => self.left == 0,
+            BodyLen::Chunked => self.chunked.done(),
+            BodyLen::UntilClose => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.len {
+            BodyLen::None => SizeHint::with_exact(0),
+            BodyLen::Length(_) => SizeHint::with_exact(self.left),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for ServerBody {
+    fn drop(&mut self) {
+        self.server.counters.bout.fetch_add(self.bytes, Relaxed);
+        self.server.counters.leave();
+    }
+}
