@@ -35,7 +35,7 @@ cleanup() {
   sysctl -qw net.ipv4.tcp_max_tw_buckets="$tw_max" || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  cp $W/h2-*.out $W/*.err $W/*.conf /tmp/prof/ 2>/dev/null; rm -rf "$W"
+  rm -rf "$W"
 }
 trap cleanup EXIT
 # Each new-connection run leaves N sockets in TIME_WAIT on the proxy's side; at ~28k (the
@@ -141,7 +141,7 @@ run() { # name pattern plain_port tls_port h2_port
   fi
   if [[ " $METRICS " == *" h2 "* ]]; then
   before=$(cpu_ns "$pat")
-  out=$(timeout 120 h2load -c "$C" -m 10 -D "${D%s}" "https://127.0.0.1:$h2port/" 2>&1 || true); echo "$out" > $W/h2-$name.out
+  out=$(timeout 120 h2load -c "$C" -m 10 -D "${D%s}" "https://127.0.0.1:$h2port/" 2>&1 || true)
   after=$(cpu_ns "$pat")
   rps=$(awk '/^finished in/{print $4}' <<<"$out")
   n=$(awk '/^requests:/{print $8}' <<<"$out")
