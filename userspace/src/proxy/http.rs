@@ -28,9 +28,17 @@ use crate::l7::{
     route::{backend_for, host_only, RequestView},
 };
 
-/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1).
-const HOP: [&str; 7] =
-    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authorization"];
+/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1). Names, not strings: removing
+/// by a string parses it again on every request.
+const HOP: [header::HeaderName; 7] = [
+    header::CONNECTION,
+    header::HeaderName::from_static("keep-alive"),
+    header::HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
 
 pub fn local_response(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(
@@ -308,7 +316,7 @@ async fn forward(
     let path_q = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
 
     // The request as the server will see it.
-    for h in HOP {
+    for h in &HOP {
         parts.headers.remove(h);
     }
     if let Some(c) = &s.cookie {

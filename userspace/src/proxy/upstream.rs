@@ -143,7 +143,9 @@ pub(super) async fn exchange(
         if let Some(body) = req.body.take() {
             send_body(be, &mut up, body, req.chunked, req.client_timeout).await?;
         }
-        let mut sbuf = BytesMut::with_capacity(BUF);
+        // Most heads fit; smaller than BUF because a buffer is allocated per request here
+        // (and a large allocation costs more in malloc).
+        let mut sbuf = BytesMut::with_capacity(4096);
         match read_response_head(be, &mut up, &mut sbuf, req.head).await {
             Ok(r) => return Ok((up, sbuf, r)),
             Err(SendError::Empty) if reused && !fresh_only && resendable => fresh_only = true,
