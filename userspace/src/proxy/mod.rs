@@ -329,8 +329,9 @@ async fn accept_loop(
         };
         // Registered with the runtime of the worker that serves it (this one, or another).
         workers.handles()[load.worker()].spawn(async move {
+            let early = client.read_early(&stream);
             match tokio::net::TcpStream::from_std(stream) {
-                Ok(stream) => client.serve(stream, permit, load).await,
+                Ok(stream) => client.serve(stream, early, permit, load).await,
                 Err(e) => log::warn!("connection from {peer}: {e}"),
             }
         });
@@ -352,11 +353,29 @@ struct Client {
 }
 
 impl Client {
+    /// What a plain HTTP client sent before its connection was accepted (most send their
+    /// request right after connecting, so it is often here already): read at once, it
+    /// saves the wait for the socket's first readiness event. Empty when nothing came
+    /// yet, and for connections that start with a PROXY header or a TLS handshake.
+    fn read_early(&self, stream: &std::net::TcpStream) -> bytes::BytesMut {
+        if self.accept_proxy || self.acceptor.is_some() || self.fe.cfg.settings.mode != Mode::Http {
+            return bytes::BytesMut::new();
+        }
+        // Read into the stack (hot, no fresh heap pages to zero), then copied: requests are
+        // small. The socket is nonblocking: nothing there is WouldBlock.
+        let mut first = [0u8; 4096];
+        let n = std::io::Read::read(&mut &*stream, &mut first).unwrap_or(0);
+        let mut buf = bytes::BytesMut::with_capacity(h1::BUF);
+        buf.extend_from_slice(&first[..n]);
+        buf
+    }
+
     /// Serves the connection on the current worker; the frontend's maxconn slot and the
-    /// worker's count are held until it ends.
+    /// worker's count are held until it ends. `early`: bytes already read from it.
     async fn serve(
         self,
         mut stream: tokio::net::TcpStream,
+        early: bytes::BytesMut,
         permit: OwnedSemaphorePermit,
         load: workers::Load,
     ) {
@@ -398,7 +417,7 @@ impl Client {
                 let io = nodelay::Lazy::new(stream);
                 let leave = || workers.better(load.worker()).is_some();
                 if let Some((io, buf)) =
-                    serve_http(current.clone(), name.clone(), io, conn, &builder, leave).await
+                    serve_http(current.clone(), name.clone(), io, early, conn, &builder, leave).await
                 {
                     Moving { current, frontend: name, conn, workers, _permit: permit, load }.go(io, buf);
                 }
@@ -410,7 +429,7 @@ impl Client {
                     match tokio::time::timeout_at(first_deadline, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let conn = h1::ClientConn { peer, local, timeouts, first_deadline, tls: true };
-                            serve_http(current, name, tls, conn, &builder, || false).await;
+                            serve_http(current, name, tls, early, conn, &builder, || false).await;
                         }
                         Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
                         Err(_) => log::debug!("TLS handshake from {peer}: timed out"),
@@ -473,12 +492,14 @@ impl Moving {
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// An HTTP connection: HTTP/2 (the client's first bytes are the preface) goes to hyper,
-/// everything else to the HTTP/1 path. The bytes read to decide are replayed. Returns
+/// everything else to the HTTP/1 path. The bytes read to decide (`buf`: those read
+/// before) are replayed. Returns
 /// the connection when the HTTP/1 path hands it back (`leave`, see [`h1::serve`]).
 async fn serve_http<S>(
     current: Arc<RwLock<Arc<Shared>>>,
     frontend: String,
     mut io: S,
+    mut buf: bytes::BytesMut,
     conn: h1::ClientConn,
     builder: &auto::Builder<TokioExecutor>,
     leave: impl FnMut() -> bool,
@@ -486,16 +507,15 @@ async fn serve_http<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + nodelay::NoDelay + Unpin + Send + 'static,
 {
-    let mut buf = bytes::BytesMut::with_capacity(h1::BUF);
     loop {
+        let n = buf.len().min(H2_PREFACE.len());
+        if n > 0 && (buf[..n] != H2_PREFACE[..n] || n == H2_PREFACE.len()) {
+            break;
+        }
         let left = conn.first_deadline.saturating_duration_since(tokio::time::Instant::now());
         match h1::read_more(&mut io, &mut buf, left).await {
             Ok(0) | Err(_) => return None,
             Ok(_) => {}
-        }
-        let n = buf.len().min(H2_PREFACE.len());
-        if buf[..n] != H2_PREFACE[..n] || n == H2_PREFACE.len() {
-            break;
         }
     }
     if !buf.starts_with(H2_PREFACE) {
