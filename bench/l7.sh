@@ -46,6 +46,12 @@ sysctl -qw net.ipv4.tcp_max_tw_buckets=4096
 [ -x "$B" ] || cargo build --release --bin ballast
 command -v wrk >/dev/null && command -v ab >/dev/null || bash scripts/install.sh
 
+# Ports must be free: ballast binds with SO_REUSEPORT, so a leftover one on the same
+# port would silently take half the connections (and its CPU time would not be counted).
+for port in 19101 19102 19103 19201 19202 19203 19301 19302 19303 19401 19402 19403; do
+  if ss -Hltn "sport = :$port" | grep -q .; then echo "port $port is in use: stop what listens there first"; exit 1; fi
+done
+
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
   -keyout "$W/key.pem" -out "$W/crt.pem" -subj "/CN=bench.example" \
   -addext "subjectAltName=DNS:bench.example" 2>/dev/null
