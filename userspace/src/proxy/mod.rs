@@ -7,6 +7,7 @@
 //! current state, so idle keep-alive connections continue on the new config, in-flight
 //! requests finish on the old one, and listeners that stay are never closed.
 pub mod checks;
+pub mod deferred;
 pub mod h1;
 pub mod http;
 pub mod nodelay;
@@ -327,13 +328,10 @@ async fn accept_loop(
             local,
             workers: workers.clone(),
         };
-        // Registered with the runtime of the worker that serves it (this one, or another).
+        // Served by the chosen worker, whose poller registers the socket if it must wait.
         workers.handles()[load.worker()].spawn(async move {
             let early = client.read_early(&stream);
-            match tokio::net::TcpStream::from_std(stream) {
-                Ok(stream) => client.serve(stream, early, permit, load).await,
-                Err(e) => log::warn!("connection from {peer}: {e}"),
-            }
+            client.serve(deferred::Deferred::new(stream), early, permit, load).await
         });
     }
 }
@@ -374,7 +372,7 @@ impl Client {
     /// worker's count are held until it ends. `early`: bytes already read from it.
     async fn serve(
         self,
-        mut stream: tokio::net::TcpStream,
+        mut stream: deferred::Deferred,
         early: bytes::BytesMut,
         permit: OwnedSemaphorePermit,
         load: workers::Load,
@@ -393,7 +391,8 @@ impl Client {
         } = self;
         let first_deadline = tokio::time::Instant::now() + timeouts.request;
         if accept_proxy {
-            match tokio::time::timeout_at(first_deadline, read_proxy_header(&mut stream)).await {
+            let Ok(s) = stream.registered() else { return };
+            match tokio::time::timeout_at(first_deadline, read_proxy_header(s)).await {
                 Ok(Ok(Some((src, _dst)))) => peer = src,
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => {
@@ -406,6 +405,7 @@ impl Client {
         if fe.cfg.settings.mode == Mode::Tcp {
             // Boxed here and below: a spawned future is copied whole, and most connections
             // take the plain HTTP/1 branch, so only that one is kept inline.
+            let Ok(stream) = stream.into_registered() else { return };
             let _ = stream.set_nodelay(true);
             Box::pin(tcp::serve(&shared, &fe, stream, peer, local)).await;
             return;
@@ -423,6 +423,7 @@ impl Client {
                 }
             }
             Some(acceptor) => {
+                let Ok(stream) = stream.into_registered() else { return };
                 let _ = stream.set_nodelay(true);
                 Box::pin(async move {
                     // A client that never finishes its handshake holds a slot: bound it.
@@ -473,11 +474,7 @@ impl Moving {
         buf: bytes::BytesMut,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(async move {
-            let stream = match tokio::net::TcpStream::from_std(stream) {
-                Ok(s) => s,
-                Err(e) => return log::warn!("connection from {}: {e}", self.conn.peer),
-            };
-            let io = nodelay::Lazy::written(stream);
+            let io = nodelay::Lazy::written(deferred::Deferred::new(stream));
             let leave = || self.workers.better(self.load.worker()).is_some();
             let left =
                 h1::serve(self.current.clone(), self.frontend.clone(), io, buf, self.conn, false, leave)

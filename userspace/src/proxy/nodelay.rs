@@ -16,6 +16,8 @@ use tokio::{
     net::TcpStream,
 };
 
+use super::deferred::Deferred;
+
 /// A client stream that can have TCP_NODELAY set.
 pub trait NoDelay {
     fn set_nodelay(&mut self);
@@ -28,22 +30,22 @@ impl NoDelay for tokio_rustls::server::TlsStream<TcpStream> {
 
 /// A plain TCP client stream that sets TCP_NODELAY before its second write.
 pub struct Lazy {
-    io: TcpStream,
+    io: Deferred,
     writes: u8,
 }
 
 impl Lazy {
-    pub fn new(io: TcpStream) -> Lazy {
+    pub fn new(io: Deferred) -> Lazy {
         Lazy { io, writes: 0 }
     }
 
     /// A connection that has written before (it moved between workers): the option is
     /// set before its next write.
-    pub fn written(io: TcpStream) -> Lazy {
+    pub fn written(io: Deferred) -> Lazy {
         Lazy { io, writes: 1 }
     }
 
-    pub fn into_inner(self) -> TcpStream {
+    pub fn into_inner(self) -> Deferred {
         self.io
     }
 
@@ -120,7 +122,7 @@ impl AsyncWrite for Lazy {
 mod tests {
     use tokio::io::AsyncWriteExt;
 
-    use super::{Lazy, NoDelay};
+    use super::{Deferred, Lazy, NoDelay};
 
     async fn pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -131,7 +133,7 @@ mod tests {
     #[tokio::test]
     async fn set_before_the_second_write_only() {
         let (s, _c) = pair().await;
-        let mut io = Lazy::new(s);
+        let mut io = Lazy::new(Deferred::Registered(s));
         assert!(!io.io.nodelay().unwrap());
         io.write_all(b"first").await.unwrap();
         assert!(!io.io.nodelay().unwrap(), "one write needs no TCP_NODELAY");
@@ -139,7 +141,7 @@ mod tests {
         assert!(io.io.nodelay().unwrap());
 
         let (s, _c) = pair().await;
-        let mut io = Lazy::new(s);
+        let mut io = Lazy::new(Deferred::Registered(s));
         io.set_nodelay();
         assert!(io.io.nodelay().unwrap(), "asked for up front (HTTP/2)");
     }
