@@ -212,7 +212,7 @@ pub enum HttpReuse {
     Safe,
     /// Any request, with ballast's resend of idempotent ones. `aggressive` is read as
     /// `always` (HAProxy's lets a first request reuse only connections already reused).
-    /// The HTTP/2 client path pools through hyper whatever the setting.
+    /// HTTP/2 clients' streams reuse under `safe` as under `always` (only `never` differs).
     Always,
 }
 

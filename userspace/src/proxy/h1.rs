@@ -5,7 +5,7 @@
 //! they come (chunked bodies as they are). No codec objects and no task per server
 //! connection: the request and its response share the client's task, as in HAProxy.
 //!
-//! Same rules as the hyper path (`http.rs`, kept for HTTP/2): stats page, routing,
+//! Same rules as the HTTP/2 path (`http.rs` with `upstream.rs`): stats page, routing,
 //! cookie persistence, balancing, `maxconn` queue, retries and `redispatch` on connect
 //! failures, `X-Forwarded-For`, PROXY protocol to servers, httplog. A request whose reused
 //! server connection turns out closed (no response byte) is sent again on a new one when
