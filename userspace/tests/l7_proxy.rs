@@ -362,8 +362,9 @@ fn runtime_api_sets_server_state_and_weight() {
     for s in &mut idle {
         assert!(ask(s).0.starts_with("HTTP/1.1 200"));
     }
+    // Two apart, and no connection opened or closed since: within one means one moved.
     let t = settle(idle.len());
-    assert!(t.iter().max().unwrap() - t.iter().min().unwrap() <= 2, "was {apart:?}, now {t:?}");
+    assert!(t.iter().max().unwrap() - t.iter().min().unwrap() <= 1, "was {apart:?}, now {t:?}");
     drop(idle);
     settle(0);
 }

@@ -208,11 +208,11 @@ pub enum HttpReuse {
     /// HAProxy's default: a client connection's first request must not fail because a
     /// reused connection was closed under it, since the client cannot retry it. ballast
     /// sends such a request on a new connection unless it is idempotent (an idempotent
-    /// one that meets a closed connection is sent again on a new one, unseen).
+    /// one that meets a closed connection is sent again on a new one, unseen). Each
+    /// HTTP/2 stream counts as a first request.
     Safe,
     /// Any request, with ballast's resend of idempotent ones. `aggressive` is read as
     /// `always` (HAProxy's lets a first request reuse only connections already reused).
-    /// HTTP/2 clients' streams reuse under `safe` as under `always` (only `never` differs).
     Always,
 }
 

@@ -18,7 +18,7 @@ use hyper::{
 
 use super::{
     queue,
-    state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
+    state::{BackendRt, Body, FrontendRt, ServerRt, ServerSession, Shared},
     stats,
     upstream::{self, Outgoing, SendError, ServerBody},
 };
@@ -82,9 +82,9 @@ pub async fn handle(
     } else {
         String::new()
     };
-    fe.counters.enter();
+    let session = fe.counters.session();
     let (resp, out) = route(&shared, &fe, peer, local, req).await;
-    fe.counters.leave();
+    drop(session);
     fe.counters.response(resp.status().as_u16());
     if fe.cfg.settings.httplog {
         let bytes = resp
@@ -207,10 +207,10 @@ async fn route(
         return (error_page(StatusCode::SERVICE_UNAVAILABLE), out);
     };
     out.backend = be.cfg.name.clone();
-    be.counters.enter();
+    let session = be.counters.session();
     let client_timeout = super::h1::ClientTimeouts::of(&fe.cfg.settings.timeouts).client;
     let r = forward(&be, peer, local, req, client_timeout, &mut out).await;
-    be.counters.leave();
+    drop(session);
     be.counters.response(r.status().as_u16());
     out.status = r.status().as_u16();
     (r, out)
@@ -382,7 +382,7 @@ async fn forward(
                 }
             };
         out.t_queue = t0.elapsed().as_millis();
-        server.counters.enter();
+        let session = ServerSession::new(server.clone());
         let t1 = Instant::now();
         let mut req =
             Outgoing { head: &head, body: body.take(), chunked, idempotent, client_timeout, peer, local };
@@ -406,7 +406,7 @@ async fn forward(
                     }
                 }
                 let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
-                let body = ServerBody::new(be, server, permit, io, sbuf, &r);
+                let body = ServerBody::new(be, session, permit, io, sbuf, &r);
                 let mut resp = Response::new(body.boxed());
                 *resp.status_mut() = status;
                 *resp.headers_mut() = headers;
@@ -415,7 +415,7 @@ async fn forward(
                 return resp;
             }
             Err(e) => {
-                server.counters.leave();
+                drop(session);
                 drop(permit);
                 let connect_failed = e == SendError::Connect;
                 count_failure(be, &server, connect_failed);

@@ -310,12 +310,6 @@ async fn accept_loop(
         // The frontend's timeouts now (a reload may have changed them).
         let timeouts = h1::ClientTimeouts::of(&fe.cfg.settings.timeouts);
         let acceptor = tls.read().unwrap_or_else(|p| p.into_inner()).clone();
-        // Plain HTTP connections move between workers later, if they stay (workers.rs).
-        let load = if acceptor.is_none() && fe.cfg.settings.mode == Mode::Http {
-            workers.keep(me)
-        } else {
-            workers.place(me)
-        };
         let client = Client {
             current: current.clone(),
             shared,
@@ -328,11 +322,18 @@ async fn accept_loop(
             local,
             workers: workers.clone(),
         };
+        let early = client.read_early(&stream);
+        // Plain HTTP/1 connections move between workers later, if they stay (workers.rs);
+        // the others (TLS, `mode tcp`, HTTP/2 by prior knowledge) are placed now.
+        let h2 = !early.is_empty() && H2_PREFACE.starts_with(&early[..early.len().min(H2_PREFACE.len())]);
+        let load = if client.acceptor.is_none() && client.fe.cfg.settings.mode == Mode::Http && !h2 {
+            workers.keep(me)
+        } else {
+            workers.place(me)
+        };
         // Served by the chosen worker, whose poller registers the socket if it must wait.
-        workers.handles()[load.worker()].spawn(async move {
-            let early = client.read_early(&stream);
-            client.serve(deferred::Deferred::new(stream), early, permit, load).await
-        });
+        workers.handles()[load.worker()]
+            .spawn(async move { client.serve(deferred::Deferred::new(stream), early, permit, load).await });
     }
 }
 

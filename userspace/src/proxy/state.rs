@@ -33,6 +33,32 @@ pub enum Admin {
     Maint = 2,
 }
 
+/// A session counted on a frontend's or backend's counters (see [`Counters::session`]).
+pub struct Session<'a>(&'a Counters);
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
+/// A session counted on a server until dropped; owned, since it lives on in the response
+/// body that streams from the server.
+pub struct ServerSession(pub Arc<ServerRt>);
+
+impl ServerSession {
+    pub fn new(server: Arc<ServerRt>) -> ServerSession {
+        server.counters.enter();
+        ServerSession(server)
+    }
+}
+
+impl Drop for ServerSession {
+    fn drop(&mut self) {
+        self.0.counters.leave();
+    }
+}
+
 /// Counters of a frontend, backend or server (the stats CSV's columns).
 #[derive(Default)]
 pub struct Counters {
@@ -68,6 +94,13 @@ impl Counters {
 
     pub fn leave(&self) {
         self.scur.fetch_sub(1, Relaxed);
+    }
+
+    /// Counts a session until the guard is dropped, also when the future holding it is
+    /// dropped half-way (an HTTP/2 stream the client reset).
+    pub fn session(&self) -> Session<'_> {
+        self.enter();
+        Session(self)
     }
 
     /// Called once a second: the sessions since the previous tick become the rate.

@@ -9,7 +9,7 @@ use std::{
     net::SocketAddr,
     ops::Range,
     pin::Pin,
-    sync::{atomic::Ordering::Relaxed, Arc},
+    sync::atomic::Ordering::Relaxed,
     task::{Context, Poll},
     time::Duration,
 };
@@ -25,7 +25,7 @@ use tokio::{io::AsyncWriteExt, net::TcpStream, sync::OwnedSemaphorePermit};
 
 use super::{
     h1::{read_more, within, BUF},
-    state::{BackendRt, BoxError, ServerRt},
+    state::{BackendRt, BoxError, ServerRt, ServerSession},
 };
 use crate::haproxy::model::{HttpReuse, ProxyProtocol};
 use crate::l7::{
@@ -86,12 +86,24 @@ pub(super) fn request_head(method: &Method, path_q: &str, headers: &HeaderMap, c
     up.extend_from_slice(path_q.as_bytes());
     up.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in headers {
-        if name == hyper::header::TRANSFER_ENCODING {
+        if name == hyper::header::TRANSFER_ENCODING || name == hyper::header::COOKIE {
             continue;
         }
         up.extend_from_slice(name.as_str().as_bytes());
         up.extend_from_slice(b": ");
         up.extend_from_slice(value.as_bytes());
+        up.extend_from_slice(b"\r\n");
+    }
+    // HTTP/2 clients split cookies into several fields; HTTP/1.1 wants one, joined with
+    // "; " (RFC 9113 §8.2.3).
+    let mut cookies = headers.get_all(hyper::header::COOKIE).iter();
+    if let Some(first) = cookies.next() {
+        up.extend_from_slice(b"cookie: ");
+        up.extend_from_slice(first.as_bytes());
+        for c in cookies {
+            up.extend_from_slice(b"; ");
+            up.extend_from_slice(c.as_bytes());
+        }
         up.extend_from_slice(b"\r\n");
     }
     if chunked {
@@ -123,8 +135,15 @@ pub(super) async fn exchange(
     server: &ServerRt,
     req: &mut Outgoing<'_>,
 ) -> Result<(TcpStream, BytesMut, ResponseHead), SendError> {
-    let mut fresh_only = be.cfg.settings.http_reuse == HttpReuse::Never;
     let resendable = req.body.is_none() && req.idempotent;
+    // `safe`: what could not be resent unseen goes on a new connection, which the server
+    // cannot have closed meanwhile (each stream is a first request: an HTTP/2 client does
+    // not retry a stream that failed after it was sent).
+    let mut fresh_only = match be.cfg.settings.http_reuse {
+        HttpReuse::Never => true,
+        HttpReuse::Safe => !resendable,
+        HttpReuse::Always => false,
+    };
     loop {
         let (mut up, reused) =
             connect(be, server, fresh_only, req.peer, req.local).await.map_err(|()| SendError::Connect)?;
@@ -259,7 +278,8 @@ pub(super) struct ServerBody {
     chunked: Chunked,
     spans: Vec<Range<usize>>,
     reusable: bool,
-    server: Arc<ServerRt>,
+    /// Counted on the server until the body is dropped.
+    server: ServerSession,
     _permit: Option<OwnedSemaphorePermit>,
     timeout: Duration,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -282,14 +302,15 @@ impl ServerBody {
     /// `buf`: what was read after the head (the head itself already split off).
     pub(super) fn new(
         be: &BackendRt,
-        server: Arc<ServerRt>,
+        server: ServerSession,
         permit: Option<OwnedSemaphorePermit>,
         io: TcpStream,
         buf: BytesMut,
         r: &ResponseHead,
     ) -> ServerBody {
-        let reusable =
-            r.keep_alive && server.cfg.send_proxy.is_none() && be.cfg.settings.http_reuse != HttpReuse::Never;
+        let reusable = r.keep_alive
+            && server.0.cfg.send_proxy.is_none()
+            && be.cfg.settings.http_reuse != HttpReuse::Never;
         let mut body = ServerBody {
             io: Some(io),
             buf,
@@ -319,7 +340,7 @@ impl ServerBody {
     fn finish(&mut self) {
         if let Some(io) = self.io.take() {
             if self.reusable && self.buf.is_empty() && self.len != BodyLen::UntilClose {
-                self.server.put_idle(io);
+                self.server.0.put_idle(io);
             }
         }
     }
@@ -456,7 +477,31 @@ impl hyper::body::Body for ServerBody {
 
 impl Drop for ServerBody {
     fn drop(&mut self) {
-        self.server.counters.bout.fetch_add(self.bytes, Relaxed);
-        self.server.counters.leave();
+        // (The session itself ends when `server` is dropped, right after.)
+        self.server.0.counters.bout.fetch_add(self.bytes, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hyper::header::{HeaderMap, HeaderValue};
+
+    use super::request_head;
+
+    #[test]
+    fn request_heads_join_cookies_and_frame_unknown_lengths() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("a.example"));
+        h.append("cookie", HeaderValue::from_static("a=1"));
+        h.append("cookie", HeaderValue::from_static("b=2"));
+        // Never forwarded as it came: the proxy decides the framing.
+        h.insert("transfer-encoding", HeaderValue::from_static("gzip"));
+        let head = request_head(&hyper::Method::POST, "/x?y=1", &h, true);
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "POST /x?y=1 HTTP/1.1\r\nhost: a.example\r\ncookie: a=1; b=2\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        let head = request_head(&hyper::Method::GET, "/", &HeaderMap::new(), false);
+        assert_eq!(head, b"GET / HTTP/1.1\r\n\r\n");
     }
 }
