@@ -11,8 +11,9 @@
 #   h2         h2load -c C -m 10 -D D over https, ALPN h2 (HTTP/2 keep-alive, 10 streams
 #              per connection): req/s (an orientation figure: HAProxy led nginx here)
 # plus each proxy's CPU time per request (user + system of its processes).
-# R rounds (default 3), the three proxies interleaved in a rotating order each round;
-# medians are reported, since a shared VM's steal time moves single runs by ±20%.
+# R rounds (default 3), the three proxies interleaved in a rotating order each round,
+# the two not measured stopped (SIGSTOP) meanwhile; medians are reported, since a shared
+# VM's steal time moves single runs by ±20%.
 # Prints ratios to HAProxy; saves bench/out/l7-<time>.csv (every round).
 #
 # usage: sudo bench/l7.sh      (N=10000 C=32 D=5s R=3 METRICS="keepalive newconn tls_handshake h2")
@@ -33,6 +34,8 @@ pids=()
 tw_max=$(sysctl -n net.ipv4.tcp_max_tw_buckets)
 cleanup() {
   sysctl -qw net.ipv4.tcp_max_tw_buckets="$tw_max" || true
+  # A stopped process keeps a SIGTERM pending: continue everything first.
+  for p in "${pids[@]}"; do pkill -CONT -P "$p" 2>/dev/null || true; kill -CONT "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$W"
@@ -158,13 +161,29 @@ run() { # name pattern plain_port tls_port h2_port
   tail -n "$(wc -w <<<"$METRICS")" "$csv" | sed 's/^/  /'
 }
 steal() { awk '/^cpu /{print $9}' /proc/stat; }
+signal_others() { # pattern-of-the-measured-proxy SIGNAL
+  local p q
+  for p in "ballast proxy -f $W/ballast.cfg" "haproxy -db -f $W/haproxy.cfg" "nginx -c $W/nginx.conf"; do
+    [ "$p" = "$1" ] && continue
+    for q in $(pgrep -f "$p" || true); do
+      kill -"$2" "$q" 2>/dev/null || true
+      pkill -"$2" -P "$q" 2>/dev/null || true
+    done
+  done
+}
 echo "$(nproc) cores, wrk -c $C -d $D, ab -n $N -c $C, $R rounds"
 ticks0=$(awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat); steal0=$(steal)
 for round in $(seq 1 "$R"); do
   order=("ballast|ballast proxy -f $W/ballast.cfg|19201|19202|19203" "haproxy|haproxy -db -f $W/haproxy.cfg|19301|19302|19303" "nginx|nginx -c $W/nginx.conf|19401|19402|19403")
   for k in 0 1 2; do
     IFS='|' read -r name pat port tport h2port <<<"${order[$(( (k + round) % 3 ))]}"
+    # Only the proxy measured runs: the others are stopped (SIGSTOP), so their timers,
+    # health checks and idle threads take nothing from it; a second's pause lets the
+    # previous run's connections wind down.
+    signal_others "$pat" STOP
+    sleep 1
     run "$name" "$pat" "$port" "$tport" "$h2port"
+    signal_others "$pat" CONT
   done
 done
 ticks1=$(awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat); steal1=$(steal)
