@@ -687,12 +687,7 @@ impl Exchange<'_> {
                     }
                 }
             }
-            match read_more(up, sbuf, be.server_timeout()).await {
-                Ok(0) => return Err(if got_any { SendError::Other } else { SendError::Empty }),
-                Ok(_) => got_any = true,
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(SendError::Timeout),
-                Err(_) => return Err(if got_any { SendError::Other } else { SendError::Empty }),
-            }
+            upstream::read_head_bytes(be, up, sbuf, &mut got_any).await?;
         }
     }
 

@@ -237,12 +237,27 @@ async fn read_response_head(
                 }
             }
         }
-        match read_more(up, sbuf, be.server_timeout()).await {
-            Ok(0) => return Err(if got_any { SendError::Other } else { SendError::Empty }),
-            Ok(_) => got_any = true,
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(SendError::Timeout),
-            Err(_) => return Err(if got_any { SendError::Other } else { SendError::Empty }),
+        read_head_bytes(be, up, sbuf, &mut got_any).await?;
+    }
+}
+
+/// More of a response head from the server: a close before any byte is `Empty` (a
+/// pooled connection the server had closed), after some `Other`.
+pub(super) async fn read_head_bytes(
+    be: &BackendRt,
+    up: &mut TcpStream,
+    sbuf: &mut BytesMut,
+    got_any: &mut bool,
+) -> Result<(), SendError> {
+    let closed = if *got_any { SendError::Other } else { SendError::Empty };
+    match read_more(up, sbuf, be.server_timeout()).await {
+        Ok(0) => Err(closed),
+        Ok(_) => {
+            *got_any = true;
+            Ok(())
         }
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(SendError::Timeout),
+        Err(_) => Err(closed),
     }
 }
 
