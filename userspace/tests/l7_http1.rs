@@ -30,6 +30,11 @@ use common::{
 /// - `/noclen`: a body without length, ended by closing
 /// - `/upgrade`: 101, then echoes bytes
 /// - `/conn`: `conn=<n>`, n numbering the backend's connections from 1
+/// - `/refuse`: 413 before reading the body, then a lingering close
+/// - `/refuse-rst`: 413 before reading the body, then a close into the unread body (the
+///   kernel answers the proxy's next writes with a reset)
+/// - `/stream-echo`: a chunked response echoing each piece of the body as it arrives
+///   (by length), before reading the next
 ///
 /// Counts requests it saw.
 fn scripted_backend() -> (SocketAddr, Arc<AtomicUsize>) {
@@ -44,7 +49,15 @@ fn scripted_backend() -> (SocketAddr, Arc<AtomicUsize>) {
                 let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
                 let mut w = c.try_clone().unwrap();
                 let mut r = BufReader::new(c);
-                while let Some((path, headers, body)) = read_request(&mut r) {
+                loop {
+                    let Some((line, headers)) = read_head(&mut r) else { return };
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    match answer_before_body(&path, &headers, &mut r, &mut w, &count) {
+                        Some(true) => continue,
+                        Some(false) => return,
+                        None => {}
+                    }
+                    let Some(body) = read_body(&mut r, &headers) else { return };
                     count.fetch_add(1, Ordering::SeqCst);
                     let h = |n: &str| {
                         headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default()
@@ -98,8 +111,6 @@ fn scripted_backend() -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 type Head = (String, Vec<(String, String)>);
-/// Path, header fields, body.
-type Req = (String, Vec<(String, String)>, Vec<u8>);
 
 fn read_head(r: &mut impl BufRead) -> Option<Head> {
     let mut first = String::new();
@@ -143,18 +154,63 @@ fn read_chunked(r: &mut impl BufRead) -> Option<Vec<u8>> {
     }
 }
 
-fn read_request(r: &mut impl BufRead) -> Option<Req> {
-    let (line, headers) = read_head(r)?;
-    let path = line.split_whitespace().nth(1)?.to_string();
+fn read_body(r: &mut impl BufRead, headers: &[(String, String)]) -> Option<Vec<u8>> {
     let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    let body = if get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
-        read_chunked(r)?
+    if get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        read_chunked(r)
     } else {
         let mut b = vec![0; get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0)];
         r.read_exact(&mut b).ok()?;
-        b
-    };
-    Some((path, headers, body))
+        Some(b)
+    }
+}
+
+/// The scripted backend's paths that answer before reading the body (see there). None:
+/// not such a path; Some(true): the connection can take the next request; Some(false):
+/// it ended.
+fn answer_before_body(
+    path: &str,
+    headers: &[(String, String)],
+    r: &mut BufReader<TcpStream>,
+    w: &mut TcpStream,
+    count: &AtomicUsize,
+) -> Option<bool> {
+    match path {
+        "/refuse" | "/refuse-rst" => {
+            count.fetch_add(1, Ordering::SeqCst);
+            let _ = w.write_all(
+                b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n",
+            );
+            if path == "/refuse" {
+                let _ = w.shutdown(std::net::Shutdown::Write);
+                let mut sink = [0u8; 65536];
+                while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
+            }
+            // Else closed with body bytes unread: the kernel resets the connection.
+            Some(false)
+        }
+        "/stream-echo" => {
+            count.fetch_add(1, Ordering::SeqCst);
+            let Some(len) = header(headers, "content-length").and_then(|v| v.parse::<usize>().ok()) else {
+                return Some(false);
+            };
+            let echo = |w: &mut TcpStream, r: &mut BufReader<TcpStream>| -> Option<()> {
+                w.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").ok()?;
+                let mut left = len;
+                let mut piece = vec![0u8; 16 * 1024];
+                while left > 0 {
+                    let n = r.read(&mut piece[..left.min(16 * 1024)]).ok().filter(|&n| n > 0)?;
+                    w.write_all(format!("{n:x}\r\n").as_bytes()).ok()?;
+                    w.write_all(&piece[..n]).ok()?;
+                    w.write_all(b"\r\n").ok()?;
+                    left -= n;
+                }
+                w.write_all(b"0\r\n\r\n").ok()
+            };
+            Some(echo(w, r).is_some())
+        }
+        _ => None,
+    }
 }
 
 /// A response as a client reads it: (status line, headers, body).
@@ -385,6 +441,57 @@ fn error_reply_survives_a_client_still_sending() {
         sender.join().unwrap().expect("the client's body writes were not reset");
     }
     assert_eq!(seen.load(Ordering::SeqCst), 0);
+}
+
+/// The request body and the response flow at the same time: a server refusing an
+/// upload before reading it gets its answer to the client (whether it then drains the
+/// body or closes into it), and a server echoing the body as it reads it is not
+/// deadlocked by a proxy that sends the whole body first.
+#[test]
+fn server_answers_while_the_body_is_coming() {
+    let (backend, seen) = scripted_backend();
+    let p = proxy_to(backend, "");
+    const LEN: usize = 4_000_000;
+    let body: Vec<u8> = (0..LEN as u32).map(|i| (i % 253) as u8).collect();
+    let send = |s: &TcpStream, path: &str| {
+        let mut w = s.try_clone().unwrap();
+        let body = body.clone();
+        let path = path.to_string();
+        std::thread::spawn(move || {
+            w.write_all(
+                format!("POST {path} HTTP/1.1\r\nHost: a\r\nContent-Length: {LEN}\r\n\r\n").as_bytes(),
+            )?;
+            for part in body.chunks(64 * 1024) {
+                w.write_all(part)?;
+            }
+            Ok::<(), std::io::Error>(())
+        })
+    };
+    for path in ["/refuse", "/refuse-rst"] {
+        let (s, mut r) = connect(p.port);
+        let sender = send(&s, path);
+        let (line, h, got) = read_response(&mut r);
+        assert_eq!(line, "HTTP/1.1 413 Payload Too Large", "{path}");
+        assert_eq!(got, b"too big\n");
+        assert_eq!(header(&h, "connection"), Some("close"));
+        // The rest of the body is drained, so the client's writes all went through.
+        sender.join().unwrap().unwrap_or_else(|e| panic!("{path}: the body writes failed: {e}"));
+        assert!(closed(&mut r));
+    }
+
+    let (s, mut r) = connect(p.port);
+    let sender = send(&s, "/stream-echo");
+    let (line, h, got) = read_response(&mut r);
+    sender.join().unwrap().unwrap();
+    assert_eq!(line, "HTTP/1.1 200 OK");
+    assert_eq!(header(&h, "transfer-encoding"), Some("chunked"));
+    assert!(got == body, "echoed {} bytes, sent {LEN}", got.len());
+    // Both sides complete: the connection takes the next request.
+    (&s).write_all(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let (line, _, got) = read_response(&mut r);
+    assert_eq!(line, "HTTP/1.1 200 OK");
+    assert_eq!(got, b"len=0 sum=0 te= expect= secret= host=a");
+    assert_eq!(seen.load(Ordering::SeqCst), 4);
 }
 
 /// `http-reuse`: `safe` (the default) sends a client connection's first request on a new

@@ -25,6 +25,7 @@ use tokio::{
 };
 
 use super::{
+    body_pump::{BodyPump, ClientGone, State as BodyState},
     http::{count_failure, error_page, local_response, log_request, persistence, pick, retry, Outcome},
     queue,
     state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
@@ -457,7 +458,7 @@ impl Exchange<'_> {
             _ => 0,
         };
         let mut chunked = Chunked::default();
-        let mut body_done = match self.h.body {
+        let body_done = match self.h.body {
             BodyLen::Length(_) => {
                 let k = (body_left.min(buf.len() as u64)) as usize;
                 first.extend_from_slice(&buf[..k]);
@@ -553,18 +554,14 @@ impl Exchange<'_> {
                         SendError::Other
                     });
                 }
-                if !body_done {
-                    match self.stream_request_body(io, buf, &mut up, &mut body_left, &mut chunked, be).await {
-                        Ok(()) => {
-                            body_done = true;
-                            self.body_read.store(true, Relaxed);
-                        }
-                        Err(e) => break Err(e),
-                    }
-                }
+                // The rest of the body goes as the response is awaited and sent back.
+                let mut pump = (!body_done).then(|| match self.h.body {
+                    BodyLen::Chunked => BodyPump::chunked(chunked.clone()),
+                    _ => BodyPump::by_length(body_left),
+                });
                 sbuf.clear();
-                match self.read_response_head(io, &mut up, sbuf, be).await {
-                    Ok(r) => break Ok((up, r)),
+                match self.read_response_head(io, buf, &mut up, sbuf, be, pump.as_mut()).await {
+                    Ok(r) => break Ok((up, r, pump)),
                     Err(SendError::Empty) if reused && !fresh_only && sent_whole && idempotent => {
                         fresh_only = true;
                         continue;
@@ -574,9 +571,9 @@ impl Exchange<'_> {
             };
             out.t_connect_resp = ms_since(t1);
             match attempt {
-                Ok((up, r)) => {
+                Ok((up, r, pump)) => {
                     server.counters.response(r.status);
-                    let d = self.respond(io, buf, up, r, sbuf, &server, be, client_cookie, out).await;
+                    let d = self.respond(io, buf, up, r, sbuf, pump, &server, be, client_cookie, out).await;
                     server.counters.bout.fetch_add(d.bytes, Relaxed);
                     server.counters.leave();
                     drop(permit);
@@ -608,7 +605,7 @@ impl Exchange<'_> {
                         };
                         out.termination = term;
                         let d = self.local(io, error_page(status)).await;
-                        return Done { keep: d.keep && body_done, ..d };
+                        return Done { keep: d.keep && self.body_read.load(Relaxed), ..d };
                     }
                     tries_left -= 1;
                     out.retries += 1;
@@ -618,50 +615,15 @@ impl Exchange<'_> {
         }
     }
 
-    /// The rest of the request body, read from the client as it comes.
-    async fn stream_request_body<S: AsyncRead + Unpin>(
+    /// Reads the final response head; interim 1xx responses go to HTTP/1.1 clients.
+    async fn read_response_head<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         io: &mut S,
         buf: &mut BytesMut,
         up: &mut TcpStream,
-        left: &mut u64,
-        chunked: &mut Chunked,
-        be: &BackendRt,
-    ) -> Result<(), SendError> {
-        loop {
-            if buf.is_empty() {
-                match read_more(io, buf, self.client_timeout).await {
-                    Ok(0) | Err(_) => return Err(SendError::Client),
-                    Ok(_) => {}
-                }
-            }
-            let k = if self.h.body == BodyLen::Chunked {
-                chunked.feed(buf, None).map_err(|_| SendError::Client)?
-            } else {
-                (*left).min(buf.len() as u64) as usize
-            };
-            within(be.server_timeout(), up.write_all(&buf[..k])).await.map_err(|_| SendError::Other)?;
-            buf.advance(k);
-            if self.h.body == BodyLen::Chunked {
-                if chunked.done() {
-                    return Ok(());
-                }
-            } else {
-                *left -= k as u64;
-                if *left == 0 {
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    /// Reads the final response head; interim 1xx responses go to HTTP/1.1 clients.
-    async fn read_response_head<S: AsyncWrite + Unpin>(
-        &self,
-        io: &mut S,
-        up: &mut TcpStream,
         sbuf: &mut BytesMut,
         be: &BackendRt,
+        mut pump: Option<&mut BodyPump>,
     ) -> Result<ResponseHead, SendError> {
         let mut got_any = false;
         loop {
@@ -687,7 +649,19 @@ impl Exchange<'_> {
                     }
                 }
             }
-            upstream::read_head_bytes(be, up, sbuf, &mut got_any).await?;
+            match pump.as_deref_mut().filter(|p| p.state() == BodyState::Sending) {
+                None => upstream::read_head_bytes(be, up, sbuf, &mut got_any).await?,
+                Some(p) => {
+                    let read = p
+                        .read_server(up, sbuf, io, buf, self.client_timeout, be.server_timeout())
+                        .await
+                        .map_err(|ClientGone| SendError::Client)?;
+                    if p.state() == BodyState::Sent {
+                        self.body_read.store(true, Relaxed);
+                    }
+                    upstream::head_bytes(read, &mut got_any)?;
+                }
+            }
         }
     }
 
@@ -701,6 +675,7 @@ impl Exchange<'_> {
         mut up: TcpStream,
         r: ResponseHead,
         sbuf: &mut BytesMut,
+        mut pump: Option<BodyPump>,
         server: &ServerRt,
         be: &BackendRt,
         client_cookie: Option<&str>,
@@ -711,7 +686,10 @@ impl Exchange<'_> {
         // HTTP/1.0 clients cannot read chunked bodies: those are de-chunked and closed.
         let dechunk = r.body == BodyLen::Chunked && self.h.minor == 0;
         let upgraded = r.status == 101;
-        let keep = self.h.keep_alive && !upgraded && r.body != BodyLen::UntilClose && !dechunk;
+        // A server that answers before taking the whole body and closes will not read the
+        // rest: the client's connection ends with this response too.
+        let refused = !r.keep_alive && pump.as_ref().is_some_and(|p| p.state() != BodyState::Sent);
+        let keep = self.h.keep_alive && !upgraded && r.body != BodyLen::UntilClose && !dechunk && !refused;
         let cookie_set = s.cookie.as_ref().and_then(|c| {
             let chosen = CookieServer { value: server.cfg.cookie.as_deref(), accepts: true };
             cookie::insert(c, client_cookie, &chosen)
@@ -819,7 +797,22 @@ impl Exchange<'_> {
             if complete {
                 break true;
             }
-            match read_more(&mut up, sbuf, be.server_timeout()).await {
+            let more = match pump.as_mut().filter(|p| p.state() == BodyState::Sending) {
+                None => read_more(&mut up, sbuf, be.server_timeout()).await,
+                Some(p) => {
+                    match p
+                        .read_server(&mut up, sbuf, io, buf, self.client_timeout, be.server_timeout())
+                        .await
+                    {
+                        Ok(read) => read,
+                        Err(ClientGone) => {
+                            out.termination = "CD--";
+                            return Done { status: r.status, bytes, keep: false };
+                        }
+                    }
+                }
+            };
+            match more {
                 Ok(0) => {
                     let ok = r.body == BodyLen::UntilClose;
                     if !ok {
@@ -834,7 +827,14 @@ impl Exchange<'_> {
                 }
             }
         };
+        // A server that answered before taking the whole body: neither connection is in a
+        // state to take another request (the client's unread body is drained on close).
+        let body_sent = pump.is_none_or(|p| p.state() == BodyState::Sent);
+        if body_sent {
+            self.body_read.store(true, Relaxed);
+        }
         if finished
+            && body_sent
             && r.keep_alive
             && sbuf.is_empty()
             && server.cfg.send_proxy.is_none()
@@ -842,7 +842,7 @@ impl Exchange<'_> {
         {
             server.put_idle(up);
         }
-        Done { status: r.status, bytes, keep: keep && finished }
+        Done { status: r.status, bytes, keep: keep && finished && body_sent }
     }
 }
 

@@ -6,6 +6,7 @@
 //! the running config untouched); then the state is swapped. Every request looks up the
 //! current state, so idle keep-alive connections continue on the new config, in-flight
 //! requests finish on the old one, and listeners that stay are never closed.
+mod body_pump;
 pub mod checks;
 pub mod deferred;
 pub mod h1;

@@ -249,8 +249,13 @@ pub(super) async fn read_head_bytes(
     sbuf: &mut BytesMut,
     got_any: &mut bool,
 ) -> Result<(), SendError> {
+    head_bytes(read_more(up, sbuf, be.server_timeout()).await, got_any)
+}
+
+/// What a read of response head bytes means (see `read_head_bytes`).
+pub(super) fn head_bytes(read: std::io::Result<usize>, got_any: &mut bool) -> Result<(), SendError> {
     let closed = if *got_any { SendError::Other } else { SendError::Empty };
-    match read_more(up, sbuf, be.server_timeout()).await {
+    match read {
         Ok(0) => Err(closed),
         Ok(_) => {
             *got_any = true;

@@ -1,0 +1,321 @@
+//! The rest of a request body, forwarded from the client to the server while the proxy
+//! waits for the server's response and sends it back. A server may answer before it has
+//! read the whole body (413, 401, a redirect) or stream its answer as it reads (an echo,
+//! a transcoder): sending the whole body first would hold the first kind's answer until
+//! the body is out (or lose it when the server stops reading) and deadlock the second
+//! once both directions' socket buffers are full. HAProxy forwards both ways at once too.
+use std::{
+    future::{poll_fn, Future},
+    pin::{pin, Pin},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::{Buf, BytesMut};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite},
+    net::TcpStream,
+};
+
+use super::h1::BUF;
+use crate::l7::h1::Chunked;
+
+/// How the body's end is found.
+enum Framing {
+    /// Bytes still to come.
+    Length(u64),
+    Chunked(Chunked),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum State {
+    Sending,
+    /// The whole body went to the server.
+    Sent,
+    /// Writing to the server failed (it closed, typically after answering early): the
+    /// rest of the body is not sent; its response may still be read.
+    ServerGone,
+}
+
+/// The client went away, sent a bad body, or sent nothing for `timeout client`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct ClientGone;
+
+pub(super) struct BodyPump {
+    framing: Framing,
+    /// Bytes at the front of the client buffer that belong to the body, not yet written.
+    ready: usize,
+    state: State,
+    /// Set when bytes moved in the last poll (the inactivity timer starts again).
+    moved: bool,
+    /// The last poll waits for the client (else for the server to take bytes).
+    waits_for_client: bool,
+}
+
+impl BodyPump {
+    /// A body of which `left` bytes (by length) are still to come.
+    pub(super) fn by_length(left: u64) -> BodyPump {
+        BodyPump::new(Framing::Length(left))
+    }
+
+    /// A chunked body, `chunked` having read what was sent so far.
+    pub(super) fn chunked(chunked: Chunked) -> BodyPump {
+        BodyPump::new(Framing::Chunked(chunked))
+    }
+
+    fn new(framing: Framing) -> BodyPump {
+        let mut p =
+            BodyPump { framing, ready: 0, state: State::Sending, moved: false, waits_for_client: true };
+        if p.complete() {
+            p.state = State::Sent;
+        }
+        p
+    }
+
+    pub(super) fn state(&self) -> State {
+        self.state
+    }
+
+    /// All of the body has been read from the client (some may not be written yet).
+    fn complete(&self) -> bool {
+        match &self.framing {
+            Framing::Length(left) => *left == 0,
+            Framing::Chunked(c) => c.done(),
+        }
+    }
+
+    /// Moves body bytes from the client to the server until one of them would wait.
+    /// Ready when nothing is left to do (the body is sent, or the server stopped taking
+    /// it: see `state`).
+    fn poll_send<S: AsyncRead + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        client: &mut S,
+        buf: &mut BytesMut,
+        up: &mut TcpStream,
+    ) -> Poll<Result<(), ClientGone>> {
+        loop {
+            if self.state != State::Sending {
+                return Poll::Ready(Ok(()));
+            }
+            if self.ready > 0 {
+                match Pin::new(&mut *up).poll_write(cx, &buf[..self.ready]) {
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        buf.advance(n);
+                        self.ready -= n;
+                        self.moved = true;
+                        if self.ready == 0 && self.complete() {
+                            self.state = State::Sent;
+                        }
+                    }
+                    Poll::Ready(_) => self.state = State::ServerGone,
+                    Poll::Pending => {
+                        self.waits_for_client = false;
+                        return Poll::Pending;
+                    }
+                }
+                continue;
+            }
+            if !buf.is_empty() && !self.complete() {
+                self.ready = match &mut self.framing {
+                    Framing::Length(left) => {
+                        let k = (*left).min(buf.len() as u64);
+                        *left -= k;
+                        k as usize
+                    }
+                    Framing::Chunked(c) => c.feed(buf, None).map_err(|_| ClientGone)?,
+                };
+                if self.ready > 0 {
+                    continue;
+                }
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(BUF);
+            }
+            // A read future polled once and dropped: it holds no state between polls.
+            match pin!(client.read_buf(buf)).poll(cx) {
+                Poll::Ready(Ok(n)) if n > 0 => self.moved = true,
+                Poll::Ready(_) => return Poll::Ready(Err(ClientGone)),
+                Poll::Pending => {
+                    self.waits_for_client = true;
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// Reads what the server sends into `sbuf` (`Ok(Ok(0))`: it closed), sending the body
+    /// meanwhile. Nothing moving either way for `timeout client` (while waiting for the
+    /// client's bytes) or `timeout server` (else) ends the wait: a client timeout as
+    /// `ClientGone`, a server one as a `TimedOut` error.
+    pub(super) async fn read_server<S: AsyncRead + Unpin>(
+        &mut self,
+        up: &mut TcpStream,
+        sbuf: &mut BytesMut,
+        client: &mut S,
+        buf: &mut BytesMut,
+        client_timeout: Duration,
+        server_timeout: Duration,
+    ) -> Result<std::io::Result<usize>, ClientGone> {
+        if sbuf.capacity() - sbuf.len() < 1024 {
+            sbuf.reserve(BUF);
+        }
+        let mut timer = pin!(tokio::time::sleep(server_timeout));
+        let mut armed = false;
+        poll_fn(|cx| {
+            self.moved = false;
+            let sending = self.poll_send(cx, client, buf, up)?.is_pending();
+            if let Poll::Ready(r) = pin!(up.read_buf(sbuf)).poll(cx) {
+                return Poll::Ready(Ok(r));
+            }
+            if self.moved || !armed {
+                armed = true;
+                let d = if sending && self.waits_for_client { client_timeout } else { server_timeout };
+                timer.as_mut().reset(tokio::time::Instant::now() + d);
+            }
+            match timer.as_mut().poll(cx) {
+                Poll::Ready(()) if sending && self.waits_for_client => Poll::Ready(Err(ClientGone)),
+                Poll::Ready(()) => Poll::Ready(Ok(Err(std::io::ErrorKind::TimedOut.into()))),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        (a, b)
+    }
+
+    /// The server answers while the body is still coming: the answer is read at once and
+    /// the body keeps flowing to it.
+    #[tokio::test]
+    async fn answer_read_while_body_flows() {
+        let (mut client_side, mut client) = pair().await;
+        let (mut up, mut server) = pair().await;
+        let mut pump = BodyPump::by_length(10);
+        let (mut buf, mut sbuf) = (BytesMut::new(), BytesMut::new());
+        server.write_all(b"early").await.unwrap();
+        client_side.write_all(b"0123").await.unwrap();
+        let d = Duration::from_secs(5);
+        let n = pump.read_server(&mut up, &mut sbuf, &mut client, &mut buf, d, d).await.unwrap().unwrap();
+        assert_eq!(&sbuf[..n], b"early");
+        client_side.write_all(b"456789next").await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 10 {
+            let _ = tokio::time::timeout(
+                Duration::from_millis(50),
+                pump.read_server(&mut up, &mut sbuf, &mut client, &mut buf, d, d),
+            )
+            .await;
+            let mut b = [0u8; 64];
+            if let Ok(Ok(k)) = tokio::time::timeout(Duration::from_millis(50), server.read(&mut b)).await {
+                got.extend_from_slice(&b[..k]);
+            }
+        }
+        assert_eq!(got, b"0123456789");
+        assert_eq!(pump.state(), State::Sent);
+        // What follows the body stays for the next request.
+        assert_eq!(&buf[..], b"next");
+    }
+
+    #[tokio::test]
+    async fn chunked_body_ends_at_its_last_chunk() {
+        let (mut client_side, mut client) = pair().await;
+        let (mut up, mut server) = pair().await;
+        let mut pump = BodyPump::chunked(Chunked::default());
+        let (mut buf, mut sbuf) = (BytesMut::new(), BytesMut::new());
+        client_side.write_all(b"3\r\nabc\r\n0\r\n\r\nGET").await.unwrap();
+        server.write_all(b"x").await.unwrap();
+        let d = Duration::from_secs(5);
+        // The server's byte may come first: read until the body is out.
+        while pump.state() == State::Sending {
+            pump.read_server(&mut up, &mut sbuf, &mut client, &mut buf, d, d).await.unwrap().unwrap();
+            server.write_all(b"x").await.unwrap();
+        }
+        let mut b = vec![0u8; 13];
+        server.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"3\r\nabc\r\n0\r\n\r\n");
+        assert_eq!(&buf[..], b"GET");
+    }
+
+    #[tokio::test]
+    async fn client_closing_mid_body_is_reported() {
+        let (client_side, mut client) = pair().await;
+        let (mut up, _server) = pair().await;
+        let mut pump = BodyPump::by_length(10);
+        let (mut buf, mut sbuf) = (BytesMut::new(), BytesMut::new());
+        drop(client_side);
+        let d = Duration::from_secs(5);
+        assert!(matches!(
+            pump.read_server(&mut up, &mut sbuf, &mut client, &mut buf, d, d).await,
+            Err(ClientGone)
+        ));
+    }
+
+    #[tokio::test]
+    async fn bad_chunk_is_the_clients_fault() {
+        let (mut client_side, mut client) = pair().await;
+        let (mut up, _server) = pair().await;
+        let mut pump = BodyPump::chunked(Chunked::default());
+        let (mut buf, mut sbuf) = (BytesMut::new(), BytesMut::new());
+        client_side.write_all(b"zz\r\n").await.unwrap();
+        let d = Duration::from_secs(5);
+        assert!(matches!(
+            pump.read_server(&mut up, &mut sbuf, &mut client, &mut buf, d, d).await,
+            Err(ClientGone)
+        ));
+    }
+
+    #[tokio::test]
+    async fn server_closing_stops_the_body_not_the_read() {
+        let (mut client_side, mut client) = pair().await;
+        let (mut up, mut server) = pair().await;
+        let mut pump = BodyPump::by_length(u64::MAX);
+        let (mut buf, mut sbuf) = (BytesMut::new(), BytesMut::new());
+        server.write_all(b"413").await.unwrap();
+        server.shutdown().await.unwrap();
+        drop(server);
+        let d = Duration::from_secs(5);
+        let chunk = vec![7u8; 64 * 1024];
+        let mut read = Vec::new();
+        for _ in 0..200 {
+            let _ = client_side.write_all(&chunk).await;
+            match pump.read_server(&mut up, &mut sbuf, &mut client, &mut buf, d, d).await.unwrap() {
+                Ok(0) | Err(_) => break,
+                Ok(_) => read = sbuf.to_vec(),
+            }
+        }
+        assert_eq!(read, b"413");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_client_times_out_as_the_clients_fault() {
+        let (_client_side, mut client) = pair().await;
+        let (mut up, _server) = pair().await;
+        let mut pump = BodyPump::by_length(10);
+        let (mut buf, mut sbuf) = (BytesMut::new(), BytesMut::new());
+        let r = pump
+            .read_server(
+                &mut up,
+                &mut sbuf,
+                &mut client,
+                &mut buf,
+                Duration::from_secs(3),
+                Duration::from_secs(9),
+            )
+            .await;
+        assert!(matches!(r, Err(ClientGone)));
+    }
+}
