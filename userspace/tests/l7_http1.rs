@@ -492,6 +492,26 @@ fn server_answers_while_the_body_is_coming() {
     assert_eq!(line, "HTTP/1.1 200 OK");
     assert_eq!(got, b"len=0 sum=0 te= expect= secret= host=a");
     assert_eq!(seen.load(Ordering::SeqCst), 4);
+
+    // The same over HTTP/2.
+    let file = std::env::temp_dir().join(format!("ballast-h2-upload-{}", p.port));
+    std::fs::write(&file, &body).unwrap();
+    let at = format!("@{}", file.display());
+    let url = |path: &str| format!("http://127.0.0.1:{}{path}", p.port);
+    for path in ["/refuse", "/refuse-rst"] {
+        // The answer, then RST_STREAM(NO_ERROR) to stop the upload (RFC 9113 §8.1), which
+        // curl 7.88 reports as an error: nghttp reads it as meant.
+        let out = std::process::Command::new("nghttp")
+            .args(["-v", "-t", "10", "-d", &file.display().to_string(), &url(path)])
+            .output()
+            .expect("nghttp");
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(out.contains(":status: 413") && out.contains("too big\n"), "{path} over HTTP/2: {out}");
+    }
+    let (st, got) = curl_h2(&["--data-binary", &at, &url("/stream-echo")], b"");
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(st, "200 2");
+    assert!(got == body, "echoed {} bytes over HTTP/2, sent {LEN}", got.len());
 }
 
 /// `http-reuse`: `safe` (the default) sends a client connection's first request on a new

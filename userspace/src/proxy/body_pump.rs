@@ -76,6 +76,11 @@ impl BodyPump {
         self.state
     }
 
+    /// Bytes moved in the last `poll_send`.
+    pub(super) fn moved(&self) -> bool {
+        self.moved
+    }
+
     /// All of the body has been read from the client (some may not be written yet).
     fn complete(&self) -> bool {
         match &self.framing {
@@ -86,14 +91,15 @@ impl BodyPump {
 
     /// Moves body bytes from the client to the server until one of them would wait.
     /// Ready when nothing is left to do (the body is sent, or the server stopped taking
-    /// it: see `state`).
-    fn poll_send<S: AsyncRead + Unpin>(
+    /// it: see `state`). `moved` says whether bytes moved.
+    pub(super) fn poll_send<S: AsyncRead + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
         client: &mut S,
         buf: &mut BytesMut,
         up: &mut TcpStream,
     ) -> Poll<Result<(), ClientGone>> {
+        self.moved = false;
         loop {
             if self.state != State::Sending {
                 return Poll::Ready(Ok(()));
@@ -163,7 +169,6 @@ impl BodyPump {
         let mut timer = pin!(tokio::time::sleep(server_timeout));
         let mut armed = false;
         poll_fn(|cx| {
-            self.moved = false;
             let sending = self.poll_send(cx, client, buf, up)?.is_pending();
             if let Poll::Ready(r) = pin!(up.read_buf(sbuf)).poll(cx) {
                 return Poll::Ready(Ok(r));

@@ -347,7 +347,9 @@ async fn forward(
     }
     // The request goes to servers as HTTP/1.1: a body of unknown length goes chunked.
     let has_body = !body.is_end_stream();
-    let chunked = has_body && !parts.headers.contains_key(header::CONTENT_LENGTH);
+    // (h2 refuses a malformed Content-Length, and checks the DATA frames add up to it.)
+    let length = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    let chunked = has_body && length.is_none();
     let head = upstream::request_head(&parts.method, &path_q, &parts.headers, chunked);
     let idempotent = matches!(
         parts.method,
@@ -385,12 +387,12 @@ async fn forward(
         let session = ServerSession::new(server.clone());
         let t1 = Instant::now();
         let mut req =
-            Outgoing { head: &head, body: body.take(), chunked, idempotent, client_timeout, peer, local };
+            Outgoing { head: &head, body: body.take(), length, idempotent, client_timeout, peer, local };
         let res = upstream::exchange(be, &server, &mut req).await;
         body = req.body.take();
         out.t_connect_resp = t1.elapsed().as_millis();
         match res {
-            Ok((io, mut sbuf, r)) => {
+            Ok((io, mut sbuf, r, upload)) => {
                 server.counters.response(r.status);
                 let rhead = sbuf.split_to(r.len);
                 let mut headers = upstream::response_headers(&rhead, &r);
@@ -406,7 +408,7 @@ async fn forward(
                     }
                 }
                 let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
-                let body = ServerBody::new(be, session, permit, io, sbuf, &r);
+                let body = ServerBody::new(be, session, permit, io, sbuf, &r, upload);
                 let mut resp = Response::new(body.boxed());
                 *resp.status_mut() = status;
                 *resp.headers_mut() = headers;

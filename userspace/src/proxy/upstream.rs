@@ -15,15 +15,19 @@ use std::{
 };
 
 use bytes::{Buf, Bytes, BytesMut};
-use http_body_util::BodyExt;
 use hyper::{
     body::{Body as _, Frame, Incoming, SizeHint},
     header::{HeaderMap, HeaderName, HeaderValue},
     Method,
 };
-use tokio::{io::AsyncWriteExt, net::TcpStream, sync::OwnedSemaphorePermit};
+use tokio::{
+    io::{AsyncRead, AsyncWriteExt, ReadBuf},
+    net::TcpStream,
+    sync::OwnedSemaphorePermit,
+};
 
 use super::{
+    body_pump::{BodyPump, ClientGone, State as PumpState},
     h1::{read_more, within, BUF},
     state::{BackendRt, BoxError, ServerRt, ServerSession},
 };
@@ -78,7 +82,8 @@ pub(super) async fn connect(
 }
 
 /// The HTTP/1.1 request head for a request that came over HTTP/2 (`headers` already
-/// rewritten: no hop-by-hop fields). A body of unknown length goes chunked.
+/// rewritten: no hop-by-hop fields). A body of unknown length goes chunked (and then any
+/// Content-Length is left out, so the framing is never ambiguous).
 pub(super) fn request_head(method: &Method, path_q: &str, headers: &HeaderMap, chunked: bool) -> Vec<u8> {
     let mut up = Vec::with_capacity(256);
     up.extend_from_slice(method.as_str().as_bytes());
@@ -86,7 +91,10 @@ pub(super) fn request_head(method: &Method, path_q: &str, headers: &HeaderMap, c
     up.extend_from_slice(path_q.as_bytes());
     up.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in headers {
-        if name == hyper::header::TRANSFER_ENCODING || name == hyper::header::COOKIE {
+        if name == hyper::header::TRANSFER_ENCODING
+            || name == hyper::header::COOKIE
+            || (chunked && name == hyper::header::CONTENT_LENGTH)
+        {
             continue;
         }
         up.extend_from_slice(name.as_str().as_bytes());
@@ -118,8 +126,8 @@ pub(super) struct Outgoing<'a> {
     pub head: &'a [u8],
     /// The request body, streamed once (None: no body, so the request can be resent).
     pub body: Option<Incoming>,
-    /// The body goes chunked (its length is unknown).
-    pub chunked: bool,
+    /// The body's length (None: unknown, it goes chunked).
+    pub length: Option<u64>,
     pub idempotent: bool,
     /// Reading the client's body: `timeout client`.
     pub client_timeout: Duration,
@@ -127,14 +135,15 @@ pub(super) struct Outgoing<'a> {
     pub local: SocketAddr,
 }
 
-/// Sends a request to `server` and reads the final response head. A request without a
-/// body that meets a reused connection the server closed meanwhile goes again on a new
-/// one, once.
+/// Sends a request to `server` and reads the final response head; the body goes as it
+/// comes, while the response is awaited (and after: the `Upload` returned, if it is not
+/// done, goes on with the response body). A request without a body that meets a reused
+/// connection the server closed meanwhile goes again on a new one, once.
 pub(super) async fn exchange(
     be: &BackendRt,
     server: &ServerRt,
     req: &mut Outgoing<'_>,
-) -> Result<(TcpStream, BytesMut, ResponseHead), SendError> {
+) -> Result<(TcpStream, BytesMut, ResponseHead, Option<Upload>), SendError> {
     let resendable = req.body.is_none() && req.idempotent;
     // `safe`: what could not be resent unseen goes on a new connection, which the server
     // cannot have closed meanwhile (each stream is a first request: an HTTP/2 client does
@@ -159,55 +168,91 @@ pub(super) async fn exchange(
                 SendError::Other
             });
         }
-        if let Some(body) = req.body.take() {
-            send_body(be, &mut up, body, req.chunked, req.client_timeout).await?;
-        }
+        let mut upload = req.body.take().map(|body| Upload::new(body, req.length));
         // Most heads fit; smaller than BUF because a buffer is allocated per request here
         // (and a large allocation costs more in malloc).
         let mut sbuf = BytesMut::with_capacity(4096);
-        match read_response_head(be, &mut up, &mut sbuf, req.head).await {
-            Ok(r) => return Ok((up, sbuf, r)),
+        match read_response_head(be, &mut up, &mut sbuf, req.head, upload.as_mut(), req.client_timeout).await
+        {
+            Ok(r) => return Ok((up, sbuf, r, upload.filter(|u| u.pump.state() == PumpState::Sending))),
             Err(SendError::Empty) if reused && !fresh_only && resendable => fresh_only = true,
             Err(e) => return Err(e),
         }
     }
 }
 
-async fn send_body(
-    be: &BackendRt,
-    up: &mut TcpStream,
-    mut body: Incoming,
+/// A request body on its way to a server while the response comes back (see
+/// `body_pump`): the client's HTTP/2 DATA frames as the bytes of an HTTP/1.1 body.
+pub(super) struct Upload {
+    reader: FramesReader,
+    buf: BytesMut,
+    pump: BodyPump,
+}
+
+impl Upload {
+    fn new(body: Incoming, length: Option<u64>) -> Upload {
+        let chunked = length.is_none();
+        Upload {
+            reader: FramesReader { body, chunked, pending: Bytes::new(), ended: false },
+            buf: BytesMut::new(),
+            pump: match length {
+                Some(n) => BodyPump::by_length(n),
+                None => BodyPump::chunked(Chunked::default()),
+            },
+        }
+    }
+}
+
+/// HTTP/2 DATA frames read as HTTP/1.1 body bytes: as they are for a body of known length
+/// (h2 checks the frames add up to it), chunk-framed otherwise. Trailers are dropped.
+struct FramesReader {
+    body: Incoming,
     chunked: bool,
-    client_timeout: Duration,
-) -> Result<(), SendError> {
-    let write = |e: std::io::Error| {
-        if e.kind() == std::io::ErrorKind::TimedOut {
-            SendError::Timeout
-        } else {
-            SendError::Other
-        }
-    };
-    while let Some(frame) =
-        within(client_timeout, async { Ok(body.frame().await) }).await.map_err(|_| SendError::Client)?
-    {
-        let Ok(data) = frame.map_err(|_| SendError::Client)?.into_data() else { continue };
-        if data.is_empty() {
-            continue;
-        }
-        if chunked {
-            let mut w = Vec::with_capacity(data.len() + 12);
-            w.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-            w.extend_from_slice(&data);
-            w.extend_from_slice(b"\r\n");
-            within(be.server_timeout(), up.write_all(&w)).await.map_err(write)?;
-        } else {
-            within(be.server_timeout(), up.write_all(&data)).await.map_err(write)?;
+    pending: Bytes,
+    ended: bool,
+}
+
+impl AsyncRead for FramesReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if !this.pending.is_empty() {
+                let n = this.pending.len().min(out.remaining());
+                out.put_slice(&this.pending[..n]);
+                this.pending.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.ended {
+                return Poll::Ready(Ok(()));
+            }
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    this.pending = if this.chunked && !data.is_empty() {
+                        let mut w = BytesMut::with_capacity(data.len() + 12);
+                        w.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                        w.extend_from_slice(&data);
+                        w.extend_from_slice(b"\r\n");
+                        w.freeze()
+                    } else {
+                        data
+                    };
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(std::io::Error::other(e))),
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    if this.chunked {
+                        this.pending = Bytes::from_static(b"0\r\n\r\n");
+                    }
+                }
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
-    if chunked {
-        within(be.server_timeout(), up.write_all(b"0\r\n\r\n")).await.map_err(write)?;
-    }
-    Ok(())
 }
 
 /// The final response head (interim 1xx responses are dropped: HTTP/2 clients here get
@@ -217,6 +262,8 @@ async fn read_response_head(
     up: &mut TcpStream,
     sbuf: &mut BytesMut,
     head: &[u8],
+    mut upload: Option<&mut Upload>,
+    client_timeout: Duration,
 ) -> Result<ResponseHead, SendError> {
     let method = head.split(|&b| b == b' ').next().unwrap_or(b"GET");
     let mut got_any = false;
@@ -237,7 +284,17 @@ async fn read_response_head(
                 }
             }
         }
-        read_head_bytes(be, up, sbuf, &mut got_any).await?;
+        match upload.as_deref_mut().filter(|u| u.pump.state() == PumpState::Sending) {
+            None => read_head_bytes(be, up, sbuf, &mut got_any).await?,
+            Some(u) => {
+                let read = u
+                    .pump
+                    .read_server(up, sbuf, &mut u.reader, &mut u.buf, client_timeout, be.server_timeout())
+                    .await
+                    .map_err(|ClientGone| SendError::Client)?;
+                head_bytes(read, &mut got_any)?;
+            }
+        }
     }
 }
 
@@ -298,6 +355,8 @@ pub(super) struct ServerBody {
     chunked: Chunked,
     spans: Vec<Range<usize>>,
     reusable: bool,
+    /// The rest of the request body, sent as the response is read.
+    upload: Option<Upload>,
     /// Counted on the server until the body is dropped.
     server: ServerSession,
     _permit: Option<OwnedSemaphorePermit>,
@@ -316,6 +375,8 @@ pub(super) enum BodyError {
     Timeout(Duration),
     #[error("reading from the server: {0}")]
     Io(std::io::Error),
+    #[error("the client's request body failed")]
+    Client,
 }
 
 impl ServerBody {
@@ -327,6 +388,7 @@ impl ServerBody {
         io: TcpStream,
         buf: BytesMut,
         r: &ResponseHead,
+        upload: Option<Upload>,
     ) -> ServerBody {
         let reusable = r.keep_alive
             && server.0.cfg.send_proxy.is_none()
@@ -342,6 +404,7 @@ impl ServerBody {
             chunked: Chunked::default(),
             spans: Vec::new(),
             reusable,
+            upload,
             server,
             _permit: permit,
             timeout: be.server_timeout(),
@@ -356,10 +419,11 @@ impl ServerBody {
     }
 
     /// The body ended: the connection goes back to the pool if it can take another
-    /// request (nothing left over, the server keeps it).
+    /// request (nothing left over, the server keeps it, it took the whole request body).
     fn finish(&mut self) {
         if let Some(io) = self.io.take() {
-            if self.reusable && self.buf.is_empty() && self.len != BodyLen::UntilClose {
+            let body_sent = self.upload.as_ref().is_none_or(|u| u.pump.state() == PumpState::Sent);
+            if self.reusable && body_sent && self.buf.is_empty() && self.len != BodyLen::UntilClose {
                 self.server.0.put_idle(io);
             }
         }
@@ -439,7 +503,16 @@ impl hyper::body::Body for ServerBody {
             if let Some(p) = this.next_buffered() {
                 return p;
             }
-            let Some(io) = this.io.as_ref() else { return Poll::Ready(None) };
+            let Some(io) = this.io.as_mut() else { return Poll::Ready(None) };
+            if let Some(u) = this.upload.as_mut().filter(|u| u.pump.state() == PumpState::Sending) {
+                if let Poll::Ready(Err(ClientGone)) = u.pump.poll_send(cx, &mut u.reader, &mut u.buf, io) {
+                    this.io = None;
+                    return Poll::Ready(Some(Err(BodyError::Client.into())));
+                }
+                if u.pump.moved() {
+                    this.timer = None;
+                }
+            }
             if this.buf.capacity() - this.buf.len() < 1024 {
                 this.buf.reserve(BUF);
             }
