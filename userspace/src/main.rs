@@ -137,6 +137,12 @@ enum Command {
     },
 }
 
+// glibc's malloc was a tenth of the proxy's profile (per-connection buffers, hyper's
+// per-stream maps). A/B on the bench's loads: new connections +13% req/s and -13% CPU per
+// request, HTTP/2 -5% CPU per request, keep-alive unchanged; RSS 19 -> 30 MB.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // eBPF log lines are already filtered in the kernel by --bpf-log-level.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,ballast_ebpf=trace"))
