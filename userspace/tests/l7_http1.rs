@@ -33,6 +33,8 @@ use common::{
 /// - `/refuse`: 413 before reading the body, then a lingering close
 /// - `/refuse-rst`: 413 before reading the body, then a close into the unread body (the
 ///   kernel answers the proxy's next writes with a reset)
+/// - `/refuse-keep`: 413 before reading the body, keeping the connection: then reads the
+///   body (by length) and goes on with the next request
 /// - `/stream-echo`: a chunked response echoing each piece of the body as it arrives
 ///   (by length), before reading the next
 ///
@@ -176,6 +178,11 @@ fn answer_before_body(
     count: &AtomicUsize,
 ) -> Option<bool> {
     match path {
+        "/refuse-keep" => {
+            count.fetch_add(1, Ordering::SeqCst);
+            let _ = w.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big\n");
+            Some(read_body(r, headers).is_some())
+        }
         "/refuse" | "/refuse-rst" => {
             count.fetch_add(1, Ordering::SeqCst);
             let _ = w.write_all(
@@ -479,6 +486,19 @@ fn server_answers_while_the_body_is_coming() {
         assert!(closed(&mut r));
     }
 
+    // A server that answers early but keeps the connection reads the rest of the body:
+    // the proxy sends it, and both connections go on.
+    let (s, mut r) = connect(p.port);
+    let sender = send(&s, "/refuse-keep");
+    let (line, h, got) = read_response(&mut r);
+    assert_eq!(line, "HTTP/1.1 413 Payload Too Large");
+    assert_eq!((header(&h, "connection"), got.as_slice()), (None, &b"too big\n"[..]));
+    sender.join().unwrap().unwrap();
+    (&s).write_all(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let (line, _, got) = read_response(&mut r);
+    assert_eq!(line, "HTTP/1.1 200 OK");
+    assert_eq!(got, b"len=0 sum=0 te= expect= secret= host=a");
+
     let (s, mut r) = connect(p.port);
     let sender = send(&s, "/stream-echo");
     let (line, h, got) = read_response(&mut r);
@@ -491,7 +511,7 @@ fn server_answers_while_the_body_is_coming() {
     let (line, _, got) = read_response(&mut r);
     assert_eq!(line, "HTTP/1.1 200 OK");
     assert_eq!(got, b"len=0 sum=0 te= expect= secret= host=a");
-    assert_eq!(seen.load(Ordering::SeqCst), 4);
+    assert_eq!(seen.load(Ordering::SeqCst), 6);
 
     // The same over HTTP/2.
     let file = std::env::temp_dir().join(format!("ballast-h2-upload-{}", p.port));

@@ -81,6 +81,11 @@ impl BodyPump {
         self.moved
     }
 
+    /// The last `poll_send` waits for the client's bytes (not for the server to take some).
+    pub(super) fn waits_for_client(&self) -> bool {
+        self.state == State::Sending && self.waits_for_client
+    }
+
     /// All of the body has been read from the client (some may not be written yet).
     fn complete(&self) -> bool {
         match &self.framing {
@@ -163,24 +168,68 @@ impl BodyPump {
         client_timeout: Duration,
         server_timeout: Duration,
     ) -> Result<std::io::Result<usize>, ClientGone> {
+        let read = self.wait(up, sbuf, client, buf, client_timeout, server_timeout, false).await?;
+        Ok(read.unwrap_or(Ok(0)))
+    }
+
+    /// After a complete early answer from a server that keeps the connection: sends the
+    /// rest of the body (the server reads it), as HAProxy does. Returns whether all of it
+    /// went; anything the server sends meanwhile stops it (and is left in `sbuf`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn send_rest<S: AsyncRead + Unpin>(
+        &mut self,
+        up: &mut TcpStream,
+        sbuf: &mut BytesMut,
+        client: &mut S,
+        buf: &mut BytesMut,
+        client_timeout: Duration,
+        server_timeout: Duration,
+    ) -> bool {
+        let _ = self.wait(up, sbuf, client, buf, client_timeout, server_timeout, true).await;
+        self.state == State::Sent
+    }
+
+    /// `read_server`, or with `until_sent` also done (None) when the body is all sent.
+    #[allow(clippy::too_many_arguments)]
+    async fn wait<S: AsyncRead + Unpin>(
+        &mut self,
+        up: &mut TcpStream,
+        sbuf: &mut BytesMut,
+        client: &mut S,
+        buf: &mut BytesMut,
+        client_timeout: Duration,
+        server_timeout: Duration,
+        until_sent: bool,
+    ) -> Result<Option<std::io::Result<usize>>, ClientGone> {
         if sbuf.capacity() - sbuf.len() < 1024 {
             sbuf.reserve(BUF);
         }
         let mut timer = pin!(tokio::time::sleep(server_timeout));
-        let mut armed = false;
+        // Whom the timer waits for, once set.
+        let mut armed_for: Option<bool> = None;
         poll_fn(|cx| {
-            let sending = self.poll_send(cx, client, buf, up)?.is_pending();
+            let sent = self.poll_send(cx, client, buf, up);
+            // What the server said comes first, even when the client failed meanwhile (a
+            // 413 then a bad chunk): the failure shows again at the next poll.
             if let Poll::Ready(r) = pin!(up.read_buf(sbuf)).poll(cx) {
-                return Poll::Ready(Ok(r));
+                return Poll::Ready(Ok(Some(r)));
             }
-            if self.moved || !armed {
-                armed = true;
-                let d = if sending && self.waits_for_client { client_timeout } else { server_timeout };
+            if until_sent && self.state != State::Sending {
+                return Poll::Ready(Ok(None));
+            }
+            let for_client = match sent {
+                Poll::Ready(Err(ClientGone)) => return Poll::Ready(Err(ClientGone)),
+                Poll::Ready(Ok(())) => false,
+                Poll::Pending => self.waits_for_client,
+            };
+            if self.moved || armed_for != Some(for_client) {
+                armed_for = Some(for_client);
+                let d = if for_client { client_timeout } else { server_timeout };
                 timer.as_mut().reset(tokio::time::Instant::now() + d);
             }
             match timer.as_mut().poll(cx) {
-                Poll::Ready(()) if sending && self.waits_for_client => Poll::Ready(Err(ClientGone)),
-                Poll::Ready(()) => Poll::Ready(Ok(Err(std::io::ErrorKind::TimedOut.into()))),
+                Poll::Ready(()) if for_client => Poll::Ready(Err(ClientGone)),
+                Poll::Ready(()) => Poll::Ready(Ok(Some(Err(std::io::ErrorKind::TimedOut.into())))),
                 Poll::Pending => Poll::Pending,
             }
         })
@@ -303,6 +352,40 @@ mod tests {
             }
         }
         assert_eq!(read, b"413");
+    }
+
+    /// The server's answer is read even when the client fails at the same time; the
+    /// failure shows at the next read.
+    #[tokio::test]
+    async fn server_answer_comes_before_a_client_failure() {
+        let (mut client_side, mut client) = pair().await;
+        let (mut up, mut server) = pair().await;
+        let mut pump = BodyPump::chunked(Chunked::default());
+        let (mut buf, mut sbuf) = (BytesMut::new(), BytesMut::new());
+        server.write_all(b"413").await.unwrap();
+        client_side.write_all(b"zz\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let d = Duration::from_secs(5);
+        let r = pump.read_server(&mut up, &mut sbuf, &mut client, &mut buf, d, d).await;
+        assert_eq!(r.unwrap().unwrap(), 3);
+        let r = pump.read_server(&mut up, &mut sbuf, &mut client, &mut buf, d, d).await;
+        assert!(matches!(r, Err(ClientGone)));
+    }
+
+    /// After a complete early answer: the rest of the body goes, then `send_rest` returns.
+    #[tokio::test]
+    async fn rest_of_the_body_is_sent_after_an_early_answer() {
+        let (mut client_side, mut client) = pair().await;
+        let (mut up, mut server) = pair().await;
+        let mut pump = BodyPump::by_length(6);
+        let (mut buf, mut sbuf) = (BytesMut::new(), BytesMut::new());
+        client_side.write_all(b"abcdefGET").await.unwrap();
+        let d = Duration::from_secs(5);
+        assert!(pump.send_rest(&mut up, &mut sbuf, &mut client, &mut buf, d, d).await);
+        let mut b = [0u8; 6];
+        server.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"abcdef");
+        assert_eq!(&buf[..], b"GET");
     }
 
     #[tokio::test(start_paused = true)]

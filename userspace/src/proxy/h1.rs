@@ -827,8 +827,13 @@ impl Exchange<'_> {
                 }
             }
         };
-        // A server that answered before taking the whole body: neither connection is in a
-        // state to take another request (the client's unread body is drained on close).
+        // A server that answered early and keeps the connection reads the rest of the body;
+        // one that did not take it all leaves neither connection fit for another request
+        // (the client's unread body is drained on close).
+        if let Some(p) = pump.as_mut().filter(|p| finished && r.keep_alive && p.state() == BodyState::Sending)
+        {
+            p.send_rest(&mut up, sbuf, io, buf, self.client_timeout, be.server_timeout()).await;
+        }
         let body_sent = pump.is_none_or(|p| p.state() == BodyState::Sent);
         if body_sent {
             self.body_read.store(true, Relaxed);

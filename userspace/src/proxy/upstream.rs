@@ -168,13 +168,13 @@ pub(super) async fn exchange(
                 SendError::Other
             });
         }
-        let mut upload = req.body.take().map(|body| Upload::new(body, req.length));
+        let mut upload = req.body.take().map(|body| Upload::new(body, req.length, req.client_timeout));
         // Most heads fit; smaller than BUF because a buffer is allocated per request here
         // (and a large allocation costs more in malloc).
         let mut sbuf = BytesMut::with_capacity(4096);
         match read_response_head(be, &mut up, &mut sbuf, req.head, upload.as_mut(), req.client_timeout).await
         {
-            Ok(r) => return Ok((up, sbuf, r, upload.filter(|u| u.pump.state() == PumpState::Sending))),
+            Ok(r) => return Ok((up, sbuf, r, upload.filter(|u| u.pump.state() != PumpState::Sent))),
             Err(SendError::Empty) if reused && !fresh_only && resendable => fresh_only = true,
             Err(e) => return Err(e),
         }
@@ -187,14 +187,17 @@ pub(super) struct Upload {
     reader: FramesReader,
     buf: BytesMut,
     pump: BodyPump,
+    /// Waiting for the client's DATA frames: `timeout client`.
+    client_timeout: Duration,
 }
 
 impl Upload {
-    fn new(body: Incoming, length: Option<u64>) -> Upload {
+    fn new(body: Incoming, length: Option<u64>, client_timeout: Duration) -> Upload {
         let chunked = length.is_none();
         Upload {
             reader: FramesReader { body, chunked, pending: Bytes::new(), ended: false },
             buf: BytesMut::new(),
+            client_timeout,
             pump: match length {
                 Some(n) => BodyPump::by_length(n),
                 None => BodyPump::chunked(Chunked::default()),
@@ -361,7 +364,8 @@ pub(super) struct ServerBody {
     server: ServerSession,
     _permit: Option<OwnedSemaphorePermit>,
     timeout: Duration,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Set while waiting; `true` when it waits for the client's request body.
+    timer: Option<(Pin<Box<tokio::time::Sleep>>, bool)>,
     bytes: u64,
 }
 
@@ -534,11 +538,22 @@ impl hyper::body::Body for ServerBody {
                         }
                         Poll::Pending => {}
                     }
-                    let timeout = this.timeout;
-                    let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    // Waiting for the client's body (the server waits for it too) is bounded
+                    // by `timeout client`, else by `timeout server`.
+                    let for_client = this.upload.as_ref().is_some_and(|u| u.pump.waits_for_client());
+                    if this.timer.as_ref().is_some_and(|(_, c)| *c != for_client) {
+                        this.timer = None;
+                    }
+                    let d = match (for_client, &this.upload) {
+                        (true, Some(u)) => u.client_timeout,
+                        _ => this.timeout,
+                    };
+                    let (timer, _) =
+                        this.timer.get_or_insert_with(|| (Box::pin(tokio::time::sleep(d)), for_client));
                     if timer.as_mut().poll(cx).is_ready() {
                         this.io = None;
-                        return Poll::Ready(Some(Err(BodyError::Timeout(timeout).into())));
+                        let e = if for_client { BodyError::Client } else { BodyError::Timeout(d) };
+                        return Poll::Ready(Some(Err(e.into())));
                     }
                     return Poll::Pending;
                 }
