@@ -534,6 +534,42 @@ fn server_answers_while_the_body_is_coming() {
     assert!(got == body, "echoed {} bytes over HTTP/2, sent {LEN}", got.len());
 }
 
+/// A client that goes away in the middle of its request body is counted as a client
+/// abort on the server (`cli_abrt` in the stats CSV), not as a server error (`eresp`).
+#[test]
+fn client_abandoning_its_body_is_not_the_servers_fault() {
+    let (backend, _) = scripted_backend();
+    let port = free_port();
+    let p = start_proxy(&format!(
+        "{DEFAULTS}listen web\n    bind 127.0.0.1:{port}\n    stats uri /stats\n    server s1 {backend}\n"
+    ));
+    for _ in 0..2 {
+        let (mut s, _r) = connect(p.port);
+        s.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n0123456789").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        drop(s);
+    }
+    // The proxy notices the close when it next reads: poll the CSV until it shows.
+    let row = |csv: &str, col: &str| -> String {
+        let header: Vec<&str> = csv.lines().next().unwrap().trim_start_matches("# ").split(',').collect();
+        let i = header.iter().position(|h| *h == col).unwrap();
+        let line = csv.lines().find(|l| l.starts_with("web,s1,")).expect("s1 row");
+        line.split(',').nth(i).unwrap().to_string()
+    };
+    let mut csv = String::new();
+    for _ in 0..50 {
+        let (mut s, mut r) = connect(p.port);
+        s.write_all(b"GET /stats;csv HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
+        csv = String::from_utf8(read_response(&mut r).2).unwrap();
+        if row(&csv, "cli_abrt") == "2" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(row(&csv, "cli_abrt"), "2", "{csv}");
+    assert_eq!(row(&csv, "eresp"), "0", "{csv}");
+}
+
 /// `http-reuse`: `safe` (the default) sends a client connection's first request on a new
 /// server connection unless it is idempotent; `never` never reuses; `always` reuses for
 /// any request.

@@ -246,6 +246,12 @@ pub(super) fn persistence<'h>(be: &BackendRt, cookies: &[&'h str]) -> (Option<us
 }
 
 /// Counts a failed try on `server` (connect error or bad response).
+/// Counts a request the client abandoned on its way to `server` (HAProxy's cli_abrt).
+pub(super) fn count_client_abort(be: &BackendRt, server: &ServerRt) {
+    server.counters.cli_abrt.fetch_add(1, Relaxed);
+    be.counters.cli_abrt.fetch_add(1, Relaxed);
+}
+
 pub(super) fn count_failure(be: &BackendRt, server: &ServerRt, connect_failed: bool) {
     if connect_failed {
         server.counters.econ.fetch_add(1, Relaxed);
@@ -420,7 +426,11 @@ async fn forward(
                 drop(session);
                 drop(permit);
                 let connect_failed = e == SendError::Connect;
-                count_failure(be, &server, connect_failed);
+                if e == SendError::Client {
+                    count_client_abort(be, &server);
+                } else {
+                    count_failure(be, &server, connect_failed);
+                }
                 // A failed connect read nothing of the body: it can go to the next try.
                 if !(connect_failed && tries_left > 0) {
                     let (status, term) = match e {

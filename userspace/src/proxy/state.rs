@@ -74,6 +74,9 @@ pub struct Counters {
     pub eresp: AtomicU64,
     pub wretr: AtomicU64,
     pub wredis: AtomicU64,
+    /// Requests the client gave up on while they were on their way to a server (it went
+    /// away or went silent mid-body): not the server's fault.
+    pub cli_abrt: AtomicU64,
     /// Queue: current and max requests waiting for a server slot.
     pub qcur: AtomicU32,
     pub qmax: AtomicU32,
