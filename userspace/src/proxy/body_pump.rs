@@ -252,103 +252,102 @@ mod tests {
         (a, b)
     }
 
+    const T: Duration = Duration::from_secs(5);
+
+    /// A pump between a client and a server on loopback: the test plays `client_side` and
+    /// `server`, the pump the proxy's ends of both.
+    struct Rig {
+        client_side: TcpStream,
+        client: TcpStream,
+        up: TcpStream,
+        server: TcpStream,
+        buf: BytesMut,
+        sbuf: BytesMut,
+        pump: BodyPump,
+    }
+
+    impl Rig {
+        async fn new(pump: BodyPump) -> Rig {
+            let (client_side, client) = pair().await;
+            let (up, server) = pair().await;
+            Rig { client_side, client, up, server, buf: BytesMut::new(), sbuf: BytesMut::new(), pump }
+        }
+
+        async fn read_server(&mut self, client_t: Duration) -> Result<std::io::Result<usize>, ClientGone> {
+            let Rig { client, up, buf, sbuf, pump, .. } = self;
+            pump.read_server(up, sbuf, client, buf, client_t, T).await
+        }
+    }
+
     /// The server answers while the body is still coming: the answer is read at once and
     /// the body keeps flowing to it.
     #[tokio::test]
     async fn answer_read_while_body_flows() {
-        let (mut client_side, mut client) = pair().await;
-        let (mut up, mut server) = pair().await;
-        let mut pump = BodyPump::by_length(10);
-        let (mut buf, mut sbuf) = (BytesMut::new(), BytesMut::new());
-        server.write_all(b"early").await.unwrap();
-        client_side.write_all(b"0123").await.unwrap();
-        let d = Duration::from_secs(5);
-        let n = pump.read_server(&mut up, &mut sbuf, &mut client, &mut buf, d, d).await.unwrap().unwrap();
-        assert_eq!(&sbuf[..n], b"early");
-        client_side.write_all(b"456789next").await.unwrap();
+        let mut r = Rig::new(BodyPump::by_length(10)).await;
+        r.server.write_all(b"early").await.unwrap();
+        r.client_side.write_all(b"0123").await.unwrap();
+        let n = r.read_server(T).await.unwrap().unwrap();
+        assert_eq!(&r.sbuf[..n], b"early");
+        r.client_side.write_all(b"456789next").await.unwrap();
         let mut got = Vec::new();
         while got.len() < 10 {
-            let _ = tokio::time::timeout(
-                Duration::from_millis(50),
-                pump.read_server(&mut up, &mut sbuf, &mut client, &mut buf, d, d),
-            )
-            .await;
+            let _ = tokio::time::timeout(Duration::from_millis(50), r.read_server(T)).await;
             let mut b = [0u8; 64];
-            if let Ok(Ok(k)) = tokio::time::timeout(Duration::from_millis(50), server.read(&mut b)).await {
+            if let Ok(Ok(k)) = tokio::time::timeout(Duration::from_millis(50), r.server.read(&mut b)).await {
                 got.extend_from_slice(&b[..k]);
             }
         }
         assert_eq!(got, b"0123456789");
-        assert_eq!(pump.state(), State::Sent);
+        assert_eq!(r.pump.state(), State::Sent);
         // What follows the body stays for the next request.
-        assert_eq!(&buf[..], b"next");
+        assert_eq!(&r.buf[..], b"next");
     }
 
     #[tokio::test]
     async fn chunked_body_ends_at_its_last_chunk() {
-        let (mut client_side, mut client) = pair().await;
-        let (mut up, mut server) = pair().await;
-        let mut pump = BodyPump::chunked(Chunked::default());
-        let (mut buf, mut sbuf) = (BytesMut::new(), BytesMut::new());
-        client_side.write_all(b"3\r\nabc\r\n0\r\n\r\nGET").await.unwrap();
-        server.write_all(b"x").await.unwrap();
-        let d = Duration::from_secs(5);
+        let mut r = Rig::new(BodyPump::chunked(Chunked::default())).await;
+        r.client_side.write_all(b"3\r\nabc\r\n0\r\n\r\nGET").await.unwrap();
+        r.server.write_all(b"x").await.unwrap();
         // The server's byte may come first: read until the body is out.
-        while pump.state() == State::Sending {
-            pump.read_server(&mut up, &mut sbuf, &mut client, &mut buf, d, d).await.unwrap().unwrap();
-            server.write_all(b"x").await.unwrap();
+        while r.pump.state() == State::Sending {
+            r.read_server(T).await.unwrap().unwrap();
+            r.server.write_all(b"x").await.unwrap();
         }
         let mut b = vec![0u8; 13];
-        server.read_exact(&mut b).await.unwrap();
+        r.server.read_exact(&mut b).await.unwrap();
         assert_eq!(&b, b"3\r\nabc\r\n0\r\n\r\n");
-        assert_eq!(&buf[..], b"GET");
+        assert_eq!(&r.buf[..], b"GET");
     }
 
     #[tokio::test]
     async fn client_closing_mid_body_is_reported() {
-        let (client_side, mut client) = pair().await;
-        let (mut up, _server) = pair().await;
-        let mut pump = BodyPump::by_length(10);
-        let (mut buf, mut sbuf) = (BytesMut::new(), BytesMut::new());
-        drop(client_side);
-        let d = Duration::from_secs(5);
-        assert!(matches!(
-            pump.read_server(&mut up, &mut sbuf, &mut client, &mut buf, d, d).await,
-            Err(ClientGone)
-        ));
+        let mut r = Rig::new(BodyPump::by_length(10)).await;
+        r.client_side.shutdown().await.unwrap();
+        assert!(matches!(r.read_server(T).await, Err(ClientGone)));
     }
 
     #[tokio::test]
     async fn bad_chunk_is_the_clients_fault() {
-        let (mut client_side, mut client) = pair().await;
-        let (mut up, _server) = pair().await;
-        let mut pump = BodyPump::chunked(Chunked::default());
-        let (mut buf, mut sbuf) = (BytesMut::new(), BytesMut::new());
-        client_side.write_all(b"zz\r\n").await.unwrap();
-        let d = Duration::from_secs(5);
-        assert!(matches!(
-            pump.read_server(&mut up, &mut sbuf, &mut client, &mut buf, d, d).await,
-            Err(ClientGone)
-        ));
+        let mut r = Rig::new(BodyPump::chunked(Chunked::default())).await;
+        r.client_side.write_all(b"zz\r\n").await.unwrap();
+        assert!(matches!(r.read_server(T).await, Err(ClientGone)));
     }
 
     #[tokio::test]
     async fn server_closing_stops_the_body_not_the_read() {
-        let (mut client_side, mut client) = pair().await;
-        let (mut up, mut server) = pair().await;
-        let mut pump = BodyPump::by_length(u64::MAX);
-        let (mut buf, mut sbuf) = (BytesMut::new(), BytesMut::new());
-        server.write_all(b"413").await.unwrap();
-        server.shutdown().await.unwrap();
-        drop(server);
-        let d = Duration::from_secs(5);
+        let mut r = Rig::new(BodyPump::by_length(u64::MAX)).await;
+        r.server.write_all(b"413").await.unwrap();
+        r.server.shutdown().await.unwrap();
+        // Closed with the body unread: the proxy's next writes meet a reset.
+        let (_, server) = pair().await;
+        drop(std::mem::replace(&mut r.server, server));
         let chunk = vec![7u8; 64 * 1024];
         let mut read = Vec::new();
         for _ in 0..200 {
-            let _ = client_side.write_all(&chunk).await;
-            match pump.read_server(&mut up, &mut sbuf, &mut client, &mut buf, d, d).await.unwrap() {
+            let _ = r.client_side.write_all(&chunk).await;
+            match r.read_server(T).await.unwrap() {
                 Ok(0) | Err(_) => break,
-                Ok(_) => read = sbuf.to_vec(),
+                Ok(_) => read = r.sbuf.to_vec(),
             }
         }
         assert_eq!(read, b"413");
@@ -358,52 +357,30 @@ mod tests {
     /// failure shows at the next read.
     #[tokio::test]
     async fn server_answer_comes_before_a_client_failure() {
-        let (mut client_side, mut client) = pair().await;
-        let (mut up, mut server) = pair().await;
-        let mut pump = BodyPump::chunked(Chunked::default());
-        let (mut buf, mut sbuf) = (BytesMut::new(), BytesMut::new());
-        server.write_all(b"413").await.unwrap();
-        client_side.write_all(b"zz\r\n").await.unwrap();
+        let mut r = Rig::new(BodyPump::chunked(Chunked::default())).await;
+        r.server.write_all(b"413").await.unwrap();
+        r.client_side.write_all(b"zz\r\n").await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let d = Duration::from_secs(5);
-        let r = pump.read_server(&mut up, &mut sbuf, &mut client, &mut buf, d, d).await;
-        assert_eq!(r.unwrap().unwrap(), 3);
-        let r = pump.read_server(&mut up, &mut sbuf, &mut client, &mut buf, d, d).await;
-        assert!(matches!(r, Err(ClientGone)));
+        assert_eq!(r.read_server(T).await.unwrap().unwrap(), 3);
+        assert!(matches!(r.read_server(T).await, Err(ClientGone)));
     }
 
     /// After a complete early answer: the rest of the body goes, then `send_rest` returns.
     #[tokio::test]
     async fn rest_of_the_body_is_sent_after_an_early_answer() {
-        let (mut client_side, mut client) = pair().await;
-        let (mut up, mut server) = pair().await;
-        let mut pump = BodyPump::by_length(6);
-        let (mut buf, mut sbuf) = (BytesMut::new(), BytesMut::new());
-        client_side.write_all(b"abcdefGET").await.unwrap();
-        let d = Duration::from_secs(5);
-        assert!(pump.send_rest(&mut up, &mut sbuf, &mut client, &mut buf, d, d).await);
+        let mut r = Rig::new(BodyPump::by_length(6)).await;
+        r.client_side.write_all(b"abcdefGET").await.unwrap();
+        let Rig { client, up, buf, sbuf, pump, .. } = &mut r;
+        assert!(pump.send_rest(up, sbuf, client, buf, T, T).await);
         let mut b = [0u8; 6];
-        server.read_exact(&mut b).await.unwrap();
+        r.server.read_exact(&mut b).await.unwrap();
         assert_eq!(&b, b"abcdef");
-        assert_eq!(&buf[..], b"GET");
+        assert_eq!(&r.buf[..], b"GET");
     }
 
     #[tokio::test(start_paused = true)]
     async fn silent_client_times_out_as_the_clients_fault() {
-        let (_client_side, mut client) = pair().await;
-        let (mut up, _server) = pair().await;
-        let mut pump = BodyPump::by_length(10);
-        let (mut buf, mut sbuf) = (BytesMut::new(), BytesMut::new());
-        let r = pump
-            .read_server(
-                &mut up,
-                &mut sbuf,
-                &mut client,
-                &mut buf,
-                Duration::from_secs(3),
-                Duration::from_secs(9),
-            )
-            .await;
-        assert!(matches!(r, Err(ClientGone)));
+        let mut r = Rig::new(BodyPump::by_length(10)).await;
+        assert!(matches!(r.read_server(Duration::from_secs(3)).await, Err(ClientGone)));
     }
 }
