@@ -50,22 +50,32 @@ pub(super) struct BodyPump {
     moved: bool,
     /// The last poll waits for the client (else for the server to take bytes).
     waits_for_client: bool,
+    /// Waiting for the client's bytes: `timeout client`; for the server: `timeout server`.
+    client_timeout: Duration,
+    server_timeout: Duration,
 }
 
 impl BodyPump {
     /// A body of which `left` bytes (by length) are still to come.
-    pub(super) fn by_length(left: u64) -> BodyPump {
-        BodyPump::new(Framing::Length(left))
+    pub(super) fn by_length(left: u64, client_timeout: Duration, server_timeout: Duration) -> BodyPump {
+        BodyPump::new(Framing::Length(left), client_timeout, server_timeout)
     }
 
     /// A chunked body, `chunked` having read what was sent so far.
-    pub(super) fn chunked(chunked: Chunked) -> BodyPump {
-        BodyPump::new(Framing::Chunked(chunked))
+    pub(super) fn chunked(chunked: Chunked, client_timeout: Duration, server_timeout: Duration) -> BodyPump {
+        BodyPump::new(Framing::Chunked(chunked), client_timeout, server_timeout)
     }
 
-    fn new(framing: Framing) -> BodyPump {
-        let mut p =
-            BodyPump { framing, ready: 0, state: State::Sending, moved: false, waits_for_client: true };
+    fn new(framing: Framing, client_timeout: Duration, server_timeout: Duration) -> BodyPump {
+        let mut p = BodyPump {
+            framing,
+            ready: 0,
+            state: State::Sending,
+            moved: false,
+            waits_for_client: true,
+            client_timeout,
+            server_timeout,
+        };
         if p.complete() {
             p.state = State::Sent;
         }
@@ -79,6 +89,10 @@ impl BodyPump {
     /// Bytes moved in the last `poll_send`.
     pub(super) fn moved(&self) -> bool {
         self.moved
+    }
+
+    pub(super) fn client_timeout(&self) -> Duration {
+        self.client_timeout
     }
 
     /// The last `poll_send` waits for the client's bytes (not for the server to take some).
@@ -165,45 +179,38 @@ impl BodyPump {
         sbuf: &mut BytesMut,
         client: &mut S,
         buf: &mut BytesMut,
-        client_timeout: Duration,
-        server_timeout: Duration,
     ) -> Result<std::io::Result<usize>, ClientGone> {
-        let read = self.wait(up, sbuf, client, buf, client_timeout, server_timeout, false).await?;
+        let read = self.wait(up, sbuf, client, buf, false).await?;
         Ok(read.unwrap_or(Ok(0)))
     }
 
     /// After a complete early answer from a server that keeps the connection: sends the
     /// rest of the body (the server reads it), as HAProxy does. Returns whether all of it
     /// went; anything the server sends meanwhile stops it (and is left in `sbuf`).
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn send_rest<S: AsyncRead + Unpin>(
         &mut self,
         up: &mut TcpStream,
         sbuf: &mut BytesMut,
         client: &mut S,
         buf: &mut BytesMut,
-        client_timeout: Duration,
-        server_timeout: Duration,
     ) -> bool {
-        let _ = self.wait(up, sbuf, client, buf, client_timeout, server_timeout, true).await;
+        let _ = self.wait(up, sbuf, client, buf, true).await;
         self.state == State::Sent
     }
 
     /// `read_server`, or with `until_sent` also done (None) when the body is all sent.
-    #[allow(clippy::too_many_arguments)]
     async fn wait<S: AsyncRead + Unpin>(
         &mut self,
         up: &mut TcpStream,
         sbuf: &mut BytesMut,
         client: &mut S,
         buf: &mut BytesMut,
-        client_timeout: Duration,
-        server_timeout: Duration,
         until_sent: bool,
     ) -> Result<Option<std::io::Result<usize>>, ClientGone> {
         if sbuf.capacity() - sbuf.len() < 1024 {
             sbuf.reserve(BUF);
         }
+        let (client_timeout, server_timeout) = (self.client_timeout, self.server_timeout);
         let mut timer = pin!(tokio::time::sleep(server_timeout));
         // Whom the timer waits for, once set.
         let mut armed_for: Option<bool> = None;
@@ -273,9 +280,9 @@ mod tests {
             Rig { client_side, client, up, server, buf: BytesMut::new(), sbuf: BytesMut::new(), pump }
         }
 
-        async fn read_server(&mut self, client_t: Duration) -> Result<std::io::Result<usize>, ClientGone> {
+        async fn read_server(&mut self) -> Result<std::io::Result<usize>, ClientGone> {
             let Rig { client, up, buf, sbuf, pump, .. } = self;
-            pump.read_server(up, sbuf, client, buf, client_t, T).await
+            pump.read_server(up, sbuf, client, buf).await
         }
     }
 
@@ -283,15 +290,15 @@ mod tests {
     /// the body keeps flowing to it.
     #[tokio::test]
     async fn answer_read_while_body_flows() {
-        let mut r = Rig::new(BodyPump::by_length(10)).await;
+        let mut r = Rig::new(BodyPump::by_length(10, T, T)).await;
         r.server.write_all(b"early").await.unwrap();
         r.client_side.write_all(b"0123").await.unwrap();
-        let n = r.read_server(T).await.unwrap().unwrap();
+        let n = r.read_server().await.unwrap().unwrap();
         assert_eq!(&r.sbuf[..n], b"early");
         r.client_side.write_all(b"456789next").await.unwrap();
         let mut got = Vec::new();
         while got.len() < 10 {
-            let _ = tokio::time::timeout(Duration::from_millis(50), r.read_server(T)).await;
+            let _ = tokio::time::timeout(Duration::from_millis(50), r.read_server()).await;
             let mut b = [0u8; 64];
             if let Ok(Ok(k)) = tokio::time::timeout(Duration::from_millis(50), r.server.read(&mut b)).await {
                 got.extend_from_slice(&b[..k]);
@@ -305,12 +312,12 @@ mod tests {
 
     #[tokio::test]
     async fn chunked_body_ends_at_its_last_chunk() {
-        let mut r = Rig::new(BodyPump::chunked(Chunked::default())).await;
+        let mut r = Rig::new(BodyPump::chunked(Chunked::default(), T, T)).await;
         r.client_side.write_all(b"3\r\nabc\r\n0\r\n\r\nGET").await.unwrap();
         r.server.write_all(b"x").await.unwrap();
         // The server's byte may come first: read until the body is out.
         while r.pump.state() == State::Sending {
-            r.read_server(T).await.unwrap().unwrap();
+            r.read_server().await.unwrap().unwrap();
             r.server.write_all(b"x").await.unwrap();
         }
         let mut b = vec![0u8; 13];
@@ -321,21 +328,21 @@ mod tests {
 
     #[tokio::test]
     async fn client_closing_mid_body_is_reported() {
-        let mut r = Rig::new(BodyPump::by_length(10)).await;
+        let mut r = Rig::new(BodyPump::by_length(10, T, T)).await;
         r.client_side.shutdown().await.unwrap();
-        assert!(matches!(r.read_server(T).await, Err(ClientGone)));
+        assert!(matches!(r.read_server().await, Err(ClientGone)));
     }
 
     #[tokio::test]
     async fn bad_chunk_is_the_clients_fault() {
-        let mut r = Rig::new(BodyPump::chunked(Chunked::default())).await;
+        let mut r = Rig::new(BodyPump::chunked(Chunked::default(), T, T)).await;
         r.client_side.write_all(b"zz\r\n").await.unwrap();
-        assert!(matches!(r.read_server(T).await, Err(ClientGone)));
+        assert!(matches!(r.read_server().await, Err(ClientGone)));
     }
 
     #[tokio::test]
     async fn server_closing_stops_the_body_not_the_read() {
-        let mut r = Rig::new(BodyPump::by_length(u64::MAX)).await;
+        let mut r = Rig::new(BodyPump::by_length(u64::MAX, T, T)).await;
         r.server.write_all(b"413").await.unwrap();
         r.server.shutdown().await.unwrap();
         // Closed with the body unread: the proxy's next writes meet a reset.
@@ -345,7 +352,7 @@ mod tests {
         let mut read = Vec::new();
         for _ in 0..200 {
             let _ = r.client_side.write_all(&chunk).await;
-            match r.read_server(T).await.unwrap() {
+            match r.read_server().await.unwrap() {
                 Ok(0) | Err(_) => break,
                 Ok(_) => read = r.sbuf.to_vec(),
             }
@@ -357,21 +364,21 @@ mod tests {
     /// failure shows at the next read.
     #[tokio::test]
     async fn server_answer_comes_before_a_client_failure() {
-        let mut r = Rig::new(BodyPump::chunked(Chunked::default())).await;
+        let mut r = Rig::new(BodyPump::chunked(Chunked::default(), T, T)).await;
         r.server.write_all(b"413").await.unwrap();
         r.client_side.write_all(b"zz\r\n").await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(r.read_server(T).await.unwrap().unwrap(), 3);
-        assert!(matches!(r.read_server(T).await, Err(ClientGone)));
+        assert_eq!(r.read_server().await.unwrap().unwrap(), 3);
+        assert!(matches!(r.read_server().await, Err(ClientGone)));
     }
 
     /// After a complete early answer: the rest of the body goes, then `send_rest` returns.
     #[tokio::test]
     async fn rest_of_the_body_is_sent_after_an_early_answer() {
-        let mut r = Rig::new(BodyPump::by_length(6)).await;
+        let mut r = Rig::new(BodyPump::by_length(6, T, T)).await;
         r.client_side.write_all(b"abcdefGET").await.unwrap();
         let Rig { client, up, buf, sbuf, pump, .. } = &mut r;
-        assert!(pump.send_rest(up, sbuf, client, buf, T, T).await);
+        assert!(pump.send_rest(up, sbuf, client, buf).await);
         let mut b = [0u8; 6];
         r.server.read_exact(&mut b).await.unwrap();
         assert_eq!(&b, b"abcdef");
@@ -380,7 +387,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn silent_client_times_out_as_the_clients_fault() {
-        let mut r = Rig::new(BodyPump::by_length(10)).await;
-        assert!(matches!(r.read_server(Duration::from_secs(3)).await, Err(ClientGone)));
+        let mut r = Rig::new(BodyPump::by_length(10, Duration::from_secs(3), T)).await;
+        assert!(matches!(r.read_server().await, Err(ClientGone)));
     }
 }

@@ -559,8 +559,10 @@ impl Exchange<'_> {
                 }
                 // The rest of the body goes as the response is awaited and sent back.
                 let mut pump = (!body_done).then(|| match self.h.body {
-                    BodyLen::Chunked => BodyPump::chunked(chunked.clone()),
-                    _ => BodyPump::by_length(body_left),
+                    BodyLen::Chunked => {
+                        BodyPump::chunked(chunked.clone(), self.client_timeout, be.server_timeout())
+                    }
+                    _ => BodyPump::by_length(body_left, self.client_timeout, be.server_timeout()),
                 });
                 sbuf.clear();
                 match self.read_response_head(io, buf, &mut up, sbuf, be, pump.as_mut()).await {
@@ -656,10 +658,8 @@ impl Exchange<'_> {
             match pump.as_deref_mut().filter(|p| p.state() == BodyState::Sending) {
                 None => upstream::read_head_bytes(be, up, sbuf, &mut got_any).await?,
                 Some(p) => {
-                    let read = p
-                        .read_server(up, sbuf, io, buf, self.client_timeout, be.server_timeout())
-                        .await
-                        .map_err(|ClientGone| SendError::Client)?;
+                    let read =
+                        p.read_server(up, sbuf, io, buf).await.map_err(|ClientGone| SendError::Client)?;
                     if p.state() == BodyState::Sent {
                         self.body_read.store(true, Relaxed);
                     }
@@ -803,18 +803,13 @@ impl Exchange<'_> {
             }
             let more = match pump.as_mut().filter(|p| p.state() == BodyState::Sending) {
                 None => read_more(&mut up, sbuf, be.server_timeout()).await,
-                Some(p) => {
-                    match p
-                        .read_server(&mut up, sbuf, io, buf, self.client_timeout, be.server_timeout())
-                        .await
-                    {
-                        Ok(read) => read,
-                        Err(ClientGone) => {
-                            out.termination = "CD--";
-                            return Done { status: r.status, bytes, keep: false };
-                        }
+                Some(p) => match p.read_server(&mut up, sbuf, io, buf).await {
+                    Ok(read) => read,
+                    Err(ClientGone) => {
+                        out.termination = "CD--";
+                        return Done { status: r.status, bytes, keep: false };
                     }
-                }
+                },
             };
             match more {
                 Ok(0) => {
@@ -836,7 +831,7 @@ impl Exchange<'_> {
         // (the client's unread body is drained on close).
         if let Some(p) = pump.as_mut().filter(|p| finished && r.keep_alive && p.state() == BodyState::Sending)
         {
-            p.send_rest(&mut up, sbuf, io, buf, self.client_timeout, be.server_timeout()).await;
+            p.send_rest(&mut up, sbuf, io, buf).await;
         }
         let body_sent = pump.is_none_or(|p| p.state() == BodyState::Sent);
         if body_sent {

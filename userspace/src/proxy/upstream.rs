@@ -168,12 +168,14 @@ pub(super) async fn exchange(
                 SendError::Other
             });
         }
-        let mut upload = req.body.take().map(|body| Upload::new(body, req.length, req.client_timeout));
+        let mut upload = req
+            .body
+            .take()
+            .map(|body| Upload::new(body, req.length, req.client_timeout, be.server_timeout()));
         // Most heads fit; smaller than BUF because a buffer is allocated per request here
         // (and a large allocation costs more in malloc).
         let mut sbuf = BytesMut::with_capacity(4096);
-        match read_response_head(be, &mut up, &mut sbuf, req.head, upload.as_mut(), req.client_timeout).await
-        {
+        match read_response_head(be, &mut up, &mut sbuf, req.head, upload.as_mut()).await {
             Ok(r) => return Ok((up, sbuf, r, upload.filter(|u| u.pump.state() != PumpState::Sent))),
             Err(SendError::Empty) if reused && !fresh_only && resendable => fresh_only = true,
             Err(e) => return Err(e),
@@ -187,20 +189,22 @@ pub(super) struct Upload {
     reader: FramesReader,
     buf: BytesMut,
     pump: BodyPump,
-    /// Waiting for the client's DATA frames: `timeout client`.
-    client_timeout: Duration,
 }
 
 impl Upload {
-    fn new(body: Incoming, length: Option<u64>, client_timeout: Duration) -> Upload {
+    fn new(
+        body: Incoming,
+        length: Option<u64>,
+        client_timeout: Duration,
+        server_timeout: Duration,
+    ) -> Upload {
         let chunked = length.is_none();
         Upload {
             reader: FramesReader { body, chunked, pending: Bytes::new(), ended: false },
             buf: BytesMut::new(),
-            client_timeout,
             pump: match length {
-                Some(n) => BodyPump::by_length(n),
-                None => BodyPump::chunked(Chunked::default()),
+                Some(n) => BodyPump::by_length(n, client_timeout, server_timeout),
+                None => BodyPump::chunked(Chunked::default(), client_timeout, server_timeout),
             },
         }
     }
@@ -266,7 +270,6 @@ async fn read_response_head(
     sbuf: &mut BytesMut,
     head: &[u8],
     mut upload: Option<&mut Upload>,
-    client_timeout: Duration,
 ) -> Result<ResponseHead, SendError> {
     let method = head.split(|&b| b == b' ').next().unwrap_or(b"GET");
     let mut got_any = false;
@@ -292,7 +295,7 @@ async fn read_response_head(
             Some(u) => {
                 let read = u
                     .pump
-                    .read_server(up, sbuf, &mut u.reader, &mut u.buf, client_timeout, be.server_timeout())
+                    .read_server(up, sbuf, &mut u.reader, &mut u.buf)
                     .await
                     .map_err(|ClientGone| SendError::Client)?;
                 head_bytes(read, &mut got_any)?;
@@ -545,7 +548,7 @@ impl hyper::body::Body for ServerBody {
                         this.timer = None;
                     }
                     let d = match (for_client, &this.upload) {
-                        (true, Some(u)) => u.client_timeout,
+                        (true, Some(u)) => u.pump.client_timeout(),
                         _ => this.timeout,
                     };
                     let (timer, _) =
