@@ -474,16 +474,30 @@ fn server_answers_while_the_body_is_coming() {
             Ok::<(), std::io::Error>(())
         })
     };
+    let mut extra = 0;
     for path in ["/refuse", "/refuse-rst"] {
         let (s, mut r) = connect(p.port);
         let sender = send(&s, path);
         let (line, h, got) = read_response(&mut r);
         assert_eq!(line, "HTTP/1.1 413 Payload Too Large", "{path}");
         assert_eq!(got, b"too big\n");
-        assert_eq!(header(&h, "connection"), Some("close"));
         // The rest of the body is drained, so the client's writes all went through.
         sender.join().unwrap().unwrap_or_else(|e| panic!("{path}: the body writes failed: {e}"));
-        assert!(closed(&mut r));
+        match header(&h, "connection") {
+            Some("close") => assert!(closed(&mut r), "{path}"),
+            // On a slow machine the socket buffers can take the whole body before the
+            // server writes its answer: then the client's request is complete, and its
+            // connection rightly stays open for the next one.
+            None => {
+                eprintln!("{path}: the whole body was sent before the answer was read");
+                (&s).write_all(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+                let (line, _, got) = read_response(&mut r);
+                assert_eq!(line, "HTTP/1.1 200 OK", "{path}");
+                assert_eq!(got, b"len=0 sum=0 te= expect= secret= host=a");
+                extra += 1;
+            }
+            other => panic!("{path}: Connection: {other:?}"),
+        }
     }
 
     // A server that answers early but keeps the connection reads the rest of the body:
@@ -511,7 +525,7 @@ fn server_answers_while_the_body_is_coming() {
     let (line, _, got) = read_response(&mut r);
     assert_eq!(line, "HTTP/1.1 200 OK");
     assert_eq!(got, b"len=0 sum=0 te= expect= secret= host=a");
-    assert_eq!(seen.load(Ordering::SeqCst), 6);
+    assert_eq!(seen.load(Ordering::SeqCst), 6 + extra);
 
     // The same over HTTP/2.
     let file = std::env::temp_dir().join(format!("ballast-h2-upload-{}", p.port));
