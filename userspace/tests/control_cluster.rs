@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use common::cluster::{eventually, get, http, put, Cluster};
+use common::cluster::{eventually, get, http, put, put_ok, Cluster};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -29,7 +29,7 @@ fn cluster_elects_replicates_fails_over_and_survives_restarts() {
 
     // Writes through a follower are forwarded to the leader.
     for i in 0..40 {
-        let r = put(&follower, &format!("/v1/kv/app/k{i:02}"), format!("v{i}").as_bytes()).unwrap();
+        let r = put_ok(&follower, &format!("/v1/kv/app/k{i:02}"), format!("v{i}").as_bytes());
         assert_eq!((r.status, r.text().as_str()), (200, "true"), "write {i}");
     }
     assert_eq!(kv_value(&follower, "app/k07", "consistent").as_deref(), Some("v7"));
@@ -64,7 +64,7 @@ fn cluster_elects_replicates_fails_over_and_survives_restarts() {
     });
     // Many writes while the old leader is down: it must catch up through a snapshot.
     for i in 0..150 {
-        let r = put(&new_leader, &format!("/v1/kv/bulk/{i:03}"), b"b").unwrap();
+        let r = put_ok(&new_leader, &format!("/v1/kv/bulk/{i:03}"), b"b");
         assert_eq!(r.status, 200);
     }
     c.agents[li].start();
@@ -410,11 +410,12 @@ fn watch_fires_once_per_real_change() {
     put(&a, "/v1/kv/elsewhere/y", b"1").unwrap();
     http(&a, "DELETE", "/v1/kv/w/b", b"", Duration::from_secs(5)).unwrap();
     eventually("fired for the delete", LIMIT, || (fired() == 4).then_some(()));
+    eventually("the second http post", LIMIT, || (posts.lock().unwrap().len() >= 2).then_some(()));
     // A settle period: nothing else may fire.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(fired(), 4, "{}", std::fs::read_to_string(&out).unwrap_or_default());
     let last: Vec<serde_json::Value> = serde_json::from_str(
-        std::fs::read_to_string(&out).unwrap().lines().filter(|l| !l.is_empty()).last().unwrap(),
+        std::fs::read_to_string(&out).unwrap().lines().filter(|l| !l.is_empty()).next_back().unwrap(),
     )
     .unwrap();
     assert_eq!(last.len(), 1);

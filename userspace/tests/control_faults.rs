@@ -296,7 +296,8 @@ fn history_under_kills_and_pauses_is_linearizable() {
             std::thread::sleep(Duration::from_secs(2));
             unsafe { libc::kill(pid, libc::SIGCONT) };
         }
-        if start.elapsed() > Duration::from_secs(12) {
+        // At least kill, pause, kill, however long a slow machine takes for them.
+        if round >= 2 && start.elapsed() > Duration::from_secs(12) {
             break;
         }
     }

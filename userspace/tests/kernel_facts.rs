@@ -28,20 +28,30 @@ mode = "nat"
 backends = [{ address = "10.9.0.2" }]
 "#;
 
-/// Sends `n` datagrams from the client namespace to the VIP; returns how many the backend
-/// socket received.
-fn delivered(client: &Netns, backend: &UdpSocket, n: usize) -> usize {
+/// Sends `n` datagrams tagged `tag` from the client namespace to the VIP; returns how
+/// many the backend socket received, waiting up to 2 s for them (a late datagram of an
+/// earlier phase has another tag and is not counted).
+fn delivered(client: &Netns, backend: &UdpSocket, n: usize, tag: u8) -> usize {
     enter(&client.name, || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
         for _ in 0..n {
-            s.send_to(b"fact", "198.51.100.1:9").unwrap();
+            s.send_to(&[b'f', tag], "198.51.100.1:9").unwrap();
         }
     });
     let mut got = 0;
     let mut buf = [0u8; 64];
-    backend.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-    while backend.recv(&mut buf).is_ok() {
-        got += 1;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while got < n {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        backend.set_read_timeout(Some(left)).unwrap();
+        match backend.recv(&mut buf) {
+            Ok(2) if buf[..2] == [b'f', tag] => got += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
     }
     got
 }
@@ -86,15 +96,15 @@ fn veth_native_xdp_redirect_and_partial_checksum_facts() {
     let n = 5;
 
     c.exec("ethtool -K c0 tx off");
-    let bare = delivered(&c, &backend, n);
+    let bare = delivered(&c, &backend, n, 0);
     d.exec("ethtool -K d0 gro on");
-    let with_gro = delivered(&c, &backend, n);
+    let with_gro = delivered(&c, &backend, n, 1);
     d.exec("ethtool -K d0 gro off");
     let mut pass = dataplane::load_object(None, 0).unwrap();
     enter(&d.name, || dataplane::attach(&mut pass, PROG_PASS, "d0", AttachMode::Native).unwrap());
-    let with_xdp = delivered(&c, &backend, n);
+    let with_xdp = delivered(&c, &backend, n, 2);
     c.exec("ethtool -K c0 tx on");
-    let partial = delivered(&c, &backend, n);
+    let partial = delivered(&c, &backend, n, 3);
     let csum_errors = d.exec("cat /proc/net/snmp");
 
     println!("facts about this kernel ({}):", common::run("uname -r").trim());

@@ -4,6 +4,7 @@
 mod common;
 
 use std::{
+    io::{Read, Write},
     process::{Command, Stdio},
     sync::atomic::Ordering,
     time::{Duration, Instant},
@@ -102,8 +103,10 @@ fn health_checks_take_servers_out_and_back() {
     let port = free_port();
     let cfg = format!(
         "{HEAD}listen web\n    bind 127.0.0.1:{port}\n    stats uri /stats\n    option httpchk GET /health\n    http-check expect status 200\n{}",
-        b.iter().enumerate().map(|(i, x)| format!("    server s{} {} check inter 100 rise 2 fall 2\n", i + 1, x.addr)).collect::<String>()
+        b.iter().enumerate().map(|(i, x)| format!("    server s{} {} check inter 400 rise 2 fall 3\n", i + 1, x.addr)).collect::<String>()
     );
+    // (A check times out after `inter`: 400 ms and fall 3 keep a healthy server UP on a
+    // loaded machine, where 100 ms checks were seen to miss.)
     let p = start_proxy(&cfg);
     let url = format!("http://127.0.0.1:{}/", p.port);
     let wait_status = |server: &str, want: &str| {
@@ -123,8 +126,16 @@ fn health_checks_take_servers_out_and_back() {
     for _ in 0..10 {
         assert_eq!(who(&curl(&[], &url).1), "s1", "traffic went to a DOWN server");
     }
-    let rows = stats_rows(p.port);
-    assert!(server_field(&rows, "s2", 65).starts_with("L7STS 503"), "check_desc: {rows:?}");
+    // Every check rewrites check_desc: the 503 shows once a check got its answer.
+    let start = Instant::now();
+    loop {
+        let rows = stats_rows(p.port);
+        if server_field(&rows, "s2", 65).starts_with("L7STS 503") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "check_desc: {rows:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     b[1].healthy.store(true, Ordering::SeqCst);
     wait_status("s2", "UP");
     let got: std::collections::BTreeSet<String> = (0..6).map(|_| who(&curl(&[], &url).1)).collect();
@@ -142,19 +153,30 @@ fn maxconn_queues_then_503_and_dead_servers_are_retried_elsewhere() {
         slow.addr
     );
     let p = start_proxy(&cfg);
-    let url = format!("http://127.0.0.1:{}/slow", p.port);
-    // Two at once on a server with maxconn 1: one is served, the other waits in the queue
-    // longer than `timeout queue` and gets a 503.
-    let handles: Vec<_> = (0..2)
-        .map(|_| {
-            let url = url.clone();
-            std::thread::spawn(move || curl(&[], &url).0)
-        })
-        .collect();
-    let mut statuses: Vec<String> =
-        handles.into_iter().map(|h| h.join().unwrap().lines().next().unwrap_or("").to_string()).collect();
-    statuses.sort();
-    assert_eq!(statuses, ["HTTP/1.1 200 OK", "HTTP/1.1 503 Service Unavailable"]);
+    // Two at once on a server with maxconn 1: the first is served (its answer takes a
+    // second), the second waits in the queue longer than `timeout queue` and gets a 503.
+    // The second is sent once the stats show the first on the server, so that they
+    // overlap however slow the machine is.
+    let ask = || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
+        s
+    };
+    let status = |mut s: std::net::TcpStream| {
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.lines().next().unwrap_or("").to_string()
+    };
+    let first = ask();
+    let start = Instant::now();
+    while server_field(&stats_rows(p.port), "s1", 4) != "1" {
+        assert!(start.elapsed() < Duration::from_secs(10), "the first request never reached s1");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = ask();
+    assert_eq!(status(second), "HTTP/1.1 503 Service Unavailable");
+    assert_eq!(status(first), "HTTP/1.1 200 OK");
     let rows = stats_rows(p.port);
     assert_eq!(server_field(&rows, "s1", 3), "1", "qmax: {rows:?}");
     drop(p);
@@ -199,11 +221,16 @@ fn stats_page_speaks_haproxy_csv_html_and_prometheus() {
         curl(&[], &format!("http://127.0.0.1:{}/", p.port));
     }
     // Rates are per second: after a tick the server's max rate shows the burst.
-    std::thread::sleep(Duration::from_millis(1300));
-    let (_, body) = curl(&[], &format!("http://127.0.0.1:{}/haproxy_stats;csv", p.port));
-    let rows: Vec<Vec<String>> = body.lines().map(|l| l.split(',').map(String::from).collect()).collect();
-    let rate_max: u32 = server_field(&rows, "s1", 35).parse().unwrap_or(0);
-    assert!(rate_max >= 1, "rate_max: {rows:?}");
+    let start = Instant::now();
+    loop {
+        let (_, body) = curl(&[], &format!("http://127.0.0.1:{}/haproxy_stats;csv", p.port));
+        let rows: Vec<Vec<String>> = body.lines().map(|l| l.split(',').map(String::from).collect()).collect();
+        if server_field(&rows, "s1", 35).parse::<u32>().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "rate_max: {rows:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (_, csv) = curl(&[], &format!("http://127.0.0.1:{}/haproxy_stats;csv", p.port));
     let header = csv.lines().next().unwrap();
     assert_eq!(header, ballast::proxy::stats::CSV_HEADER);

@@ -33,7 +33,7 @@ fn stats_page_renders_in_a_browser() {
     let cfg = format!(
         "defaults\n    mode http\n    timeout connect 300ms\n    timeout client 5s\n    timeout server 5s\n\
          listen web\n    bind 127.0.0.1:{port}\n    stats uri /haproxy_stats\n    option httpchk GET /health\n\
-         server alive {} check inter 100 rise 1 fall 1\n    server gone 127.0.0.1:{dead} check inter 100 rise 1 fall 1\n",
+         server alive {} check inter 1000 rise 1 fall 3\n    server gone 127.0.0.1:{dead} check inter 200 rise 1 fall 1\n",
         up.addr
     );
     std::fs::write(dir.join("h.cfg"), cfg).unwrap();
@@ -50,7 +50,28 @@ fn stats_page_renders_in_a_browser() {
         assert!(start.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(500)); // a few checks
+    // The page is rendered once both servers show their state (a check times out after
+    // `inter`: the live one gets 1 s and fall 3 so that chromium starting up on a busy
+    // machine cannot take it down).
+    let csv = || {
+        let out = Command::new("curl")
+            .args(["-s", "-m", "5", &format!("http://127.0.0.1:{port}/haproxy_stats;csv")])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let status = |csv: &str, server: &str| {
+        let row = csv.lines().find(|l| l.starts_with(&format!("web,{server},")))?;
+        row.split(',').nth(17).map(String::from)
+    };
+    loop {
+        let now = csv();
+        if status(&now, "alive").as_deref() == Some("UP") && status(&now, "gone").as_deref() == Some("DOWN") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "servers never settled: {now}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     for _ in 0..5 {
         let _ = Command::new("curl")
             .args(["-s", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/")])

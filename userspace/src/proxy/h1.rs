@@ -214,15 +214,18 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Lingering close: after an answer that ends the connection while the client may still
 /// be sending (a bad request, a body not read), read and drop what arrives until the
-/// client closes, for at most `LINGER` and `LINGER_BYTES`. Closing with unread bytes
-/// sends a reset, which fails the client's writes before it reads the answer.
+/// client closes, while it keeps sending (a pause of `LINGER_IDLE` ends it), for at most
+/// `LINGER_MAX` and `LINGER_BYTES`. Closing with unread bytes sends a reset, which fails
+/// the client's writes before it reads the answer.
 async fn linger<S: AsyncRead + Unpin>(io: &mut S) {
-    const LINGER: Duration = Duration::from_secs(2);
+    const LINGER_IDLE: Duration = Duration::from_secs(2);
+    const LINGER_MAX: Duration = Duration::from_secs(30);
     const LINGER_BYTES: usize = 64 << 20;
-    let deadline = tokio::time::Instant::now() + LINGER;
-    let mut scratch = vec![0u8; 4096];
+    let end = tokio::time::Instant::now() + LINGER_MAX;
+    let mut scratch = vec![0u8; 16 * 1024];
     let mut total = 0;
     while total < LINGER_BYTES {
+        let deadline = end.min(tokio::time::Instant::now() + LINGER_IDLE);
         match tokio::time::timeout_at(deadline, io.read(&mut scratch)).await {
             Ok(Ok(n)) if n > 0 => total += n,
             _ => return,

@@ -10,9 +10,9 @@ use std::{
 
 use super::{free_port, Child};
 
-/// A loopback UDP port that was free a moment ago.
+/// A loopback UDP port (free for TCP as well: see [`free_port`]).
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_port()
 }
 
 pub struct Reply {
@@ -97,6 +97,24 @@ pub fn get(addr: &str, path: &str) -> std::io::Result<Reply> {
 
 pub fn put(addr: &str, path: &str, body: &[u8]) -> std::io::Result<Reply> {
     http(addr, "PUT", path, body, Duration::from_secs(10))
+}
+
+/// A KV write that must succeed: tried again while it fails with a server error or no
+/// answer (a Raft election, which a starved heartbeat can start on a slow machine),
+/// for at most 15 s. Rewriting the same value is harmless.
+pub fn put_ok(addr: &str, path: &str, body: &[u8]) -> Reply {
+    let start = Instant::now();
+    loop {
+        match put(addr, path, body) {
+            Ok(r) if r.status < 500 => return r,
+            other => {
+                let what = other.map(|r| format!("{} {}", r.status, r.text()));
+                assert!(start.elapsed() < Duration::from_secs(15), "PUT {path} on {addr}: {what:?}");
+                eprintln!("PUT {path} on {addr}: {what:?}; trying again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
 }
 
 /// Retries `f` every 100 ms until it gives Some, at most `limit`.

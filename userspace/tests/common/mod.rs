@@ -22,9 +22,34 @@ pub fn need_root(test: &str) -> bool {
     false
 }
 
-/// A loopback port that was free a moment ago (tests bind it right after).
+/// A loopback port, free for TCP and UDP a moment ago, that the test binds right after
+/// (or keeps closed, as a dead server).
+///
+/// Taken below the kernel's ephemeral range, never from `bind(:0)`: a port that came
+/// from there, once released, can become the source port of any outgoing connection
+/// of a test running in parallel before the test binds it (an agent failed with
+/// "Address already in use" that way in CI). Each test binary counts through its own
+/// slice of the range, so its parallel tests never get the same port twice.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768)
+        .clamp(22000, 32768);
+    // Above the bench ports (19xxx); the slice starts where the process id says.
+    let (low, span) = (20000, ephemeral_low - 20000);
+    let offset = (std::process::id() % 16) * (span / 16);
+    for _ in 0..span {
+        let port = (low + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{}", low + span)
 }
 
 /// A child process killed (and reaped) when dropped.

@@ -116,6 +116,10 @@ pub fn udp_flow(vip: SocketAddr) -> UdpSocket {
 /// may wait for neighbour resolution).
 pub fn udp_ask(s: &UdpSocket) -> std::io::Result<String> {
     let mut buf = [0u8; 64];
+    // A late answer to an earlier ask must not be read as this one's.
+    s.set_nonblocking(true)?;
+    while s.recv(&mut buf).is_ok() {}
+    s.set_nonblocking(false)?;
     let mut last = None;
     for _ in 0..4 {
         s.send(b"hi")?;
