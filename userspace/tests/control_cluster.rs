@@ -415,7 +415,7 @@ fn watch_fires_once_per_real_change() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(fired(), 4, "{}", std::fs::read_to_string(&out).unwrap_or_default());
     let last: Vec<serde_json::Value> = serde_json::from_str(
-        std::fs::read_to_string(&out).unwrap().lines().filter(|l| !l.is_empty()).next_back().unwrap(),
+        std::fs::read_to_string(&out).unwrap().lines().rfind(|l| !l.is_empty()).unwrap(),
     )
     .unwrap();
     assert_eq!(last.len(), 1);
