@@ -318,8 +318,10 @@ async fn forward(
         }
         _ => None,
     };
-    let path = parts.uri.path().to_string();
-    let path_q = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    // (A Uri clone shares its buffers: no copy.)
+    let uri = parts.uri.clone();
+    let path = uri.path();
+    let path_q = uri.path_and_query().map_or("/", |p| p.as_str());
 
     // The request as the server will see it.
     for h in &HOP {
@@ -356,7 +358,7 @@ async fn forward(
     // (h2 refuses a malformed Content-Length, and checks the DATA frames add up to it.)
     let length = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
     let chunked = has_body && length.is_none();
-    let head = upstream::request_head(&parts.method, &path_q, &parts.headers, chunked);
+    let head = upstream::request_head(&parts.method, path_q, &parts.headers, chunked);
     let idempotent = matches!(
         parts.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
@@ -364,7 +366,7 @@ async fn forward(
     // Streamed once: kept between tries only while no attempt has read it.
     let mut body = has_body.then_some(body);
 
-    let mut idx = match persisted.or_else(|| pick(be, peer, &path, hdr_value.as_deref(), None)) {
+    let mut idx = match persisted.or_else(|| pick(be, peer, path, hdr_value.as_deref(), None)) {
         Some(i) => i,
         None => {
             out.termination = "SC--";
@@ -400,7 +402,7 @@ async fn forward(
         match res {
             Ok((io, mut sbuf, r, upload)) => {
                 server.counters.response(r.status);
-                let rhead = sbuf.split_to(r.len);
+                let rhead = sbuf.split_to(r.len).freeze();
                 let mut headers = upstream::response_headers(&rhead, &r);
                 if let Some(c) = &s.cookie {
                     let chosen = CookieServer { value: server.cfg.cookie.as_deref(), accepts: true };
@@ -444,7 +446,7 @@ async fn forward(
                 }
                 tries_left -= 1;
                 out.retries += 1;
-                idx = retry(be, idx, tries_left, peer, &path, hdr_value.as_deref());
+                idx = retry(be, idx, tries_left, peer, path, hdr_value.as_deref());
             }
         }
     }

@@ -331,15 +331,16 @@ pub(super) fn head_bytes(read: std::io::Result<usize>, got_any: &mut bool) -> Re
 
 /// The response head's fields as hyper headers (hop-by-hop and framing fields left out:
 /// HTTP/2 frames the body itself; Content-Length stays).
-pub(super) fn response_headers(sbuf: &[u8], r: &ResponseHead) -> HeaderMap {
+pub(super) fn response_headers(head: &Bytes, r: &ResponseHead) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(r.fields.len());
     for f in r.fields.iter().filter(|f| !f.hop) {
-        let name = &sbuf[f.name.clone()];
+        let name = &head[f.name.clone()];
         if name.eq_ignore_ascii_case(b"transfer-encoding") {
             continue;
         }
+        // Values share the head's buffer instead of each being copied.
         if let (Ok(n), Ok(v)) =
-            (HeaderName::from_bytes(name), HeaderValue::from_bytes(&sbuf[f.value.clone()]))
+            (HeaderName::from_bytes(name), HeaderValue::from_maybe_shared(head.slice(f.value.clone())))
         {
             headers.append(n, v);
         }
