@@ -555,14 +555,20 @@ fn client_abandoning_its_body_is_not_the_servers_fault() {
     let (backend, _) = scripted_backend();
     let port = free_port();
     let p = start_proxy(&format!(
-        "{DEFAULTS}listen web\n    bind 127.0.0.1:{port}\n    stats uri /stats\n    server s1 {backend}\n"
+        "{DEFAULTS}listen web\n    bind 127.0.0.1:{port}\n    timeout client 1s\n    option httplog\n    stats uri /stats\n    server s1 {backend}\n"
     ));
+    let start = |s: &mut TcpStream| {
+        s.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n0123456789").unwrap()
+    };
     for _ in 0..2 {
         let (mut s, _r) = connect(p.port);
-        s.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n0123456789").unwrap();
+        start(&mut s);
         std::thread::sleep(Duration::from_millis(100));
         drop(s);
     }
+    // A third goes silent: `timeout client` ends its request.
+    let (mut silent, _r) = connect(p.port);
+    start(&mut silent);
     // The proxy notices the close when it next reads: poll the CSV until it shows.
     let row = |csv: &str, col: &str| -> String {
         let header: Vec<&str> = csv.lines().next().unwrap().trim_start_matches("# ").split(',').collect();
@@ -575,13 +581,27 @@ fn client_abandoning_its_body_is_not_the_servers_fault() {
         let (mut s, mut r) = connect(p.port);
         s.write_all(b"GET /stats;csv HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
         csv = String::from_utf8(read_response(&mut r).2).unwrap();
-        if row(&csv, "cli_abrt") == "2" {
+        if row(&csv, "cli_abrt") == "3" {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(row(&csv, "cli_abrt"), "2", "{csv}");
+    assert_eq!(row(&csv, "cli_abrt"), "3", "{csv}");
     assert_eq!(row(&csv, "eresp"), "0", "{csv}");
+    drop(silent);
+    // HAProxy's termination states: a client abort in the data phase (CD), a client
+    // timeout there (cD).
+    // (Each line is written just after its count: poll.)
+    let count = |log: &str, state: &str| log.lines().filter(|l| l.contains(&format!(" {state} "))).count();
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = std::fs::read_to_string(&p.log).unwrap();
+        if count(&log, "CD--") + count(&log, "cD--") >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!((count(&log, "CD--"), count(&log, "cD--")), (2, 1), "{log}");
 }
 
 /// `http-reuse`: `safe` (the default) sends a client connection's first request on a new

@@ -37,9 +37,24 @@ pub(super) enum State {
     ServerGone,
 }
 
-/// The client went away, sent a bad body, or sent nothing for `timeout client`.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct ClientGone;
+/// The client's body ended early: it went away or sent a bad body (`Closed`), or sent
+/// nothing for `timeout client` (`TimedOut`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClientGone {
+    Closed,
+    TimedOut,
+}
+
+impl ClientGone {
+    /// HAProxy's termination state: `CD` for a client abort in the data phase, `cD` for
+    /// a client timeout there.
+    pub(super) fn termination(self) -> &'static str {
+        match self {
+            ClientGone::Closed => "CD--",
+            ClientGone::TimedOut => "cD--",
+        }
+    }
+}
 
 pub(super) struct BodyPump {
     framing: Framing,
@@ -148,7 +163,7 @@ impl BodyPump {
                         *left -= k;
                         k as usize
                     }
-                    Framing::Chunked(c) => c.feed(buf, None).map_err(|_| ClientGone)?,
+                    Framing::Chunked(c) => c.feed(buf, None).map_err(|_| ClientGone::Closed)?,
                 };
                 if self.ready > 0 {
                     continue;
@@ -160,7 +175,7 @@ impl BodyPump {
             // A read future polled once and dropped: it holds no state between polls.
             match pin!(client.read_buf(buf)).poll(cx) {
                 Poll::Ready(Ok(n)) if n > 0 => self.moved = true,
-                Poll::Ready(_) => return Poll::Ready(Err(ClientGone)),
+                Poll::Ready(_) => return Poll::Ready(Err(ClientGone::Closed)),
                 Poll::Pending => {
                     self.waits_for_client = true;
                     return Poll::Pending;
@@ -225,7 +240,7 @@ impl BodyPump {
                 return Poll::Ready(Ok(None));
             }
             let for_client = match sent {
-                Poll::Ready(Err(ClientGone)) => return Poll::Ready(Err(ClientGone)),
+                Poll::Ready(Err(gone)) => return Poll::Ready(Err(gone)),
                 Poll::Ready(Ok(())) => false,
                 Poll::Pending => self.waits_for_client,
             };
@@ -235,7 +250,7 @@ impl BodyPump {
                 timer.as_mut().reset(tokio::time::Instant::now() + d);
             }
             match timer.as_mut().poll(cx) {
-                Poll::Ready(()) if for_client => Poll::Ready(Err(ClientGone)),
+                Poll::Ready(()) if for_client => Poll::Ready(Err(ClientGone::TimedOut)),
                 Poll::Ready(()) => Poll::Ready(Ok(Some(Err(std::io::ErrorKind::TimedOut.into())))),
                 Poll::Pending => Poll::Pending,
             }
@@ -330,14 +345,14 @@ mod tests {
     async fn client_closing_mid_body_is_reported() {
         let mut r = Rig::new(BodyPump::by_length(10, T, T)).await;
         r.client_side.shutdown().await.unwrap();
-        assert!(matches!(r.read_server().await, Err(ClientGone)));
+        assert!(matches!(r.read_server().await, Err(ClientGone::Closed)));
     }
 
     #[tokio::test]
     async fn bad_chunk_is_the_clients_fault() {
         let mut r = Rig::new(BodyPump::chunked(Chunked::default(), T, T)).await;
         r.client_side.write_all(b"zz\r\n").await.unwrap();
-        assert!(matches!(r.read_server().await, Err(ClientGone)));
+        assert!(matches!(r.read_server().await, Err(ClientGone::Closed)));
     }
 
     #[tokio::test]
@@ -369,7 +384,7 @@ mod tests {
         r.client_side.write_all(b"zz\r\n").await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(r.read_server().await.unwrap().unwrap(), 3);
-        assert!(matches!(r.read_server().await, Err(ClientGone)));
+        assert!(matches!(r.read_server().await, Err(ClientGone::Closed)));
     }
 
     /// After a complete early answer: the rest of the body goes, then `send_rest` returns.
@@ -388,6 +403,6 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn silent_client_times_out_as_the_clients_fault() {
         let mut r = Rig::new(BodyPump::by_length(10, Duration::from_secs(3), T)).await;
-        assert!(matches!(r.read_server().await, Err(ClientGone)));
+        assert!(matches!(r.read_server().await, Err(ClientGone::TimedOut)));
     }
 }

@@ -599,9 +599,9 @@ impl Exchange<'_> {
                         out.termination = "SH--";
                         return Done { status: 0, bytes: 0, keep: false };
                     }
-                    if e == SendError::Client {
+                    if let SendError::Client(gone) = e {
                         count_client_abort(be, &server);
-                        out.termination = "CD--";
+                        out.termination = gone.termination();
                         return Done { status: 0, bytes: 0, keep: false };
                     }
                     let connect_failed = e == SendError::Connect;
@@ -642,7 +642,7 @@ impl Exchange<'_> {
                         if self.h.minor == 1 {
                             within(self.client_timeout, io.write_all(&sbuf[..r.len]))
                                 .await
-                                .map_err(|_| SendError::Client)?;
+                                .map_err(|_| SendError::Client(ClientGone::Closed))?;
                         }
                         sbuf.advance(r.len);
                         continue;
@@ -661,8 +661,7 @@ impl Exchange<'_> {
             match pump.as_deref_mut().filter(|p| p.state() == BodyState::Sending) {
                 None => upstream::read_head_bytes(be, up, sbuf, &mut got_any).await?,
                 Some(p) => {
-                    let read =
-                        p.read_server(up, sbuf, io, buf).await.map_err(|ClientGone| SendError::Client)?;
+                    let read = p.read_server(up, sbuf, io, buf).await.map_err(SendError::Client)?;
                     if p.state() == BodyState::Sent {
                         self.body_read.store(true, Relaxed);
                     }
@@ -808,8 +807,8 @@ impl Exchange<'_> {
                 None => read_more(&mut up, sbuf, be.server_timeout()).await,
                 Some(p) => match p.read_server(&mut up, sbuf, io, buf).await {
                     Ok(read) => read,
-                    Err(ClientGone) => {
-                        out.termination = "CD--";
+                    Err(gone) => {
+                        out.termination = gone.termination();
                         return Done { status: r.status, bytes, keep: false };
                     }
                 },

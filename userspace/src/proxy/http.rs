@@ -428,7 +428,7 @@ async fn forward(
                 drop(session);
                 drop(permit);
                 let connect_failed = e == SendError::Connect;
-                if e == SendError::Client {
+                if matches!(e, SendError::Client(_)) {
                     count_client_abort(be, &server);
                 } else {
                     count_failure(be, &server, connect_failed);
@@ -438,7 +438,7 @@ async fn forward(
                     let (status, term) = match e {
                         SendError::Connect => (StatusCode::SERVICE_UNAVAILABLE, "SC--"),
                         SendError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "sH--"),
-                        SendError::Client => (StatusCode::BAD_REQUEST, "CD--"),
+                        SendError::Client(gone) => (StatusCode::BAD_REQUEST, gone.termination()),
                         _ => (StatusCode::BAD_GATEWAY, "SH--"),
                     };
                     out.termination = term;

@@ -45,8 +45,8 @@ pub(super) enum SendError {
     /// Closed before sending a byte of response (a stale reused connection, typically).
     Empty,
     Timeout,
-    /// The client went away or sent a bad body.
-    Client,
+    /// The client went away, sent a bad body, or stopped sending it.
+    Client(ClientGone),
     Other,
 }
 
@@ -297,7 +297,7 @@ async fn read_response_head(
                     .pump
                     .read_server(up, sbuf, &mut u.reader, &mut u.buf)
                     .await
-                    .map_err(|ClientGone| SendError::Client)?;
+                    .map_err(SendError::Client)?;
                 head_bytes(read, &mut got_any)?;
             }
         }
@@ -513,7 +513,7 @@ impl hyper::body::Body for ServerBody {
             }
             let Some(io) = this.io.as_mut() else { return Poll::Ready(None) };
             if let Some(u) = this.upload.as_mut().filter(|u| u.pump.state() == PumpState::Sending) {
-                if let Poll::Ready(Err(ClientGone)) = u.pump.poll_send(cx, &mut u.reader, &mut u.buf, io) {
+                if let Poll::Ready(Err(_)) = u.pump.poll_send(cx, &mut u.reader, &mut u.buf, io) {
                     this.io = None;
                     return Poll::Ready(Some(Err(BodyError::Client.into())));
                 }
