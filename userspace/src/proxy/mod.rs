@@ -28,11 +28,8 @@ use std::{
     time::Duration,
 };
 
-use hyper::service::service_fn;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::conn::auto,
-};
+use hyper::{server::conn::http2, service::service_fn};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
     task::JoinHandle,
@@ -283,9 +280,10 @@ async fn accept_loop(
         }
     };
     let Ok(bound_addr) = listener.local_addr() else { return };
-    // Only HTTP/2 connections go to hyper (HTTP/1 has its own path).
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http2().timer(TokioTimer::new());
+    // Only HTTP/2 connections go to hyper (HTTP/1 has its own path), once their preface
+    // is seen: hyper's own protocol detection is not needed.
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let me = workers::current();
     loop {
@@ -343,7 +341,7 @@ struct Client {
     current: Arc<RwLock<Arc<Shared>>>,
     shared: Arc<Shared>,
     fe: Arc<state::FrontendRt>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<http2::Builder<TokioExecutor>>,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     accept_proxy: bool,
     timeouts: h1::ClientTimeouts,
@@ -500,7 +498,7 @@ async fn serve_http<S>(
     mut io: S,
     mut buf: bytes::BytesMut,
     conn: h1::ClientConn,
-    builder: &auto::Builder<TokioExecutor>,
+    builder: &http2::Builder<TokioExecutor>,
     leave: impl FnMut() -> bool,
 ) -> Option<(S, bytes::BytesMut)>
 where
@@ -534,7 +532,7 @@ where
         }
     });
     let io = Prefixed { prefix: buf.freeze(), inner: io };
-    let _ = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), svc)).await;
+    let _ = Box::pin(builder.serve_connection(TokioIo::new(io), svc)).await;
     None
 }
 
