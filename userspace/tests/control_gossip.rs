@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use common::cluster::{eventually, get, put, Cluster};
+use common::cluster::{eventually, get, put, put_retrying, Cluster};
 
 const LIMIT: Duration = Duration::from_secs(30);
 const K1: &str = "op+bPRe2ZDynNu2m7V8o1BdFp0L1swlvxzDqOiRWwP0=";
@@ -139,21 +139,13 @@ fn key_rotation_under_traffic_loses_no_member() {
                 // A write refused during a Raft election (a starved heartbeat on a slow
                 // machine) is tried again, as clients do; one that keeps failing for
                 // 5 s is lost.
-                let t0 = std::time::Instant::now();
-                loop {
-                    match put(&a, &format!("/v1/kv/rot/{}", i % 50), b"v") {
-                        Ok(r) if r.status == 200 => {
-                            writes.fetch_add(1, Ordering::Relaxed);
-                            break;
-                        }
-                        other if t0.elapsed() > Duration::from_secs(5) => {
-                            eprintln!("write {i} failed: {:?}", other.map(|r| (r.status, r.text())));
-                            failed.fetch_add(1, Ordering::Relaxed);
-                            break;
-                        }
-                        _ => std::thread::sleep(Duration::from_millis(100)),
+                match put_retrying(&a, &format!("/v1/kv/rot/{}", i % 50), b"v", Duration::from_secs(5)) {
+                    Ok(r) if r.status == 200 => writes.fetch_add(1, Ordering::Relaxed),
+                    other => {
+                        eprintln!("write {i} failed: {:?}", other.map(|r| (r.status, r.text())));
+                        failed.fetch_add(1, Ordering::Relaxed)
                     }
-                }
+                };
                 i += 1;
             }
         })

@@ -593,14 +593,10 @@ fn client_abandoning_its_body_is_not_the_servers_fault() {
     // timeout there (cD).
     // (Each line is written just after its count: poll.)
     let count = |log: &str, state: &str| log.lines().filter(|l| l.contains(&format!(" {state} "))).count();
-    let mut log = String::new();
-    for _ in 0..50 {
-        log = std::fs::read_to_string(&p.log).unwrap();
-        if count(&log, "CD--") + count(&log, "cD--") >= 3 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let log = common::eventually("three log lines", Duration::from_secs(5), || {
+        let log = std::fs::read_to_string(&p.log).unwrap();
+        (count(&log, "CD--") + count(&log, "cD--") >= 3).then_some(log)
+    });
     assert_eq!((count(&log, "CD--"), count(&log, "cD--")), (2, 1), "{log}");
 }
 

@@ -11,7 +11,7 @@ use std::{
 };
 
 use common::{
-    free_port, http_backend,
+    eventually, free_port, http_backend,
     l7::{start_proxy, start_proxy_args},
     Child,
 };
@@ -127,15 +127,9 @@ fn health_checks_take_servers_out_and_back() {
         assert_eq!(who(&curl(&[], &url).1), "s1", "traffic went to a DOWN server");
     }
     // Every check rewrites check_desc: the 503 shows once a check got its answer.
-    let start = Instant::now();
-    loop {
-        let rows = stats_rows(p.port);
-        if server_field(&rows, "s2", 65).starts_with("L7STS 503") {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "check_desc: {rows:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually("check_desc L7STS 503", Duration::from_secs(10), || {
+        server_field(&stats_rows(p.port), "s2", 65).starts_with("L7STS 503").then_some(())
+    });
     b[1].healthy.store(true, Ordering::SeqCst);
     wait_status("s2", "UP");
     let got: std::collections::BTreeSet<String> = (0..6).map(|_| who(&curl(&[], &url).1)).collect();
@@ -169,11 +163,9 @@ fn maxconn_queues_then_503_and_dead_servers_are_retried_elsewhere() {
         out.lines().next().unwrap_or("").to_string()
     };
     let first = ask();
-    let start = Instant::now();
-    while server_field(&stats_rows(p.port), "s1", 4) != "1" {
-        assert!(start.elapsed() < Duration::from_secs(10), "the first request never reached s1");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually("the first request on s1", Duration::from_secs(10), || {
+        (server_field(&stats_rows(p.port), "s1", 4) == "1").then_some(())
+    });
     let second = ask();
     assert_eq!(status(second), "HTTP/1.1 503 Service Unavailable");
     assert_eq!(status(first), "HTTP/1.1 200 OK");
@@ -221,16 +213,11 @@ fn stats_page_speaks_haproxy_csv_html_and_prometheus() {
         curl(&[], &format!("http://127.0.0.1:{}/", p.port));
     }
     // Rates are per second: after a tick the server's max rate shows the burst.
-    let start = Instant::now();
-    loop {
+    eventually("rate_max >= 1", Duration::from_secs(10), || {
         let (_, body) = curl(&[], &format!("http://127.0.0.1:{}/haproxy_stats;csv", p.port));
         let rows: Vec<Vec<String>> = body.lines().map(|l| l.split(',').map(String::from).collect()).collect();
-        if server_field(&rows, "s1", 35).parse::<u32>().unwrap_or(0) >= 1 {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "rate_max: {rows:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        (server_field(&rows, "s1", 35).parse::<u32>().unwrap_or(0) >= 1).then_some(())
+    });
     let (_, csv) = curl(&[], &format!("http://127.0.0.1:{}/haproxy_stats;csv", p.port));
     let header = csv.lines().next().unwrap();
     assert_eq!(header, ballast::proxy::stats::CSV_HEADER);

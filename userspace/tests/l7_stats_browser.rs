@@ -53,25 +53,18 @@ fn stats_page_renders_in_a_browser() {
     // The page is rendered once both servers show their state (a check times out after
     // `inter`: the live one gets 1 s and fall 3 so that chromium starting up on a busy
     // machine cannot take it down).
-    let csv = || {
+    let status = |server: &str| {
         let out = Command::new("curl")
             .args(["-s", "-m", "5", &format!("http://127.0.0.1:{port}/haproxy_stats;csv")])
             .output()
             .expect("curl");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let status = |csv: &str, server: &str| {
+        let csv = String::from_utf8_lossy(&out.stdout).into_owned();
         let row = csv.lines().find(|l| l.starts_with(&format!("web,{server},")))?;
         row.split(',').nth(17).map(String::from)
     };
-    loop {
-        let now = csv();
-        if status(&now, "alive").as_deref() == Some("UP") && status(&now, "gone").as_deref() == Some("DOWN") {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "servers never settled: {now}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::eventually("alive UP and gone DOWN", Duration::from_secs(20), || {
+        (status("alive").as_deref() == Some("UP") && status("gone").as_deref() == Some("DOWN")).then_some(())
+    });
     for _ in 0..5 {
         let _ = Command::new("curl")
             .args(["-s", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/")])

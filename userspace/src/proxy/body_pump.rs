@@ -106,8 +106,14 @@ impl BodyPump {
         self.moved
     }
 
-    pub(super) fn client_timeout(&self) -> Duration {
-        self.client_timeout
+    /// How long a wait may last: `timeout client` while waiting for the client's bytes,
+    /// else `timeout server`.
+    pub(super) fn timeout(&self, for_client: bool) -> Duration {
+        if for_client {
+            self.client_timeout
+        } else {
+            self.server_timeout
+        }
     }
 
     /// The last `poll_send` waits for the client's bytes (not for the server to take some).
@@ -225,8 +231,7 @@ impl BodyPump {
         if sbuf.capacity() - sbuf.len() < 1024 {
             sbuf.reserve(BUF);
         }
-        let (client_timeout, server_timeout) = (self.client_timeout, self.server_timeout);
-        let mut timer = pin!(tokio::time::sleep(server_timeout));
+        let mut timer = pin!(tokio::time::sleep(self.server_timeout));
         // Whom the timer waits for, once set.
         let mut armed_for: Option<bool> = None;
         poll_fn(|cx| {
@@ -246,8 +251,7 @@ impl BodyPump {
             };
             if self.moved || armed_for != Some(for_client) {
                 armed_for = Some(for_client);
-                let d = if for_client { client_timeout } else { server_timeout };
-                timer.as_mut().reset(tokio::time::Instant::now() + d);
+                timer.as_mut().reset(tokio::time::Instant::now() + self.timeout(for_client));
             }
             match timer.as_mut().poll(cx) {
                 Poll::Ready(()) if for_client => Poll::Ready(Err(ClientGone::TimedOut)),

@@ -26,10 +26,7 @@ use tokio::{
 
 use super::{
     body_pump::{BodyPump, ClientGone, State as BodyState},
-    http::{
-        count_client_abort, count_failure, error_page, local_response, log_request, persistence, pick, retry,
-        Outcome,
-    },
+    http::{count_failure, error_page, local_response, log_request, persistence, pick, retry, Outcome},
     queue,
     state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
     stats,
@@ -599,13 +596,12 @@ impl Exchange<'_> {
                         out.termination = "SH--";
                         return Done { status: 0, bytes: 0, keep: false };
                     }
+                    count_failure(be, &server, &e);
                     if let SendError::Client(gone) = e {
-                        count_client_abort(be, &server);
                         out.termination = gone.termination();
                         return Done { status: 0, bytes: 0, keep: false };
                     }
                     let connect_failed = e == SendError::Connect;
-                    count_failure(be, &server, connect_failed);
                     if !(connect_failed && tries_left > 0) {
                         let (status, term) = match e {
                             SendError::Connect => (StatusCode::SERVICE_UNAVAILABLE, "SC--"),

@@ -245,19 +245,21 @@ pub(super) fn persistence<'h>(be: &BackendRt, cookies: &[&'h str]) -> (Option<us
     (cookie::designated(c, cookies, &servers), cookie::find(&c.name, cookies))
 }
 
-/// Counts a failed try on `server` (connect error or bad response).
-/// Counts a request the client abandoned on its way to `server` (HAProxy's cli_abrt).
-pub(super) fn count_client_abort(be: &BackendRt, server: &ServerRt) {
-    server.counters.cli_abrt.fetch_add(1, Relaxed);
-    be.counters.cli_abrt.fetch_add(1, Relaxed);
-}
-
-pub(super) fn count_failure(be: &BackendRt, server: &ServerRt, connect_failed: bool) {
-    if connect_failed {
-        server.counters.econ.fetch_add(1, Relaxed);
-        be.counters.econ.fetch_add(1, Relaxed);
-    } else {
-        server.counters.eresp.fetch_add(1, Relaxed);
+/// Counts a failed try on `server`: a connect error (econ), a request the client
+/// abandoned on its way (cli_abrt: not the server's fault), else a bad response (eresp).
+pub(super) fn count_failure(be: &BackendRt, server: &ServerRt, e: &SendError) {
+    match e {
+        SendError::Connect => {
+            server.counters.econ.fetch_add(1, Relaxed);
+            be.counters.econ.fetch_add(1, Relaxed);
+        }
+        SendError::Client(_) => {
+            server.counters.cli_abrt.fetch_add(1, Relaxed);
+            be.counters.cli_abrt.fetch_add(1, Relaxed);
+        }
+        _ => {
+            server.counters.eresp.fetch_add(1, Relaxed);
+        }
     }
 }
 
@@ -428,11 +430,7 @@ async fn forward(
                 drop(session);
                 drop(permit);
                 let connect_failed = e == SendError::Connect;
-                if matches!(e, SendError::Client(_)) {
-                    count_client_abort(be, &server);
-                } else {
-                    count_failure(be, &server, connect_failed);
-                }
+                count_failure(be, &server, &e);
                 // A failed connect read nothing of the body: it can go to the next try.
                 if !(connect_failed && tries_left > 0) {
                     let (status, term) = match e {

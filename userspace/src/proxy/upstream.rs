@@ -548,10 +548,7 @@ impl hyper::body::Body for ServerBody {
                     if this.timer.as_ref().is_some_and(|(_, c)| *c != for_client) {
                         this.timer = None;
                     }
-                    let d = match (for_client, &this.upload) {
-                        (true, Some(u)) => u.pump.client_timeout(),
-                        _ => this.timeout,
-                    };
+                    let d = this.upload.as_ref().map_or(this.timeout, |u| u.pump.timeout(for_client));
                     let (timer, _) =
                         this.timer.get_or_insert_with(|| (Box::pin(tokio::time::sleep(d)), for_client));
                     if timer.as_mut().poll(cx).is_ready() {

@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use super::eventually;
 use super::{free_port, Child};
 
 /// A loopback UDP port (free for TCP as well: see [`free_port`]).
@@ -99,33 +100,26 @@ pub fn put(addr: &str, path: &str, body: &[u8]) -> std::io::Result<Reply> {
     http(addr, "PUT", path, body, Duration::from_secs(10))
 }
 
-/// A KV write that must succeed: tried again while it fails with a server error or no
-/// answer (a Raft election, which a starved heartbeat can start on a slow machine),
-/// for at most 15 s. Rewriting the same value is harmless.
-pub fn put_ok(addr: &str, path: &str, body: &[u8]) -> Reply {
+/// A KV write tried again while it fails with a server error or no answer (a Raft
+/// election, which a starved heartbeat can start on a slow machine), for at most
+/// `limit`: the last outcome. Rewriting the same value is harmless.
+pub fn put_retrying(addr: &str, path: &str, body: &[u8], limit: Duration) -> std::io::Result<Reply> {
     let start = Instant::now();
     loop {
-        match put(addr, path, body) {
-            Ok(r) if r.status < 500 => return r,
-            other => {
-                let what = other.map(|r| format!("{} {}", r.status, r.text()));
-                assert!(start.elapsed() < Duration::from_secs(15), "PUT {path} on {addr}: {what:?}");
-                eprintln!("PUT {path} on {addr}: {what:?}; trying again");
-                std::thread::sleep(Duration::from_millis(200));
-            }
+        let r = put(addr, path, body);
+        if r.as_ref().is_ok_and(|r| r.status < 500) || start.elapsed() >= limit {
+            return r;
         }
+        eprintln!("PUT {path} on {addr}: {:?}; trying again", r.map(|r| (r.status, r.text())));
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-/// Retries `f` every 100 ms until it gives Some, at most `limit`.
-pub fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(100));
+/// A KV write that must succeed ([`put_retrying`] for at most 15 s).
+pub fn put_ok(addr: &str, path: &str, body: &[u8]) -> Reply {
+    match put_retrying(addr, path, body, Duration::from_secs(15)) {
+        Ok(r) if r.status < 500 => r,
+        other => panic!("PUT {path} on {addr}: {:?}", other.map(|r| (r.status, r.text()))),
     }
 }
 

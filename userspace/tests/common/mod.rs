@@ -52,6 +52,18 @@ pub fn free_port() -> u16 {
     panic!("no free port in {low}..{}", low + span)
 }
 
+/// Retries `f` every 100 ms until it gives Some, at most `limit`.
+pub fn eventually<T>(what: &str, limit: std::time::Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// A child process killed (and reaped) when dropped.
 pub struct Child(pub std::process::Child);
 
