@@ -251,6 +251,15 @@ fn connect(port: u16) -> (TcpStream, BufReader<TcpStream>) {
     (s, r)
 }
 
+/// A plain GET on a connection that must still take requests is answered.
+fn next_request_answered(s: &TcpStream, r: &mut BufReader<TcpStream>) {
+    let mut w = s;
+    w.write_all(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let (line, _, got) = read_response(r);
+    assert_eq!(line, "HTTP/1.1 200 OK");
+    assert_eq!(got, b"len=0 sum=0 te= expect= secret= host=a");
+}
+
 /// True when the peer closed (read gives 0 bytes).
 fn closed(r: &mut BufReader<TcpStream>) -> bool {
     let mut b = [0u8; 1];
@@ -490,10 +499,7 @@ fn server_answers_while_the_body_is_coming() {
             // connection rightly stays open for the next one.
             None => {
                 eprintln!("{path}: the whole body was sent before the answer was read");
-                (&s).write_all(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-                let (line, _, got) = read_response(&mut r);
-                assert_eq!(line, "HTTP/1.1 200 OK", "{path}");
-                assert_eq!(got, b"len=0 sum=0 te= expect= secret= host=a");
+                next_request_answered(&s, &mut r);
                 extra += 1;
             }
             other => panic!("{path}: Connection: {other:?}"),
@@ -508,10 +514,7 @@ fn server_answers_while_the_body_is_coming() {
     assert_eq!(line, "HTTP/1.1 413 Payload Too Large");
     assert_eq!((header(&h, "connection"), got.as_slice()), (None, &b"too big\n"[..]));
     sender.join().unwrap().unwrap();
-    (&s).write_all(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-    let (line, _, got) = read_response(&mut r);
-    assert_eq!(line, "HTTP/1.1 200 OK");
-    assert_eq!(got, b"len=0 sum=0 te= expect= secret= host=a");
+    next_request_answered(&s, &mut r);
 
     let (s, mut r) = connect(p.port);
     let sender = send(&s, "/stream-echo");
@@ -521,10 +524,7 @@ fn server_answers_while_the_body_is_coming() {
     assert_eq!(header(&h, "transfer-encoding"), Some("chunked"));
     assert!(got == body, "echoed {} bytes, sent {LEN}", got.len());
     // Both sides complete: the connection takes the next request.
-    (&s).write_all(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-    let (line, _, got) = read_response(&mut r);
-    assert_eq!(line, "HTTP/1.1 200 OK");
-    assert_eq!(got, b"len=0 sum=0 te= expect= secret= host=a");
+    next_request_answered(&s, &mut r);
     assert_eq!(seen.load(Ordering::SeqCst), 6 + extra);
 
     // The same over HTTP/2.
@@ -576,17 +576,12 @@ fn client_abandoning_its_body_is_not_the_servers_fault() {
         let line = csv.lines().find(|l| l.starts_with("web,s1,")).expect("s1 row");
         line.split(',').nth(i).unwrap().to_string()
     };
-    let mut csv = String::new();
-    for _ in 0..50 {
+    let csv = common::eventually("cli_abrt 3", Duration::from_secs(5), || {
         let (mut s, mut r) = connect(p.port);
         s.write_all(b"GET /stats;csv HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
-        csv = String::from_utf8(read_response(&mut r).2).unwrap();
-        if row(&csv, "cli_abrt") == "3" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(row(&csv, "cli_abrt"), "3", "{csv}");
+        let csv = String::from_utf8(read_response(&mut r).2).unwrap();
+        (row(&csv, "cli_abrt") == "3").then_some(csv)
+    });
     assert_eq!(row(&csv, "eresp"), "0", "{csv}");
     drop(silent);
     // HAProxy's termination states: a client abort in the data phase (CD), a client
