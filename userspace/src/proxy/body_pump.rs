@@ -37,21 +37,23 @@ pub(super) enum State {
     ServerGone,
 }
 
-/// The client's body ended early: it went away or sent a bad body (`Closed`), or sent
-/// nothing for `timeout client` (`TimedOut`).
+/// The client's body ended early: it went away (`Closed`), sent nothing for `timeout
+/// client` (`TimedOut`), or sent a body whose chunk framing is broken (`Invalid`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ClientGone {
     Closed,
     TimedOut,
+    Invalid,
 }
 
 impl ClientGone {
     /// HAProxy's termination state: `CD` for a client abort in the data phase, `cD` for
-    /// a client timeout there.
+    /// a client timeout there, `PD` for a body the proxy refused there.
     pub(super) fn termination(self) -> &'static str {
         match self {
             ClientGone::Closed => "CD--",
             ClientGone::TimedOut => "cD--",
+            ClientGone::Invalid => "PD--",
         }
     }
 }
@@ -169,7 +171,7 @@ impl BodyPump {
                         *left -= k;
                         k as usize
                     }
-                    Framing::Chunked(c) => c.feed(buf, None).map_err(|_| ClientGone::Closed)?,
+                    Framing::Chunked(c) => c.feed(buf, None).map_err(|_| ClientGone::Invalid)?,
                 };
                 if self.ready > 0 {
                     continue;
@@ -206,17 +208,17 @@ impl BodyPump {
     }
 
     /// After a complete early answer from a server that keeps the connection: sends the
-    /// rest of the body (the server reads it), as HAProxy does. Returns whether all of it
-    /// went; anything the server sends meanwhile stops it (and is left in `sbuf`).
+    /// rest of the body (the server reads it), as HAProxy does. Anything the server sends
+    /// meanwhile stops it (and is left in `sbuf`); the client failing stops it too, and
+    /// says how (the state tells whether the body all went).
     pub(super) async fn send_rest<S: AsyncRead + Unpin>(
         &mut self,
         up: &mut TcpStream,
         sbuf: &mut BytesMut,
         client: &mut S,
         buf: &mut BytesMut,
-    ) -> bool {
-        let _ = self.wait(up, sbuf, client, buf, true).await;
-        self.state == State::Sent
+    ) -> Result<(), ClientGone> {
+        self.wait(up, sbuf, client, buf, true).await.map(|_| ())
     }
 
     /// `read_server`, or with `until_sent` also done (None) when the body is all sent.
@@ -356,7 +358,7 @@ mod tests {
     async fn bad_chunk_is_the_clients_fault() {
         let mut r = Rig::new(BodyPump::chunked(Chunked::default(), T, T)).await;
         r.client_side.write_all(b"zz\r\n").await.unwrap();
-        assert!(matches!(r.read_server().await, Err(ClientGone::Closed)));
+        assert!(matches!(r.read_server().await, Err(ClientGone::Invalid)));
     }
 
     #[tokio::test]
@@ -388,7 +390,7 @@ mod tests {
         r.client_side.write_all(b"zz\r\n").await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(r.read_server().await.unwrap().unwrap(), 3);
-        assert!(matches!(r.read_server().await, Err(ClientGone::Closed)));
+        assert!(matches!(r.read_server().await, Err(ClientGone::Invalid)));
     }
 
     /// After a complete early answer: the rest of the body goes, then `send_rest` returns.
@@ -397,7 +399,8 @@ mod tests {
         let mut r = Rig::new(BodyPump::by_length(6, T, T)).await;
         r.client_side.write_all(b"abcdefGET").await.unwrap();
         let Rig { client, up, buf, sbuf, pump, .. } = &mut r;
-        assert!(pump.send_rest(up, sbuf, client, buf).await);
+        assert_eq!(pump.send_rest(up, sbuf, client, buf).await, Ok(()));
+        assert_eq!(pump.state(), State::Sent);
         let mut b = [0u8; 6];
         r.server.read_exact(&mut b).await.unwrap();
         assert_eq!(&b, b"abcdef");

@@ -26,7 +26,10 @@ use tokio::{
 
 use super::{
     body_pump::{BodyPump, ClientGone, State as BodyState},
-    http::{count_failure, error_page, local_response, log_request, persistence, pick, retry, Outcome},
+    http::{
+        count_failure, error_page, is_request_error, local_response, log_request, persistence, pick, retry,
+        Outcome,
+    },
     queue,
     state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
     stats,
@@ -148,18 +151,25 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         // from the accept): a client trickling bytes does not hold the connection longer.
         // (Later requests: set only when the head is not all here.)
         let mut deadline = first_request.then_some(first_deadline);
+        // The log's %Ta: a first request's time counts from the accept.
+        let started = match first_deadline.checked_sub(timeouts.request) {
+            Some(accepted) if first_request => accepted.into_std(),
+            _ => Instant::now(),
+        };
         let parsed = loop {
             if !buf.is_empty() {
                 match h1::parse_request(&buf) {
                     Ok(Some(h)) => break Ok(h),
                     Ok(None) => {}
-                    Err(e) => break Err(e),
+                    Err(e) => break Err(HeadFailure::Malformed(e)),
                 }
             }
             let now = tokio::time::Instant::now();
             let left = deadline.get_or_insert(now + timeouts.request).saturating_duration_since(now);
             match read_more(&mut io, &mut buf, left).await {
-                Ok(0) | Err(_) => return None,
+                Ok(0) => break Err(HeadFailure::Closed),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break Err(HeadFailure::TimedOut),
+                Err(_) => break Err(HeadFailure::Closed),
                 Ok(_) => {}
             }
         };
@@ -167,13 +177,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let fe = shared.frontend(&frontend)?;
         let h = match parsed {
             Ok(h) => h,
-            Err(e) => {
-                log::debug!("{}: bad request from {peer}: {e}", fe.cfg.name);
-                fe.counters.response(400);
-                let resp = local_response(StatusCode::BAD_REQUEST, "<html><body><h1>400 Bad request</h1>\nYour browser sent an invalid request.\n</body></html>\n");
-                let _ = within(timeouts.client, write_local(&mut io, resp, 1, false)).await;
-                let _ = within(timeouts.client, io.shutdown()).await;
-                Box::pin(linger(&mut io)).await;
+            Err(failure) => {
+                let bad = BadRequest { shared: &shared, fe: &fe, peer, started, sent_nothing: buf.is_empty() };
+                bad.answer(&mut io, failure, timeouts.client).await;
                 return None;
             }
         };
@@ -205,6 +211,71 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
         if leave() {
             return Some((io, buf));
+        }
+    }
+}
+
+/// Why a request head did not come whole.
+enum HeadFailure {
+    Malformed(h1::HeadError),
+    /// `timeout http-request` (or `timeout client`) passed first.
+    TimedOut,
+    /// The client closed (or the connection failed).
+    Closed,
+}
+
+/// A request that came malformed or never came whole, on a connection that will close.
+struct BadRequest<'a> {
+    shared: &'a Shared,
+    fe: &'a FrontendRt,
+    peer: SocketAddr,
+    started: Instant,
+    /// Not a byte of the request arrived (`option dontlognull` does not log these).
+    sent_nothing: bool,
+}
+
+impl BadRequest<'_> {
+    /// As HAProxy does: a malformed head gets 400 (`PR--`), a head not whole in time 408
+    /// (`cR--`, also for a connection that sent nothing), a client that closed nothing
+    /// (`CR--`, logged with 400). Each counts as a request error (ereq) and is logged as
+    /// `<BADREQ>`.
+    async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut S,
+        failure: HeadFailure,
+        client_timeout: Duration,
+    ) {
+        let fe = self.fe;
+        let (status, termination) = match &failure {
+            HeadFailure::Malformed(e) => {
+                log::debug!("{}: bad request from {}: {e}", fe.cfg.name, self.peer);
+                (StatusCode::BAD_REQUEST, "PR--")
+            }
+            HeadFailure::TimedOut => (StatusCode::REQUEST_TIMEOUT, "cR--"),
+            HeadFailure::Closed => (StatusCode::BAD_REQUEST, "CR--"),
+        };
+        let mut bytes = 0;
+        if !matches!(failure, HeadFailure::Closed) {
+            bytes = within(client_timeout, write_local(io, error_page(status), 1, false)).await.unwrap_or(0);
+            let _ = within(client_timeout, io.shutdown()).await;
+        }
+        fe.counters.enter();
+        fe.counters.leave();
+        fe.counters.response(status.as_u16());
+        fe.counters.ereq.fetch_add(1, Relaxed);
+        fe.counters.bout.fetch_add(bytes, Relaxed);
+        if fe.cfg.settings.httplog && !(self.sent_nothing && fe.cfg.settings.dontlognull) {
+            let out = Outcome {
+                status: status.as_u16(),
+                t_request: None,
+                termination,
+                ..Outcome::new(&fe.cfg.name)
+            };
+            log_request(self.shared, fe, self.peer, self.started, &out, &bytes.to_string(), "<BADREQ>");
+        }
+        if matches!(failure, HeadFailure::Malformed(_)) {
+            // The client may still be sending: let it read the answer first.
+            Box::pin(linger(io)).await;
         }
     }
 }
@@ -310,18 +381,13 @@ impl Exchange<'_> {
         let fe = self.fe;
         let start = fe.cfg.settings.httplog.then(Instant::now);
         fe.counters.enter();
-        let mut out = Outcome {
-            backend: fe.cfg.name.clone(),
-            server: "<NOSRV>".into(),
-            status: 0,
-            t_queue: 0,
-            t_connect_resp: 0,
-            retries: 0,
-            termination: "----",
-        };
+        let mut out = Outcome::new(&fe.cfg.name);
         let done = self.route(io, buf, sbuf, &mut out).await;
         fe.counters.leave();
         fe.counters.response(done.status);
+        if is_request_error(out.termination) {
+            fe.counters.ereq.fetch_add(1, Relaxed);
+        }
         fe.counters.bout.fetch_add(done.bytes, Relaxed);
         if let Some(start) = start {
             out.status = done.status;
@@ -477,12 +543,9 @@ impl Exchange<'_> {
                 }
                 Err(e) => {
                     log::debug!("{}: bad chunked body from {}: {e}", self.fe.cfg.name, self.peer);
-                    out.termination = "CR--";
-                    let resp = local_response(
-                        StatusCode::BAD_REQUEST,
-                        "<html><body><h1>400 Bad request</h1></body></html>\n",
-                    );
-                    let d = self.local(io, resp).await;
+                    // Refused before any server saw it: a bad request (HAProxy's PR).
+                    out.termination = "PR--";
+                    let d = self.local(io, error_page(StatusCode::BAD_REQUEST)).await;
                     return Done { keep: false, ..d };
                 }
             },
@@ -522,12 +585,12 @@ impl Exchange<'_> {
                 Ok(p) => p,
                 Err(queue::QueueTimeout) => {
                     out.termination = "sQ--";
-                    out.t_queue = ms_since(t0);
+                    out.t_queue = Some(ms_since(t0));
                     let d = self.local(io, error_page(StatusCode::SERVICE_UNAVAILABLE)).await;
                     return Done { keep: d.keep && body_done, ..d };
                 }
             };
-            out.t_queue = ms_since(t0);
+            out.t_queue = Some(ms_since(t0));
             server.counters.enter();
             let t1 = start_timing.then(Instant::now);
             // A reused connection may have been closed by the server meanwhile: then the
@@ -574,7 +637,7 @@ impl Exchange<'_> {
                     Err(e) => break Err(e),
                 }
             };
-            out.t_connect_resp = ms_since(t1);
+            out.t_connect_resp = Some(ms_since(t1));
             match attempt {
                 Ok((up, r, pump)) => {
                     server.counters.response(r.status);
@@ -599,6 +662,11 @@ impl Exchange<'_> {
                     count_failure(be, &server, &e);
                     if let SendError::Client(gone) = e {
                         out.termination = gone.termination();
+                        if gone == ClientGone::Invalid {
+                            // Still there to read it (a client that left or went silent is not).
+                            let d = self.local(io, error_page(StatusCode::BAD_REQUEST)).await;
+                            return Done { keep: false, ..d };
+                        }
                         return Done { status: 0, bytes: 0, keep: false };
                     }
                     let connect_failed = e == SendError::Connect;
@@ -829,7 +897,9 @@ impl Exchange<'_> {
         // (the client's unread body is drained on close).
         if let Some(p) = pump.as_mut().filter(|p| finished && r.keep_alive && p.state() == BodyState::Sending)
         {
-            p.send_rest(&mut up, sbuf, io, buf).await;
+            if let Err(gone) = p.send_rest(&mut up, sbuf, io, buf).await {
+                out.termination = gone.termination();
+            }
         }
         let body_sent = pump.is_none_or(|p| p.state() == BodyState::Sent);
         if body_sent {

@@ -17,6 +17,7 @@ use hyper::{
 };
 
 use super::{
+    body_pump::ClientGone,
     queue,
     state::{BackendRt, Body, FrontendRt, ServerRt, ServerSession, Shared},
     stats,
@@ -52,21 +53,50 @@ pub fn local_response(status: StatusCode, body: &'static str) -> Response<Body> 
 
 pub(super) fn error_page(status: StatusCode) -> Response<Body> {
     match status {
+        StatusCode::BAD_REQUEST => local_response(status, "<html><body><h1>400 Bad request</h1>\nYour browser sent an invalid request.\n</body></html>\n"),
+        StatusCode::REQUEST_TIMEOUT => local_response(status, "<html><body><h1>408 Request Time-out</h1>\nYour browser didn't send a complete request in time.\n</body></html>\n"),
         StatusCode::SERVICE_UNAVAILABLE => local_response(status, "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n"),
         StatusCode::GATEWAY_TIMEOUT => local_response(status, "<html><body><h1>504 Gateway Time-out</h1>\nThe server didn't respond in time.\n</body></html>\n"),
         _ => local_response(StatusCode::BAD_GATEWAY, "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid or incomplete response.\n</body></html>\n"),
     }
 }
 
-/// What the log line needs to know about how a request went.
+/// What the log line needs to know about how a request went. Timers are in ms, None
+/// for a step never reached (logged as -1, as HAProxy does).
 pub(super) struct Outcome {
     pub backend: String,
     pub server: String,
     pub status: u16,
-    pub t_queue: u128,
-    pub t_connect_resp: u128,
+    /// %TR. Not measured: 0 once the head is whole (None: it never was, `<BADREQ>`).
+    pub t_request: Option<u128>,
+    pub t_queue: Option<u128>,
+    pub t_connect_resp: Option<u128>,
     pub retries: u32,
     pub termination: &'static str,
+}
+
+impl Outcome {
+    /// A request whose head was read whole, before routing.
+    pub fn new(frontend: &str) -> Outcome {
+        Outcome {
+            backend: frontend.to_string(),
+            server: "<NOSRV>".into(),
+            status: 0,
+            t_request: Some(0),
+            t_queue: None,
+            t_connect_resp: None,
+            retries: 0,
+            termination: "----",
+        }
+    }
+}
+
+/// Whether a termination state blames the client's request: a bad request (PR) or
+/// request body (PD: only the client's bodies are checked for framing here), or a client
+/// that closed (CR) or went silent (cR) before its request was whole. HAProxy counts
+/// these as the frontend's request errors (`ereq`).
+pub(super) fn is_request_error(termination: &str) -> bool {
+    matches!(termination.get(..2), Some("PR" | "PD" | "CR" | "cR"))
 }
 
 pub async fn handle(
@@ -86,6 +116,9 @@ pub async fn handle(
     let (resp, out) = route(&shared, &fe, peer, local, req).await;
     drop(session);
     fe.counters.response(resp.status().as_u16());
+    if is_request_error(out.termination) {
+        fe.counters.ereq.fetch_add(1, Relaxed);
+    }
     if fe.cfg.settings.httplog {
         let bytes = resp
             .headers()
@@ -111,6 +144,7 @@ pub(super) fn log_request(
     // HAProxy's httplog: %ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc
     // %ac/%fc/%bc/%sc/%rc %sq/%bq %{+Q}r (no captures; %Tc is folded into %Tr: it is -1
     // like an absent value).
+    let ms = |t: Option<u128>| t.map_or_else(|| "-1".to_string(), |v| v.to_string());
     let fe_conns = fe.counters.scur.load(Relaxed);
     let (be_conns, srv_conns) = shared
         .backends
@@ -123,15 +157,16 @@ pub(super) fn log_request(
         .unwrap_or((0, 0));
     log::info!(
         target: "ballast::httplog",
-        "{}:{} [{}] {} {}/{} 0/{}/-1/{}/{} {} {} - - {} {}/{}/{}/{}/{} 0/0 \"{}\"",
+        "{}:{} [{}] {} {}/{} {}/{}/-1/{}/{} {} {} - - {} {}/{}/{}/{}/{} 0/0 \"{}\"",
         peer.ip(),
         peer.port(),
         httplog_date(std::time::SystemTime::now()),
         fe.cfg.name,
         out.backend,
         out.server,
-        out.t_queue,
-        out.t_connect_resp,
+        ms(out.t_request),
+        ms(out.t_queue),
+        ms(out.t_connect_resp),
         start.elapsed().as_millis(),
         out.status,
         bytes,
@@ -179,15 +214,7 @@ async fn route(
     local: SocketAddr,
     req: Request<Incoming>,
 ) -> (Response<Body>, Outcome) {
-    let mut out = Outcome {
-        backend: fe.cfg.name.clone(),
-        server: "<NOSRV>".into(),
-        status: 0,
-        t_queue: 0,
-        t_connect_resp: 0,
-        retries: 0,
-        termination: "----",
-    };
+    let mut out = Outcome::new(&fe.cfg.name);
     if let Some(st) = &fe.cfg.stats {
         if let Some(uri) = &st.uri {
             if req.uri().path().starts_with(uri.as_str()) {
@@ -246,13 +273,16 @@ pub(super) fn persistence<'h>(be: &BackendRt, cookies: &[&'h str]) -> (Option<us
 }
 
 /// Counts a failed try on `server`: a connect error (econ), a request the client
-/// abandoned on its way (cli_abrt: not the server's fault), else a bad response (eresp).
+/// abandoned on its way (cli_abrt: not the server's fault; a bad body is not counted
+/// here), else a bad response (eresp).
 pub(super) fn count_failure(be: &BackendRt, server: &ServerRt, e: &SendError) {
     match e {
         SendError::Connect => {
             server.counters.econ.fetch_add(1, Relaxed);
             be.counters.econ.fetch_add(1, Relaxed);
         }
+        // A bad body is a request error (the frontend's ereq), not an abort.
+        SendError::Client(ClientGone::Invalid) => {}
         SendError::Client(_) => {
             server.counters.cli_abrt.fetch_add(1, Relaxed);
             be.counters.cli_abrt.fetch_add(1, Relaxed);
@@ -389,18 +419,18 @@ async fn forward(
                 Ok(p) => p,
                 Err(queue::QueueTimeout) => {
                     out.termination = "sQ--";
-                    out.t_queue = t0.elapsed().as_millis();
+                    out.t_queue = Some(t0.elapsed().as_millis());
                     return error_page(StatusCode::SERVICE_UNAVAILABLE);
                 }
             };
-        out.t_queue = t0.elapsed().as_millis();
+        out.t_queue = Some(t0.elapsed().as_millis());
         let session = ServerSession::new(server.clone());
         let t1 = Instant::now();
         let mut req =
             Outgoing { head: &head, body: body.take(), length, idempotent, client_timeout, peer, local };
         let res = upstream::exchange(be, &server, &mut req).await;
         body = req.body.take();
-        out.t_connect_resp = t1.elapsed().as_millis();
+        out.t_connect_resp = Some(t1.elapsed().as_millis());
         match res {
             Ok((io, mut sbuf, r, upload)) => {
                 server.counters.response(r.status);

@@ -511,7 +511,7 @@ where
         }
         let left = conn.first_deadline.saturating_duration_since(tokio::time::Instant::now());
         match h1::read_more(&mut io, &mut buf, left).await {
-            Ok(0) | Err(_) => return None,
+            Ok(0) | Err(_) => break, // the HTTP/1 path meets the same end, and logs it
             Ok(_) => {}
         }
     }

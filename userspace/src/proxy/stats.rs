@@ -97,6 +97,7 @@ pub fn csv(shared: &Shared) -> String {
             r.set(&idx, "sid", 0);
             r.set(&idx, "type", 0);
             r.set(&idx, "req_tot", fe.counters.stot.load(Relaxed));
+            r.set(&idx, "ereq", fe.counters.ereq.load(Relaxed));
             r.set(&idx, "req_rate", fe.counters.rate.load(Relaxed));
             r.set(&idx, "req_rate_max", fe.counters.rate_max.load(Relaxed));
             r.set(&idx, "mode", mode(fe.cfg.settings.mode));
@@ -319,6 +320,15 @@ pub fn metrics(shared: &Shared) -> String {
                 fe.counters.hrsp[i].load(Relaxed)
             );
         }
+    }
+    m.push_str("# HELP ballast_frontend_request_errors_total Bad requests, and clients that closed or went silent before their request was whole (HAProxy's ereq).\n# TYPE ballast_frontend_request_errors_total counter\n");
+    for fe in &shared.frontends {
+        let _ = writeln!(
+            m,
+            "ballast_frontend_request_errors_total{{proxy=\"{}\"}} {}",
+            fe.cfg.name,
+            fe.counters.ereq.load(Relaxed)
+        );
     }
     m
 }
