@@ -725,16 +725,21 @@ fn http2_clients_to_http1_servers() {
 /// 400 (`PR--`), as does a bad first chunk (refused before any server sees it); a head not
 /// whole within `timeout http-request` gets 408 (`cR--`, also when nothing came); a client
 /// that closes before its head is whole is logged `CR--`; a bad chunk later in the body is
-/// `PD--` and not the server's fault. Each counts in the frontend's `ereq`, and a
-/// connection that sent nothing is not logged under `option dontlognull`.
+/// `PD--` and not the server's fault. Each counts in the frontend's `ereq`. A connection
+/// that sent nothing is not logged under `option dontlognull`, and is closed silently,
+/// uncounted, under `option http-ignore-probes`.
 #[test]
 fn request_errors_are_answered_counted_and_logged() {
     let (backend, _) = scripted_backend();
-    let (port, quiet) = (free_port(), free_port());
+    let (first, port, quiet, probes) = (free_port(), free_port(), free_port(), free_port());
+    // The harness waits for the first bind to accept (a connection that sends nothing):
+    // a frontend of its own, so the others count only this test's connections.
     let p = start_proxy(&format!(
         "{DEFAULTS}    option httplog\n    timeout http-request 1s\n\
+         listen first\n    bind 127.0.0.1:{first}\n    server s1 {backend}\n\
          listen web\n    bind 127.0.0.1:{port}\n    stats uri /stats\n    server s1 {backend}\n\
-         listen quiet\n    bind 127.0.0.1:{quiet}\n    option dontlognull\n    stats uri /stats\n    server s1 {backend}\n"
+         listen quiet\n    bind 127.0.0.1:{quiet}\n    option dontlognull\n    stats uri /stats\n    server s1 {backend}\n\
+         listen probes\n    bind 127.0.0.1:{probes}\n    option http-ignore-probes\n    stats uri /stats\n    server s1 {backend}\n"
     ));
     let stats_csv = |port: u16| -> String {
         let (mut s, mut r) = connect(port);
@@ -747,8 +752,6 @@ fn request_errors_are_answered_counted_and_logged() {
         let line = csv.lines().find(|l| l.starts_with(row)).unwrap_or_else(|| panic!("{row} in {csv}"));
         line.split(',').nth(i).unwrap().to_string()
     };
-    // (The harness's readiness probe, a connection that sent nothing, counts too.)
-    let before: u64 = cell(&stats_csv(p.port), "web,FRONTEND,", "ereq").parse().unwrap();
     let status_of = |port: u16, send: &[u8]| -> String {
         let (mut s, mut r) = connect(port);
         s.write_all(send).unwrap();
@@ -756,15 +759,15 @@ fn request_errors_are_answered_counted_and_logged() {
         r.read_line(&mut line).unwrap();
         line.trim_end().to_string()
     };
-    assert_eq!(status_of(p.port, b"GARBAGE\r\n\r\n"), "HTTP/1.1 400 Bad Request");
-    assert_eq!(status_of(p.port, b"GET /echo HTTP/1.1\r\nHost: a\r\n"), "HTTP/1.1 408 Request Timeout");
+    assert_eq!(status_of(port, b"GARBAGE\r\n\r\n"), "HTTP/1.1 400 Bad Request");
+    assert_eq!(status_of(port, b"GET /echo HTTP/1.1\r\nHost: a\r\n"), "HTTP/1.1 408 Request Timeout");
     assert_eq!(
-        status_of(p.port, b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n"),
+        status_of(port, b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n"),
         "HTTP/1.1 400 Bad Request"
     );
     {
         // A good chunk reaches the server, then a bad one: the proxy ends the request.
-        let (mut s, mut r) = connect(p.port);
+        let (mut s, mut r) = connect(port);
         s.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n").unwrap();
         std::thread::sleep(Duration::from_millis(300));
         s.write_all(b"zz\r\nabc\r\n").unwrap();
@@ -772,17 +775,25 @@ fn request_errors_are_answered_counted_and_logged() {
         r.read_line(&mut line).unwrap();
         assert_eq!(line.trim_end(), "HTTP/1.1 400 Bad Request");
     }
-    drop(TcpStream::connect(("127.0.0.1", p.port)).unwrap());
-    assert_eq!(status_of(p.port, b""), "HTTP/1.1 408 Request Timeout");
+    drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    assert_eq!(status_of(port, b""), "HTTP/1.1 408 Request Timeout");
     // The same two on the quiet frontend: counted, not logged.
     drop(TcpStream::connect(("127.0.0.1", quiet)).unwrap());
     assert_eq!(status_of(quiet, b""), "HTTP/1.1 408 Request Timeout");
+    // Pre-connects ignored: closed without an answer, not counted, not logged.
+    drop(TcpStream::connect(("127.0.0.1", probes)).unwrap());
+    {
+        let (_s, mut r) = connect(probes);
+        assert!(closed(&mut r), "a probe got an answer");
+    }
+    assert_eq!(status_of(probes, b"GET /x HTTP/1.1\r\nHost: a\r\n"), "HTTP/1.1 408 Request Timeout");
 
     let csv = common::eventually("ereq counted", Duration::from_secs(5), || {
-        let csv = stats_csv(p.port);
-        (cell(&csv, "web,FRONTEND,", "ereq") == (before + 6).to_string()).then_some(csv)
+        let csv = stats_csv(port);
+        (cell(&csv, "web,FRONTEND,", "ereq") == "6").then_some(csv)
     });
     assert_eq!(cell(&csv, "quiet,FRONTEND,", "ereq"), "2", "{csv}");
+    assert_eq!(cell(&csv, "probes,FRONTEND,", "ereq"), "1", "only the partial request: {csv}");
     // A bad body is not the server's fault, nor an abort.
     for col in ["eresp", "cli_abrt"] {
         assert_eq!(cell(&csv, "web,s1,", col), "0", "{col}: {csv}");
@@ -790,7 +801,8 @@ fn request_errors_are_answered_counted_and_logged() {
 
     let log = common::eventually("the log lines", Duration::from_secs(5), || {
         let log = std::fs::read_to_string(&p.log).unwrap();
-        (log.lines().filter(|l| l.contains(" web web/")).count() >= 7).then_some(log)
+        let web = log.lines().filter(|l| l.contains(" web web/") && !l.contains("<STATS>")).count();
+        (web >= 6 && log.contains(" probes probes/")).then_some(log)
     });
     let lines: Vec<&str> = log.lines().filter(|l| l.contains(" web web/") && !l.contains("<STATS>")).collect();
     let has = |state: &str, status: &str, request: &str| {
@@ -803,8 +815,10 @@ fn request_errors_are_answered_counted_and_logged() {
     assert!(has("PR--", "400", "\"POST /echo HTTP/1.1\""), "{log}");
     assert!(has("PD--", "400", "\"POST /echo HTTP/1.1\""), "{log}");
     assert!(has("CR--", "400", "\"<BADREQ>\""), "{log}");
+    assert_eq!(lines.len(), 6, "{log}");
     assert_eq!(lines.iter().filter(|l| l.contains(" cR-- ")).count(), 2, "{log}");
     // `<BADREQ>` lines have no timers but the total (HAProxy's -1 for steps not reached).
     assert!(lines.iter().filter(|l| l.contains("<BADREQ>")).all(|l| l.contains(" -1/-1/-1/-1/")), "{log}");
     assert!(!log.lines().any(|l| l.contains(" quiet quiet/")), "dontlognull: {log}");
+    assert_eq!(log.lines().filter(|l| l.contains(" probes probes/")).count(), 1, "{log}");
 }

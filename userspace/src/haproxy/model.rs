@@ -190,6 +190,9 @@ pub struct ProxySettings {
     pub forwardfor: Option<String>,
     pub httplog: bool,
     pub dontlognull: bool,
+    /// `option http-ignore-probes`: a connection that sends nothing (a browser's
+    /// pre-connect) closes silently: no 408, no log, no request error.
+    pub ignore_probes: bool,
     pub maxconn: u32,
     pub httpchk: Option<HttpCheck>,
     pub cookie: Option<CookieCfg>,
@@ -244,6 +247,7 @@ impl Default for ProxySettings {
             forwardfor: None,
             httplog: false,
             dontlognull: false,
+            ignore_probes: false,
             // HAProxy's per-proxy default when neither the proxy nor defaults set it.
             maxconn: 2000,
             httpchk: None,

@@ -531,6 +531,7 @@ fn option(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
         "httplog" => s.httplog = !negate,
         "tcplog" => s.httplog = false,
         "dontlognull" => s.dontlognull = !negate,
+        "http-ignore-probes" => s.ignore_probes = !negate,
         "redispatch" => s.redispatch = !negate,
         "forwardfor" => {
             if negate {

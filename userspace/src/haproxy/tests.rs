@@ -42,6 +42,7 @@ fn seed_004_single_lb_config_loads_with_legacy_timeouts_mapped() {
         (s.mode, s.retries, s.redispatch, s.httplog, s.dontlognull, s.maxconn),
         (Mode::Http, 3, true, true, true, 2000)
     );
+    assert!(!s.ignore_probes);
     assert_eq!(s.timeouts.connect, Some(Duration::from_millis(5000)));
     assert_eq!(s.timeouts.client, Some(Duration::from_millis(50000)));
     assert_eq!(s.timeouts.server, Some(Duration::from_millis(50000)));

@@ -238,7 +238,8 @@ impl BadRequest<'_> {
     /// As HAProxy does: a malformed head gets 400 (`PR--`), a head not whole in time 408
     /// (`cR--`, also for a connection that sent nothing), a client that closed nothing
     /// (`CR--`, logged with 400). Each counts as a request error (ereq) and is logged as
-    /// `<BADREQ>`.
+    /// `<BADREQ>`; a connection that sent nothing is neither under `option
+    /// http-ignore-probes`.
     async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         io: &mut S,
@@ -246,6 +247,9 @@ impl BadRequest<'_> {
         client_timeout: Duration,
     ) {
         let fe = self.fe;
+        if self.sent_nothing && fe.cfg.settings.ignore_probes {
+            return;
+        }
         let (status, termination) = match &failure {
             HeadFailure::Malformed(e) => {
                 log::debug!("{}: bad request from {}: {e}", fe.cfg.name, self.peer);
