@@ -722,10 +722,10 @@ fn http2_clients_to_http1_servers() {
 }
 
 /// Request errors, as HAProxy 2.6 handles them (checked against it): a malformed head gets
-/// 400 (`PR--`), as does a bad first chunk (refused before any server sees it); a head not
-/// whole within `timeout http-request` gets 408 (`cR--`, also when nothing came); a client
-/// that closes before its head is whole is logged `CR--`; a bad chunk later in the body is
-/// `PD--` and not the server's fault. Each counts in the frontend's `ereq`. A connection
+/// 400 (`PR--`), as does a bad first chunk (refused with the head); a head not whole
+/// within `timeout http-request` gets 408 (`cR--`, also when nothing came); a client that
+/// closes before its head is whole is logged `CR--`; a bad chunk later in the body is
+/// `PH--` (before the server's answer) or `PD--` (after), not the server's fault. Each counts in the frontend's `ereq`. A connection
 /// that sent nothing is not logged under `option dontlognull`, and is closed silently,
 /// uncounted, under `option http-ignore-probes`.
 #[test]
@@ -765,15 +765,39 @@ fn request_errors_are_answered_counted_and_logged() {
         status_of(port, b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n"),
         "HTTP/1.1 400 Bad Request"
     );
-    {
-        // A good chunk reaches the server, then a bad one: the proxy ends the request.
+    // Bad chunks after the head: `Expect: 100-continue` makes the body come apart from
+    // the head (the proxy answers 100 itself).
+    let after_continue = |path: &str| {
         let (mut s, mut r) = connect(port);
-        s.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n").unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        let (line, _) = read_head(&mut r).unwrap();
+        assert_eq!(line, "HTTP/1.1 100 Continue");
+        (s, r)
+    };
+    {
+        // While the server's answer is awaited: 400, `PH--`.
+        let (mut s, mut r) = after_continue("/echo");
+        s.write_all(b"3\r\nabc\r\nzz\r\nabc\r\n").unwrap();
+        assert_eq!(read_response(&mut r).0, "HTTP/1.1 400 Bad Request");
+    }
+    {
+        // After the server answered early (keeping its connection, so the rest of the
+        // body would go to it): `PD--`, and the connection closes.
+        let (mut s, mut r) = after_continue("/refuse-keep");
+        assert_eq!(read_response(&mut r).0, "HTTP/1.1 413 Payload Too Large");
         s.write_all(b"zz\r\nabc\r\n").unwrap();
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        assert_eq!(line.trim_end(), "HTTP/1.1 400 Bad Request");
+        assert!(closed(&mut r), "open after a bad chunk");
+    }
+    {
+        // A blank line after a request (RFC 9112 §2.2) leaves the connection idle: it
+        // closes silently at the keep-alive timeout, no request error.
+        let (mut s, mut r) = connect(port);
+        s.write_all(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut r).0, "HTTP/1.1 200 OK");
+        assert!(closed(&mut r), "answered after a blank line");
     }
     drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
     assert_eq!(status_of(port, b""), "HTTP/1.1 408 Request Timeout");
@@ -788,12 +812,12 @@ fn request_errors_are_answered_counted_and_logged() {
     }
     assert_eq!(status_of(probes, b"GET /x HTTP/1.1\r\nHost: a\r\n"), "HTTP/1.1 408 Request Timeout");
 
+    // (Probes: only the partial request counts.)
+    let want = [("web", "7"), ("quiet", "2"), ("probes", "1")];
     let csv = common::eventually("ereq counted", Duration::from_secs(5), || {
         let csv = stats_csv(port);
-        (cell(&csv, "web,FRONTEND,", "ereq") == "6").then_some(csv)
+        want.iter().all(|(px, n)| cell(&csv, &format!("{px},FRONTEND,"), "ereq") == *n).then_some(csv)
     });
-    assert_eq!(cell(&csv, "quiet,FRONTEND,", "ereq"), "2", "{csv}");
-    assert_eq!(cell(&csv, "probes,FRONTEND,", "ereq"), "1", "only the partial request: {csv}");
     // A bad body is not the server's fault, nor an abort.
     for col in ["eresp", "cli_abrt"] {
         assert_eq!(cell(&csv, "web,s1,", col), "0", "{col}: {csv}");
@@ -802,23 +826,35 @@ fn request_errors_are_answered_counted_and_logged() {
     let log = common::eventually("the log lines", Duration::from_secs(5), || {
         let log = std::fs::read_to_string(&p.log).unwrap();
         let web = log.lines().filter(|l| l.contains(" web web/") && !l.contains("<STATS>")).count();
-        (web >= 6 && log.contains(" probes probes/")).then_some(log)
+        (web >= 8 && log.contains(" probes probes/")).then_some(log)
     });
-    let lines: Vec<&str> = log.lines().filter(|l| l.contains(" web web/") && !l.contains("<STATS>")).collect();
+    let lines: Vec<&str> =
+        log.lines().filter(|l| l.contains(" web web/") && !l.contains("<STATS>")).collect();
     let has = |state: &str, status: &str, request: &str| {
         lines.iter().any(|l| {
             l.contains(&format!(" {status} ")) && l.contains(&format!(" {state} ")) && l.ends_with(request)
         })
     };
+    let count = |state: &str| lines.iter().filter(|l| l.contains(&format!(" {state} "))).count();
+    // The seven errors and the request before the blank line.
+    assert_eq!(lines.len(), 8, "{log}");
+    assert!(has("----", "200", "\"GET /echo HTTP/1.1\""), "{log}");
+    // The malformed head and the bad first chunk.
+    assert_eq!(count("PR--"), 2, "{log}");
     assert!(has("PR--", "400", "\"<BADREQ>\""), "{log}");
     assert!(has("cR--", "408", "\"<BADREQ>\""), "{log}");
-    assert!(has("PR--", "400", "\"POST /echo HTTP/1.1\""), "{log}");
-    assert!(has("PD--", "400", "\"POST /echo HTTP/1.1\""), "{log}");
+    assert_eq!(count("cR--"), 2, "{log}");
+    assert!(has("PH--", "400", "\"POST /echo HTTP/1.1\""), "{log}");
+    assert!(has("PD--", "413", "\"POST /refuse-keep HTTP/1.1\""), "{log}");
     assert!(has("CR--", "400", "\"<BADREQ>\""), "{log}");
-    assert_eq!(lines.len(), 6, "{log}");
-    assert_eq!(lines.iter().filter(|l| l.contains(" cR-- ")).count(), 2, "{log}");
-    // `<BADREQ>` lines have no timers but the total (HAProxy's -1 for steps not reached).
-    assert!(lines.iter().filter(|l| l.contains("<BADREQ>")).all(|l| l.contains(" -1/-1/-1/-1/")), "{log}");
+    // `<BADREQ>`: no server, no timers but the total (-1: steps not reached), 0 bytes
+    // from a server, as HAProxy logs them.
+    let bad: Vec<_> = lines.iter().filter(|l| l.contains("<BADREQ>")).collect();
+    assert_eq!(bad.len(), 5, "{log}");
+    assert!(
+        bad.iter().all(|l| l.contains(" web web/<NOSRV> -1/-1/-1/-1/") && l.contains(" 0 - - ")),
+        "{log}"
+    );
     assert!(!log.lines().any(|l| l.contains(" quiet quiet/")), "dontlognull: {log}");
     assert_eq!(log.lines().filter(|l| l.contains(" probes probes/")).count(), 1, "{log}");
 }

@@ -48,13 +48,20 @@ pub(super) enum ClientGone {
 
 impl ClientGone {
     /// HAProxy's termination state: `CD` for a client abort in the data phase, `cD` for
-    /// a client timeout there, `PD` for a body the proxy refused there.
-    pub(super) fn termination(self) -> &'static str {
+    /// a client timeout there; a body the proxy refused is `PH` while the server's
+    /// response head is awaited, `PD` once it came (as HAProxy 2.6 logs them).
+    pub(super) fn termination(self, response_started: bool) -> &'static str {
         match self {
             ClientGone::Closed => "CD--",
             ClientGone::TimedOut => "cD--",
-            ClientGone::Invalid => "PD--",
+            ClientGone::Invalid if response_started => "PD--",
+            ClientGone::Invalid => "PH--",
         }
+    }
+
+    /// Counted as the frontend's request error (ereq); going away is not.
+    pub(super) fn is_request_error(self) -> bool {
+        self == ClientGone::Invalid
     }
 }
 
@@ -345,6 +352,17 @@ mod tests {
         r.server.read_exact(&mut b).await.unwrap();
         assert_eq!(&b, b"3\r\nabc\r\n0\r\n\r\n");
         assert_eq!(&r.buf[..], b"GET");
+    }
+
+    #[test]
+    fn termination_states_are_haproxys() {
+        let states = |started| {
+            [ClientGone::Closed, ClientGone::TimedOut, ClientGone::Invalid].map(|g| g.termination(started))
+        };
+        assert_eq!(states(false), ["CD--", "cD--", "PH--"]);
+        assert_eq!(states(true), ["CD--", "cD--", "PD--"]);
+        assert!(ClientGone::Invalid.is_request_error());
+        assert!(!ClientGone::Closed.is_request_error() && !ClientGone::TimedOut.is_request_error());
     }
 
     #[tokio::test]

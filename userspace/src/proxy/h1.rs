@@ -26,10 +26,7 @@ use tokio::{
 
 use super::{
     body_pump::{BodyPump, ClientGone, State as BodyState},
-    http::{
-        count_failure, error_page, is_request_error, local_response, log_request, persistence, pick, retry,
-        Outcome,
-    },
+    http::{count_failure, error_page, local_response, log_request, persistence, pick, retry, Outcome},
     queue,
     state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
     stats,
@@ -139,11 +136,21 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     // What servers send, kept for the life of the connection (no allocation per request).
     let mut sbuf = BytesMut::with_capacity(BUF);
     loop {
-        if !first && buf.is_empty() {
-            // Idle between requests.
-            match read_more(&mut io, &mut buf, timeouts.keep_alive).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
+        if !first {
+            // Idle between requests. Empty lines before a request are ignored (RFC 9112
+            // §2.2: some clients send one after a body), so they leave it idle.
+            let idle_until = tokio::time::Instant::now() + timeouts.keep_alive;
+            loop {
+                let blank = buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+                buf.advance(blank);
+                if !buf.is_empty() {
+                    break;
+                }
+                let left = idle_until.saturating_duration_since(tokio::time::Instant::now());
+                match read_more(&mut io, &mut buf, left).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
             }
         }
         let first_request = std::mem::replace(&mut first, false);
@@ -159,9 +166,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let parsed = loop {
             if !buf.is_empty() {
                 match h1::parse_request(&buf) {
-                    Ok(Some(h)) => break Ok(h),
+                    Ok(Some(h)) => break first_chunks_ok(&h, &buf).map(|()| h),
                     Ok(None) => {}
-                    Err(e) => break Err(HeadFailure::Malformed(e)),
+                    Err(e) => break Err(HeadFailure::Malformed(e.to_string())),
                 }
             }
             let now = tokio::time::Instant::now();
@@ -178,7 +185,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let h = match parsed {
             Ok(h) => h,
             Err(failure) => {
-                let bad = BadRequest { shared: &shared, fe: &fe, peer, started, sent_nothing: buf.is_empty() };
+                let bad =
+                    BadRequest { shared: &shared, fe: &fe, peer, started, sent_nothing: buf.is_empty() };
                 bad.answer(&mut io, failure, timeouts.client).await;
                 return None;
             }
@@ -215,9 +223,22 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Why a request head did not come whole.
+/// The chunk framing of the body bytes that came with the head: broken, the request is
+/// refused as malformed, as HAProxy does (it parses them with the head).
+fn first_chunks_ok(h: &RequestHead, buf: &[u8]) -> Result<(), HeadFailure> {
+    if h.body != BodyLen::Chunked {
+        return Ok(());
+    }
+    match Chunked::default().feed(&buf[h.len..], None) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(HeadFailure::Malformed(format!("bad chunked body: {e}"))),
+    }
+}
+
+/// Why a request did not come whole and well formed up to its head (and the body bytes
+/// that came with it).
 enum HeadFailure {
-    Malformed(h1::HeadError),
+    Malformed(String),
     /// `timeout http-request` (or `timeout client`) passed first.
     TimedOut,
     /// The client closed (or the connection failed).
@@ -235,39 +256,49 @@ struct BadRequest<'a> {
 }
 
 impl BadRequest<'_> {
-    /// As HAProxy does: a malformed head gets 400 (`PR--`), a head not whole in time 408
-    /// (`cR--`, also for a connection that sent nothing), a client that closed nothing
-    /// (`CR--`, logged with 400). Each counts as a request error (ereq) and is logged as
-    /// `<BADREQ>`; a connection that sent nothing is neither under `option
-    /// http-ignore-probes`.
+    /// As HAProxy does: a malformed request gets 400 (`PR--`), one not whole in time 408
+    /// (`cR--`, also on a connection that sent nothing), and a client that closed before
+    /// its head was whole gets nothing (`CR--`, logged with 400). Under `option
+    /// http-ignore-probes`, a connection that sent nothing just closes.
     async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         io: &mut S,
         failure: HeadFailure,
         client_timeout: Duration,
     ) {
-        let fe = self.fe;
-        if self.sent_nothing && fe.cfg.settings.ignore_probes {
+        if self.sent_nothing && self.fe.cfg.settings.ignore_probes {
             return;
         }
         let (status, termination) = match &failure {
             HeadFailure::Malformed(e) => {
-                log::debug!("{}: bad request from {}: {e}", fe.cfg.name, self.peer);
+                log::debug!("{}: bad request from {}: {e}", self.fe.cfg.name, self.peer);
                 (StatusCode::BAD_REQUEST, "PR--")
             }
             HeadFailure::TimedOut => (StatusCode::REQUEST_TIMEOUT, "cR--"),
             HeadFailure::Closed => (StatusCode::BAD_REQUEST, "CR--"),
         };
-        let mut bytes = 0;
-        if !matches!(failure, HeadFailure::Closed) {
-            bytes = within(client_timeout, write_local(io, error_page(status), 1, false)).await.unwrap_or(0);
-            let _ = within(client_timeout, io.shutdown()).await;
+        // Counted before the answer goes: a client that has it sees the counters.
+        self.count_and_log(status, termination);
+        if matches!(failure, HeadFailure::Closed) {
+            return;
         }
+        let _ = within(client_timeout, write_local(io, error_page(status), 1, false)).await;
+        let _ = within(client_timeout, io.shutdown()).await;
+        if matches!(failure, HeadFailure::Malformed(_)) {
+            // The client may still be sending: let it read the answer first.
+            Box::pin(linger(io)).await;
+        }
+    }
+
+    /// A request error (ereq) with its status; a request (req_tot) like any other, as
+    /// HAProxy counts it. The log line shows `<BADREQ>` and 0 bytes (HAProxy's %B counts
+    /// only what came from a server).
+    fn count_and_log(&self, status: StatusCode, termination: &'static str) {
+        let fe = self.fe;
         fe.counters.enter();
         fe.counters.leave();
         fe.counters.response(status.as_u16());
         fe.counters.ereq.fetch_add(1, Relaxed);
-        fe.counters.bout.fetch_add(bytes, Relaxed);
         if fe.cfg.settings.httplog && !(self.sent_nothing && fe.cfg.settings.dontlognull) {
             let out = Outcome {
                 status: status.as_u16(),
@@ -275,11 +306,7 @@ impl BadRequest<'_> {
                 termination,
                 ..Outcome::new(&fe.cfg.name)
             };
-            log_request(self.shared, fe, self.peer, self.started, &out, &bytes.to_string(), "<BADREQ>");
-        }
-        if matches!(failure, HeadFailure::Malformed(_)) {
-            // The client may still be sending: let it read the answer first.
-            Box::pin(linger(io)).await;
+            log_request(self.shared, fe, self.peer, self.started, &out, "0", "<BADREQ>");
         }
     }
 }
@@ -389,7 +416,7 @@ impl Exchange<'_> {
         let done = self.route(io, buf, sbuf, &mut out).await;
         fe.counters.leave();
         fe.counters.response(done.status);
-        if is_request_error(out.termination) {
+        if out.request_error {
             fe.counters.ereq.fetch_add(1, Relaxed);
         }
         fe.counters.bout.fetch_add(done.bytes, Relaxed);
@@ -547,8 +574,9 @@ impl Exchange<'_> {
                 }
                 Err(e) => {
                     log::debug!("{}: bad chunked body from {}: {e}", self.fe.cfg.name, self.peer);
-                    // Refused before any server saw it: a bad request (HAProxy's PR).
+                    // (`first_chunks_ok` refused these bytes already: not reached.)
                     out.termination = "PR--";
+                    out.request_error = true;
                     let d = self.local(io, error_page(StatusCode::BAD_REQUEST)).await;
                     return Done { keep: false, ..d };
                 }
@@ -665,7 +693,8 @@ impl Exchange<'_> {
                     }
                     count_failure(be, &server, &e);
                     if let SendError::Client(gone) = e {
-                        out.termination = gone.termination();
+                        out.termination = gone.termination(false);
+                        out.request_error = gone.is_request_error();
                         if gone == ClientGone::Invalid {
                             // Still there to read it (a client that left or went silent is not).
                             let d = self.local(io, error_page(StatusCode::BAD_REQUEST)).await;
@@ -876,7 +905,8 @@ impl Exchange<'_> {
                 Some(p) => match p.read_server(&mut up, sbuf, io, buf).await {
                     Ok(read) => read,
                     Err(gone) => {
-                        out.termination = gone.termination();
+                        out.termination = gone.termination(true);
+                        out.request_error = gone.is_request_error();
                         return Done { status: r.status, bytes, keep: false };
                     }
                 },
@@ -902,7 +932,8 @@ impl Exchange<'_> {
         if let Some(p) = pump.as_mut().filter(|p| finished && r.keep_alive && p.state() == BodyState::Sending)
         {
             if let Err(gone) = p.send_rest(&mut up, sbuf, io, buf).await {
-                out.termination = gone.termination();
+                out.termination = gone.termination(true);
+                out.request_error = gone.is_request_error();
             }
         }
         let body_sent = pump.is_none_or(|p| p.state() == BodyState::Sent);

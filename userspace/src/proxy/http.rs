@@ -73,6 +73,8 @@ pub(super) struct Outcome {
     pub t_connect_resp: Option<u128>,
     pub retries: u32,
     pub termination: &'static str,
+    /// Counted as the frontend's request error (ereq): a bad request or request body.
+    pub request_error: bool,
 }
 
 impl Outcome {
@@ -87,16 +89,9 @@ impl Outcome {
             t_connect_resp: None,
             retries: 0,
             termination: "----",
+            request_error: false,
         }
     }
-}
-
-/// Whether a termination state blames the client's request: a bad request (PR) or
-/// request body (PD: only the client's bodies are checked for framing here), or a client
-/// that closed (CR) or went silent (cR) before its request was whole. HAProxy counts
-/// these as the frontend's request errors (`ereq`).
-pub(super) fn is_request_error(termination: &str) -> bool {
-    matches!(termination.get(..2), Some("PR" | "PD" | "CR" | "cR"))
 }
 
 pub async fn handle(
@@ -116,7 +111,7 @@ pub async fn handle(
     let (resp, out) = route(&shared, &fe, peer, local, req).await;
     drop(session);
     fe.counters.response(resp.status().as_u16());
-    if is_request_error(out.termination) {
+    if out.request_error {
         fe.counters.ereq.fetch_add(1, Relaxed);
     }
     if fe.cfg.settings.httplog {
@@ -466,7 +461,10 @@ async fn forward(
                     let (status, term) = match e {
                         SendError::Connect => (StatusCode::SERVICE_UNAVAILABLE, "SC--"),
                         SendError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "sH--"),
-                        SendError::Client(gone) => (StatusCode::BAD_REQUEST, gone.termination()),
+                        SendError::Client(gone) => {
+                            out.request_error = gone.is_request_error();
+                            (StatusCode::BAD_REQUEST, gone.termination(false))
+                        }
                         _ => (StatusCode::BAD_GATEWAY, "SH--"),
                     };
                     out.termination = term;

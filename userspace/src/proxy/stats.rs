@@ -221,7 +221,7 @@ tr.px td{background:#e0e0e0;font-weight:bold}</style></head><body>");
                 h.push_str("</table>");
             }
             current = px.clone();
-            let _ = write!(h, "<h2>{}</h2><table><tr><th>Name</th><th>Status</th><th>Weight</th><th>Cur sessions</th><th>Max</th><th>Limit</th><th>Rate/s</th><th>Max rate</th><th>Total</th><th>Queue</th><th>2xx</th><th>5xx</th><th>Conn errors</th><th>Retries</th><th>Redisp</th><th>Last check</th></tr>", esc(&px));
+            let _ = write!(h, "<h2>{}</h2><table><tr><th>Name</th><th>Status</th><th>Weight</th><th>Cur sessions</th><th>Max</th><th>Limit</th><th>Rate/s</th><th>Max rate</th><th>Total</th><th>Queue</th><th>2xx</th><th>5xx</th><th>Req errors</th><th>Conn errors</th><th>Resp errors</th><th>Retries</th><th>Redisp</th><th>Last check</th></tr>", esc(&px));
         }
         let sv = col(&cols, "svname");
         let status = col(&cols, "status");
@@ -238,7 +238,7 @@ tr.px td{background:#e0e0e0;font-weight:bold}</style></head><body>");
         };
         let _ = write!(
             h,
-            "<tr class=\"{class}\"><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            "<tr class=\"{class}\"><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
             esc(&sv),
             esc(&status),
             col(&cols, "weight"),
@@ -251,7 +251,9 @@ tr.px td{background:#e0e0e0;font-weight:bold}</style></head><body>");
             col(&cols, "qcur"),
             col(&cols, "hrsp_2xx"),
             col(&cols, "hrsp_5xx"),
+            col(&cols, "ereq"),
             col(&cols, "econ"),
+            col(&cols, "eresp"),
             col(&cols, "wretr"),
             col(&cols, "wredis"),
             esc(&col(&cols, "check_desc")),
