@@ -4,39 +4,11 @@
 mod common;
 
 use std::{
-    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{free_port, http_backend, Child};
-
-/// A self-signed ECDSA P-256 certificate for `name`, as one PEM file (chain + key).
-fn make_cert(dir: &Path, name: &str) -> PathBuf {
-    let (crt, key, pem) =
-        (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")), dir.join(format!("{name}.pem")));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "30",
-        ])
-        .args(["-keyout", key.to_str().unwrap(), "-out", crt.to_str().unwrap()])
-        .args(["-subj", &format!("/CN={name}"), "-addext", &format!("subjectAltName=DNS:{name}")])
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut both = std::fs::read(&crt).unwrap();
-    both.extend(std::fs::read(&key).unwrap());
-    std::fs::write(&pem, both).unwrap();
-    pem
-}
+use common::{free_port, http_backend, l7::make_cert, Child};
 
 /// `openssl s_client ARGS` against the proxy, sending one request and reading until the
 /// proxy closes (so TLS 1.3 session tickets, sent after the handshake, are received);

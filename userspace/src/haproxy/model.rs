@@ -189,6 +189,8 @@ pub struct ProxySettings {
     pub redispatch: bool,
     pub forwardfor: Option<String>,
     pub httplog: bool,
+    /// `option tcplog` (a `mode tcp` proxy also logs this way with `option httplog`).
+    pub tcplog: bool,
     pub dontlognull: bool,
     /// `option http-ignore-probes`: a connection that sends nothing (a browser's
     /// pre-connect) closes silently: no 408, no log, no request error.
@@ -246,6 +248,7 @@ impl Default for ProxySettings {
             redispatch: false,
             forwardfor: None,
             httplog: false,
+            tcplog: false,
             dontlognull: false,
             ignore_probes: false,
             // HAProxy's per-proxy default when neither the proxy nor defaults set it.

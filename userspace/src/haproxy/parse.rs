@@ -528,8 +528,15 @@ fn option(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
         return;
     };
     match name {
-        "httplog" => s.httplog = !negate,
-        "tcplog" => s.httplog = false,
+        // One log format or the other: the last one said wins, as in HAProxy.
+        "httplog" => {
+            s.httplog = !negate;
+            s.tcplog &= negate;
+        }
+        "tcplog" => {
+            s.tcplog = !negate;
+            s.httplog &= negate;
+        }
         "dontlognull" => s.dontlognull = !negate,
         "http-ignore-probes" => s.ignore_probes = !negate,
         "redispatch" => s.redispatch = !negate,
@@ -588,7 +595,6 @@ fn option(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
         | "tcpka"
         | "clitcpka"
         | "srvtcpka"
-        | "http-ignore-probes"
         | "log-separate-errors"
         | "checkcache"
         | "contstats"

@@ -286,3 +286,17 @@ fn mutated_configs_never_panic() {
         let _ = parse("fuzz.cfg", &String::from_utf8_lossy(&b));
     }
 }
+
+#[test]
+fn log_formats_are_one_or_the_other_the_last_wins() {
+    let cfg = "defaults\n mode tcp\n option httplog\n option tcplog\nlisten a\n bind :1\n server s 10.0.0.1:1\nlisten b\n bind :2\n option httplog\n server s 10.0.0.1:1\nlisten c\n bind :3\n option http-ignore-probes\n no option tcplog\n server s 10.0.0.1:1\n";
+    let p = parse("l.cfg", cfg);
+    let c = p.config.expect("valid");
+    let formats = |name: &str| {
+        let s = &c.proxy(name).unwrap().settings;
+        (s.tcplog, s.httplog, s.ignore_probes)
+    };
+    assert_eq!(formats("a"), (true, false, false));
+    assert_eq!(formats("b"), (false, true, false));
+    assert_eq!(formats("c"), (false, false, true));
+}

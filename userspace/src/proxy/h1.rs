@@ -842,7 +842,7 @@ impl Exchange<'_> {
                 return Done { status: 101, bytes, keep: false };
             }
             buf.clear();
-            bytes += tunnel(io, &mut up, idle).await;
+            bytes += super::relay::relay(io, &mut up, idle, idle).await.down;
             return Done { status: 101, bytes, keep: false };
         }
 
@@ -951,50 +951,4 @@ impl Exchange<'_> {
         }
         Done { status: r.status, bytes, keep: keep && finished && body_sent }
     }
-}
-
-/// Copies bytes both ways until either side closes or nothing moves for `idle`
-/// (`timeout tunnel`, else the larger of the client and server timeouts, as in HAProxy).
-/// Returns the bytes sent to the client.
-async fn tunnel<S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut S,
-    server: &mut TcpStream,
-    idle: Duration,
-) -> u64 {
-    let (mut a, mut b) = (vec![0u8; BUF], vec![0u8; BUF]);
-    let mut down = 0u64;
-    let (mut client_open, mut server_open) = (true, true);
-    while client_open || server_open {
-        let step = tokio::time::timeout(idle, async {
-            tokio::select! {
-                r = client.read(&mut a), if client_open => (true, r),
-                r = server.read(&mut b), if server_open => (false, r),
-            }
-        })
-        .await;
-        let Ok((from_client, r)) = step else { break };
-        match (from_client, r) {
-            (true, Ok(0)) => {
-                client_open = false;
-                let _ = server.shutdown().await;
-            }
-            (false, Ok(0)) => {
-                server_open = false;
-                let _ = within(idle, client.shutdown()).await;
-            }
-            (true, Ok(n)) => {
-                if within(idle, server.write_all(&a[..n])).await.is_err() {
-                    break;
-                }
-            }
-            (false, Ok(n)) => {
-                if within(idle, client.write_all(&b[..n])).await.is_err() {
-                    break;
-                }
-                down += n as u64;
-            }
-            (_, Err(_)) => break,
-        }
-    }
-    down
 }

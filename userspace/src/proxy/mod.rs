@@ -13,6 +13,7 @@ pub mod h1;
 pub mod http;
 pub mod nodelay;
 pub mod queue;
+mod relay;
 pub mod runtime;
 pub mod state;
 pub mod stats;
@@ -407,7 +408,21 @@ impl Client {
             // take the plain HTTP/1 branch, so only that one is kept inline.
             let Ok(stream) = stream.into_registered() else { return };
             let _ = stream.set_nodelay(true);
-            Box::pin(tcp::serve(&shared, &fe, stream, peer, local)).await;
+            match acceptor {
+                None => Box::pin(tcp::serve(&shared, &fe, stream, peer, local)).await,
+                // TLS offload for any protocol over TCP (stunnel's job in the seeds): the
+                // server gets the plain bytes.
+                Some(acceptor) => {
+                    Box::pin(async {
+                        match tokio::time::timeout_at(first_deadline, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => tcp::serve(&shared, &fe, tls, peer, local).await,
+                            Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
+                            Err(_) => log::debug!("TLS handshake from {peer}: timed out"),
+                        }
+                    })
+                    .await
+                }
+            }
             return;
         }
         let name = fe.cfg.name.clone();

@@ -77,6 +77,8 @@ pub struct Counters {
     /// Requests the client gave up on while they were on their way to a server (it went
     /// away or went silent mid-body): not the server's fault.
     pub cli_abrt: AtomicU64,
+    /// `mode tcp` relays the server ended (it failed or went silent).
+    pub srv_abrt: AtomicU64,
     /// Frontends: request errors, as HAProxy counts them: a bad request or request body,
     /// and a client that closed or went silent before its request was whole.
     pub ereq: AtomicU64,

@@ -114,12 +114,13 @@ pub fn csv(shared: &Shared) -> String {
                 if s.cfg.maxconn > 0 {
                     r.set(&idx, "slim", s.cfg.maxconn);
                 }
-                for k in ["econ", "eresp", "wretr", "wredis", "cli_abrt"] {
+                for k in ["econ", "eresp", "wretr", "wredis", "cli_abrt", "srv_abrt"] {
                     let v = match k {
                         "econ" => &s.counters.econ,
                         "eresp" => &s.counters.eresp,
                         "wretr" => &s.counters.wretr,
                         "cli_abrt" => &s.counters.cli_abrt,
+                        "srv_abrt" => &s.counters.srv_abrt,
                         _ => &s.counters.wredis,
                     };
                     r.set(&idx, k, v.load(Relaxed));
@@ -157,6 +158,7 @@ pub fn csv(shared: &Shared) -> String {
             counters(&mut r, &idx, &be.counters);
             r.set(&idx, "econ", be.counters.econ.load(Relaxed));
             r.set(&idx, "cli_abrt", be.counters.cli_abrt.load(Relaxed));
+            r.set(&idx, "srv_abrt", be.counters.srv_abrt.load(Relaxed));
             r.set(&idx, "wretr", be.counters.wretr.load(Relaxed));
             r.set(&idx, "wredis", be.counters.wredis.load(Relaxed));
             r.set(&idx, "status", if be.up_servers() > 0 { "UP" } else { "DOWN" });

@@ -1,85 +1,184 @@
-//! `mode tcp`: pick a server, connect (with retries and redispatch), then copy bytes both
-//! ways until either side closes.
-use std::{net::SocketAddr, sync::atomic::Ordering::Relaxed};
+//! `mode tcp`: pick a server, connect (with retries and redispatch), then relay bytes both
+//! ways until both sides close, one fails, or nothing moves for `timeout client` / `timeout
+//! server` (`timeout tunnel` for both, if set); one `option tcplog` line per connection.
+//! The client's side may be TLS (`bind ... ssl crt`): the server gets the plain bytes.
+use std::{
+    net::SocketAddr,
+    sync::atomic::Ordering::Relaxed,
+    time::{Instant, SystemTime},
+};
 
-use tokio::net::TcpStream;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+    sync::OwnedSemaphorePermit,
+};
 
-use super::state::{FrontendRt, Shared};
-use tokio::io::AsyncWriteExt;
-
+use super::{
+    h1::ClientTimeouts,
+    http::httplog_date,
+    relay::{self, End},
+    state::{BackendRt, FrontendRt, ServerRt, Shared},
+};
 use crate::{
     haproxy::model::ProxyProtocol,
     l7::{balance::Key, proxy_protocol},
 };
 
-pub async fn serve(
-    shared: &Shared,
-    fe: &FrontendRt,
-    mut client: TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
-) {
+/// What the `tcplog` line says about a connection. Timers in ms, None: step not reached.
+struct Session {
+    server: String,
+    t_queue: Option<u128>,
+    t_connect: Option<u128>,
+    retries: u32,
+    down: u64,
+    termination: &'static str,
+}
+
+pub async fn serve<C>(shared: &Shared, fe: &FrontendRt, mut client: C, peer: SocketAddr, local: SocketAddr)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let (accepted, start) = (SystemTime::now(), Instant::now());
     let name = fe.cfg.default_backend.as_deref().unwrap_or(&fe.cfg.name);
     let Some(be) = shared.backends.get(name) else { return };
     fe.counters.enter();
     be.counters.enter();
+    let mut s = Session {
+        server: "<NOSRV>".into(),
+        t_queue: None,
+        t_connect: None,
+        retries: 0,
+        down: 0,
+        termination: "--",
+    };
+    let mut up = 0;
+    if let Some((server, mut conn, _permit)) = connect(be, peer, local, &mut s).await {
+        let _ = conn.set_nodelay(true);
+        server.counters.enter();
+        let t = &be.cfg.settings.timeouts;
+        let client_idle = t.tunnel.unwrap_or(ClientTimeouts::of(&fe.cfg.settings.timeouts).client);
+        let server_idle = t.tunnel.unwrap_or(be.server_timeout());
+        let r = relay::relay(&mut client, &mut conn, client_idle, server_idle).await;
+        (up, s.down) = (r.up, r.down);
+        s.termination = r.end.termination();
+        for c in [&server.counters, &be.counters, &fe.counters] {
+            c.bin.fetch_add(r.up, Relaxed);
+            c.bout.fetch_add(r.down, Relaxed);
+        }
+        match r.end {
+            End::ClientFailed | End::ClientTimedOut => {
+                server.counters.cli_abrt.fetch_add(1, Relaxed);
+                be.counters.cli_abrt.fetch_add(1, Relaxed);
+            }
+            End::ServerFailed | End::ServerTimedOut => {
+                server.counters.srv_abrt.fetch_add(1, Relaxed);
+                be.counters.srv_abrt.fetch_add(1, Relaxed);
+            }
+            End::Closed => {}
+        }
+        server.counters.leave();
+    }
+    // As HAProxy logs them: the frontend's count with this connection, the others without.
+    be.counters.leave();
+    let be_conns = be.counters.scur.load(Relaxed);
+    let srv_conns =
+        be.servers.iter().find(|x| x.cfg.name == s.server).map_or(0, |x| x.counters.scur.load(Relaxed));
+    let fe_conns = fe.counters.scur.load(Relaxed);
+    fe.counters.leave();
+    let settings = &fe.cfg.settings;
+    // HAProxy falls back to tcplog for `option httplog` in a TCP proxy.
+    if (settings.tcplog || settings.httplog) && !(settings.dontlognull && up == 0 && s.down == 0) {
+        let ms = |t: Option<u128>| t.map_or_else(|| "-1".to_string(), |v| v.to_string());
+        // %ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt %B %ts %ac/%fc/%bc/%sc/%rc %sq/%bq
+        log::info!(
+            target: "ballast::tcplog",
+            "{}:{} [{}] {} {}/{} {}/{}/{} {} {} {}/{}/{}/{}/{} 0/0",
+            peer.ip(),
+            peer.port(),
+            httplog_date(accepted),
+            fe.cfg.name,
+            be.cfg.name,
+            s.server,
+            ms(s.t_queue),
+            ms(s.t_connect),
+            start.elapsed().as_millis(),
+            s.down,
+            s.termination,
+            fe_conns,
+            fe_conns,
+            be_conns,
+            srv_conns,
+            s.retries,
+        );
+    }
+}
+
+/// A connection to a server, as HAProxy makes one: a slot within `timeout queue` (`sQ`
+/// when none frees up), then the connect, retried `retries` times (on another server for
+/// the last try with `option redispatch`); `SC` when none is possible.
+async fn connect(
+    be: &BackendRt,
+    peer: SocketAddr,
+    local: SocketAddr,
+    s: &mut Session,
+) -> Option<(std::sync::Arc<ServerRt>, TcpStream, Option<OwnedSemaphorePermit>)> {
     let key = Key { source: Some(peer.ip()), path: None, header: None };
     let mut exclude: Option<usize> = None;
-    let mut tries = be.cfg.settings.retries + 1;
-    let server = loop {
+    let mut tries_left = be.cfg.settings.retries;
+    loop {
         let mut cands: Vec<crate::l7::balance::Candidate> =
             be.servers.iter().map(|s| s.candidate()).collect();
         if let Some(x) = exclude {
             cands[x].usable = false;
         }
-        let Some(idx) = be.balancer.lock().ok().and_then(|mut b| b.pick(&cands, &key)) else { break None };
-        let s = be.servers[idx].clone();
-        let Ok(permit) =
-            super::queue::acquire(s.slots.as_ref(), be.queue_timeout(), &s.counters.qcur, &s.counters.qmax)
-                .await
-        else {
-            break None;
+        let Some(idx) = be.balancer.lock().ok().and_then(|mut b| b.pick(&cands, &key)) else {
+            s.termination = "SC";
+            return None;
         };
-        match tokio::time::timeout(be.connect_timeout(), TcpStream::connect(s.cfg.addr)).await {
-            Ok(Ok(mut conn)) => {
-                let header = match s.cfg.send_proxy {
-                    Some(ProxyProtocol::V1) => proxy_protocol::encode_v1(peer, local),
-                    Some(ProxyProtocol::V2) => proxy_protocol::encode_v2(peer, local),
-                    None => Vec::new(),
-                };
-                if header.is_empty() || conn.write_all(&header).await.is_ok() {
-                    break Some((s, conn, permit));
-                }
-                s.counters.econ.fetch_add(1, Relaxed);
-                tries -= 1;
-                if tries == 0 {
-                    break None;
-                }
-            }
-            _ => {
-                s.counters.econ.fetch_add(1, Relaxed);
-                tries -= 1;
-                if tries == 0 {
-                    break None;
-                }
-                s.counters.wretr.fetch_add(1, Relaxed);
-                if tries == 1 && be.cfg.settings.redispatch {
-                    exclude = Some(idx);
-                }
+        let server = be.servers[idx].clone();
+        s.server = server.cfg.name.clone();
+        let t0 = Instant::now();
+        let permit = super::queue::acquire(
+            server.slots.as_ref(),
+            be.queue_timeout(),
+            &server.counters.qcur,
+            &server.counters.qmax,
+        )
+        .await;
+        s.t_queue = Some(t0.elapsed().as_millis());
+        let Ok(permit) = permit else {
+            s.termination = "sQ";
+            return None;
+        };
+        let t1 = Instant::now();
+        if let Ok(Ok(mut conn)) =
+            tokio::time::timeout(be.connect_timeout(), TcpStream::connect(server.cfg.addr)).await
+        {
+            let header = match server.cfg.send_proxy {
+                Some(ProxyProtocol::V1) => proxy_protocol::encode_v1(peer, local),
+                Some(ProxyProtocol::V2) => proxy_protocol::encode_v2(peer, local),
+                None => Vec::new(),
+            };
+            if header.is_empty() || conn.write_all(&header).await.is_ok() {
+                s.t_connect = Some(t1.elapsed().as_millis());
+                return Some((server, conn, permit));
             }
         }
-    };
-    if let Some((s, mut conn, _permit)) = server {
-        let _ = conn.set_nodelay(true);
-        s.counters.enter();
-        if let Ok((up, down)) = tokio::io::copy_bidirectional(&mut client, &mut conn).await {
-            s.counters.bin.fetch_add(up, Relaxed);
-            s.counters.bout.fetch_add(down, Relaxed);
-            fe.counters.bin.fetch_add(up, Relaxed);
-            fe.counters.bout.fetch_add(down, Relaxed);
+        server.counters.econ.fetch_add(1, Relaxed);
+        be.counters.econ.fetch_add(1, Relaxed);
+        if tries_left == 0 {
+            s.termination = "SC";
+            return None;
         }
-        s.counters.leave();
+        tries_left -= 1;
+        s.retries += 1;
+        server.counters.wretr.fetch_add(1, Relaxed);
+        be.counters.wretr.fetch_add(1, Relaxed);
+        if tries_left == 0 && be.cfg.settings.redispatch && cands.iter().filter(|c| c.usable).count() > 1 {
+            exclude = Some(idx);
+            server.counters.wredis.fetch_add(1, Relaxed);
+            be.counters.wredis.fetch_add(1, Relaxed);
+        }
     }
-    be.counters.leave();
-    fe.counters.leave();
 }

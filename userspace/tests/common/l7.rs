@@ -1,5 +1,7 @@
-//! Starting `ballast proxy -f` on a config written to a temporary file.
+//! Starting `ballast proxy -f` on a config written to a temporary file, and what proxy
+//! tests put behind or in front of it (certificates, an echo server).
 use std::{
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -46,4 +48,60 @@ pub fn start_proxy_args(cfg: &str, args: &[&str]) -> Proxy {
         std::thread::sleep(Duration::from_millis(50));
     }
     p
+}
+
+/// A self-signed ECDSA P-256 certificate for `name`, as one PEM file (chain + key).
+pub fn make_cert(dir: &Path, name: &str) -> PathBuf {
+    let (crt, key, pem) =
+        (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")), dir.join(format!("{name}.pem")));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+        ])
+        .args(["-keyout", key.to_str().unwrap(), "-out", crt.to_str().unwrap()])
+        .args(["-subj", &format!("/CN={name}"), "-addext", &format!("subjectAltName=DNS:{name}")])
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut both = std::fs::read(&crt).unwrap();
+    both.extend(std::fs::read(&key).unwrap());
+    std::fs::write(&pem, both).unwrap();
+    pem
+}
+
+/// A server that echoes what it reads, and closes its side when the client closes.
+pub fn echo_server() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            std::thread::spawn(move || {
+                let mut b = [0u8; 4096];
+                loop {
+                    match c.read(&mut b) {
+                        Ok(0) | Err(_) => {
+                            let _ = c.shutdown(std::net::Shutdown::Write);
+                            return;
+                        }
+                        Ok(n) => {
+                            if c.write_all(&b[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
 }
