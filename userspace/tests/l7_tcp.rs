@@ -6,7 +6,7 @@ mod common;
 
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     time::Duration,
 };
 
@@ -15,10 +15,10 @@ use common::{
     l7::{echo_server, make_cert, start_proxy},
 };
 
-/// An address nothing listens on (a port just released).
+/// An address nothing listens on: a test port (outside the ephemeral range, so no
+/// outgoing connection takes it meanwhile).
 fn dead_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
 fn connect(port: u16) -> TcpStream {
@@ -61,7 +61,7 @@ fn tcp_relay_timeouts_retries_and_tcplog() {
          listen slows\n    bind 127.0.0.1:{slow_server}\n    timeout server 1s\n    server e1 {echo}\n\
          listen gone\n    bind 127.0.0.1:{gone}\n    retries 2\n    server d1 {dead}\n\
          listen quiet\n    bind 127.0.0.1:{quiet}\n    option dontlognull\n    server e1 {echo}\n\
-         listen tlsx\n    bind 127.0.0.1:{tls} ssl crt {}\n    timeout client 1s\n    server e1 {echo}\n",
+         listen tlsx\n    bind 127.0.0.1:{tls} ssl crt {}\n    timeout client 3s\n    server e1 {echo}\n",
         pem.display()
     ));
 
@@ -95,7 +95,7 @@ fn tcp_relay_timeouts_retries_and_tcplog() {
 
     // TLS offloaded (stunnel's job): the echo server gets plain bytes, so what comes back
     // through the TLS session is what was sent. (s_client waits for the proxy to close,
-    // after `timeout client`.)
+    // after `timeout client`, 3 s: also the handshake's limit.)
     let out = std::process::Command::new("openssl")
         .args(["s_client", "-quiet", "-ign_eof", "-connect", &format!("127.0.0.1:{tls}")])
         .stdin(std::process::Stdio::piped())

@@ -836,13 +836,15 @@ impl Exchange<'_> {
             w.extend_from_slice(sbuf);
             let mut bytes = w.len() as u64;
             let t = &be.cfg.settings.timeouts;
+            // `timeout tunnel`, else the larger of the client and server timeouts for both
+            // sides, as HAProxy does for an upgraded connection.
             let idle = t.tunnel.unwrap_or_else(|| self.client_timeout.max(be.server_timeout()));
             if within(idle, io.write_all(&w)).await.is_err() || within(idle, up.write_all(buf)).await.is_err()
             {
                 return Done { status: 101, bytes, keep: false };
             }
             buf.clear();
-            bytes += super::relay::relay(io, &mut up, idle, idle).await.down;
+            bytes += super::relay::relay(&mut *io, &mut up, idle, idle).await.down;
             return Done { status: 101, bytes, keep: false };
         }
 

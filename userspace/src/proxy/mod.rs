@@ -414,7 +414,8 @@ impl Client {
                 // server gets the plain bytes.
                 Some(acceptor) => {
                     Box::pin(async {
-                        match tokio::time::timeout_at(first_deadline, acceptor.accept(stream)).await {
+                        // `timeout http-request` is HTTP's: a TCP handshake gets `timeout client`.
+                        match tokio::time::timeout(timeouts.client, acceptor.accept(stream)).await {
                             Ok(Ok(tls)) => tcp::serve(&shared, &fe, tls, peer, local).await,
                             Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
                             Err(_) => log::debug!("TLS handshake from {peer}: timed out"),

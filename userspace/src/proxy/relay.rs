@@ -3,10 +3,17 @@
 //! how it ended, for the log's termination state.
 //!
 //! Inactivity is counted as HAProxy counts it by default (no `option
-//! independent-streams`): bytes moving either way are activity on both sides, so the
-//! relay ends when nothing has moved for the shorter of the two timeouts, blamed on the
-//! side that stalled a write, or on that shorter timeout's side when both were quiet.
-use std::time::Duration;
+//! independent-streams`): bytes moving either way are activity on both sides. A wait for
+//! a side (to read from it, or to write to it) ends after that side's timeout without any
+//! byte moving either way, and is blamed on that side; after a half-close only the open
+//! direction waits, so only its side's timeout counts.
+use std::{
+    future::{poll_fn, Future},
+    pin::pin,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    task::Poll,
+    time::Duration,
+};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -46,88 +53,155 @@ pub(super) struct Relayed {
     pub end: End,
 }
 
-/// Relays until the end (see the module comment). A side that closes has its close passed
-/// on (a half-close); the other direction goes on.
-pub(super) async fn relay<C, S>(
-    client: &mut C,
-    server: &mut S,
-    client_idle: Duration,
-    server_idle: Duration,
-) -> Relayed
+/// Relays until the end (see the module comment). The two directions run side by side, so
+/// a peer that writes before it reads never blocks the other direction; a side that
+/// closes has its close passed on (a half-close) and the other direction goes on.
+pub(super) async fn relay<C, S>(client: C, server: S, client_idle: Duration, server_idle: Duration) -> Relayed
 where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let idle = client_idle.min(server_idle);
-    let quiet = if client_idle <= server_idle { End::ClientTimedOut } else { End::ServerTimedOut };
-    let (mut a, mut b) = (vec![0u8; BUF], vec![0u8; BUF]);
-    let mut done = Relayed { up: 0, down: 0, end: End::Closed };
-    let (mut client_open, mut server_open) = (true, true);
-    while client_open || server_open {
-        let step = tokio::time::timeout(idle, async {
-            tokio::select! {
-                r = client.read(&mut a), if client_open => (true, r),
-                r = server.read(&mut b), if server_open => (false, r),
-            }
-        })
-        .await;
-        let Ok((from_client, read)) = step else {
-            done.end = quiet;
-            break;
-        };
-        let failed = |from_client| if from_client { End::ClientFailed } else { End::ServerFailed };
-        let n = match read {
-            Ok(n) => n,
-            Err(_) => {
-                done.end = failed(from_client);
-                break;
-            }
-        };
-        if n == 0 {
-            if from_client {
-                client_open = false;
-            } else {
-                server_open = false;
+    let (mut client_r, mut client_w) = tokio::io::split(client);
+    let (mut server_r, mut server_w) = tokio::io::split(server);
+    let activity = Activity::new();
+    let upward = Direction { from_client: true, read_idle: client_idle, write_idle: server_idle };
+    let downward = Direction { from_client: false, read_idle: server_idle, write_idle: client_idle };
+    let mut up = pin!(copy(&mut client_r, &mut server_w, &activity, upward));
+    let mut down = pin!(copy(&mut server_r, &mut client_w, &activity, downward));
+    let (mut up_done, mut down_done) = (None, None);
+    // Both directions to their end, or the first failure (which ends the other too).
+    poll_fn(|cx| {
+        if up_done.is_none() {
+            if let Poll::Ready(d) = up.as_mut().poll(cx) {
+                up_done = Some(d);
             }
         }
-        // The bytes (or the close) go to the other side; a stall there is that side's.
-        let (sent, stalled) = if from_client {
-            (pass(&mut *server, &a[..n], idle).await, End::ServerTimedOut)
+        if down_done.is_none() {
+            if let Poll::Ready(d) = down.as_mut().poll(cx) {
+                down_done = Some(d);
+            }
+        }
+        let failed = |d: Option<Copied>| d.is_some_and(|d| d.end.is_some());
+        if failed(up_done) || failed(down_done) || (up_done.is_some() && down_done.is_some()) {
+            Poll::Ready(())
         } else {
-            (pass(&mut *client, &b[..n], idle).await, End::ClientTimedOut)
-        };
-        match sent {
-            Ok(Ok(())) => {}
-            // A close passed on to a side that is already gone ends nothing.
-            Ok(Err(_)) if n == 0 => {}
-            Ok(Err(_)) => {
-                done.end = failed(!from_client);
-                break;
-            }
-            Err(_) => {
-                done.end = stalled;
-                break;
-            }
+            Poll::Pending
         }
-        if from_client {
-            done.up += n as u64;
-        } else {
-            done.down += n as u64;
-        }
-    }
-    done
+    })
+    .await;
+    let end = [up_done, down_done].iter().flatten().find_map(|d| d.end).unwrap_or(End::Closed);
+    Relayed { up: activity.bytes(true), down: activity.bytes(false), end }
 }
 
-/// Writes `bytes` to `to` within `idle`; no bytes: passes the close on.
-async fn pass<W: AsyncWrite + Unpin>(
-    to: &mut W,
-    bytes: &[u8],
-    idle: Duration,
-) -> Result<std::io::Result<()>, tokio::time::error::Elapsed> {
-    if bytes.is_empty() {
-        tokio::time::timeout(idle, to.shutdown()).await
-    } else {
-        tokio::time::timeout(idle, to.write_all(bytes)).await
+/// One direction's setting: who reads from whom, and each side's timeout.
+#[derive(Clone, Copy)]
+struct Direction {
+    from_client: bool,
+    read_idle: Duration,
+    write_idle: Duration,
+}
+
+impl Direction {
+    fn source(self, failed: bool) -> End {
+        match (self.from_client, failed) {
+            (true, true) => End::ClientFailed,
+            (true, false) => End::ClientTimedOut,
+            (false, true) => End::ServerFailed,
+            (false, false) => End::ServerTimedOut,
+        }
+    }
+
+    fn sink(self, failed: bool) -> End {
+        Direction { from_client: !self.from_client, ..self }.source(failed)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Copied {
+    /// None: the source closed and the close was passed on.
+    end: Option<End>,
+}
+
+/// Copies one direction until its source closes (passing the close on) or something
+/// fails. A read waits for the source's timeout and a write for the sink's, each counted
+/// from the last byte that moved either way.
+async fn copy<R, W>(src: &mut R, dst: &mut W, activity: &Activity, d: Direction) -> Copied
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let n = match activity.within(d.read_idle, src.read(&mut buf)).await {
+            Some(Ok(n)) => n,
+            // A TLS peer that closes without close_notify: a close like any other.
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Some(Err(_)) => return Copied { end: Some(d.source(true)) },
+            None => return Copied { end: Some(d.source(false)) },
+        };
+        if n == 0 {
+            // The sink may be gone already: its own direction says so.
+            let _ = activity.within(d.write_idle, dst.shutdown()).await;
+            return Copied { end: None };
+        }
+        activity.moved(d.from_client, n);
+        // Flushed: TLS may hold written bytes until then.
+        let sent = async {
+            dst.write_all(&buf[..n]).await?;
+            dst.flush().await
+        };
+        match activity.within(d.write_idle, sent).await {
+            Some(Ok(())) => activity.moved(d.from_client, 0),
+            Some(Err(_)) => return Copied { end: Some(d.sink(true)) },
+            None => return Copied { end: Some(d.sink(false)) },
+        }
+    }
+}
+
+/// When bytes last moved, either way, and how many each way (shared by the two
+/// directions, which run in one task).
+struct Activity {
+    start: tokio::time::Instant,
+    last_ns: AtomicU64,
+    up: AtomicU64,
+    down: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: tokio::time::Instant::now(),
+            last_ns: AtomicU64::new(0),
+            up: AtomicU64::new(0),
+            down: AtomicU64::new(0),
+        }
+    }
+
+    fn moved(&self, from_client: bool, n: usize) {
+        self.last_ns.store(self.start.elapsed().as_nanos() as u64, Relaxed);
+        (if from_client { &self.up } else { &self.down }).fetch_add(n as u64, Relaxed);
+    }
+
+    fn bytes(&self, from_client: bool) -> u64 {
+        (if from_client { &self.up } else { &self.down }).load(Relaxed)
+    }
+
+    /// `f`, unless nothing moves either way for `idle` first (None).
+    async fn within<T>(&self, idle: Duration, f: impl Future<Output = T>) -> Option<T> {
+        let mut f = pin!(f);
+        // Most reads and writes are ready at once: no timer for them.
+        if let Poll::Ready(v) = poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx))).await {
+            return Some(v);
+        }
+        loop {
+            let last = self.start + Duration::from_nanos(self.last_ns.load(Relaxed));
+            match tokio::time::timeout_at(last + idle, f.as_mut()).await {
+                Ok(v) => return Some(v),
+                // The other direction moved meanwhile: wait on from its last move.
+                Err(_) if self.start + Duration::from_nanos(self.last_ns.load(Relaxed)) > last => {}
+                Err(_) => return None,
+            }
+        }
     }
 }
 
@@ -183,6 +257,57 @@ mod tests {
         server_end.write_all(&[7u8; 4096]).await.unwrap();
         let r = relay(&mut client, &mut server, Duration::from_secs(5), Duration::from_secs(1)).await;
         assert_eq!(r.end, End::ClientTimedOut);
+    }
+
+    /// A server that sends its whole answer before reading the upload, and a client that
+    /// uploads while it reads: neither direction may wait for the other.
+    #[tokio::test]
+    async fn directions_do_not_wait_for_each_other() {
+        const SIZE: usize = 1 << 20;
+        let (mut client, client_end) = duplex(64 * 1024);
+        let (mut server, mut server_end) = duplex(64 * 1024);
+        let server_task = tokio::spawn(async move {
+            server_end.write_all(&vec![1u8; SIZE]).await.unwrap();
+            server_end.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            server_end.read_to_end(&mut got).await.unwrap();
+            got.len()
+        });
+        let (mut from_proxy, mut to_proxy) = tokio::io::split(client_end);
+        let writer = tokio::spawn(async move {
+            to_proxy.write_all(&vec![2u8; SIZE]).await.unwrap();
+            to_proxy.shutdown().await.unwrap();
+        });
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            from_proxy.read_to_end(&mut got).await.unwrap();
+            got.len()
+        });
+        let r = relay(&mut client, &mut server, LONG, LONG).await;
+        writer.await.unwrap();
+        assert_eq!((reader.await.unwrap(), server_task.await.unwrap()), (SIZE, SIZE));
+        assert_eq!(r, Relayed { up: SIZE as u64, down: SIZE as u64, end: End::Closed });
+    }
+
+    /// After the client's half-close only the server's timeout counts: a slow answer
+    /// within it is not cut by the client's shorter one.
+    #[tokio::test(start_paused = true)]
+    async fn a_half_closed_client_waits_for_the_server() {
+        let (mut client, mut client_end) = duplex(64);
+        let (mut server, mut server_end) = duplex(64);
+        let peers = tokio::spawn(async move {
+            client_end.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            server_end.read_to_end(&mut got).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            server_end.write_all(b"late").await.unwrap();
+            server_end.shutdown().await.unwrap();
+            client_end.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let r = relay(&mut client, &mut server, Duration::from_secs(1), Duration::from_secs(30)).await;
+        assert_eq!(peers.await.unwrap(), b"late");
+        assert_eq!(r, Relayed { up: 0, down: 4, end: End::Closed });
     }
 
     #[tokio::test]

@@ -9,20 +9,18 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    io::{AsyncRead, AsyncWrite},
     net::TcpStream,
     sync::OwnedSemaphorePermit,
 };
 
 use super::{
     h1::ClientTimeouts,
-    http::httplog_date,
+    http::{self, httplog_date},
+    queue,
     relay::{self, End},
     state::{BackendRt, FrontendRt, ServerRt, Shared},
-};
-use crate::{
-    haproxy::model::ProxyProtocol,
-    l7::{balance::Key, proxy_protocol},
+    upstream::{self, SendError},
 };
 
 /// What the `tcplog` line says about a connection. Timers in ms, None: step not reached.
@@ -53,13 +51,12 @@ where
         termination: "--",
     };
     let mut up = 0;
-    if let Some((server, mut conn, _permit)) = connect(be, peer, local, &mut s).await {
-        let _ = conn.set_nodelay(true);
+    if let Some((server, conn, _permit)) = connect(be, peer, local, &mut s).await {
         server.counters.enter();
         let t = &be.cfg.settings.timeouts;
         let client_idle = t.tunnel.unwrap_or(ClientTimeouts::of(&fe.cfg.settings.timeouts).client);
         let server_idle = t.tunnel.unwrap_or(be.server_timeout());
-        let r = relay::relay(&mut client, &mut conn, client_idle, server_idle).await;
+        let r = relay::relay(&mut client, conn, client_idle, server_idle).await;
         (up, s.down) = (r.up, r.down);
         s.termination = r.end.termination();
         for c in [&server.counters, &be.counters, &fe.counters] {
@@ -87,8 +84,9 @@ where
     let fe_conns = fe.counters.scur.load(Relaxed);
     fe.counters.leave();
     let settings = &fe.cfg.settings;
-    // HAProxy falls back to tcplog for `option httplog` in a TCP proxy.
-    if (settings.tcplog || settings.httplog) && !(settings.dontlognull && up == 0 && s.down == 0) {
+    // HAProxy falls back to tcplog for `option httplog` in a TCP proxy; dontlognull leaves
+    // out connections the client sent nothing on (as HAProxy: a server banner alone is null).
+    if (settings.tcplog || settings.httplog) && !(settings.dontlognull && up == 0) {
         let ms = |t: Option<u128>| t.map_or_else(|| "-1".to_string(), |v| v.to_string());
         // %ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt %B %ts %ac/%fc/%bc/%sc/%rc %sq/%bq
         log::info!(
@@ -114,32 +112,26 @@ where
     }
 }
 
-/// A connection to a server, as HAProxy makes one: a slot within `timeout queue` (`sQ`
-/// when none frees up), then the connect, retried `retries` times (on another server for
-/// the last try with `option redispatch`); `SC` when none is possible.
+/// A connection to a server, as the HTTP path makes one: a slot within `timeout queue`
+/// (`sQ` when none frees up), then the connect, retried `retries` times on the same
+/// server (on another for the last try with `option redispatch`); `SC` when none is
+/// possible.
 async fn connect(
     be: &BackendRt,
     peer: SocketAddr,
     local: SocketAddr,
     s: &mut Session,
 ) -> Option<(std::sync::Arc<ServerRt>, TcpStream, Option<OwnedSemaphorePermit>)> {
-    let key = Key { source: Some(peer.ip()), path: None, header: None };
-    let mut exclude: Option<usize> = None;
+    let Some(mut idx) = http::pick(be, peer, "", None, None) else {
+        s.termination = "SC";
+        return None;
+    };
     let mut tries_left = be.cfg.settings.retries;
     loop {
-        let mut cands: Vec<crate::l7::balance::Candidate> =
-            be.servers.iter().map(|s| s.candidate()).collect();
-        if let Some(x) = exclude {
-            cands[x].usable = false;
-        }
-        let Some(idx) = be.balancer.lock().ok().and_then(|mut b| b.pick(&cands, &key)) else {
-            s.termination = "SC";
-            return None;
-        };
         let server = be.servers[idx].clone();
         s.server = server.cfg.name.clone();
         let t0 = Instant::now();
-        let permit = super::queue::acquire(
+        let permit = queue::acquire(
             server.slots.as_ref(),
             be.queue_timeout(),
             &server.counters.qcur,
@@ -152,33 +144,18 @@ async fn connect(
             return None;
         };
         let t1 = Instant::now();
-        if let Ok(Ok(mut conn)) =
-            tokio::time::timeout(be.connect_timeout(), TcpStream::connect(server.cfg.addr)).await
-        {
-            let header = match server.cfg.send_proxy {
-                Some(ProxyProtocol::V1) => proxy_protocol::encode_v1(peer, local),
-                Some(ProxyProtocol::V2) => proxy_protocol::encode_v2(peer, local),
-                None => Vec::new(),
-            };
-            if header.is_empty() || conn.write_all(&header).await.is_ok() {
-                s.t_connect = Some(t1.elapsed().as_millis());
-                return Some((server, conn, permit));
-            }
+        // A new connection: one client's bytes, never pooled.
+        if let Ok((conn, _)) = upstream::connect(be, &server, true, peer, local).await {
+            s.t_connect = Some(t1.elapsed().as_millis());
+            return Some((server, conn, permit));
         }
-        server.counters.econ.fetch_add(1, Relaxed);
-        be.counters.econ.fetch_add(1, Relaxed);
+        http::count_failure(be, &server, &SendError::Connect);
         if tries_left == 0 {
             s.termination = "SC";
             return None;
         }
         tries_left -= 1;
         s.retries += 1;
-        server.counters.wretr.fetch_add(1, Relaxed);
-        be.counters.wretr.fetch_add(1, Relaxed);
-        if tries_left == 0 && be.cfg.settings.redispatch && cands.iter().filter(|c| c.usable).count() > 1 {
-            exclude = Some(idx);
-            server.counters.wredis.fetch_add(1, Relaxed);
-            be.counters.wredis.fetch_add(1, Relaxed);
-        }
+        idx = http::retry(be, idx, tries_left, peer, "", None);
     }
 }
