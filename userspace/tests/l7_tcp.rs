@@ -15,10 +15,24 @@ use common::{
     l7::{echo_server, make_cert, start_proxy},
 };
 
-/// An address nothing listens on: a test port (outside the ephemeral range, so no
-/// outgoing connection takes it meanwhile).
-fn dead_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
+/// An address nothing listens on: a socket bound to it but not listening (connects to it
+/// are refused), kept open for the test so that no other socket gets the port.
+fn dead_addr() -> (SocketAddr, std::os::fd::OwnedFd) {
+    use std::{mem::size_of, os::fd::FromRawFd};
+    // SAFETY: a fresh socket owned at once; plain sockaddr_in structures of the right size.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(libc::bind(fd, &sa as *const _ as *const libc::sockaddr, len), 0, "bind");
+        let mut got = len;
+        assert_eq!(libc::getsockname(fd, &mut sa as *mut _ as *mut libc::sockaddr, &mut got), 0);
+        (SocketAddr::from(([127, 0, 0, 1], u16::from_be(sa.sin_port))), owned)
+    }
 }
 
 fn connect(port: u16) -> TcpStream {
@@ -47,7 +61,7 @@ fn closed_by_proxy(s: &mut TcpStream) -> bool {
 
 #[test]
 fn tcp_relay_timeouts_retries_and_tcplog() {
-    let (echo, dead) = (echo_server(), dead_addr());
+    let (echo, (dead, _dead_socket)) = (echo_server(), dead_addr());
     let (first, slow_client, slow_server, gone, quiet, tls) =
         (free_port(), free_port(), free_port(), free_port(), free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("ballast-tcp-{}-{tls}", std::process::id()));

@@ -588,7 +588,7 @@ impl Exchange<'_> {
         let idempotent =
             matches!(self.method(), b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE");
 
-        let Some(mut idx) = persisted.or_else(|| pick(be, self.peer, path, hdr_value, None)) else {
+        let Some(mut idx) = persisted.or_else(|| pick(be, self.peer, Some(path), hdr_value, None)) else {
             out.termination = "SC--";
             let d = self.local(io, error_page(StatusCode::SERVICE_UNAVAILABLE)).await;
             return Done { keep: d.keep && body_done, ..d };
@@ -715,7 +715,7 @@ impl Exchange<'_> {
                     }
                     tries_left -= 1;
                     out.retries += 1;
-                    idx = retry(be, idx, tries_left, self.peer, path, hdr_value);
+                    idx = retry(be, idx, tries_left, self.peer, Some(path), hdr_value);
                 }
             }
         }
@@ -839,8 +839,12 @@ impl Exchange<'_> {
             // `timeout tunnel`, else the larger of the client and server timeouts for both
             // sides, as HAProxy does for an upgraded connection.
             let idle = t.tunnel.unwrap_or_else(|| self.client_timeout.max(be.server_timeout()));
-            if within(idle, io.write_all(&w)).await.is_err() || within(idle, up.write_all(buf)).await.is_err()
-            {
+            // (Flushed: over TLS the 101 could otherwise wait for the tunnel's first bytes.)
+            let head = async {
+                io.write_all(&w).await?;
+                io.flush().await
+            };
+            if within(idle, head).await.is_err() || within(idle, up.write_all(buf)).await.is_err() {
                 return Done { status: 101, bytes, keep: false };
             }
             buf.clear();

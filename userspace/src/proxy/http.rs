@@ -238,10 +238,12 @@ async fn route(
     (r, out)
 }
 
+/// A server for a request (`path`: None in TCP mode, where `balance uri` falls back to
+/// round robin as in HAProxy), not `exclude` if another can take it.
 pub(super) fn pick(
     be: &BackendRt,
     peer: SocketAddr,
-    path: &str,
+    path: Option<&str>,
     hdr: Option<&str>,
     exclude: Option<usize>,
 ) -> Option<usize> {
@@ -251,7 +253,7 @@ pub(super) fn pick(
             cands[x].usable = false;
         }
     }
-    let key = Key { source: Some(peer.ip()), path: Some(path), header: hdr };
+    let key = Key { source: Some(peer.ip()), path, header: hdr };
     be.balancer.lock().ok()?.pick(&cands, &key)
 }
 
@@ -296,7 +298,7 @@ pub(super) fn retry(
     idx: usize,
     tries_left: u32,
     peer: SocketAddr,
-    path: &str,
+    path: Option<&str>,
     hdr: Option<&str>,
 ) -> usize {
     let server = &be.servers[idx];
@@ -393,7 +395,7 @@ async fn forward(
     // Streamed once: kept between tries only while no attempt has read it.
     let mut body = has_body.then_some(body);
 
-    let mut idx = match persisted.or_else(|| pick(be, peer, path, hdr_value.as_deref(), None)) {
+    let mut idx = match persisted.or_else(|| pick(be, peer, Some(path), hdr_value.as_deref(), None)) {
         Some(i) => i,
         None => {
             out.termination = "SC--";
@@ -472,7 +474,7 @@ async fn forward(
                 }
                 tries_left -= 1;
                 out.retries += 1;
-                idx = retry(be, idx, tries_left, peer, path, hdr_value.as_deref());
+                idx = retry(be, idx, tries_left, peer, Some(path), hdr_value.as_deref());
             }
         }
     }

@@ -9,9 +9,9 @@
 //! direction waits, so only its side's timeout counts.
 use std::{
     future::{poll_fn, Future},
-    pin::pin,
+    pin::{pin, Pin},
     sync::atomic::{AtomicU64, Ordering::Relaxed},
-    task::Poll,
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -69,17 +69,18 @@ where
     let mut up = pin!(copy(&mut client_r, &mut server_w, &activity, upward));
     let mut down = pin!(copy(&mut server_r, &mut client_w, &activity, downward));
     let (mut up_done, mut down_done) = (None, None);
-    // Both directions to their end, or the first failure (which ends the other too).
+    let mut up_first = false;
+    // Both directions to their end, or the first failure (which ends the other too). Each
+    // goes first every other time: one that always has bytes cannot use up the task's
+    // budget and starve the other.
     poll_fn(|cx| {
-        if up_done.is_none() {
-            if let Poll::Ready(d) = up.as_mut().poll(cx) {
-                up_done = Some(d);
-            }
-        }
-        if down_done.is_none() {
-            if let Poll::Ready(d) = down.as_mut().poll(cx) {
-                down_done = Some(d);
-            }
+        up_first = !up_first;
+        if up_first {
+            step(up.as_mut(), &mut up_done, cx);
+            step(down.as_mut(), &mut down_done, cx);
+        } else {
+            step(down.as_mut(), &mut down_done, cx);
+            step(up.as_mut(), &mut up_done, cx);
         }
         let failed = |d: Option<Copied>| d.is_some_and(|d| d.end.is_some());
         if failed(up_done) || failed(down_done) || (up_done.is_some() && down_done.is_some()) {
@@ -91,6 +92,15 @@ where
     .await;
     let end = [up_done, down_done].iter().flatten().find_map(|d| d.end).unwrap_or(End::Closed);
     Relayed { up: activity.bytes(true), down: activity.bytes(false), end }
+}
+
+/// Polls one direction unless it is done.
+fn step<F: Future<Output = Copied>>(f: Pin<&mut F>, done: &mut Option<Copied>, cx: &mut Context<'_>) {
+    if done.is_none() {
+        if let Poll::Ready(d) = f.poll(cx) {
+            *done = Some(d);
+        }
+    }
 }
 
 /// One direction's setting: who reads from whom, and each side's timeout.
@@ -139,19 +149,28 @@ where
             Some(Err(_)) => return Copied { end: Some(d.source(true)) },
             None => return Copied { end: Some(d.source(false)) },
         };
+        // A close is activity too: its shutdown gets the sink's whole timeout.
+        activity.moved(d.from_client, n);
         if n == 0 {
             // The sink may be gone already: its own direction says so.
             let _ = activity.within(d.write_idle, dst.shutdown()).await;
             return Copied { end: None };
         }
-        activity.moved(d.from_client, n);
+        // Each partial write is activity: a slow reader that keeps taking bytes is not idle.
+        let mut off = 0;
+        while off < n {
+            match activity.within(d.write_idle, dst.write(&buf[off..n])).await {
+                Some(Ok(0)) | Some(Err(_)) => return Copied { end: Some(d.sink(true)) },
+                Some(Ok(k)) => {
+                    off += k;
+                    activity.moved(d.from_client, 0);
+                }
+                None => return Copied { end: Some(d.sink(false)) },
+            }
+        }
         // Flushed: TLS may hold written bytes until then.
-        let sent = async {
-            dst.write_all(&buf[..n]).await?;
-            dst.flush().await
-        };
-        match activity.within(d.write_idle, sent).await {
-            Some(Ok(())) => activity.moved(d.from_client, 0),
+        match activity.within(d.write_idle, dst.flush()).await {
+            Some(Ok(())) => {}
             Some(Err(_)) => return Copied { end: Some(d.sink(true)) },
             None => return Copied { end: Some(d.sink(false)) },
         }
@@ -195,7 +214,9 @@ impl Activity {
         }
         loop {
             let last = self.start + Duration::from_nanos(self.last_ns.load(Relaxed));
-            match tokio::time::timeout_at(last + idle, f.as_mut()).await {
+            // A timeout too large to add (`timeout tunnel 100000d`) is no timeout.
+            let Some(deadline) = last.checked_add(idle) else { return Some(f.await) };
+            match tokio::time::timeout_at(deadline, f.as_mut()).await {
                 Ok(v) => return Some(v),
                 // The other direction moved meanwhile: wait on from its last move.
                 Err(_) if self.start + Duration::from_nanos(self.last_ns.load(Relaxed)) > last => {}

@@ -122,7 +122,7 @@ async fn connect(
     local: SocketAddr,
     s: &mut Session,
 ) -> Option<(std::sync::Arc<ServerRt>, TcpStream, Option<OwnedSemaphorePermit>)> {
-    let Some(mut idx) = http::pick(be, peer, "", None, None) else {
+    let Some(mut idx) = http::pick(be, peer, None, None, None) else {
         s.termination = "SC";
         return None;
     };
@@ -156,6 +156,6 @@ async fn connect(
         }
         tries_left -= 1;
         s.retries += 1;
-        idx = http::retry(be, idx, tries_left, peer, "", None);
+        idx = http::retry(be, idx, tries_left, peer, None, None);
     }
 }
