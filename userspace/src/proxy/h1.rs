@@ -166,7 +166,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let parsed = loop {
             if !buf.is_empty() {
                 match h1::parse_request(&buf) {
-                    Ok(Some(h)) => break first_chunks_ok(&h, &buf).map(|()| h),
+                    Ok(Some(h)) => break first_chunks(&h, &buf).map(|c| (h, c)),
                     Ok(None) => {}
                     Err(e) => break Err(HeadFailure::Malformed(e.to_string())),
                 }
@@ -182,8 +182,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
         let fe = shared.frontend(&frontend)?;
-        let h = match parsed {
-            Ok(h) => h,
+        let (h, first_chunks) = match parsed {
+            Ok(x) => x,
             Err(failure) => {
                 let bad =
                     BadRequest { shared: &shared, fe: &fe, peer, started, sent_nothing: buf.is_empty() };
@@ -201,6 +201,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             head: &head,
             h: &h,
             first_request,
+            first_chunks,
             body_read: std::sync::atomic::AtomicBool::new(h.body == BodyLen::None),
         };
         sbuf.clear();
@@ -223,14 +224,16 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// The chunk framing of the body bytes that came with the head: broken, the request is
-/// refused as malformed, as HAProxy does (it parses them with the head).
-fn first_chunks_ok(h: &RequestHead, buf: &[u8]) -> Result<(), HeadFailure> {
+/// The chunk framing of the body bytes that came with the head, and how many of them it
+/// took: broken, the request is refused as malformed, as HAProxy does (it parses them
+/// with the head).
+fn first_chunks(h: &RequestHead, buf: &[u8]) -> Result<(Chunked, usize), HeadFailure> {
+    let mut chunked = Chunked::default();
     if h.body != BodyLen::Chunked {
-        return Ok(());
+        return Ok((chunked, 0));
     }
-    match Chunked::default().feed(&buf[h.len..], None) {
-        Ok(_) => Ok(()),
+    match chunked.feed(&buf[h.len..], None) {
+        Ok(k) => Ok((chunked, k)),
         Err(e) => Err(HeadFailure::Malformed(format!("bad chunked body: {e}"))),
     }
 }
@@ -382,6 +385,8 @@ struct Exchange<'a> {
     h: &'a RequestHead,
     /// The client connection's first request (see `http-reuse safe`).
     first_request: bool,
+    /// A chunked body's framing after the bytes read with the head, and their length.
+    first_chunks: (Chunked, usize),
     /// The request body has been read whole (or there is none).
     body_read: std::sync::atomic::AtomicBool,
 }
@@ -557,7 +562,7 @@ impl Exchange<'_> {
             BodyLen::Length(n) => n,
             _ => 0,
         };
-        let mut chunked = Chunked::default();
+        let (chunked, chunk_bytes) = self.first_chunks.clone();
         let body_done = match self.h.body {
             BodyLen::Length(_) => {
                 let k = (body_left.min(buf.len() as u64)) as usize;
@@ -566,21 +571,11 @@ impl Exchange<'_> {
                 body_left -= k as u64;
                 body_left == 0
             }
-            BodyLen::Chunked => match chunked.feed(buf, None) {
-                Ok(k) => {
-                    first.extend_from_slice(&buf[..k]);
-                    buf.advance(k);
-                    chunked.done()
-                }
-                Err(e) => {
-                    log::debug!("{}: bad chunked body from {}: {e}", self.fe.cfg.name, self.peer);
-                    // (`first_chunks_ok` refused these bytes already: not reached.)
-                    out.termination = "PR--";
-                    out.request_error = true;
-                    let d = self.local(io, error_page(StatusCode::BAD_REQUEST)).await;
-                    return Done { keep: false, ..d };
-                }
-            },
+            BodyLen::Chunked => {
+                first.extend_from_slice(&buf[..chunk_bytes]);
+                buf.advance(chunk_bytes);
+                chunked.done()
+            }
             _ => true,
         };
         let sent_whole = body_done;
@@ -693,8 +688,7 @@ impl Exchange<'_> {
                     }
                     count_failure(be, &server, &e);
                     if let SendError::Client(gone) = e {
-                        out.termination = gone.termination(false);
-                        out.request_error = gone.is_request_error();
+                        out.client_gone(gone, false);
                         if gone == ClientGone::Invalid {
                             // Still there to read it (a client that left or went silent is not).
                             let d = self.local(io, error_page(StatusCode::BAD_REQUEST)).await;
@@ -911,8 +905,7 @@ impl Exchange<'_> {
                 Some(p) => match p.read_server(&mut up, sbuf, io, buf).await {
                     Ok(read) => read,
                     Err(gone) => {
-                        out.termination = gone.termination(true);
-                        out.request_error = gone.is_request_error();
+                        out.client_gone(gone, true);
                         return Done { status: r.status, bytes, keep: false };
                     }
                 },
@@ -938,8 +931,7 @@ impl Exchange<'_> {
         if let Some(p) = pump.as_mut().filter(|p| finished && r.keep_alive && p.state() == BodyState::Sending)
         {
             if let Err(gone) = p.send_rest(&mut up, sbuf, io, buf).await {
-                out.termination = gone.termination(true);
-                out.request_error = gone.is_request_error();
+                out.client_gone(gone, true);
             }
         }
         let body_sent = pump.is_none_or(|p| p.state() == BodyState::Sent);

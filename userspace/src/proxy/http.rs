@@ -92,6 +92,18 @@ impl Outcome {
             request_error: false,
         }
     }
+
+    /// The client ended the request early: HAProxy's state for it (see
+    /// `ClientGone::termination`), and whether it is a request error.
+    pub fn client_gone(&mut self, gone: ClientGone, response_started: bool) {
+        self.termination = gone.termination(response_started);
+        self.request_error = gone.is_request_error();
+    }
+}
+
+/// A log timer: ms, or -1 for a step never reached (as HAProxy logs them).
+pub(super) fn log_ms(t: Option<u128>) -> String {
+    t.map_or_else(|| "-1".to_string(), |v| v.to_string())
 }
 
 pub async fn handle(
@@ -139,7 +151,6 @@ pub(super) fn log_request(
     // HAProxy's httplog: %ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc
     // %ac/%fc/%bc/%sc/%rc %sq/%bq %{+Q}r (no captures; %Tc is folded into %Tr: it is -1
     // like an absent value).
-    let ms = |t: Option<u128>| t.map_or_else(|| "-1".to_string(), |v| v.to_string());
     let fe_conns = fe.counters.scur.load(Relaxed);
     let (be_conns, srv_conns) = shared
         .backends
@@ -159,9 +170,9 @@ pub(super) fn log_request(
         fe.cfg.name,
         out.backend,
         out.server,
-        ms(out.t_request),
-        ms(out.t_queue),
-        ms(out.t_connect_resp),
+        log_ms(out.t_request),
+        log_ms(out.t_queue),
+        log_ms(out.t_connect_resp),
         start.elapsed().as_millis(),
         out.status,
         bytes,
@@ -464,8 +475,8 @@ async fn forward(
                         SendError::Connect => (StatusCode::SERVICE_UNAVAILABLE, "SC--"),
                         SendError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "sH--"),
                         SendError::Client(gone) => {
-                            out.request_error = gone.is_request_error();
-                            (StatusCode::BAD_REQUEST, gone.termination(false))
+                            out.client_gone(gone, false);
+                            (StatusCode::BAD_REQUEST, out.termination)
                         }
                         _ => (StatusCode::BAD_GATEWAY, "SH--"),
                     };

@@ -16,7 +16,7 @@ use tokio::{
 
 use super::{
     h1::ClientTimeouts,
-    http::{self, httplog_date},
+    http::{self, httplog_date, log_ms},
     queue,
     relay::{self, End},
     state::{BackendRt, FrontendRt, ServerRt, Shared},
@@ -87,7 +87,6 @@ where
     // HAProxy falls back to tcplog for `option httplog` in a TCP proxy; dontlognull leaves
     // out connections the client sent nothing on (as HAProxy: a server banner alone is null).
     if (settings.tcplog || settings.httplog) && !(settings.dontlognull && up == 0) {
-        let ms = |t: Option<u128>| t.map_or_else(|| "-1".to_string(), |v| v.to_string());
         // %ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt %B %ts %ac/%fc/%bc/%sc/%rc %sq/%bq
         log::info!(
             target: "ballast::tcplog",
@@ -98,8 +97,8 @@ where
             fe.cfg.name,
             be.cfg.name,
             s.server,
-            ms(s.t_queue),
-            ms(s.t_connect),
+            log_ms(s.t_queue),
+            log_ms(s.t_connect),
             start.elapsed().as_millis(),
             s.down,
             s.termination,
