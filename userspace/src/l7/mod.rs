@@ -3,6 +3,8 @@
 pub mod balance;
 pub mod cookie;
 pub mod h1;
+pub mod h2;
 pub mod health;
+pub mod hpack;
 pub mod proxy_protocol;
 pub mod route;

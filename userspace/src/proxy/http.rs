@@ -11,13 +11,14 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{
-    body::{Body as _, Incoming},
+    body::Body as _,
     header::{self, HeaderValue},
     Method, Request, Response, StatusCode,
 };
 
 use super::{
     body_pump::ClientGone,
+    h2::RecvBody,
     queue,
     state::{BackendRt, Body, FrontendRt, ServerRt, ServerSession, Shared},
     stats,
@@ -106,12 +107,12 @@ pub(super) fn log_ms(t: Option<u128>) -> String {
     t.map_or_else(|| "-1".to_string(), |v| v.to_string())
 }
 
-pub async fn handle(
+pub(super) async fn handle(
     shared: Arc<Shared>,
     fe: Arc<FrontendRt>,
     peer: SocketAddr,
     local: SocketAddr,
-    req: Request<Incoming>,
+    req: Request<RecvBody>,
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let line = if fe.cfg.settings.httplog {
@@ -218,7 +219,7 @@ async fn route(
     fe: &FrontendRt,
     peer: SocketAddr,
     local: SocketAddr,
-    req: Request<Incoming>,
+    req: Request<RecvBody>,
 ) -> (Response<Body>, Outcome) {
     let mut out = Outcome::new(&fe.cfg.name);
     if let Some(st) = &fe.cfg.stats {
@@ -331,7 +332,7 @@ async fn forward(
     be: &Arc<BackendRt>,
     peer: SocketAddr,
     local: SocketAddr,
-    req: Request<Incoming>,
+    req: Request<RecvBody>,
     client_timeout: std::time::Duration,
     out: &mut Outcome,
 ) -> Response<Body> {

@@ -10,6 +10,7 @@ mod body_pump;
 pub mod checks;
 pub mod deferred;
 pub mod h1;
+mod h2;
 pub mod http;
 pub mod nodelay;
 pub mod queue;
@@ -29,8 +30,6 @@ use std::{
     time::Duration,
 };
 
-use hyper::{server::conn::http2, service::service_fn};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
     task::JoinHandle,
@@ -281,11 +280,6 @@ async fn accept_loop(
         }
     };
     let Ok(bound_addr) = listener.local_addr() else { return };
-    // Only HTTP/2 connections go to hyper (HTTP/1 has its own path), once their preface
-    // is seen: hyper's own protocol detection is not needed.
-    let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder.timer(TokioTimer::new());
-    let builder = Arc::new(builder);
     let me = workers::current();
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else { return };
@@ -314,7 +308,6 @@ async fn accept_loop(
             current: current.clone(),
             shared,
             fe,
-            builder: builder.clone(),
             acceptor,
             accept_proxy,
             timeouts,
@@ -342,7 +335,6 @@ struct Client {
     current: Arc<RwLock<Arc<Shared>>>,
     shared: Arc<Shared>,
     fe: Arc<state::FrontendRt>,
-    builder: Arc<http2::Builder<TokioExecutor>>,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     accept_proxy: bool,
     timeouts: h1::ClientTimeouts,
@@ -378,18 +370,7 @@ impl Client {
         permit: OwnedSemaphorePermit,
         load: workers::Load,
     ) {
-        let Client {
-            current,
-            shared,
-            fe,
-            builder,
-            acceptor,
-            accept_proxy,
-            timeouts,
-            mut peer,
-            local,
-            workers,
-        } = self;
+        let Client { current, shared, fe, acceptor, accept_proxy, timeouts, mut peer, local, workers } = self;
         let first_deadline = tokio::time::Instant::now() + timeouts.request;
         if accept_proxy {
             let Ok(s) = stream.registered() else { return };
@@ -433,7 +414,7 @@ impl Client {
                 let io = nodelay::Lazy::new(stream);
                 let leave = || workers.better(load.worker()).is_some();
                 if let Some((io, buf)) =
-                    serve_http(current.clone(), name.clone(), io, early, conn, &builder, leave).await
+                    serve_http(current.clone(), name.clone(), io, early, conn, leave).await
                 {
                     Moving { current, frontend: name, conn, workers, _permit: permit, load }.go(io, buf);
                 }
@@ -446,7 +427,7 @@ impl Client {
                     match tokio::time::timeout_at(first_deadline, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let conn = h1::ClientConn { peer, local, timeouts, first_deadline, tls: true };
-                            serve_http(current, name, tls, early, conn, &builder, || false).await;
+                            serve_http(current, name, tls, early, conn, || false).await;
                         }
                         Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
                         Err(_) => log::debug!("TLS handshake from {peer}: timed out"),
@@ -502,7 +483,7 @@ impl Moving {
     }
 }
 
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+use crate::l7::h2::PREFACE as H2_PREFACE;
 
 /// An HTTP connection: HTTP/2 (the client's first bytes are the preface) goes to hyper,
 /// everything else to the HTTP/1 path. The bytes read to decide (`buf`: those read
@@ -514,7 +495,6 @@ async fn serve_http<S>(
     mut io: S,
     mut buf: bytes::BytesMut,
     conn: h1::ClientConn,
-    builder: &http2::Builder<TokioExecutor>,
     leave: impl FnMut() -> bool,
 ) -> Option<(S, bytes::BytesMut)>
 where
@@ -535,77 +515,7 @@ where
         return h1::serve(current, frontend, io, buf, conn, true, leave).await;
     }
     io.set_nodelay();
-    let h1::ClientConn { peer, local, .. } = conn;
-    let svc = service_fn(move |req| {
-        // Each request runs on the config current when it arrives.
-        let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let fe = shared.frontend(&frontend);
-        async move {
-            match fe {
-                Some(fe) => http::handle(shared, fe, peer, local, req).await,
-                None => Ok(http::error_page(hyper::StatusCode::SERVICE_UNAVAILABLE)),
-            }
-        }
-    });
-    let io = Prefixed { prefix: buf.freeze(), inner: io };
-    let _ = Box::pin(builder.serve_connection(TokioIo::new(io), svc)).await;
+    let h1::ClientConn { peer, local, timeouts, .. } = conn;
+    h2::serve(io, buf, h2::ConnInfo { current, frontend, peer, local, timeouts }).await;
     None
-}
-
-/// A stream whose first bytes were already read: they are read again first.
-struct Prefixed<S> {
-    prefix: bytes::Bytes,
-    inner: S,
-}
-
-impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<S> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = buf.remaining().min(self.prefix.len());
-            let part = self.prefix.split_to(n);
-            buf.put_slice(&part);
-            return std::task::Poll::Ready(Ok(()));
-        }
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<S> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
 }

@@ -16,7 +16,7 @@ use std::{
 
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::{
-    body::{Body as _, Frame, Incoming, SizeHint},
+    body::{Body as _, Frame, SizeHint},
     header::{HeaderMap, HeaderName, HeaderValue},
     Method,
 };
@@ -29,6 +29,7 @@ use tokio::{
 use super::{
     body_pump::{BodyPump, ClientGone, State as PumpState},
     h1::{read_more, within, BUF},
+    h2::RecvBody,
     state::{BackendRt, BoxError, ServerRt, ServerSession},
 };
 use crate::haproxy::model::{HttpReuse, ProxyProtocol};
@@ -125,7 +126,7 @@ pub(super) fn request_head(method: &Method, path_q: &str, headers: &HeaderMap, c
 pub(super) struct Outgoing<'a> {
     pub head: &'a [u8],
     /// The request body, streamed once (None: no body, so the request can be resent).
-    pub body: Option<Incoming>,
+    pub body: Option<RecvBody>,
     /// The body's length (None: unknown, it goes chunked).
     pub length: Option<u64>,
     pub idempotent: bool,
@@ -193,7 +194,7 @@ pub(super) struct Upload {
 
 impl Upload {
     fn new(
-        body: Incoming,
+        body: RecvBody,
         length: Option<u64>,
         client_timeout: Duration,
         server_timeout: Duration,
@@ -213,7 +214,7 @@ impl Upload {
 /// HTTP/2 DATA frames read as HTTP/1.1 body bytes: as they are for a body of known length
 /// (h2 checks the frames add up to it), chunk-framed otherwise. Trailers are dropped.
 struct FramesReader {
-    body: Incoming,
+    body: RecvBody,
     chunked: bool,
     pending: Bytes,
     ended: bool,

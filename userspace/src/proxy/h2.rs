@@ -1,0 +1,488 @@
+//! HTTP/2 client connections: the protocol state of `l7::h2` driven on the client's
+//! socket. All of a connection's streams run inside its one task: each poll reads what
+//! the client sent, advances every stream (its request to a server, then its response
+//! body within the flow-control windows) and writes the frames all streams produced in
+//! one go. Requests go through the same routing, balancing and server exchange as
+//! before (`http::handle`); only the client side's protocol is ours.
+use std::{
+    collections::{HashMap, VecDeque},
+    future::{poll_fn, Future},
+    net::SocketAddr,
+    pin::Pin,
+    sync::{atomic::Ordering::Relaxed, Arc, Mutex, RwLock},
+    task::{Context, Poll, Waker},
+};
+
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::{
+    body::{Body as _, Frame, SizeHint},
+    header::{HeaderMap, HeaderName, HeaderValue},
+    http::uri,
+    Method, Request, Response, StatusCode, Uri, Version,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{
+    h1::ClientTimeouts,
+    http,
+    state::{Body, BoxError, Shared},
+};
+use crate::l7::h2::{Conn, Event, Limits, Reason, RequestHead};
+
+/// Above this many bytes waiting to be written, the connection stops reading requests
+/// and response bodies until the client takes them.
+const HIGH_WATER: usize = 256 * 1024;
+/// Rounds of work in one poll before yielding to other tasks.
+const ROUNDS: usize = 32;
+
+/// A request body: the DATA frames of one stream, as the connection receives them.
+pub(super) struct RecvBody {
+    shared: Option<Arc<Mutex<Inbox>>>,
+}
+
+#[derive(Default)]
+struct Inbox {
+    chunks: VecDeque<Bytes>,
+    ended: bool,
+    /// The client reset the stream (or the connection ended) before the body was whole.
+    broken: bool,
+    /// Bytes taken, not yet given back to the client's window.
+    consumed: usize,
+    waker: Option<Waker>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the client reset the stream before its request body was whole")]
+struct BodyBroken;
+
+impl RecvBody {}
+
+impl hyper::body::Body for RecvBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let Some(shared) = &self.shared else { return Poll::Ready(None) };
+        let mut inbox = shared.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = inbox.chunks.pop_front() {
+            inbox.consumed += c.len();
+            return Poll::Ready(Some(Ok(Frame::data(c))));
+        }
+        if inbox.ended {
+            return Poll::Ready(None);
+        }
+        if inbox.broken {
+            return Poll::Ready(Some(Err(BodyBroken.into())));
+        }
+        inbox.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.shared.as_ref().is_none_or(|s| {
+            let inbox = s.lock().unwrap_or_else(|p| p.into_inner());
+            inbox.ended && inbox.chunks.is_empty()
+        })
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+type Answer = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
+/// One stream of the connection.
+enum Active {
+    /// Its request is on its way; the response head is awaited.
+    Waiting(Answer),
+    /// The response head went out; its body is sent as the windows allow (`pending`:
+    /// bytes taken from the body, not yet sent).
+    Sending { body: Body, pending: Bytes },
+}
+
+struct Stream {
+    active: Active,
+    inbox: Option<Arc<Mutex<Inbox>>>,
+}
+
+/// What a connection's requests need.
+pub(super) struct ConnInfo {
+    pub current: Arc<RwLock<Arc<Shared>>>,
+    pub frontend: String,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub timeouts: ClientTimeouts,
+}
+
+/// Serves an HTTP/2 connection whose first bytes (`buf`, starting with the preface)
+/// were already read, until it ends.
+pub(super) async fn serve<S>(io: S, buf: BytesMut, ctx: ConnInfo)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut c = Connection {
+        io,
+        rbuf: buf,
+        conn: Conn::new(Limits::default()),
+        streams: HashMap::new(),
+        events: Vec::new(),
+        idle: Box::pin(tokio::time::sleep(ctx.timeouts.keep_alive)),
+        ctx,
+        read_closed: false,
+        closing: false,
+        flushed: true,
+    };
+    poll_fn(|cx| c.poll(cx)).await;
+    // Streams still waiting on servers are dropped with the connection: their bodies
+    // are marked broken first, so an upload in progress ends as a client abort.
+    for s in c.streams.values() {
+        if let Some(inbox) = &s.inbox {
+            let mut i = inbox.lock().unwrap_or_else(|p| p.into_inner());
+            i.broken = true;
+        }
+    }
+}
+
+struct Connection<S> {
+    io: S,
+    rbuf: BytesMut,
+    conn: Conn,
+    streams: HashMap<u32, Stream>,
+    events: Vec<Event>,
+    idle: Pin<Box<tokio::time::Sleep>>,
+    ctx: ConnInfo,
+    /// The client closed its side (or broke the protocol): no more reads.
+    read_closed: bool,
+    /// The connection ends once `out` is written.
+    closing: bool,
+    flushed: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        for _ in 0..ROUNDS {
+            let mut progress = false;
+            if !self.read_closed && !self.closing && self.conn.out.len() < HIGH_WATER {
+                match self.poll_read(cx) {
+                    Poll::Ready(Ok(true)) => progress = true,
+                    Poll::Ready(Ok(false)) => {
+                        // The client closed: what it asked for cannot be answered.
+                        self.read_closed = true;
+                        return Poll::Ready(());
+                    }
+                    Poll::Ready(Err(())) => return Poll::Ready(()),
+                    Poll::Pending => {}
+                }
+            }
+            if !self.closing {
+                progress |= self.poll_streams(cx);
+            }
+            match self.poll_write(cx) {
+                Poll::Ready(Ok(wrote)) => progress |= wrote,
+                Poll::Ready(Err(())) => return Poll::Ready(()),
+                Poll::Pending => {}
+            }
+            if self.conn.out.is_empty()
+                && self.flushed
+                && (self.closing || (self.read_closed && self.streams.is_empty()))
+            {
+                return Poll::Ready(());
+            }
+            if progress {
+                self.rearm();
+                continue;
+            }
+            return self.poll_idle(cx);
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn rearm(&mut self) {
+        let t = &self.ctx.timeouts;
+        let d = if self.streams.is_empty() && self.conn.out.is_empty() { t.keep_alive } else { t.client };
+        self.idle.as_mut().reset(tokio::time::Instant::now() + d);
+    }
+
+    /// Nothing moved: the timer decides. An idle connection (no stream) ends with a
+    /// GOAWAY after `timeout http-keep-alive`; a client that does not take its
+    /// responses for `timeout client` loses the connection; streams waiting on their
+    /// servers are bounded by the servers' timeouts.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.idle.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if !self.conn.out.is_empty() || self.closing {
+            return Poll::Ready(());
+        }
+        if self.streams.is_empty() {
+            self.conn.goaway(Reason::NoError);
+            self.closing = true;
+            let _ = self.poll_write(cx);
+            if self.conn.out.is_empty() {
+                return Poll::Ready(());
+            }
+        }
+        self.idle.as_mut().reset(tokio::time::Instant::now() + self.ctx.timeouts.client);
+        let _ = self.idle.as_mut().poll(cx);
+        Poll::Pending
+    }
+
+    /// Reads and handles what the client sent. Ok(false): it closed.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, ()>> {
+        if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+            self.rbuf.reserve(16 * 1024);
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(_)) => Poll::Ready(Err(())),
+            Poll::Ready(Ok(0)) => Poll::Ready(Ok(false)),
+            Poll::Ready(Ok(_)) => {
+                let mut events = std::mem::take(&mut self.events);
+                let r = self.conn.receive(&mut self.rbuf, &mut events);
+                for e in events.drain(..) {
+                    self.event(e);
+                }
+                self.events = events;
+                if let Err(e) = r {
+                    log::debug!("HTTP/2 client {}: {e}", self.ctx.peer);
+                    self.closing = true;
+                    if e.reason != Reason::NoError {
+                        self.count_request_error();
+                    }
+                }
+                Poll::Ready(Ok(true))
+            }
+        }
+    }
+
+    fn count_request_error(&self) {
+        let shared = self.ctx.current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(fe) = shared.frontend(&self.ctx.frontend) {
+            fe.counters.ereq.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Request { stream, head, end_stream } => self.request(stream, head, end_stream),
+            Event::Data { stream, data, end_stream } => {
+                let Some(inbox) = self.streams.get(&stream).and_then(|s| s.inbox.as_ref()) else {
+                    // A body nobody reads any more: its window is given back.
+                    self.conn.release(stream, data.len());
+                    return;
+                };
+                let mut i = inbox.lock().unwrap_or_else(|p| p.into_inner());
+                if !data.is_empty() {
+                    i.chunks.push_back(data);
+                }
+                i.ended |= end_stream;
+                if let Some(w) = i.waker.take() {
+                    w.wake();
+                }
+            }
+            Event::Reset { stream, malformed } => {
+                if let Some(s) = self.streams.remove(&stream) {
+                    if let Some(inbox) = &s.inbox {
+                        inbox.lock().unwrap_or_else(|p| p.into_inner()).broken = true;
+                    }
+                }
+                if malformed {
+                    self.count_request_error();
+                }
+            }
+            Event::Refused { malformed, .. } => {
+                if malformed {
+                    self.count_request_error();
+                }
+            }
+            Event::WindowOpened => {}
+            Event::GoAway => self.read_closed = true,
+        }
+    }
+
+    /// A new request: it starts on its way to a server at once.
+    fn request(&mut self, stream: u32, head: RequestHead, end_stream: bool) {
+        let inbox = (!end_stream).then(|| Arc::new(Mutex::new(Inbox::default())));
+        let body = RecvBody { shared: inbox.clone() };
+        let Some(req) = build_request(head, body) else {
+            self.conn.reset(stream, Reason::Protocol);
+            self.count_request_error();
+            return;
+        };
+        // Each request runs on the config current when it arrives.
+        let shared = self.ctx.current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let fe = shared.frontend(&self.ctx.frontend);
+        let (peer, local) = (self.ctx.peer, self.ctx.local);
+        let answer: Answer = Box::pin(async move {
+            match fe {
+                Some(fe) => match http::handle(shared, fe, peer, local, req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                },
+                None => http::error_page(StatusCode::SERVICE_UNAVAILABLE),
+            }
+        });
+        self.streams.insert(stream, Stream { active: Active::Waiting(answer), inbox });
+    }
+
+    /// Advances every stream; true if any produced frames or ended.
+    fn poll_streams(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        let mut done = Vec::new();
+        for (&id, s) in self.streams.iter_mut() {
+            if let Active::Waiting(answer) = &mut s.active {
+                let Poll::Ready(resp) = answer.as_mut().poll(cx) else { continue };
+                progress = true;
+                let (parts, body) = resp.into_parts();
+                let end = body.is_end_stream();
+                let fields = parts.headers.iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+                self.conn.send_headers(id, Some(parts.status.as_u16()), fields, end);
+                if end {
+                    done.push(id);
+                    continue;
+                }
+                s.active = Active::Sending { body, pending: Bytes::new() };
+            }
+            let Active::Sending { body, pending } = &mut s.active else { continue };
+            match send_body(&mut self.conn, id, body, pending, cx) {
+                Sent::Progress(ended) => {
+                    progress = true;
+                    if ended {
+                        done.push(id);
+                    }
+                }
+                Sent::Blocked => {}
+            }
+            if self.conn.out.len() >= HIGH_WATER {
+                break;
+            }
+        }
+        // Body bytes the servers' uploads took are given back to the client's windows.
+        for (&id, s) in &self.streams {
+            if let Some(inbox) = &s.inbox {
+                let n = std::mem::take(&mut inbox.lock().unwrap_or_else(|p| p.into_inner()).consumed);
+                if n > 0 {
+                    self.conn.release(id, n);
+                }
+            }
+        }
+        for id in done {
+            if let Some(s) = self.streams.remove(&id) {
+                // A request body still coming is not read any more (the client was told
+                // to stop): its window goes back.
+                if let Some(inbox) = &s.inbox {
+                    let i = inbox.lock().unwrap_or_else(|p| p.into_inner());
+                    let unread: usize = i.chunks.iter().map(Bytes::len).sum();
+                    drop(i);
+                    self.conn.release(id, unread);
+                }
+            }
+        }
+        progress
+    }
+
+    /// Writes what is waiting. Ok(true): bytes went out.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, ()>> {
+        let mut wrote = false;
+        while !self.conn.out.is_empty() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.conn.out) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                Poll::Ready(Ok(n)) => {
+                    self.conn.out.advance(n);
+                    wrote = true;
+                    self.flushed = false;
+                }
+                Poll::Pending => return if wrote { Poll::Ready(Ok(true)) } else { Poll::Pending },
+            }
+        }
+        if !self.flushed {
+            // TLS holds written bytes until flushed.
+            match Pin::new(&mut self.io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.flushed = true,
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Ready(Ok(wrote))
+    }
+}
+
+enum Sent {
+    /// Frames went out; true when the stream ended.
+    Progress(bool),
+    /// Waiting for the server or for window.
+    Blocked,
+}
+
+/// Moves a response body to the client as far as the windows allow.
+fn send_body(conn: &mut Conn, id: u32, body: &mut Body, pending: &mut Bytes, cx: &mut Context<'_>) -> Sent {
+    let mut moved = false;
+    loop {
+        if !pending.is_empty() {
+            let n = conn.send_data(id, pending, false);
+            pending.advance(n);
+            moved |= n > 0;
+            if !pending.is_empty() || conn.out.len() >= HIGH_WATER {
+                return if moved { Sent::Progress(false) } else { Sent::Blocked };
+            }
+        }
+        if !conn.is_open(id) {
+            return Sent::Progress(true);
+        }
+        match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => *pending = data,
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        let fields = trailers.iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+                        conn.send_headers(id, None, fields, true);
+                        return Sent::Progress(true);
+                    }
+                }
+            },
+            Poll::Ready(None) => {
+                conn.send_data(id, &[], true);
+                return Sent::Progress(true);
+            }
+            Poll::Ready(Some(Err(e))) => {
+                log::debug!("stream {id}: response body failed: {e}");
+                conn.reset(id, Reason::Internal);
+                return Sent::Progress(true);
+            }
+            Poll::Pending => return if moved { Sent::Progress(false) } else { Sent::Blocked },
+        }
+    }
+}
+
+/// The request as the routing and server exchange take it. None: fields that are not
+/// valid HTTP (a stream error).
+fn build_request(head: RequestHead, body: RecvBody) -> Option<Request<RecvBody>> {
+    let method = Method::from_bytes(&head.method).ok()?;
+    let uri = if head.authority.is_empty() {
+        Uri::from_maybe_shared(head.path).ok()?
+    } else {
+        Uri::builder()
+            .scheme(&head.scheme[..])
+            .authority(uri::Authority::from_maybe_shared(head.authority).ok()?)
+            .path_and_query(uri::PathAndQuery::from_maybe_shared(head.path).ok()?)
+            .build()
+            .ok()?
+    };
+    let mut headers = HeaderMap::with_capacity(head.fields.len());
+    for f in head.fields {
+        let name = HeaderName::from_bytes(&f.name).ok()?;
+        let value = HeaderValue::from_maybe_shared(f.value).ok()?;
+        headers.append(name, value);
+    }
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_2;
+    *req.headers_mut() = headers;
+    Some(req)
+}
