@@ -3,7 +3,7 @@
 //! calls that append frames to `out`, which the caller writes to the client. Flow
 //! control both ways, stream states, SETTINGS, PING, GOAWAY and the errors of RFC 9113 §5.4
 //! are kept here; what a stream does with its request is the caller's (proxy/h2.rs).
-use std::collections::HashMap;
+use std::{collections::HashMap, hash::BuildHasherDefault};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -62,6 +62,28 @@ pub struct ConnError {
 fn conn_err(reason: Reason, what: &'static str) -> ConnError {
     ConnError { reason, what }
 }
+
+/// Stream ids are the client's odd counter, not attacker-chosen keys worth SipHash: a
+/// multiplication spreads them over the table's buckets.
+#[derive(Default)]
+pub struct StreamIdHasher(u64);
+
+impl std::hash::Hasher for StreamIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A map keyed by stream id.
+pub type StreamMap<V> = HashMap<u32, V, BuildHasherDefault<StreamIdHasher>>;
 
 /// What our side of the connection allows.
 #[derive(Clone, Copy, Debug)]
@@ -153,7 +175,7 @@ pub struct Conn {
     decoder: Decoder,
     /// Frames to write to the client.
     pub out: BytesMut,
-    streams: HashMap<u32, Stream>,
+    streams: StreamMap<Stream>,
     /// The highest stream the client opened (or tried to).
     last_stream: u32,
     preface_done: bool,
@@ -185,7 +207,7 @@ impl Conn {
             limits,
             decoder: Decoder::new(limits.max_header_list as usize),
             out: BytesMut::with_capacity(16 * 1024),
-            streams: HashMap::new(),
+            streams: StreamMap::default(),
             last_stream: 0,
             preface_done: false,
             settings_seen: false,

@@ -5,7 +5,7 @@
 //! one go. Requests go through the same routing, balancing and server exchange as
 //! before (`http::handle`); only the client side's protocol is ours.
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     future::{poll_fn, Future},
     net::SocketAddr,
     pin::Pin,
@@ -27,7 +27,7 @@ use super::{
     http,
     state::{Body, BoxError, Shared},
 };
-use crate::l7::h2::{Conn, Event, Limits, Reason, RequestHead};
+use crate::l7::h2::{Conn, Event, Limits, Reason, RequestHead, StreamMap};
 
 /// Above this many bytes waiting to be written, the connection stops reading requests
 /// and response bodies until the client takes them.
@@ -128,7 +128,7 @@ where
         io,
         rbuf: buf,
         conn: Conn::new(Limits::default()),
-        streams: HashMap::new(),
+        streams: StreamMap::default(),
         events: Vec::new(),
         idle: Box::pin(tokio::time::sleep(ctx.timeouts.keep_alive)),
         ctx,
@@ -151,7 +151,7 @@ struct Connection<S> {
     io: S,
     rbuf: BytesMut,
     conn: Conn,
-    streams: HashMap<u32, Stream>,
+    streams: StreamMap<Stream>,
     events: Vec<Event>,
     idle: Pin<Box<tokio::time::Sleep>>,
     ctx: ConnInfo,
@@ -164,6 +164,7 @@ struct Connection<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut moved = false;
         for _ in 0..ROUNDS {
             let mut progress = false;
             if !self.read_closed && !self.closing && self.conn.out.len() < HIGH_WATER {
@@ -193,11 +194,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 return Poll::Ready(());
             }
             if progress {
-                self.rearm();
+                moved = true;
                 continue;
+            }
+            // The timer starts again from the last work done (once per poll: reading the
+            // clock and moving the timer cost more than most rounds of work).
+            if moved {
+                self.rearm();
             }
             return self.poll_idle(cx);
         }
+        self.rearm();
         cx.waker().wake_by_ref();
         Poll::Pending
     }
