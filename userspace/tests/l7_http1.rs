@@ -702,6 +702,16 @@ fn http2_clients_to_http1_servers() {
     assert_eq!(big.len(), 1_000_000);
     assert!(big.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
     assert_eq!(curl_h2(&[&url("/noclen")], b""), ("200 2".into(), b"until close".to_vec()));
+    // h2load keeps the protocol's default windows (64 KiB per stream and connection):
+    // ten 1 MB responses, five at a time on each of two connections, go through only as
+    // its WINDOW_UPDATEs allow.
+    let out = std::process::Command::new("h2load")
+        .args(["-n", "20", "-c", "2", "-m", "5", &url("/big")])
+        .output()
+        .expect("h2load (nghttp2-client)");
+    let text_out = String::from_utf8_lossy(&out.stdout);
+    assert!(text_out.contains("20 succeeded, 0 failed"), "{text_out}");
+    assert!(text_out.contains("(20000000) data"), "{text_out}");
     // HEAD: a length, no body.
     let (st, head) = curl_h2(&["-I", &url("/big")], b"");
     assert_eq!(st, "200 2");
@@ -857,4 +867,160 @@ fn request_errors_are_answered_counted_and_logged() {
     );
     assert!(!log.lines().any(|l| l.contains(" quiet quiet/")), "dontlognull: {log}");
     assert_eq!(log.lines().filter(|l| l.contains(" probes probes/")).count(), 1, "{log}");
+}
+
+/// A raw HTTP/2 client: frames as (type, flags, stream, payload).
+struct H2 {
+    s: TcpStream,
+    decoder: ballast::l7::hpack::Decoder,
+}
+
+type Frame = (u8, u8, u32, Vec<u8>);
+
+impl H2 {
+    /// Connects and sends the preface and `settings` ((id, value) pairs).
+    fn connect(port: u16, settings: &[(u16, u32)]) -> H2 {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut h = H2 { s, decoder: ballast::l7::hpack::Decoder::new(1 << 20) };
+        h.s.write_all(ballast::l7::h2::PREFACE).unwrap();
+        let p: Vec<u8> =
+            settings.iter().flat_map(|(id, v)| [&id.to_be_bytes()[..], &v.to_be_bytes()].concat()).collect();
+        h.send(4, 0, 0, &p);
+        h
+    }
+
+    fn send(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        f.extend_from_slice(&[kind, flags]);
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        self.s.write_all(&f).unwrap();
+    }
+
+    /// A request head: method, path, then `fields` (names as given, to test bad ones).
+    fn request(&mut self, stream: u32, method: &str, path: &str, fields: &[(&str, &str)], end_stream: bool) {
+        use ballast::l7::hpack::encode_field;
+        let mut b = Vec::new();
+        encode_field(&mut b, b":method", method.as_bytes());
+        encode_field(&mut b, b":scheme", b"http");
+        encode_field(&mut b, b":path", path.as_bytes());
+        encode_field(&mut b, b":authority", b"h2.example");
+        for (n, v) in fields {
+            encode_field(&mut b, n.as_bytes(), v.as_bytes());
+        }
+        self.send(1, 0x4 | u8::from(end_stream), stream, &b);
+    }
+
+    /// The next frame, None at a close or after `wait` without one.
+    fn next(&mut self, wait: Duration) -> Option<Frame> {
+        self.s.set_read_timeout(Some(wait)).unwrap();
+        let mut h = [0u8; 9];
+        self.s.read_exact(&mut h).ok()?;
+        let len = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+        let mut p = vec![0; len];
+        self.s.read_exact(&mut p).ok()?;
+        Some((h[3], h[4], u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff, p))
+    }
+
+    /// Frames until one matches `want` (the others are returned with it).
+    fn until(&mut self, want: impl Fn(&Frame) -> bool) -> Vec<Frame> {
+        let mut got = Vec::new();
+        loop {
+            let f = self.next(Duration::from_secs(5)).unwrap_or_else(|| panic!("no frame; got {got:?}"));
+            let done = want(&f);
+            got.push(f);
+            if done {
+                return got;
+            }
+        }
+    }
+
+    /// Decodes a HEADERS payload (END_HEADERS set) into (name, value) strings.
+    fn fields(&mut self, payload: &[u8]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        self.decoder.decode(&bytes::Bytes::copy_from_slice(payload), &mut out).unwrap();
+        out.into_iter()
+            .map(|f| (String::from_utf8_lossy(&f.name).into(), String::from_utf8_lossy(&f.value).into()))
+            .collect()
+    }
+}
+
+/// Our HTTP/2 server on the wire, frame by frame: SETTINGS exchanged and PING answered;
+/// a request answered with HPACK-coded fields; a response body held to the client's
+/// stream window and released by its WINDOW_UPDATEs; a request with an upper-case field
+/// name reset (PROTOCOL_ERROR) and counted in `ereq`; a protocol error ends the connection
+/// with GOAWAY (counted too); an idle connection gets GOAWAY (NO_ERROR) at `timeout
+/// http-keep-alive`, then closes.
+#[test]
+fn http2_frames_windows_and_errors() {
+    let (backend, _) = scripted_backend();
+    let (first, port) = (free_port(), free_port());
+    // The harness's readiness probe (a connection that sends nothing) goes to `first`:
+    // `web` counts only this test's request errors.
+    let _proxy = start_proxy(&format!(
+        "{DEFAULTS}    timeout http-keep-alive 1s\nlisten first\n    bind 127.0.0.1:{first}\n    server s1 {backend}\n\
+         listen web\n    bind 127.0.0.1:{port}\n    stats uri /stats\n    server s1 {backend}\n"
+    ));
+    let ereq = || -> String {
+        let (mut s, mut r) = connect(port);
+        s.write_all(b"GET /stats;csv HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
+        let csv = String::from_utf8(read_response(&mut r).2).unwrap();
+        let header: Vec<&str> = csv.lines().next().unwrap().trim_start_matches("# ").split(',').collect();
+        let i = header.iter().position(|h| *h == "ereq").unwrap();
+        csv.lines().find(|l| l.starts_with("web,FRONTEND")).unwrap().split(',').nth(i).unwrap().to_string()
+    };
+
+    // The client's stream window: 100 bytes.
+    let mut c = H2::connect(port, &[(4, 100)]);
+    c.send(6, 0, 0, b"pingpong");
+    let got = c.until(|f| f.0 == 6);
+    assert!(got.iter().any(|f| f.0 == 4 && f.1 == 0), "server SETTINGS: {got:?}");
+    assert!(got.iter().any(|f| f.0 == 4 && f.1 == 1), "SETTINGS ack: {got:?}");
+    assert_eq!(got.last().unwrap(), &(6, 1, 0, b"pingpong".to_vec()));
+
+    c.request(1, "GET", "/echo", &[("x-secret", "7")], true);
+    let got = c.until(|f| f.2 == 1 && f.1 & 1 != 0);
+    let head = got.iter().find(|f| f.0 == 1 && f.2 == 1).expect("HEADERS").3.clone();
+    let fields = c.fields(&head);
+    assert_eq!(fields[0], (":status".into(), "200".into()));
+    let body: Vec<u8> = got.iter().filter(|f| f.0 == 0).flat_map(|f| f.3.clone()).collect();
+    assert_eq!(String::from_utf8(body).unwrap(), "len=0 sum=0 te= expect= secret=7 host=h2.example");
+
+    // /big (1 MB): 100 bytes, then nothing until the window grows.
+    c.request(3, "GET", "/big", &[], true);
+    let got = c.until(|f| f.0 == 0 && f.2 == 3);
+    assert!(got.iter().any(|f| f.0 == 1 && f.2 == 3));
+    let mut data: Vec<u8> = got.iter().filter(|f| f.0 == 0).flat_map(|f| f.3.clone()).collect();
+    while let Some(f) = c.next(Duration::from_millis(500)) {
+        assert_eq!(f.0, 0, "only DATA expected: {f:?}");
+        data.extend_from_slice(&f.3);
+    }
+    assert_eq!(data.len(), 100);
+    c.send(8, 0, 3, &5000u32.to_be_bytes());
+    while let Some(f) = c.next(Duration::from_millis(500)) {
+        data.extend_from_slice(&f.3);
+    }
+    assert_eq!(data.len(), 5100);
+    assert!(data.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    c.send(3, 0, 3, &8u32.to_be_bytes()); // RST_STREAM CANCEL
+
+    // A malformed request: reset, counted.
+    c.request(5, "GET", "/echo", &[("X-Upper", "1")], true);
+    let got = c.until(|f| f.0 == 3);
+    assert_eq!(got.last().unwrap(), &(3, 0, 5, 1u32.to_be_bytes().to_vec()));
+    assert_eq!(ereq(), "1");
+
+    // Idle: GOAWAY (last stream 5, NO_ERROR) after the keep-alive timeout, then the close.
+    let f = c.next(Duration::from_secs(5)).expect("GOAWAY");
+    assert_eq!(f, (7, 0, 0, [5u32.to_be_bytes(), 0u32.to_be_bytes()].concat()));
+    assert!(c.next(Duration::from_secs(5)).is_none());
+
+    // A connection error: DATA on stream 0 ends the connection with PROTOCOL_ERROR.
+    let mut c = H2::connect(port, &[]);
+    c.send(0, 0, 0, b"x");
+    let got = c.until(|f| f.0 == 7);
+    assert_eq!(got.last().unwrap().3[4..], 1u32.to_be_bytes());
+    assert!(c.next(Duration::from_secs(5)).is_none());
+    assert_eq!(ereq(), "2");
 }

@@ -136,6 +136,8 @@ where
         closing: false,
         flushed: true,
     };
+    // The bytes read to recognise the preface often hold the first frames too.
+    c.receive();
     poll_fn(|cx| c.poll(cx)).await;
     // Streams still waiting on servers are dropped with the connection: their bodies
     // are marked broken first, so an upload in progress ends as a client abort.
@@ -249,21 +251,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Poll::Ready(Err(_)) => Poll::Ready(Err(())),
             Poll::Ready(Ok(0)) => Poll::Ready(Ok(false)),
             Poll::Ready(Ok(_)) => {
-                let mut events = std::mem::take(&mut self.events);
-                let r = self.conn.receive(&mut self.rbuf, &mut events);
-                for e in events.drain(..) {
-                    self.event(e);
-                }
-                self.events = events;
-                if let Err(e) = r {
-                    log::debug!("HTTP/2 client {}: {e}", self.ctx.peer);
-                    self.closing = true;
-                    if e.reason != Reason::NoError {
-                        self.count_request_error();
-                    }
-                }
+                self.receive();
                 Poll::Ready(Ok(true))
             }
+        }
+    }
+
+    /// Handles the whole frames in the read buffer.
+    fn receive(&mut self) {
+        let mut events = std::mem::take(&mut self.events);
+        let r = self.conn.receive(&mut self.rbuf, &mut events);
+        for e in events.drain(..) {
+            self.event(e);
+        }
+        self.events = events;
+        if let Err(e) = r {
+            log::debug!("HTTP/2 client {}: {e}", self.ctx.peer);
+            self.closing = true;
+            self.count_request_error();
         }
     }
 
