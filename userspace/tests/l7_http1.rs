@@ -923,6 +923,25 @@ impl H2 {
         Some((h[3], h[4], u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff, p))
     }
 
+    /// True when the proxy closes the connection within `wait`, sending no DATA.
+    fn closes(&mut self, wait: Duration) -> bool {
+        self.s.set_read_timeout(Some(wait)).unwrap();
+        let mut h = [0u8; 9];
+        loop {
+            match self.s.read(&mut h[..1]) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+            self.s.read_exact(&mut h[1..]).unwrap();
+            assert_ne!(h[3], 0, "DATA");
+            let len = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+            let mut p = vec![0; len];
+            self.s.read_exact(&mut p).unwrap();
+        }
+    }
+
     /// Frames until one matches `want` (the others are returned with it).
     fn until(&mut self, want: impl Fn(&Frame) -> bool) -> Vec<Frame> {
         let mut got = Vec::new();
@@ -951,16 +970,19 @@ impl H2 {
 /// stream window and released by its WINDOW_UPDATEs; a request with an upper-case field
 /// name reset (PROTOCOL_ERROR) and counted in `ereq`; a protocol error ends the connection
 /// with GOAWAY (counted too); an idle connection gets GOAWAY (NO_ERROR) at `timeout
-/// http-keep-alive`, then closes.
+/// http-keep-alive`, then closes. After the client's GOAWAY its streams finish; a rapid
+/// reset flood ends the connection (ENHANCE_YOUR_CALM); a client that opens no window
+/// loses the connection at `timeout client`.
 #[test]
 fn http2_frames_windows_and_errors() {
     let (backend, _) = scripted_backend();
-    let (first, port) = (free_port(), free_port());
+    let (first, port, slow) = (free_port(), free_port(), free_port());
     // The harness's readiness probe (a connection that sends nothing) goes to `first`:
     // `web` counts only this test's request errors.
     let _proxy = start_proxy(&format!(
         "{DEFAULTS}    timeout http-keep-alive 1s\nlisten first\n    bind 127.0.0.1:{first}\n    server s1 {backend}\n\
-         listen web\n    bind 127.0.0.1:{port}\n    stats uri /stats\n    server s1 {backend}\n"
+         listen web\n    bind 127.0.0.1:{port}\n    stats uri /stats\n    server s1 {backend}\n\
+         listen slow\n    bind 127.0.0.1:{slow}\n    timeout client 1s\n    server s1 {backend}\n"
     ));
     let ereq = || -> String {
         let (mut s, mut r) = connect(port);
@@ -1023,4 +1045,35 @@ fn http2_frames_windows_and_errors() {
     assert_eq!(got.last().unwrap().3[4..], 1u32.to_be_bytes());
     assert!(c.next(Duration::from_secs(5)).is_none());
     assert_eq!(ereq(), "2");
+
+    // After the client's GOAWAY its streams go on (its WINDOW_UPDATEs are still read);
+    // the connection closes when the last one ended.
+    let mut c = H2::connect(port, &[(4, 100)]);
+    c.request(1, "GET", "/big", &[], true);
+    c.until(|f| f.0 == 0 && f.2 == 1);
+    c.send(7, 0, 0, &[0; 8]);
+    c.send(8, 0, 1, &1000u32.to_be_bytes());
+    let got = c.until(|f| f.0 == 0 && f.2 == 1);
+    assert!(got.last().unwrap().3.len() <= 1000);
+    c.send(3, 0, 1, &8u32.to_be_bytes());
+    while let Some(f) = c.next(Duration::from_secs(5)) {
+        assert_eq!(f.0, 0, "only the rest of the DATA in flight: {f:?}");
+    }
+
+    // Rapid reset: streams opened and reset at once, over and over, end the connection
+    // with ENHANCE_YOUR_CALM.
+    let mut c = H2::connect(port, &[]);
+    for i in 0..150u32 {
+        c.request(2 * i + 1, "GET", "/echo", &[], true);
+        c.send(3, 0, 2 * i + 1, &8u32.to_be_bytes());
+    }
+    let got = c.until(|f| f.0 == 7);
+    assert_eq!(got.last().unwrap().3[4..], 11u32.to_be_bytes());
+
+    // A client that opens no window for its response loses the connection after
+    // `timeout client` (1 s here), the server's connection with it.
+    let mut c = H2::connect(slow, &[(4, 0)]);
+    c.request(1, "GET", "/big", &[], true);
+    c.until(|f| f.0 == 1 && f.2 == 1);
+    assert!(c.closes(Duration::from_secs(10)), "still open");
 }

@@ -3,7 +3,10 @@
 //! calls that append frames to `out`, which the caller writes to the client. Flow
 //! control both ways, stream states, SETTINGS, PING, GOAWAY and the errors of RFC 9113 §5.4
 //! are kept here; what a stream does with its request is the caller's (proxy/h2.rs).
-use std::{collections::HashMap, hash::BuildHasherDefault};
+use std::{
+    collections::{HashMap, VecDeque},
+    hash::BuildHasherDefault,
+};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -35,6 +38,12 @@ const MAX_WINDOW: i64 = (1 << 31) - 1;
 const DEFAULT_WINDOW: i64 = 65535;
 /// Most bytes of one header block across its CONTINUATION frames.
 const MAX_BLOCK: usize = 64 * 1024;
+/// How many of the streams we reset are remembered: frames the client sent before it
+/// saw the reset are dropped, not taken as errors (RFC 9113 §5.1).
+const REMEMBERED_RESETS: usize = 128;
+/// DATA payloads shorter than this are copied out of the read buffer: a small slice
+/// would keep the whole buffer it came in alive while it waits to be consumed.
+const COPY_BELOW: usize = 4096;
 
 /// Error codes (RFC 9113 §7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +57,7 @@ pub enum Reason {
     Refused = 7,
     Cancel = 8,
     Compression = 9,
+    EnhanceYourCalm = 11,
 }
 
 /// A connection error: the connection ends with a GOAWAY carrying `reason` (already in
@@ -152,13 +162,14 @@ pub enum Event {
     GoAway,
 }
 
+/// An open stream; it is gone once our side ended it (END_STREAM or RST_STREAM) or the
+/// client reset it.
 struct Stream {
     send_window: i64,
     recv_window: i64,
     /// Bytes consumed but not yet given back by WINDOW_UPDATE.
     unacked: u32,
     recv_closed: bool,
-    send_closed: bool,
     content_length: Option<u64>,
     received: u64,
 }
@@ -187,6 +198,7 @@ pub struct Conn {
     recv_window: i64,
     conn_unacked: u32,
     goaway_sent: bool,
+    recently_reset: VecDeque<u32>,
     /// Scratch space for a header block being encoded.
     block: Vec<u8>,
     fields: Vec<HeaderField>,
@@ -218,6 +230,7 @@ impl Conn {
             recv_window: i64::from(limits.conn_window),
             conn_unacked: 0,
             goaway_sent: false,
+            recently_reset: VecDeque::new(),
             block: Vec::with_capacity(512),
             fields: Vec::new(),
         };
@@ -233,6 +246,12 @@ impl Conn {
             c.out.put_u32(grow as u32);
         }
         c
+    }
+
+    /// A stream the client never opened (ids above the last one, and the even ids a
+    /// server would open).
+    fn never_opened(&self, stream: u32) -> bool {
+        stream > self.last_stream || stream.is_multiple_of(2)
     }
 
     /// No stream is open.
@@ -314,7 +333,7 @@ impl Conn {
                 Ok(())
             }
             RST_STREAM => {
-                if stream == 0 || stream > self.last_stream {
+                if stream == 0 || self.never_opened(stream) {
                     return Err(conn_err(Reason::Protocol, "RST_STREAM on an idle stream"));
                 }
                 if payload.len() != 4 {
@@ -343,6 +362,9 @@ impl Conn {
             GOAWAY => {
                 if stream != 0 {
                     return Err(conn_err(Reason::Protocol, "GOAWAY on a stream"));
+                }
+                if payload.len() < 8 {
+                    return Err(conn_err(Reason::FrameSize, "GOAWAY too short"));
                 }
                 events.push(Event::GoAway);
                 Ok(())
@@ -424,7 +446,7 @@ impl Conn {
             events.push(Event::WindowOpened);
             return Ok(());
         }
-        if stream > self.last_stream {
+        if self.never_opened(stream) {
             return Err(conn_err(Reason::Protocol, "WINDOW_UPDATE on an idle stream"));
         }
         let Some(s) = self.streams.get_mut(&stream) else { return Ok(()) };
@@ -463,8 +485,11 @@ impl Conn {
         payload: Bytes,
         events: &mut Vec<Event>,
     ) -> Result<(), ConnError> {
-        if stream == 0 || stream > self.last_stream {
+        if stream == 0 || self.never_opened(stream) {
             return Err(conn_err(Reason::Protocol, "DATA on an idle stream"));
+        }
+        if !self.streams.contains_key(&stream) && !self.recently_reset.contains(&stream) {
+            return Err(conn_err(Reason::StreamClosed, "DATA on a closed stream"));
         }
         let len = payload.len() as i64;
         if len > self.recv_window {
@@ -476,7 +501,7 @@ impl Conn {
         // Padding, and data nobody will read, is given back at once.
         let mut unused = len as u32 - data.len() as u32;
         let verdict = match self.streams.get_mut(&stream) {
-            // A stream that ended (or that we reset): its frames still in flight are dropped.
+            // A stream we reset: its frames still in flight are dropped.
             None => {
                 unused = len as u32;
                 Ok(())
@@ -493,6 +518,7 @@ impl Conn {
                 } else {
                     s.unacked += unused;
                     s.recv_closed = end_stream;
+                    let data = if data.len() < COPY_BELOW { Bytes::copy_from_slice(&data) } else { data };
                     if !data.is_empty() || end_stream {
                         events.push(Event::Data { stream, data, end_stream });
                     }
@@ -574,13 +600,18 @@ impl Conn {
             Err(_) => return Err(conn_err(Reason::Compression, "bad header block")),
         };
         if stream <= self.last_stream {
+            let pseudo = fields.iter().any(|f| f.name.starts_with(b":"));
             self.fields = fields;
             return match self.streams.get_mut(&stream) {
+                Some(s) if s.recv_closed => {
+                    self.stream_error(stream, Reason::StreamClosed, false, events);
+                    Ok(())
+                }
                 // Trailers: they end the body (and are not forwarded).
-                Some(s) if !s.recv_closed && end_stream => {
+                Some(s) if end_stream => {
                     s.recv_closed = true;
                     let short = s.content_length.is_some_and(|n| s.received != n);
-                    if short {
+                    if short || pseudo {
                         self.stream_error(stream, Reason::Protocol, true, events);
                     } else {
                         events.push(Event::Data { stream, data: Bytes::new(), end_stream: true });
@@ -591,7 +622,8 @@ impl Conn {
                     self.stream_error(stream, Reason::Protocol, true, events);
                     Ok(())
                 }
-                None => Err(conn_err(Reason::StreamClosed, "HEADERS on a closed stream")),
+                None if self.recently_reset.contains(&stream) => Ok(()),
+                None => Err(conn_err(Reason::Protocol, "HEADERS on a closed or reused stream")),
             };
         }
         self.last_stream = stream;
@@ -624,7 +656,6 @@ impl Conn {
                 recv_window: i64::from(self.limits.stream_window),
                 unacked: 0,
                 recv_closed: end_stream,
-                send_closed: false,
                 content_length: head.content_length,
                 received: 0,
             },
@@ -636,8 +667,7 @@ impl Conn {
     /// Resets a stream for a stream error (RFC 9113 §5.4.2).
     fn stream_error(&mut self, stream: u32, reason: Reason, malformed: bool, events: &mut Vec<Event>) {
         self.reset_frame(stream, reason);
-        if let Some(s) = self.streams.remove(&stream) {
-            self.credit_conn(s.unacked);
+        if self.streams.remove(&stream).is_some() {
             events.push(Event::Reset { stream, malformed });
         }
     }
@@ -645,6 +675,10 @@ impl Conn {
     fn reset_frame(&mut self, stream: u32, reason: Reason) {
         frame_head(&mut self.out, 4, RST_STREAM, 0, stream);
         self.out.put_u32(reason as u32);
+        if self.recently_reset.len() == REMEMBERED_RESETS {
+            self.recently_reset.pop_front();
+        }
+        self.recently_reset.push_back(stream);
     }
 
     fn credit_conn(&mut self, n: u32) {
@@ -683,14 +717,14 @@ impl Conn {
     /// How many body bytes `stream` may send now.
     pub fn send_window(&self, stream: u32) -> usize {
         match self.streams.get(&stream) {
-            Some(s) if !s.send_closed => s.send_window.min(self.send_window).max(0) as usize,
-            _ => 0,
+            Some(s) => s.send_window.min(self.send_window).max(0) as usize,
+            None => 0,
         }
     }
 
     /// The stream is still open on our side (not reset, not ended).
     pub fn is_open(&self, stream: u32) -> bool {
-        self.streams.get(&stream).is_some_and(|s| !s.send_closed)
+        self.streams.contains_key(&stream)
     }
 
     /// Sends a response head (or trailers, with `status` None): the fields' names must
@@ -770,21 +804,16 @@ impl Conn {
     /// Our side of the stream ended: it closes, and a request body the client is still
     /// sending is stopped (RFC 9113 §8.1: RST_STREAM NO_ERROR after a whole response).
     fn end_sending(&mut self, stream: u32) {
-        let Some(s) = self.streams.get_mut(&stream) else { return };
-        s.send_closed = true;
+        let Some(s) = self.streams.remove(&stream) else { return };
         if !s.recv_closed {
             self.reset_frame(stream, Reason::NoError);
-        }
-        if let Some(s) = self.streams.remove(&stream) {
-            self.credit_conn(s.unacked);
         }
     }
 
     /// Ends a stream abnormally from our side (its server failed mid-response).
     pub fn reset(&mut self, stream: u32, reason: Reason) {
-        if let Some(s) = self.streams.remove(&stream) {
+        if self.streams.remove(&stream).is_some() {
             self.reset_frame(stream, reason);
-            self.credit_conn(s.unacked);
         }
     }
 
@@ -864,6 +893,9 @@ fn check_request(fields: &mut Vec<HeaderField>) -> Option<RequestHead> {
 mod tests {
     use super::*;
     use crate::l7::hpack::encode_field;
+
+    /// What a client adds to its bytes, and the connection error it must cause.
+    type Case = (fn(&mut Client), Reason);
 
     /// A client's bytes: preface, SETTINGS, then what the test adds.
     struct Client {
@@ -1097,7 +1129,7 @@ mod tests {
 
     #[test]
     fn connection_errors() {
-        let cases: Vec<(fn(&mut Client), Reason)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 |c| {
                     c.frame(PUSH_PROMISE, 0, 1, &[0; 4]);
@@ -1174,6 +1206,108 @@ mod tests {
         assert!(conn.receive(&mut b, &mut Vec::new()).is_err());
         let mut conn = Conn::new(Limits::default());
         assert!(conn.receive(&mut BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]), &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn stream_states_after_close_and_reset() {
+        let cases: Vec<Case> = vec![
+            // A new stream with a lower id than one already opened.
+            (
+                |c| {
+                    c.get(3, &[], END_STREAM).get(1, &[], END_STREAM);
+                },
+                Reason::Protocol,
+            ),
+            (
+                |c| {
+                    c.get(1, &[], END_STREAM).frame(WINDOW_UPDATE, 0, 2, &[0, 0, 0, 1]);
+                },
+                Reason::Protocol,
+            ),
+            (
+                |c| {
+                    c.get(1, &[], END_STREAM).frame(RST_STREAM, 0, 2, &[0, 0, 0, 8]);
+                },
+                Reason::Protocol,
+            ),
+            (
+                |c| {
+                    c.frame(GOAWAY, 0, 0, &[0; 4]);
+                },
+                Reason::FrameSize,
+            ),
+        ];
+        for (i, (add, reason)) in cases.iter().enumerate() {
+            let mut conn = Conn::new(Limits::default());
+            let mut c = Client::new();
+            add(&mut c);
+            let (_, r) = run(&mut conn, &c, 1000);
+            assert_eq!(r.map_err(|e| e.reason), Err(*reason), "case {i}");
+        }
+        // Stream errors: HEADERS on a stream whose request is whole (STREAM_CLOSED);
+        // trailers with a pseudo-header field (malformed).
+        let mut conn = Conn::new(Limits::default());
+        let mut c = Client::new();
+        c.get(1, &[], END_STREAM).frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x82]);
+        c.get(3, &[], 0).frame(HEADERS, END_HEADERS | END_STREAM, 3, &[0x82]);
+        let (events, r) = run(&mut conn, &c, 1000);
+        r.unwrap();
+        assert_eq!(events[1], Event::Reset { stream: 1, malformed: false });
+        assert_eq!(events[3], Event::Reset { stream: 3, malformed: true });
+        let sent = frames(&mut conn.out);
+        assert!(sent.contains(&(RST_STREAM, 0, 1, (Reason::StreamClosed as u32).to_be_bytes().to_vec())));
+        // Frames the client sent before it saw our reset are dropped.
+        let mut more = Client { bytes: BytesMut::new() };
+        more.frame(DATA, END_STREAM, 3, b"late").frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            3,
+            &[0x40, 1, b'x', 1, b'y'],
+        );
+        let mut events = Vec::new();
+        conn.receive(&mut more.bytes, &mut events).unwrap();
+        assert!(events.is_empty());
+        // DATA on a stream that closed normally (both sides ended it) is a connection
+        // error; on a half-closed one, a stream error.
+        let mut conn = Conn::new(Limits::default());
+        let mut c = Client::new();
+        c.get(1, &[], END_STREAM).get(3, &[], END_STREAM).frame(DATA, 0, 3, b"x");
+        let (events, r) = run(&mut conn, &c, 1000);
+        r.unwrap();
+        assert_eq!(events[2], Event::Reset { stream: 3, malformed: false });
+        conn.send_headers(1, Some(200), std::iter::empty(), true);
+        let mut more = Client { bytes: BytesMut::new() };
+        more.frame(DATA, 0, 1, b"x");
+        assert_eq!(
+            conn.receive(&mut more.bytes, &mut Vec::new()).map_err(|e| e.reason),
+            Err(Reason::StreamClosed)
+        );
+    }
+
+    #[test]
+    fn the_connection_window_is_given_back_once() {
+        let limits = Limits { stream_window: 65535, conn_window: 65535, ..Limits::default() };
+        let mut conn = Conn::new(limits);
+        let mut c = Client::new();
+        // Two bodies of 10000 bytes, each consumed, then the streams answered.
+        for id in [1, 3] {
+            c.get(id, &[("content-length", "10000")], 0);
+            c.frame(DATA, END_STREAM, id, &[b'a'; 10000]);
+        }
+        run(&mut conn, &c, 1000).1.unwrap();
+        conn.out.clear();
+        for id in [1, 3] {
+            conn.release(id, 10000);
+            conn.send_headers(id, Some(200), std::iter::empty(), true);
+        }
+        // 20000 bytes came, 20000 go back (in one update: past a quarter of the window).
+        let updates: Vec<u32> = frames(&mut conn.out)
+            .into_iter()
+            .filter(|f| f.0 == WINDOW_UPDATE && f.2 == 0)
+            .map(|f| u32::from_be_bytes([f.3[0], f.3[1], f.3[2], f.3[3]]))
+            .collect();
+        assert_eq!(updates, vec![20000]);
+        assert_eq!(conn.recv_window, 65535);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The L7 proxy's pure logic (no sockets, no tokio): server selection, cookie persistence,
-//! health state. The I/O side (listeners, hyper, rustls) builds on these.
+//! health state, HTTP/1 framing, the HTTP/2 protocol and HPACK. The I/O side (listeners,
+//! rustls, the proxy's connections) builds on these.
 pub mod balance;
 pub mod cookie;
 pub mod h1;

@@ -34,6 +34,13 @@ use crate::l7::h2::{Conn, Event, Limits, Reason, RequestHead, StreamMap};
 const HIGH_WATER: usize = 256 * 1024;
 /// Rounds of work in one poll before yielding to other tasks.
 const ROUNDS: usize = 32;
+/// How long a closing connection reads (and drops) what the client still sends, so that
+/// the close is a FIN and not a reset that could destroy our last frames unread.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+/// Streams a client may reset before their answer (beyond the number answered) before
+/// the connection ends with ENHANCE_YOUR_CALM: each one cost a routed request, so a
+/// flood of them (CVE-2023-44487, "rapid reset") is work without end.
+const FREE_RESETS: u32 = 100;
 
 /// A request body: the DATA frames of one stream, as the connection receives them.
 pub(super) struct RecvBody {
@@ -132,9 +139,12 @@ where
         events: Vec::new(),
         idle: Box::pin(tokio::time::sleep(ctx.timeouts.keep_alive)),
         ctx,
-        read_closed: false,
+        goaway_received: false,
         closing: false,
+        shut: false,
         flushed: true,
+        resets: 0,
+        answered: 0,
     };
     // The bytes read to recognise the preface often hold the first frames too.
     c.receive();
@@ -157,43 +167,46 @@ struct Connection<S> {
     events: Vec<Event>,
     idle: Pin<Box<tokio::time::Sleep>>,
     ctx: ConnInfo,
-    /// The client closed its side (or broke the protocol): no more reads.
-    read_closed: bool,
-    /// The connection ends once `out` is written.
+    /// The client sent GOAWAY: the connection ends once its streams did.
+    goaway_received: bool,
+    /// The connection ends: `out` is written, our side shut, and what the client still
+    /// sends is read and dropped for up to `LINGER`.
     closing: bool,
+    shut: bool,
     flushed: bool,
+    /// Streams the client reset before their answer, and answers begun.
+    resets: u32,
+    answered: u32,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut moved = false;
         for _ in 0..ROUNDS {
+            if self.closing {
+                return self.poll_close(cx);
+            }
             let mut progress = false;
-            if !self.read_closed && !self.closing && self.conn.out.len() < HIGH_WATER {
+            if self.conn.out.len() < HIGH_WATER {
                 match self.poll_read(cx) {
                     Poll::Ready(Ok(true)) => progress = true,
-                    Poll::Ready(Ok(false)) => {
-                        // The client closed: what it asked for cannot be answered.
-                        self.read_closed = true;
-                        return Poll::Ready(());
-                    }
-                    Poll::Ready(Err(())) => return Poll::Ready(()),
+                    // The client closed: what it asked for cannot be answered.
+                    Poll::Ready(Ok(false)) | Poll::Ready(Err(())) => return Poll::Ready(()),
                     Poll::Pending => {}
                 }
+                if self.closing {
+                    continue;
+                }
             }
-            if !self.closing {
-                progress |= self.poll_streams(cx);
-            }
+            progress |= self.poll_streams(cx);
             match self.poll_write(cx) {
                 Poll::Ready(Ok(wrote)) => progress |= wrote,
                 Poll::Ready(Err(())) => return Poll::Ready(()),
                 Poll::Pending => {}
             }
-            if self.conn.out.is_empty()
-                && self.flushed
-                && (self.closing || (self.read_closed && self.streams.is_empty()))
-            {
-                return Poll::Ready(());
+            if self.goaway_received && self.streams.is_empty() {
+                self.close();
+                continue;
             }
             if progress {
                 moved = true;
@@ -217,36 +230,81 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.idle.as_mut().reset(tokio::time::Instant::now() + d);
     }
 
+    /// The connection is to end (our GOAWAY, if any, is in `out`).
+    fn close(&mut self) {
+        self.closing = true;
+        self.idle.as_mut().reset(tokio::time::Instant::now() + LINGER.min(self.ctx.timeouts.client));
+    }
+
     /// Nothing moved: the timer decides. An idle connection (no stream) ends with a
-    /// GOAWAY after `timeout http-keep-alive`; a client that does not take its
-    /// responses for `timeout client` loses the connection; streams waiting on their
-    /// servers are bounded by the servers' timeouts.
+    /// GOAWAY after `timeout http-keep-alive`; a client that takes none of its
+    /// responses (its frames wait to be written, or its windows stay shut) for `timeout
+    /// client` loses the connection; streams waiting on their servers are bounded by
+    /// the servers' timeouts.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.idle.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
-        if !self.conn.out.is_empty() || self.closing {
-            return Poll::Ready(());
-        }
-        if self.streams.is_empty() {
+        if self.streams.is_empty() && self.conn.out.is_empty() {
             self.conn.goaway(Reason::NoError);
-            self.closing = true;
-            let _ = self.poll_write(cx);
-            if self.conn.out.is_empty() {
-                return Poll::Ready(());
-            }
+            self.close();
+            return self.poll_close(cx);
+        }
+        let shut_window = self
+            .streams
+            .values()
+            .any(|s| matches!(&s.active, Active::Sending { pending, .. } if !pending.is_empty()));
+        if !self.conn.out.is_empty() || shut_window {
+            log::debug!(
+                "HTTP/2 client {}: took nothing for timeout client; connection closed",
+                self.ctx.peer
+            );
+            return Poll::Ready(());
         }
         self.idle.as_mut().reset(tokio::time::Instant::now() + self.ctx.timeouts.client);
         let _ = self.idle.as_mut().poll(cx);
         Poll::Pending
     }
 
-    /// Reads and handles what the client sent. Ok(false): it closed.
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, ()>> {
+    /// The end: our last frames out, our side shut, then the client's bytes dropped
+    /// until it closes too or the linger time is over.
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Poll::Ready(Err(())) = self.poll_write(cx) {
+            return Poll::Ready(());
+        }
+        if self.conn.out.is_empty() && self.flushed && !self.shut {
+            match Pin::new(&mut self.io).poll_shutdown(cx) {
+                Poll::Ready(Ok(())) => self.shut = true,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => {}
+            }
+        }
+        if self.shut {
+            for _ in 0..ROUNDS {
+                self.rbuf.clear();
+                match self.poll_read_raw(cx) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Pending => break,
+                }
+            }
+        }
+        match self.idle.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(()),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_read_raw(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         if self.rbuf.capacity() - self.rbuf.len() < 4096 {
             self.rbuf.reserve(16 * 1024);
         }
-        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
+    }
+
+    /// Reads and handles what the client sent. Ok(false): it closed.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, ()>> {
+        match self.poll_read_raw(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(_)) => Poll::Ready(Err(())),
             Poll::Ready(Ok(0)) => Poll::Ready(Ok(false)),
@@ -267,8 +325,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.events = events;
         if let Err(e) = r {
             log::debug!("HTTP/2 client {}: {e}", self.ctx.peer);
-            self.closing = true;
             self.count_request_error();
+            self.close();
+        } else if self.resets > FREE_RESETS && self.resets > self.answered {
+            log::debug!("HTTP/2 client {}: {} streams reset before their answer", self.ctx.peer, self.resets);
+            self.conn.goaway(Reason::EnhanceYourCalm);
+            self.close();
         }
     }
 
@@ -298,9 +360,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
             Event::Reset { stream, malformed } => {
-                if let Some(s) = self.streams.remove(&stream) {
-                    if let Some(inbox) = &s.inbox {
-                        inbox.lock().unwrap_or_else(|p| p.into_inner()).broken = true;
+                if let Some(s) = self.forget(stream) {
+                    if matches!(s.active, Active::Waiting(_)) {
+                        self.resets += 1;
                     }
                 }
                 if malformed {
@@ -313,7 +375,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
             Event::WindowOpened => {}
-            Event::GoAway => self.read_closed = true,
+            Event::GoAway => self.goaway_received = true,
         }
     }
 
@@ -354,6 +416,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 let end = body.is_end_stream();
                 let fields = parts.headers.iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
                 self.conn.send_headers(id, Some(parts.status.as_u16()), fields, end);
+                self.answered += 1;
                 if end {
                     done.push(id);
                     continue;
@@ -384,18 +447,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
         }
         for id in done {
-            if let Some(s) = self.streams.remove(&id) {
-                // A request body still coming is not read any more (the client was told
-                // to stop): its window goes back.
-                if let Some(inbox) = &s.inbox {
-                    let i = inbox.lock().unwrap_or_else(|p| p.into_inner());
-                    let unread: usize = i.chunks.iter().map(Bytes::len).sum();
-                    drop(i);
-                    self.conn.release(id, unread);
-                }
-            }
+            self.forget(id);
         }
         progress
+    }
+
+    /// Drops a stream. Its request body bytes still held (unread, or read and not yet
+    /// given back) go back to the client's connection window.
+    fn forget(&mut self, id: u32) -> Option<Stream> {
+        let s = self.streams.remove(&id)?;
+        if let Some(inbox) = &s.inbox {
+            let mut i = inbox.lock().unwrap_or_else(|p| p.into_inner());
+            let held = i.consumed + i.chunks.iter().map(Bytes::len).sum::<usize>();
+            i.consumed = 0;
+            i.chunks.clear();
+            i.broken = true;
+            drop(i);
+            self.conn.release(id, held);
+        }
+        Some(s)
     }
 
     /// Writes what is waiting. Ok(true): bytes went out.

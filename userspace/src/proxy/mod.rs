@@ -1,5 +1,5 @@
 //! The L7 proxy (HAProxy's job in the seeds): listeners from an `L7Config`, HTTP/1.1 and
-//! HTTP/2 to clients (hyper), pooled keep-alive HTTP/1.1 to servers, `mode tcp` proxies,
+//! HTTP/2 to clients (our own server, `h2`), pooled keep-alive HTTP/1.1 to servers, `mode tcp` proxies,
 //! health checks, the stats page and the runtime API.
 //!
 //! Reload: the new config is parsed and its new listeners bound first (any failure leaves
@@ -485,8 +485,8 @@ impl Moving {
 
 use crate::l7::h2::PREFACE as H2_PREFACE;
 
-/// An HTTP connection: HTTP/2 (the client's first bytes are the preface) goes to hyper,
-/// everything else to the HTTP/1 path. The bytes read to decide (`buf`: those read
+/// An HTTP connection: HTTP/2 (the client's first bytes are the preface) goes to the
+/// HTTP/2 server, everything else to the HTTP/1 path. The bytes read to decide (`buf`: those read
 /// before) are replayed. Returns
 /// the connection when the HTTP/1 path hands it back (`leave`, see [`h1::serve`]).
 async fn serve_http<S>(
