@@ -179,6 +179,8 @@ struct Partial {
     stream: u32,
     block: BytesMut,
     end_stream: bool,
+    /// Its priority names the stream itself (a stream error, RFC 9113 §5.3.1).
+    self_dependent: bool,
 }
 
 pub struct Conn {
@@ -329,6 +331,8 @@ impl Conn {
                 }
                 if payload.len() != 5 {
                     self.stream_error(stream, Reason::FrameSize, false, events);
+                } else if depends_on(&payload) == stream {
+                    self.stream_error(stream, Reason::Protocol, false, events);
                 }
                 Ok(())
             }
@@ -340,6 +344,7 @@ impl Conn {
                     return Err(conn_err(Reason::FrameSize, "RST_STREAM of a wrong size"));
                 }
                 if self.streams.remove(&stream).is_some() {
+                    self.remember(stream);
                     events.push(Event::Reset { stream, malformed: false });
                 }
                 Ok(())
@@ -548,18 +553,21 @@ impl Conn {
             return Err(conn_err(Reason::Protocol, "HEADERS on stream 0 or an even stream"));
         }
         let mut p = Self::unpad(flags, payload)?;
+        let mut self_dependent = false;
         if flags & PRIORITY_FLAG != 0 {
             if p.len() < 5 {
                 return Err(conn_err(Reason::FrameSize, "HEADERS too short for its priority"));
             }
+            self_dependent = depends_on(&p) == stream;
             p.advance(5);
         }
         let end_stream = flags & END_STREAM != 0;
         if flags & END_HEADERS == 0 {
-            self.partial = Some(Partial { stream, block: BytesMut::from(&p[..]), end_stream });
+            let block = BytesMut::from(&p[..]);
+            self.partial = Some(Partial { stream, block, end_stream, self_dependent });
             return Ok(());
         }
-        self.header_block(stream, p, end_stream, events)
+        self.header_block(stream, p, end_stream, self_dependent, events)
     }
 
     fn continuation(
@@ -579,8 +587,10 @@ impl Conn {
         if flags & END_HEADERS == 0 {
             return Ok(());
         }
-        let Some(Partial { block, end_stream, .. }) = self.partial.take() else { return Ok(()) };
-        self.header_block(stream, block.freeze(), end_stream, events)
+        let Some(Partial { block, end_stream, self_dependent, .. }) = self.partial.take() else {
+            return Ok(());
+        };
+        self.header_block(stream, block.freeze(), end_stream, self_dependent, events)
     }
 
     /// A whole header block: a new request, or the trailers of one.
@@ -589,6 +599,7 @@ impl Conn {
         stream: u32,
         block: Bytes,
         end_stream: bool,
+        self_dependent: bool,
         events: &mut Vec<Event>,
     ) -> Result<(), ConnError> {
         // Always decoded: the dynamic table must stay in step with the client's.
@@ -637,7 +648,7 @@ impl Conn {
             events.push(Event::Refused { stream, malformed: false });
             return Ok(());
         }
-        let head = decoded.ok().and_then(|()| check_request(&mut fields));
+        let head = decoded.ok().filter(|()| !self_dependent).and_then(|()| check_request(&mut fields));
         self.fields = fields;
         let Some(head) = head else {
             self.reset_frame(stream, Reason::Protocol);
@@ -675,6 +686,11 @@ impl Conn {
     fn reset_frame(&mut self, stream: u32, reason: Reason) {
         frame_head(&mut self.out, 4, RST_STREAM, 0, stream);
         self.out.put_u32(reason as u32);
+        self.remember(stream);
+    }
+
+    /// A stream reset (by either side): its frames still in flight are dropped.
+    fn remember(&mut self, stream: u32) {
         if self.recently_reset.len() == REMEMBERED_RESETS {
             self.recently_reset.pop_front();
         }
@@ -828,6 +844,11 @@ impl Conn {
         self.out.put_u32(self.last_stream);
         self.out.put_u32(reason as u32);
     }
+}
+
+/// The stream a priority (PRIORITY payload, or HEADERS' priority fields) depends on.
+fn depends_on(p: &[u8]) -> u32 {
+    u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff
 }
 
 /// Fields HTTP/2 forbids (RFC 9113 §8.2.2); `te` is allowed with "trailers" only and is
@@ -1256,6 +1277,17 @@ mod tests {
         assert_eq!(events[3], Event::Reset { stream: 3, malformed: true });
         let sent = frames(&mut conn.out);
         assert!(sent.contains(&(RST_STREAM, 0, 1, (Reason::StreamClosed as u32).to_be_bytes().to_vec())));
+        // A stream depending on itself is refused (HEADERS) or reset (PRIORITY).
+        let mut more = Client { bytes: BytesMut::new() };
+        let mut b = vec![0, 0, 0, 5, 16];
+        b.extend_from_slice(&[0x82, 0x87, 0x84]);
+        more.frame(HEADERS, END_HEADERS | END_STREAM | PRIORITY_FLAG, 5, &b);
+        more.frame(PRIORITY, 0, 9, &[0, 0, 0, 9, 16]);
+        let mut events = Vec::new();
+        conn.receive(&mut more.bytes, &mut events).unwrap();
+        assert_eq!(events, [Event::Refused { stream: 5, malformed: true }]);
+        let sent = frames(&mut conn.out);
+        assert!(sent.contains(&(RST_STREAM, 0, 9, (Reason::Protocol as u32).to_be_bytes().to_vec())));
         // Frames the client sent before it saw our reset are dropped.
         let mut more = Client { bytes: BytesMut::new() };
         more.frame(DATA, END_STREAM, 3, b"late").frame(

@@ -34,6 +34,12 @@ use crate::l7::h2::{Conn, Event, Limits, Reason, RequestHead, StreamMap};
 const HIGH_WATER: usize = 256 * 1024;
 /// Rounds of work in one poll before yielding to other tasks.
 const ROUNDS: usize = 32;
+/// Most body bytes one stream sends in a round: the others get their turn.
+const STREAM_BUDGET: usize = 64 * 1024;
+/// Writing at least this much counts as the client taking its responses (the timer
+/// starts again); smaller writes (PING and SETTINGS acks) do not, so that a client
+/// cannot hold streams it opens no window for by pinging.
+const TAKEN: usize = 16 * 1024;
 /// How long a closing connection reads (and drops) what the client still sends, so that
 /// the close is a FIN and not a reset that could destroy our last frames unread.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
@@ -145,6 +151,10 @@ where
         flushed: true,
         resets: 0,
         answered: 0,
+        active: false,
+        order: Vec::new(),
+        done: Vec::new(),
+        turn: 0,
     };
     // The bytes read to recognise the preface often hold the first frames too.
     c.receive();
@@ -177,11 +187,17 @@ struct Connection<S> {
     /// Streams the client reset before their answer, and answers begun.
     resets: u32,
     answered: u32,
+    /// Work for the client's streams was done since the timer was last set (control
+    /// frames alone do not count).
+    active: bool,
+    /// Scratch lists for `poll_streams`, and where its next round starts.
+    order: Vec<u32>,
+    done: Vec<u32>,
+    turn: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut moved = false;
         for _ in 0..ROUNDS {
             if self.closing {
                 return self.poll_close(cx);
@@ -198,7 +214,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     continue;
                 }
             }
-            progress |= self.poll_streams(cx);
+            if self.poll_streams(cx) {
+                progress = true;
+                self.active = true;
+            }
             match self.poll_write(cx) {
                 Poll::Ready(Ok(wrote)) => progress |= wrote,
                 Poll::Ready(Err(())) => return Poll::Ready(()),
@@ -209,31 +228,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 continue;
             }
             if progress {
-                moved = true;
                 continue;
             }
             // The timer starts again from the last work done (once per poll: reading the
             // clock and moving the timer cost more than most rounds of work).
-            if moved {
+            if self.active {
                 self.rearm();
             }
             return self.poll_idle(cx);
         }
-        self.rearm();
+        if self.active && !self.closing {
+            self.rearm();
+        }
         cx.waker().wake_by_ref();
         Poll::Pending
     }
 
     fn rearm(&mut self) {
+        self.active = false;
         let t = &self.ctx.timeouts;
         let d = if self.streams.is_empty() && self.conn.out.is_empty() { t.keep_alive } else { t.client };
         self.idle.as_mut().reset(tokio::time::Instant::now() + d);
     }
 
-    /// The connection is to end (our GOAWAY, if any, is in `out`).
+    /// The connection is to end (our GOAWAY, if any, is in `out`): what is left to
+    /// write gets `timeout client`.
     fn close(&mut self) {
         self.closing = true;
-        self.idle.as_mut().reset(tokio::time::Instant::now() + LINGER.min(self.ctx.timeouts.client));
+        self.idle.as_mut().reset(tokio::time::Instant::now() + self.ctx.timeouts.client);
     }
 
     /// Nothing moved: the timer decides. An idle connection (no stream) ends with a
@@ -274,7 +296,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         if self.conn.out.is_empty() && self.flushed && !self.shut {
             match Pin::new(&mut self.io).poll_shutdown(cx) {
-                Poll::Ready(Ok(())) => self.shut = true,
+                Poll::Ready(Ok(())) => {
+                    self.shut = true;
+                    self.idle.as_mut().reset(tokio::time::Instant::now() + LINGER);
+                }
                 Poll::Ready(Err(_)) => return Poll::Ready(()),
                 Poll::Pending => {}
             }
@@ -342,6 +367,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     fn event(&mut self, e: Event) {
+        // Stream events restart the timer (its length depends on whether streams are
+        // left); control frames (PING, SETTINGS, WINDOW_UPDATE) do not.
+        if !matches!(e, Event::WindowOpened | Event::GoAway) {
+            self.active = true;
+        }
         match e {
             Event::Request { stream, head, end_stream } => self.request(stream, head, end_stream),
             Event::Data { stream, data, end_stream } => {
@@ -407,8 +437,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Advances every stream; true if any produced frames or ended.
     fn poll_streams(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
-        let mut done = Vec::new();
-        for (&id, s) in self.streams.iter_mut() {
+        let mut order = std::mem::take(&mut self.order);
+        let mut done = std::mem::take(&mut self.done);
+        order.clear();
+        order.extend(self.streams.keys());
+        // Each round starts one stream further along, so that the streams first in the
+        // map do not always take the room below HIGH_WATER.
+        if !order.is_empty() {
+            self.turn = self.turn.wrapping_add(1);
+            let k = self.turn % order.len();
+            order.rotate_left(k);
+        }
+        for &id in &order {
+            let Some(s) = self.streams.get_mut(&id) else { continue };
             if let Active::Waiting(answer) = &mut s.active {
                 let Poll::Ready(resp) = answer.as_mut().poll(cx) else { continue };
                 progress = true;
@@ -423,6 +464,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 s.active = Active::Sending { body, pending: Bytes::new() };
             }
+            // Above HIGH_WATER, bodies wait (the write's wake-up comes back here); the
+            // answers of waiting streams are still taken.
+            if self.conn.out.len() >= HIGH_WATER {
+                continue;
+            }
             let Active::Sending { body, pending } = &mut s.active else { continue };
             match send_body(&mut self.conn, id, body, pending, cx) {
                 Sent::Progress(ended) => {
@@ -432,9 +478,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     }
                 }
                 Sent::Blocked => {}
-            }
-            if self.conn.out.len() >= HIGH_WATER {
-                break;
             }
         }
         // Body bytes the servers' uploads took are given back to the client's windows.
@@ -446,9 +489,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
         }
-        for id in done {
+        for id in done.drain(..) {
             self.forget(id);
         }
+        self.order = order;
+        self.done = done;
         progress
     }
 
@@ -470,19 +515,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Writes what is waiting. Ok(true): bytes went out.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, ()>> {
-        let mut wrote = false;
+        let mut wrote = 0;
+        let mut blocked = false;
         while !self.conn.out.is_empty() {
             match Pin::new(&mut self.io).poll_write(cx, &self.conn.out) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
                 Poll::Ready(Ok(n)) => {
                     self.conn.out.advance(n);
-                    wrote = true;
+                    wrote += n;
                     self.flushed = false;
                 }
-                Poll::Pending => return if wrote { Poll::Ready(Ok(true)) } else { Poll::Pending },
+                Poll::Pending => {
+                    blocked = true;
+                    break;
+                }
             }
         }
-        if !self.flushed {
+        if wrote >= TAKEN {
+            self.active = true;
+        }
+        if !blocked && !self.flushed {
             // TLS holds written bytes until flushed.
             match Pin::new(&mut self.io).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.flushed = true,
@@ -490,7 +542,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Poll::Pending => {}
             }
         }
-        Poll::Ready(Ok(wrote))
+        if wrote > 0 {
+            Poll::Ready(Ok(true))
+        } else if blocked {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(false))
+        }
     }
 }
 
@@ -504,12 +562,16 @@ enum Sent {
 /// Moves a response body to the client as far as the windows allow.
 fn send_body(conn: &mut Conn, id: u32, body: &mut Body, pending: &mut Bytes, cx: &mut Context<'_>) -> Sent {
     let mut moved = false;
+    let mut sent = 0;
     loop {
         if !pending.is_empty() {
-            let n = conn.send_data(id, pending, false);
+            let n = conn.send_data(id, &pending[..pending.len().min(STREAM_BUDGET - sent)], false);
             pending.advance(n);
+            sent += n;
             moved |= n > 0;
-            if !pending.is_empty() || conn.out.len() >= HIGH_WATER {
+            if !pending.is_empty() || conn.out.len() >= HIGH_WATER || sent >= STREAM_BUDGET {
+                // Out of window, of room, or of this round's budget: more in a later
+                // round (after a window update, a write, or at once after a budget).
                 return if moved { Sent::Progress(false) } else { Sent::Blocked };
             }
         }
