@@ -972,7 +972,7 @@ impl H2 {
 /// with GOAWAY (counted too); an idle connection gets GOAWAY (NO_ERROR) at `timeout
 /// http-keep-alive`, then closes. After the client's GOAWAY its streams finish; a rapid
 /// reset flood ends the connection (ENHANCE_YOUR_CALM); a client that opens no window
-/// loses the connection at `timeout client`.
+/// loses the connection at `timeout client`; two downloads on one connection take turns.
 #[test]
 fn http2_frames_windows_and_errors() {
     let (backend, _) = scripted_backend();
@@ -1059,6 +1059,30 @@ fn http2_frames_windows_and_errors() {
     while let Some(f) = c.next(Duration::from_secs(5)) {
         assert_eq!(f.0, 0, "only the rest of the DATA in flight: {f:?}");
     }
+
+    // Two downloads on one connection take turns: once both answers began (the
+    // connection's window, 64 KiB, held the bodies back), each had data within the next
+    // 400 KB (a stream sends at most 64 KiB a round).
+    let mut c = H2::connect(port, &[(4, 1 << 24)]);
+    c.request(1, "GET", "/big", &[], true);
+    c.request(3, "GET", "/big", &[], true);
+    let mut heads = 0;
+    while heads < 2 {
+        let f = c.next(Duration::from_secs(5)).expect("HEADERS");
+        heads += usize::from(f.0 == 1);
+    }
+    // What the first window let through, then 400 KB more.
+    while c.next(Duration::from_millis(300)).is_some() {}
+    c.send(8, 0, 0, &400_000u32.to_be_bytes());
+    let mut per_stream = [0usize; 2];
+    while per_stream.iter().sum::<usize>() < 400_000 {
+        let f = c.next(Duration::from_secs(5)).expect("DATA");
+        if f.0 == 0 {
+            per_stream[(f.2 / 2) as usize] += f.3.len();
+        }
+    }
+    assert!(per_stream.iter().all(|&n| n > 0), "one stream took it all: {per_stream:?}");
+    drop(c);
 
     // Rapid reset: streams opened and reset at once, over and over, end the connection
     // with ENHANCE_YOUR_CALM.

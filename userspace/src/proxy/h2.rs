@@ -36,10 +36,6 @@ const HIGH_WATER: usize = 256 * 1024;
 const ROUNDS: usize = 32;
 /// Most body bytes one stream sends in a round: the others get their turn.
 const STREAM_BUDGET: usize = 64 * 1024;
-/// Writing at least this much counts as the client taking its responses (the timer
-/// starts again); smaller writes (PING and SETTINGS acks) do not, so that a client
-/// cannot hold streams it opens no window for by pinging.
-const TAKEN: usize = 16 * 1024;
 /// How long a closing connection reads (and drops) what the client still sends, so that
 /// the close is a FIN and not a reset that could destroy our last frames unread.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
@@ -113,8 +109,9 @@ enum Active {
     /// Its request is on its way; the response head is awaited.
     Waiting(Answer),
     /// The response head went out; its body is sent as the windows allow (`pending`:
-    /// bytes taken from the body, not yet sent).
-    Sending { body: Body, pending: Bytes },
+    /// bytes taken from the body, not yet sent; `stalled`: since when the client's
+    /// windows have held them back).
+    Sending { body: Body, pending: Bytes, stalled: Option<tokio::time::Instant> },
 }
 
 struct Stream {
@@ -151,10 +148,10 @@ where
         flushed: true,
         resets: 0,
         answered: 0,
-        active: false,
         order: Vec::new(),
         done: Vec::new(),
-        turn: 0,
+        last_sender: 0,
+        stalled_since: None,
     };
     // The bytes read to recognise the preface often hold the first frames too.
     c.receive();
@@ -187,17 +184,19 @@ struct Connection<S> {
     /// Streams the client reset before their answer, and answers begun.
     resets: u32,
     answered: u32,
-    /// Work for the client's streams was done since the timer was last set (control
-    /// frames alone do not count).
-    active: bool,
-    /// Scratch lists for `poll_streams`, and where its next round starts.
+    /// Scratch lists for `poll_streams`; its rounds start after the stream that sent
+    /// last, so that streams take turns.
     order: Vec<u32>,
     done: Vec<u32>,
-    turn: usize,
+    last_sender: u32,
+    /// The oldest time a stream's bytes have waited for the client's windows (HAProxy's
+    /// `timeout client` on a stream that cannot send).
+    stalled_since: Option<tokio::time::Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut moved = false;
         for _ in 0..ROUNDS {
             if self.closing {
                 return self.poll_close(cx);
@@ -214,10 +213,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     continue;
                 }
             }
-            if self.poll_streams(cx) {
-                progress = true;
-                self.active = true;
-            }
+            progress |= self.poll_streams(cx);
             match self.poll_write(cx) {
                 Poll::Ready(Ok(wrote)) => progress |= wrote,
                 Poll::Ready(Err(())) => return Poll::Ready(()),
@@ -228,27 +224,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 continue;
             }
             if progress {
+                moved = true;
                 continue;
             }
             // The timer starts again from the last work done (once per poll: reading the
             // clock and moving the timer cost more than most rounds of work).
-            if self.active {
+            if moved {
                 self.rearm();
             }
             return self.poll_idle(cx);
         }
-        if self.active && !self.closing {
+        if !self.closing {
             self.rearm();
         }
         cx.waker().wake_by_ref();
         Poll::Pending
     }
 
+    /// Sets the timer: `timeout http-keep-alive` from now on an idle connection, else
+    /// `timeout client`, and no later than a stalled stream's `timeout client`.
     fn rearm(&mut self) {
-        self.active = false;
         let t = &self.ctx.timeouts;
-        let d = if self.streams.is_empty() && self.conn.out.is_empty() { t.keep_alive } else { t.client };
-        self.idle.as_mut().reset(tokio::time::Instant::now() + d);
+        let idle = self.streams.is_empty() && self.conn.out.is_empty();
+        let mut at = tokio::time::Instant::now() + if idle { t.keep_alive } else { t.client };
+        if let Some(since) = self.stalled_since {
+            at = at.min(since + t.client);
+        }
+        self.idle.as_mut().reset(at);
     }
 
     /// The connection is to end (our GOAWAY, if any, is in `out`): what is left to
@@ -259,10 +261,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     /// Nothing moved: the timer decides. An idle connection (no stream) ends with a
-    /// GOAWAY after `timeout http-keep-alive`; a client that takes none of its
-    /// responses (its frames wait to be written, or its windows stay shut) for `timeout
-    /// client` loses the connection; streams waiting on their servers are bounded by
-    /// the servers' timeouts.
+    /// GOAWAY after `timeout http-keep-alive`; a client that takes none of its frames
+    /// for `timeout client`, or keeps a stream's window shut that long, loses the
+    /// connection; streams waiting on their servers are bounded by the servers' timeouts.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.idle.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
@@ -272,18 +273,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             self.close();
             return self.poll_close(cx);
         }
-        let shut_window = self
-            .streams
-            .values()
-            .any(|s| matches!(&s.active, Active::Sending { pending, .. } if !pending.is_empty()));
-        if !self.conn.out.is_empty() || shut_window {
+        let now = tokio::time::Instant::now();
+        let stalled = self.stalled_since.is_some_and(|t| t + self.ctx.timeouts.client <= now);
+        if !self.conn.out.is_empty() || stalled {
             log::debug!(
                 "HTTP/2 client {}: took nothing for timeout client; connection closed",
                 self.ctx.peer
             );
             return Poll::Ready(());
         }
-        self.idle.as_mut().reset(tokio::time::Instant::now() + self.ctx.timeouts.client);
+        self.rearm();
         let _ = self.idle.as_mut().poll(cx);
         Poll::Pending
     }
@@ -367,11 +366,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     fn event(&mut self, e: Event) {
-        // Stream events restart the timer (its length depends on whether streams are
-        // left); control frames (PING, SETTINGS, WINDOW_UPDATE) do not.
-        if !matches!(e, Event::WindowOpened | Event::GoAway) {
-            self.active = true;
-        }
         match e {
             Event::Request { stream, head, end_stream } => self.request(stream, head, end_stream),
             Event::Data { stream, data, end_stream } => {
@@ -441,13 +435,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mut done = std::mem::take(&mut self.done);
         order.clear();
         order.extend(self.streams.keys());
-        // Each round starts one stream further along, so that the streams first in the
-        // map do not always take the room below HIGH_WATER.
-        if !order.is_empty() {
-            self.turn = self.turn.wrapping_add(1);
-            let k = self.turn % order.len();
-            order.rotate_left(k);
+        // The round starts after the stream that sent last: the streams first in the
+        // map must not always take the room below HIGH_WATER.
+        if let Some(i) = order.iter().position(|&id| id == self.last_sender) {
+            order.rotate_left(i + 1);
         }
+        let mut stalled_since: Option<tokio::time::Instant> = None;
         for &id in &order {
             let Some(s) = self.streams.get_mut(&id) else { continue };
             if let Active::Waiting(answer) = &mut s.active {
@@ -462,24 +455,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     done.push(id);
                     continue;
                 }
-                s.active = Active::Sending { body, pending: Bytes::new() };
+                s.active = Active::Sending { body, pending: Bytes::new(), stalled: None };
             }
+            let Active::Sending { body, pending, stalled } = &mut s.active else { continue };
             // Above HIGH_WATER, bodies wait (the write's wake-up comes back here); the
             // answers of waiting streams are still taken.
-            if self.conn.out.len() >= HIGH_WATER {
-                continue;
-            }
-            let Active::Sending { body, pending } = &mut s.active else { continue };
-            match send_body(&mut self.conn, id, body, pending, cx) {
-                Sent::Progress(ended) => {
-                    progress = true;
-                    if ended {
-                        done.push(id);
+            if self.conn.out.len() < HIGH_WATER {
+                match send_body(&mut self.conn, id, body, pending, cx) {
+                    Sent::Progress(ended) => {
+                        progress = true;
+                        self.last_sender = id;
+                        *stalled = None;
+                        if ended {
+                            done.push(id);
+                            continue;
+                        }
                     }
+                    Sent::Blocked if !pending.is_empty() => {
+                        stalled.get_or_insert_with(tokio::time::Instant::now);
+                    }
+                    Sent::Blocked => {}
                 }
-                Sent::Blocked => {}
+            }
+            if let Some(t) = *stalled {
+                stalled_since = Some(stalled_since.map_or(t, |o| o.min(t)));
             }
         }
+        self.stalled_since = stalled_since;
         // Body bytes the servers' uploads took are given back to the client's windows.
         for (&id, s) in &self.streams {
             if let Some(inbox) = &s.inbox {
@@ -530,9 +532,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     break;
                 }
             }
-        }
-        if wrote >= TAKEN {
-            self.active = true;
         }
         if !blocked && !self.flushed {
             // TLS holds written bytes until flushed.
