@@ -918,6 +918,16 @@ mod tests {
     /// What a client adds to its bytes, and the connection error it must cause.
     type Case = (fn(&mut Client), Reason);
 
+    fn expect_conn_errors(cases: &[Case]) {
+        for (i, (add, reason)) in cases.iter().enumerate() {
+            let mut conn = Conn::new(Limits::default());
+            let mut c = Client::new();
+            add(&mut c);
+            let (_, r) = run(&mut conn, &c, 1000);
+            assert_eq!(r.map_err(|e| e.reason), Err(*reason), "case {i}");
+        }
+    }
+
     /// A client's bytes: preface, SETTINGS, then what the test adds.
     struct Client {
         bytes: BytesMut,
@@ -1212,13 +1222,7 @@ mod tests {
                 Reason::FrameSize,
             ),
         ];
-        for (i, (add, reason)) in cases.iter().enumerate() {
-            let mut conn = Conn::new(Limits::default());
-            let mut c = Client::new();
-            add(&mut c);
-            let (_, r) = run(&mut conn, &c, 1000);
-            assert_eq!(r.map_err(|e| e.reason), Err(*reason), "case {i}");
-        }
+        expect_conn_errors(&cases);
         // No SETTINGS first.
         let mut conn = Conn::new(Limits::default());
         let mut b = BytesMut::from(PREFACE);
@@ -1258,13 +1262,7 @@ mod tests {
                 Reason::FrameSize,
             ),
         ];
-        for (i, (add, reason)) in cases.iter().enumerate() {
-            let mut conn = Conn::new(Limits::default());
-            let mut c = Client::new();
-            add(&mut c);
-            let (_, r) = run(&mut conn, &c, 1000);
-            assert_eq!(r.map_err(|e| e.reason), Err(*reason), "case {i}");
-        }
+        expect_conn_errors(&cases);
         // Stream errors: HEADERS on a stream whose request is whole (STREAM_CLOSED);
         // trailers with a pseudo-header field (malformed).
         let mut conn = Conn::new(Limits::default());

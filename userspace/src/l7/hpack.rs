@@ -515,74 +515,51 @@ mod tests {
         assert_eq!(huffman_decode(&[0xff, 0xff, 0xff, 0xfc], &mut out), Err(HpackError::BadHuffman));
     }
 
+    /// The three requests of RFC 7541 C.3 and C.4, decoded.
+    const RFC_REQUESTS: [&[(&str, &str)]; 3] = [
+        &[(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com")],
+        &[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/"),
+            (":authority", "www.example.com"),
+            ("cache-control", "no-cache"),
+        ],
+        &[
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":path", "/index.html"),
+            (":authority", "www.example.com"),
+            ("custom-key", "custom-value"),
+        ],
+    ];
+
     #[test]
     fn requests_of_rfc_c3_without_huffman() {
         let mut d = Decoder::new(1 << 16);
-        assert_eq!(
-            decode_all(&mut d, "8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d"),
-            pairs(&[
-                (":method", "GET"),
-                (":scheme", "http"),
-                (":path", "/"),
-                (":authority", "www.example.com")
-            ])
-        );
-        assert_eq!(d.size, 57);
-        assert_eq!(
-            decode_all(&mut d, "8286 84be 5808 6e6f 2d63 6163 6865"),
-            pairs(&[
-                (":method", "GET"),
-                (":scheme", "http"),
-                (":path", "/"),
-                (":authority", "www.example.com"),
-                ("cache-control", "no-cache")
-            ])
-        );
-        assert_eq!(
-            decode_all(&mut d, "8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65"),
-            pairs(&[
-                (":method", "GET"),
-                (":scheme", "https"),
-                (":path", "/index.html"),
-                (":authority", "www.example.com"),
-                ("custom-key", "custom-value")
-            ])
-        );
+        let blocks = [
+            "8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d",
+            "8286 84be 5808 6e6f 2d63 6163 6865",
+            "8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65",
+        ];
+        for (block, want) in blocks.iter().zip(RFC_REQUESTS) {
+            assert_eq!(decode_all(&mut d, block), pairs(want));
+        }
         assert_eq!(d.size, 164);
     }
 
     #[test]
     fn requests_of_rfc_c4_with_huffman() {
         let mut d = Decoder::new(1 << 16);
-        assert_eq!(
-            decode_all(&mut d, "8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff"),
-            pairs(&[
-                (":method", "GET"),
-                (":scheme", "http"),
-                (":path", "/"),
-                (":authority", "www.example.com")
-            ])
-        );
-        assert_eq!(
-            decode_all(&mut d, "8286 84be 5886 a8eb 1064 9cbf"),
-            pairs(&[
-                (":method", "GET"),
-                (":scheme", "http"),
-                (":path", "/"),
-                (":authority", "www.example.com"),
-                ("cache-control", "no-cache")
-            ])
-        );
-        assert_eq!(
-            decode_all(&mut d, "8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf"),
-            pairs(&[
-                (":method", "GET"),
-                (":scheme", "https"),
-                (":path", "/index.html"),
-                (":authority", "www.example.com"),
-                ("custom-key", "custom-value")
-            ])
-        );
+        let blocks = [
+            "8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff",
+            "8286 84be 5886 a8eb 1064 9cbf",
+            "8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf",
+        ];
+        for (block, want) in blocks.iter().zip(RFC_REQUESTS) {
+            assert_eq!(decode_all(&mut d, block), pairs(want));
+        }
+        assert_eq!(d.size, 164);
     }
 
     #[test]
