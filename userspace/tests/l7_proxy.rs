@@ -173,8 +173,8 @@ fn maxconn_queues_then_503_and_dead_servers_are_retried_elsewhere() {
     assert_eq!(server_field(&rows, "s1", 3), "1", "qmax: {rows:?}");
     drop(p);
 
-    // A server whose port is closed: the connection fails, is retried, and the last retry
-    // is redispatched to a live server, so the client sees no error.
+    // A server whose port is closed: the connection fails and is retried on a live
+    // server, so the client sees no error.
     let live = http_backend::start("live");
     let dead_port = free_port();
     let port = free_port();
@@ -191,12 +191,34 @@ fn maxconn_queues_then_503_and_dead_servers_are_retried_elsewhere() {
     let rows = stats_rows(p.port);
     let (econ, wretr, wredis) =
         (server_field(&rows, "dead", 13), server_field(&rows, "dead", 15), server_field(&rows, "dead", 16));
-    assert!(
-        econ.parse::<u32>().unwrap() >= 3
-            && wretr.parse::<u32>().unwrap() >= 2
-            && wredis.parse::<u32>().unwrap() >= 1,
-        "econ {econ} wretr {wretr} wredis {wredis}"
-    );
+    // Round robin does not hash: as in HAProxy 2.6, each failed connect is redispatched
+    // at its first retry (logged `+1`), not after `retries` tries on the dead server.
+    let log = std::fs::read_to_string(&p.log).unwrap();
+    let moved = log.lines().filter(|l| l.contains(" web web/live ") && l.contains("/+1 ")).count();
+    assert!(moved >= 1, "{log}");
+    for counter in [&econ, &wretr, &wredis] {
+        assert_eq!(counter.parse::<usize>().unwrap(), moved, "econ {econ} wretr {wretr} wredis {wredis}");
+    }
+    drop(p);
+
+    // Without redispatch (or with one server) the retries stay on the server, each after
+    // HAProxy's turn-around pause, min(timeout connect, 1 s): 2 retries of 500 ms here,
+    // then 503 `SC--` with no connect or response time.
+    let port = free_port();
+    let cfg = format!("{HEAD}listen web\n    bind 127.0.0.1:{port}\n    server dead 127.0.0.1:{dead_port}\n");
+    let p = start_proxy(&cfg);
+    let (head, _) = curl(&[], &format!("http://127.0.0.1:{}/", p.port));
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    let log = eventually("the 503 logged", Duration::from_secs(10), || {
+        let log = std::fs::read_to_string(&p.log).unwrap();
+        log.lines().find(|l| l.contains(" web web/dead ")).map(String::from)
+    });
+    let f: Vec<&str> = log.split_whitespace().collect();
+    let i = f.iter().position(|x| *x == "web/dead").unwrap();
+    let timers: Vec<i64> = f[i + 1].split('/').map(|t| t.parse().unwrap()).collect();
+    assert_eq!(&timers[..4], &[0, 0, -1, -1], "{log}");
+    assert!(timers[4] >= 1000, "two 500 ms pauses before the 503: {log}");
+    assert!(log.contains(" SC-- ") && log.contains("/2 "), "{log}");
 }
 
 #[test]

@@ -664,7 +664,8 @@ impl Exchange<'_> {
                     Err(e) => break Err(e),
                 }
             };
-            out.t_connect_resp = Some(ms_since(t1));
+            // A connect that failed has no response time (-1, as HAProxy logs it).
+            out.t_connect_resp = (!matches!(attempt, Err(SendError::Connect))).then(|| ms_since(t1));
             match attempt {
                 Ok((up, r, pump)) => {
                     server.counters.response(r.status);
@@ -709,7 +710,11 @@ impl Exchange<'_> {
                     }
                     tries_left -= 1;
                     out.retries += 1;
-                    idx = retry(be, idx, tries_left, self.peer, Some(path), hdr_value);
+                    let next =
+                        retry(be, idx, tries_left, self.peer, Some(path), hdr_value, persisted.is_some())
+                            .await;
+                    idx = next.server;
+                    out.redispatched |= next.redispatched;
                 }
             }
         }

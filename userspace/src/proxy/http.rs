@@ -24,6 +24,7 @@ use super::{
     stats,
     upstream::{self, Outgoing, SendError, ServerBody},
 };
+use crate::haproxy::model::Balance;
 use crate::l7::{
     balance::Key,
     cookie::{self, CookieServer},
@@ -73,6 +74,8 @@ pub(super) struct Outcome {
     pub t_queue: Option<u128>,
     pub t_connect_resp: Option<u128>,
     pub retries: u32,
+    /// A retry went to another server (`option redispatch`).
+    pub redispatched: bool,
     pub termination: &'static str,
     /// Counted as the frontend's request error (ereq): a bad request or request body.
     pub request_error: bool,
@@ -89,6 +92,7 @@ impl Outcome {
             t_queue: None,
             t_connect_resp: None,
             retries: 0,
+            redispatched: false,
             termination: "----",
             request_error: false,
         }
@@ -182,7 +186,7 @@ pub(super) fn log_request(
         fe_conns,
         be_conns,
         srv_conns,
-        out.retries,
+        log_retries(out.retries, out.redispatched),
         line
     );
 }
@@ -302,30 +306,54 @@ pub(super) fn count_failure(be: &BackendRt, server: &ServerRt, e: &SendError) {
     }
 }
 
-/// Counts a retry after a failed connect on server `idx`; on the last one (`tries_left`
-/// now 0) with `option redispatch`, HAProxy moves to another server: returns the server
-/// of the next try.
-pub(super) fn retry(
+/// Counts a retry after a failed connect on server `idx` and returns the server of the
+/// next try, as HAProxy 2.6 does (checked against it): with `option redispatch` the retry
+/// goes to another server when this one is down, on the last retry, or at once when the
+/// balancing does not hash (roundrobin, static-rr, leastconn, random) and no cookie
+/// chose the server (`persisted`); it is then logged `+N`. A retry on the same server
+/// first waits min(`timeout connect`, 1 s), HAProxy's turn-around timer, so that a
+/// server that is restarting is not hammered.
+pub(super) async fn retry(
     be: &BackendRt,
     idx: usize,
     tries_left: u32,
     peer: SocketAddr,
     path: Option<&str>,
     hdr: Option<&str>,
-) -> usize {
+    persisted: bool,
+) -> Retry {
     let server = &be.servers[idx];
     server.counters.wretr.fetch_add(1, Relaxed);
     be.counters.wretr.fetch_add(1, Relaxed);
-    if tries_left == 0 && be.cfg.settings.redispatch {
+    let hashed = matches!(be.cfg.settings.balance, Balance::Source | Balance::Uri | Balance::Hdr(_));
+    let move_now = !server.is_up() || tries_left == 0 || (!hashed && !persisted);
+    if be.cfg.settings.redispatch && move_now {
         if let Some(other) = pick(be, peer, path, hdr, Some(idx)) {
             if other != idx {
                 server.counters.wredis.fetch_add(1, Relaxed);
                 be.counters.wredis.fetch_add(1, Relaxed);
-                return other;
+                return Retry { server: other, redispatched: true };
             }
         }
     }
-    idx
+    tokio::time::sleep(be.connect_timeout().min(std::time::Duration::from_secs(1))).await;
+    Retry { server: idx, redispatched: false }
+}
+
+/// Where the next try goes.
+pub(super) struct Retry {
+    pub server: usize,
+    /// To another server than the last try's (HAProxy logs the retries as `+N`).
+    pub redispatched: bool,
+}
+
+/// `%rc` of a log line: the retries, `+` first once the request was redispatched.
+pub(super) fn log_retries(retries: u32, redispatched: bool) -> String {
+    if redispatched {
+        format!("+{retries}")
+    } else {
+        retries.to_string()
+    }
 }
 
 async fn forward(
@@ -439,7 +467,8 @@ async fn forward(
             Outgoing { head: &head, body: body.take(), length, idempotent, client_timeout, peer, local };
         let res = upstream::exchange(be, &server, &mut req).await;
         body = req.body.take();
-        out.t_connect_resp = Some(t1.elapsed().as_millis());
+        // A connect that failed has no response time (-1, as HAProxy logs it).
+        out.t_connect_resp = (!matches!(res, Err(SendError::Connect))).then(|| t1.elapsed().as_millis());
         match res {
             Ok((io, mut sbuf, r, upload)) => {
                 server.counters.response(r.status);
@@ -486,7 +515,11 @@ async fn forward(
                 }
                 tries_left -= 1;
                 out.retries += 1;
-                idx = retry(be, idx, tries_left, peer, Some(path), hdr_value.as_deref());
+                let next =
+                    retry(be, idx, tries_left, peer, Some(path), hdr_value.as_deref(), persisted.is_some())
+                        .await;
+                idx = next.server;
+                out.redispatched |= next.redispatched;
             }
         }
     }

@@ -29,6 +29,7 @@ struct Session {
     t_queue: Option<u128>,
     t_connect: Option<u128>,
     retries: u32,
+    redispatched: bool,
     down: u64,
     termination: &'static str,
 }
@@ -47,6 +48,7 @@ where
         t_queue: None,
         t_connect: None,
         retries: 0,
+        redispatched: false,
         down: 0,
         termination: "--",
     };
@@ -106,15 +108,14 @@ where
             fe_conns,
             be_conns,
             srv_conns,
-            s.retries,
+            http::log_retries(s.retries, s.redispatched),
         );
     }
 }
 
 /// A connection to a server, as the HTTP path makes one: a slot within `timeout queue`
-/// (`sQ` when none frees up), then the connect, retried `retries` times on the same
-/// server (on another for the last try with `option redispatch`); `SC` when none is
-/// possible.
+/// (`sQ` when none frees up), then the connect, retried `retries` times (where, and after
+/// what pause: `http::retry`); `SC` when none is possible.
 async fn connect(
     be: &BackendRt,
     peer: SocketAddr,
@@ -155,6 +156,8 @@ async fn connect(
         }
         tries_left -= 1;
         s.retries += 1;
-        idx = http::retry(be, idx, tries_left, peer, None, None);
+        let next = http::retry(be, idx, tries_left, peer, None, None, false).await;
+        idx = next.server;
+        s.redispatched |= next.redispatched;
     }
 }
