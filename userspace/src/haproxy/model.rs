@@ -47,6 +47,13 @@ pub enum Balance {
     Random(u32),
 }
 
+impl Balance {
+    /// The server follows from a hash of the request (the same request, the same server).
+    pub fn hashes(&self) -> bool {
+        matches!(self, Balance::Source | Balance::Uri | Balance::Hdr(_))
+    }
+}
+
 /// Timeouts; `None` = not set (HAProxy warns about missing client/server/connect ones).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Timeouts {

@@ -261,10 +261,6 @@ impl Conn {
         self.streams.is_empty() && self.partial.is_none()
     }
 
-    pub fn open_streams(&self) -> usize {
-        self.streams.len()
-    }
-
     /// Reads every whole frame in `buf` (the preface first), appending events. On an
     /// error the GOAWAY is in `out` and the connection must end once it is written.
     pub fn receive(&mut self, buf: &mut BytesMut, events: &mut Vec<Event>) -> Result<(), ConnError> {

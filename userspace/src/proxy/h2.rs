@@ -15,7 +15,7 @@ use std::{
 
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::{
-    body::{Body as _, Frame, SizeHint},
+    body::{Body as _, Frame},
     header::{HeaderMap, HeaderName, HeaderValue},
     http::uri,
     Method, Request, Response, StatusCode, Uri, Version,
@@ -96,10 +96,6 @@ impl hyper::body::Body for RecvBody {
             inbox.ended && inbox.chunks.is_empty()
         })
     }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
 }
 
 type Answer = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
@@ -158,11 +154,9 @@ where
     poll_fn(|cx| c.poll(cx)).await;
     // Streams still waiting on servers are dropped with the connection: their bodies
     // are marked broken first, so an upload in progress ends as a client abort.
-    for s in c.streams.values() {
-        if let Some(inbox) = &s.inbox {
-            let mut i = inbox.lock().unwrap_or_else(|p| p.into_inner());
-            i.broken = true;
-        }
+    let open: Vec<u32> = c.streams.keys().copied().collect();
+    for id in open {
+        c.forget(id);
     }
 }
 

@@ -325,8 +325,7 @@ pub(super) async fn retry(
     let server = &be.servers[idx];
     server.counters.wretr.fetch_add(1, Relaxed);
     be.counters.wretr.fetch_add(1, Relaxed);
-    let hashed = matches!(be.cfg.settings.balance, Balance::Source | Balance::Uri | Balance::Hdr(_));
-    let move_now = !server.is_up() || tries_left == 0 || (!hashed && !persisted);
+    let move_now = !server.is_up() || tries_left == 0 || (!be.cfg.settings.balance.hashes() && !persisted);
     if be.cfg.settings.redispatch && move_now {
         if let Some(other) = pick(be, peer, path, hdr, Some(idx)) {
             if other != idx {
@@ -382,7 +381,7 @@ async fn forward(
     let cookie_refs: Vec<&str> = cookies.iter().map(String::as_str).collect();
     let (persisted, client_cookie) = persistence(be, &cookie_refs);
     let hdr_value = match &s.balance {
-        crate::haproxy::model::Balance::Hdr(name) => {
+        Balance::Hdr(name) => {
             parts.headers.get(name.as_str()).and_then(|v| v.to_str().ok()).map(String::from)
         }
         _ => None,
