@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench/out
 out="bench/out/xdp-$(date +%Y%m%d-%H%M%S).csv"
-cargo run -q --release --example xdp_bench -- "${1:-100000}" | tee "$out"
+cargo run -q --release -p ballast-l4 --example xdp_bench -- "${1:-100000}" | tee "$out"
 echo "csv: $out"

@@ -1,14 +1,12 @@
-//! ballast's control plane: the replicated store (openraft), its Consul-compatible HTTP
-//! API, and the CLI client. Pure logic (`kv`, `fsm`) is apart from I/O (`raft`, `api`,
-//! `agent`).
-pub mod acl;
-pub mod agent;
+//! ballast's control plane: gossip membership, the replicated store (openraft), its
+//! Consul-compatible HTTP API, and the CLI client. Pure logic (`state`: the KV store, ACLs
+//! and the commands the Raft log carries; `config`) is apart from I/O (`gossip`, `raft`,
+//! `api`, `plane`).
 pub mod api;
 pub mod b64;
 pub mod client;
 pub mod config;
-pub mod fsm;
 pub mod gossip;
-pub mod kv;
-pub mod linearizability;
+pub mod plane;
 pub mod raft;
+pub mod state;

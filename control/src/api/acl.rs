@@ -4,11 +4,11 @@
 use hyper::{body::Incoming, Method, Request, Response, StatusCode};
 use serde::Deserialize;
 
-use super::{forbidden, forward_to_leader, json, propose, read_body, ApiError, Body};
+use super::{authorizer, forbidden, forward_to_leader, json, propose, read_body, ApiError, Body};
 use crate::{
-    acl::{parse_rules, AclResult, AclWrite, Policy, Token},
-    agent::Agent,
-    fsm::{Request as Command, Response as Outcome},
+    state::acl::{parse_rules, AclResult, AclWrite, Policy, Token},
+    plane::ControlPlane,
+    state::{Command, Outcome},
 };
 
 /// The built-in policy a management token shows, as Consul names it.
@@ -30,11 +30,11 @@ fn policy_json(p: &Policy) -> serde_json::Value {
     serde_json::json!({ "ID": p.id, "Name": p.name, "Description": p.description, "Rules": p.rules })
 }
 
-fn token_json(agent: &Agent, t: &Token) -> serde_json::Value {
+fn token_json(plane: &ControlPlane, t: &Token) -> serde_json::Value {
     let policies: Vec<serde_json::Value> = if t.management {
         vec![serde_json::json!({ "ID": GLOBAL_MANAGEMENT.0, "Name": GLOBAL_MANAGEMENT.1 })]
     } else {
-        let names = agent.store.as_ref().map(|s| {
+        let names = plane.store.as_ref().map(|s| {
             s.read(|a| {
                 t.policies
                     .iter()
@@ -93,12 +93,12 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 async fn apply(
-    agent: &Agent,
+    plane: &ControlPlane,
     parts: &hyper::http::request::Parts,
     body: &bytes::Bytes,
     w: AclWrite,
 ) -> Result<Option<Response<Body>>, ApiError> {
-    match propose(agent, parts, body, Command::Acl(w)).await? {
+    match propose(plane, parts, body, Command::Acl(w)).await? {
         Ok(Outcome::Acl(AclResult::Ok)) => Ok(None),
         Ok(Outcome::Acl(AclResult::Refused(why))) => Err(ApiError::bad(why)),
         Ok(_) => Err(ApiError::internal("unexpected reply from the state machine")),
@@ -106,18 +106,18 @@ async fn apply(
     }
 }
 
-pub async fn route(agent: &Agent, req: Request<Incoming>, rest: String) -> Result<Response<Body>, ApiError> {
-    let Some(acl) = agent.cfg.acl.clone() else {
+pub async fn route(plane: &ControlPlane, req: Request<Incoming>, rest: String) -> Result<Response<Body>, ApiError> {
+    let Some(acl) = plane.cfg.acl.clone() else {
         return Err(ApiError(StatusCode::UNAUTHORIZED, "ACL support disabled".into()));
     };
     let (parts, body) = req.into_parts();
     let body = read_body(body, MAX_ACL_BODY).await?;
     // Reads of ACL data and every change run on the leader: fresh and in one place.
-    if let Some(r) = forward_to_leader(agent, &parts, &body).await? {
+    if let Some(r) = forward_to_leader(plane, &parts, &body).await? {
         return Ok(r);
     }
-    let store = agent.store.as_ref().ok_or_else(ApiError::no_leader)?;
-    let authz = agent.authorizer(&parts);
+    let store = plane.store.as_ref().ok_or_else(ApiError::no_leader)?;
+    let authz = authorizer(plane, &parts);
     let segs: Vec<&str> = rest.split('/').collect();
     match (&parts.method, segs.as_slice()) {
         (&Method::PUT, ["bootstrap"]) => {
@@ -130,7 +130,7 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, rest: String) -> Resul
                 create_index: 0,
             };
             let secret = token.secret_id.clone();
-            if let Some(r) = apply(agent, &parts, &body, AclWrite::Bootstrap { token })
+            if let Some(r) = apply(plane, &parts, &body, AclWrite::Bootstrap { token })
                 .await
                 .map_err(|e| ApiError(StatusCode::FORBIDDEN, format!("Permission denied: {}", e.1)))?
             {
@@ -139,7 +139,7 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, rest: String) -> Resul
             let t = store
                 .read(|a| a.state.acl.tokens.get(&secret).cloned())
                 .ok_or_else(|| ApiError::internal("token lost"))?;
-            Ok(json(StatusCode::OK, &token_json(agent, &t)))
+            Ok(json(StatusCode::OK, &token_json(plane, &t)))
         }
         (&Method::PUT, ["policy"]) | (&Method::PUT, ["policy", _]) => {
             if !authz.acl_write() {
@@ -158,7 +158,7 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, rest: String) -> Resul
             };
             let p =
                 Policy { id: id.clone(), name: b.name, description: b.description, rules: b.rules, parsed };
-            if let Some(r) = apply(agent, &parts, &body, AclWrite::SetPolicy(p)).await? {
+            if let Some(r) = apply(plane, &parts, &body, AclWrite::SetPolicy(p)).await? {
                 return Ok(r);
             }
             let p = store
@@ -180,7 +180,7 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, rest: String) -> Resul
                 return Err(forbidden());
             }
             if let Some(r) =
-                apply(agent, &parts, &body, AclWrite::DeletePolicy { id: id.to_string() }).await?
+                apply(plane, &parts, &body, AclWrite::DeletePolicy { id: id.to_string() }).await?
             {
                 return Ok(r);
             }
@@ -227,13 +227,13 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, rest: String) -> Resul
                 create_index: 0,
             };
             let secret = t.secret_id.clone();
-            if let Some(r) = apply(agent, &parts, &body, AclWrite::SetToken(t)).await? {
+            if let Some(r) = apply(plane, &parts, &body, AclWrite::SetToken(t)).await? {
                 return Ok(r);
             }
             let t = store
                 .read(|a| a.state.acl.tokens.get(&secret).cloned())
                 .ok_or_else(|| ApiError::internal("token lost"))?;
-            Ok(json(StatusCode::OK, &token_json(agent, &t)))
+            Ok(json(StatusCode::OK, &token_json(plane, &t)))
         }
         (&Method::GET, ["token", "self"]) => {
             let secret = super::request_token(&parts.headers, &parts.uri)
@@ -247,10 +247,10 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, rest: String) -> Resul
                     management: true,
                     create_index: 0,
                 };
-                return Ok(json(StatusCode::OK, &token_json(agent, &t)));
+                return Ok(json(StatusCode::OK, &token_json(plane, &t)));
             }
             match store.read(|a| a.state.acl.tokens.get(&secret).cloned()) {
-                Some(t) => Ok(json(StatusCode::OK, &token_json(agent, &t))),
+                Some(t) => Ok(json(StatusCode::OK, &token_json(plane, &t))),
                 None => Err(ApiError(StatusCode::FORBIDDEN, "ACL not found".into())),
             }
         }
@@ -259,7 +259,7 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, rest: String) -> Resul
                 return Err(forbidden());
             }
             match store.read(|a| a.state.acl.token_by_accessor(accessor).cloned()) {
-                Some(t) => Ok(json(StatusCode::OK, &token_json(agent, &t))),
+                Some(t) => Ok(json(StatusCode::OK, &token_json(plane, &t))),
                 None => Err(ApiError(StatusCode::NOT_FOUND, "ACL not found".into())),
             }
         }
@@ -268,7 +268,7 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, rest: String) -> Resul
                 return Err(forbidden());
             }
             let w = AclWrite::DeleteToken { accessor_id: accessor.to_string() };
-            if let Some(r) = apply(agent, &parts, &body, w).await? {
+            if let Some(r) = apply(plane, &parts, &body, w).await? {
                 return Ok(r);
             }
             Ok(json(StatusCode::OK, &true))
@@ -278,7 +278,7 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, rest: String) -> Resul
                 return Err(forbidden());
             }
             let all: Vec<Token> = store.read(|a| a.state.acl.tokens.values().cloned().collect());
-            let mut out: Vec<serde_json::Value> = all.iter().map(|t| token_json(agent, t)).collect();
+            let mut out: Vec<serde_json::Value> = all.iter().map(|t| token_json(plane, t)).collect();
             // Listing shows accessors, never secrets.
             for t in &mut out {
                 t["SecretID"] = serde_json::Value::String(String::new());

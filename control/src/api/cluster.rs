@@ -1,5 +1,5 @@
 //! Cluster endpoints: `/v1/status/leader|peers`, `/v1/operator/raft/configuration`,
-//! `/v1/agent/self`, and the servers' internal ones (Raft RPCs, self-description, join).
+//! `/v1/plane/self`, and the servers' internal ones (Raft RPCs, self-description, join).
 use hyper::{body::Incoming, Method, Request, Response, StatusCode};
 use openraft::{
     error::{InstallSnapshotError, RaftError},
@@ -7,58 +7,58 @@ use openraft::{
 };
 use serde::de::DeserializeOwned;
 
-use super::{forward_to_leader, json, read_body, ApiError, Body, MAX_INTERNAL_BODY};
+use super::{authorizer, authorizer_for, forward_to_leader, json, read_body, ApiError, Body, MAX_INTERNAL_BODY};
 use crate::{
-    agent::{Agent, JoinRequest},
+    plane::{ControlPlane, JoinRequest},
     raft::{NodeId, TypeConfig},
 };
 
-pub async fn route(agent: &Agent, req: Request<Incoming>, path: &str) -> Result<Response<Body>, ApiError> {
+pub async fn route(plane: &ControlPlane, req: Request<Incoming>, path: &str) -> Result<Response<Body>, ApiError> {
     if path == "/v1/operator/keyring" {
-        return keyring(agent, req).await;
+        return keyring(plane, req).await;
     }
     if req.method() != Method::GET {
         return Err(super::method_not_allowed(req.method()));
     }
     match path {
-        "/v1/agent/members" => {
-            let out: Vec<serde_json::Value> = agent.gossip.members().iter().map(member_json).collect();
+        "/v1/plane/members" => {
+            let out: Vec<serde_json::Value> = plane.gossip.members().iter().map(member_json).collect();
             Ok(json(StatusCode::OK, &out))
         }
         "/v1/status/leader" => {
             // Consul answers a JSON string, "" when there is no leader.
-            let leader = match &agent.raft {
-                Some(_) => agent.leader_addr().unwrap_or_default(),
-                None => return forward_any(agent, req).await,
+            let leader = match &plane.raft {
+                Some(_) => plane.leader_addr().unwrap_or_default(),
+                None => return forward_any(plane, req).await,
             };
             Ok(json(StatusCode::OK, &leader))
         }
         "/v1/status/peers" => {
-            if agent.raft.is_none() {
-                return forward_any(agent, req).await;
+            if plane.raft.is_none() {
+                return forward_any(plane, req).await;
             }
             let peers: Vec<String> =
-                agent.peers().into_iter().filter(|(_, _, voter)| *voter).map(|(_, a, _)| a).collect();
+                plane.peers().into_iter().filter(|(_, _, voter)| *voter).map(|(_, a, _)| a).collect();
             Ok(json(StatusCode::OK, &peers))
         }
         "/v1/operator/raft/configuration" => {
             let (parts, body) = req.into_parts();
             let body = read_body(body, 0).await?;
-            if let Some(r) = forward_to_leader(agent, &parts, &body).await? {
+            if let Some(r) = forward_to_leader(plane, &parts, &body).await? {
                 return Ok(r);
             }
-            if !agent.authorizer(&parts).operator_read() {
+            if !authorizer(plane, &parts).operator_read() {
                 return Err(super::forbidden());
             }
-            let leader = agent.raft.as_ref().and_then(|r| r.metrics().borrow().current_leader);
-            let index = agent.raft.as_ref().and_then(|r| r.metrics().borrow().last_applied).map(|l| l.index);
-            let servers: Vec<serde_json::Value> = agent
+            let leader = plane.raft.as_ref().and_then(|r| r.metrics().borrow().current_leader);
+            let index = plane.raft.as_ref().and_then(|r| r.metrics().borrow().last_applied).map(|l| l.index);
+            let servers: Vec<serde_json::Value> = plane
                 .peers()
                 .into_iter()
                 .map(|(id, addr, voter)| {
                     serde_json::json!({
                         "ID": id.to_string(),
-                        "Node": node_name_hint(agent, id),
+                        "Node": node_name_hint(plane, id),
                         "Address": addr,
                         "Leader": leader == Some(id),
                         "Voter": voter,
@@ -68,8 +68,8 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, path: &str) -> Result<
                 .collect();
             Ok(json(StatusCode::OK, &serde_json::json!({ "Servers": servers, "Index": index.unwrap_or(0) })))
         }
-        "/v1/agent/self" => {
-            let me = agent.self_info();
+        "/v1/plane/self" => {
+            let me = plane.self_info();
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({
@@ -82,9 +82,9 @@ pub async fn route(agent: &Agent, req: Request<Incoming>, path: &str) -> Result<
                     "Member": { "Name": me.name, "Addr": me.addr },
                     "Stats": {
                         "gossip": {
-                            "dropped_packets": agent.gossip.dropped.load(std::sync::atomic::Ordering::Relaxed),
-                            "members": agent.gossip.members().len(),
-                            "encrypted": agent.gossip.primary_key().is_some(),
+                            "dropped_packets": plane.gossip.dropped.load(std::sync::atomic::Ordering::Relaxed),
+                            "members": plane.gossip.members().len(),
+                            "encrypted": plane.gossip.primary_key().is_some(),
                         },
                     },
                 }),
@@ -131,8 +131,8 @@ struct KeyOp {
 
 /// `/v1/operator/keyring`: GET lists the keys of every alive member; POST installs,
 /// PUT makes primary, DELETE removes — on every alive member, answering which failed.
-async fn keyring(agent: &Agent, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let authz = agent.authorizer_for(req.headers(), req.uri());
+async fn keyring(plane: &ControlPlane, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let authz = authorizer_for(plane, req.headers(), req.uri());
     let op = match *req.method() {
         Method::GET => "list",
         Method::POST => "install",
@@ -160,7 +160,7 @@ async fn keyring(agent: &Agent, req: Request<Incoming>) -> Result<Response<Body>
         k.key
     };
     let body = KeyOp { op: op.into(), key };
-    let members: Vec<_> = agent.gossip.alive().collect();
+    let members: Vec<_> = plane.gossip.alive().collect();
     let mut keys: std::collections::BTreeMap<String, usize> = Default::default();
     let mut primary: std::collections::BTreeMap<String, usize> = Default::default();
     let mut errors: Vec<String> = Vec::new();
@@ -171,7 +171,7 @@ async fn keyring(agent: &Agent, req: Request<Incoming>) -> Result<Response<Body>
         if let Some(t) = &token {
             req = req.header("x-consul-token", t);
         }
-        if let Some(t) = agent.gossip.rpc_token() {
+        if let Some(t) = plane.gossip.rpc_token() {
             req = req.header(crate::raft::network::CLUSTER_TOKEN, t);
         }
         let req = req
@@ -179,7 +179,7 @@ async fn keyring(agent: &Agent, req: Request<Incoming>) -> Result<Response<Body>
                 serde_json::to_vec(&body).unwrap_or_default(),
             )))
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        let got = tokio::time::timeout(std::time::Duration::from_secs(5), agent.client.request(req)).await;
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), plane.client.request(req)).await;
         let reply = match got {
             Ok(Ok(r)) => {
                 let ok = r.status().is_success();
@@ -222,26 +222,26 @@ async fn keyring(agent: &Agent, req: Request<Incoming>) -> Result<Response<Body>
     Ok(json(
         StatusCode::OK,
         &serde_json::json!([{
-            "WAN": false, "Datacenter": agent.cfg.datacenter, "Segment": "",
+            "WAN": false, "Datacenter": plane.cfg.datacenter, "Segment": "",
             "Keys": keys, "PrimaryKeys": primary, "NumNodes": members.len(),
         }]),
     ))
 }
 
-/// Node names are known for this agent only until gossip spreads them.
-fn node_name_hint(agent: &Agent, id: NodeId) -> String {
-    if id == agent.cfg.node_id {
-        agent.cfg.node_name.clone()
+/// Node names are known for this plane only until gossip spreads them.
+fn node_name_hint(plane: &ControlPlane, id: NodeId) -> String {
+    if id == plane.cfg.node_id {
+        plane.cfg.node_name.clone()
     } else {
         id.to_string()
     }
 }
 
-async fn forward_any(agent: &Agent, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn forward_any(plane: &ControlPlane, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let (parts, body) = req.into_parts();
     let body = read_body(body, 0).await?;
-    let addr = agent.any_server().ok_or_else(ApiError::no_leader)?;
-    super::forward_to(agent, &addr, &parts, &body).await
+    let addr = plane.any_server().ok_or_else(ApiError::no_leader)?;
+    super::forward_to(plane, &addr, &parts, &body).await
 }
 
 /// Largest snapshot accepted from a leader.
@@ -253,15 +253,15 @@ async fn decode<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiErr
 }
 
 pub async fn internal(
-    agent: &Agent,
+    plane: &ControlPlane,
     req: Request<Incoming>,
     rest: String,
 ) -> Result<Response<Body>, ApiError> {
     if rest == "self" {
-        return Ok(json(StatusCode::OK, &agent.self_info()));
+        return Ok(json(StatusCode::OK, &plane.self_info()));
     }
     if rest == "keyring" {
-        let authz = agent.authorizer_for(req.headers(), req.uri());
+        let authz = authorizer_for(plane, req.headers(), req.uri());
         if !authz.operator_read() && !authz.acl_write() {
             return Err(super::forbidden());
         }
@@ -273,11 +273,11 @@ pub async fn internal(
             return Err(super::forbidden());
         }
         if op.op != "list" {
-            agent.gossip.keyring_op(&op.op, &op.key).map_err(|e| ApiError::bad(e.to_string()))?;
+            plane.gossip.keyring_op(&op.op, &op.key).map_err(|e| ApiError::bad(e.to_string()))?;
         }
-        return Ok(json(StatusCode::OK, &agent.gossip.keys()));
+        return Ok(json(StatusCode::OK, &plane.gossip.keys()));
     }
-    let raft = agent.raft.as_ref().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "not a server".into()))?;
+    let raft = plane.raft.as_ref().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "not a server".into()))?;
     if req.method() != Method::POST {
         return Err(super::method_not_allowed(req.method()));
     }
@@ -301,7 +301,7 @@ pub async fn internal(
         }
         "join" => {
             let j: JoinRequest = decode(req).await?;
-            Ok(json(StatusCode::OK, &agent.add_server(j).await))
+            Ok(json(StatusCode::OK, &plane.add_server(j).await))
         }
         _ => Err(ApiError(StatusCode::NOT_FOUND, format!("no such endpoint: /v1/internal/{rest}"))),
     }

@@ -7,12 +7,12 @@ use bytes::Bytes;
 use hyper::{body::Incoming, header, Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::{forbidden, forward_to_leader, json, method_not_allowed, query, read_body, ApiError, Body};
+use super::{authorizer, forbidden, forward_to_leader, json, method_not_allowed, query, read_body, ApiError, Body};
 use crate::{
-    acl::Authorizer,
-    agent::Agent,
-    fsm::{Request as Command, Response as Outcome},
-    kv::{Entry, Kv, TxnOp, Write, WriteResult, MAX_VALUE_SIZE},
+    state::acl::Authorizer,
+    plane::ControlPlane,
+    state::{Command, Outcome},
+    state::kv::{Entry, Kv, TxnOp, Write, WriteResult, MAX_VALUE_SIZE},
     raft::state_machine::Applied,
 };
 
@@ -95,12 +95,12 @@ fn params(q: Option<&str>) -> Result<Params, ApiError> {
     Ok(p)
 }
 
-pub async fn kv(agent: &Agent, req: Request<Incoming>, key: String) -> Result<Response<Body>, ApiError> {
+pub async fn kv(plane: &ControlPlane, req: Request<Incoming>, key: String) -> Result<Response<Body>, ApiError> {
     let p = params(req.uri().query())?;
     let (parts, body) = req.into_parts();
     let body = read_body(body, MAX_VALUE_SIZE).await?;
     let w = match parts.method {
-        Method::GET => return read(agent, &parts, &body, &key, &p).await,
+        Method::GET => return read(plane, &parts, &body, &key, &p).await,
         Method::PUT | Method::POST => {
             if key.is_empty() {
                 return Err(ApiError::bad("Missing key name"));
@@ -117,10 +117,10 @@ pub async fn kv(agent: &Agent, req: Request<Incoming>, key: String) -> Result<Re
     };
     w.validate().map_err(|e| ApiError::bad(e.to_string()))?;
     // The server that applies the write checks the token against its ACL state.
-    if let Some(r) = forward_to_leader(agent, &parts, &body).await? {
+    if let Some(r) = forward_to_leader(plane, &parts, &body).await? {
         return Ok(r);
     }
-    let authz = agent.authorizer(&parts);
+    let authz = authorizer(plane, &parts);
     let allowed = match &w {
         Write::Set { key, .. } => authz.key_write(key),
         Write::Delete { key, recurse: true, .. } => authz.key_write_prefix(key),
@@ -130,18 +130,18 @@ pub async fn kv(agent: &Agent, req: Request<Incoming>, key: String) -> Result<Re
     if !allowed {
         return Err(forbidden());
     }
-    write(agent, &parts, &body, w).await
+    write(plane, &parts, &body, w).await
 }
 
 /// Proposes a KV write through Raft on the leader (forwarding there if needed).
 async fn propose(
-    agent: &Agent,
+    plane: &ControlPlane,
     parts: &hyper::http::request::Parts,
     body: &Bytes,
     w: Write,
 ) -> Result<Result<WriteResult, Response<Body>>, ApiError> {
     w.validate().map_err(|e| ApiError::bad(e.to_string()))?;
-    match super::propose(agent, parts, body, Command::Kv(w)).await? {
+    match super::propose(plane, parts, body, Command::Kv(w)).await? {
         Ok(Outcome::Kv(r)) => Ok(Ok(r)),
         Ok(_) => Err(ApiError::internal("unexpected reply from the state machine")),
         Err(forwarded) => Ok(Err(forwarded)),
@@ -149,12 +149,12 @@ async fn propose(
 }
 
 async fn write(
-    agent: &Agent,
+    plane: &ControlPlane,
     parts: &hyper::http::request::Parts,
     body: &Bytes,
     w: Write,
 ) -> Result<Response<Body>, ApiError> {
-    match propose(agent, parts, body, w).await? {
+    match propose(plane, parts, body, w).await? {
         Ok(WriteResult::Applied(ok)) => Ok(json(StatusCode::OK, &ok)),
         Ok(WriteResult::Txn(_)) => Err(ApiError::internal("unexpected transaction reply")),
         Err(forwarded) => Ok(forwarded),
@@ -201,24 +201,24 @@ fn compute(kv: &Kv, key: &str, p: &Params, authz: &Authorizer) -> (u64, ReadOut)
 }
 
 async fn read(
-    agent: &Agent,
+    plane: &ControlPlane,
     parts: &hyper::http::request::Parts,
     body: &Bytes,
     key: &str,
     p: &Params,
 ) -> Result<Response<Body>, ApiError> {
-    if agent.store.is_none() || !p.stale {
-        if let Some(r) = forward_to_leader(agent, parts, body).await? {
+    if plane.store.is_none() || !p.stale {
+        if let Some(r) = forward_to_leader(plane, parts, body).await? {
             return Ok(r);
         }
     }
-    let store = agent.store.as_ref().ok_or_else(ApiError::no_leader)?;
-    let authz = agent.authorizer(parts);
+    let store = plane.store.as_ref().ok_or_else(ApiError::no_leader)?;
+    let authz = authorizer(plane, &parts);
     if !p.keys && !p.recurse && !authz.key_read(key) {
         return Err(forbidden());
     }
     if p.consistent {
-        agent.linearizable().await.map_err(|e| ApiError::internal(format!("consistent read: {e}")))?;
+        plane.linearizable().await.map_err(|e| ApiError::internal(format!("consistent read: {e}")))?;
     }
     let mut changes = store.subscribe();
     let wait = p.wait.unwrap_or(DEFAULT_WAIT);
@@ -239,7 +239,7 @@ async fn read(
             };
             let h = r.headers_mut();
             h.insert("X-Consul-Index", header::HeaderValue::from(index));
-            let known = agent.leader_addr().is_some();
+            let known = plane.leader_addr().is_some();
             h.insert(
                 "X-Consul-KnownLeader",
                 header::HeaderValue::from_static(if known { "true" } else { "false" }),
@@ -306,7 +306,7 @@ pub fn parse_txn(body: &[u8]) -> Result<Vec<TxnOp>, ApiError> {
     items.into_iter().enumerate().map(|(i, it)| txn_op(i, it)).collect()
 }
 
-pub async fn txn(agent: &Agent, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn txn(plane: &ControlPlane, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     if req.method() != Method::PUT && req.method() != Method::POST {
         return Err(method_not_allowed(req.method()));
     }
@@ -314,10 +314,10 @@ pub async fn txn(agent: &Agent, req: Request<Incoming>) -> Result<Response<Body>
     let body = read_body(body, MAX_TXN_BODY).await?;
     let w = Write::Txn(parse_txn(&body)?);
     w.validate().map_err(|e| ApiError::bad(e.to_string()))?;
-    if let Some(r) = forward_to_leader(agent, &parts, &body).await? {
+    if let Some(r) = forward_to_leader(plane, &parts, &body).await? {
         return Ok(r);
     }
-    let authz = agent.authorizer(&parts);
+    let authz = authorizer(plane, &parts);
     let Write::Txn(ops) = &w else { return Err(ApiError::internal("not a transaction")) };
     let denied = ops.iter().any(|op| match op {
         TxnOp::Set { key, .. }
@@ -333,7 +333,7 @@ pub async fn txn(agent: &Agent, req: Request<Incoming>) -> Result<Response<Body>
     if denied {
         return Err(forbidden());
     }
-    match propose(agent, &parts, &body, w).await? {
+    match propose(plane, &parts, &body, w).await? {
         Ok(WriteResult::Txn(Ok(results))) => {
             let results: Vec<serde_json::Value> = results
                 .iter()

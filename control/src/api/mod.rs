@@ -16,7 +16,7 @@ use hyper::{body::Incoming, header, service::service_fn, Method, Request, Respon
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-use crate::agent::Agent;
+use crate::plane::ControlPlane;
 
 pub type Body = Full<Bytes>;
 
@@ -28,7 +28,7 @@ const MAX_INTERNAL_BODY: usize = 64 << 20;
 /// Most API connections served at once; more wait in the kernel's accept queue.
 const MAX_CONNECTIONS: usize = 4096;
 
-pub async fn serve(agent: Arc<Agent>, listener: TcpListener) {
+pub async fn serve(plane: Arc<ControlPlane>, listener: TcpListener) {
     let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else { return };
@@ -41,12 +41,12 @@ pub async fn serve(agent: Arc<Agent>, listener: TcpListener) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let agent = agent.clone();
+        let plane = plane.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let svc = service_fn(move |req| {
-                let agent = agent.clone();
-                async move { Ok::<_, Infallible>(handle(agent, req).await) }
+                let plane = plane.clone();
+                async move { Ok::<_, Infallible>(handle(plane, req).await) }
             });
             let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             b.http1()
@@ -106,30 +106,30 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> 
     }
 }
 
-async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(plane: Arc<ControlPlane>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let res = if let Some(key) = path.strip_prefix("/v1/kv/") {
         match query::percent_decode(key, false) {
-            Ok(key) => kv::kv(&agent, req, key).await,
+            Ok(key) => kv::kv(&plane, req, key).await,
             Err(e) => Err(ApiError::bad(format!("invalid key: {e}"))),
         }
     } else if path == "/v1/kv" {
-        kv::kv(&agent, req, String::new()).await
+        kv::kv(&plane, req, String::new()).await
     } else if let Some(rest) = path.strip_prefix("/v1/acl/") {
-        acl::route(&agent, req, rest.to_string()).await
+        acl::route(&plane, req, rest.to_string()).await
     } else if path == "/v1/txn" {
-        kv::txn(&agent, req).await
+        kv::txn(&plane, req).await
     } else if let Some(rest) = path.strip_prefix("/v1/internal/") {
         // Only cluster members (holders of a gossip key) may speak Raft, join or
         // change keys; checked before any body is read.
         let token = req.headers().get(crate::raft::network::CLUSTER_TOKEN).and_then(|v| v.to_str().ok());
-        if agent.gossip.rpc_token_valid(token) {
-            cluster::internal(&agent, req, rest.to_string()).await
+        if plane.gossip.rpc_token_valid(token) {
+            cluster::internal(&plane, req, rest.to_string()).await
         } else {
             Err(ApiError(StatusCode::FORBIDDEN, "internal endpoint: missing or bad cluster token".into()))
         }
     } else {
-        cluster::route(&agent, req, &path).await
+        cluster::route(&plane, req, &path).await
     };
     res.unwrap_or_else(|ApiError(s, m)| text(s, m))
 }
@@ -137,25 +137,25 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<Body> {
 /// Sends the request to the leader and returns its answer, or None when this server
 /// should answer itself (it is the leader, or the request was already forwarded).
 pub async fn forward_to_leader(
-    agent: &Agent,
+    plane: &ControlPlane,
     parts: &hyper::http::request::Parts,
     body: &Bytes,
 ) -> Result<Option<Response<Body>>, ApiError> {
-    if agent.raft.is_none() {
-        // A client agent: any server will do; the server forwards on to its leader.
-        return forward_to(agent, &agent.any_server().ok_or_else(ApiError::no_leader)?, parts, body)
+    if plane.raft.is_none() {
+        // A client plane: any server will do; the server forwards on to its leader.
+        return forward_to(plane, &plane.any_server().ok_or_else(ApiError::no_leader)?, parts, body)
             .await
             .map(Some);
     }
-    if agent.is_leader() || parts.headers.contains_key(FORWARDED) {
+    if plane.is_leader() || parts.headers.contains_key(FORWARDED) {
         return Ok(None);
     }
-    let leader = agent.leader_addr().ok_or_else(ApiError::no_leader)?;
-    forward_to(agent, &leader, parts, body).await.map(Some)
+    let leader = plane.leader_addr().ok_or_else(ApiError::no_leader)?;
+    forward_to(plane, &leader, parts, body).await.map(Some)
 }
 
 pub async fn forward_to(
-    agent: &Agent,
+    plane: &ControlPlane,
     addr: &str,
     parts: &hyper::http::request::Parts,
     body: &Bytes,
@@ -167,14 +167,14 @@ pub async fn forward_to(
             b = b.header(k, v);
         }
     }
-    // Only a server marks what it forwards: a client agent's request may still need
+    // Only a server marks what it forwards: a client plane's request may still need
     // the server it reaches to forward it on to the leader.
-    if agent.raft.is_some() {
+    if plane.raft.is_some() {
         b = b.header(FORWARDED, "1");
     }
     let req = b.body(Full::new(body.clone())).map_err(|e| ApiError::internal(e.to_string()))?;
     // Blocking queries may hold the request for up to 10 minutes (+ jitter).
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(700), agent.client.request(req))
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(700), plane.client.request(req))
         .await
         .map_err(|_| ApiError::internal(format!("forwarding to {addr}: timed out")))?
         .map_err(|e| {
@@ -202,22 +202,22 @@ pub async fn forward_to(
 /// when this server is not the leader: Ok(Ok(outcome)) when applied here, Ok(Err(reply))
 /// when another server answered.
 pub async fn propose(
-    agent: &Agent,
+    plane: &ControlPlane,
     parts: &hyper::http::request::Parts,
     body: &Bytes,
-    cmd: crate::fsm::Request,
-) -> Result<Result<crate::fsm::Response, Response<Body>>, ApiError> {
-    if let Some(r) = forward_to_leader(agent, parts, body).await? {
+    cmd: crate::state::Command,
+) -> Result<Result<crate::state::Outcome, Response<Body>>, ApiError> {
+    if let Some(r) = forward_to_leader(plane, parts, body).await? {
         return Ok(Err(r));
     }
-    let raft = agent.raft.as_ref().ok_or_else(ApiError::no_leader)?;
+    let raft = plane.raft.as_ref().ok_or_else(ApiError::no_leader)?;
     match raft.client_write(cmd).await {
         Ok(resp) => Ok(Ok(resp.data)),
         Err(openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f))) => {
             // Leadership moved while proposing: the new leader decides (never twice).
             match f.leader_node {
                 Some(n) if !parts.headers.contains_key(FORWARDED) => {
-                    forward_to(agent, &n.addr, parts, body).await.map(Err)
+                    forward_to(plane, &n.addr, parts, body).await.map(Err)
                 }
                 _ => Err(ApiError::no_leader()),
             }
@@ -247,6 +247,15 @@ pub fn request_token(headers: &hyper::HeaderMap, uri: &hyper::Uri) -> Option<Str
         .into_iter()
         .find(|(k, _)| k == "token")
         .and_then(|(_, v)| v)
+}
+
+/// What the request's token may do on this device.
+pub fn authorizer(plane: &ControlPlane, parts: &hyper::http::request::Parts) -> crate::state::acl::Authorizer {
+    authorizer_for(plane, &parts.headers, &parts.uri)
+}
+
+pub fn authorizer_for(plane: &ControlPlane, headers: &hyper::HeaderMap, uri: &hyper::Uri) -> crate::state::acl::Authorizer {
+    plane.authorizer(request_token(headers, uri))
 }
 
 pub fn method_not_allowed(m: &Method) -> ApiError {

@@ -7,15 +7,15 @@ pub mod state_machine;
 
 use std::io::Cursor;
 
-use crate::fsm::{Request, Response};
+use crate::state::{Command, Outcome};
 
 pub type NodeId = u64;
 pub type Node = openraft::BasicNode;
 
 openraft::declare_raft_types!(
     pub TypeConfig:
-        D = Request,
-        R = Response,
+        D = Command,
+        R = Outcome,
         NodeId = NodeId,
         Node = Node,
         Entry = openraft::Entry<TypeConfig>,

@@ -1,4 +1,4 @@
-//! The Raft state machine: the replicated [`State`] in memory, persisted as snapshots
+//! The Raft state machine: the replicated [`ReplicatedState`] in memory, persisted as snapshots
 //! (`snapshot.json`, replaced atomically). On start the last snapshot is loaded and
 //! openraft re-applies the committed entries after it from the log.
 //!
@@ -21,14 +21,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{files, Entry, LogId, Node, NodeId, StorageError, TypeConfig};
-use crate::fsm::{Response, State};
+use crate::state::{Outcome, ReplicatedState};
 
 /// The applied state and where in the log it stands.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Applied {
     pub last_applied: Option<LogId>,
     pub last_membership: StoredMembership<NodeId, Node>,
-    pub state: State,
+    pub state: ReplicatedState,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -146,7 +146,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(self.view().read(|a| (a.last_applied, a.last_membership.clone())))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -157,11 +157,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             for e in entries {
                 a.last_applied = Some(e.log_id);
                 out.push(match e.payload {
-                    EntryPayload::Blank => Response::None,
+                    EntryPayload::Blank => Outcome::None,
                     EntryPayload::Normal(req) => a.state.apply(e.log_id.index, &req),
                     EntryPayload::Membership(m) => {
                         a.last_membership = StoredMembership::new(Some(e.log_id), m);
-                        Response::None
+                        Outcome::None
                     }
                 });
             }

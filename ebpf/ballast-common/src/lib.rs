@@ -1,4 +1,5 @@
-//! Types shared by the XDP programs and the userspace loader.
+//! Types shared by the XDP programs and the userspace loader, and the identity hash
+//! shared by the userspace planes.
 //!
 //! Every map key and value is `#[repr(C)]` with explicit padding so the kernel, the eBPF
 //! program and userspace agree byte for byte. Addresses and ports are kept exactly as they
@@ -219,6 +220,26 @@ impl Counter {
             Counter::Decapsulated => "decapsulated",
         }
     }
+}
+
+/// A stable 64-bit hash of identity bytes (FNV-1a, then splitmix64's mixer): the same on
+/// every device and in every release, so devices that hash the same key agree. Maglev
+/// permutations (L4) and the L7 balancer's map-based hashing both use it.
+pub fn identity_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    splitmix64(h)
+}
+
+/// splitmix64's output mixer: spreads any 64-bit input over all 64 bits.
+pub fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 #[cfg(feature = "user")]

@@ -2,7 +2,7 @@
 // Everything the control plane parses from outside: ACL rules, the agent config
 // (JSON), /v1/txn bodies, query strings and durations, and gossip packets (through the
 // key ring and, once opened, a load report). Errors, never panics.
-use ballast_control::{acl, api, config, gossip};
+use ballast_control::{api, config, gossip, state::acl};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         }
         2 => {
             if let Ok(ops) = api::kv::parse_txn(rest) {
-                let _ = ballast_control::kv::Write::Txn(ops).validate();
+                let _ = ballast_control::state::kv::Write::Txn(ops).validate();
             }
         }
         3 => {

@@ -3,8 +3,8 @@
 // the connection sees the same events and writes the same frames; it answers every
 // request (exercising the send side and its windows). HPACK blocks of any bytes decode or
 // fail cleanly, and Huffman coding round-trips.
-use ballast::l7::{
-    h2::{Conn, Event, Limits, PREFACE},
+use ballast_l7::{
+    http2::{Conn, Event, Limits, PREFACE},
     hpack::{huffman_decode, huffman_encode, Decoder},
 };
 use bytes::{Bytes, BytesMut};

@@ -2,7 +2,7 @@
 // HTTP/1 heads and chunked bodies come from clients and servers: any bytes, no panic;
 // parsed ranges stay inside the head; the chunked scanner never claims more bytes than
 // it was given, and feeding the same bytes whole or split gives the same result.
-use ballast::l7::h1::{parse_request, parse_response, Chunked};
+use ballast_l7::http1::{parse_request, parse_response, Chunked};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = ballast::l4config::L4Config::parse(&String::from_utf8_lossy(data));
+    let _ = ballast_l4::config::L4Config::parse(&String::from_utf8_lossy(data));
 });

@@ -1,0 +1,299 @@
+//! The control plane of one device, as a handle the API serves from: gossip membership
+//! (joined through `retry_join`), the Raft store (servers) and the bootstrap/join loop.
+//! Starting it and serving the API is the agent's job (`ballast-agent`).
+//!
+//! Bootstrap (like Consul's `bootstrap_expect`): a server that is not in a Raft cluster
+//! yet asks every server that gossip shows alive who it is; once it knows
+//! `bootstrap_expect` servers and none of them is in a cluster, the one with the lowest
+//! node id initializes Raft with all of them. A server that finds an existing cluster
+//! asks its leader to add it as a voter.
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::AgentConfig,
+    gossip::{member::Ident, Gossip, GossipConfig},
+    raft::{
+        self,
+        log_store::LogStore,
+        network::{get_json, http_client, post_json, HttpClient, Network},
+        state_machine::{StateMachine, StoreView},
+        Node, NodeId, Raft,
+    },
+};
+
+/// What an agent says about itself at `/v1/internal/self`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SelfInfo {
+    pub id: NodeId,
+    pub name: String,
+    pub datacenter: String,
+    pub addr: String,
+    pub server: bool,
+    pub bootstrap_expect: u32,
+    /// Whether this server is part of an initialized Raft cluster.
+    pub in_cluster: bool,
+    pub leader: Option<String>,
+}
+
+/// Asks the leader to add a server as a voter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub id: NodeId,
+    pub addr: String,
+}
+
+pub struct ControlPlane {
+    pub cfg: AgentConfig,
+    /// Servers only.
+    pub raft: Option<Raft>,
+    pub store: Option<StoreView>,
+    pub client: HttpClient,
+    pub gossip: Arc<Gossip>,
+    /// The leader term in which this process committed a no-op (see `linearizable`).
+    barrier_term: tokio::sync::Mutex<Option<u64>>,
+}
+
+impl ControlPlane {
+    /// Starts gossip, opens the store and starts Raft (servers); does not serve yet.
+    pub async fn open(cfg: AgentConfig) -> Result<Arc<ControlPlane>> {
+        let client = http_client();
+        std::fs::create_dir_all(cfg.data_dir.join("serf"))
+            .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+        let bump = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        let ident = Ident {
+            addr: cfg.advertise_gossip,
+            bump,
+            name: cfg.node_name.clone(),
+            node_id: cfg.node_id,
+            http: cfg.advertise_http,
+            server: cfg.server,
+            dc: cfg.datacenter.clone(),
+        };
+        let gossip = Gossip::start(GossipConfig {
+            bind: cfg.gossip_bind,
+            ident,
+            join: cfg.join.clone(),
+            keys: cfg.encrypt.iter().cloned().collect(),
+            keyring_file: Some(cfg.data_dir.join("serf/local.keyring")),
+            timing: cfg.gossip_timing.clone(),
+        })
+        .await?;
+        let (raft, store) = if cfg.server {
+            let dir = cfg.data_dir.join("raft");
+            let log = LogStore::open(&dir).with_context(|| format!("raft log in {}", dir.display()))?;
+            let sm =
+                StateMachine::open(&dir).with_context(|| format!("raft snapshot in {}", dir.display()))?;
+            let view = sm.view();
+            let rc = Arc::new(raft::lan_config(cfg.snapshot_threshold)?);
+            let r = Raft::new(
+                cfg.node_id,
+                rc,
+                Network { client: client.clone(), gossip: gossip.clone() },
+                log,
+                sm,
+            )
+            .await
+            .context("starting raft")?;
+            (Some(r), Some(view))
+        } else {
+            (None, None)
+        };
+        Ok(Arc::new(ControlPlane { cfg, raft, store, client, gossip, barrier_term: tokio::sync::Mutex::new(None) }))
+    }
+
+    pub fn self_info(&self) -> SelfInfo {
+        let (in_cluster, leader) = match &self.raft {
+            Some(r) => {
+                let m = r.metrics().borrow().clone();
+                let in_cluster = m.membership_config.membership().voter_ids().next().is_some();
+                (in_cluster, self.leader_addr())
+            }
+            None => (false, None),
+        };
+        SelfInfo {
+            id: self.cfg.node_id,
+            name: self.cfg.node_name.clone(),
+            datacenter: self.cfg.datacenter.clone(),
+            addr: self.cfg.advertise_http.to_string(),
+            server: self.cfg.server,
+            bootstrap_expect: self.cfg.bootstrap_expect,
+            in_cluster,
+            leader,
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.as_ref().is_some_and(|r| r.metrics().borrow().current_leader == Some(self.cfg.node_id))
+    }
+
+    /// The leader's API address, if this server knows one.
+    pub fn leader_addr(&self) -> Option<String> {
+        let r = self.raft.as_ref()?;
+        let m = r.metrics().borrow().clone();
+        let id = m.current_leader?;
+        m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
+    }
+
+    /// Makes the local state machine current for a linearizable read.
+    ///
+    /// openraft 0.9 lets a leader that restarts keep its leadership without appending a
+    /// new entry, and then takes its read index from the commit index it restored —
+    /// which may be behind what it had acknowledged before the crash (we keep that index
+    /// only as a hint). Committing one no-op in the current term per process makes the
+    /// commit index current; after that, openraft's read index is safe. The fault test
+    /// (`control_faults.rs`) caught this as stale `?consistent` reads.
+    pub async fn linearizable(&self) -> Result<(), String> {
+        let raft = self.raft.as_ref().ok_or("not a server")?;
+        let term = raft.metrics().borrow().current_term;
+        {
+            let mut done = self.barrier_term.lock().await;
+            if *done != Some(term) {
+                tokio::time::timeout(Duration::from_secs(10), raft.client_write(crate::state::Command::Noop))
+                    .await
+                    .map_err(|_| "timed out committing a read barrier".to_string())?
+                    .map_err(|e| e.to_string())?;
+                *done = Some(term);
+            }
+        }
+        raft.ensure_linearizable().await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// What a request with `token` (from its headers or query, see
+    /// `api::request_token`) may do here (ACLs off: everything).
+    pub fn authorizer(&self, token: Option<String>) -> crate::state::acl::Authorizer {
+        let Some(acl) = &self.cfg.acl else { return crate::state::acl::Authorizer::management() };
+        let token = token.or_else(|| acl.default_token.clone());
+        if token.is_some() && token == acl.initial_management {
+            return crate::state::acl::Authorizer::management();
+        }
+        match &self.store {
+            Some(s) => s.read(|a| a.state.acl.authorizer(token.as_deref(), acl.default_allow)),
+            None => crate::state::acl::Authorizer {
+                management: false,
+                rules: Vec::new(),
+                default_allow: acl.default_allow,
+            },
+        }
+    }
+
+    /// The API address of some alive server (for client agents, which hold no store).
+    pub fn any_server(&self) -> Option<String> {
+        self.gossip
+            .alive()
+            .find(|m| m.ident.server && m.ident.dc == self.cfg.datacenter)
+            .map(|m| m.ident.http.to_string())
+    }
+
+    /// Voters and learners with their API addresses.
+    pub fn peers(&self) -> Vec<(NodeId, String, bool)> {
+        let Some(r) = &self.raft else { return Vec::new() };
+        let m = r.metrics().borrow().clone();
+        let mem = m.membership_config.membership();
+        let voters: Vec<NodeId> = mem.voter_ids().collect();
+        mem.nodes().map(|(id, n)| (*id, n.addr.clone(), voters.contains(id))).collect()
+    }
+
+    /// Bootstraps or joins, retrying every second until this server is in a cluster.
+    pub async fn join_loop(self: Arc<Self>) {
+        let Some(raft) = self.raft.clone() else { return };
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            if self.self_info().in_cluster {
+                // Already a member (restart, or bootstrapped): nothing to do.
+                return;
+            }
+            let mut servers: BTreeMap<NodeId, SelfInfo> = BTreeMap::new();
+            let me = self.self_info();
+            servers.insert(me.id, me.clone());
+            let mut existing_leader = None;
+            let candidates: Vec<String> = self
+                .gossip
+                .alive()
+                .filter(|m| {
+                    m.ident.server && m.ident.dc == me.datacenter && m.ident.http.to_string() != me.addr
+                })
+                .map(|m| m.ident.http.to_string())
+                .collect();
+            for addr in &candidates {
+                let token = self.gossip.rpc_token();
+                let got: Result<SelfInfo, String> =
+                    get_json(&self.client, addr, "/v1/internal/self", token.as_deref()).await;
+                match got {
+                    // A reply claiming our own id is not another server.
+                    Ok(info) if info.id == me.id => {}
+                    Ok(info) if info.server && info.datacenter == me.datacenter => {
+                        if info.in_cluster {
+                            existing_leader = existing_leader.or(info.leader.clone());
+                        }
+                        servers.insert(info.id, info);
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::debug!("join {addr}: {e}"),
+                }
+            }
+            if let Some(leader) = existing_leader {
+                let req = JoinRequest { id: me.id, addr: me.addr.clone() };
+                match post_json::<_, Result<(), String>>(
+                    &self.client,
+                    &leader,
+                    "/v1/internal/join",
+                    &req,
+                    Duration::from_secs(30),
+                    self.gossip.rpc_token().as_deref(),
+                )
+                .await
+                {
+                    Ok(Ok(())) => log::info!("joined the cluster through leader {leader}"),
+                    Ok(Err(e)) | Err(e) => log::warn!("join through {leader}: {e}"),
+                }
+                continue;
+            }
+            let expect = self.cfg.bootstrap_expect as usize;
+            if expect == 0 || servers.len() < expect {
+                continue;
+            }
+            if servers.keys().next() != Some(&me.id) {
+                // The lowest id bootstraps; the others wait to be replicated to.
+                continue;
+            }
+            let members: BTreeMap<NodeId, Node> =
+                servers.values().take(expect.max(1)).map(|s| (s.id, Node::new(s.addr.clone()))).collect();
+            match raft.initialize(members.clone()).await {
+                Ok(()) => {
+                    log::info!("bootstrapped a cluster of {} servers: {:?}", members.len(), members.keys())
+                }
+                Err(e) => log::warn!("bootstrap: {e}"),
+            }
+        }
+    }
+
+    /// Leader side of a join: add as learner (catching up), then promote to voter.
+    pub async fn add_server(&self, req: JoinRequest) -> Result<(), String> {
+        let raft = self.raft.as_ref().ok_or("not a server")?;
+        if self.peers().iter().any(|(id, _, voter)| *id == req.id && *voter) {
+            return Ok(());
+        }
+        // Bounded: a server that never catches up must not pin this request forever.
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            raft.add_learner(req.id, Node::new(req.addr.clone()), true),
+        )
+        .await
+        .map_err(|_| "timed out adding the learner".to_string())?
+        .map_err(|e| e.to_string())?;
+        let add: std::collections::BTreeSet<NodeId> = [req.id].into();
+        raft.change_membership(openraft::ChangeMembers::AddVoterIds(add), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        log::info!("server {} ({}) added as a voter", req.id, req.addr);
+        Ok(())
+    }
+}

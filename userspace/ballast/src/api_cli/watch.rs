@@ -1,0 +1,142 @@
+//! `ballast watch`: run a handler when a key or a key prefix changes, like `consul watch`.
+use anyhow::{bail, Context as _, Result};
+use ballast_control::client::{escape_key, ApiClient};
+use bytes::Bytes;
+use clap::Args;
+use hyper::{Method, StatusCode};
+
+use super::{runtime, ApiArgs};
+
+#[derive(Args)]
+pub struct WatchArgs {
+    /// `key` (one key) or `keyprefix` (everything under a prefix).
+    #[arg(long = "type")]
+    kind: String,
+    #[arg(long)]
+    key: Option<String>,
+    #[arg(long)]
+    prefix: Option<String>,
+    /// POST the JSON to this URL instead of running a command.
+    #[arg(long = "http-handler")]
+    http_handler: Option<String>,
+    /// Read from any server (`?stale`).
+    #[arg(long)]
+    stale: bool,
+    /// The handler command, run by `sh -c` with the JSON on standard input.
+    #[arg(trailing_var_arg = true)]
+    handler: Vec<String>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// `ballast watch`: a blocking-query loop that runs the handler once at start and then
+/// once per real change of the watched data (an index bump with the same data, such as
+/// a write elsewhere that moved a shared index, does not fire).
+pub fn run(a: WatchArgs) -> Result<()> {
+    let (path, single) = match (a.kind.as_str(), &a.key, &a.prefix) {
+        ("key", Some(k), _) => (format!("/v1/kv/{}", escape_key(k)), true),
+        ("keyprefix", _, Some(p)) => (format!("/v1/kv/{}?recurse", escape_key(p)), false),
+        ("key", None, _) => bail!("-type key needs -key"),
+        ("keyprefix", _, None) => bail!("-type keyprefix needs -prefix"),
+        (t, _, _) => bail!("unsupported watch type {t:?} (key, keyprefix)"),
+    };
+    if a.handler.is_empty() && a.http_handler.is_none() {
+        bail!("give a handler command or -http-handler URL");
+    }
+    let command = a.handler.join(" ");
+    runtime()?.block_on(async move {
+        let c = ApiClient::new(&a.api.http_addr, a.api.token.clone());
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut index = 0u64;
+        let mut last: Option<serde_json::Value> = None;
+        let mut failures = 0u32;
+        loop {
+            let mut q = format!("{path}{sep}index={index}&wait=5m");
+            if a.stale {
+                q.push_str("&stale");
+            }
+            let r = match c.call(Method::GET, &q, Bytes::new()).await {
+                Ok(r) if r.status.is_success() || r.status == StatusCode::NOT_FOUND => {
+                    failures = 0;
+                    r
+                }
+                other => {
+                    failures += 1;
+                    let why = match other {
+                        Ok(r) => format!("{}: {}", r.status, String::from_utf8_lossy(&r.body).trim()),
+                        Err(e) => e,
+                    };
+                    log::warn!("watch: {why}; retrying");
+                    // Back off up to 10 s, like Consul's watch retry.
+                    tokio::time::sleep(std::time::Duration::from_secs(u64::from(failures.min(10)))).await;
+                    continue;
+                }
+            };
+            let new_index = r.index.unwrap_or(0);
+            // An index that went backwards (a restored snapshot): start over.
+            index = if new_index < index { 0 } else { new_index };
+            let data: serde_json::Value = if r.status == StatusCode::NOT_FOUND {
+                if single {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::json!([])
+                }
+            } else {
+                let v: serde_json::Value = serde_json::from_slice(&r.body).context("watch reply")?;
+                if single {
+                    v.get(0).cloned().unwrap_or(serde_json::Value::Null)
+                } else {
+                    v
+                }
+            };
+            if last.as_ref() == Some(&data) {
+                // A reply without a new index (no X-Consul-Index, or the wait ran out):
+                // do not spin against the agent.
+                if new_index <= index.max(1) && r.index.is_none() {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                continue;
+            }
+            let body = serde_json::to_vec(&data)?;
+            last = Some(data);
+            if let Some(url) = &a.http_handler {
+                if let Err(e) = post_handler(url, body).await {
+                    log::warn!("watch: http handler {url}: {e}");
+                }
+            } else {
+                run_handler(&command, &body).await;
+            }
+        }
+    })
+}
+
+async fn run_handler(command: &str, input: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let child =
+        tokio::process::Command::new("sh").arg("-c").arg(command).stdin(std::process::Stdio::piped()).spawn();
+    match child {
+        Ok(mut ch) => {
+            if let Some(mut stdin) = ch.stdin.take() {
+                let _ = stdin.write_all(input).await;
+            }
+            match ch.wait().await {
+                Ok(s) if !s.success() => log::warn!("watch: handler exited with {s}"),
+                Err(e) => log::warn!("watch: handler: {e}"),
+                _ => {}
+            }
+        }
+        Err(e) => log::warn!("watch: cannot run handler: {e}"),
+    }
+}
+
+async fn post_handler(url: &str, body: Vec<u8>) -> Result<(), String> {
+    let rest = url.strip_prefix("http://").ok_or("only http:// handlers are supported")?;
+    let (addr, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let c = ApiClient::new(addr, None);
+    let r = c.call(Method::POST, &path, Bytes::from(body)).await?;
+    if !r.status.is_success() {
+        return Err(format!("{}", r.status));
+    }
+    Ok(())
+}
+

@@ -1,0 +1,315 @@
+//! End to end in network namespaces: client → lb (`ballast lb`, native XDP on veth) →
+//! bridge → backends, for tunnel (IPIP/IP6IP6, with `ballast decap` on the backends) and
+//! NAT, over IPv4 and IPv6. Real sockets, real kernel forwarding, the real binary.
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{atomic::AtomicBool, Arc},
+};
+
+use common::{
+    enter, need_root,
+    servers::{self, ask_on, tcp_ask, udp_ask, udp_flow},
+    topo::{ballast_bin, Topo},
+    Child,
+};
+
+struct Variant {
+    label: &'static str,
+    vip: &'static str,
+    nat: bool,
+}
+
+const VARIANTS: [Variant; 4] = [
+    Variant { label: "t4", vip: "198.51.100.10", nat: false },
+    Variant { label: "t6", vip: "2001:db8:100::10", nat: false },
+    Variant { label: "n4", vip: "198.51.100.20", nat: true },
+    Variant { label: "n6", vip: "2001:db8:100::20", nat: true },
+];
+
+fn backend_addr(v: &Variant, i: usize) -> String {
+    if v.vip.contains(':') {
+        format!("fd00::1{i}")
+    } else {
+        format!("10.0.0.1{i}")
+    }
+}
+
+/// The L4 config with, for each variant, the backends `pick(label)` names (1-based).
+fn config(pick: &dyn Fn(&str) -> Vec<usize>) -> String {
+    let mut s = String::from(
+        "[device]\ntunnel_source_v4 = \"10.0.0.1\"\ntunnel_source_v6 = \"fd00::1\"\nmax_vips = 16\n",
+    );
+    for v in &VARIANTS {
+        for (proto, port) in [("tcp", 80u16), ("udp", 53)] {
+            let backends: Vec<String> = pick(v.label)
+                .into_iter()
+                .map(|i| {
+                    // NAT TCP also shows the port rewrite: backends listen on 8080 as well.
+                    let port = if v.nat && proto == "tcp" { ", port = 8080" } else { "" };
+                    format!("{{ address = \"{}\"{port} }}", backend_addr(v, i))
+                })
+                .collect();
+            s.push_str(&format!(
+                "\n[[vip]]\nname = \"{}-{proto}\"\naddress = \"{}\"\nport = {port}\nprotocol = \"{proto}\"\nmode = \"{}\"\nbackends = [{}]\n",
+                v.label,
+                v.vip,
+                if v.nat { "nat" } else { "tunnel" },
+                backends.join(", ")
+            ));
+        }
+    }
+    // A VIP with no backend: its packets are dropped, and the XDP program says so through
+    // aya-log (a debug line, so the LB runs with --bpf-log-level 4).
+    s.push_str("\n[[vip]]\nname = \"nobody\"\naddress = \"198.51.100.99\"\nport = 9\nprotocol = \"udp\"\n");
+    s
+}
+
+fn sock(addr: &str, port: u16) -> SocketAddr {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}").parse().unwrap()
+    } else {
+        format!("{addr}:{port}").parse().unwrap()
+    }
+}
+
+fn shares(counts: &BTreeMap<String, usize>, total: usize) -> String {
+    counts
+        .iter()
+        .map(|(k, n)| format!("{k}={n} ({:.0}%)", *n as f64 * 100.0 / total as f64))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn assert_spread(what: &str, counts: &BTreeMap<String, usize>, total: usize, expect: &[&str]) {
+    let got: Vec<&str> = counts.keys().map(String::as_str).collect();
+    assert_eq!(got, expect, "{what}: backends reached: {}", shares(counts, total));
+    for (b, n) in counts {
+        let share = *n as f64 / total as f64;
+        assert!(
+            (0.20..=0.47).contains(&share),
+            "{what}: {b} got {:.1}%: {}",
+            share * 100.0,
+            shares(counts, total)
+        );
+    }
+    println!("{what}: {}", shares(counts, total));
+}
+
+#[test]
+fn vip_traffic_is_balanced_in_namespaces_tunnel_and_nat_ipv4_and_ipv6() {
+    if !need_root("vip_traffic_is_balanced_in_namespaces_tunnel_and_nat_ipv4_and_ipv6") {
+        return;
+    }
+    let topo = Topo::up("e2e", 4);
+    let stop = Arc::new(AtomicBool::new(false));
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let _stop_servers = StopOnDrop(stop.clone());
+
+    // Tunnel VIPs live on the backends' loopback (as with LVS-TUN / DSR).
+    topo.vips_on_backends(&["198.51.100.10", "2001:db8:100::10"]);
+    let mut decaps: Vec<Child> = Vec::new();
+    for i in 1..=4 {
+        let ns = topo.backend_ns(i);
+        let name = format!("b{i}");
+        let tcp = vec![sock("::", 80), sock("::", 8080)];
+        let udp = vec![
+            sock("198.51.100.10", 53),
+            sock("2001:db8:100::10", 53),
+            sock(&format!("10.0.0.1{i}"), 53),
+            sock(&format!("fd00::1{i}"), 53),
+        ];
+        servers::start(&ns, &name, tcp, udp, stop.clone());
+        // Backend 4 runs the decap program in generic (skb) mode, the others native.
+        let mode = if i == 4 { "generic" } else { "native" };
+        decaps.push(topo.ballast(&ns, &format!("decap{i}.log"), &["decap", "--iface", "b0", "--mode", mode]));
+    }
+
+    let cfg_path = topo.dir.join("l4.toml");
+    let socket = topo.dir.join("lb.sock");
+    std::fs::write(&cfg_path, config(&|_| vec![1, 2, 3])).unwrap();
+    let _lb = topo.ballast(
+        &topo.ns("l"),
+        "lb.log",
+        &[
+            "lb",
+            "--iface",
+            "l0",
+            "--also",
+            "l1",
+            "--mode",
+            "native",
+            "--config",
+            cfg_path.to_str().unwrap(),
+            "--control",
+            socket.to_str().unwrap(),
+            "--bpf-log-level",
+            "4",
+        ],
+    );
+    topo.wait_for("ballast lb to serve its control socket", 20, || {
+        std::process::Command::new(ballast_bin())
+            .args(["stats", "--control", socket.to_str().unwrap()])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    });
+    for i in 1..=4 {
+        let log = format!("decap{i}.log");
+        topo.wait_for("ballast decap to attach", 20, || topo.log(&log).contains("attached"));
+    }
+    let client = topo.ns("c");
+    let reload = |text: String| {
+        std::fs::write(&cfg_path, text).unwrap();
+        let out = std::process::Command::new(ballast_bin())
+            .args(["reload", "--control", socket.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "reload: {}", String::from_utf8_lossy(&out.stdout));
+    };
+
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for v in &VARIANTS {
+            let tcp_vip = sock(v.vip, 80);
+            let udp_vip = sock(v.vip, 53);
+
+            // 300 short TCP connections spread over the three backends.
+            let counts = enter(&client, || {
+                let mut c = BTreeMap::new();
+                for n in 0..300 {
+                    let who = tcp_ask(tcp_vip)
+                        .unwrap_or_else(|e| panic!("{}: TCP connection {n} to {tcp_vip}: {e}", v.label));
+                    *c.entry(who).or_insert(0) += 1;
+                }
+                c
+            });
+            assert_spread(&format!("{} TCP 300 connections", v.label), &counts, 300, &["b1", "b2", "b3"]);
+
+            // 300 UDP flows, kept open to check later which ones moved.
+            let flows = enter(&client, || (0..300).map(|_| udp_flow(udp_vip)).collect::<Vec<_>>());
+            let before: Vec<String> = flows
+                .iter()
+                .enumerate()
+                .map(|(n, f)| {
+                    udp_ask(f).unwrap_or_else(|e| panic!("{}: UDP flow {n} to {udp_vip}: {e}", v.label))
+                })
+                .collect();
+            let mut counts = BTreeMap::new();
+            for b in &before {
+                *counts.entry(b.clone()).or_insert(0) += 1;
+            }
+            assert_spread(&format!("{} UDP 300 flows", v.label), &counts, 300, &["b1", "b2", "b3"]);
+
+            // A long-lived connection survives another backend's removal and a new one's arrival.
+            let mut long = enter(&client, || std::net::TcpStream::connect(tcp_vip).unwrap());
+            let home = ask_on(&mut long).unwrap();
+            let home_i: usize = home[1..].parse().unwrap();
+            let removed = if home_i == 1 { 2 } else { 1 };
+            let kept: Vec<usize> = [1, 2, 3].into_iter().filter(|&i| i != removed).chain([4]).collect();
+            reload(config(&|l| {
+                if l == v.label {
+                    kept.clone()
+                } else {
+                    vec![1, 2, 3]
+                }
+            }));
+            for n in 0..5 {
+                let again = ask_on(&mut long).unwrap_or_else(|e| {
+                    panic!("{}: long-lived connection broke after reload ({n}): {e}", v.label)
+                });
+                assert_eq!(again, home, "{}: long-lived connection changed backend", v.label);
+            }
+
+            // Only the removed backend's UDP flows moved.
+            let removed_name = format!("b{removed}");
+            let mut moved = 0;
+            for (n, (f, old)) in flows.iter().zip(&before).enumerate() {
+                let now =
+                    udp_ask(f).unwrap_or_else(|e| panic!("{}: UDP flow {n} after reload: {e}", v.label));
+                if *old == removed_name {
+                    assert_ne!(now, removed_name, "{}: flow {n} still on the removed backend", v.label);
+                    moved += 1;
+                } else {
+                    assert_eq!(
+                        &now, old,
+                        "{}: flow {n} moved from {old} to {now} although {old} stayed",
+                        v.label
+                    );
+                }
+            }
+            println!(
+                "{}: removed {removed_name}: its {moved} UDP flows moved, the other {} stayed",
+                v.label,
+                300 - moved
+            );
+
+            // New connections now reach the new backend b4 and never the removed one.
+            let counts = enter(&client, || {
+                let mut c = BTreeMap::new();
+                for _ in 0..60 {
+                    *c.entry(tcp_ask(tcp_vip).unwrap()).or_insert(0) += 1;
+                }
+                c
+            });
+            assert!(
+                counts.contains_key("b4") && !counts.contains_key(&removed_name),
+                "{}: after reload: {counts:?}",
+                v.label
+            );
+        }
+
+        // A bad config is refused whole, naming the field; traffic goes on as before.
+        let good = std::fs::read_to_string(&cfg_path).unwrap();
+        std::fs::write(&cfg_path, good.replace("address = \"10.0.0.13\"", "address = \"10.0.0.x\"")).unwrap();
+        let out = std::process::Command::new(ballast_bin())
+            .args(["reload", "--control", socket.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let reply = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "bad config accepted: {reply}");
+        assert!(reply.contains(r#"backends[2].address: \"10.0.0.x\" is not an IP address"#), "{reply}");
+        std::fs::write(&cfg_path, good).unwrap();
+        let counts = enter(&client, || {
+            (0..30).map(|_| tcp_ask(sock("198.51.100.10", 80)).unwrap()).collect::<Vec<_>>()
+        });
+        assert_eq!(counts.len(), 30);
+
+        // aya-log: the program's debug line about the VIP without backends reaches the log.
+        enter(&client, || {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.send_to(b"x", "198.51.100.99:9").unwrap();
+        });
+        topo.wait_for("the eBPF log line in lb.log", 10, || topo.log("lb.log").contains("has no backend"));
+    }));
+
+    // What the LB counted, for the log (and a check that stats see the traffic).
+    let stats = std::process::Command::new(ballast_bin())
+        .args(["stats", "--control", socket.to_str().unwrap()])
+        .output()
+        .unwrap();
+    println!("{}", String::from_utf8_lossy(&stats.stdout));
+    if let Err(e) = result {
+        eprintln!("--- lb.log ---\n{}", topo.log("lb.log"));
+        std::panic::resume_unwind(e);
+    }
+    let json = std::process::Command::new(ballast_bin())
+        .args(["stats", "--json", "--control", socket.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report: ballast_l4::dataplane::StatsReport = serde_json::from_slice(&json.stdout).unwrap();
+    for v in report.vips.iter().filter(|v| v.name != "nobody") {
+        assert!(v.new_flows >= 300, "{}: only {} flows counted", v.name, v.new_flows);
+    }
+    drop(decaps);
+    for i in 1..=4 {
+        let log = topo.log(&format!("decap{i}.log"));
+        assert!(!log.contains("decapsulated 0 packets"), "backend {i} decapsulated nothing: {log}");
+    }
+}

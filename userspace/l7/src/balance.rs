@@ -1,0 +1,279 @@
+//! Server selection with HAProxy's `balance` algorithms.
+//!
+//! - `roundrobin`: smooth weighted round robin (each pick adds every server's weight to its
+//!   credit and takes the richest, which then pays the total), so weights 5:1:1 give
+//!   a a b a c a a, not a a a a a b c. Runtime weight changes apply at once.
+//! - `static-rr`: the same, on the configured weights (runtime changes are ignored).
+//! - `leastconn`: fewest active connections relative to weight; ties go round robin.
+//! - `source`, `uri`, `hdr(<name>)`: a hash of the client address / the path / the header
+//!   value, mapped onto the servers by weight (HAProxy's default map-based hashing); a
+//!   request without the header falls back to round robin, as HAProxy does.
+//! - `random(<draws>)`: `draws` weighted random picks, the least loaded wins.
+//!
+//! Backup servers are used only when no regular server is usable, and then only the first
+//! usable one (HAProxy without `option allbackups`).
+use std::net::IpAddr;
+
+use crate::haproxy::model::Balance;
+
+/// One server as selection sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// Up, not in maintenance or drain, and with a non-zero weight.
+    pub usable: bool,
+    pub backup: bool,
+    /// Current (runtime) weight.
+    pub weight: u32,
+    /// Weight from the configuration (what static-rr uses).
+    pub static_weight: u32,
+    /// Connections in progress (leastconn, random).
+    pub active: u32,
+}
+
+/// What a request offers to the hash-based algorithms.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Key<'a> {
+    pub source: Option<IpAddr>,
+    pub path: Option<&'a str>,
+    /// The value of the header named by `balance hdr(<name>)`, if the request has it.
+    pub header: Option<&'a str>,
+}
+
+pub struct Balancer {
+    algo: Balance,
+    /// Smooth round robin credit per server.
+    credit: Vec<i64>,
+    /// Rotation point for leastconn ties.
+    next: usize,
+    rng: u64,
+}
+
+impl Balancer {
+    pub fn new(algo: Balance) -> Self {
+        Balancer { algo, credit: Vec::new(), next: 0, rng: 0x853c_49e6_748f_ea9b }
+    }
+
+    pub fn algo(&self) -> &Balance {
+        &self.algo
+    }
+
+    /// Index of the chosen server, or None when no server is usable.
+    pub fn pick(&mut self, servers: &[Candidate], key: &Key) -> Option<usize> {
+        if self.credit.len() != servers.len() {
+            self.credit = vec![0; servers.len()];
+        }
+        let regular: Vec<usize> =
+            (0..servers.len()).filter(|&i| servers[i].usable && !servers[i].backup).collect();
+        let pool = if regular.is_empty() {
+            let backup = (0..servers.len()).find(|&i| servers[i].usable && servers[i].backup)?;
+            vec![backup]
+        } else {
+            regular
+        };
+        let algo = self.algo.clone();
+        match algo {
+            Balance::RoundRobin => Some(self.smooth_rr(servers, &pool, |c| c.weight)),
+            Balance::StaticRr => Some(self.smooth_rr(servers, &pool, |c| c.static_weight.max(1))),
+            Balance::LeastConn => Some(self.least_conn(servers, &pool)),
+            Balance::Source => Some(match key.source {
+                Some(ip) => by_hash(servers, &pool, hash_bytes(&ip_bytes(ip))),
+                None => self.smooth_rr(servers, &pool, |c| c.weight),
+            }),
+            Balance::Uri => Some(match key.path {
+                Some(p) => by_hash(servers, &pool, hash_bytes(p.as_bytes())),
+                None => self.smooth_rr(servers, &pool, |c| c.weight),
+            }),
+            Balance::Hdr(_) => Some(match key.header {
+                Some(h) if !h.is_empty() => by_hash(servers, &pool, hash_bytes(h.as_bytes())),
+                _ => self.smooth_rr(servers, &pool, |c| c.weight),
+            }),
+            Balance::Random(draws) => Some(self.random(servers, &pool, draws.max(1))),
+        }
+    }
+
+    fn smooth_rr(
+        &mut self,
+        servers: &[Candidate],
+        pool: &[usize],
+        weight: impl Fn(&Candidate) -> u32,
+    ) -> usize {
+        let total: i64 = pool.iter().map(|&i| weight(&servers[i]) as i64).sum();
+        let mut best = pool[0];
+        for &i in pool {
+            self.credit[i] += weight(&servers[i]) as i64;
+            if self.credit[i] > self.credit[best] {
+                best = i;
+            }
+        }
+        self.credit[best] -= total;
+        best
+    }
+
+    fn least_conn(&mut self, servers: &[Candidate], pool: &[usize]) -> usize {
+        // Start the scan at a rotating point so equal loads take turns.
+        let start = self.next % pool.len();
+        self.next = self.next.wrapping_add(1);
+        let mut best = pool[start];
+        for k in 1..pool.len() {
+            let i = pool[(start + k) % pool.len()];
+            let (a, b) = (&servers[i], &servers[best]);
+            // a.active / a.weight < b.active / b.weight, without division.
+            if (a.active as u64) * (b.weight.max(1) as u64) < (b.active as u64) * (a.weight.max(1) as u64) {
+                best = i;
+            }
+        }
+        best
+    }
+
+    fn random(&mut self, servers: &[Candidate], pool: &[usize], draws: u32) -> usize {
+        let total: u64 = pool.iter().map(|&i| servers[i].weight.max(1) as u64).sum();
+        let mut best: Option<usize> = None;
+        for _ in 0..draws {
+            let r = self.next_rand() % total;
+            let i = weighted_slot(servers, pool, r);
+            best = match best {
+                Some(b) if servers[b].active <= servers[i].active => Some(b),
+                _ => Some(i),
+            };
+        }
+        best.unwrap_or(pool[0])
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        // xorshift64*: selection needs spread, not secrecy.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+fn hash_bytes(b: &[u8]) -> u64 {
+    ballast_common::identity_hash(b)
+}
+
+fn weighted_slot(servers: &[Candidate], pool: &[usize], mut r: u64) -> usize {
+    for &i in pool {
+        let w = servers[i].weight.max(1) as u64;
+        if r < w {
+            return i;
+        }
+        r -= w;
+    }
+    pool[pool.len() - 1]
+}
+
+/// Map-based hashing: the hash picks a point in the total weight.
+fn by_hash(servers: &[Candidate], pool: &[usize], h: u64) -> usize {
+    let total: u64 = pool.iter().map(|&i| servers[i].weight.max(1) as u64).sum();
+    weighted_slot(servers, pool, h % total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(weight: u32) -> Candidate {
+        Candidate { usable: true, backup: false, weight, static_weight: weight, active: 0 }
+    }
+
+    fn counts(b: &mut Balancer, s: &[Candidate], n: usize, key: &Key) -> Vec<usize> {
+        let mut c = vec![0; s.len()];
+        for _ in 0..n {
+            c[b.pick(s, key).unwrap()] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn roundrobin_is_weighted_and_smooth() {
+        let s = [up(5), up(1), up(1)];
+        let mut b = Balancer::new(Balance::RoundRobin);
+        let seq: Vec<usize> = (0..7).map(|_| b.pick(&s, &Key::default()).unwrap()).collect();
+        assert_eq!(seq, [0, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(counts(&mut b, &s, 700, &Key::default()), [500, 100, 100]);
+        let eq = [up(1), up(1), up(1)];
+        let seq: Vec<usize> = (0..6).map(|_| b.pick(&eq, &Key::default()).unwrap()).collect();
+        assert_eq!(seq.iter().filter(|&&i| i == 0).count(), 2);
+    }
+
+    #[test]
+    fn runtime_weight_applies_to_roundrobin_not_static_rr() {
+        let mut s = [up(1), up(1)];
+        s[1].weight = 3;
+        let mut rr = Balancer::new(Balance::RoundRobin);
+        assert_eq!(counts(&mut rr, &s, 400, &Key::default()), [100, 300]);
+        let mut st = Balancer::new(Balance::StaticRr);
+        assert_eq!(counts(&mut st, &s, 400, &Key::default()), [200, 200]);
+    }
+
+    #[test]
+    fn unusable_servers_get_nothing_and_backups_only_when_all_are_down() {
+        let mut s = [up(1), up(1), Candidate { backup: true, ..up(1) }, Candidate { backup: true, ..up(1) }];
+        s[1].usable = false;
+        let mut b = Balancer::new(Balance::RoundRobin);
+        assert_eq!(counts(&mut b, &s, 10, &Key::default()), [10, 0, 0, 0]);
+        s[0].usable = false;
+        assert_eq!(counts(&mut b, &s, 10, &Key::default()), [0, 0, 10, 0], "first backup only");
+        s[2].usable = false;
+        assert_eq!(counts(&mut b, &s, 10, &Key::default()), [0, 0, 0, 10]);
+        s[3].usable = false;
+        assert_eq!(b.pick(&s, &Key::default()), None);
+    }
+
+    #[test]
+    fn leastconn_picks_the_least_loaded_relative_to_weight() {
+        let mut s = [up(1), up(1), up(2)];
+        s[0].active = 3;
+        s[1].active = 1;
+        s[2].active = 3; // 3/2 = 1.5 per weight
+        let mut b = Balancer::new(Balance::LeastConn);
+        assert_eq!(b.pick(&s, &Key::default()), Some(1));
+        s[1].active = 2; // 2 vs 1.5
+        assert_eq!(b.pick(&s, &Key::default()), Some(2));
+        // Ties take turns.
+        let eq = [up(1), up(1), up(1)];
+        assert_eq!(counts(&mut b, &eq, 30, &Key::default()), [10, 10, 10]);
+    }
+
+    #[test]
+    fn hashes_are_sticky_and_spread() {
+        let s = [up(1), up(1), up(1)];
+        for algo in [Balance::Source, Balance::Uri, Balance::Hdr("x-user".into())] {
+            let mut b = Balancer::new(algo.clone());
+            let mut spread = [0; 3];
+            for n in 0..300 {
+                let ip: IpAddr = format!("203.0.113.{}", n % 250).parse().unwrap();
+                let path = format!("/item/{n}");
+                let key = Key { source: Some(ip), path: Some(&path), header: Some(&path) };
+                let first = b.pick(&s, &key).unwrap();
+                assert_eq!(b.pick(&s, &key), Some(first), "{algo:?} not sticky");
+                spread[first] += 1;
+            }
+            assert!(spread.iter().all(|&c| c > 60), "{algo:?}: {spread:?}");
+        }
+        // hdr() without the header falls back to round robin.
+        let mut b = Balancer::new(Balance::Hdr("x-user".into()));
+        assert_eq!(counts(&mut b, &s, 30, &Key::default()), [10, 10, 10]);
+    }
+
+    #[test]
+    fn random_two_draws_avoids_the_loaded_server() {
+        let mut s = [up(1), up(1)];
+        s[0].active = 50;
+        let mut b = Balancer::new(Balance::Random(2));
+        let c = counts(&mut b, &s, 1000, &Key::default());
+        // With two draws the loaded server wins only when both draws hit it (~1/4).
+        assert!(c[0] < 350 && c[1] > 650, "{c:?}");
+        let mut one = Balancer::new(Balance::Random(1));
+        let c = counts(&mut one, &s, 1000, &Key::default());
+        assert!(c[0] > 400 && c[1] > 400, "{c:?}");
+    }
+}

@@ -1,0 +1,543 @@
+//! The HTTP request path: stats page, routing, persistence, balancing, the server's
+//! `maxconn` slot (queueing up to `timeout queue`, then 503), retries and `redispatch`,
+//! `X-Forwarded-For`, the persistence cookie, and an `httplog` line.
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{atomic::Ordering::Relaxed, Arc},
+    time::Instant,
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{
+    body::Body as _,
+    header::{self, HeaderValue},
+    Method, Request, Response, StatusCode,
+};
+
+use super::{
+    body_pump::ClientGone,
+    h2::RecvBody,
+    queue,
+    state::{BackendRt, Body, FrontendRt, ServerRt, ServerSession, Shared},
+    stats,
+    upstream::{self, Outgoing, SendError, ServerBody},
+};
+use ballast_l7::haproxy::model::Balance;
+use ballast_l7::{
+    balance::Key,
+    cookie::{self, CookieServer},
+    route::{backend_for, host_only, RequestView},
+};
+
+/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1). Names, not strings: removing
+/// by a string parses it again on every request.
+const HOP: [header::HeaderName; 7] = [
+    header::CONNECTION,
+    header::HeaderName::from_static("keep-alive"),
+    header::HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+pub fn local_response(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from_static(body.as_bytes())).map_err(|e: Infallible| match e {}).boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+pub(super) fn error_page(status: StatusCode) -> Response<Body> {
+    match status {
+        StatusCode::BAD_REQUEST => local_response(status, "<html><body><h1>400 Bad request</h1>\nYour browser sent an invalid request.\n</body></html>\n"),
+        StatusCode::REQUEST_TIMEOUT => local_response(status, "<html><body><h1>408 Request Time-out</h1>\nYour browser didn't send a complete request in time.\n</body></html>\n"),
+        StatusCode::SERVICE_UNAVAILABLE => local_response(status, "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n"),
+        StatusCode::GATEWAY_TIMEOUT => local_response(status, "<html><body><h1>504 Gateway Time-out</h1>\nThe server didn't respond in time.\n</body></html>\n"),
+        _ => local_response(StatusCode::BAD_GATEWAY, "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid or incomplete response.\n</body></html>\n"),
+    }
+}
+
+/// What the log line needs to know about how a request went. Timers are in ms, None
+/// for a step never reached (logged as -1, as HAProxy does).
+pub(super) struct Outcome {
+    pub backend: String,
+    pub server: String,
+    pub status: u16,
+    /// %TR. Not measured: 0 once the head is whole (None: it never was, `<BADREQ>`).
+    pub t_request: Option<u128>,
+    pub t_queue: Option<u128>,
+    pub t_connect_resp: Option<u128>,
+    pub retries: u32,
+    /// A retry went to another server (`option redispatch`).
+    pub redispatched: bool,
+    pub termination: &'static str,
+    /// Counted as the frontend's request error (ereq): a bad request or request body.
+    pub request_error: bool,
+}
+
+impl Outcome {
+    /// A request whose head was read whole, before routing.
+    pub fn new(frontend: &str) -> Outcome {
+        Outcome {
+            backend: frontend.to_string(),
+            server: "<NOSRV>".into(),
+            status: 0,
+            t_request: Some(0),
+            t_queue: None,
+            t_connect_resp: None,
+            retries: 0,
+            redispatched: false,
+            termination: "----",
+            request_error: false,
+        }
+    }
+
+    /// The client ended the request early: HAProxy's state for it (see
+    /// `ClientGone::termination`), and whether it is a request error.
+    pub fn client_gone(&mut self, gone: ClientGone, response_started: bool) {
+        self.termination = gone.termination(response_started);
+        self.request_error = gone.is_request_error();
+    }
+}
+
+/// A log timer: ms, or -1 for a step never reached (as HAProxy logs them).
+pub(super) fn log_ms(t: Option<u128>) -> String {
+    t.map_or_else(|| "-1".to_string(), |v| v.to_string())
+}
+
+pub(super) async fn handle(
+    shared: Arc<Shared>,
+    fe: Arc<FrontendRt>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    req: Request<RecvBody>,
+) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    let line = if fe.cfg.settings.httplog {
+        format!("{} {} {:?}", req.method(), req.uri(), req.version())
+    } else {
+        String::new()
+    };
+    let session = fe.counters.session();
+    let (resp, out) = route(&shared, &fe, peer, local, req).await;
+    drop(session);
+    fe.counters.response(resp.status().as_u16());
+    if out.request_error {
+        fe.counters.ereq.fetch_add(1, Relaxed);
+    }
+    if fe.cfg.settings.httplog {
+        let bytes = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string();
+        log_request(&shared, &fe, peer, start, &out, &bytes, &line);
+    }
+    Ok(resp)
+}
+
+/// Writes one `option httplog` line.
+pub(super) fn log_request(
+    shared: &Shared,
+    fe: &FrontendRt,
+    peer: SocketAddr,
+    start: Instant,
+    out: &Outcome,
+    bytes: &str,
+    line: &str,
+) {
+    // HAProxy's httplog: %ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc
+    // %ac/%fc/%bc/%sc/%rc %sq/%bq %{+Q}r (no captures; %Tc is folded into %Tr: it is -1
+    // like an absent value).
+    let fe_conns = fe.counters.scur.load(Relaxed);
+    let (be_conns, srv_conns) = shared
+        .backends
+        .get(&out.backend)
+        .map(|b| {
+            let s =
+                b.servers.iter().find(|s| s.cfg.name == out.server).map(|s| s.counters.scur.load(Relaxed));
+            (b.counters.scur.load(Relaxed), s.unwrap_or(0))
+        })
+        .unwrap_or((0, 0));
+    log::info!(
+        target: "ballast::httplog",
+        "{}:{} [{}] {} {}/{} {}/{}/-1/{}/{} {} {} - - {} {}/{}/{}/{}/{} 0/0 \"{}\"",
+        peer.ip(),
+        peer.port(),
+        httplog_date(std::time::SystemTime::now()),
+        fe.cfg.name,
+        out.backend,
+        out.server,
+        log_ms(out.t_request),
+        log_ms(out.t_queue),
+        log_ms(out.t_connect_resp),
+        start.elapsed().as_millis(),
+        out.status,
+        bytes,
+        out.termination,
+        fe_conns,
+        fe_conns,
+        be_conns,
+        srv_conns,
+        log_retries(out.retries, out.redispatched),
+        line
+    );
+}
+
+/// `22/Nov/2026:01:30:00.123` (UTC), HAProxy's %tr.
+pub fn httplog_date(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = ((secs / 86400) as i64, secs % 86400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    format!(
+        "{day:02}/{}/{year}:{:02}:{:02}:{:02}.{:03}",
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+async fn route(
+    shared: &Shared,
+    fe: &FrontendRt,
+    peer: SocketAddr,
+    local: SocketAddr,
+    req: Request<RecvBody>,
+) -> (Response<Body>, Outcome) {
+    let mut out = Outcome::new(&fe.cfg.name);
+    if let Some(st) = &fe.cfg.stats {
+        if let Some(uri) = &st.uri {
+            if req.uri().path().starts_with(uri.as_str()) {
+                let r = stats::serve(shared, st, &req);
+                out.server = "<STATS>".into();
+                out.status = r.status().as_u16();
+                return (r, out);
+            }
+        }
+    }
+    let host =
+        req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(host_only).or(req.uri().host());
+    let view = RequestView { host, path: req.uri().path() };
+    let Some(be) = backend_for(&fe.cfg, &view).and_then(|n| shared.backends.get(n)).cloned() else {
+        out.status = 503;
+        out.termination = "SC--";
+        return (error_page(StatusCode::SERVICE_UNAVAILABLE), out);
+    };
+    out.backend = be.cfg.name.clone();
+    let session = be.counters.session();
+    let client_timeout = super::h1::ClientTimeouts::of(&fe.cfg.settings.timeouts).client;
+    let r = forward(&be, peer, local, req, client_timeout, &mut out).await;
+    drop(session);
+    be.counters.response(r.status().as_u16());
+    out.status = r.status().as_u16();
+    (r, out)
+}
+
+/// A server for a request (`path`: None in TCP mode, where `balance uri` falls back to
+/// round robin as in HAProxy), not `exclude` if another can take it.
+pub(super) fn pick(
+    be: &BackendRt,
+    peer: SocketAddr,
+    path: Option<&str>,
+    hdr: Option<&str>,
+    exclude: Option<usize>,
+) -> Option<usize> {
+    let mut cands: Vec<_> = be.servers.iter().map(|s| s.candidate()).collect();
+    if let Some(x) = exclude {
+        if cands.iter().filter(|c| c.usable).count() > 1 {
+            cands[x].usable = false;
+        }
+    }
+    let key = Key { source: Some(peer.ip()), path, header: hdr };
+    be.balancer.lock().ok()?.pick(&cands, &key)
+}
+
+/// Cookie persistence: the server the client's cookie designates (if it may take the
+/// request) and the client's cookie value.
+pub(super) fn persistence<'h>(be: &BackendRt, cookies: &[&'h str]) -> (Option<usize>, Option<&'h str>) {
+    let Some(c) = &be.cfg.settings.cookie else { return (None, None) };
+    let servers: Vec<CookieServer> = be
+        .servers
+        .iter()
+        .map(|sv| CookieServer { value: sv.cfg.cookie.as_deref(), accepts: sv.is_up() })
+        .collect();
+    (cookie::designated(c, cookies, &servers), cookie::find(&c.name, cookies))
+}
+
+/// Counts a failed try on `server`: a connect error (econ), a request the client
+/// abandoned on its way (cli_abrt: not the server's fault; a bad body is not counted
+/// here), else a bad response (eresp).
+pub(super) fn count_failure(be: &BackendRt, server: &ServerRt, e: &SendError) {
+    match e {
+        SendError::Connect => {
+            server.counters.econ.fetch_add(1, Relaxed);
+            be.counters.econ.fetch_add(1, Relaxed);
+        }
+        // A bad body is a request error (the frontend's ereq), not an abort.
+        SendError::Client(ClientGone::Invalid) => {}
+        SendError::Client(_) => {
+            server.counters.cli_abrt.fetch_add(1, Relaxed);
+            be.counters.cli_abrt.fetch_add(1, Relaxed);
+        }
+        _ => {
+            server.counters.eresp.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// Counts a retry after a failed connect on server `idx` and returns the server of the
+/// next try, as HAProxy 2.6 does (checked against it): with `option redispatch` the retry
+/// goes to another server when this one is down, on the last retry, or at once when the
+/// balancing does not hash (roundrobin, static-rr, leastconn, random) and no cookie
+/// chose the server (`persisted`); it is then logged `+N`. A retry on the same server
+/// first waits min(`timeout connect`, 1 s), HAProxy's turn-around timer, so that a
+/// server that is restarting is not hammered.
+pub(super) async fn retry(
+    be: &BackendRt,
+    idx: usize,
+    tries_left: u32,
+    peer: SocketAddr,
+    path: Option<&str>,
+    hdr: Option<&str>,
+    persisted: bool,
+) -> Retry {
+    let server = &be.servers[idx];
+    server.counters.wretr.fetch_add(1, Relaxed);
+    be.counters.wretr.fetch_add(1, Relaxed);
+    let move_now = !server.is_up() || tries_left == 0 || (!be.cfg.settings.balance.hashes() && !persisted);
+    if be.cfg.settings.redispatch && move_now {
+        if let Some(other) = pick(be, peer, path, hdr, Some(idx)) {
+            if other != idx {
+                server.counters.wredis.fetch_add(1, Relaxed);
+                be.counters.wredis.fetch_add(1, Relaxed);
+                return Retry { server: other, redispatched: true };
+            }
+        }
+    }
+    tokio::time::sleep(be.connect_timeout().min(std::time::Duration::from_secs(1))).await;
+    Retry { server: idx, redispatched: false }
+}
+
+/// Where the next try goes.
+pub(super) struct Retry {
+    pub server: usize,
+    /// To another server than the last try's (HAProxy logs the retries as `+N`).
+    pub redispatched: bool,
+}
+
+/// `%rc` of a log line: the retries, `+` first once the request was redispatched.
+pub(super) fn log_retries(retries: u32, redispatched: bool) -> String {
+    if redispatched {
+        format!("+{retries}")
+    } else {
+        retries.to_string()
+    }
+}
+
+async fn forward(
+    be: &Arc<BackendRt>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    req: Request<RecvBody>,
+    client_timeout: std::time::Duration,
+    out: &mut Outcome,
+) -> Response<Body> {
+    let s = &be.cfg.settings;
+    let (mut parts, body) = req.into_parts();
+    let client_version = parts.version;
+    // Persistence work only for backends that use a cookie.
+    let cookies: Vec<String> = if s.cookie.is_some() {
+        parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(String::from)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let cookie_refs: Vec<&str> = cookies.iter().map(String::as_str).collect();
+    let (persisted, client_cookie) = persistence(be, &cookie_refs);
+    let hdr_value = match &s.balance {
+        Balance::Hdr(name) => {
+            parts.headers.get(name.as_str()).and_then(|v| v.to_str().ok()).map(String::from)
+        }
+        _ => None,
+    };
+    // (A Uri clone shares its buffers: no copy.)
+    let uri = parts.uri.clone();
+    let path = uri.path();
+    let path_q = uri.path_and_query().map_or("/", |p| p.as_str());
+
+    // The request as the server will see it.
+    for h in &HOP {
+        parts.headers.remove(h);
+    }
+    if let Some(c) = &s.cookie {
+        if c.indirect {
+            parts.headers.remove(header::COOKIE);
+            if let Some(rest) =
+                cookies.iter().filter_map(|h| cookie::strip(c, h)).reduce(|a, b| format!("{a}; {b}"))
+            {
+                if let Ok(v) = HeaderValue::from_str(&rest) {
+                    parts.headers.insert(header::COOKIE, v);
+                }
+            }
+        }
+    }
+    if let Some(name) = &s.forwardfor {
+        if let (Ok(n), Ok(v)) =
+            (header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&peer.ip().to_string()))
+        {
+            parts.headers.append(n, v);
+        }
+    }
+    if parts.headers.get(header::HOST).is_none() {
+        if let Some(a) = parts.uri.authority().cloned() {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+    }
+    // The request goes to servers as HTTP/1.1: a body of unknown length goes chunked.
+    let has_body = !body.is_end_stream();
+    // (h2 refuses a malformed Content-Length, and checks the DATA frames add up to it.)
+    let length = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    let chunked = has_body && length.is_none();
+    let head = upstream::request_head(&parts.method, path_q, &parts.headers, chunked);
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    );
+    // Streamed once: kept between tries only while no attempt has read it.
+    let mut body = has_body.then_some(body);
+
+    let mut idx = match persisted.or_else(|| pick(be, peer, Some(path), hdr_value.as_deref(), None)) {
+        Some(i) => i,
+        None => {
+            out.termination = "SC--";
+            return error_page(StatusCode::SERVICE_UNAVAILABLE);
+        }
+    };
+    let mut tries_left = s.retries;
+    loop {
+        let server = be.servers[idx].clone();
+        out.server = server.cfg.name.clone();
+        // maxconn: wait for a slot up to `timeout queue`.
+        let t0 = Instant::now();
+        let wait = be.queue_timeout();
+        let permit =
+            match queue::acquire(server.slots.as_ref(), wait, &server.counters.qcur, &server.counters.qmax)
+                .await
+            {
+                Ok(p) => p,
+                Err(queue::QueueTimeout) => {
+                    out.termination = "sQ--";
+                    out.t_queue = Some(t0.elapsed().as_millis());
+                    return error_page(StatusCode::SERVICE_UNAVAILABLE);
+                }
+            };
+        out.t_queue = Some(t0.elapsed().as_millis());
+        let session = ServerSession::new(server.clone());
+        let t1 = Instant::now();
+        let mut req =
+            Outgoing { head: &head, body: body.take(), length, idempotent, client_timeout, peer, local };
+        let res = upstream::exchange(be, &server, &mut req).await;
+        body = req.body.take();
+        // A connect that failed has no response time (-1, as HAProxy logs it).
+        out.t_connect_resp = (!matches!(res, Err(SendError::Connect))).then(|| t1.elapsed().as_millis());
+        match res {
+            Ok((io, mut sbuf, r, upload)) => {
+                server.counters.response(r.status);
+                let rhead = sbuf.split_to(r.len).freeze();
+                let mut headers = upstream::response_headers(&rhead, &r);
+                if let Some(c) = &s.cookie {
+                    let chosen = CookieServer { value: server.cfg.cookie.as_deref(), accepts: true };
+                    if let Some((set, nocache)) = cookie::insert(c, client_cookie, &chosen) {
+                        if let Ok(v) = HeaderValue::from_str(&set) {
+                            headers.append(header::SET_COOKIE, v);
+                        }
+                        if nocache {
+                            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+                        }
+                    }
+                }
+                let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
+                let body = ServerBody::new(be, session, permit, io, sbuf, &r, upload);
+                let mut resp = Response::new(body.boxed());
+                *resp.status_mut() = status;
+                *resp.headers_mut() = headers;
+                // Answer in the client's protocol, whatever the server spoke.
+                *resp.version_mut() = client_version;
+                return resp;
+            }
+            Err(e) => {
+                drop(session);
+                drop(permit);
+                let connect_failed = e == SendError::Connect;
+                count_failure(be, &server, &e);
+                // A failed connect read nothing of the body: it can go to the next try.
+                if !(connect_failed && tries_left > 0) {
+                    let (status, term) = match e {
+                        SendError::Connect => (StatusCode::SERVICE_UNAVAILABLE, "SC--"),
+                        SendError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "sH--"),
+                        SendError::Client(gone) => {
+                            out.client_gone(gone, false);
+                            (StatusCode::BAD_REQUEST, out.termination)
+                        }
+                        _ => (StatusCode::BAD_GATEWAY, "SH--"),
+                    };
+                    out.termination = term;
+                    return error_page(status);
+                }
+                tries_left -= 1;
+                out.retries += 1;
+                let next =
+                    retry(be, idx, tries_left, peer, Some(path), hdr_value.as_deref(), persisted.is_some())
+                        .await;
+                idx = next.server;
+                out.redispatched |= next.redispatched;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::httplog_date;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn httplog_dates() {
+        assert_eq!(httplog_date(UNIX_EPOCH), "01/Jan/1970:00:00:00.000");
+        // 2009-02-06 12:14:14.655, HAProxy's documentation example.
+        assert_eq!(
+            httplog_date(UNIX_EPOCH + Duration::from_millis(1_233_922_454_655)),
+            "06/Feb/2009:12:14:14.655"
+        );
+        assert_eq!(httplog_date(UNIX_EPOCH + Duration::from_secs(1_795_310_868)), "22/Nov/2026:01:27:48.000");
+        assert_eq!(httplog_date(UNIX_EPOCH + Duration::from_secs(951_782_400)), "29/Feb/2000:00:00:00.000");
+    }
+}
