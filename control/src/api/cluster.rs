@@ -1,5 +1,5 @@
 //! Cluster endpoints: `/v1/status/leader|peers`, `/v1/operator/raft/configuration`,
-//! `/v1/plane/self`, and the servers' internal ones (Raft RPCs, self-description, join).
+//! `/v1/agent/self`, and the servers' internal ones (Raft RPCs, self-description, join).
 use hyper::{body::Incoming, Method, Request, Response, StatusCode};
 use openraft::{
     error::{InstallSnapshotError, RaftError},
@@ -21,7 +21,7 @@ pub async fn route(plane: &ControlPlane, req: Request<Incoming>, path: &str) -> 
         return Err(super::method_not_allowed(req.method()));
     }
     match path {
-        "/v1/plane/members" => {
+        "/v1/agent/members" => {
             let out: Vec<serde_json::Value> = plane.gossip.members().iter().map(member_json).collect();
             Ok(json(StatusCode::OK, &out))
         }
@@ -68,7 +68,7 @@ pub async fn route(plane: &ControlPlane, req: Request<Incoming>, path: &str) -> 
                 .collect();
             Ok(json(StatusCode::OK, &serde_json::json!({ "Servers": servers, "Index": index.unwrap_or(0) })))
         }
-        "/v1/plane/self" => {
+        "/v1/agent/self" => {
             let me = plane.self_info();
             Ok(json(
                 StatusCode::OK,
@@ -228,7 +228,7 @@ async fn keyring(plane: &ControlPlane, req: Request<Incoming>) -> Result<Respons
     ))
 }
 
-/// Node names are known for this plane only until gossip spreads them.
+/// Node names are known for this agent only until gossip spreads them.
 fn node_name_hint(plane: &ControlPlane, id: NodeId) -> String {
     if id == plane.cfg.node_id {
         plane.cfg.node_name.clone()

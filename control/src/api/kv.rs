@@ -213,7 +213,7 @@ async fn read(
         }
     }
     let store = plane.store.as_ref().ok_or_else(ApiError::no_leader)?;
-    let authz = authorizer(plane, &parts);
+    let authz = authorizer(plane, parts);
     if !p.keys && !p.recurse && !authz.key_read(key) {
         return Err(forbidden());
     }

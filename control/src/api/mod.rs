@@ -142,7 +142,7 @@ pub async fn forward_to_leader(
     body: &Bytes,
 ) -> Result<Option<Response<Body>>, ApiError> {
     if plane.raft.is_none() {
-        // A client plane: any server will do; the server forwards on to its leader.
+        // A client agent: any server will do; the server forwards on to its leader.
         return forward_to(plane, &plane.any_server().ok_or_else(ApiError::no_leader)?, parts, body)
             .await
             .map(Some);
@@ -167,7 +167,7 @@ pub async fn forward_to(
             b = b.header(k, v);
         }
     }
-    // Only a server marks what it forwards: a client plane's request may still need
+    // Only a server marks what it forwards: a client agent's request may still need
     // the server it reaches to forward it on to the leader.
     if plane.raft.is_some() {
         b = b.header(FORWARDED, "1");

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::{
     config::{ConfigError, DeviceSpec, L4Config},
-    plan::{Layout, Op, PlanError, State, Summary},
+    plan::{Layout, Op, PlanError, MapContents, Summary},
 };
 
 /// The compiled XDP object (built by build.rs from ebpf/ballast-ebpf).
@@ -118,7 +118,7 @@ pub fn attach(ebpf: &mut Ebpf, prog: &str, iface: &str, mode: AttachMode) -> Res
 /// The load balancer's maps and what this process last wrote to them.
 pub struct Dataplane {
     pub ebpf: Ebpf,
-    state: State,
+    state: MapContents,
     config: Option<L4Config>,
     /// Set when a write failed half-way: the next apply rewrites everything.
     dirty: bool,
@@ -131,7 +131,7 @@ impl Dataplane {
         let ebpf = load_object(Some(device), log_level)?;
         let nr_cpus = aya::util::nr_cpus().map_err(|(m, e)| DataplaneError::Cpus(format!("{m}: {e}")))?;
         let layout = Layout { max_vips: device.max_vips, stride: device.max_table_size };
-        Ok(Dataplane { ebpf, state: State::new(layout), config: None, dirty: false, nr_cpus })
+        Ok(Dataplane { ebpf, state: MapContents::new(layout), config: None, dirty: false, nr_cpus })
     }
 
     pub fn config(&self) -> Option<&L4Config> {
@@ -157,7 +157,7 @@ impl Dataplane {
     /// Brings the maps to `cfg`, writing only what differs from the last apply. A config
     /// the planner refuses changes nothing.
     pub fn apply(&mut self, cfg: L4Config) -> Result<Summary> {
-        let base = if self.dirty { State::new(self.state.layout) } else { self.state.clone() };
+        let base = if self.dirty { MapContents::new(self.state.layout) } else { self.state.clone() };
         let (next, ops, summary) = base.plan(&cfg)?;
         self.dirty = true;
         for op in &ops {

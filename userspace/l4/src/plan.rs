@@ -79,7 +79,7 @@ pub struct AppliedVip {
 
 /// What the maps hold (as far as this process wrote them).
 #[derive(Clone, Debug)]
-pub struct State {
+pub struct MapContents {
     pub layout: Layout,
     pub settings: Option<Settings>,
     pub vips: BTreeMap<VipId, AppliedVip>,
@@ -157,9 +157,9 @@ fn vip_meta(spec: &VipSpec, index: u32, layout: Layout) -> VipMeta {
     }
 }
 
-impl State {
+impl MapContents {
     pub fn new(layout: Layout) -> Self {
-        State {
+        MapContents {
             layout,
             settings: None,
             vips: BTreeMap::new(),
@@ -170,7 +170,7 @@ impl State {
     }
 
     /// The writes that take the maps from `self` to `cfg`, and the state after them.
-    pub fn plan(&self, cfg: &L4Config) -> Result<(State, Vec<Op>, Summary), PlanError> {
+    pub fn plan(&self, cfg: &L4Config) -> Result<(MapContents, Vec<Op>, Summary), PlanError> {
         let layout = self.layout;
         if cfg.device.max_vips != layout.max_vips || cfg.device.max_table_size != layout.stride {
             return Err(PlanError::LayoutChanged {
@@ -388,7 +388,7 @@ backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "1
 
     #[test]
     fn first_apply_writes_everything_in_order() {
-        let (st, ops, sum) = State::new(layout()).plan(&cfg(BASE)).unwrap();
+        let (st, ops, sum) = MapContents::new(layout()).plan(&cfg(BASE)).unwrap();
         assert_eq!(sum.vips_added, 1);
         assert_eq!(sum.backends_added, 3);
         assert_eq!(slots(&ops), 1009);
@@ -403,7 +403,7 @@ backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "1
 
     #[test]
     fn same_config_writes_nothing() {
-        let (st, _, _) = State::new(layout()).plan(&cfg(BASE)).unwrap();
+        let (st, _, _) = MapContents::new(layout()).plan(&cfg(BASE)).unwrap();
         let (_, ops, sum) = st.plan(&cfg(BASE)).unwrap();
         assert!(ops.is_empty(), "{ops:?}");
         assert_eq!(sum, Summary::default());
@@ -411,7 +411,7 @@ backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "1
 
     #[test]
     fn adding_a_backend_writes_only_changed_slots() {
-        let (st, _, _) = State::new(layout()).plan(&cfg(BASE)).unwrap();
+        let (st, _, _) = MapContents::new(layout()).plan(&cfg(BASE)).unwrap();
         let more = BASE.replace(
             r#"{ address = "10.0.0.13" }"#,
             r#"{ address = "10.0.0.13" }, { address = "10.0.0.14" }"#,
@@ -433,7 +433,7 @@ backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "1
 
     #[test]
     fn removing_a_backend_deactivates_it_after_the_slots_move() {
-        let (st, _, _) = State::new(layout()).plan(&cfg(BASE)).unwrap();
+        let (st, _, _) = MapContents::new(layout()).plan(&cfg(BASE)).unwrap();
         let old_id = st.vips.values().next().unwrap().backends[1].id;
         let fewer = BASE.replace(r#"{ address = "10.0.0.12" }, "#, "");
         let (st2, ops, sum) = st.plan(&cfg(&fewer)).unwrap();
@@ -460,7 +460,7 @@ backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "1
 
     #[test]
     fn removing_a_vip_deletes_its_keys() {
-        let (st, _, _) = State::new(layout()).plan(&cfg(BASE)).unwrap();
+        let (st, _, _) = MapContents::new(layout()).plan(&cfg(BASE)).unwrap();
         let empty = "[device]\ntunnel_source_v4 = \"10.0.0.1\"\nmax_vips = 4\nmax_table_size = 1009\n";
         let (st2, ops, sum) = st.plan(&cfg(empty)).unwrap();
         assert_eq!(sum.vips_removed, 1);
@@ -475,14 +475,14 @@ backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "1
 
     #[test]
     fn layout_change_is_refused() {
-        let st = State::new(layout());
+        let st = MapContents::new(layout());
         let bigger = BASE.replace("max_vips = 4", "max_vips = 8");
         assert!(matches!(st.plan(&cfg(&bigger)), Err(PlanError::LayoutChanged { .. })));
     }
 
     #[test]
     fn too_many_vips_for_the_layout_is_refused_before_any_write() {
-        let st = State::new(Layout { max_vips: 1, stride: 1009 });
+        let st = MapContents::new(Layout { max_vips: 1, stride: 1009 });
         let two = format!(
             "{}\n[[vip]]\nname = \"b\"\naddress = \"198.51.100.11\"\nport = 80\nprotocol = \"tcp\"\n",
             BASE.replace("max_vips = 4", "max_vips = 1")
@@ -495,7 +495,7 @@ backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "1
 
     /// Applies ops to a model of BACKENDS and checks that every backend a table names is
     /// active afterwards, and that no id is active for two different backends.
-    fn check_backends_after(st: &State, ops: &[Op], model: &mut BTreeMap<u32, Backend>) {
+    fn check_backends_after(st: &MapContents, ops: &[Op], model: &mut BTreeMap<u32, Backend>) {
         for o in ops {
             if let Op::SetBackend { id, backend } = o {
                 model.insert(*id, *backend);
@@ -516,7 +516,7 @@ backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "1
             "{BASE}\n[[vip]]\nname = \"dns\"\naddress = \"198.51.100.10\"\nport = 53\nprotocol = \"udp\"\nbackends = [{{ address = \"10.0.0.11\" }}, {{ address = \"10.0.0.12\" }}]\n"
         );
         let mut model = BTreeMap::new();
-        let (st, ops, _) = State::new(layout()).plan(&cfg(&two)).unwrap();
+        let (st, ops, _) = MapContents::new(layout()).plan(&cfg(&two)).unwrap();
         check_backends_after(&st, &ops, &mut model);
         // web loses 10.0.0.11, dns gains 10.0.0.14: dns's new backend must not take web's old id.
         let changed = two.replacen(r#"{ address = "10.0.0.11" }, "#, "", 1).replace(

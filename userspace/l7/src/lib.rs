@@ -11,3 +11,4 @@ pub mod http1;
 pub mod http2;
 pub mod proxy_protocol;
 pub mod route;
+pub mod termination;

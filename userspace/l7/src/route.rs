@@ -1,6 +1,6 @@
 //! Which backend a request goes to: the frontend's `use_backend ... if|unless <cond>` rules
 //! in order, then `default_backend`, then (for a `listen`) its own servers.
-use crate::haproxy::model::{Acl, AclCriterion, Condition, Match, Proxy};
+use crate::haproxy::model::{Acl, AclCriterion, Condition, Match, ProxySection};
 
 /// What ACLs can look at.
 #[derive(Clone, Copy, Debug)]
@@ -34,18 +34,18 @@ fn acl_true(acl: &Acl, req: &RequestView) -> bool {
 }
 
 /// An ACL name is true if any of its lines is (lines with the same name are ORed).
-fn named_true(proxy: &Proxy, name: &str, req: &RequestView) -> bool {
+fn named_true(proxy: &ProxySection, name: &str, req: &RequestView) -> bool {
     proxy.acls.iter().filter(|a| a.name == name).any(|a| acl_true(a, req))
 }
 
-pub fn condition_true(proxy: &Proxy, cond: &Condition, req: &RequestView) -> bool {
+pub fn condition_true(proxy: &ProxySection, cond: &Condition, req: &RequestView) -> bool {
     let any =
         cond.any_of.iter().any(|all| all.iter().all(|(neg, name)| named_true(proxy, name, req) != *neg));
     any != cond.negate_all
 }
 
 /// The backend name for a request arriving at `frontend`, or None (→ 503).
-pub fn backend_for<'p>(frontend: &'p Proxy, req: &RequestView) -> Option<&'p str> {
+pub fn backend_for<'p>(frontend: &'p ProxySection, req: &RequestView) -> Option<&'p str> {
     for ub in &frontend.use_backends {
         if condition_true(frontend, &ub.cond, req) {
             return Some(&ub.backend);

@@ -17,8 +17,11 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::h1::BUF;
-use ballast_l7::http1::Chunked;
+use crate::conn::BUF;
+use ballast_l7::{
+    http1::Chunked,
+    termination::{Cause, Phase, Termination},
+};
 
 /// How the body's end is found.
 enum Framing {
@@ -28,7 +31,7 @@ enum Framing {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum State {
+pub(super) enum Progress {
     Sending,
     /// The whole body went to the server.
     Sent,
@@ -50,12 +53,12 @@ impl ClientGone {
     /// HAProxy's termination state: `CD` for a client abort in the data phase, `cD` for
     /// a client timeout there; a body the proxy refused is `PH` while the server's
     /// response head is awaited, `PD` once it came (as HAProxy 2.6 logs them).
-    pub(super) fn termination(self, response_started: bool) -> &'static str {
+    pub(super) fn termination(self, response_started: bool) -> Termination {
         match self {
-            ClientGone::Closed => "CD--",
-            ClientGone::TimedOut => "cD--",
-            ClientGone::Invalid if response_started => "PD--",
-            ClientGone::Invalid => "PH--",
+            ClientGone::Closed => Termination::new(Cause::ClientAbort, Phase::Data),
+            ClientGone::TimedOut => Termination::new(Cause::ClientTimeout, Phase::Data),
+            ClientGone::Invalid if response_started => Termination::new(Cause::Proxy, Phase::Data),
+            ClientGone::Invalid => Termination::new(Cause::Proxy, Phase::Headers),
         }
     }
 
@@ -69,7 +72,7 @@ pub(super) struct BodyPump {
     framing: Framing,
     /// Bytes at the front of the client buffer that belong to the body, not yet written.
     ready: usize,
-    state: State,
+    progress: Progress,
     /// Set when bytes moved in the last poll (the inactivity timer starts again).
     moved: bool,
     /// The last poll waits for the client (else for the server to take bytes).
@@ -94,20 +97,20 @@ impl BodyPump {
         let mut p = BodyPump {
             framing,
             ready: 0,
-            state: State::Sending,
+            progress: Progress::Sending,
             moved: false,
             waits_for_client: true,
             client_timeout,
             server_timeout,
         };
         if p.complete() {
-            p.state = State::Sent;
+            p.progress = Progress::Sent;
         }
         p
     }
 
-    pub(super) fn state(&self) -> State {
-        self.state
+    pub(super) fn progress(&self) -> Progress {
+        self.progress
     }
 
     /// Bytes moved in the last `poll_send`.
@@ -127,7 +130,7 @@ impl BodyPump {
 
     /// The last `poll_send` waits for the client's bytes (not for the server to take some).
     pub(super) fn waits_for_client(&self) -> bool {
-        self.state == State::Sending && self.waits_for_client
+        self.progress == Progress::Sending && self.waits_for_client
     }
 
     /// All of the body has been read from the client (some may not be written yet).
@@ -150,7 +153,7 @@ impl BodyPump {
     ) -> Poll<Result<(), ClientGone>> {
         self.moved = false;
         loop {
-            if self.state != State::Sending {
+            if self.progress != Progress::Sending {
                 return Poll::Ready(Ok(()));
             }
             if self.ready > 0 {
@@ -160,10 +163,10 @@ impl BodyPump {
                         self.ready -= n;
                         self.moved = true;
                         if self.ready == 0 && self.complete() {
-                            self.state = State::Sent;
+                            self.progress = Progress::Sent;
                         }
                     }
-                    Poll::Ready(_) => self.state = State::ServerGone,
+                    Poll::Ready(_) => self.progress = Progress::ServerGone,
                     Poll::Pending => {
                         self.waits_for_client = false;
                         return Poll::Pending;
@@ -250,7 +253,7 @@ impl BodyPump {
             if let Poll::Ready(r) = pin!(up.read_buf(sbuf)).poll(cx) {
                 return Poll::Ready(Ok(Some(r)));
             }
-            if until_sent && self.state != State::Sending {
+            if until_sent && self.progress != Progress::Sending {
                 return Poll::Ready(Ok(None));
             }
             let for_client = match sent {
@@ -333,7 +336,7 @@ mod tests {
             }
         }
         assert_eq!(got, b"0123456789");
-        assert_eq!(r.pump.state(), State::Sent);
+        assert_eq!(r.pump.progress(), Progress::Sent);
         // What follows the body stays for the next request.
         assert_eq!(&r.buf[..], b"next");
     }
@@ -344,7 +347,7 @@ mod tests {
         r.client_side.write_all(b"3\r\nabc\r\n0\r\n\r\nGET").await.unwrap();
         r.server.write_all(b"x").await.unwrap();
         // The server's byte may come first: read until the body is out.
-        while r.pump.state() == State::Sending {
+        while r.pump.progress() == Progress::Sending {
             r.read_server().await.unwrap().unwrap();
             r.server.write_all(b"x").await.unwrap();
         }
@@ -357,7 +360,7 @@ mod tests {
     #[test]
     fn termination_states_are_haproxys() {
         let states = |started| {
-            [ClientGone::Closed, ClientGone::TimedOut, ClientGone::Invalid].map(|g| g.termination(started))
+            [ClientGone::Closed, ClientGone::TimedOut, ClientGone::Invalid].map(|g| g.termination(started).http().to_string())
         };
         assert_eq!(states(false), ["CD--", "cD--", "PH--"]);
         assert_eq!(states(true), ["CD--", "cD--", "PD--"]);
@@ -418,7 +421,7 @@ mod tests {
         r.client_side.write_all(b"abcdefGET").await.unwrap();
         let Rig { client, up, buf, sbuf, pump, .. } = &mut r;
         assert_eq!(pump.send_rest(up, sbuf, client, buf).await, Ok(()));
-        assert_eq!(pump.state(), State::Sent);
+        assert_eq!(pump.progress(), Progress::Sent);
         let mut b = [0u8; 6];
         r.server.read_exact(&mut b).await.unwrap();
         assert_eq!(&b, b"abcdef");

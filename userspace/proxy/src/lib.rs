@@ -8,12 +8,15 @@
 //! requests finish on the old one, and listeners that stay are never closed.
 mod body_pump;
 pub mod checks;
+mod client_h1;
+mod client_h2;
+mod conn;
 pub mod deferred;
-pub mod h1;
-mod h2;
-pub mod http;
+mod http;
+mod httplog;
 pub mod nodelay;
 pub mod queue;
+mod recv_body;
 mod relay;
 pub mod runtime;
 pub mod state;
@@ -302,7 +305,7 @@ async fn accept_loop(
         let Some(fe) = shared.frontend(&name) else { continue };
         let accept_proxy = fe.cfg.binds.iter().any(|b| b.addr == bound_addr && b.accept_proxy);
         // The frontend's timeouts now (a reload may have changed them).
-        let timeouts = h1::ClientTimeouts::of(&fe.cfg.settings.timeouts);
+        let timeouts = conn::ClientTimeouts::of(&fe.cfg.settings.timeouts);
         let acceptor = tls.read().unwrap_or_else(|p| p.into_inner()).clone();
         let client = Client {
             current: current.clone(),
@@ -337,7 +340,7 @@ struct Client {
     fe: Arc<state::FrontendRt>,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     accept_proxy: bool,
-    timeouts: h1::ClientTimeouts,
+    timeouts: conn::ClientTimeouts,
     peer: SocketAddr,
     local: SocketAddr,
     workers: Arc<workers::Workers>,
@@ -356,7 +359,7 @@ impl Client {
         // small. The socket is nonblocking: nothing there is WouldBlock.
         let mut first = [0u8; 4096];
         let n = std::io::Read::read(&mut &*stream, &mut first).unwrap_or(0);
-        let mut buf = bytes::BytesMut::with_capacity(h1::BUF);
+        let mut buf = bytes::BytesMut::with_capacity(conn::BUF);
         buf.extend_from_slice(&first[..n]);
         buf
     }
@@ -410,7 +413,7 @@ impl Client {
         let name = fe.cfg.name.clone();
         match acceptor {
             None => {
-                let conn = h1::ClientConn { peer, local, timeouts, first_deadline, tls: false };
+                let conn = conn::ClientConn { peer, local, timeouts, first_deadline, tls: false };
                 let io = nodelay::Lazy::new(stream);
                 let leave = || workers.better(load.worker()).is_some();
                 if let Some((io, buf)) =
@@ -426,7 +429,7 @@ impl Client {
                     // A client that never finishes its handshake holds a slot: bound it.
                     match tokio::time::timeout_at(first_deadline, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let conn = h1::ClientConn { peer, local, timeouts, first_deadline, tls: true };
+                            let conn = conn::ClientConn { peer, local, timeouts, first_deadline, tls: true };
                             serve_http(current, name, tls, early, conn, || false).await;
                         }
                         Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
@@ -444,7 +447,7 @@ impl Client {
 struct Moving {
     current: Arc<RwLock<Arc<Shared>>>,
     frontend: String,
-    conn: h1::ClientConn,
+    conn: conn::ClientConn,
     workers: Arc<workers::Workers>,
     /// The frontend's maxconn slot, held until the connection ends.
     _permit: OwnedSemaphorePermit,
@@ -474,7 +477,7 @@ impl Moving {
             let io = nodelay::Lazy::written(deferred::Deferred::new(stream));
             let leave = || self.workers.better(self.load.worker()).is_some();
             let left =
-                h1::serve(self.current.clone(), self.frontend.clone(), io, buf, self.conn, false, leave)
+                client_h1::serve(self.current.clone(), self.frontend.clone(), io, buf, self.conn, false, leave)
                     .await;
             if let Some((io, buf)) = left {
                 self.go(io, buf);
@@ -488,13 +491,13 @@ use ballast_l7::http2::PREFACE as H2_PREFACE;
 /// An HTTP connection: HTTP/2 (the client's first bytes are the preface) goes to the
 /// HTTP/2 server, everything else to the HTTP/1 path. The bytes read to decide (`buf`: those read
 /// before) are replayed. Returns
-/// the connection when the HTTP/1 path hands it back (`leave`, see [`h1::serve`]).
+/// the connection when the HTTP/1 path hands it back (`leave`, see [`client_h1::serve`]).
 async fn serve_http<S>(
     current: Arc<RwLock<Arc<Shared>>>,
     frontend: String,
     mut io: S,
     mut buf: bytes::BytesMut,
-    conn: h1::ClientConn,
+    conn: conn::ClientConn,
     leave: impl FnMut() -> bool,
 ) -> Option<(S, bytes::BytesMut)>
 where
@@ -506,16 +509,16 @@ where
             break;
         }
         let left = conn.first_deadline.saturating_duration_since(tokio::time::Instant::now());
-        match h1::read_more(&mut io, &mut buf, left).await {
+        match conn::read_more(&mut io, &mut buf, left).await {
             Ok(0) | Err(_) => break, // the HTTP/1 path meets the same end, and logs it
             Ok(_) => {}
         }
     }
     if !buf.starts_with(H2_PREFACE) {
-        return h1::serve(current, frontend, io, buf, conn, true, leave).await;
+        return client_h1::serve(current, frontend, io, buf, conn, true, leave).await;
     }
     io.set_nodelay();
-    let h1::ClientConn { peer, local, timeouts, .. } = conn;
-    h2::serve(io, buf, h2::ConnInfo { current, frontend, peer, local, timeouts }).await;
+    let conn::ClientConn { peer, local, timeouts, .. } = conn;
+    client_h2::serve(io, buf, client_h2::ConnInfo { current, frontend, peer, local, timeouts }).await;
     None
 }

@@ -17,7 +17,9 @@ use std::{
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::h1::BUF;
+use ballast_l7::termination::{Cause, Phase, Termination};
+
+use crate::conn::BUF;
 
 /// How a relay ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,14 +36,15 @@ pub(super) enum End {
 
 impl End {
     /// HAProxy's two-letter termination state for the data phase.
-    pub(super) fn termination(self) -> &'static str {
-        match self {
-            End::Closed => "--",
-            End::ClientFailed => "CD",
-            End::ServerFailed => "SD",
-            End::ClientTimedOut => "cD",
-            End::ServerTimedOut => "sD",
-        }
+    pub(super) fn termination(self) -> Termination {
+        let cause = match self {
+            End::Closed => return Termination::NORMAL,
+            End::ClientFailed => Cause::ClientAbort,
+            End::ServerFailed => Cause::ServerAbort,
+            End::ClientTimedOut => Cause::ClientTimeout,
+            End::ServerTimedOut => Cause::ServerTimeout,
+        };
+        Termination::new(cause, Phase::Data)
     }
 }
 

@@ -14,7 +14,7 @@ use http_body_util::combinators::BoxBody;
 use tokio::sync::Semaphore;
 
 use ballast_l7::{
-    haproxy::model::{Proxy, Server},
+    haproxy::model::{ProxySection, Server},
     balance::{Balancer, Candidate},
     health::Health,
 };
@@ -243,7 +243,7 @@ impl ServerRt {
 }
 
 pub struct BackendRt {
-    pub cfg: Proxy,
+    pub cfg: ProxySection,
     pub servers: Vec<Arc<ServerRt>>,
     pub balancer: Mutex<Balancer>,
     pub counters: Counters,
@@ -269,7 +269,7 @@ impl BackendRt {
 }
 
 pub struct FrontendRt {
-    pub cfg: Proxy,
+    pub cfg: ProxySection,
     pub counters: Counters,
 }
 

@@ -14,9 +14,12 @@ use tokio::{
     sync::OwnedSemaphorePermit,
 };
 
-use super::{
-    h1::ClientTimeouts,
-    http::{self, httplog_date, log_ms},
+use ballast_l7::termination::{Cause, Phase, Termination};
+
+use crate::{
+    conn::ClientTimeouts,
+    http,
+    httplog::{httplog_date, log_ms, log_retries},
     queue,
     relay::{self, End},
     state::{BackendRt, FrontendRt, ServerRt, Shared},
@@ -31,7 +34,7 @@ struct Session {
     retries: u32,
     redispatched: bool,
     down: u64,
-    termination: &'static str,
+    termination: Termination,
 }
 
 pub async fn serve<C>(shared: &Shared, fe: &FrontendRt, mut client: C, peer: SocketAddr, local: SocketAddr)
@@ -50,7 +53,7 @@ where
         retries: 0,
         redispatched: false,
         down: 0,
-        termination: "--",
+        termination: Termination::NORMAL,
     };
     let mut up = 0;
     if let Some((server, conn, _permit)) = connect(be, peer, local, &mut s).await {
@@ -108,7 +111,7 @@ where
             fe_conns,
             be_conns,
             srv_conns,
-            http::log_retries(s.retries, s.redispatched),
+            log_retries(s.retries, s.redispatched),
         );
     }
 }
@@ -123,7 +126,7 @@ async fn connect(
     s: &mut Session,
 ) -> Option<(std::sync::Arc<ServerRt>, TcpStream, Option<OwnedSemaphorePermit>)> {
     let Some(mut idx) = http::pick(be, peer, None, None, None) else {
-        s.termination = "SC";
+        s.termination = Termination::new(Cause::ServerAbort, Phase::Connect);
         return None;
     };
     let mut tries_left = be.cfg.settings.retries;
@@ -140,7 +143,7 @@ async fn connect(
         .await;
         s.t_queue = Some(t0.elapsed().as_millis());
         let Ok(permit) = permit else {
-            s.termination = "sQ";
+            s.termination = Termination::new(Cause::ServerTimeout, Phase::Queue);
             return None;
         };
         let t1 = Instant::now();
@@ -151,7 +154,7 @@ async fn connect(
         }
         http::count_failure(be, &server, &SendError::Connect);
         if tries_left == 0 {
-            s.termination = "SC";
+            s.termination = Termination::new(Cause::ServerAbort, Phase::Connect);
             return None;
         }
         tries_left -= 1;

@@ -1,7 +1,7 @@
 //! Server connections: connecting (with the PROXY header for `send-proxy` servers) or
 //! taking an idle pooled one, and HTTP/1.1 exchanges for the HTTP/2 path, which gets
 //! the server's response as a hyper `Response` whose body streams from the server
-//! connection and puts it back in the worker's pool when done. The HTTP/1 path (h1.rs)
+//! connection and puts it back in the worker's pool when done. The HTTP/1 path (client_h1.rs)
 //! writes and reads server connections itself; both share the same per-worker pools, so
 //! a request and its server connection stay on one thread.
 use std::{
@@ -27,9 +27,9 @@ use tokio::{
 };
 
 use super::{
-    body_pump::{BodyPump, ClientGone, State as PumpState},
-    h1::{read_more, within, BUF},
-    h2::RecvBody,
+    body_pump::{BodyPump, ClientGone, Progress},
+    conn::{read_more, within, BUF},
+    recv_body::RecvBody,
     state::{BackendRt, BoxError, ServerRt, ServerSession},
 };
 use ballast_l7::haproxy::model::{HttpReuse, ProxyProtocol};
@@ -177,7 +177,7 @@ pub(super) async fn exchange(
         // (and a large allocation costs more in malloc).
         let mut sbuf = BytesMut::with_capacity(4096);
         match read_response_head(be, &mut up, &mut sbuf, req.head, upload.as_mut()).await {
-            Ok(r) => return Ok((up, sbuf, r, upload.filter(|u| u.pump.state() != PumpState::Sent))),
+            Ok(r) => return Ok((up, sbuf, r, upload.filter(|u| u.pump.progress() != Progress::Sent))),
             Err(SendError::Empty) if reused && !fresh_only && resendable => fresh_only = true,
             Err(e) => return Err(e),
         }
@@ -291,7 +291,7 @@ async fn read_response_head(
                 }
             }
         }
-        match upload.as_deref_mut().filter(|u| u.pump.state() == PumpState::Sending) {
+        match upload.as_deref_mut().filter(|u| u.pump.progress() == Progress::Sending) {
             None => read_head_bytes(be, up, sbuf, &mut got_any).await?,
             Some(u) => {
                 let read = u
@@ -431,7 +431,7 @@ impl ServerBody {
     /// request (nothing left over, the server keeps it, it took the whole request body).
     fn finish(&mut self) {
         if let Some(io) = self.io.take() {
-            let body_sent = self.upload.as_ref().is_none_or(|u| u.pump.state() == PumpState::Sent);
+            let body_sent = self.upload.as_ref().is_none_or(|u| u.pump.progress() == Progress::Sent);
             if self.reusable && body_sent && self.buf.is_empty() && self.len != BodyLen::UntilClose {
                 self.server.0.put_idle(io);
             }
@@ -513,7 +513,7 @@ impl hyper::body::Body for ServerBody {
                 return p;
             }
             let Some(io) = this.io.as_mut() else { return Poll::Ready(None) };
-            if let Some(u) = this.upload.as_mut().filter(|u| u.pump.state() == PumpState::Sending) {
+            if let Some(u) = this.upload.as_mut().filter(|u| u.pump.progress() == Progress::Sending) {
                 if let Poll::Ready(Err(_)) = u.pump.poll_send(cx, &mut u.reader, &mut u.buf, io) {
                     this.io = None;
                     return Poll::Ready(Some(Err(BodyError::Client.into())));

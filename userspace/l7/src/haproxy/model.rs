@@ -269,8 +269,9 @@ impl Default for ProxySettings {
     }
 }
 
+/// A `listen`, `frontend` or `backend` section (HAProxy's "proxies").
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Proxy {
+pub struct ProxySection {
     pub name: String,
     pub kind: ProxyKind,
     /// Where it was declared, for diagnostics.
@@ -301,11 +302,11 @@ pub struct Global {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct L7Config {
     pub global: Global,
-    pub proxies: Vec<Proxy>,
+    pub proxies: Vec<ProxySection>,
 }
 
 impl L7Config {
-    pub fn proxy(&self, name: &str) -> Option<&Proxy> {
+    pub fn proxy(&self, name: &str) -> Option<&ProxySection> {
         self.proxies.iter().find(|p| p.name == name)
     }
 }

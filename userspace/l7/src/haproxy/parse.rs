@@ -155,7 +155,7 @@ struct Parser {
     diags: Vec<Diag>,
     global: Global,
     defaults: ProxySettings,
-    proxies: Vec<Proxy>,
+    proxies: Vec<ProxySection>,
     line: usize,
 }
 
@@ -285,7 +285,7 @@ fn new_proxy(p: &mut Parser, words: &[String]) -> Section {
             kind.keyword()
         ));
     }
-    let mut proxy = Proxy {
+    let mut proxy = ProxySection {
         name,
         kind,
         file: p.file.clone(),

@@ -1,31 +1,31 @@
-//! HTTP/2 client connections: the protocol state of `l7::h2` driven on the client's
+//! HTTP/2 client connections: the protocol state of `ballast_l7::http2` driven on the client's
 //! socket. All of a connection's streams run inside its one task: each poll reads what
 //! the client sent, advances every stream (its request to a server, then its response
 //! body within the flow-control windows) and writes the frames all streams produced in
 //! one go. Requests go through the same routing, balancing and server exchange as
 //! before (`http::handle`); only the client side's protocol is ours.
 use std::{
-    collections::VecDeque,
     future::{poll_fn, Future},
     net::SocketAddr,
     pin::Pin,
     sync::{atomic::Ordering::Relaxed, Arc, Mutex, RwLock},
-    task::{Context, Poll, Waker},
+    task::{Context, Poll},
 };
 
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::{
-    body::{Body as _, Frame},
+    body::Body as _,
     header::{HeaderMap, HeaderName, HeaderValue},
     http::uri,
     Method, Request, Response, StatusCode, Uri, Version,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{
-    h1::ClientTimeouts,
+use crate::{
+    conn::ClientTimeouts,
     http,
-    state::{Body, BoxError, Shared},
+    recv_body::{Inbox, RecvBody},
+    state::{Body, Shared},
 };
 use ballast_l7::http2::{Conn, Event, Limits, Reason, RequestHead, StreamMap};
 
@@ -43,60 +43,6 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 /// the connection ends with ENHANCE_YOUR_CALM: each one cost a routed request, so a
 /// flood of them (CVE-2023-44487, "rapid reset") is work without end.
 const FREE_RESETS: u32 = 100;
-
-/// A request body: the DATA frames of one stream, as the connection receives them.
-pub(super) struct RecvBody {
-    shared: Option<Arc<Mutex<Inbox>>>,
-}
-
-#[derive(Default)]
-struct Inbox {
-    chunks: VecDeque<Bytes>,
-    ended: bool,
-    /// The client reset the stream (or the connection ended) before the body was whole.
-    broken: bool,
-    /// Bytes taken, not yet given back to the client's window.
-    consumed: usize,
-    waker: Option<Waker>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("the client reset the stream before its request body was whole")]
-struct BodyBroken;
-
-impl RecvBody {}
-
-impl hyper::body::Body for RecvBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let Some(shared) = &self.shared else { return Poll::Ready(None) };
-        let mut inbox = shared.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = inbox.chunks.pop_front() {
-            inbox.consumed += c.len();
-            return Poll::Ready(Some(Ok(Frame::data(c))));
-        }
-        if inbox.ended {
-            return Poll::Ready(None);
-        }
-        if inbox.broken {
-            return Poll::Ready(Some(Err(BodyBroken.into())));
-        }
-        inbox.waker = Some(cx.waker().clone());
-        Poll::Pending
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.shared.as_ref().is_none_or(|s| {
-            let inbox = s.lock().unwrap_or_else(|p| p.into_inner());
-            inbox.ended && inbox.chunks.is_empty()
-        })
-    }
-}
 
 type Answer = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 

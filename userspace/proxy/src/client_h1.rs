@@ -24,14 +24,17 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::{
-    body_pump::{BodyPump, ClientGone, State as BodyState},
-    http::{count_failure, error_page, local_response, log_request, persistence, pick, retry, Outcome},
+use crate::{
+    body_pump::{BodyPump, ClientGone, Progress},
+    conn::{read_more, within, ClientConn, BUF},
+    http::{count_failure, error_page, local_response, persistence, pick, retry},
+    httplog::{log_request, Outcome},
     queue,
     state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
     stats,
     upstream::{self, SendError},
 };
+use ballast_l7::termination::{Cause, Phase, Termination};
 use ballast_l7::haproxy::model::HttpReuse;
 use ballast_l7::{
     cookie::{self, CookieServer},
@@ -39,41 +42,9 @@ use ballast_l7::{
     route::{backend_for, host_only, RequestView},
 };
 
-pub(super) const BUF: usize = 16 * 1024;
-
-fn timed_out() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")
-}
-
-/// `f` within `d`. Most writes (and reads of bytes already here) complete at their first
-/// poll: they get no timer, and no clock read to set one.
-pub(super) async fn within<T>(
-    d: Duration,
-    f: impl std::future::Future<Output = std::io::Result<T>>,
-) -> std::io::Result<T> {
-    let mut f = std::pin::pin!(f);
-    if let std::task::Poll::Ready(r) =
-        std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await
-    {
-        return r;
-    }
-    tokio::time::timeout(d, f).await.unwrap_or_else(|_| Err(timed_out()))
-}
-
 /// Milliseconds since `t`, when timing was taken (for the log only).
 fn ms_since(t: Option<Instant>) -> u128 {
     t.map_or(0, |t| t.elapsed().as_millis())
-}
-
-pub(super) async fn read_more<R: AsyncRead + Unpin>(
-    io: &mut R,
-    buf: &mut BytesMut,
-    d: Duration,
-) -> std::io::Result<usize> {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(BUF);
-    }
-    within(d, io.read_buf(buf)).await
 }
 
 fn field<'a>(head: &'a [u8], fields: &[Field], name: &str) -> Option<&'a [u8]> {
@@ -85,38 +56,6 @@ fn field<'a>(head: &'a [u8], fields: &[Field], name: &str) -> Option<&'a [u8]> {
 
 fn text(b: &[u8]) -> &str {
     std::str::from_utf8(b).unwrap_or("")
-}
-
-/// Facts about a client connection.
-#[derive(Clone, Copy)]
-pub struct ClientConn {
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
-    pub timeouts: ClientTimeouts,
-    /// When the first request's head must be in: `timeouts.request` after the accept.
-    pub first_deadline: tokio::time::Instant,
-    pub tls: bool,
-}
-
-/// The frontend's timeouts on the client side, as HAProxy applies them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientTimeouts {
-    /// A whole request head from its first byte; the first request's from the accept
-    /// (TLS handshake and PROXY header included): `timeout http-request`, else `client`.
-    pub request: Duration,
-    /// Waiting for the next request on an idle keep-alive connection: `timeout
-    /// http-keep-alive`, else `http-request`, else `client`.
-    pub keep_alive: Duration,
-    /// Each write to the client, and reads of its body: `timeout client` (30 s unset).
-    pub client: Duration,
-}
-
-impl ClientTimeouts {
-    pub fn of(t: &ballast_l7::haproxy::model::Timeouts) -> ClientTimeouts {
-        let client = t.client.unwrap_or(Duration::from_secs(30));
-        let request = t.http_request.unwrap_or(client);
-        ClientTimeouts { request, keep_alive: t.http_keep_alive.unwrap_or(request), client }
-    }
 }
 
 /// Serves HTTP/1.x requests on one client connection until it closes, or until `leave`
@@ -275,10 +214,10 @@ impl BadRequest<'_> {
         let (status, termination) = match &failure {
             HeadFailure::Malformed(e) => {
                 log::debug!("{}: bad request from {}: {e}", self.fe.cfg.name, self.peer);
-                (StatusCode::BAD_REQUEST, "PR--")
+                (StatusCode::BAD_REQUEST, Termination::new(Cause::Proxy, Phase::Request))
             }
-            HeadFailure::TimedOut => (StatusCode::REQUEST_TIMEOUT, "cR--"),
-            HeadFailure::Closed => (StatusCode::BAD_REQUEST, "CR--"),
+            HeadFailure::TimedOut => (StatusCode::REQUEST_TIMEOUT, Termination::new(Cause::ClientTimeout, Phase::Request)),
+            HeadFailure::Closed => (StatusCode::BAD_REQUEST, Termination::new(Cause::ClientAbort, Phase::Request)),
         };
         // Counted before the answer goes: a client that has it sees the counters.
         self.count_and_log(status, termination);
@@ -296,7 +235,7 @@ impl BadRequest<'_> {
     /// A request error (ereq) with its status; a request (req_tot) like any other, as
     /// HAProxy counts it. The log line shows `<BADREQ>` and 0 bytes (HAProxy's %B counts
     /// only what came from a server).
-    fn count_and_log(&self, status: StatusCode, termination: &'static str) {
+    fn count_and_log(&self, status: StatusCode, termination: Termination) {
         let fe = self.fe;
         fe.counters.enter();
         fe.counters.leave();
@@ -477,7 +416,7 @@ impl Exchange<'_> {
         let view = RequestView { host, path };
         let Some(be) = backend_for(&self.fe.cfg, &view).and_then(|n| self.shared.backends.get(n)).cloned()
         else {
-            out.termination = "SC--";
+            out.termination = Termination::new(Cause::ServerAbort, Phase::Connect);
             return self.local(io, error_page(StatusCode::SERVICE_UNAVAILABLE)).await;
         };
         out.backend = be.cfg.name.clone();
@@ -584,7 +523,7 @@ impl Exchange<'_> {
             matches!(self.method(), b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE");
 
         let Some(mut idx) = persisted.or_else(|| pick(be, self.peer, Some(path), hdr_value, None)) else {
-            out.termination = "SC--";
+            out.termination = Termination::new(Cause::ServerAbort, Phase::Connect);
             let d = self.local(io, error_page(StatusCode::SERVICE_UNAVAILABLE)).await;
             return Done { keep: d.keep && body_done, ..d };
         };
@@ -611,7 +550,7 @@ impl Exchange<'_> {
             {
                 Ok(p) => p,
                 Err(queue::QueueTimeout) => {
-                    out.termination = "sQ--";
+                    out.termination = Termination::new(Cause::ServerTimeout, Phase::Queue);
                     out.t_queue = Some(ms_since(t0));
                     let d = self.local(io, error_page(StatusCode::SERVICE_UNAVAILABLE)).await;
                     return Done { keep: d.keep && body_done, ..d };
@@ -684,7 +623,7 @@ impl Exchange<'_> {
                         // request: close it without an answer, as a server closing an idle
                         // keep-alive connection would, so the client retries (HAProxy's
                         // abort_keep_alive). Not a server failure.
-                        out.termination = "SH--";
+                        out.termination = Termination::new(Cause::ServerAbort, Phase::Headers);
                         return Done { status: 0, bytes: 0, keep: false };
                     }
                     count_failure(be, &server, &e);
@@ -700,9 +639,9 @@ impl Exchange<'_> {
                     let connect_failed = e == SendError::Connect;
                     if !(connect_failed && tries_left > 0) {
                         let (status, term) = match e {
-                            SendError::Connect => (StatusCode::SERVICE_UNAVAILABLE, "SC--"),
-                            SendError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "sH--"),
-                            _ => (StatusCode::BAD_GATEWAY, "SH--"),
+                            SendError::Connect => (StatusCode::SERVICE_UNAVAILABLE, Termination::new(Cause::ServerAbort, Phase::Connect)),
+                            SendError::Timeout => (StatusCode::GATEWAY_TIMEOUT, Termination::new(Cause::ServerTimeout, Phase::Headers)),
+                            _ => (StatusCode::BAD_GATEWAY, Termination::new(Cause::ServerAbort, Phase::Headers)),
                         };
                         out.termination = term;
                         let d = self.local(io, error_page(status)).await;
@@ -754,11 +693,11 @@ impl Exchange<'_> {
                     }
                 }
             }
-            match pump.as_deref_mut().filter(|p| p.state() == BodyState::Sending) {
+            match pump.as_deref_mut().filter(|p| p.progress() == Progress::Sending) {
                 None => upstream::read_head_bytes(be, up, sbuf, &mut got_any).await?,
                 Some(p) => {
                     let read = p.read_server(up, sbuf, io, buf).await.map_err(SendError::Client)?;
-                    if p.state() == BodyState::Sent {
+                    if p.progress() == Progress::Sent {
                         self.body_read.store(true, Relaxed);
                     }
                     upstream::head_bytes(read, &mut got_any)?;
@@ -790,7 +729,7 @@ impl Exchange<'_> {
         let upgraded = r.status == 101;
         // A server that answers before taking the whole body and closes will not read the
         // rest: the client's connection ends with this response too.
-        let refused = !r.keep_alive && pump.as_ref().is_some_and(|p| p.state() != BodyState::Sent);
+        let refused = !r.keep_alive && pump.as_ref().is_some_and(|p| p.progress() != Progress::Sent);
         let keep = self.h.keep_alive && !upgraded && r.body != BodyLen::UntilClose && !dechunk && !refused;
         let cookie_set = s.cookie.as_ref().and_then(|c| {
             let chosen = CookieServer { value: server.cfg.cookie.as_deref(), accepts: true };
@@ -847,7 +786,7 @@ impl Exchange<'_> {
                 return Done { status: 101, bytes, keep: false };
             }
             buf.clear();
-            bytes += super::relay::relay(&mut *io, &mut up, idle, idle).await.down;
+            bytes += crate::relay::relay(&mut *io, &mut up, idle, idle).await.down;
             return Done { status: 101, bytes, keep: false };
         }
 
@@ -870,7 +809,7 @@ impl Exchange<'_> {
                         Ok(k) => k,
                         Err(e) => {
                             log::debug!("bad chunked body from {}: {e}", server.cfg.name);
-                            out.termination = "SD--";
+                            out.termination = Termination::new(Cause::ServerAbort, Phase::Data);
                             break false;
                         }
                     }
@@ -890,7 +829,7 @@ impl Exchange<'_> {
             };
             if !w.is_empty() {
                 if within(self.client_timeout, io.write_all(&w)).await.is_err() {
-                    out.termination = "CD--";
+                    out.termination = Termination::new(Cause::ClientAbort, Phase::Data);
                     return Done { status: r.status, bytes, keep: false };
                 }
                 bytes += w.len() as u64;
@@ -905,7 +844,7 @@ impl Exchange<'_> {
             if complete {
                 break true;
             }
-            let more = match pump.as_mut().filter(|p| p.state() == BodyState::Sending) {
+            let more = match pump.as_mut().filter(|p| p.progress() == Progress::Sending) {
                 None => read_more(&mut up, sbuf, be.server_timeout()).await,
                 Some(p) => match p.read_server(&mut up, sbuf, io, buf).await {
                     Ok(read) => read,
@@ -919,13 +858,13 @@ impl Exchange<'_> {
                 Ok(0) => {
                     let ok = r.body == BodyLen::UntilClose;
                     if !ok {
-                        out.termination = "SD--";
+                        out.termination = Termination::new(Cause::ServerAbort, Phase::Data);
                     }
                     break ok;
                 }
                 Ok(_) => {}
                 Err(_) => {
-                    out.termination = "SD--";
+                    out.termination = Termination::new(Cause::ServerAbort, Phase::Data);
                     break false;
                 }
             }
@@ -933,13 +872,13 @@ impl Exchange<'_> {
         // A server that answered early and keeps the connection reads the rest of the body;
         // one that did not take it all leaves neither connection fit for another request
         // (the client's unread body is drained on close).
-        if let Some(p) = pump.as_mut().filter(|p| finished && r.keep_alive && p.state() == BodyState::Sending)
+        if let Some(p) = pump.as_mut().filter(|p| finished && r.keep_alive && p.progress() == Progress::Sending)
         {
             if let Err(gone) = p.send_rest(&mut up, sbuf, io, buf).await {
                 out.client_gone(gone, true);
             }
         }
-        let body_sent = pump.is_none_or(|p| p.state() == BodyState::Sent);
+        let body_sent = pump.is_none_or(|p| p.progress() == Progress::Sent);
         if body_sent {
             self.body_read.store(true, Relaxed);
         }
