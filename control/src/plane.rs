@@ -104,7 +104,14 @@ impl ControlPlane {
         } else {
             (None, None)
         };
-        Ok(Arc::new(ControlPlane { cfg, raft, store, client, gossip, barrier_term: tokio::sync::Mutex::new(None) }))
+        Ok(Arc::new(ControlPlane {
+            cfg,
+            raft,
+            store,
+            client,
+            gossip,
+            barrier_term: tokio::sync::Mutex::new(None),
+        }))
     }
 
     pub fn self_info(&self) -> SelfInfo {

@@ -6,8 +6,8 @@ use serde::Deserialize;
 
 use super::{authorizer, forbidden, forward_to_leader, json, propose, read_body, ApiError, Body};
 use crate::{
-    state::acl::{parse_rules, AclResult, AclWrite, Policy, Token},
     plane::ControlPlane,
+    state::acl::{parse_rules, AclResult, AclWrite, Policy, Token},
     state::{Command, Outcome},
 };
 
@@ -106,7 +106,11 @@ async fn apply(
     }
 }
 
-pub async fn route(plane: &ControlPlane, req: Request<Incoming>, rest: String) -> Result<Response<Body>, ApiError> {
+pub async fn route(
+    plane: &ControlPlane,
+    req: Request<Incoming>,
+    rest: String,
+) -> Result<Response<Body>, ApiError> {
     let Some(acl) = plane.cfg.acl.clone() else {
         return Err(ApiError(StatusCode::UNAUTHORIZED, "ACL support disabled".into()));
     };

@@ -7,13 +7,19 @@ use openraft::{
 };
 use serde::de::DeserializeOwned;
 
-use super::{authorizer, authorizer_for, forward_to_leader, json, read_body, ApiError, Body, MAX_INTERNAL_BODY};
+use super::{
+    authorizer, authorizer_for, forward_to_leader, json, read_body, ApiError, Body, MAX_INTERNAL_BODY,
+};
 use crate::{
     plane::{ControlPlane, JoinRequest},
     raft::{NodeId, TypeConfig},
 };
 
-pub async fn route(plane: &ControlPlane, req: Request<Incoming>, path: &str) -> Result<Response<Body>, ApiError> {
+pub async fn route(
+    plane: &ControlPlane,
+    req: Request<Incoming>,
+    path: &str,
+) -> Result<Response<Body>, ApiError> {
     if path == "/v1/operator/keyring" {
         return keyring(plane, req).await;
     }

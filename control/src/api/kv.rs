@@ -7,13 +7,15 @@ use bytes::Bytes;
 use hyper::{body::Incoming, header, Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::{authorizer, forbidden, forward_to_leader, json, method_not_allowed, query, read_body, ApiError, Body};
+use super::{
+    authorizer, forbidden, forward_to_leader, json, method_not_allowed, query, read_body, ApiError, Body,
+};
 use crate::{
-    state::acl::Authorizer,
     plane::ControlPlane,
-    state::{Command, Outcome},
-    state::kv::{Entry, Kv, TxnOp, Write, WriteResult, MAX_VALUE_SIZE},
     raft::state_machine::Applied,
+    state::acl::Authorizer,
+    state::kv::{Entry, Kv, TxnOp, Write, WriteResult, MAX_VALUE_SIZE},
+    state::{Command, Outcome},
 };
 
 /// Consul's default and longest `wait` of a blocking query.
@@ -95,7 +97,11 @@ fn params(q: Option<&str>) -> Result<Params, ApiError> {
     Ok(p)
 }
 
-pub async fn kv(plane: &ControlPlane, req: Request<Incoming>, key: String) -> Result<Response<Body>, ApiError> {
+pub async fn kv(
+    plane: &ControlPlane,
+    req: Request<Incoming>,
+    key: String,
+) -> Result<Response<Body>, ApiError> {
     let p = params(req.uri().query())?;
     let (parts, body) = req.into_parts();
     let body = read_body(body, MAX_VALUE_SIZE).await?;

@@ -250,11 +250,18 @@ pub fn request_token(headers: &hyper::HeaderMap, uri: &hyper::Uri) -> Option<Str
 }
 
 /// What the request's token may do on this device.
-pub fn authorizer(plane: &ControlPlane, parts: &hyper::http::request::Parts) -> crate::state::acl::Authorizer {
+pub fn authorizer(
+    plane: &ControlPlane,
+    parts: &hyper::http::request::Parts,
+) -> crate::state::acl::Authorizer {
     authorizer_for(plane, &parts.headers, &parts.uri)
 }
 
-pub fn authorizer_for(plane: &ControlPlane, headers: &hyper::HeaderMap, uri: &hyper::Uri) -> crate::state::acl::Authorizer {
+pub fn authorizer_for(
+    plane: &ControlPlane,
+    headers: &hyper::HeaderMap,
+    uri: &hyper::Uri,
+) -> crate::state::acl::Authorizer {
     plane.authorizer(request_token(headers, uri))
 }
 

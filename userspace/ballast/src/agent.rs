@@ -36,4 +36,3 @@ pub fn run(a: AgentArgs) -> Result<()> {
         Ok(())
     })
 }
-

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::{
     config::{ConfigError, DeviceSpec, L4Config},
-    plan::{Layout, Op, PlanError, MapContents, Summary},
+    plan::{Layout, MapContents, Op, PlanError, Summary},
 };
 
 /// The compiled XDP object (built by build.rs from ebpf/ballast-ebpf).

@@ -12,8 +12,8 @@
 use std::{net::UdpSocket, time::Duration};
 
 use ballast_l4::{
-    dataplane::{self, AttachMode, Dataplane, PROG_LB, PROG_PASS},
     config::L4Config,
+    dataplane::{self, AttachMode, Dataplane, PROG_LB, PROG_PASS},
 };
 use ballast_testkit::{enter, need_root, Netns};
 

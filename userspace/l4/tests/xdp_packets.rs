@@ -9,11 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aya::programs::{TestRun, TestRunOptions};
-use ballast_testkit::fibnet::{FibNet, CLIENT_MAC};
 use ballast_l4::{
-    dataplane::{read_counters, Dataplane, PROG_LB},
     config::L4Config,
+    dataplane::{read_counters, Dataplane, PROG_LB},
 };
+use ballast_testkit::fibnet::{FibNet, CLIENT_MAC};
 use ballast_testkit::{need_root, packet::*};
 
 const XDP_DROP: u32 = 1;

@@ -360,7 +360,8 @@ mod tests {
     #[test]
     fn termination_states_are_haproxys() {
         let states = |started| {
-            [ClientGone::Closed, ClientGone::TimedOut, ClientGone::Invalid].map(|g| g.termination(started).http().to_string())
+            [ClientGone::Closed, ClientGone::TimedOut, ClientGone::Invalid]
+                .map(|g| g.termination(started).http().to_string())
         };
         assert_eq!(states(false), ["CD--", "cD--", "PH--"]);
         assert_eq!(states(true), ["CD--", "cD--", "PD--"]);

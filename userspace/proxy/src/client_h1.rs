@@ -34,8 +34,8 @@ use crate::{
     stats,
     upstream::{self, SendError},
 };
-use ballast_l7::termination::{Cause, Phase, Termination};
 use ballast_l7::haproxy::model::HttpReuse;
+use ballast_l7::termination::{Cause, Phase, Termination};
 use ballast_l7::{
     cookie::{self, CookieServer},
     http1::{self, BodyLen, Chunked, Field, RequestHead, ResponseHead},
@@ -216,8 +216,12 @@ impl BadRequest<'_> {
                 log::debug!("{}: bad request from {}: {e}", self.fe.cfg.name, self.peer);
                 (StatusCode::BAD_REQUEST, Termination::new(Cause::Proxy, Phase::Request))
             }
-            HeadFailure::TimedOut => (StatusCode::REQUEST_TIMEOUT, Termination::new(Cause::ClientTimeout, Phase::Request)),
-            HeadFailure::Closed => (StatusCode::BAD_REQUEST, Termination::new(Cause::ClientAbort, Phase::Request)),
+            HeadFailure::TimedOut => {
+                (StatusCode::REQUEST_TIMEOUT, Termination::new(Cause::ClientTimeout, Phase::Request))
+            }
+            HeadFailure::Closed => {
+                (StatusCode::BAD_REQUEST, Termination::new(Cause::ClientAbort, Phase::Request))
+            }
         };
         // Counted before the answer goes: a client that has it sees the counters.
         self.count_and_log(status, termination);
@@ -491,7 +495,9 @@ impl Exchange<'_> {
         };
         let (persisted, client_cookie) = persistence(be, &cookies);
         let hdr_value = match &s.balance {
-            ballast_l7::haproxy::model::Balance::Hdr(name) => field(self.head, &self.h.fields, name).map(text),
+            ballast_l7::haproxy::model::Balance::Hdr(name) => {
+                field(self.head, &self.h.fields, name).map(text)
+            }
             _ => None,
         };
 
@@ -639,9 +645,18 @@ impl Exchange<'_> {
                     let connect_failed = e == SendError::Connect;
                     if !(connect_failed && tries_left > 0) {
                         let (status, term) = match e {
-                            SendError::Connect => (StatusCode::SERVICE_UNAVAILABLE, Termination::new(Cause::ServerAbort, Phase::Connect)),
-                            SendError::Timeout => (StatusCode::GATEWAY_TIMEOUT, Termination::new(Cause::ServerTimeout, Phase::Headers)),
-                            _ => (StatusCode::BAD_GATEWAY, Termination::new(Cause::ServerAbort, Phase::Headers)),
+                            SendError::Connect => (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                Termination::new(Cause::ServerAbort, Phase::Connect),
+                            ),
+                            SendError::Timeout => (
+                                StatusCode::GATEWAY_TIMEOUT,
+                                Termination::new(Cause::ServerTimeout, Phase::Headers),
+                            ),
+                            _ => (
+                                StatusCode::BAD_GATEWAY,
+                                Termination::new(Cause::ServerAbort, Phase::Headers),
+                            ),
                         };
                         out.termination = term;
                         let d = self.local(io, error_page(status)).await;
@@ -872,7 +887,8 @@ impl Exchange<'_> {
         // A server that answered early and keeps the connection reads the rest of the body;
         // one that did not take it all leaves neither connection fit for another request
         // (the client's unread body is drained on close).
-        if let Some(p) = pump.as_mut().filter(|p| finished && r.keep_alive && p.progress() == Progress::Sending)
+        if let Some(p) =
+            pump.as_mut().filter(|p| finished && r.keep_alive && p.progress() == Progress::Sending)
         {
             if let Err(gone) = p.send_rest(&mut up, sbuf, io, buf).await {
                 out.client_gone(gone, true);

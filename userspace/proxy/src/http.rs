@@ -26,8 +26,8 @@ use crate::{
     stats,
     upstream::{self, Outgoing, SendError, ServerBody},
 };
-use ballast_l7::termination::{Cause, Phase, Termination};
 use ballast_l7::haproxy::model::Balance;
+use ballast_l7::termination::{Cause, Phase, Termination};
 use ballast_l7::{
     balance::Key,
     cookie::{self, CookieServer},
@@ -372,8 +372,14 @@ async fn forward(
                 // A failed connect read nothing of the body: it can go to the next try.
                 if !(connect_failed && tries_left > 0) {
                     let (status, term) = match e {
-                        SendError::Connect => (StatusCode::SERVICE_UNAVAILABLE, Termination::new(Cause::ServerAbort, Phase::Connect)),
-                        SendError::Timeout => (StatusCode::GATEWAY_TIMEOUT, Termination::new(Cause::ServerTimeout, Phase::Headers)),
+                        SendError::Connect => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            Termination::new(Cause::ServerAbort, Phase::Connect),
+                        ),
+                        SendError::Timeout => (
+                            StatusCode::GATEWAY_TIMEOUT,
+                            Termination::new(Cause::ServerTimeout, Phase::Headers),
+                        ),
                         SendError::Client(gone) => {
                             out.client_gone(gone, false);
                             (StatusCode::BAD_REQUEST, out.termination)

@@ -476,9 +476,16 @@ impl Moving {
         Box::pin(async move {
             let io = nodelay::Lazy::written(deferred::Deferred::new(stream));
             let leave = || self.workers.better(self.load.worker()).is_some();
-            let left =
-                client_h1::serve(self.current.clone(), self.frontend.clone(), io, buf, self.conn, false, leave)
-                    .await;
+            let left = client_h1::serve(
+                self.current.clone(),
+                self.frontend.clone(),
+                io,
+                buf,
+                self.conn,
+                false,
+                leave,
+            )
+            .await;
             if let Some((io, buf)) = left {
                 self.go(io, buf);
             }

@@ -14,8 +14,8 @@ use http_body_util::combinators::BoxBody;
 use tokio::sync::Semaphore;
 
 use ballast_l7::{
-    haproxy::model::{ProxySection, Server},
     balance::{Balancer, Candidate},
+    haproxy::model::{ProxySection, Server},
     health::Health,
 };
 

@@ -54,4 +54,3 @@ pub fn run(a: KeyringArgs) -> Result<()> {
         Ok(())
     })
 }
-

@@ -153,4 +153,3 @@ pub fn run(cmd: KvCommand) -> Result<()> {
         }
     })
 }
-

@@ -33,4 +33,3 @@ pub fn run(api: ApiArgs) -> Result<()> {
         Ok(())
     })
 }
-

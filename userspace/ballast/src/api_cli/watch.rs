@@ -139,4 +139,3 @@ async fn post_handler(url: &str, body: Vec<u8>) -> Result<(), String> {
     }
     Ok(())
 }
-

@@ -1,0 +1,66 @@
+//! The `global` section's keywords.
+use std::path::PathBuf;
+
+use super::{num, Parser};
+
+pub(super) const IGNORED_GLOBAL: &[&str] = &[
+    "chroot",
+    "pidfile",
+    "ulimit-n",
+    "node",
+    "description",
+    "ca-base",
+    "crt-base",
+    "ssl-default-bind-ciphers",
+    "ssl-default-bind-ciphersuites",
+    "ssl-default-bind-options",
+    "ssl-default-server-ciphers",
+    "ssl-default-server-ciphersuites",
+    "ssl-default-server-options",
+    "ssl-dh-param-file",
+    "spread-checks",
+    "hard-stop-after",
+    "uid",
+    "gid",
+    "nbproc",
+    "cpu-map",
+    "log-send-hostname",
+    "log-tag",
+    "server-state-file",
+    "server-state-base",
+    "maxsslconn",
+    "maxconnrate",
+    "master-worker",
+    "localpeer",
+    "setenv",
+    "presetenv",
+    "resetenv",
+    "unsetenv",
+    "h1-case-adjust",
+    "insecure-fork-wanted",
+    "expose-experimental-directives",
+];
+
+pub(super) fn global_kw(p: &mut Parser, w: &[String]) {
+    let kw = w[0].as_str();
+    match kw {
+        "log" => p.global.logs.push(w[1..].join(" ")),
+        "maxconn" => p.global.maxconn = num(p, w, 1, "maxconn"),
+        "user" => p.global.user = w.get(1).cloned(),
+        "group" => p.global.group = w.get(1).cloned(),
+        "daemon" => p.global.daemon = true,
+        "nbthread" => p.global.nbthread = num(p, w, 1, "nbthread"),
+        "stats" if w.get(1).map(String::as_str) == Some("socket") => match w.get(2) {
+            Some(path) => p.global.stats_socket = Some(PathBuf::from(path)),
+            None => p.alert("'stats socket' expects a path"),
+        },
+        "stats" => {
+            p.warn(format!("'stats {}' in global is not supported by ballast, ignored", w[1..].join(" ")))
+        }
+        "debug" | "quiet" => p.warn(format!("'{kw}' is deprecated in HAProxy and ignored by ballast")),
+        k if IGNORED_GLOBAL.contains(&k) || k.starts_with("tune.") || k.starts_with("ssl-") => {
+            p.warn(format!("'{k}' is not supported by ballast, ignored"))
+        }
+        k => p.alert(format!("unknown keyword '{k}' in 'global' section")),
+    }
+}

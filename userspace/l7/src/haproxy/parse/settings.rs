@@ -1,0 +1,403 @@
+//! Keywords valid in `defaults` and in proxies: modes, timeouts, `balance`, `option`,
+//! `cookie`, `http-check`.
+use std::time::Duration;
+
+use super::{
+    num,
+    server::{server_params, ServerParams},
+    time_arg, Parser,
+};
+use crate::haproxy::model::*;
+
+/// Known HAProxy keywords that ballast accepts and ignores, with a warning.
+pub(super) const IGNORED_PROXY: &[&str] = &[
+    "http-request",
+    "http-response",
+    "http-after-response",
+    "tcp-request",
+    "tcp-response",
+    "errorfile",
+    "errorloc",
+    "errorloc302",
+    "errorloc303",
+    "compression",
+    "capture",
+    "stick-table",
+    "stick",
+    "monitor-uri",
+    "monitor",
+    "fullconn",
+    "hash-type",
+    "description",
+    "id",
+    "unique-id-format",
+    "unique-id-header",
+    "log-format",
+    "email-alert",
+    "grace",
+    "rate-limit",
+    "http-send-name-header",
+    "redirect",
+    "reqadd",
+    "rspadd",
+    "reqrep",
+    "rsprep",
+    "source",
+    "dispatch",
+    "persist",
+    "server-state-file-name",
+    "load-server-state-from-file",
+    "filter",
+    "use-server",
+    "force-persist",
+    "ignore-persist",
+    "bind-process",
+    "log-tag",
+    "enabled",
+    "disabled",
+];
+
+/// Keywords that `defaults` and proxies share. Returns false if `w` is not one of them.
+pub(super) fn settings_kw(p: &mut Parser, s: &mut ProxySettings, w: &[String], in_defaults: bool) -> bool {
+    let kw = w[0].as_str();
+    match kw {
+        "mode" => match w.get(1).map(String::as_str) {
+            Some("http") => s.mode = Mode::Http,
+            Some("tcp") => s.mode = Mode::Tcp,
+            other => p.alert(format!("'mode' expects http or tcp, got {other:?}")),
+        },
+        "balance" => balance(p, s, w),
+        "retries" => s.retries = num(p, w, 1, "retries").unwrap_or(s.retries),
+        "http-reuse" => match w.get(1).map(String::as_str) {
+            Some("never") => s.http_reuse = HttpReuse::Never,
+            Some("safe") => s.http_reuse = HttpReuse::Safe,
+            Some("aggressive" | "always") => s.http_reuse = HttpReuse::Always,
+            other => {
+                p.alert(format!("'http-reuse' expects never, safe, aggressive or always, got {other:?}"))
+            }
+        },
+        "maxconn" => s.maxconn = num(p, w, 1, "maxconn").unwrap_or(s.maxconn),
+        "log" => {
+            if w.get(1).map(String::as_str) == Some("global") {
+                s.log_global = true;
+            } else {
+                p.warn("per-proxy log targets are not supported by ballast; logs go to the global ones");
+            }
+        }
+        "contimeout" | "clitimeout" | "srvtimeout" => {
+            let new = match kw {
+                "contimeout" => "connect",
+                "clitimeout" => "client",
+                _ => "server",
+            };
+            if let Some(d) = time_arg(p, w, 1, kw) {
+                p.warn(format!(
+                    "'{kw}' was removed in HAProxy 2.1; read as 'timeout {new} {}'",
+                    w.get(1).map(String::as_str).unwrap_or("")
+                ));
+                set_timeout(&mut s.timeouts, new, d);
+            }
+        }
+        "timeout" => {
+            let Some(which) = w.get(1).cloned() else {
+                p.alert("'timeout' expects a name and a time");
+                return true;
+            };
+            let known = [
+                "connect",
+                "client",
+                "server",
+                "queue",
+                "http-request",
+                "http-keep-alive",
+                "check",
+                "tunnel",
+            ];
+            if ["client-fin", "server-fin", "tarpit"].contains(&which.as_str()) {
+                p.warn(format!("'timeout {which}' is not supported by ballast, ignored"));
+            } else if !known.contains(&which.as_str()) {
+                p.alert(format!("unknown timeout '{which}'"));
+            } else if let Some(d) = time_arg(p, w, 2, &format!("timeout {which}")) {
+                set_timeout(&mut s.timeouts, &which, d);
+            }
+        }
+        "option" | "no" => option(p, s, w),
+        "cookie" => cookie(p, s, w),
+        "http-check" => http_check(p, s, w),
+        "default-server" => {
+            let mut ds = s.default_server.clone();
+            server_params(p, &w[1..], &mut ServerParams::Defaults(&mut ds));
+            s.default_server = ds;
+        }
+        _ => {
+            if in_defaults {
+                match kw {
+                    "bind" | "server" | "acl" | "use_backend" | "default_backend" => {
+                        p.alert(format!("'{kw}' is not allowed in a 'defaults' section"))
+                    }
+                    "stats" => p.warn("'stats' in defaults is not supported by ballast, ignored"),
+                    k if IGNORED_PROXY.contains(&k) => {
+                        p.warn(format!("'{k}' is not supported by ballast, ignored"))
+                    }
+                    k => p.alert(format!("unknown keyword '{k}' in 'defaults' section")),
+                }
+                return true;
+            }
+            return false;
+        }
+    }
+    true
+}
+
+pub(super) fn set_timeout(t: &mut Timeouts, which: &str, d: Duration) {
+    let slot = match which {
+        "connect" => &mut t.connect,
+        "client" => &mut t.client,
+        "server" => &mut t.server,
+        "queue" => &mut t.queue,
+        "http-request" => &mut t.http_request,
+        "http-keep-alive" => &mut t.http_keep_alive,
+        "check" => &mut t.check,
+        _ => &mut t.tunnel,
+    };
+    *slot = Some(d);
+}
+
+pub(super) fn balance(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
+    let Some(algo) = w.get(1) else {
+        p.alert("'balance' expects an algorithm");
+        return;
+    };
+    let b = match algo.as_str() {
+        "roundrobin" => Balance::RoundRobin,
+        "static-rr" => Balance::StaticRr,
+        "leastconn" => Balance::LeastConn,
+        "source" => Balance::Source,
+        "uri" => {
+            if w.len() > 2 {
+                p.warn(format!(
+                    "'balance uri' options {:?} are not supported by ballast; the whole path is hashed",
+                    &w[2..]
+                ));
+            }
+            Balance::Uri
+        }
+        "random" => Balance::Random(2),
+        a if a.starts_with("hdr(") && a.ends_with(')') && a.len() > 5 => {
+            Balance::Hdr(a[4..a.len() - 1].to_ascii_lowercase())
+        }
+        a if a.starts_with("random(") && a.ends_with(')') => match a[7..a.len() - 1].parse::<u32>() {
+            Ok(n) if n >= 1 => Balance::Random(n),
+            _ => {
+                p.alert(format!("'balance {a}': draws must be a number of at least 1"));
+                return;
+            }
+        },
+        a => {
+            p.alert(format!(
+                "'balance {a}' is not supported (roundrobin, static-rr, leastconn, source, uri, hdr(<name>), random(<draws>))"
+            ));
+            return;
+        }
+    };
+    s.balance = b;
+}
+
+pub(super) fn option(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
+    let (negate, w) = if w[0] == "no" { (true, &w[1..]) } else { (false, w) };
+    if w.first().map(String::as_str) != Some("option") {
+        p.alert("'no' must be followed by 'option'");
+        return;
+    }
+    let Some(name) = w.get(1).map(String::as_str) else {
+        p.alert("'option' expects a name");
+        return;
+    };
+    match name {
+        // One log format or the other: the last one said wins, as in HAProxy.
+        "httplog" => {
+            s.httplog = !negate;
+            s.tcplog &= negate;
+        }
+        "tcplog" => {
+            s.tcplog = !negate;
+            s.httplog &= negate;
+        }
+        "dontlognull" => s.dontlognull = !negate,
+        "http-ignore-probes" => s.ignore_probes = !negate,
+        "redispatch" => s.redispatch = !negate,
+        "forwardfor" => {
+            if negate {
+                s.forwardfor = None;
+                return;
+            }
+            let mut header = "X-Forwarded-For".to_string();
+            let mut i = 2;
+            while i < w.len() {
+                match w[i].as_str() {
+                    "header" => {
+                        header = w.get(i + 1).cloned().unwrap_or(header);
+                        i += 2;
+                    }
+                    "except" | "if-none" => {
+                        p.warn(format!("'option forwardfor {}' is not supported by ballast, ignored", w[i]));
+                        i += if w[i] == "except" { 2 } else { 1 };
+                    }
+                    other => {
+                        p.alert(format!("'option forwardfor': unknown argument '{other}'"));
+                        return;
+                    }
+                }
+            }
+            s.forwardfor = Some(header);
+        }
+        "httpchk" => {
+            if negate {
+                s.httpchk = None;
+                return;
+            }
+            let (method, uri, version) = match w.len() {
+                2 => ("OPTIONS".to_string(), "/".to_string(), "HTTP/1.0".to_string()),
+                3 => ("OPTIONS".to_string(), w[2].clone(), "HTTP/1.0".to_string()),
+                _ => (w[2].clone(), w[3].clone(), w.get(4).cloned().unwrap_or_else(|| "HTTP/1.0".into())),
+            };
+            let expect = s.httpchk.as_ref().map(|c| c.expect.clone()).unwrap_or(Expect::Status2xx3xx);
+            s.httpchk = Some(HttpCheck { method, uri, version, expect });
+        }
+        "http-keep-alive" | "http-server-close" | "httpclose" | "http-tunnel" | "forceclose" => {
+            if name != "http-keep-alive" {
+                p.warn(format!(
+                    "'option {name}' is not supported by ballast; connections are kept alive on both sides"
+                ));
+            }
+        }
+        "abortonclose"
+        | "log-health-checks"
+        | "tcp-check"
+        | "allbackups"
+        | "splice-auto"
+        | "splice-request"
+        | "splice-response"
+        | "tcpka"
+        | "clitcpka"
+        | "srvtcpka"
+        | "log-separate-errors"
+        | "checkcache"
+        | "contstats"
+        | "http-use-htx"
+        | "http-buffer-request"
+        | "accept-invalid-http-request"
+        | "accept-invalid-http-response"
+        | "httplog-clf"
+        | "nolinger"
+        | "originalto"
+        | "persist"
+        | "prefer-last-server"
+        | "socket-stats"
+        | "transparent"
+        | "independent-streams"
+        | "independant-streams" => p.warn(format!("'option {name}' is not supported by ballast, ignored")),
+        other => p.alert(format!("unknown option '{other}'")),
+    }
+}
+
+pub(super) fn cookie(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
+    let Some(name) = w.get(1).cloned() else {
+        p.alert("'cookie' expects a name");
+        return;
+    };
+    let mut c = CookieCfg {
+        name,
+        insert: false,
+        indirect: false,
+        nocache: false,
+        httponly: false,
+        secure: false,
+        domain: None,
+    };
+    let mut i = 2;
+    while i < w.len() {
+        match w[i].as_str() {
+            "insert" => c.insert = true,
+            "indirect" => c.indirect = true,
+            "nocache" => c.nocache = true,
+            "httponly" => c.httponly = true,
+            "secure" => c.secure = true,
+            "domain" => {
+                c.domain = w.get(i + 1).cloned();
+                i += 1;
+            }
+            "rewrite" | "prefix" => {
+                p.alert(format!("'cookie ... {}' is not supported by ballast (use insert)", w[i]));
+                return;
+            }
+            "postonly" | "preserve" | "dynamic" => {
+                p.warn(format!("'cookie ... {}' is not supported by ballast, ignored", w[i]))
+            }
+            "maxidle" | "maxlife" | "attr" => {
+                p.warn(format!("'cookie ... {}' is not supported by ballast, ignored", w[i]));
+                i += 1;
+            }
+            other => {
+                p.alert(format!("'cookie': unknown argument '{other}'"));
+                return;
+            }
+        }
+        i += 1;
+    }
+    if !c.insert {
+        p.alert("'cookie' without 'insert' (rewrite/prefix modes) is not supported by ballast");
+        return;
+    }
+    s.cookie = Some(c);
+}
+
+pub(super) fn http_check(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
+    match w.get(1).map(String::as_str) {
+        Some("expect") => {
+            let (negate, rest) = match w.get(2).map(String::as_str) {
+                Some("!") => (true, &w[3..]),
+                _ => (false, &w[2.min(w.len())..]),
+            };
+            let (Some(kind), Some(_)) = (rest.first(), rest.get(1)) else {
+                p.alert("'http-check expect' expects 'status <codes>' or 'string <text>'");
+                return;
+            };
+            let expect = match kind.as_str() {
+                "status" => {
+                    let mut codes = Vec::new();
+                    for c in rest[1].split(',') {
+                        match c.parse::<u16>() {
+                            Ok(n) if (100..600).contains(&n) => codes.push(n),
+                            _ => {
+                                p.alert(format!("'http-check expect status': {c:?} is not an HTTP status"));
+                                return;
+                            }
+                        }
+                    }
+                    Expect::Status { codes, negate }
+                }
+                "string" => Expect::String { needle: rest[1..].join(" "), negate },
+                other => {
+                    p.alert(format!(
+                        "'http-check expect {other}' is not supported by ballast (status, string)"
+                    ));
+                    return;
+                }
+            };
+            match &mut s.httpchk {
+                Some(c) => c.expect = expect,
+                None => {
+                    s.httpchk = Some(HttpCheck {
+                        method: "OPTIONS".into(),
+                        uri: "/".into(),
+                        version: "HTTP/1.0".into(),
+                        expect,
+                    })
+                }
+            }
+        }
+        Some(other) => p.warn(format!("'http-check {other}' is not supported by ballast, ignored")),
+        None => p.alert("'http-check' expects an action"),
+    }
+}
