@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Runs each cargo-fuzz target of userspace/fuzz for a bounded time (default 20 s each),
-# starting from the seed configurations. Installs cargo-fuzz if missing.
+# starting from the seed configurations. Installs cargo-fuzz if missing. The targets
+# build on the pure crates (ballast-l7, ballast-l4 without its loader, ballast-control):
+# no eBPF build, no bpf-linker.
 set -euo pipefail
 cd "$(dirname "$0")/../userspace/fuzz"
 export PATH="$HOME/.cargo/bin:$PATH"
 secs=${1:-20}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 mkdir -p corpus/haproxy_cfg
-cp ../tests/fixtures/*.cfg corpus/haproxy_cfg/
+cp ../l7/tests/fixtures/*.cfg corpus/haproxy_cfg/
 # HTTP/2 client byte streams that get past the preface and HPACK (random bytes seldom do).
 mkdir -p corpus/h2
 cp seeds/h2/* corpus/h2/
-# No eBPF build inside the sanitizer build: the parsers do not need it.
-export AYA_BUILD_SKIP=1
 for t in haproxy_cfg l4_config proxy_protocol control_input http1 h2; do
   echo "fuzz: $t for ${secs}s"
-  cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -4
+  cargo +nightly fuzz run --fuzz-dir . "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -4
 done

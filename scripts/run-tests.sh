@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/install.sh
+# The crate graph is one way (fails on a wrong dependency edge).
+python3 scripts/check_deps.py
 cargo build --all-targets
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
