@@ -10,13 +10,18 @@
 - the control crate reaches no userspace crate;
 - nothing but the binary depends on the agent crate;
 - the test kit is only ever a dev-dependency;
-- the fuzz crate builds without aya, so without bpf-linker.
+- the fuzz crate builds without aya, so without bpf-linker;
+- inside each crate, no two top-level modules import each other, directly or around a
+  circle (read from `crate::x` / `super::x` paths in the code, tests left out), so each
+  module can be read with only what it imports.
 
 Exit 0 when all hold; otherwise each broken rule is printed and the exit is 1.
 Run from anywhere: `python3 scripts/check_deps.py`.
 """
+import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -52,6 +57,36 @@ def closure(package, manifest=None):
     return {line.split()[0] for line in run(*args).splitlines() if line.strip()}
 
 
+def module_cycles(src):
+    """Cycles among the top-level modules of the crate whose sources are in `src`."""
+    texts = {}
+    for f in glob.glob(os.path.join(src, "*.rs")) + glob.glob(os.path.join(src, "*", "mod.rs")):
+        folder = f.endswith("mod.rs")
+        name = os.path.basename(os.path.dirname(f)) if folder else os.path.basename(f)[:-3]
+        if name in ("lib", "main"):
+            continue
+        files = glob.glob(os.path.join(os.path.dirname(f), "**", "*.rs"), recursive=True) if folder else [f]
+        texts[name] = "".join(open(x).read().split("#[cfg(test)]")[0] for x in files)
+    edges = {m: set() for m in texts}
+    for m, text in texts.items():
+        named = re.findall(r"(?:crate|super)::([a-z_0-9]+)", text)
+        for group in re.findall(r"use (?:crate|super)::\{([^;]*)\};", text, re.S):
+            named += re.findall(r"(?:^|[,{\s])([a-z_0-9]+)(?=::|\s*[,}]|$)", group)
+        edges[m] = {x for x in named if x in texts and x != m}
+    cycles = set()
+
+    def walk(node, path):
+        for nxt in edges[node]:
+            if nxt in path:
+                cycles.add(" -> ".join(path[path.index(nxt):] + [nxt]))
+            elif len(path) < len(edges):
+                walk(nxt, path + [nxt])
+
+    for m in sorted(edges):
+        walk(m, [m])
+    return sorted(cycles)
+
+
 def main():
     problems = []
     meta = json.loads(run("cargo", "metadata", "--format-version", "1", "--no-deps"))
@@ -82,6 +117,11 @@ def main():
     fuzz = closure(None, manifest=os.path.join(ROOT, "userspace/fuzz/Cargo.toml"))
     for bad in sorted(x for x in fuzz if x.startswith("aya") or x == "ballast-ebpf"):
         problems.append(f"the fuzz crate pulls in {bad} (it must build without bpf-linker)")
+
+    for p in meta["packages"]:
+        src = os.path.join(os.path.dirname(p["manifest_path"]), "src")
+        for cycle in module_cycles(src):
+            problems.append(f"{p['name']}: modules import each other: {cycle}")
 
     for p in problems:
         print(f"check_deps: {p}", file=sys.stderr)

@@ -265,7 +265,7 @@ impl FileConfig {
         if let Some(g) = &self.gossip_lan {
             let dur = |name: &str, v: &Option<String>| -> Result<Option<std::time::Duration>, ConfigError> {
                 v.as_deref()
-                    .map(crate::api::query::parse_duration)
+                    .map(crate::duration::parse_duration)
                     .transpose()
                     .map_err(|e| ConfigError::Invalid(format!("gossip_lan.{name}: {e}")))
             };

@@ -6,6 +6,8 @@ pub mod api;
 pub mod b64;
 pub mod client;
 pub mod config;
+pub mod duration;
+pub mod files;
 pub mod gossip;
 pub mod plane;
 pub mod raft;

@@ -80,7 +80,7 @@ fn params(q: Option<&str>) -> Result<Params, ApiError> {
             "cas" => p.cas = Some(num("cas", &v)?),
             "index" => p.index = num("index", &v).map_err(|_| ApiError::bad("Invalid X-Consul-Index"))?,
             "wait" => {
-                let d = query::parse_duration(v.as_deref().unwrap_or(""))
+                let d = crate::duration::parse_duration(v.as_deref().unwrap_or(""))
                     .map_err(|e| ApiError::bad(format!("Invalid wait time: {e}")))?;
                 p.wait = Some(d.min(MAX_WAIT));
             }

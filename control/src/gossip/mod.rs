@@ -258,7 +258,7 @@ impl Gossip {
         let keys = next.list();
         if let Some(p) = &self.keyring_file {
             let bytes = serde_json::to_vec(&keys).unwrap_or_default();
-            crate::raft::files::replace(p, &bytes, true)
+            crate::files::replace(p, &bytes, true)
                 .map_err(|e| KeyError::Persist(format!("{}: {e}", p.display())))?;
         }
         *k = next;

@@ -21,7 +21,8 @@ use openraft::{
     LogState, RaftLogReader, StorageIOError,
 };
 
-use super::{files, Entry, LogId, StorageError, TypeConfig, Vote};
+use super::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::files;
 
 struct Inner {
     dir: PathBuf,

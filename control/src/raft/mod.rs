@@ -1,6 +1,5 @@
 //! The replicated store on openraft: type config, on-disk log and state machine, and the
 //! HTTP transport between servers.
-pub mod files;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;

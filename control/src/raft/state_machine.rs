@@ -20,7 +20,8 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::{files, Entry, LogId, Node, NodeId, StorageError, TypeConfig};
+use super::{Entry, LogId, Node, NodeId, StorageError, TypeConfig};
+use crate::files;
 use crate::state::{Outcome, ReplicatedState};
 
 /// The applied state and where in the log it stands.

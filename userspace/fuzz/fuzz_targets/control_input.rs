@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         }
         3 => {
             let _ = api::query::parse_query(&text);
-            let _ = api::query::parse_duration(&text);
+            let _ = ballast_control::duration::parse_duration(&text);
             let _ = api::query::percent_decode(&text, true);
         }
         4 => {

@@ -27,7 +27,7 @@ use tokio::{
 use crate::{
     body_pump::{BodyPump, ClientGone, Progress},
     conn::{read_more, within, ClientConn, BUF},
-    http::{count_failure, error_page, local_response, persistence, pick, retry},
+    http::{count_failure, error_page, local_response, persistence, pick, retry, server_failure},
     httplog::{log_request, Outcome},
     queue,
     state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
@@ -644,20 +644,7 @@ impl Exchange<'_> {
                     }
                     let connect_failed = e == SendError::Connect;
                     if !(connect_failed && tries_left > 0) {
-                        let (status, term) = match e {
-                            SendError::Connect => (
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                Termination::new(Cause::ServerAbort, Phase::Connect),
-                            ),
-                            SendError::Timeout => (
-                                StatusCode::GATEWAY_TIMEOUT,
-                                Termination::new(Cause::ServerTimeout, Phase::Headers),
-                            ),
-                            _ => (
-                                StatusCode::BAD_GATEWAY,
-                                Termination::new(Cause::ServerAbort, Phase::Headers),
-                            ),
-                        };
+                        let (status, term) = server_failure(&e);
                         out.termination = term;
                         let d = self.local(io, error_page(status)).await;
                         return Done { keep: d.keep && self.body_read.load(Relaxed), ..d };

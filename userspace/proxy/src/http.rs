@@ -134,6 +134,21 @@ async fn route(
     (r, out)
 }
 
+/// The answer and termination state of a request whose server failed it: 503 `SC` when
+/// no connection could be made, 504 `sH` when the answer did not come in time, else 502
+/// `SH`, as HAProxy answers.
+pub(super) fn server_failure(e: &SendError) -> (StatusCode, Termination) {
+    match e {
+        SendError::Connect => {
+            (StatusCode::SERVICE_UNAVAILABLE, Termination::new(Cause::ServerAbort, Phase::Connect))
+        }
+        SendError::Timeout => {
+            (StatusCode::GATEWAY_TIMEOUT, Termination::new(Cause::ServerTimeout, Phase::Headers))
+        }
+        _ => (StatusCode::BAD_GATEWAY, Termination::new(Cause::ServerAbort, Phase::Headers)),
+    }
+}
+
 /// A server for a request (`path`: None in TCP mode, where `balance uri` falls back to
 /// round robin as in HAProxy), not `exclude` if another can take it.
 pub(super) fn pick(
@@ -372,19 +387,11 @@ async fn forward(
                 // A failed connect read nothing of the body: it can go to the next try.
                 if !(connect_failed && tries_left > 0) {
                     let (status, term) = match e {
-                        SendError::Connect => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            Termination::new(Cause::ServerAbort, Phase::Connect),
-                        ),
-                        SendError::Timeout => (
-                            StatusCode::GATEWAY_TIMEOUT,
-                            Termination::new(Cause::ServerTimeout, Phase::Headers),
-                        ),
                         SendError::Client(gone) => {
                             out.client_gone(gone, false);
                             (StatusCode::BAD_REQUEST, out.termination)
                         }
-                        _ => (StatusCode::BAD_GATEWAY, Termination::new(Cause::ServerAbort, Phase::Headers)),
+                        other => server_failure(&other),
                     };
                     out.termination = term;
                     return error_page(status);
