@@ -78,7 +78,10 @@ def module_cycles(src):
     def walk(node, path):
         for nxt in edges[node]:
             if nxt in path:
-                cycles.add(" -> ".join(path[path.index(nxt):] + [nxt]))
+                ring = path[path.index(nxt):]
+                first = ring.index(min(ring))
+                ring = ring[first:] + ring[:first]
+                cycles.add(" -> ".join(ring + [ring[0]]))
             elif len(path) < len(edges):
                 walk(nxt, path + [nxt])
 
