@@ -88,7 +88,7 @@ pub struct MapContents {
     generations: Vec<u32>,
 }
 
-/// Summary of a plan, for logs and the control socket.
+/// Summary of a plan, for logs and the admin socket.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Summary {
     pub vips_added: usize,

@@ -1,5 +1,5 @@
 //! The L7 proxy (HAProxy's job in the seeds): listeners from an `L7Config`, HTTP/1.1 and
-//! HTTP/2 to clients (our own server, `h2`), pooled keep-alive HTTP/1.1 to servers, `mode tcp` proxies,
+//! HTTP/2 to clients (our own server, `client_h2`), pooled keep-alive HTTP/1.1 to servers, `mode tcp` proxies,
 //! health checks, the stats page and the runtime API.
 //!
 //! Reload: the new config is parsed and its new listeners bound first (any failure leaves
