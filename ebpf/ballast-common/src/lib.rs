@@ -172,9 +172,13 @@ pub enum Counter {
     DropInternal,
     /// Packets stripped of their tunnel header by the decap program.
     Decapsulated,
+    /// ICMP "fragmentation needed"/"packet too big" quoting a VIP flow that is not in the
+    /// connection table: dropped, since ICMP never opens a flow (a forged one would pin a
+    /// future flow's backend without its NAT reply entry).
+    DropIcmpNoFlow,
 }
 
-pub const COUNTER_COUNT: u32 = Counter::Decapsulated as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::DropIcmpNoFlow as u32 + 1;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -196,6 +200,7 @@ impl Counter {
         Counter::DropNoNeighbour,
         Counter::DropInternal,
         Counter::Decapsulated,
+        Counter::DropIcmpNoFlow,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -218,6 +223,7 @@ impl Counter {
             Counter::DropNoNeighbour => "drop_no_neighbour",
             Counter::DropInternal => "drop_internal",
             Counter::Decapsulated => "decapsulated",
+            Counter::DropIcmpNoFlow => "drop_icmp_no_flow",
         }
     }
 }

@@ -671,6 +671,101 @@ fn icmp_too_big_reaches_the_flows_backend() {
     assert_eq!(&ip.payload[8 + 40..8 + 42], &5353u16.to_be_bytes());
 }
 
+/// A forged ICMP "fragmentation needed" / "packet too big" quoting a flow that is not open
+/// yet must not open it: the flow's real first packet is then a new flow, so NAT records
+/// its reply tuple and the backend's answers leave as the VIP. (Before the fix the ICMP
+/// picked a backend and wrote the connection-table entry; the first packet found it, no
+/// reply entry was made, and answers left from the backend's own address.)
+#[test]
+fn forged_icmp_opens_no_flow() {
+    if !need_root("forged_icmp_opens_no_flow") {
+        return;
+    }
+    let fx = fixture("icmpforge", CONFIG);
+    let client4 = "203.0.113.2";
+    let client6 = "2001:db8:1::2";
+    // (v6, protocol, VIP, VIP port, client port, the port the backend answers from)
+    let cases = [
+        (false, 6, "198.51.100.20", 80, 43000, 8080),
+        (false, 17, "198.51.100.20", 53, 43001, 53),
+        (true, 17, "2001:db8:100::20", 53, 43002, 5353),
+        (true, 6, "2001:db8:100::20", 80, 43003, 8080),
+    ];
+    for (v6, proto, vip, vport, cport, bport) in cases {
+        let what = format!(
+            "{} {} {vip}:{vport}",
+            if v6 { "v6" } else { "v4" },
+            if proto == 6 { "tcp" } else { "udp" }
+        );
+        let client = if v6 { client6 } else { client4 };
+        let l4 = |src: &str, dst: &str, sport: u16, dport: u16, flags: u8| match proto {
+            6 => tcp(src, dst, sport, dport, flags, b""),
+            _ => udp(src, dst, sport, dport, b"x"),
+        };
+        let ip = |src: &str, dst: &str, payload: &[u8]| {
+            if v6 {
+                ipv6(src, dst, proto, payload)
+            } else {
+                ipv4(src, dst, proto, payload)
+            }
+        };
+        // What a router would quote: a packet of the flow from the VIP to the client.
+        let quoted = ip(vip, client, &l4(vip, client, vport, cport, 0x10));
+        let forged = if v6 {
+            ipv6("2001:db8:1::fe", vip, 58, &icmp6("2001:db8:1::fe", vip, 2, 0, 1280, &quoted))
+        } else {
+            ipv4("203.0.113.254", vip, 1, &icmp4(3, 4, 576, &quoted))
+        };
+        fx.expect(
+            &format!("{what}: forged ICMP"),
+            &fx.client_frame(&forged, v6),
+            fx.in_if,
+            XDP_DROP,
+            "drop_icmp_no_flow",
+        );
+
+        let first = ip(client, vip, &l4(client, vip, cport, vport, 0x02));
+        let out = fx.expect(
+            &format!("{what}: first packet"),
+            &fx.client_frame(&first, v6),
+            fx.in_if,
+            XDP_REDIRECT,
+            "forwarded",
+        );
+        let backend = parse_ip(&out[14..]).dst.to_string();
+        let reply = ip(&backend, client, &l4(&backend, client, bport, cport, 0x12));
+        let last = u8::from_str_radix(&backend[backend.len() - 2..], 16).unwrap();
+        let frame = eth(fx.out_mac, backend_mac(last), if v6 { ETH_IPV6 } else { ETH_IP }, &reply);
+        let out = fx.expect(
+            &format!("{what}: the backend's reply"),
+            &frame,
+            fx.out_if,
+            XDP_REDIRECT,
+            "nat_replies",
+        );
+        let ip_out = parse_ip(&out[14..]);
+        assert_eq!(ip_out.src.to_string(), vip, "{what}: the reply leaves as the VIP");
+        assert_eq!(
+            u16::from_be_bytes([ip_out.payload[0], ip_out.payload[1]]),
+            vport,
+            "{what}: from the VIP's port"
+        );
+        checksums_ok(&out[14..]).unwrap();
+    }
+
+    // Tunnel mode: the same forged ICMP is dropped too.
+    let quoted =
+        ipv4("198.51.100.10", client4, 6, &tcp("198.51.100.10", client4, 80, 43010, 0x10, &[0u8; 8]));
+    let forged = ipv4("203.0.113.254", "198.51.100.10", 1, &icmp4(3, 4, 576, &quoted));
+    fx.expect(
+        "tunnel: forged ICMP",
+        &fx.client_frame(&forged, false),
+        fx.in_if,
+        XDP_DROP,
+        "drop_icmp_no_flow",
+    );
+}
+
 #[test]
 fn decap_program_strips_tunnel_headers() {
     if !need_root("decap_program_strips_tunnel_headers") {

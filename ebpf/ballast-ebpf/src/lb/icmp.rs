@@ -1,12 +1,18 @@
-//! ICMP "fragmentation needed" / ICMPv6 "packet too big" quoting a VIP flow: sent on to
-//! that flow's backend, so path MTU discovery works through the load balancer.
+//! ICMP "fragmentation needed" / ICMPv6 "packet too big" quoting an open VIP flow: sent on
+//! to that flow's backend, so path MTU discovery works through the load balancer.
+//!
+//! ICMP never creates flow state: anyone can send it, quoting any tuple. Were a quoted
+//! flow not open yet to get a backend and a connection-table entry here, the flow's real
+//! first packet would find that entry, take it as an old flow and (NAT) never record its
+//! reply tuple, so the backend's answers would leave un-rewritten. A flow not in the table
+//! has no path MTU to learn: its ICMP is dropped and counted.
 use aya_ebpf::programs::XdpContext;
 use ballast_common::{Counter, FlowKey, FAMILY_V4, FAMILY_V6, MODE_NAT, PROTO_TCP, PROTO_UDP};
 
 use super::{
     drop,
     encap::{encap_v4, encap_v6},
-    find_vip, pass, pick_backend,
+    find_vip, pass, pinned_backend,
     tx::transmit,
     v4_words,
 };
@@ -50,8 +56,8 @@ pub(super) fn icmp_v4(ctx: &XdpContext, l4_off: usize) -> u32 {
         family: FAMILY_V4,
         _pad: [0; 2],
     };
-    let Some((_, backend, _)) = pick_backend(&vip, &key) else {
-        return drop(Counter::DropNoBackend);
+    let Some((_, backend)) = pinned_backend(&key) else {
+        return drop(Counter::DropIcmpNoFlow);
     };
     count(Counter::IcmpToBackend);
     let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, ETH_LEN) else {
@@ -124,8 +130,8 @@ pub(super) fn icmp_v6(ctx: &XdpContext) -> u32 {
         family: FAMILY_V6,
         _pad: [0; 2],
     };
-    let Some((_, backend, _)) = pick_backend(&vip, &key) else {
-        return drop(Counter::DropNoBackend);
+    let Some((_, backend)) = pinned_backend(&key) else {
+        return drop(Counter::DropIcmpNoFlow);
     };
     count(Counter::IcmpToBackend);
     let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, ETH_LEN) else {

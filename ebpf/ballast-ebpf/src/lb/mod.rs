@@ -10,8 +10,9 @@
 //! - to a VIP address: fragments DROP, IPv6 extension headers DROP, L4 header shorter than
 //!   TCP's 20 / UDP's 8 bytes DROP; other protocols (ICMP echo, GRE, ...) and ports with no
 //!   VIP PASS (an L7 VIP's proxy listens there);
-//! - ICMP "fragmentation needed" / ICMPv6 "packet too big" quoting a VIP flow: sent to that
-//!   flow's backend;
+//! - ICMP "fragmentation needed" / ICMPv6 "packet too big" quoting an open VIP flow: sent to
+//!   that flow's backend; quoting a flow not in the connection table: DROP (ICMP never
+//!   opens a flow);
 //! - a packet that would exceed the egress MTU once encapsulated: DROP (counted).
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
@@ -89,17 +90,26 @@ fn find_vip(addr: [u32; 4], port: u16, proto: u8, family: u8) -> Option<VipMeta>
     unsafe { VIPS.get(&key) }.copied()
 }
 
-/// The flow's backend: its connection-table entry while that backend is still the one it
-/// was pinned to, otherwise the VIP's Maglev slot for the flow's hash (and a new entry).
+/// The backend an open flow is pinned to: its connection-table entry, while that backend
+/// is still the one it was pinned to. Reads only.
+#[inline(always)]
+fn pinned_backend(key: &FlowKey) -> Option<(u32, Backend)> {
+    let st = unsafe { CONNTRACK.get(key) }?;
+    let (id, generation) = (st.backend, st.generation);
+    let b = BACKENDS.get(id)?;
+    if b.flags & BACKEND_ACTIVE != 0 && b.generation == generation {
+        return Some((id, *b));
+    }
+    None
+}
+
+/// The flow's backend: the one it is pinned to, otherwise the VIP's Maglev slot for the
+/// flow's hash (and a new entry). Only a packet of the flow itself may call this: it
+/// writes the connection table.
 #[inline(always)]
 fn pick_backend(vip: &VipMeta, key: &FlowKey) -> Option<(u32, Backend, bool)> {
-    if let Some(st) = unsafe { CONNTRACK.get(key) } {
-        let (id, generation) = (st.backend, st.generation);
-        if let Some(b) = BACKENDS.get(id) {
-            if b.flags & BACKEND_ACTIVE != 0 && b.generation == generation {
-                return Some((id, *b, false));
-            }
-        }
+    if let Some((id, b)) = pinned_backend(key) {
+        return Some((id, b, false));
     }
     if vip.ring_size == 0 {
         return None;
