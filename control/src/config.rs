@@ -12,6 +12,8 @@ use serde::Deserialize;
 pub const DEFAULT_HTTP_PORT: u16 = 8500;
 /// Consul's default LAN gossip port.
 pub const DEFAULT_SERF_LAN_PORT: u16 = 8301;
+/// Consul's default server RPC port: ballast's cluster RPC (Raft, join, keyring).
+pub const DEFAULT_SERVER_PORT: u16 = 8300;
 
 /// Consul's `gossip_lan` tuning block (durations as Go strings).
 #[derive(Debug, Default, Deserialize)]
@@ -108,10 +110,18 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     pub server: bool,
     pub bootstrap_expect: u32,
-    /// Where the HTTP API (and the servers' Raft RPCs) listen.
+    /// Where the HTTP API listens (`client_addr`, `ports.http`).
     pub http_addr: SocketAddr,
     /// The address other agents reach this one's API at.
     pub advertise_http: SocketAddr,
+    /// Where cluster RPC (Raft, join, keyring) listens: the cluster address (`bind_addr`,
+    /// `ports.server`), never the API's listener.
+    pub rpc_addr: SocketAddr,
+    /// The address other agents reach this one's cluster RPC at.
+    pub advertise_rpc: SocketAddr,
+    /// Development only (the `-dev-insecure-rpc` flag): a server may run without a
+    /// cluster key, its cluster RPC then open to anyone who reaches the RPC port.
+    pub insecure_rpc: bool,
     /// Where gossip (UDP) listens, and the address others reach it at.
     pub gossip_bind: SocketAddr,
     pub advertise_gossip: SocketAddr,
@@ -232,6 +242,7 @@ impl FileConfig {
         let ports = self.ports.unwrap_or_default();
         let http_port = ports.http.unwrap_or(DEFAULT_HTTP_PORT);
         let serf_port = ports.serf_lan.unwrap_or(DEFAULT_SERF_LAN_PORT);
+        let server_port = ports.server.unwrap_or(DEFAULT_SERVER_PORT);
         let bind = self.bind_addr.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let client = self.client_addr.unwrap_or(bind);
         let advertise = self.advertise_addr.unwrap_or(if bind.is_unspecified() { client } else { bind });
@@ -315,6 +326,9 @@ impl FileConfig {
             bootstrap_expect,
             http_addr: SocketAddr::new(client, http_port),
             advertise_http: SocketAddr::new(advertise, http_port),
+            rpc_addr: SocketAddr::new(bind, server_port),
+            advertise_rpc: SocketAddr::new(advertise, server_port),
+            insecure_rpc: false,
             gossip_bind: SocketAddr::new(bind, serf_port),
             advertise_gossip: SocketAddr::new(advertise, serf_port),
             join,

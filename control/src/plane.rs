@@ -30,19 +30,23 @@ pub struct SelfInfo {
     pub id: NodeId,
     pub name: String,
     pub datacenter: String,
+    /// Its API address.
     pub addr: String,
+    /// Its cluster RPC address.
+    pub rpc: String,
     pub server: bool,
     pub bootstrap_expect: u32,
     /// Whether this server is part of an initialized Raft cluster.
     pub in_cluster: bool,
-    pub leader: Option<String>,
+    /// The leader's API and cluster RPC addresses, when this server knows them.
+    pub leader: Option<Node>,
 }
 
 /// Asks the leader to add a server as a voter.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinRequest {
     pub id: NodeId,
-    pub addr: String,
+    pub node: Node,
 }
 
 pub struct ControlPlane {
@@ -72,6 +76,7 @@ impl ControlPlane {
             name: cfg.node_name.clone(),
             node_id: cfg.node_id,
             http: cfg.advertise_http,
+            rpc: cfg.advertise_rpc,
             server: cfg.server,
             dc: cfg.datacenter.clone(),
         };
@@ -84,6 +89,13 @@ impl ControlPlane {
             timing: cfg.gossip_timing.clone(),
         })
         .await?;
+        if cfg.server && !gossip.has_keys() && !cfg.insecure_rpc {
+            anyhow::bail!(
+                "a server needs a cluster key to authenticate cluster RPC (Raft, join, keyring): set \"encrypt\" \
+                 to a key from `ballast keygen`, or start with -dev-insecure-rpc to run without one (development \
+                 only: anyone who reaches the RPC port could then speak Raft)"
+            );
+        }
         let (raft, store) = if cfg.server {
             let dir = cfg.data_dir.join("raft");
             let log = LogStore::open(&dir).with_context(|| format!("raft log in {}", dir.display()))?;
@@ -119,7 +131,7 @@ impl ControlPlane {
             Some(r) => {
                 let m = r.metrics().borrow().clone();
                 let in_cluster = m.membership_config.membership().voter_ids().next().is_some();
-                (in_cluster, self.leader_addr())
+                (in_cluster, self.leader_node())
             }
             None => (false, None),
         };
@@ -128,6 +140,7 @@ impl ControlPlane {
             name: self.cfg.node_name.clone(),
             datacenter: self.cfg.datacenter.clone(),
             addr: self.cfg.advertise_http.to_string(),
+            rpc: self.cfg.advertise_rpc.to_string(),
             server: self.cfg.server,
             bootstrap_expect: self.cfg.bootstrap_expect,
             in_cluster,
@@ -141,10 +154,31 @@ impl ControlPlane {
 
     /// The leader's API address, if this server knows one.
     pub fn leader_addr(&self) -> Option<String> {
+        self.leader_node().map(|n| n.api)
+    }
+
+    /// The leader's addresses, if this server knows them.
+    pub fn leader_node(&self) -> Option<Node> {
         let r = self.raft.as_ref()?;
         let m = r.metrics().borrow().clone();
         let id = m.current_leader?;
-        m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
+        m.membership_config.membership().get_node(&id).cloned()
+    }
+
+    /// Whether cluster RPC is served here: by servers (Raft), and by any agent holding a
+    /// key (keyring changes reach every member).
+    pub fn serves_rpc(&self) -> bool {
+        self.cfg.server || self.gossip.has_keys()
+    }
+
+    /// Whether a cluster RPC request carrying `token` may be served: the token must come
+    /// from a key of the ring; without any key, only under the development flag.
+    pub fn rpc_allowed(&self, token: Option<&str>) -> bool {
+        if self.gossip.has_keys() {
+            self.gossip.rpc_token_valid(token)
+        } else {
+            self.cfg.insecure_rpc
+        }
     }
 
     /// Makes the local state machine current for a linearizable read.
@@ -204,7 +238,7 @@ impl ControlPlane {
         let m = r.metrics().borrow().clone();
         let mem = m.membership_config.membership();
         let voters: Vec<NodeId> = mem.voter_ids().collect();
-        mem.nodes().map(|(id, n)| (*id, n.addr.clone(), voters.contains(id))).collect()
+        mem.nodes().map(|(id, n)| (*id, n.api.clone(), voters.contains(id))).collect()
     }
 
     /// Bootstraps or joins, retrying every second until this server is in a cluster.
@@ -225,9 +259,9 @@ impl ControlPlane {
                 .gossip
                 .alive()
                 .filter(|m| {
-                    m.ident.server && m.ident.dc == me.datacenter && m.ident.http.to_string() != me.addr
+                    m.ident.server && m.ident.dc == me.datacenter && m.ident.rpc.to_string() != me.rpc
                 })
-                .map(|m| m.ident.http.to_string())
+                .map(|m| m.ident.rpc.to_string())
                 .collect();
             for addr in &candidates {
                 let token = self.gossip.rpc_token();
@@ -246,8 +280,8 @@ impl ControlPlane {
                     Err(e) => log::debug!("join {addr}: {e}"),
                 }
             }
-            if let Some(leader) = existing_leader {
-                let req = JoinRequest { id: me.id, addr: me.addr.clone() };
+            if let Some(leader) = existing_leader.map(|n: Node| n.rpc) {
+                let req = JoinRequest { id: me.id, node: Node { api: me.addr.clone(), rpc: me.rpc.clone() } };
                 match post_json::<_, Result<(), String>>(
                     &self.client,
                     &leader,
@@ -271,8 +305,11 @@ impl ControlPlane {
                 // The lowest id bootstraps; the others wait to be replicated to.
                 continue;
             }
-            let members: BTreeMap<NodeId, Node> =
-                servers.values().take(expect.max(1)).map(|s| (s.id, Node::new(s.addr.clone()))).collect();
+            let members: BTreeMap<NodeId, Node> = servers
+                .values()
+                .take(expect.max(1))
+                .map(|s| (s.id, Node { api: s.addr.clone(), rpc: s.rpc.clone() }))
+                .collect();
             match raft.initialize(members.clone()).await {
                 Ok(()) => {
                     log::info!("bootstrapped a cluster of {} servers: {:?}", members.len(), members.keys())
@@ -289,18 +326,15 @@ impl ControlPlane {
             return Ok(());
         }
         // Bounded: a server that never catches up must not pin this request forever.
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            raft.add_learner(req.id, Node::new(req.addr.clone()), true),
-        )
-        .await
-        .map_err(|_| "timed out adding the learner".to_string())?
-        .map_err(|e| e.to_string())?;
+        tokio::time::timeout(Duration::from_secs(60), raft.add_learner(req.id, req.node.clone(), true))
+            .await
+            .map_err(|_| "timed out adding the learner".to_string())?
+            .map_err(|e| e.to_string())?;
         let add: std::collections::BTreeSet<NodeId> = [req.id].into();
         raft.change_membership(openraft::ChangeMembers::AddVoterIds(add), false)
             .await
             .map_err(|e| e.to_string())?;
-        log::info!("server {} ({}) added as a voter", req.id, req.addr);
+        log::info!("server {} ({}) added as a voter", req.id, req.node);
         Ok(())
     }
 }

@@ -171,7 +171,7 @@ async fn keyring(plane: &ControlPlane, req: Request<Incoming>) -> Result<Respons
     let mut primary: std::collections::BTreeMap<String, usize> = Default::default();
     let mut errors: Vec<String> = Vec::new();
     for m in &members {
-        let addr = m.ident.http.to_string();
+        let addr = m.ident.rpc.to_string();
         let mut req = hyper::Request::post(format!("http://{addr}/v1/internal/keyring"))
             .header(hyper::header::CONTENT_TYPE, "application/json");
         if let Some(t) = &token {

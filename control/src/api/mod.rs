@@ -1,5 +1,6 @@
 //! The HTTP API (JSON), shaped like Consul's: `/v1/kv`, `/v1/txn`, `/v1/status/*`,
-//! `/v1/operator/raft/configuration`, plus the servers' internal Raft endpoints.
+//! `/v1/operator/raft/configuration`; and, on a listener of its own (the cluster RPC port,
+//! as Consul's server port 8300), the internal endpoints: Raft, join, keyring changes.
 //!
 //! Where a request is served: writes and default/`consistent` reads on the Raft leader
 //! (a follower forwards the request as is), `stale` reads on any server.
@@ -28,7 +29,26 @@ const MAX_INTERNAL_BODY: usize = 64 << 20;
 /// Most API connections served at once; more wait in the kernel's accept queue.
 const MAX_CONNECTIONS: usize = 4096;
 
+/// Which requests a listener serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Port {
+    /// The HTTP API (`client_addr`, `ports.http`): never cluster RPC.
+    Api,
+    /// Cluster RPC (`bind_addr`, `ports.server`): `/v1/internal/*` only, authenticated.
+    Rpc,
+}
+
+/// Serves the HTTP API on `listener` until the process ends.
 pub async fn serve(plane: Arc<ControlPlane>, listener: TcpListener) {
+    serve_port(plane, listener, Port::Api).await
+}
+
+/// Serves cluster RPC (Raft, join, keyring changes) on `listener` until the process ends.
+pub async fn serve_rpc(plane: Arc<ControlPlane>, listener: TcpListener) {
+    serve_port(plane, listener, Port::Rpc).await
+}
+
+async fn serve_port(plane: Arc<ControlPlane>, listener: TcpListener, port: Port) {
     let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else { return };
@@ -46,7 +66,12 @@ pub async fn serve(plane: Arc<ControlPlane>, listener: TcpListener) {
             let _permit = permit;
             let svc = service_fn(move |req| {
                 let plane = plane.clone();
-                async move { Ok::<_, Infallible>(handle(plane, req).await) }
+                async move {
+                    Ok::<_, Infallible>(match port {
+                        Port::Api => handle(plane, req).await,
+                        Port::Rpc => handle_rpc(plane, req).await,
+                    })
+                }
             });
             let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             b.http1()
@@ -119,17 +144,35 @@ async fn handle(plane: Arc<ControlPlane>, req: Request<Incoming>) -> Response<Bo
         acl::route(&plane, req, rest.to_string()).await
     } else if path == "/v1/txn" {
         kv::txn(&plane, req).await
-    } else if let Some(rest) = path.strip_prefix("/v1/internal/") {
-        // Only cluster members (holders of a gossip key) may speak Raft, join or
-        // change keys; checked before any body is read.
-        let token = req.headers().get(crate::raft::network::CLUSTER_TOKEN).and_then(|v| v.to_str().ok());
-        if plane.gossip.rpc_token_valid(token) {
-            cluster::internal(&plane, req, rest.to_string()).await
-        } else {
-            Err(ApiError(StatusCode::FORBIDDEN, "internal endpoint: missing or bad cluster token".into()))
-        }
+    } else if path.starts_with("/v1/internal/") {
+        // Cluster RPC has its own listener on the cluster address; the API never serves it.
+        Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no such endpoint: {path} (cluster RPC is on ports.server)"),
+        ))
     } else {
         cluster::route(&plane, req, &path).await
+    };
+    res.unwrap_or_else(|ApiError(s, m)| text(s, m))
+}
+
+/// A cluster RPC request: only cluster members (holders of a gossip key) may speak Raft,
+/// join or change keys; checked before any body is read.
+async fn handle_rpc(plane: Arc<ControlPlane>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let res = match path.strip_prefix("/v1/internal/") {
+        Some(rest) => {
+            let token = req.headers().get(crate::raft::network::CLUSTER_TOKEN).and_then(|v| v.to_str().ok());
+            if plane.rpc_allowed(token) {
+                cluster::internal(&plane, req, rest.to_string()).await
+            } else {
+                Err(ApiError(StatusCode::FORBIDDEN, "cluster RPC: missing or bad cluster token".into()))
+            }
+        }
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no such endpoint: {path} (this is the cluster RPC port)"),
+        )),
     };
     res.unwrap_or_else(|ApiError(s, m)| text(s, m))
 }
@@ -217,7 +260,7 @@ pub async fn propose(
             // Leadership moved while proposing: the new leader decides (never twice).
             match f.leader_node {
                 Some(n) if !parts.headers.contains_key(FORWARDED) => {
-                    forward_to(plane, &n.addr, parts, body).await.map(Err)
+                    forward_to(plane, &n.api, parts, body).await.map(Err)
                 }
                 _ => Err(ApiError::no_leader()),
             }

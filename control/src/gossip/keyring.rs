@@ -27,6 +27,8 @@ pub enum KeyError {
     Disabled,
     #[error("cannot keep the key ring on disk: {0}")]
     Persist(String),
+    #[error("no randomness for a new key")]
+    Random,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +56,13 @@ pub fn decode_key(b64: &str) -> Result<Vec<u8>, KeyError> {
         16 | 24 | 32 => Ok(k),
         n => Err(KeyError::Length(n)),
     }
+}
+
+/// A new 32-byte key (AES-256-GCM), base64, for `encrypt` (`ballast keygen`).
+pub fn generate_key() -> Result<String, KeyError> {
+    let mut k = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut k).map_err(|_| KeyError::Random)?;
+    Ok(crate::b64::encode(&k))
 }
 
 struct Key {

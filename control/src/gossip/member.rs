@@ -18,6 +18,8 @@ pub struct Ident {
     pub name: String,
     pub node_id: u64,
     pub http: SocketAddr,
+    /// Its cluster RPC address (`ports.server`): Raft, join, keyring changes.
+    pub rpc: SocketAddr,
     pub server: bool,
     pub dc: String,
 }
@@ -26,7 +28,16 @@ impl Ident {
     /// A stand-in for an address we only know from `retry_join`: announcing to it makes
     /// the real member answer with its real identity.
     pub fn placeholder(addr: SocketAddr) -> Ident {
-        Ident { addr, bump: 0, name: String::new(), node_id: 0, http: addr, server: false, dc: String::new() }
+        Ident {
+            addr,
+            bump: 0,
+            name: String::new(),
+            node_id: 0,
+            http: addr,
+            rpc: addr,
+            server: false,
+            dc: String::new(),
+        }
     }
 }
 

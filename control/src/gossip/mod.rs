@@ -233,6 +233,11 @@ impl Gossip {
         self.keyring.read().unwrap_or_else(|p| p.into_inner()).rpc_token_valid(token)
     }
 
+    /// Whether the ring holds a key (gossip is encrypted, cluster RPC authenticated).
+    pub fn has_keys(&self) -> bool {
+        self.primary_key().is_some()
+    }
+
     pub fn keys(&self) -> Vec<String> {
         self.keyring.read().unwrap_or_else(|p| p.into_inner()).list()
     }

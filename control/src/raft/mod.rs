@@ -1,15 +1,30 @@
 //! The replicated store on openraft: type config, on-disk log and state machine, and the
-//! HTTP transport between servers.
+//! HTTP transport between servers (on their cluster RPC port).
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
 
 use std::io::Cursor;
 
+use serde::{Deserialize, Serialize};
+
 use crate::state::{Command, Outcome};
 
 pub type NodeId = u64;
-pub type Node = openraft::BasicNode;
+
+/// A server as Raft's membership records it: where its HTTP API answers (requests a
+/// follower forwards to the leader) and where its cluster RPC listens (Raft, join).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub api: String,
+    pub rpc: String,
+}
+
+impl std::fmt::Display for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "api {} rpc {}", self.api, self.rpc)
+    }
+}
 
 openraft::declare_raft_types!(
     pub TypeConfig:

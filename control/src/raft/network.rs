@@ -1,5 +1,5 @@
-//! Raft RPCs between servers: JSON over HTTP/1.1 to the peer's API address
-//! (`POST /v1/internal/raft/{append,vote,snapshot}`). The body of a reply is the
+//! Raft RPCs between servers: JSON over HTTP/1.1 to the peer's cluster RPC address
+//! (`ports.server`, `POST /v1/internal/raft/{append,vote,snapshot}`). The body of a reply is the
 //! handler's `Result`, so a remote Raft error comes back as itself.
 use std::time::Duration;
 
@@ -51,7 +51,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Peer {
-        Peer { client: self.client.clone(), gossip: self.gossip.clone(), target, addr: node.addr.clone() }
+        Peer { client: self.client.clone(), gossip: self.gossip.clone(), target, addr: node.rpc.clone() }
     }
 }
 

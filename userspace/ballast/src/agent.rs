@@ -17,6 +17,10 @@ pub struct AgentArgs {
     /// Node name (overrides node_name).
     #[arg(long)]
     node: Option<String>,
+    /// Development only: let a server run without a cluster key (`encrypt`), its cluster
+    /// RPC (Raft, join) then open to anyone who reaches the RPC port.
+    #[arg(long = "dev-insecure-rpc")]
+    dev_insecure_rpc: bool,
 }
 
 pub fn run(a: AgentArgs) -> Result<()> {
@@ -25,7 +29,8 @@ pub fn run(a: AgentArgs) -> Result<()> {
     if files.is_empty() {
         bail!("give -config-file FILE or -config-dir DIR");
     }
-    let cfg = ballast_control::config::load(&files, a.node.as_deref())?;
+    let mut cfg = ballast_control::config::load(&files, a.node.as_deref())?;
+    cfg.insecure_rpc = a.dev_insecure_rpc;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     lifecycle::runtime(workers)?.block_on(async move {
         let signals = Signals::install()?;

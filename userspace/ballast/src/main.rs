@@ -81,6 +81,8 @@ enum Command {
         #[command(flatten)]
         api: api_cli::ApiArgs,
     },
+    /// Print a new cluster key for `encrypt` (like `consul keygen`): 32 random bytes, base64.
+    Keygen,
     /// Manage the gossip encryption keys on every member (like `consul keyring`).
     Keyring(api_cli::keyring::KeyringArgs),
     /// Run a handler when a key or a key prefix changes (like `consul watch`).
@@ -123,6 +125,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Operator { command } => api_cli::operator::run(command),
         Command::Members { api } => api_cli::members::run(api),
         Command::Keyring(a) => api_cli::keyring::run(a),
+        Command::Keygen => {
+            println!("{}", ballast_control::gossip::keyring::generate_key()?);
+            Ok(())
+        }
         Command::Watch(a) => api_cli::watch::run(a),
     }
 }

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use common::cluster::{eventually, get, http, put, put_ok, Cluster};
+use common::cluster::{eventually, get, http, http_with, put, put_ok, Cluster};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -214,13 +214,23 @@ fn txn_and_bad_input() {
         ("GET", "/v1/kv/%zz", vec![], 400),
         ("PATCH", "/v1/kv/k", vec![], 405),
         ("GET", "/v1/nope", vec![], 404),
-        ("POST", "/v1/internal/raft/append", b"garbage".to_vec(), 400),
+        // Cluster RPC is never served on the API port.
+        ("POST", "/v1/internal/raft/append", b"garbage".to_vec(), 404),
     ];
     for (m, p, body, want) in cases {
         let r = http(&a, m, p, &body, Duration::from_secs(10)).unwrap();
         assert_eq!(r.status, want, "{m} {p}: {}", r.text());
         assert!(!r.body.is_empty(), "{m} {p}: an error says why");
     }
+    // On the cluster RPC port, with the cluster token, a garbage Raft body is a 400.
+    let rpc = &c.agents[c.index_of(&a)].rpc;
+    let token = ballast_control::gossip::keyring::Keyring::new(&[common::cluster::TEST_KEY.to_string()])
+        .unwrap()
+        .rpc_token()
+        .unwrap();
+    let header = format!("x-ballast-cluster: {token}");
+    let r = http_with(rpc, "POST", "/v1/internal/raft/append", b"garbage", Some(&header), LIMIT).unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
     // Exactly the limit is fine.
     assert_eq!(put(&a, "/v1/kv/big", &vec![b'x'; 512 * 1024]).unwrap().status, 200);
     assert_eq!(get(&a, "/v1/kv/t/y?raw").unwrap().text(), "2");
@@ -427,4 +437,58 @@ fn watch_fires_once_per_real_change() {
     assert!(p[1].contains("\"Value\":\"MQ==\""), "{p:?}");
     script_watch.0.kill().ok();
     http_watch.0.kill().ok();
+}
+
+/// A server's cluster RPC (Raft, join, keyring) must be authenticated: without a cluster
+/// key it refuses to start and says how to fix it; the development flag runs it anyway,
+/// and its RPC port then answers without a token. The API port never serves cluster RPC.
+#[test]
+fn a_server_without_a_cluster_key_refuses_to_start() {
+    let root = std::env::temp_dir().join(format!("ballast-nokey-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let (http_port, rpc_port, serf) =
+        (common::free_port(), common::free_port(), common::cluster::free_udp_port());
+    let config = root.join("config.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{ "server": true, "bootstrap_expect": 1, "bind_addr": "127.0.0.1", "data_dir": "{}",
+                 "ports": {{ "http": {http_port}, "serf_lan": {serf}, "server": {rpc_port} }} }}"#,
+            root.join("data").display()
+        ),
+    )
+    .unwrap();
+    let agent = |flag: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ballast"));
+        c.args(["agent", "-config-file"]).arg(&config).args(["-node", "nokey"]);
+        if let Some(f) = flag {
+            c.arg(f);
+        }
+        c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+        common::Child(c.spawn().expect("start ballast agent"))
+    };
+
+    let mut refused = agent(None);
+    let status = eventually("the keyless server to exit", LIMIT, || refused.0.try_wait().ok().flatten());
+    assert!(!status.success(), "a server without a cluster key must not start");
+    let mut err = String::new();
+    std::io::Read::read_to_string(refused.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("encrypt") && err.contains("-dev-insecure-rpc"), "says how to fix it: {err}");
+    // Reaped already: nothing for the guard to stop.
+    std::mem::forget(refused);
+
+    let _dev = agent(Some("-dev-insecure-rpc"));
+    let api = format!("127.0.0.1:{http_port}");
+    let rpc = format!("127.0.0.1:{rpc_port}");
+    eventually("the dev server to elect itself", LIMIT, || {
+        let r = get(&api, "/v1/status/leader").ok()?;
+        (r.status == 200 && r.text().len() > 2).then_some(())
+    });
+    let r = http(&rpc, "GET", "/v1/internal/self", b"", LIMIT).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["rpc"], rpc.as_str());
+    let r = http(&api, "GET", "/v1/internal/self", b"", LIMIT).unwrap();
+    assert_eq!(r.status, 404, "{}", r.text());
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -34,12 +34,15 @@ fn members_encryption_failure_detection_rejoin_and_leave() {
         r.json().as_array()?.iter().all(|m| m["Load"].is_object()).then_some(())
     });
 
-    // With a gossip key, internal endpoints (Raft, join, keyring) need the cluster token
-    // derived from it: a stranger's forged vote is refused before its body is read.
-    let r = common::cluster::http(&c.agents[0].addr, "POST", "/v1/internal/raft/vote", b"{}", LIMIT).unwrap();
-    assert_eq!(r.status, 403, "{}", r.text());
-    let r = common::cluster::http(&c.agents[0].addr, "POST", "/v1/internal/join", b"{}", LIMIT).unwrap();
-    assert_eq!(r.status, 403, "{}", r.text());
+    // Cluster RPC (Raft, join, keyring) has its own port and needs the cluster token
+    // derived from the gossip key: a stranger's forged vote is refused before its body is
+    // read. The API port never serves it, token or not.
+    for path in ["/v1/internal/raft/vote", "/v1/internal/join", "/v1/internal/self"] {
+        let r = common::cluster::http(&c.agents[0].rpc, "POST", path, b"{}", LIMIT).unwrap();
+        assert_eq!(r.status, 403, "{path} on the RPC port: {}", r.text());
+        let r = common::cluster::http(&c.agents[0].addr, "POST", path, b"{}", LIMIT).unwrap();
+        assert_eq!(r.status, 404, "{path} on the API port: {}", r.text());
+    }
 
     // A client agent with the right key joins; one with a wrong key and one with no
     // key stay out, and the servers count what they dropped.

@@ -24,11 +24,12 @@ pub struct ApiArgs {
 /// Only the flag names these commands know are rewritten, so a watch handler's own
 /// arguments (`curl -fsS ...`) pass through untouched.
 pub fn normalize_args(args: Vec<String>) -> Vec<String> {
-    const CONSUL_STYLE: [&str; 6] = ["agent", "kv", "operator", "members", "keyring", "watch"];
-    const FLAGS: [&str; 22] = [
+    const CONSUL_STYLE: [&str; 7] = ["agent", "kv", "operator", "members", "keyring", "watch", "keygen"];
+    const FLAGS: [&str; 23] = [
         "config-file",
         "config-dir",
         "node",
+        "dev-insecure-rpc",
         "http-addr",
         "token",
         "recurse",

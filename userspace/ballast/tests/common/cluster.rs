@@ -123,10 +123,25 @@ pub fn put_ok(addr: &str, path: &str, body: &[u8]) -> Reply {
     }
 }
 
+/// The cluster key test servers run with unless the test gives its own (`encrypt`): a
+/// server refuses to start without one (cluster RPC must be authenticated).
+pub const TEST_KEY: &str = "cg8StVXbQJ0gPvMd9o7yrg==";
+
+/// `extra` with the test cluster key added when it names none.
+fn with_key(extra: &str) -> String {
+    if extra.contains("\"encrypt\"") {
+        extra.to_string()
+    } else {
+        format!(r#"{extra}, "encrypt": "{TEST_KEY}""#)
+    }
+}
+
 pub struct Agent {
     pub name: String,
     /// Where the test reaches its API.
     pub addr: String,
+    /// Its cluster RPC address (`ports.server`).
+    pub rpc: String,
     /// The API address it advertises to the cluster (what /v1/status/leader names).
     pub advertise: String,
     pub dir: PathBuf,
@@ -205,7 +220,9 @@ impl Cluster {
         let root = std::env::temp_dir().join(format!("ballast-cluster-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let rpc: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let serf: Vec<u16> = (0..n).map(|_| free_udp_port()).collect();
+        let extra = with_key(extra);
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let gossip: Vec<String> = serf.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let mut agents = Vec::new();
@@ -219,10 +236,11 @@ impl Cluster {
                 &config,
                 format!(
                     r#"{{ "server": true, "bootstrap_expect": {n}, "bind_addr": "127.0.0.1",
-                         "data_dir": "{}", "ports": {{ "http": {port}, "serf_lan": {} }},
+                         "data_dir": "{}", "ports": {{ "http": {port}, "serf_lan": {}, "server": {} }},
                          "retry_join": [{}], "datacenter": "test-dc" {extra} }}"#,
                     dir.join("data").display(),
                     serf[i],
+                    rpc[i],
                     join.join(", ")
                 ),
             )
@@ -230,6 +248,7 @@ impl Cluster {
             agents.push(Agent {
                 name,
                 addr: addrs[i].clone(),
+                rpc: format!("127.0.0.1:{}", rpc[i]),
                 advertise: addrs[i].clone(),
                 dir,
                 config,
@@ -268,6 +287,7 @@ impl Cluster {
     /// Starts one more agent (client unless `extra` says otherwise) joining the servers.
     pub fn add_agent(&mut self, name: &str, extra: &str) -> usize {
         let port = free_port();
+        let rpc = free_port();
         let serf = free_udp_port();
         let dir = self.root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -276,7 +296,7 @@ impl Cluster {
         std::fs::write(
             &config,
             format!(
-                r#"{{ "bind_addr": "127.0.0.1", "data_dir": "{}", "ports": {{ "http": {port}, "serf_lan": {serf} }},
+                r#"{{ "bind_addr": "127.0.0.1", "data_dir": "{}", "ports": {{ "http": {port}, "serf_lan": {serf}, "server": {rpc} }},
                      "retry_join": [{}], "datacenter": "test-dc" {extra} }}"#,
                 dir.join("data").display(),
                 join.join(", ")
@@ -284,8 +304,16 @@ impl Cluster {
         )
         .unwrap();
         let addr = format!("127.0.0.1:{port}");
-        let mut a =
-            Agent { name: name.into(), advertise: addr.clone(), addr, dir, config, proc: None, netns: None };
+        let mut a = Agent {
+            name: name.into(),
+            advertise: addr.clone(),
+            addr,
+            rpc: format!("127.0.0.1:{rpc}"),
+            dir,
+            config,
+            proc: None,
+            netns: None,
+        };
         a.start();
         self.agents.push(a);
         self.agents.len() - 1
@@ -391,7 +419,8 @@ impl NetCluster {
                 &config,
                 format!(
                     r#"{{ "server": true, "bootstrap_expect": {n}, "bind_addr": "0.0.0.0", "client_addr": "0.0.0.0",
-                         "advertise_addr": "{}", "data_dir": "{}", "retry_join": [{}], "datacenter": "test-dc" }}"#,
+                         "advertise_addr": "{}", "data_dir": "{}", "retry_join": [{}], "datacenter": "test-dc",
+                         "encrypt": "{TEST_KEY}" }}"#,
                     peer_ip(i),
                     dir.join("data").display(),
                     join.join(", ")
@@ -401,6 +430,7 @@ impl NetCluster {
             agents.push(Agent {
                 name,
                 addr: format!("{}:8500", client_ip(i)),
+                rpc: format!("{}:8300", peer_ip(i)),
                 advertise: format!("{}:8500", peer_ip(i)),
                 dir,
                 config,
