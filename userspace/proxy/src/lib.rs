@@ -227,11 +227,8 @@ fn tls_acceptors(shared: &Shared) -> Result<HashMap<SocketAddr, tokio_rustls::Tl
     let mut out = HashMap::new();
     for fe in &shared.frontends {
         for b in fe.cfg.binds.iter().filter(|b| !b.tls_certs.is_empty()) {
-            let cfg = tls::server_config(&b.tls_certs, &b.alpn).map_err(|source| ProxyError::Tls {
-                proxy: fe.cfg.name.clone(),
-                addr: b.addr,
-                source,
-            })?;
+            let cfg = tls::server_config(&b.tls_certs, &b.alpn, b.tls_policy.as_ref())
+                .map_err(|source| ProxyError::Tls { proxy: fe.cfg.name.clone(), addr: b.addr, source })?;
             out.insert(b.addr, tokio_rustls::TlsAcceptor::from(cfg));
         }
     }

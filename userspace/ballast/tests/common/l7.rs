@@ -105,3 +105,30 @@ pub fn echo_server() -> std::net::SocketAddr {
     });
     addr
 }
+
+/// Starts Debian's HAProxy with `cfg` (listening on `port`); killed on drop.
+pub fn start_haproxy(cfg: &str, port: u16) -> Child {
+    let path = std::env::temp_dir().join(format!("ballast-hap-{port}.cfg"));
+    std::fs::write(&path, cfg).unwrap();
+    let c = Child(
+        Command::new("haproxy")
+            .args(["-db", "-f", path.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy"),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "haproxy did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c
+}
+
+/// Whether Debian's haproxy is here; under CI=true it must be (scripts/install.sh).
+pub fn have_haproxy() -> bool {
+    let ok = Command::new("haproxy").arg("-v").output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(ok || std::env::var("CI").as_deref() != Ok("true"), "haproxy missing in CI");
+    ok
+}

@@ -136,6 +136,11 @@ pub struct Bind {
     pub alpn: Vec<String>,
     pub accept_proxy: bool,
     pub line: usize,
+    /// The TLS options written on the line (`ssl-min-ver`, `no-tlsv12`, `ciphers`, ...).
+    pub tls: super::tls::TlsOptions,
+    /// What the listener serves (an `ssl` line): the line's options over
+    /// `ssl-default-bind-*`, decided once the whole configuration is read.
+    pub tls_policy: Option<super::tls::TlsPolicy>,
 }
 
 /// `acl NAME criterion [flags] values...` (the criteria routing needs).
@@ -297,6 +302,8 @@ pub struct Global {
     pub logs: Vec<String>,
     /// `stats socket PATH`: the runtime API.
     pub stats_socket: Option<PathBuf>,
+    /// `ssl-default-bind-options`, `-ciphers`, `-ciphersuites`, `-curves`.
+    pub ssl_default_bind: super::tls::TlsOptions,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

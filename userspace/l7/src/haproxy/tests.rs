@@ -300,3 +300,40 @@ fn log_formats_are_one_or_the_other_the_last_wins() {
     assert_eq!(formats("b"), (false, true, false));
     assert_eq!(formats("c"), (false, false, true));
 }
+
+/// TLS options a config asks for are honoured or refused, never ignored: a policy that
+/// leaves nothing to serve, client-certificate verification and crt-list are ALERTs;
+/// versions ballast cannot speak are left out with a WARNING.
+#[test]
+fn tls_options_are_honoured_or_refused() {
+    let cfg = |global: &str, opts: &str| {
+        format!(
+            "global\n{global}defaults\n    mode http\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\n\
+             listen web\n    bind :443 ssl crt /c.pem {opts}\n    server s1 127.0.0.1:80\n"
+        )
+    };
+    let a = alerts(&cfg("", "ssl-max-ver TLSv1.1"));
+    assert!(a.iter().any(|m| m.starts_with("8: bind: no TLS version left to serve")), "{a:?}");
+    let a = alerts(&cfg("", "verify required ca-file /ca.pem"));
+    assert!(a.iter().any(|m| m.contains("'verify required'") && m.contains("not supported")), "{a:?}");
+    let a = alerts(&cfg("", "crt-list /list.txt"));
+    assert!(a.iter().any(|m| m.contains("crt-list")), "{a:?}");
+    let a = alerts(&cfg("", "ciphers RC4-MD5"));
+    assert!(a.iter().any(|m| m.contains("selects no TLSv1.2 suite")), "{a:?}");
+    let a = alerts(&cfg("    ssl-default-bind-options no-tlsv12 no-tlsv13\n", ""));
+    assert!(a.iter().any(|m| m.contains("no TLS version left")), "{a:?}");
+    let a = alerts(&cfg("    ssl-default-bind-options frobnicate\n", ""));
+    assert!(a.iter().any(|m| m.contains("unknown ssl-default-bind-options option 'frobnicate'")), "{a:?}");
+
+    let p = parse(
+        "t.cfg",
+        &cfg("    ssl-default-bind-options ssl-min-ver TLSv1.0 no-tls-tickets\n", "strict-sni"),
+    );
+    let c = p.config.as_ref().expect("valid");
+    assert!(warnings(&p)
+        .iter()
+        .any(|w| w.contains("TLSv1.0, TLSv1.1 enabled by the configuration but not offered")));
+    let policy = c.proxies[0].binds[0].tls_policy.as_ref().unwrap();
+    assert!(!policy.tickets && policy.strict_sni);
+    assert_eq!(policy.versions.len(), 2);
+}

@@ -72,28 +72,38 @@ pub(super) fn bind(p: &mut Parser, idx: usize, w: &[String]) {
                 i += 1;
             }
             "accept-proxy" => template.accept_proxy = true,
-            "name" | "process" | "thread" | "interface" | "mss" | "backlog" | "maxconn" | "ciphers"
-            | "ciphersuites" | "ssl-min-ver" | "ssl-max-ver" | "curves" | "ecdhe" | "ca-file" | "verify"
-            | "crt-list" | "level" | "mode" | "user" | "group" | "id" | "nice" => {
+            w_tls if template.tls.flag(w_tls) => {}
+            "ssl-min-ver" | "ssl-max-ver" | "ciphers" | "ciphersuites" | "curves" | "ecdhe" => {
+                match w.get(i + 1) {
+                    Some(v) => {
+                        if let Err(e) = template.tls.with_value(&w[i], v) {
+                            p.alert(e);
+                        }
+                    }
+                    None => p.alert(format!("'{}' expects a value", w[i])),
+                }
+                i += 1;
+            }
+            "verify" => {
+                match w.get(i + 1).map(String::as_str) {
+                    Some("none") => {}
+                    Some(v @ ("required" | "optional")) => p.alert(format!(
+                        "'verify {v}' (client certificates) is not supported by ballast: clients would not be verified"
+                    )),
+                    other => p.alert(format!("'verify' expects none, optional or required, got {other:?}")),
+                }
+                i += 1;
+            }
+            "crt-list" => {
+                p.alert("'crt-list' is not supported by ballast: list the certificates with 'crt' (a file or a directory)");
+                i += 1;
+            }
+            "name" | "process" | "thread" | "interface" | "mss" | "backlog" | "maxconn" | "ca-file"
+            | "level" | "mode" | "user" | "group" | "id" | "nice" => {
                 p.warn(format!("bind parameter '{}' is not supported by ballast, ignored", w[i]));
                 i += 1;
             }
-            "v4v6"
-            | "v6only"
-            | "transparent"
-            | "defer-accept"
-            | "tfo"
-            | "no-sslv3"
-            | "no-tlsv10"
-            | "no-tlsv11"
-            | "no-tlsv12"
-            | "no-tlsv13"
-            | "force-tlsv12"
-            | "force-tlsv13"
-            | "strict-sni"
-            | "prefer-client-ciphers"
-            | "allow-0rtt"
-            | "no-tls-tickets" => {
+            "v4v6" | "v6only" | "transparent" | "defer-accept" | "tfo" | "allow-0rtt" => {
                 p.warn(format!("bind parameter '{}' is not supported by ballast, ignored", w[i]))
             }
             other => p.alert(format!("unknown bind parameter '{other}'")),
@@ -120,7 +130,15 @@ pub(super) fn bind(p: &mut Parser, idx: usize, w: &[String]) {
 }
 
 pub(super) fn plain_bind(addr: std::net::SocketAddr, line: usize) -> Bind {
-    Bind { addr, tls_certs: Vec::new(), alpn: Vec::new(), accept_proxy: false, line }
+    Bind {
+        addr,
+        tls_certs: Vec::new(),
+        alpn: Vec::new(),
+        accept_proxy: false,
+        line,
+        tls: Default::default(),
+        tls_policy: None,
+    }
 }
 
 pub(super) fn stats(p: &mut Parser, idx: usize, w: &[String]) {

@@ -112,4 +112,30 @@ pub(super) fn check_references(p: &mut Parser) {
             }
         }
     }
+    tls_policies(p);
+}
+
+/// Each `bind ... ssl` line's TLS policy: its options over `ssl-default-bind-*` (known
+/// only once every file is read), narrowed to what ballast speaks.
+fn tls_policies(p: &mut Parser) {
+    let defaults = p.global.ssl_default_bind.clone();
+    for i in 0..p.proxies.len() {
+        let file = p.proxies[i].file.clone();
+        for j in 0..p.proxies[i].binds.len() {
+            let b = &p.proxies[i].binds[j];
+            if b.tls_certs.is_empty() {
+                continue;
+            }
+            let line = b.line;
+            match crate::haproxy::tls::resolve(&b.tls.over(&defaults)) {
+                Ok((policy, warnings)) => {
+                    for w in warnings {
+                        p.warn_at(&file, line, format!("bind: {w}"));
+                    }
+                    p.proxies[i].binds[j].tls_policy = Some(policy);
+                }
+                Err(e) => p.alert_at(&file, line, format!("bind: {e}")),
+            }
+        }
+    }
 }
