@@ -66,12 +66,17 @@ def module_cycles(src):
         if name in ("lib", "main"):
             continue
         files = glob.glob(os.path.join(os.path.dirname(f), "**", "*.rs"), recursive=True) if folder else [f]
-        texts[name] = "".join(open(x).read().split("#[cfg(test)]")[0] for x in files)
+        # `super::` names the crate root only in a top-level module's own file; deeper, it
+        # names a module inside the folder.
+        texts[name] = [(open(x).read().split("#[cfg(test)]")[0], x == f) for x in files]
     edges = {m: set() for m in texts}
-    for m, text in texts.items():
-        named = re.findall(r"(?:crate|super)::([a-z_0-9]+)", text)
-        for group in re.findall(r"use (?:crate|super)::\{([^;]*)\};", text, re.S):
-            named += re.findall(r"(?:^|[,{\s])([a-z_0-9]+)(?=::|\s*[,}]|$)", group)
+    for m, parts in texts.items():
+        named = []
+        for text, top in parts:
+            root = "(?:crate|super)" if top else "crate"
+            named += re.findall(root + r"::([a-z_0-9]+)", text)
+            for group in re.findall(r"use " + root + r"::\{([^;]*)\};", text, re.S):
+                named += re.findall(r"(?:^|[,{\s])([a-z_0-9]+)(?=::|\s*[,}]|$)", group)
         edges[m] = {x for x in named if x in texts and x != m}
     cycles = set()
 

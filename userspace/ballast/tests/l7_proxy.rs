@@ -5,7 +5,7 @@ mod common;
 
 use std::{
     io::{Read, Write},
-    process::{Command, Stdio},
+    process::Command,
     sync::atomic::Ordering,
     time::{Duration, Instant},
 };
@@ -13,7 +13,6 @@ use std::{
 use common::{
     eventually, free_port, http_backend,
     l7::{have_haproxy, start_haproxy, start_proxy, start_proxy_args},
-    Child,
 };
 
 /// curl ARGS URL → (status line + headers, body).

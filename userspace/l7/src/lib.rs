@@ -2,6 +2,7 @@
 //! model), server selection, cookie persistence, health state, routing, the PROXY
 //! protocol, HTTP/1 framing, the HTTP/2 protocol and HPACK. The proxy's I/O
 //! (`ballast-proxy`) builds on these.
+pub mod acl;
 pub mod balance;
 pub mod cookie;
 pub mod haproxy;
@@ -11,4 +12,5 @@ pub mod http1;
 pub mod http2;
 pub mod proxy_protocol;
 pub mod route;
+pub mod rules;
 pub mod termination;

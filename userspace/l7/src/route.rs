@@ -1,51 +1,12 @@
 //! Which backend a request goes to: the frontend's `use_backend ... if|unless <cond>` rules
 //! in order, then `default_backend`, then (for a `listen`) its own servers.
-use crate::haproxy::model::{Acl, AclCriterion, Condition, Match, ProxySection};
-
-/// What ACLs can look at.
-#[derive(Clone, Copy, Debug)]
-pub struct RequestView<'a> {
-    /// Host header without the port.
-    pub host: Option<&'a str>,
-    pub path: &'a str,
-}
-
-fn matches(m: Match, ci: bool, subject: &str, value: &str) -> bool {
-    let (s, v) = if ci {
-        (subject.to_ascii_lowercase(), value.to_ascii_lowercase())
-    } else {
-        (subject.into(), value.into())
-    };
-    match m {
-        Match::Exact => s == v,
-        Match::Begins => s.starts_with(&v),
-        Match::Ends => s.ends_with(&v),
-        Match::Contains => s.contains(&v),
-    }
-}
-
-fn acl_true(acl: &Acl, req: &RequestView) -> bool {
-    let (m, subject) = match acl.criterion {
-        AclCriterion::Host(m) => (m, req.host),
-        AclCriterion::Path(m) => (m, Some(req.path)),
-    };
-    let Some(subject) = subject else { return false };
-    acl.values.iter().any(|v| matches(m, acl.case_insensitive, subject, v))
-}
-
-/// An ACL name is true if any of its lines is (lines with the same name are ORed).
-fn named_true(proxy: &ProxySection, name: &str, req: &RequestView) -> bool {
-    proxy.acls.iter().filter(|a| a.name == name).any(|a| acl_true(a, req))
-}
-
-pub fn condition_true(proxy: &ProxySection, cond: &Condition, req: &RequestView) -> bool {
-    let any =
-        cond.any_of.iter().any(|all| all.iter().all(|(neg, name)| named_true(proxy, name, req) != *neg));
-    any != cond.negate_all
-}
+use crate::{
+    acl::{condition_true, Sample},
+    haproxy::model::ProxySection,
+};
 
 /// The backend name for a request arriving at `frontend`, or None (→ 503).
-pub fn backend_for<'p>(frontend: &'p ProxySection, req: &RequestView) -> Option<&'p str> {
+pub fn backend_for<'p>(frontend: &'p ProxySection, req: &dyn Sample) -> Option<&'p str> {
     for ub in &frontend.use_backends {
         if condition_true(frontend, &ub.cond, req) {
             return Some(&ub.backend);
@@ -57,27 +18,69 @@ pub fn backend_for<'p>(frontend: &'p ProxySection, req: &RequestView) -> Option<
     frontend.kind.has_backend().then_some(frontend.name.as_str())
 }
 
-/// The host part of a Host header (`example.com:8080` → `example.com`, `[::1]:80` → `[::1]`).
-pub fn host_only(h: &str) -> &str {
-    if h.starts_with('[') {
-        return h.split_once(']').map(|(a, _)| &h[..a.len() + 1]).unwrap_or(h);
-    }
-    h.rsplit_once(':').map(|(a, _)| a).unwrap_or(h)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
     use crate::haproxy::parse;
+
+    /// A request for tests: headers, method, target, addresses, TLS.
+    pub struct Req {
+        pub headers: Vec<(&'static str, &'static str)>,
+        pub method: &'static str,
+        pub url: &'static str,
+        pub src: SocketAddr,
+        pub tls: Option<Option<&'static str>>,
+    }
+
+    impl Req {
+        pub fn get(host: Option<&'static str>, url: &'static str) -> Req {
+            Req {
+                headers: host.map(|h| ("host", h)).into_iter().collect(),
+                method: "GET",
+                url,
+                src: "192.0.2.7:40000".parse().unwrap(),
+                tls: None,
+            }
+        }
+    }
+
+    impl Sample for Req {
+        fn any_header(&self, name: &str, f: &mut dyn FnMut(&str) -> bool) -> bool {
+            self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).any(|(_, v)| f(v))
+        }
+        fn method(&self) -> Option<&str> {
+            Some(self.method)
+        }
+        fn path(&self) -> Option<&str> {
+            self.url.split('?').next()
+        }
+        fn url(&self) -> Option<&str> {
+            Some(self.url)
+        }
+        fn version(&self) -> Option<&str> {
+            Some("1.1")
+        }
+        fn src(&self) -> Option<SocketAddr> {
+            Some(self.src)
+        }
+        fn dst(&self) -> Option<SocketAddr> {
+            Some("198.51.100.1:80".parse().unwrap())
+        }
+        fn tls(&self) -> Option<Option<&str>> {
+            self.tls
+        }
+    }
 
     const CFG: &str = "defaults\n mode http\n timeout connect 1s\n timeout client 1s\n timeout server 1s\n\
 frontend fe\n bind :80\n acl api path_beg /api\n acl b hdr(host) -i B.example\n acl b hdr_end(host) .b.example\n\
  use_backend api if api !b\n use_backend bsite if b or api\n use_backend never unless api or b\n default_backend web\n\
 backend api\n server a 10.0.0.1:80\nbackend bsite\n server b 10.0.0.2:80\nbackend web\n server w 10.0.0.3:80\nbackend never\n server n 10.0.0.4:80\n";
 
-    fn route(host: Option<&str>, path: &str) -> String {
+    fn route(host: Option<&'static str>, path: &'static str) -> String {
         let c = parse("r", CFG).config.unwrap();
-        backend_for(c.proxy("fe").unwrap(), &RequestView { host, path }).unwrap().to_string()
+        backend_for(c.proxy("fe").unwrap(), &Req::get(host, path)).unwrap().to_string()
     }
 
     #[test]
@@ -93,13 +96,23 @@ backend api\n server a 10.0.0.1:80\nbackend bsite\n server b 10.0.0.2:80\nbacken
     #[test]
     fn listen_routes_to_itself() {
         let c = parse("l", "listen x\n bind :80\n server s 10.0.0.1:80\n").config.unwrap();
-        assert_eq!(backend_for(c.proxy("x").unwrap(), &RequestView { host: None, path: "/" }), Some("x"));
+        assert_eq!(backend_for(c.proxy("x").unwrap(), &Req::get(None, "/")), Some("x"));
     }
 
+    /// HAProxy 2.6's host matching: `hdr(host)` sees the header as sent (port included),
+    /// case-sensitive without `-i`; `hdr_dom` matches whole labels.
     #[test]
-    fn host_only_strips_ports() {
-        assert_eq!(host_only("example.com:8080"), "example.com");
-        assert_eq!(host_only("example.com"), "example.com");
-        assert_eq!(host_only("[::1]:80"), "[::1]");
+    fn host_acls_as_haproxy() {
+        let cfg = "defaults\n mode http\nfrontend fe\n bind :80\n acl exact hdr(host) dom.test\n\
+ acl dom hdr_dom(host) dom.test\n use_backend e if exact\n use_backend d if dom\n default_backend z\n\
+backend e\n server a 10.0.0.1:80\nbackend d\n server b 10.0.0.2:80\nbackend z\n server c 10.0.0.3:80\n";
+        let c = parse("h", cfg).config.unwrap();
+        let fe = c.proxy("fe").unwrap();
+        let to = |host: &'static str| backend_for(fe, &Req::get(Some(host), "/")).unwrap().to_string();
+        assert_eq!(to("dom.test"), "e");
+        assert_eq!(to("dom.test:8080"), "d", "hdr(host) sees the port; hdr_dom still matches the labels");
+        assert_eq!(to("DOM.test"), "z", "case-sensitive without -i");
+        assert_eq!(to("www.dom.test"), "d");
+        assert_eq!(to("wwwdom.test"), "z", "whole labels only");
     }
 }

@@ -17,8 +17,10 @@ pub enum Cause {
     ServerAbort,
     /// The server timed out (`s`).
     ServerTimeout,
-    /// The proxy refused the session, e.g. a malformed request (`P`).
+    /// The proxy refused the session, e.g. a malformed request or a `deny` rule (`P`).
     Proxy,
+    /// The proxy answered the request itself: a `return` or a `redirect` (`L`).
+    Local,
 }
 
 /// The phase the session was in when it ended.
@@ -60,6 +62,7 @@ impl Termination {
             Cause::ServerAbort => 'S',
             Cause::ServerTimeout => 's',
             Cause::Proxy => 'P',
+            Cause::Local => 'L',
         };
         let phase = match self.phase {
             Phase::Normal => '-',

@@ -27,9 +27,13 @@ use tokio::{
 use crate::{
     body_pump::{BodyPump, ClientGone, Progress},
     conn::{read_more, within, ClientConn, BUF},
-    http::{count_failure, error_page, local_response, persistence, pick, retry, server_failure},
+    http::{
+        count_failure, error_page, local_response, persistence, pick, response_edits, retry,
+        run_request_rules, server_failure,
+    },
     httplog::{log_request, Outcome},
     queue,
+    sample::{H1Request, ResponseHeaders, ServerResponse},
     state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
     stats,
     upstream::{self, SendError},
@@ -39,7 +43,8 @@ use ballast_l7::termination::{Cause, Phase, Termination};
 use ballast_l7::{
     cookie::{self, CookieServer},
     http1::{self, BodyLen, Chunked, Field, RequestHead, ResponseHead},
-    route::{backend_for, host_only, RequestView},
+    route::backend_for,
+    rules::{edited, Edits},
 };
 
 /// Milliseconds since `t`, when timing was taken (for the log only).
@@ -71,7 +76,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut first: bool,
     mut leave: impl FnMut() -> bool,
 ) -> Option<(S, BytesMut)> {
-    let ClientConn { peer, local, timeouts, first_deadline, tls } = conn;
+    let tls_info = conn.tls_info().map(|sni| sni.map(String::from));
+    let ClientConn { peer, local, timeouts, first_deadline, tls, .. } = conn;
     // What servers send, kept for the life of the connection (no allocation per request).
     let mut sbuf = BytesMut::with_capacity(BUF);
     loop {
@@ -137,6 +143,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             peer,
             local,
             client_timeout: timeouts.client,
+            tls: tls_info.as_ref().map(|sni| sni.as_deref()),
             head: &head,
             h: &h,
             first_request,
@@ -324,6 +331,8 @@ struct Exchange<'a> {
     peer: SocketAddr,
     local: SocketAddr,
     client_timeout: Duration,
+    /// TLS, and the SNI the client sent (None: a plain connection).
+    tls: Option<Option<&'a str>>,
     head: &'a [u8],
     h: &'a RequestHead,
     /// The client connection's first request (see `http-reuse safe`).
@@ -416,24 +425,53 @@ impl Exchange<'_> {
             }
         }
         let host_field = field(self.head, &self.h.fields, "host").map(text);
-        let host = host_field.map(host_only).or(authority.map(host_only));
-        let view = RequestView { host, path };
-        let Some(be) = backend_for(&self.fe.cfg, &view).and_then(|n| self.shared.backends.get(n)).cloned()
+        let view = self.sample(pq, path);
+        let mut edits = Edits::default();
+        if let Some(r) = run_request_rules(&self.fe.cfg, &self.fe.counters, &view, &mut edits, out) {
+            return self.local(io, r).await;
+        }
+        let Some(be) = backend_for(&self.fe.cfg, &edited(&view, &edits))
+            .and_then(|n| self.shared.backends.get(n))
+            .cloned()
         else {
             out.termination = Termination::new(Cause::ServerAbort, Phase::Connect);
             return self.local(io, error_page(StatusCode::SERVICE_UNAVAILABLE)).await;
         };
         out.backend = be.cfg.name.clone();
+        if be.cfg.name != self.fe.cfg.name {
+            if let Some(r) = run_request_rules(&be.cfg, &be.counters, &view, &mut edits, out) {
+                return self.local(io, r).await;
+            }
+        }
+        let target = edits.target(pq);
+        let (pq, path) = match &target {
+            Some(t) => (t.as_str(), t.split('?').next().unwrap_or("/")),
+            None => (pq, path),
+        };
         be.counters.enter();
-        let done = self.forward(&be, io, buf, sbuf, out, authority, pq, path, host_field.is_none()).await;
+        let done =
+            self.forward(&be, io, buf, sbuf, out, authority, pq, path, host_field.is_none(), &edits).await;
         be.counters.leave();
         be.counters.response(done.status);
         be.counters.bout.fetch_add(done.bytes, Relaxed);
         done
     }
 
-    /// The request head as the server sees it (the same for every server tried).
-    fn upstream_head(&self, be: &BackendRt, pq: &str, authority: Option<&str>, add_host: bool) -> Vec<u8> {
+    /// What ACLs and rules read from this request.
+    fn sample<'s>(&'s self, url: &'s str, path: &'s str) -> H1Request<'s> {
+        H1Request { head: self.head, h: self.h, url, path, peer: self.peer, local: self.local, tls: self.tls }
+    }
+
+    /// The request head as the server sees it (the same for every server tried), with the
+    /// `http-request` rules' header changes.
+    fn upstream_head(
+        &self,
+        be: &BackendRt,
+        pq: &str,
+        authority: Option<&str>,
+        add_host: bool,
+        edits: &Edits,
+    ) -> Vec<u8> {
         let s = &be.cfg.settings;
         let head = self.head;
         let mut up = Vec::with_capacity(head.len() + 64);
@@ -443,6 +481,9 @@ impl Exchange<'_> {
         up.extend_from_slice(b" HTTP/1.1\r\n");
         for f in self.h.fields.iter().filter(|f| !f.hop) {
             let (name, value) = (&head[f.name.clone()], &head[f.value.clone()]);
+            if !edits.is_empty() && !edits.keeps(text(name)) {
+                continue;
+            }
             if let Some(c) = s.cookie.as_ref().filter(|c| c.indirect) {
                 if name.eq_ignore_ascii_case(b"cookie") {
                     if let Some(rest) = cookie::strip(c, text(value)) {
@@ -452,6 +493,9 @@ impl Exchange<'_> {
                 }
             }
             put_field(&mut up, name, value);
+        }
+        for (n, v) in edits.added() {
+            put_field(&mut up, n.as_bytes(), v.as_bytes());
         }
         if add_host {
             if let Some(a) = authority {
@@ -481,6 +525,7 @@ impl Exchange<'_> {
         pq: &str,
         path: &str,
         add_host: bool,
+        edits: &Edits,
     ) -> Done {
         let s = &be.cfg.settings;
         let cookies: Vec<&str> = if s.cookie.is_some() {
@@ -502,7 +547,7 @@ impl Exchange<'_> {
         };
 
         // The first write to the server: head plus the body bytes already read.
-        let mut first = self.upstream_head(be, pq, authority, add_host);
+        let mut first = self.upstream_head(be, pq, authority, add_host, edits);
         let mut body_left = match self.h.body {
             BodyLen::Length(n) => n,
             _ => 0,
@@ -726,6 +771,13 @@ impl Exchange<'_> {
     ) -> Done {
         let s = &be.cfg.settings;
         let rhead = sbuf.split_to(r.len);
+        let resp = ServerResponse {
+            headers: ResponseHeaders::Head { head: &rhead, fields: &r.fields },
+            peer: self.peer,
+            local: self.local,
+            tls: self.tls,
+        };
+        let edits = response_edits(&self.fe.cfg, &be.cfg, &resp);
         // HTTP/1.0 clients cannot read chunked bodies: those are de-chunked and closed.
         let dechunk = r.body == BodyLen::Chunked && self.h.minor == 0;
         let upgraded = r.status == 101;
@@ -749,10 +801,14 @@ impl Exchange<'_> {
             let name = &rhead[f.name.clone()];
             if (nocache && name.eq_ignore_ascii_case(b"cache-control"))
                 || (dechunk && name.eq_ignore_ascii_case(b"transfer-encoding"))
+                || (!edits.is_empty() && !edits.keeps(text(name)))
             {
                 continue;
             }
             put_field(&mut w, name, &rhead[f.value.clone()]);
+        }
+        for (n, v) in edits.added() {
+            put_field(&mut w, n.as_bytes(), v.as_bytes());
         }
         if let Some((set, _)) = &cookie_set {
             put_field(&mut w, b"set-cookie", set.as_bytes());

@@ -68,6 +68,8 @@ pub(super) struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub timeouts: ClientTimeouts,
+    /// TLS, and the SNI the client sent (None: a plain connection).
+    pub tls: Option<Option<Arc<str>>>,
 }
 
 /// Serves an HTTP/2 connection whose first bytes (`buf`, starting with the preface)
@@ -355,10 +357,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         // Each request runs on the config current when it arrives.
         let shared = self.ctx.current.read().unwrap_or_else(|p| p.into_inner()).clone();
         let fe = shared.frontend(&self.ctx.frontend);
-        let (peer, local) = (self.ctx.peer, self.ctx.local);
+        let (peer, local, tls) = (self.ctx.peer, self.ctx.local, self.ctx.tls.clone());
         let answer: Answer = Box::pin(async move {
             match fe {
-                Some(fe) => match http::handle(shared, fe, peer, local, req).await {
+                Some(fe) => match http::handle(shared, fe, peer, local, tls, req).await {
                     Ok(r) => r,
                     Err(never) => match never {},
                 },

@@ -38,7 +38,7 @@ pub(crate) async fn read_more<R: AsyncRead + Unpin>(
 }
 
 /// Facts about a client connection.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct ClientConn {
     pub peer: SocketAddr,
     pub local: SocketAddr,
@@ -46,6 +46,15 @@ pub struct ClientConn {
     /// When the first request's head must be in: `timeouts.request` after the accept.
     pub first_deadline: tokio::time::Instant,
     pub tls: bool,
+    /// The server name a TLS client asked for.
+    pub sni: Option<std::sync::Arc<str>>,
+}
+
+impl ClientConn {
+    /// What `ssl_fc` / `ssl_fc_sni` read: None for a plain connection.
+    pub fn tls_info(&self) -> Option<Option<&str>> {
+        self.tls.then_some(self.sni.as_deref())
+    }
 }
 
 /// The frontend's timeouts on the client side, as HAProxy applies them.

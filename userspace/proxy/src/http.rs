@@ -22,16 +22,19 @@ use crate::{
     httplog::{log_request, Outcome},
     queue,
     recv_body::RecvBody,
-    state::{BackendRt, Body, FrontendRt, ServerRt, ServerSession, Shared},
+    sample::{self, H2Request, ResponseHeaders},
+    state::{BackendRt, Body, Counters, FrontendRt, ServerRt, ServerSession, Shared},
     stats,
     upstream::{self, Outgoing, SendError, ServerBody},
 };
-use ballast_l7::haproxy::model::Balance;
-use ballast_l7::termination::{Cause, Phase, Termination};
 use ballast_l7::{
+    acl::Sample,
     balance::Key,
     cookie::{self, CookieServer},
-    route::{backend_for, host_only, RequestView},
+    haproxy::model::{Balance, ProxySection},
+    route::backend_for,
+    rules::{edited, request_rules, response_rules, Edits, Verdict},
+    termination::{Cause, Phase, Termination},
 };
 
 /// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1). Names, not strings: removing
@@ -56,14 +59,77 @@ pub fn local_response(status: StatusCode, body: &'static str) -> Response<Body> 
     r
 }
 
+/// HAProxy's default error page for `status` (one of the codes it has pages for; 502
+/// for any other).
 pub(super) fn error_page(status: StatusCode) -> Response<Body> {
-    match status {
-        StatusCode::BAD_REQUEST => local_response(status, "<html><body><h1>400 Bad request</h1>\nYour browser sent an invalid request.\n</body></html>\n"),
-        StatusCode::REQUEST_TIMEOUT => local_response(status, "<html><body><h1>408 Request Time-out</h1>\nYour browser didn't send a complete request in time.\n</body></html>\n"),
-        StatusCode::SERVICE_UNAVAILABLE => local_response(status, "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n"),
-        StatusCode::GATEWAY_TIMEOUT => local_response(status, "<html><body><h1>504 Gateway Time-out</h1>\nThe server didn't respond in time.\n</body></html>\n"),
-        _ => local_response(StatusCode::BAD_GATEWAY, "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid or incomplete response.\n</body></html>\n"),
+    let body = match status.as_u16() {
+        200 => "<html><body><h1>200 OK</h1>\nService ready.\n</body></html>\n",
+        400 => "<html><body><h1>400 Bad request</h1>\nYour browser sent an invalid request.\n</body></html>\n",
+        401 => "<html><body><h1>401 Unauthorized</h1>\nYou need a valid user and password to access this content.\n</body></html>\n",
+        403 => "<html><body><h1>403 Forbidden</h1>\nRequest forbidden by administrative rules.\n</body></html>\n",
+        404 => "<html><body><h1>404 Not Found</h1>\nThe resource could not be found.\n</body></html>\n",
+        405 => "<html><body><h1>405 Method Not Allowed</h1>\nA request was made of a resource using a request method not supported by that resource\n</body></html>\n",
+        407 => "<html><body><h1>407 Unauthorized</h1>\nYou need a valid user and password to access this content.\n</body></html>\n",
+        408 => "<html><body><h1>408 Request Time-out</h1>\nYour browser didn't send a complete request in time.\n</body></html>\n",
+        410 => "<html><body><h1>410 Gone</h1>\nThe resource is no longer available and will not be available again.\n</body></html>\n",
+        413 => "<html><body><h1>413 Payload Too Large</h1>\nThe request entity exceeds the maximum allowed.\n</body></html>\n",
+        425 => "<html><body><h1>425 Too Early</h1>\nYour browser sent early data.\n</body></html>\n",
+        429 => "<html><body><h1>429 Too Many Requests</h1>\nYou have sent too many requests in a given amount of time.\n</body></html>\n",
+        500 => "<html><body><h1>500 Internal Server Error</h1>\nAn internal server error occurred.\n</body></html>\n",
+        501 => "<html><body><h1>501 Not Implemented</h1>\n.The server does not support the functionality required to fulfill the request.\n</body></html>\n",
+        503 => "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n",
+        504 => "<html><body><h1>504 Gateway Time-out</h1>\nThe server didn't respond in time.\n</body></html>\n",
+        _ => return local_response(StatusCode::BAD_GATEWAY, "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid or incomplete response.\n</body></html>\n"),
+    };
+    local_response(status, body)
+}
+
+/// The answer to a request a rule answered (`deny`, `return`, `redirect`).
+pub(super) fn rule_answer(v: Verdict) -> Response<Body> {
+    let status = |s: u16| StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match v {
+        Verdict::Deny { status: s } => error_page(status(s)),
+        Verdict::Return { status: s, content_type, body, headers } => {
+            let mut r =
+                Response::new(Full::new(Bytes::from(body)).map_err(|e: Infallible| match e {}).boxed());
+            *r.status_mut() = status(s);
+            if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                r.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            add_headers(r.headers_mut(), headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            r
+        }
+        Verdict::Redirect { status: s, location } => {
+            let mut r = Response::new(Full::new(Bytes::new()).map_err(|e: Infallible| match e {}).boxed());
+            *r.status_mut() = status(s);
+            if let Ok(l) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, l);
+            }
+            r
+        }
+        Verdict::Continue | Verdict::Allowed => error_page(StatusCode::INTERNAL_SERVER_ERROR),
     }
+}
+
+/// Appends headers (names and values that are not valid HTTP are left out).
+pub(super) fn add_headers<'a>(
+    map: &mut header::HeaderMap,
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+) {
+    for (n, v) in headers {
+        if let (Ok(n), Ok(v)) = (header::HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_str(v)) {
+            map.append(n, v);
+        }
+    }
+}
+
+/// Applies rule edits to a header map.
+pub(super) fn apply_edits(map: &mut header::HeaderMap, edits: &Edits) {
+    let removed: Vec<header::HeaderName> = map.keys().filter(|n| !edits.keeps(n.as_str())).cloned().collect();
+    for n in removed {
+        map.remove(n);
+    }
+    add_headers(map, edits.added());
 }
 
 pub(super) async fn handle(
@@ -71,6 +137,7 @@ pub(super) async fn handle(
     fe: Arc<FrontendRt>,
     peer: SocketAddr,
     local: SocketAddr,
+    tls: Option<Option<Arc<str>>>,
     req: Request<RecvBody>,
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
@@ -80,7 +147,7 @@ pub(super) async fn handle(
         String::new()
     };
     let session = fe.counters.session();
-    let (resp, out) = route(&shared, &fe, peer, local, req).await;
+    let (resp, out) = route(&shared, &fe, peer, local, tls, req).await;
     drop(session);
     fe.counters.response(resp.status().as_u16());
     if out.request_error {
@@ -98,12 +165,14 @@ pub(super) async fn handle(
     Ok(resp)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn route(
     shared: &Shared,
     fe: &FrontendRt,
     peer: SocketAddr,
     local: SocketAddr,
-    req: Request<RecvBody>,
+    tls: Option<Option<Arc<str>>>,
+    mut req: Request<RecvBody>,
 ) -> (Response<Body>, Outcome) {
     let mut out = Outcome::new(&fe.cfg.name);
     if let Some(st) = &fe.cfg.stats {
@@ -116,22 +185,91 @@ async fn route(
             }
         }
     }
-    let host =
-        req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(host_only).or(req.uri().host());
-    let view = RequestView { host, path: req.uri().path() };
-    let Some(be) = backend_for(&fe.cfg, &view).and_then(|n| shared.backends.get(n)).cloned() else {
+    let mut edits = Edits::default();
+    let tls = tls.as_ref().map(|s| s.as_deref());
+    let view = H2Request { req: &req, peer, local, tls };
+    if let Some(r) = run_request_rules(&fe.cfg, &fe.counters, &view, &mut edits, &mut out) {
+        return (r, out);
+    }
+    let Some(be) = backend_for(&fe.cfg, &edited(&view, &edits)).and_then(|n| shared.backends.get(n)).cloned()
+    else {
         out.status = 503;
         out.termination = Termination::new(Cause::ServerAbort, Phase::Connect);
         return (error_page(StatusCode::SERVICE_UNAVAILABLE), out);
     };
     out.backend = be.cfg.name.clone();
+    if be.cfg.name != fe.cfg.name {
+        if let Some(r) = run_request_rules(&be.cfg, &be.counters, &view, &mut edits, &mut out) {
+            return (r, out);
+        }
+    }
+    if !edits.is_empty() {
+        apply_edits(req.headers_mut(), &edits);
+        let url = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+        // A new path and query; the scheme and authority (the Host) stay.
+        if let Some(pq) = edits.target(&url).and_then(|t| t.parse::<hyper::http::uri::PathAndQuery>().ok()) {
+            let mut parts = req.uri().clone().into_parts();
+            parts.path_and_query = Some(pq);
+            if let Ok(u) = hyper::Uri::from_parts(parts) {
+                *req.uri_mut() = u;
+            }
+        }
+    }
     let session = be.counters.session();
     let client_timeout = ClientTimeouts::of(&fe.cfg.settings.timeouts).client;
-    let r = forward(&be, peer, local, req, client_timeout, &mut out).await;
+    let mut r = forward(&be, peer, local, req, client_timeout, &mut out).await;
     drop(session);
+    // On the server's answer only: HAProxy's own error pages skip http-response rules.
+    if out.termination == Termination::NORMAL {
+        let resp = sample::ServerResponse { headers: ResponseHeaders::Map(r.headers()), peer, local, tls };
+        let resp_edits = response_edits(&fe.cfg, &be.cfg, &resp);
+        if !resp_edits.is_empty() {
+            apply_edits(r.headers_mut(), &resp_edits);
+        }
+    }
     be.counters.response(r.status().as_u16());
     out.status = r.status().as_u16();
     (r, out)
+}
+
+/// Runs a proxy's `http-request` rules (when it has any); the answer when one answers the
+/// request (`deny`: counted in the proxy's `dreq`, logged `PR`; `return`, `redirect`:
+/// logged `LR`).
+pub(super) fn run_request_rules(
+    px: &ProxySection,
+    counters: &Counters,
+    req: &dyn Sample,
+    edits: &mut Edits,
+    out: &mut Outcome,
+) -> Option<Response<Body>> {
+    if px.http_request.is_empty() {
+        return None;
+    }
+    let v = request_rules(px, req, edits);
+    if !v.answered() {
+        return None;
+    }
+    let cause = if matches!(v, Verdict::Deny { .. }) {
+        counters.dreq.fetch_add(1, Relaxed);
+        Cause::Proxy
+    } else {
+        Cause::Local
+    };
+    out.termination = Termination::new(cause, Phase::Request);
+    let r = rule_answer(v);
+    out.status = r.status().as_u16();
+    Some(r)
+}
+
+/// The response's header changes: the backend's `http-response` rules, then the
+/// frontend's, as HAProxy runs them, on the server's response.
+pub(super) fn response_edits(fe: &ProxySection, be: &ProxySection, resp: &dyn Sample) -> Edits {
+    let mut edits = Edits::default();
+    response_rules(be, resp, &mut edits);
+    if fe.name != be.name {
+        response_rules(fe, resp, &mut edits);
+    }
+    edits
 }
 
 /// The answer and termination state of a request whose server failed it: 503 `SC` when

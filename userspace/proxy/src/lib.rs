@@ -19,6 +19,7 @@ pub mod queue;
 mod recv_body;
 mod relay;
 pub mod runtime;
+mod sample;
 pub mod state;
 pub mod stats;
 pub mod tcp;
@@ -300,6 +301,11 @@ async fn accept_loop(
         let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
         let name = frontend.read().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(fe) = shared.frontend(&name) else { continue };
+        // `tcp-request connection reject`: closed before anything is read.
+        if !fe.cfg.tcp_request_connection.is_empty() && !connection_accepted(&fe.cfg, peer, local) {
+            fe.counters.dcon.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            continue;
+        }
         let accept_proxy = fe.cfg.binds.iter().any(|b| b.addr == bound_addr && b.accept_proxy);
         // The frontend's timeouts now (a reload may have changed them).
         let timeouts = conn::ClientTimeouts::of(&fe.cfg.settings.timeouts);
@@ -410,11 +416,11 @@ impl Client {
         let name = fe.cfg.name.clone();
         match acceptor {
             None => {
-                let conn = conn::ClientConn { peer, local, timeouts, first_deadline, tls: false };
+                let conn = conn::ClientConn { peer, local, timeouts, first_deadline, tls: false, sni: None };
                 let io = nodelay::Lazy::new(stream);
                 let leave = || workers.better(load.worker()).is_some();
                 if let Some((io, buf)) =
-                    serve_http(current.clone(), name.clone(), io, early, conn, leave).await
+                    serve_http(current.clone(), name.clone(), io, early, conn.clone(), leave).await
                 {
                     Moving { current, frontend: name, conn, workers, _permit: permit, load }.go(io, buf);
                 }
@@ -426,7 +432,9 @@ impl Client {
                     // A client that never finishes its handshake holds a slot: bound it.
                     match tokio::time::timeout_at(first_deadline, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let conn = conn::ClientConn { peer, local, timeouts, first_deadline, tls: true };
+                            let sni = tls.get_ref().1.server_name().map(std::sync::Arc::from);
+                            let conn =
+                                conn::ClientConn { peer, local, timeouts, first_deadline, tls: true, sni };
                             serve_http(current, name, tls, early, conn, || false).await;
                         }
                         Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
@@ -478,7 +486,7 @@ impl Moving {
                 self.frontend.clone(),
                 io,
                 buf,
-                self.conn,
+                self.conn.clone(),
                 false,
                 leave,
             )
@@ -490,7 +498,7 @@ impl Moving {
     }
 }
 
-use ballast_l7::http2::PREFACE as H2_PREFACE;
+use ballast_l7::{http2::PREFACE as H2_PREFACE, rules::connection_accepted};
 
 /// An HTTP connection: HTTP/2 (the client's first bytes are the preface) goes to the
 /// HTTP/2 server, everything else to the HTTP/1 path. The bytes read to decide (`buf`: those read
@@ -522,7 +530,8 @@ where
         return client_h1::serve(current, frontend, io, buf, conn, true, leave).await;
     }
     io.set_nodelay();
+    let tls = conn.tls.then(|| conn.sni.clone());
     let conn::ClientConn { peer, local, timeouts, .. } = conn;
-    client_h2::serve(io, buf, client_h2::ConnInfo { current, frontend, peer, local, timeouts }).await;
+    client_h2::serve(io, buf, client_h2::ConnInfo { current, frontend, peer, local, timeouts, tls }).await;
     None
 }

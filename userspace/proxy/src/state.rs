@@ -80,6 +80,10 @@ pub struct Counters {
     /// Frontends: request errors, as HAProxy counts them: a bad request or request body,
     /// and a client that closed or went silent before its request was whole.
     pub ereq: AtomicU64,
+    /// Requests denied by an `http-request deny` rule of this proxy.
+    pub dreq: AtomicU64,
+    /// Frontends: connections rejected by `tcp-request connection reject`.
+    pub dcon: AtomicU64,
     /// Queue: current and max requests waiting for a server slot.
     pub qcur: AtomicU32,
     pub qmax: AtomicU32,

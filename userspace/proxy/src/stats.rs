@@ -98,6 +98,8 @@ pub fn csv(shared: &Shared) -> String {
             r.set(&idx, "type", 0);
             r.set(&idx, "req_tot", fe.counters.stot.load(Relaxed));
             r.set(&idx, "ereq", fe.counters.ereq.load(Relaxed));
+            r.set(&idx, "dreq", fe.counters.dreq.load(Relaxed));
+            r.set(&idx, "dcon", fe.counters.dcon.load(Relaxed));
             r.set(&idx, "req_rate", fe.counters.rate.load(Relaxed));
             r.set(&idx, "req_rate_max", fe.counters.rate_max.load(Relaxed));
             r.set(&idx, "mode", mode(fe.cfg.settings.mode));
@@ -157,6 +159,7 @@ pub fn csv(shared: &Shared) -> String {
             r.set(&idx, "svname", "BACKEND");
             counters(&mut r, &idx, &be.counters);
             r.set(&idx, "econ", be.counters.econ.load(Relaxed));
+            r.set(&idx, "dreq", be.counters.dreq.load(Relaxed));
             r.set(&idx, "cli_abrt", be.counters.cli_abrt.load(Relaxed));
             r.set(&idx, "srv_abrt", be.counters.srv_abrt.load(Relaxed));
             r.set(&idx, "wretr", be.counters.wretr.load(Relaxed));

@@ -1,6 +1,8 @@
 //! A small HTTP/1.1 backend for L7 tests (keep-alive, bounded): `/` answers
 //! `NAME xff=<X-Forwarded-For> cookie=<Cookie>`, `/health` answers 200 or 503 as the test
-//! sets it, `/slow` answers after a second.
+//! sets it, `/slow` answers after a second. An echo backend ([`start_echo`]) answers every
+//! request with what it received (target, Host and `x-*` headers) and a header a proxy
+//! may remove (`X-Internal`).
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
@@ -24,6 +26,14 @@ impl Drop for Backend {
 }
 
 pub fn start(name: &str) -> Backend {
+    start_with(name, false)
+}
+
+pub fn start_echo(name: &str) -> Backend {
+    start_with(name, true)
+}
+
+fn start_with(name: &str, echo: bool) -> Backend {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.set_nonblocking(true).unwrap();
     let addr = l.local_addr().unwrap();
@@ -35,7 +45,7 @@ pub fn start(name: &str) -> Backend {
             match l.accept() {
                 Ok((c, _)) => {
                     let (h, s, name) = (h.clone(), s.clone(), name.clone());
-                    std::thread::spawn(move || serve(c, &name, &h, &s));
+                    std::thread::spawn(move || serve(c, &name, &h, &s, echo));
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
@@ -44,7 +54,7 @@ pub fn start(name: &str) -> Backend {
     Backend { addr, healthy, stop }
 }
 
-fn serve(c: TcpStream, name: &str, healthy: &AtomicBool, stop: &AtomicBool) {
+fn serve(c: TcpStream, name: &str, healthy: &AtomicBool, stop: &AtomicBool, echo: bool) {
     let _ = c.set_nonblocking(false);
     let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
     let mut w = c.try_clone().unwrap();
@@ -57,6 +67,7 @@ fn serve(c: TcpStream, name: &str, healthy: &AtomicBool, stop: &AtomicBool) {
         let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
         let (mut xff, mut cookie, mut len, mut close) =
             (String::new(), String::new(), 0usize, line.contains("HTTP/1.0"));
+        let mut seen: Vec<String> = Vec::new();
         loop {
             let mut h = String::new();
             if r.read_line(&mut h).unwrap_or(0) == 0 {
@@ -67,7 +78,11 @@ fn serve(c: TcpStream, name: &str, healthy: &AtomicBool, stop: &AtomicBool) {
                 break;
             }
             let (k, v) = h.split_once(':').unwrap_or((h, ""));
-            match k.to_ascii_lowercase().as_str() {
+            let lk = k.to_ascii_lowercase();
+            if lk == "host" || (lk.starts_with("x-") && lk != "x-forwarded-for") {
+                seen.push(format!("{lk}: {}", v.trim()));
+            }
+            match lk.as_str() {
                 "x-forwarded-for" => xff = v.trim().into(),
                 "cookie" => cookie = v.trim().into(),
                 "content-length" => len = v.trim().parse().unwrap_or(0),
@@ -78,6 +93,18 @@ fn serve(c: TcpStream, name: &str, healthy: &AtomicBool, stop: &AtomicBool) {
         let mut body = vec![0u8; len];
         if r.read_exact(&mut body).is_err() {
             return;
+        }
+        if echo {
+            seen.sort();
+            let text = format!("{name} {path}\n{}\n", seen.join("\n"));
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nX-Internal: secret\r\n\r\n{text}",
+                text.len()
+            );
+            if w.write_all(resp.as_bytes()).is_err() || close {
+                return;
+            }
+            continue;
         }
         let (status, text) = match path.as_str() {
             "/health" if healthy.load(Ordering::SeqCst) => ("200 OK", "ok\n".to_string()),

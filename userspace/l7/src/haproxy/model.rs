@@ -143,29 +143,169 @@ pub struct Bind {
     pub tls_policy: Option<super::tls::TlsPolicy>,
 }
 
-/// `acl NAME criterion [flags] values...` (the criteria routing needs).
+/// `acl NAME fetch [flags] values...` (also an anonymous `{ fetch [flags] values }` in a
+/// condition, named `{...}` after its text).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Acl {
     pub name: String,
-    pub criterion: AclCriterion,
+    pub fetch: Fetch,
+    pub method: Match,
+    /// `-i`.
     pub case_insensitive: bool,
     pub values: Vec<String>,
+    /// The values of an `ip` match, parsed: (network, prefix length).
+    pub nets: Vec<(std::net::IpAddr, u8)>,
+    pub line: usize,
 }
 
+/// What an ACL, a condition or a log-format value looks at (HAProxy's sample fetches).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AclCriterion {
-    /// `hdr(host)` exact, `hdr_beg(host)`, `hdr_end(host)`, `hdr_sub(host)`.
-    Host(Match),
-    /// `path` exact, `path_beg`, `path_end`, `path_sub`.
-    Path(Match),
+pub enum Fetch {
+    /// `hdr(<name>)` / `req.hdr(<name>)`: each comma-separated value of each occurrence,
+    /// as sent (a Host header keeps its port).
+    Hdr(String),
+    /// The path, without the query.
+    Path,
+    /// The request target as sent.
+    Url,
+    /// The query string (after `?`), empty when there is none.
+    Query,
+    Method,
+    /// `req.ver`: `1.0`, `1.1` or `2.0`.
+    ReqVer,
+    Src,
+    SrcPort,
+    Dst,
+    DstPort,
+    /// `ssl_fc`: the client connection is TLS.
+    SslFc,
+    /// `ssl_fc_sni`: the server name the client asked for.
+    SslFcSni,
+    /// `always_true` / `always_false`.
+    Always(bool),
+}
+
+impl Fetch {
+    /// Whether it can be read when a connection is accepted (`tcp-request connection`).
+    pub fn at_connection(&self) -> bool {
+        matches!(self, Fetch::Src | Fetch::SrcPort | Fetch::Dst | Fetch::DstPort | Fetch::Always(_))
+    }
+}
+
+/// How an ACL compares what it fetched with its values (`-m <method>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Match {
+    /// `str`: equal.
+    Exact,
+    /// `beg`.
+    Begins,
+    /// `end`.
+    Ends,
+    /// `sub`.
+    Contains,
+    /// `dom`: the value is one or more whole dot-separated labels of the subject.
+    Dom,
+    /// `dir`: the value is one or more whole slash-separated parts of the subject.
+    Dir,
+    /// `ip`: the address is in one of the networks.
+    Ip,
+    /// `int`: the number equals a value or is in a `low:high` range.
+    Int,
+    /// `bool`: the fetched value is true (non-zero); values are not allowed.
+    Bool,
+    /// `found`: the fetch returned something; values are not allowed.
+    Found,
+}
+
+/// A rule: an action, taken when its condition (if any) holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule<A> {
+    pub action: A,
+    pub cond: Option<Condition>,
+    pub line: usize,
+}
+
+/// `http-request <action>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestAction {
+    /// Stops evaluating `http-request` rules; the request goes on.
+    Allow,
+    /// Answers `status` (403 by default) with HAProxy's error page.
+    Deny {
+        status: u16,
+    },
+    /// Answers `status` with the given body and headers.
+    Return {
+        status: u16,
+        content_type: Option<String>,
+        body: Option<Format>,
+        headers: Vec<(String, Format)>,
+    },
+    Redirect(Redirect),
+    SetHeader {
+        name: String,
+        value: Format,
+    },
+    AddHeader {
+        name: String,
+        value: Format,
+    },
+    DelHeader {
+        name: String,
+    },
+    SetPath(Format),
+}
+
+/// `http-request redirect location|prefix|scheme <value> [code N] [drop-query] [append-slash]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    pub kind: RedirectKind,
+    pub value: Format,
+    pub code: u16,
+    pub drop_query: bool,
+    pub append_slash: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Match {
-    Exact,
-    Begins,
-    Ends,
-    Contains,
+pub enum RedirectKind {
+    Location,
+    Prefix,
+    Scheme,
+}
+
+/// `http-response <action>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResponseAction {
+    /// Stops evaluating `http-response` rules.
+    Allow,
+    SetHeader {
+        name: String,
+        value: Format,
+    },
+    AddHeader {
+        name: String,
+        value: Format,
+    },
+    DelHeader {
+        name: String,
+    },
+}
+
+/// `tcp-request connection accept|reject`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionAction {
+    Accept,
+    Reject,
+}
+
+/// A log-format string (`X-Client %[src]`): text and sample fetches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Format(pub Vec<FormatPart>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FormatPart {
+    Text(String),
+    Fetch(Fetch),
 }
 
 /// A condition: ACL names ANDed, with `!` negation per term, ORed with `or` / `||`.
@@ -286,6 +426,12 @@ pub struct ProxySection {
     pub binds: Vec<Bind>,
     pub servers: Vec<Server>,
     pub acls: Vec<Acl>,
+    /// `http-request` rules, in order.
+    pub http_request: Vec<Rule<RequestAction>>,
+    /// `http-response` rules, in order.
+    pub http_response: Vec<Rule<ResponseAction>>,
+    /// `tcp-request connection` rules, in order.
+    pub tcp_request_connection: Vec<Rule<ConnectionAction>>,
     pub use_backends: Vec<UseBackend>,
     pub default_backend: Option<String>,
     pub stats: Option<Stats>,

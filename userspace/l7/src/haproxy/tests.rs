@@ -227,7 +227,7 @@ fn mistakes_are_alerts_with_their_line() {
 fn known_but_unsupported_keywords_warn_and_still_load() {
     let p = parse(
         "w.cfg",
-        "global\n tune.bufsize 32768\n chroot /x\ndefaults\n mode http\n timeout connect 1s\n timeout client 1s\n timeout server 1s\n option http-server-close\nlisten x\n bind :80\n http-request set-header X-A b\n compression algo gzip\n server s 10.0.0.1:80 slowstart 10s\n",
+        "global\n tune.bufsize 32768\n chroot /x\ndefaults\n mode http\n timeout connect 1s\n timeout client 1s\n timeout server 1s\n option http-server-close\nlisten x\n bind :80\n http-request capture req.hdr(host) len 10\n compression algo gzip\n server s 10.0.0.1:80 slowstart 10s\n",
     );
     assert!(p.config.is_some(), "{:?}", p.diags);
     let w = warnings(&p);
@@ -235,7 +235,7 @@ fn known_but_unsupported_keywords_warn_and_still_load() {
         (2, "tune.bufsize"),
         (3, "chroot"),
         (9, "option http-server-close"),
-        (12, "http-request"),
+        (12, "http-request capture"),
         (13, "compression"),
         (14, "slowstart"),
     ] {

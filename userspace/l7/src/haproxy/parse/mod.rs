@@ -21,9 +21,11 @@ use references::check_references;
 use settings::settings_kw;
 
 mod acl;
+mod format;
 mod global;
 mod proxy;
 mod references;
+mod rules;
 mod server;
 mod settings;
 
@@ -219,6 +221,9 @@ fn new_proxy(p: &mut Parser, words: &[String]) -> Section {
         binds: Vec::new(),
         servers: Vec::new(),
         acls: Vec::new(),
+        http_request: Vec::new(),
+        http_response: Vec::new(),
+        tcp_request_connection: Vec::new(),
         use_backends: Vec::new(),
         default_backend: None,
         stats: None,

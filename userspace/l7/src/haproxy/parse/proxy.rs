@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use super::{
     acl::{acl, condition},
+    rules::{http_request, http_response, tcp_request},
     server::server,
-    settings::{settings_kw, IGNORED_PROXY},
+    settings::{refused, settings_kw, IGNORED_PROXY, REFUSED_PROXY},
     time_arg, Parser,
 };
 use crate::haproxy::{model::*, units::bind_addr};
@@ -31,7 +32,7 @@ pub(super) fn proxy_kw(p: &mut Parser, idx: usize, w: &[String]) {
                 p.alert("'use_backend' expects a backend and 'if' or 'unless' with a condition");
                 return;
             };
-            if let Some(cond) = condition(p, cond_kw, &w[3..]) {
+            if let Some(cond) = condition(p, idx, cond_kw, &w[3..]) {
                 p.proxies[idx].use_backends.push(UseBackend { backend: name.clone(), cond });
             }
         }
@@ -41,7 +42,12 @@ pub(super) fn proxy_kw(p: &mut Parser, idx: usize, w: &[String]) {
             None => p.alert("'default_backend' expects a backend name"),
         },
         "stats" => stats(p, idx, w),
+        "http-request" => http_request(p, idx, w),
+        "http-response" => http_response(p, idx, w),
+        "tcp-request" if !kind.has_frontend() => p.alert("'tcp-request' is not allowed in a backend"),
+        "tcp-request" => tcp_request(p, idx, w),
         k if IGNORED_PROXY.contains(&k) => p.warn(format!("'{k}' is not supported by ballast, ignored")),
+        k if REFUSED_PROXY.iter().any(|(r, _)| *r == k) => refused(p, k),
         k => p.alert(format!("unknown keyword '{k}' in '{}' section", kind.keyword())),
     }
 }

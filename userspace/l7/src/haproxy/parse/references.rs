@@ -1,6 +1,7 @@
 //! Whole-configuration checks after every file is read: references between sections
 //! (`use_backend`, `default_backend`, ACL names), duplicates, and the final `L7Config`.
-use super::Parser;
+use super::{acl::PREDEFINED, Parser};
+use crate::haproxy::model::Fetch;
 
 /// Whole-file checks: targets of use_backend/default_backend, ACL names, binds, timeouts.
 pub(super) fn check_references(p: &mut Parser) {
@@ -20,15 +21,65 @@ pub(super) fn check_references(p: &mut Parser) {
                     ),
                 );
             }
-            for term in ub.cond.any_of.iter().flatten() {
-                if !px.acls.iter().any(|a| a.name == term.1) {
+        }
+        let conditions = px
+            .use_backends
+            .iter()
+            .map(|u| (px.line, &u.cond))
+            .chain(px.http_request.iter().filter_map(|r| Some((r.line, r.cond.as_ref()?))))
+            .chain(px.http_response.iter().filter_map(|r| Some((r.line, r.cond.as_ref()?))));
+        for (line, cond) in conditions {
+            for term in cond.any_of.iter().flatten() {
+                if !px.acls.iter().any(|a| a.name == term.1) && !PREDEFINED.contains(&term.1.as_str()) {
                     p.alert_at(
                         &px.file,
-                        px.line,
+                        line,
                         format!(
                             "{} '{}': condition uses unknown acl '{}'",
                             px.kind.keyword(),
                             px.name,
+                            term.1
+                        ),
+                    );
+                }
+            }
+        }
+        // Response rules see the response and the connection, not the request (as in HAProxy,
+        // where such an ACL never matches there and `hdr()` reads the response's headers).
+        for r in &px.http_response {
+            for term in r.cond.iter().flat_map(|c| c.any_of.iter().flatten()) {
+                let reads_request = px.acls.iter().filter(|a| a.name == term.1).any(|a| {
+                    matches!(a.fetch, Fetch::Path | Fetch::Url | Fetch::Query | Fetch::Method | Fetch::ReqVer)
+                });
+                if reads_request {
+                    p.warn_at(
+                        &px.file,
+                        r.line,
+                        format!(
+                            "http-response: acl '{}' reads the request, which response rules cannot see: \
+                             it never matches here (as in HAProxy)",
+                            term.1
+                        ),
+                    );
+                }
+            }
+        }
+        // A connection is judged before any request: only its addresses can be read.
+        for r in &px.tcp_request_connection {
+            for term in r.cond.iter().flat_map(|c| c.any_of.iter().flatten()) {
+                let acls: Vec<_> = px.acls.iter().filter(|a| a.name == term.1).collect();
+                let ok = if acls.is_empty() {
+                    matches!(term.1.as_str(), "TRUE" | "FALSE" | "LOCALHOST")
+                } else {
+                    acls.iter().all(|a| a.fetch.at_connection())
+                };
+                if !ok {
+                    p.alert_at(
+                        &px.file,
+                        r.line,
+                        format!(
+                            "tcp-request connection: acl '{}' reads what a connection does not have yet \
+                             (src, src_port, dst, dst_port are available)",
                             term.1
                         ),
                     );

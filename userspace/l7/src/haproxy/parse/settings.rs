@@ -9,13 +9,10 @@ use super::{
 };
 use crate::haproxy::model::*;
 
-/// Known HAProxy keywords that ballast accepts and ignores, with a warning.
+/// Known HAProxy keywords that ballast does not implement and that change only how
+/// answers look, what is logged or how the proxy runs, never who gets served or with
+/// what protection: a WARNING, and the configuration loads.
 pub(super) const IGNORED_PROXY: &[&str] = &[
-    "http-request",
-    "http-response",
-    "http-after-response",
-    "tcp-request",
-    "tcp-response",
     "errorfile",
     "errorloc",
     "errorloc302",
@@ -23,9 +20,7 @@ pub(super) const IGNORED_PROXY: &[&str] = &[
     "compression",
     "capture",
     "stick-table",
-    "stick",
     "monitor-uri",
-    "monitor",
     "fullconn",
     "hash-type",
     "description",
@@ -35,26 +30,36 @@ pub(super) const IGNORED_PROXY: &[&str] = &[
     "log-format",
     "email-alert",
     "grace",
-    "rate-limit",
     "http-send-name-header",
-    "redirect",
-    "reqadd",
-    "rspadd",
-    "reqrep",
-    "rsprep",
     "source",
-    "dispatch",
-    "persist",
     "server-state-file-name",
     "load-server-state-from-file",
-    "filter",
-    "use-server",
-    "force-persist",
-    "ignore-persist",
     "bind-process",
     "log-tag",
     "enabled",
-    "disabled",
+];
+
+/// Known HAProxy keywords that ballast does not implement and whose absence would change
+/// who gets served, where, or with what protection: an ALERT (the configuration does
+/// not load), with the reason.
+pub(super) const REFUSED_PROXY: &[(&str, &str)] = &[
+    ("http-after-response", "its header rules would not be applied"),
+    ("tcp-response", "its rules would not be applied"),
+    ("redirect", "its redirects would not be made (use 'http-request redirect')"),
+    ("reqadd", "removed in HAProxy 2.1; use 'http-request add-header'"),
+    ("rspadd", "removed in HAProxy 2.1; use 'http-response add-header'"),
+    ("reqrep", "removed in HAProxy 2.1"),
+    ("rsprep", "removed in HAProxy 2.1"),
+    ("use-server", "requests would go to other servers than it names"),
+    ("force-persist", "persistence would differ"),
+    ("ignore-persist", "persistence would differ"),
+    ("persist", "persistence would differ"),
+    ("stick", "clients would not stick to their servers"),
+    ("disabled", "the proxy would serve although the configuration disables it"),
+    ("rate-limit", "sessions would not be rate limited"),
+    ("monitor", "its 'monitor fail' rules would not be applied"),
+    ("filter", "its filter would not run"),
+    ("dispatch", "requests would not go to the dispatch address"),
 ];
 
 /// Keywords that `defaults` and proxies share. Returns false if `w` is not one of them.
@@ -136,9 +141,14 @@ pub(super) fn settings_kw(p: &mut Parser, s: &mut ProxySettings, w: &[String], i
                         p.alert(format!("'{kw}' is not allowed in a 'defaults' section"))
                     }
                     "stats" => p.warn("'stats' in defaults is not supported by ballast, ignored"),
+                    "http-request" | "http-response" | "tcp-request" => p.alert(format!(
+                        "'{kw}' rules in a 'defaults' section are not supported (HAProxy allows them only in \
+                         named defaults sections); write them in the proxies"
+                    )),
                     k if IGNORED_PROXY.contains(&k) => {
                         p.warn(format!("'{k}' is not supported by ballast, ignored"))
                     }
+                    k if REFUSED_PROXY.iter().any(|(r, _)| *r == k) => refused(p, k),
                     k => p.alert(format!("unknown keyword '{k}' in 'defaults' section")),
                 }
                 return true;
@@ -400,4 +410,10 @@ pub(super) fn http_check(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
         Some(other) => p.warn(format!("'http-check {other}' is not supported by ballast, ignored")),
         None => p.alert("'http-check' expects an action"),
     }
+}
+
+/// The ALERT for a keyword in [`REFUSED_PROXY`].
+pub(super) fn refused(p: &mut Parser, kw: &str) {
+    let why = REFUSED_PROXY.iter().find(|(k, _)| *k == kw).map_or("", |(_, w)| *w);
+    p.alert(format!("'{kw}' is not supported by ballast: {why}"));
 }

@@ -1,0 +1,171 @@
+//! HAProxy's semantics, checked against HAProxy itself: the same configuration runs in
+//! Debian's HAProxy 2.6 and in `ballast proxy`, the same requests go to both (from curl,
+//! over HTTP/1.1, and to ballast over HTTP/2 too), and the answers must match: status,
+//! `Location`, the response headers the rules touch, and the body, which (from an echo
+//! backend) shows the target and headers the server received.
+mod common;
+
+use std::process::Command;
+
+use common::{
+    free_port, http_backend,
+    l7::{have_haproxy, start_haproxy, start_proxy},
+};
+
+/// What a client saw: status (None: refused or reset), Location, the rule-touched
+/// response headers, and the body.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    status: Option<u16>,
+    location: Option<String>,
+    headers: Vec<String>,
+    body: String,
+}
+
+/// One request with curl: `args` are curl's (headers, `--interface`, ...).
+fn fetch(port: u16, path: &str, args: &[&str], h2: bool) -> Seen {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let out = Command::new("curl")
+        .args(["-s", "-i", "-m", "10", if h2 { "--http2-prior-knowledge" } else { "--http1.1" }])
+        .args(args)
+        .arg(&url)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    let Some((head, body)) = text.split_once("\n\n") else {
+        return Seen { status: None, location: None, headers: Vec::new(), body: String::new() };
+    };
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok());
+    let mut location = None;
+    let mut headers = Vec::new();
+    for l in lines {
+        let (k, v) = l.split_once(':').unwrap_or((l, ""));
+        let k = k.to_ascii_lowercase();
+        match k.as_str() {
+            "location" => location = Some(v.trim().to_string()),
+            "x-frame-options" | "x-internal" | "x-tag" | "content-type" => {
+                headers.push(format!("{k}: {}", v.trim()))
+            }
+            _ => {}
+        }
+    }
+    headers.sort();
+    Seen { status, location, headers, body: body.to_string() }
+}
+
+/// Runs `config` (with `{port}` for the bind address and `{echo}` for the server) in
+/// both, then each probe (path, curl arguments) against both, and compares.
+fn side_by_side(config: &str, probes: &[(&str, &[&str])]) {
+    let echo = http_backend::start_echo("s1");
+    let cfg =
+        |port: u16| config.replace("{port}", &port.to_string()).replace("{echo}", &echo.addr.to_string());
+    let (pb, ph) = (free_port(), free_port());
+    let _ballast = start_proxy(&cfg(pb));
+    let _haproxy = start_haproxy(&cfg(ph), ph);
+    // The Host the echo backend reports names each proxy's own port.
+    let norm = |mut s: Seen, port: u16| {
+        s.body = s.body.replace(&format!(":{port}"), ":PORT");
+        s
+    };
+    for (path, args) in probes {
+        let want = norm(fetch(ph, path, args, false), ph);
+        let got = norm(fetch(pb, path, args, false), pb);
+        assert_eq!(got, want, "HTTP/1.1 {path} {args:?}: ballast (left) vs HAProxy (right)");
+        if want.status.is_some() {
+            let got2 = norm(fetch(pb, path, args, true), pb);
+            assert_eq!(got2, want, "HTTP/2 {path} {args:?}: ballast (left) vs HAProxy over HTTP/1.1 (right)");
+        }
+    }
+}
+
+const HEAD: &str =
+    "defaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n";
+
+/// Access rules: `http-request deny|return|redirect|set-header|add-header|del-header|
+/// set-path`, `http-response set-header|del-header`, with named and anonymous ACLs on
+/// the source address, path, Host and TLS. Later rules see earlier rules' headers; a
+/// response rule's condition on the request's path never matches (HAProxy's behaviour).
+#[test]
+fn access_rules_as_haproxy() {
+    if !have_haproxy() {
+        return;
+    }
+    let config = format!(
+        "{HEAD}frontend fe\n    bind 127.0.0.1:{{port}}\n\
+         acl admin path_beg /admin\n    acl office src 127.0.0.2\n\
+         http-request deny if admin !office\n\
+         http-request deny deny_status 429 if {{ path /limited }}\n\
+         http-request return status 200 content-type text/plain string pong if {{ path /ping }}\n\
+         http-request redirect scheme https code 301 if {{ path_beg /secure }}\n\
+         http-request redirect prefix /v2 if {{ path_beg /old }}\n\
+         http-request redirect location /moved code 303 if {{ path /here }} !{{ ssl_fc }}\n\
+         http-request set-header X-Seen-By rules\n\
+         http-request add-header X-Client %[src]\n\
+         http-request del-header X-Secret\n\
+         http-request set-path /rewritten%[path] if {{ path_beg /rw }}\n\
+         http-request deny if {{ req.hdr(x-seen-by) rules }} {{ path /after-set }}\n\
+         http-response set-header X-Frame-Options DENY\n\
+         http-response del-header X-Internal if {{ path_beg /hide }}\n\
+         http-response del-header X-Internal if {{ src 127.0.0.2 }}\n\
+         use_backend tagged if {{ hdr(x-tag) -m found }}\n\
+         default_backend web\n\
+         backend web\n    server s1 {{echo}}\n\
+         backend tagged\n    http-request set-header X-Backend tagged\n    http-response set-header X-Tag yes\n    server s1 {{echo}}\n"
+    );
+    let probes: &[(&str, &[&str])] = &[
+        ("/", &[]),
+        ("/admin/users", &[]),
+        ("/admin/users", &["--interface", "127.0.0.2"]),
+        ("/limited", &[]),
+        ("/ping", &[]),
+        ("/secure/x?y=1", &["-H", "Host: a.test:8080"]),
+        ("/old/a?b=2", &[]),
+        ("/here?x", &[]),
+        ("/rw/page?q=1", &["-H", "X-Secret: s", "-H", "X-Other: o"]),
+        ("/after-set", &[]),
+        ("/hide/x", &[]),
+        ("/x", &["--interface", "127.0.0.2"]),
+        ("/t", &["-H", "X-Tag: 1"]),
+    ];
+    side_by_side(&config, probes);
+}
+
+/// Host matching as HAProxy 2.6 does it: `hdr(host)` sees the port, is case-sensitive
+/// without `-i`; `hdr_dom` matches whole labels; `-i` ignores case; `tcp-request
+/// connection reject` on the source address.
+#[test]
+fn host_acls_and_connection_rules_as_haproxy() {
+    if !have_haproxy() {
+        return;
+    }
+    let config = format!(
+        "{HEAD}frontend fe\n    bind 127.0.0.1:{{port}}\n\
+         tcp-request connection reject if {{ src 127.0.0.3 }}\n\
+         acl exact hdr(host) dom.test\n    acl ci hdr(host) -i CI.test\n    acl dom hdr_dom(host) dom.test\n\
+         acl end hdr_end(host) .end.test\n    acl beg hdr_beg(host) api.\n\
+         http-request return status 200 content-type text/plain string exact if exact\n\
+         http-request return status 200 content-type text/plain string ci if ci\n\
+         http-request return status 200 content-type text/plain string dom if dom\n\
+         http-request return status 200 content-type text/plain string end if end\n\
+         http-request return status 200 content-type text/plain string beg if beg\n\
+         default_backend web\n\
+         backend web\n    server s1 {{echo}}\n"
+    );
+    let host = |h: &'static str| -> (&'static str, Vec<&'static str>) { ("/", vec!["-H", h]) };
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        host("Host: dom.test"),
+        host("Host: dom.test:8080"),
+        host("Host: DOM.test"),
+        host("Host: www.dom.test"),
+        host("Host: wwwdom.test"),
+        host("Host: ci.TEST"),
+        host("Host: a.end.test"),
+        host("Host: end.test"),
+        host("Host: api.example"),
+        ("/", vec!["--interface", "127.0.0.3"]),
+        ("/", vec!["--interface", "127.0.0.2"]),
+    ];
+    let probes: Vec<(&str, &[&str])> = cases.iter().map(|(p, a)| (*p, a.as_slice())).collect();
+    side_by_side(&config, &probes);
+}
