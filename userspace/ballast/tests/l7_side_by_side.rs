@@ -169,3 +169,33 @@ fn host_acls_and_connection_rules_as_haproxy() {
     let probes: Vec<(&str, &[&str])> = cases.iter().map(|(p, a)| (*p, a.as_slice())).collect();
     side_by_side(&config, &probes);
 }
+
+/// `cookie NAME insert indirect nocache`: the cookie is inserted for a client without it,
+/// and `Cache-Control: private` is added (the server's own kept) only to a response a
+/// shared cache could store, as HAProxy 2.6 decides it (fresh, cacheable status, GET/HEAD,
+/// no no-cache/no-store/private).
+#[test]
+fn nocache_cookie_as_haproxy() {
+    if !have_haproxy() {
+        return;
+    }
+    let config = format!(
+        "{HEAD}listen web\n    bind 127.0.0.1:{{port}}\n    cookie SRV insert indirect nocache\n    server s1 {{echo}} cookie s1\n"
+    );
+    let probes: &[(&str, &[&str])] = &[
+        ("/", &[]),
+        ("/?cc=no-store", &[]),
+        ("/?cc=max-age%3D60", &[]),
+        ("/?cc=public", &[]),
+        ("/?cc=public%2Cmax-age%3D60", &[]),
+        ("/?cc=max-age%3D60%2C%20private", &[]),
+        ("/?cc=max-age%3D60&cc=no-store", &[]),
+        ("/?cc=max-age%3D0", &[]),
+        ("/?cc=s-maxage%3D60", &[]),
+        ("/?cc=max-age%3D60&st=404", &[]),
+        ("/?cc=max-age%3D60&st=302", &[]),
+        ("/?cc=max-age%3D60", &["-X", "POST", "-d", "x"]),
+        ("/?cc=max-age%3D60", &["-H", "Cookie: SRV=s1"]),
+    ];
+    side_by_side(&config, probes);
+}

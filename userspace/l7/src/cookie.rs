@@ -5,8 +5,10 @@
 //! - a response gets `Set-Cookie: NAME=<server's cookie>; path=/` when the client did not
 //!   already hold a cookie for the server that answered;
 //! - `indirect`: the persistence cookie is removed from the request sent to the server;
-//! - `nocache`: a response that gets the cookie is marked `Cache-Control: private`, so no
-//!   shared cache stores one client's persistence cookie for others.
+//! - `nocache`: a response that gets the cookie and that a shared cache could store gets
+//!   `Cache-Control: private` added (the server's own Cache-Control stays), so no cache
+//!   hands one client's persistence cookie to others. "Could store" is HAProxy 2.6's rule,
+//!   observed on its binary: see [`cacheable`].
 use crate::haproxy::model::CookieCfg;
 
 /// A server as persistence sees it.
@@ -65,6 +67,38 @@ pub fn insert(
         c.push_str("; Secure");
     }
     Some((c, cfg.nocache))
+}
+
+/// Whether a shared cache could store a response, as HAProxy 2.6 decides it for
+/// `nocache` (checked against its binary): a GET or HEAD; a status cacheable by default
+/// (200, 203, 204, 206, 300, 301, 404, 405, 410, 414, 501); something that makes it fresh
+/// (`max-age` or `s-maxage` above 0, `Expires`, `Last-Modified`); and no `no-cache`,
+/// `no-store` or `private` directive, nor `Pragma: no-cache`. `header(name)` gives each
+/// value of a response header (lower-case name).
+pub fn cacheable(method: &str, status: u16, header: &dyn Fn(&str) -> Vec<String>) -> bool {
+    if !matches!(method, "GET" | "HEAD")
+        || !matches!(status, 200 | 203 | 204 | 206 | 300 | 301 | 404 | 405 | 410 | 414 | 501)
+    {
+        return false;
+    }
+    if header("pragma").iter().any(|v| v.trim().eq_ignore_ascii_case("no-cache")) {
+        return false;
+    }
+    let mut fresh = !header("expires").is_empty() || !header("last-modified").is_empty();
+    for v in header("cache-control") {
+        for d in v.split(',').map(str::trim) {
+            let (name, arg) = match d.split_once('=') {
+                Some((n, a)) => (n.trim().to_ascii_lowercase(), Some(a.trim().trim_matches('"'))),
+                None => (d.to_ascii_lowercase(), None),
+            };
+            match (name.as_str(), arg) {
+                ("no-cache", None) | ("no-store", _) | ("private", None) => return false,
+                ("max-age" | "s-maxage", Some(a)) => fresh |= a.parse::<u64>().is_ok_and(|n| n > 0),
+                _ => {}
+            }
+        }
+    }
+    fresh
 }
 
 #[cfg(test)]
@@ -138,5 +172,45 @@ mod tests {
             insert(&c, None, &s[0]),
             Some(("SERVERID=s1; path=/; domain=.example.com; HttpOnly; Secure".into(), false))
         );
+    }
+
+    /// The cases run against HAProxy 2.6 (`cookie SRV insert indirect nocache`): when it
+    /// added `Cache-Control: private`.
+    #[test]
+    fn cacheable_as_haproxy_decides() {
+        let h = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| -> Vec<String> {
+                pairs.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.to_string()).collect()
+            }
+        };
+        let c = |method, status, pairs: &'static [(&'static str, &'static str)]| {
+            cacheable(method, status, &h(pairs))
+        };
+        assert!(!c("GET", 200, &[]), "nothing makes it fresh");
+        assert!(!c("GET", 200, &[("cache-control", "no-store")]));
+        assert!(c("GET", 200, &[("cache-control", "max-age=60")]));
+        assert!(c("GET", 200, &[("cache-control", "MAX-AGE=60")]));
+        assert!(!c("GET", 200, &[("cache-control", "private")]));
+        assert!(!c("GET", 200, &[("cache-control", "public")]));
+        assert!(!c("GET", 200, &[("cache-control", "no-cache")]));
+        assert!(c("GET", 200, &[("cache-control", "public,max-age=60")]));
+        assert!(c("GET", 200, &[("cache-control", "max-age=60,no-cache=\"set-cookie\"")]));
+        assert!(!c("GET", 200, &[("cache-control", "max-age=60, private")]));
+        assert!(!c("GET", 200, &[("cache-control", "max-age=60"), ("cache-control", "no-store")]));
+        assert!(!c("GET", 200, &[("cache-control", "max-age=0")]));
+        assert!(!c("GET", 200, &[("cache-control", "s-maxage=0")]));
+        assert!(c("GET", 200, &[("cache-control", "s-maxage=60")]));
+        assert!(!c("GET", 200, &[("cache-control", "must-revalidate")]));
+        assert!(c("GET", 200, &[("expires", "Thu, 01 Dec 2099 16:00:00 GMT")]));
+        assert!(c("GET", 200, &[("last-modified", "Thu, 01 Dec 2020 16:00:00 GMT")]));
+        assert!(!c("GET", 200, &[("cache-control", "max-age=60"), ("pragma", "no-cache")]));
+        assert!(c("HEAD", 200, &[("cache-control", "max-age=60")]));
+        assert!(!c("POST", 200, &[("cache-control", "max-age=60")]));
+        for st in [203, 204, 206, 300, 301, 404, 405, 410, 414, 501] {
+            assert!(c("GET", st, &[("cache-control", "max-age=60")]), "{st}");
+        }
+        for st in [302, 307, 308, 500, 503] {
+            assert!(!c("GET", st, &[("cache-control", "max-age=60")]), "{st}");
+        }
     }
 }

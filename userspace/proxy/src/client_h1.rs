@@ -789,7 +789,15 @@ impl Exchange<'_> {
             let chosen = CookieServer { value: server.cfg.cookie.as_deref(), accepts: true };
             cookie::insert(c, client_cookie, &chosen)
         });
-        let nocache = cookie_set.as_ref().is_some_and(|(_, n)| *n);
+        // `nocache`: `Cache-Control: private` added to a response a shared cache could store.
+        let private = cookie_set.as_ref().is_some_and(|(_, nocache)| *nocache)
+            && cookie::cacheable(text(self.method()), r.status, &|name| {
+                r.fields
+                    .iter()
+                    .filter(|f| rhead[f.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+                    .map(|f| text(&rhead[f.value.clone()]).to_string())
+                    .collect()
+            });
 
         let mut w = Vec::with_capacity(r.len + 128 + sbuf.len().min(BUF));
         w.extend_from_slice(b"HTTP/1.1 ");
@@ -799,8 +807,7 @@ impl Exchange<'_> {
         w.extend_from_slice(b"\r\n");
         for f in r.fields.iter().filter(|f| !f.hop) {
             let name = &rhead[f.name.clone()];
-            if (nocache && name.eq_ignore_ascii_case(b"cache-control"))
-                || (dechunk && name.eq_ignore_ascii_case(b"transfer-encoding"))
+            if (dechunk && name.eq_ignore_ascii_case(b"transfer-encoding"))
                 || (!edits.is_empty() && !edits.keeps(text(name)))
             {
                 continue;
@@ -813,7 +820,7 @@ impl Exchange<'_> {
         if let Some((set, _)) = &cookie_set {
             put_field(&mut w, b"set-cookie", set.as_bytes());
         }
-        if nocache {
+        if private {
             put_field(&mut w, b"cache-control", b"private");
         }
         if upgraded {

@@ -503,8 +503,16 @@ async fn forward(
                         if let Ok(v) = HeaderValue::from_str(&set) {
                             headers.append(header::SET_COOKIE, v);
                         }
-                        if nocache {
-                            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+                        // A response a shared cache could store gets `private` added.
+                        let values = |name: &str| -> Vec<String> {
+                            headers
+                                .get_all(name)
+                                .iter()
+                                .map(|v| v.to_str().unwrap_or("").to_string())
+                                .collect()
+                        };
+                        if nocache && cookie::cacheable(parts.method.as_str(), r.status, &values) {
+                            headers.append(header::CACHE_CONTROL, HeaderValue::from_static("private"));
                         }
                     }
                 }

@@ -97,8 +97,19 @@ fn serve(c: TcpStream, name: &str, healthy: &AtomicBool, stop: &AtomicBool, echo
         if echo {
             seen.sort();
             let text = format!("{name} {path}\n{}\n", seen.join("\n"));
+            // `?cc=<value>` (repeatable): Cache-Control values to answer with; `st=<code>`.
+            let query = path.split_once('?').map_or("", |(_, q)| q);
+            let (mut extra, mut status) = (String::new(), "200 OK".to_string());
+            for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+                let v = v.replace("%3D", "=").replace("%2C", ",").replace("%20", " ").replace("%22", "\"");
+                match k {
+                    "cc" => extra.push_str(&format!("Cache-Control: {v}\r\n")),
+                    "st" => status = format!("{v} Status"),
+                    _ => {}
+                }
+            }
             let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nX-Internal: secret\r\n\r\n{text}",
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nX-Internal: secret\r\n{extra}\r\n{text}",
                 text.len()
             );
             if w.write_all(resp.as_bytes()).is_err() || close {
