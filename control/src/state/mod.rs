@@ -4,15 +4,23 @@ use serde::{Deserialize, Serialize};
 
 pub mod acl;
 pub mod kv;
+pub mod lb;
 
 use acl::{AclResult, AclState, AclWrite};
 use kv::{Kv, Write, WriteResult};
+use lb::{LbResult, LbState, LbWrite};
 
 /// A replicated command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     Kv(Write),
     Acl(AclWrite),
+    /// A change to the LB state, with the leader's wall-clock time when it proposed it
+    /// (ms since the Unix epoch), for the events' timestamps.
+    Lb {
+        write: LbWrite,
+        at_ms: u64,
+    },
     /// Changes nothing; committing one proves this leader's commit index is current
     /// (see `ControlPlane::linearizable`).
     Noop,
@@ -26,6 +34,7 @@ pub enum Outcome {
     None,
     Kv(WriteResult),
     Acl(AclResult),
+    Lb(LbResult),
 }
 
 /// Everything the cluster agrees on.
@@ -33,6 +42,9 @@ pub enum Outcome {
 pub struct ReplicatedState {
     pub kv: Kv,
     pub acl: AclState,
+    /// Devices, LB groups, VIP assignments and events (absent from older snapshots).
+    #[serde(default)]
+    pub lb: LbState,
 }
 
 impl ReplicatedState {
@@ -40,6 +52,7 @@ impl ReplicatedState {
         match req {
             Command::Kv(w) => Outcome::Kv(self.kv.apply(index, w)),
             Command::Acl(w) => Outcome::Acl(self.acl.apply(index, w)),
+            Command::Lb { write, at_ms } => Outcome::Lb(self.lb.apply(index, *at_ms, write)),
             Command::Noop => Outcome::None,
         }
     }
