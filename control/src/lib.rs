@@ -11,4 +11,5 @@ pub mod files;
 pub mod gossip;
 pub mod plane;
 pub mod raft;
+pub mod scheduler;
 pub mod state;
