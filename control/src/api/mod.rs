@@ -7,6 +7,7 @@
 pub mod acl;
 pub mod cluster;
 pub mod kv;
+pub mod lb;
 pub mod query;
 
 use std::{convert::Infallible, sync::Arc};
@@ -142,6 +143,8 @@ async fn handle(plane: Arc<ControlPlane>, req: Request<Incoming>) -> Response<Bo
         kv::kv(&plane, req, String::new()).await
     } else if let Some(rest) = path.strip_prefix("/v1/acl/") {
         acl::route(&plane, req, rest.to_string()).await
+    } else if let Some(rest) = path.strip_prefix("/v1/lb/") {
+        lb::route(&plane, req, rest).await
     } else if path == "/v1/txn" {
         kv::txn(&plane, req).await
     } else if path.starts_with("/v1/internal/") {

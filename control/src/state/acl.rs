@@ -39,6 +39,11 @@ pub struct Rules {
     pub key_prefixes: BTreeMap<String, Access>,
     pub operator: Option<Access>,
     pub acl: Option<Access>,
+    /// `account "acco01" { policy = "write" }`: a tenant's LB groups.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, Access>,
+    #[serde(default)]
+    pub account_prefixes: BTreeMap<String, Access>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -95,6 +100,16 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
     Ok(out)
 }
 
+/// The map a named rule (`key`, `key_prefix`, `account`, `account_prefix`) goes into.
+fn rule_map<'r>(r: &'r mut Rules, name: &str) -> &'r mut BTreeMap<String, Access> {
+    match name {
+        "key" => &mut r.keys,
+        "key_prefix" => &mut r.key_prefixes,
+        "account" => &mut r.accounts,
+        _ => &mut r.account_prefixes,
+    }
+}
+
 /// Parses `key_prefix "x" { policy = "read" }` blocks and `operator = "read"` lines; the
 /// JSON form (`{"key_prefix": {"x": {"policy": "read"}}}`) reduces to the same tokens.
 pub fn parse_rules(text: &str) -> Result<Rules, String> {
@@ -131,7 +146,7 @@ pub fn parse_rules(text: &str) -> Result<Rules, String> {
         };
         i += 1;
         match name.as_str() {
-            "key" | "key_prefix" => {
+            "key" | "key_prefix" | "account" | "account_prefix" => {
                 if toks.get(i) == Some(&Tok::Eq) {
                     // JSON: "key_prefix": { "a/": { "policy": "read" }, ... }
                     i += 1;
@@ -149,11 +164,7 @@ pub fn parse_rules(text: &str) -> Result<Rules, String> {
                         }
                         i += 2;
                         let a = expect_policy(&toks, &mut i).map_err(|e| format!("{name} {k:?}: {e}"))?;
-                        if name == "key" {
-                            r.keys.insert(k, a)
-                        } else {
-                            r.key_prefixes.insert(k, a)
-                        };
+                        rule_map(&mut r, &name).insert(k, a);
                     }
                     i += 1;
                 } else {
@@ -163,11 +174,7 @@ pub fn parse_rules(text: &str) -> Result<Rules, String> {
                     let k = k.clone();
                     i += 1;
                     let a = expect_policy(&toks, &mut i).map_err(|e| format!("{name} {k:?}: {e}"))?;
-                    if name == "key" {
-                        r.keys.insert(k, a)
-                    } else {
-                        r.key_prefixes.insert(k, a)
-                    };
+                    rule_map(&mut r, &name).insert(k, a);
                 }
             }
             "operator" | "acl" => match (toks.get(i), toks.get(i + 1)) {
@@ -184,7 +191,7 @@ pub fn parse_rules(text: &str) -> Result<Rules, String> {
             },
             other => {
                 return Err(format!(
-                    "unsupported rule {other:?} (ballast supports key, key_prefix, operator, acl)"
+                    "unsupported rule {other:?} (ballast supports key, key_prefix, account, account_prefix, operator, acl)"
                 ))
             }
         }
@@ -324,16 +331,38 @@ impl Authorizer {
     /// at the same length an exact `key` wins, then the most permissive... except that an
     /// explicit deny at that length wins, as in Consul).
     pub fn key_access(&self, key: &str) -> Access {
+        self.longest(key, |r| &r.keys, |r| &r.key_prefixes)
+    }
+
+    /// What the token may do with an account's LB groups (`account` / `account_prefix`
+    /// rules, longest match as for keys).
+    pub fn account_access(&self, account: &str) -> Access {
+        self.longest(account, |r| &r.accounts, |r| &r.account_prefixes)
+    }
+
+    pub fn account_read(&self, account: &str) -> bool {
+        self.account_access(account) >= Access::Read
+    }
+
+    pub fn account_write(&self, account: &str) -> bool {
+        self.account_access(account) == Access::Write
+    }
+
+    fn longest(
+        &self,
+        name: &str,
+        exact: impl Fn(&Rules) -> &BTreeMap<String, Access>,
+        prefixes: impl Fn(&Rules) -> &BTreeMap<String, Access>,
+    ) -> Access {
         if self.management {
             return Access::Write;
         }
         let mut best: Option<(usize, bool, Access)> = None;
         for r in &self.rules {
-            let exact = r.keys.get(key).map(|a| (key.len(), true, *a));
-            let prefixes = r
-                .key_prefixes
+            let exact = exact(r).get(name).map(|a| (name.len(), true, *a));
+            let prefixes = prefixes(r)
                 .iter()
-                .filter(|(p, _)| key.starts_with(p.as_str()))
+                .filter(|(p, _)| name.starts_with(p.as_str()))
                 .map(|(p, a)| (p.len(), false, *a));
             for cand in exact.into_iter().chain(prefixes) {
                 best = Some(match best {
@@ -399,6 +428,10 @@ impl Authorizer {
 
     pub fn operator_read(&self) -> bool {
         self.level(|r| r.operator) >= Access::Read
+    }
+
+    pub fn operator_write(&self) -> bool {
+        self.level(|r| r.operator) == Access::Write
     }
 
     /// Managing ACLs needs `acl = "write"` or a management token (never the default).
@@ -505,5 +538,19 @@ mod tests {
         assert!(!unknown.key_read("x"));
         s.apply(7, &AclWrite::DeleteToken { accessor_id: "acc-u".into() });
         assert!(!s.authorizer(Some("u"), false).key_read("x"));
+    }
+
+    #[test]
+    fn account_rules() {
+        let a = auth(
+            r#"account "acco01" { policy = "write" } account_prefix "shared-" { policy = "read" }"#,
+            false,
+        );
+        assert!(a.account_write("acco01") && !a.account_read("acco02"));
+        assert!(a.account_read("shared-x") && !a.account_write("shared-x"));
+        assert!(!a.operator_read());
+        let json = r#"{"account": {"acco01": {"policy": "read"}}, "operator": "write"}"#;
+        let a = auth(json, false);
+        assert!(a.account_read("acco01") && !a.account_write("acco01") && a.operator_write());
     }
 }

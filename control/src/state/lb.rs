@@ -88,6 +88,8 @@ pub enum Admin {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceSpec {
+    /// Filled from the API path when absent.
+    #[serde(default)]
     pub name: String,
     #[serde(default)]
     pub public: Nic,

@@ -83,6 +83,48 @@ enum Command {
     },
     /// Print a new cluster key for `encrypt` (like `consul keygen`): 32 random bytes, base64.
     Keygen,
+    /// LB devices: list, put (ranges, NICs), drain, undrain, remove.
+    Device {
+        #[command(subcommand)]
+        command: api_cli::lb::DeviceCommand,
+    },
+    /// LB groups of accounts: create (flags or a JSON/TOML file), show, list, delete.
+    Group {
+        #[command(subcommand)]
+        command: api_cli::lb::GroupCommand,
+    },
+    /// A group's backends: add, remove, weight.
+    Backend {
+        #[command(subcommand)]
+        command: api_cli::lb::BackendCommand,
+    },
+    /// VIPs: list with owner and epoch, assign to a device.
+    Vip {
+        #[command(subcommand)]
+        command: api_cli::lb::VipCommand,
+    },
+    /// LB events: devices, groups, VIP placements and moves, with their phases' times.
+    Events {
+        #[arg(long)]
+        since: Option<u64>,
+        #[command(flatten)]
+        api: api_cli::ApiArgs,
+    },
+    /// Create LB groups from a seed-style haproxy.cfg (`listen NAME`, `bind VIP:PORT`,
+    /// `server` lines): each listen section becomes a group whose VIPs are its binds.
+    Import {
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+        /// The account of every group (default: the name's last '-' part, as the seed's
+        /// lb-cluster01-Acco01 names them).
+        #[arg(long)]
+        account: Option<String>,
+        /// Print the groups instead of creating them.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        api: api_cli::ApiArgs,
+    },
     /// Manage the gossip encryption keys on every member (like `consul keyring`).
     Keyring(api_cli::keyring::KeyringArgs),
     /// Run a handler when a key or a key prefix changes (like `consul watch`).
@@ -125,6 +167,20 @@ fn run(cli: Cli) -> Result<()> {
         Command::Operator { command } => api_cli::operator::run(command),
         Command::Members { api } => api_cli::members::run(api),
         Command::Keyring(a) => api_cli::keyring::run(a),
+        Command::Device { command } => api_cli::lb::device(command),
+        Command::Group { command } => api_cli::lb::group(command),
+        Command::Backend { command } => api_cli::lb::backend(command),
+        Command::Vip { command } => api_cli::lb::vip(command),
+        Command::Events { since, api } => api_cli::lb::events(since, api),
+        Command::Import { files, account, dry_run, api } => {
+            let cfg = proxy::load(&files)?;
+            let groups = api_cli::lb::import_groups(&cfg, account.as_deref())?;
+            if dry_run {
+                println!("{}", serde_json::to_string_pretty(&groups)?);
+                return Ok(());
+            }
+            api_cli::lb::import(groups, api)
+        }
         Command::Keygen => {
             println!("{}", ballast_control::gossip::keyring::generate_key()?);
             Ok(())

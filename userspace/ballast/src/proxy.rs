@@ -18,7 +18,7 @@ fn read_files(files: &[PathBuf]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-fn load(files: &[PathBuf]) -> Result<L7Config> {
+pub fn load(files: &[PathBuf]) -> Result<L7Config> {
     let parsed = haproxy::parse_files(&read_files(files)?);
     for d in &parsed.diags {
         log::warn!("{d}");

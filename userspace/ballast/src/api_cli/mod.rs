@@ -7,6 +7,7 @@ use clap::Args;
 
 pub mod keyring;
 pub mod kv;
+pub mod lb;
 pub mod members;
 pub mod operator;
 pub mod watch;
