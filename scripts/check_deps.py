@@ -35,7 +35,7 @@ ALLOWED = {
     "ballast-l7": {"ballast-common"},
     "ballast-l4": {"ballast-common", "ballast-ebpf"},
     "ballast-proxy": {"ballast-l7"},
-    "ballast-agent": {"ballast-control", "ballast-l4", "ballast-proxy"},
+    "ballast-agent": {"ballast-control", "ballast-l4", "ballast-l7", "ballast-proxy"},
     "ballast": {"ballast-agent", "ballast-control", "ballast-l4", "ballast-l7", "ballast-proxy"},
     "ballast-testkit": set(),
 }

@@ -489,6 +489,12 @@ impl GroupSpec {
                     format!("{} is not a host address", b.address),
                 ));
             }
+            if let Some(l) = self.listeners.iter().find(|l| l.mode == Mode::Tunnel && b.port != 0 && b.port != l.port) {
+                return Err(err(
+                    format!("backends[{i}].port"),
+                    format!("a tunnel listener keeps the VIP's port ({}): leave the port out", l.port),
+                ));
+            }
             if self.backends[..i].iter().any(|o| o.address == b.address && o.port == b.port) {
                 return Err(err(format!("backends[{i}]"), "listed twice"));
             }

@@ -1,6 +1,8 @@
 //! `ballast agent`: what an LB device runs. Today it runs the device's control plane
 //! (gossip, the Raft store on servers, the HTTP API); the reconciler that drives the
 //! device's L4 and L7 planes from the replicated state lives here next (issue 15).
+pub mod desired;
+
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::{Context as _, Result};
