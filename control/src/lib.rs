@@ -7,6 +7,7 @@ pub mod b64;
 pub mod client;
 pub mod config;
 pub mod duration;
+pub mod failover;
 pub mod files;
 pub mod gossip;
 pub mod plane;

@@ -49,8 +49,39 @@ pub struct JoinRequest {
     pub node: Node,
 }
 
+/// A lease the leader granted: valid on the device for `duration_ms` from when it sent
+/// the request, once its state has applied `commit_index` (so a lease never covers a
+/// state older than the leader's when it granted).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct LeaseGrant {
+    pub duration_ms: u64,
+    pub commit_index: u64,
+}
+
+/// The leader's record of lease grants (its monotonic clock), for the current term.
+#[derive(Debug, Default)]
+pub struct LeaseBook {
+    pub term: u64,
+    /// When this server became leader in `term`.
+    pub leader_since: Option<std::time::Instant>,
+    pub grants: std::collections::HashMap<String, std::time::Instant>,
+}
+
+impl LeaseBook {
+    /// Starts a new record when the term changed (grants of another term are unknown).
+    pub fn note_term(&mut self, term: u64, now: std::time::Instant) {
+        if self.term != term || self.leader_since.is_none() {
+            *self = LeaseBook { term, leader_since: Some(now), grants: Default::default() };
+        }
+    }
+}
+
 pub struct ControlPlane {
     pub cfg: AgentConfig,
+    /// Lease timing (see `scheduler::LeaseTiming` for why it is safe).
+    pub lease: crate::scheduler::LeaseTiming,
+    /// Leaders only: the grants made in the current term.
+    pub leases: std::sync::Mutex<LeaseBook>,
     /// Servers only.
     pub raft: Option<Raft>,
     pub store: Option<StoreView>,
@@ -117,6 +148,8 @@ impl ControlPlane {
             (None, None)
         };
         Ok(Arc::new(ControlPlane {
+            lease: crate::scheduler::LeaseTiming::default(),
+            leases: Default::default(),
             cfg,
             raft,
             store,
@@ -222,6 +255,51 @@ impl ControlPlane {
                 default_allow: acl.default_allow,
             },
         }
+    }
+
+    /// Grants `device` a lease: only after confirming with a quorum that this server leads
+    /// (a deposed leader grants nothing), recorded for the failover timing.
+    pub async fn grant_lease(&self, device: &str) -> Result<LeaseGrant, String> {
+        let raft = self.raft.as_ref().ok_or("not a server")?;
+        if !self.is_leader() {
+            return Err("not the leader".into());
+        }
+        self.linearizable().await?;
+        let m = raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.cfg.node_id) {
+            return Err("not the leader".into());
+        }
+        let commit_index = m.last_applied.map(|l| l.index).unwrap_or(0);
+        let now = std::time::Instant::now();
+        let mut book = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        book.note_term(m.current_term, now);
+        book.grants.insert(device.to_string(), now);
+        Ok(LeaseGrant { duration_ms: self.lease.duration_ms, commit_index })
+    }
+
+    /// The devices gossip shows alive (this one included).
+    pub fn alive_devices(&self) -> std::collections::BTreeSet<String> {
+        let mut alive: std::collections::BTreeSet<String> =
+            self.gossip.alive().map(|m| m.ident.name.clone()).collect();
+        alive.insert(self.cfg.node_name.clone());
+        alive
+    }
+
+    /// The leader's cluster RPC address: from Raft on a server, from a server's
+    /// self-description on a client agent.
+    pub async fn leader_rpc(&self) -> Option<String> {
+        if self.raft.is_some() {
+            return self.leader_node().map(|n| n.rpc);
+        }
+        for m in self.gossip.alive().filter(|m| m.ident.server && m.ident.dc == self.cfg.datacenter) {
+            let token = self.gossip.rpc_token();
+            let got: Result<SelfInfo, String> =
+                get_json(&self.client, &m.ident.rpc.to_string(), "/v1/internal/self", token.as_deref()).await;
+            if let Some(l) = got.ok().and_then(|i| i.leader) {
+                return Some(l.rpc);
+            }
+        }
+        None
     }
 
     /// The API address of some alive server (for client agents, which hold no store).

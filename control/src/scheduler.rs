@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert!(m.iter().all(|m| m.from == "lb01" && m.to == "lb02" && m.epoch == 1));
         assert_eq!(
-            s.apply(7, 0, &LbWrite::MoveVips { moves: m, reason: "lb01 failed".into() }),
+            s.apply(7, 0, &LbWrite::MoveVips { moves: m, reason: "lb01 failed".into(), detected_ms: None }),
             LbResult::Ok { index: 7 }
         );
         assert!(s.vips.values().all(|a| a.owner == "lb02"));

@@ -283,7 +283,54 @@ pub async fn internal(
         }
         return Ok(json(StatusCode::OK, &plane.gossip.keys()));
     }
+    if rest == "lb/state" {
+        return lb_state(plane, req).await;
+    }
     let raft = plane.raft.as_ref().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "not a server".into()))?;
+    if rest == "lease" {
+        #[derive(serde::Deserialize)]
+        struct LeaseRequest {
+            device: String,
+        }
+        let r: LeaseRequest = decode(req).await?;
+        return match plane.grant_lease(&r.device).await {
+            Ok(g) => Ok(json(StatusCode::OK, &g)),
+            Err(e) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("no lease: {e}"))),
+        };
+    }
+    if rest == "lb/admin" {
+        // An agent drains itself when it stops gracefully, and undoes it when it comes back.
+        #[derive(serde::Deserialize)]
+        struct AdminRequest {
+            device: String,
+            admin: crate::state::lb::Admin,
+        }
+        let r: AdminRequest = decode(req).await?;
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let write = crate::state::lb::LbWrite::SetAdmin { name: r.device, admin: r.admin };
+        return match raft.client_write(crate::state::Command::Lb { write, at_ms }).await {
+            Ok(resp) => Ok(json(StatusCode::OK, &resp.data)),
+            Err(e) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("raft: {e}"))),
+        };
+    }
+    if rest == "lb/phase" {
+        #[derive(serde::Deserialize)]
+        struct PhaseRequest {
+            event: u64,
+            phase: String,
+            at_ms: u64,
+        }
+        let r: PhaseRequest = decode(req).await?;
+        let at_ms = r.at_ms;
+        let write = crate::state::lb::LbWrite::Phase { event: r.event, phase: r.phase, at_ms };
+        return match raft.client_write(crate::state::Command::Lb { write, at_ms }).await {
+            Ok(resp) => Ok(json(StatusCode::OK, &resp.data)),
+            Err(e) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("raft: {e}"))),
+        };
+    }
     if req.method() != Method::POST {
         return Err(super::method_not_allowed(req.method()));
     }
@@ -310,5 +357,34 @@ pub async fn internal(
             Ok(json(StatusCode::OK, &plane.add_server(j).await))
         }
         _ => Err(ApiError(StatusCode::NOT_FOUND, format!("no such endpoint: /v1/internal/{rest}"))),
+    }
+}
+
+/// `GET /v1/internal/lb/state?index=N`: the LB state for client agents (`{applied, state}`,
+/// `applied` being this server's last applied log index), blocking until the state is past
+/// `N` (at most 60 s).
+async fn lb_state(plane: &ControlPlane, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let store = plane.store.as_ref().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "not a server".into()))?;
+    let index: u64 = super::query::parse_query(req.uri().query().unwrap_or(""))
+        .map_err(|e| ApiError::bad(format!("bad query: {e}")))?
+        .into_iter()
+        .find(|(k, _)| k == "index")
+        .and_then(|(_, v)| v?.parse().ok())
+        .unwrap_or(0);
+    let mut changes = store.subscribe();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        changes.borrow_and_update();
+        let timed_out = tokio::time::Instant::now() >= deadline;
+        let reply = store.read(|a: &crate::raft::state_machine::Applied| {
+            (a.state.lb.modify_index > index || timed_out)
+                .then(|| (a.last_applied.map(|l| l.index).unwrap_or(0), a.state.lb.clone()))
+        });
+        if let Some((applied, state)) = reply {
+            return Ok(json(StatusCode::OK, &serde_json::json!({ "applied": applied, "state": state })));
+        }
+        if tokio::time::timeout_at(deadline, changes.changed()).await.is_ok_and(|r| r.is_err()) {
+            return Err(ApiError::internal("store closed"));
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! epoch, events, and the whole LB state (what agents reconcile from). Reads block like
 //! `/v1/kv` (`?index=&wait=`, `X-Consul-Index`); writes go through the leader, which
 //! places a new group's VIPs before proposing it.
-use std::{collections::BTreeSet, net::IpAddr, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use bytes::Bytes;
 use hyper::{body::Incoming, header, Method, Request, Response, StatusCode};
@@ -69,13 +69,6 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The names of the devices this server's gossip shows alive (itself included).
-pub fn alive_devices(plane: &ControlPlane) -> BTreeSet<String> {
-    let mut alive: BTreeSet<String> = plane.gossip.alive().map(|m| m.ident.name.clone()).collect();
-    alive.insert(plane.cfg.node_name.clone());
-    alive
-}
-
 pub async fn route(
     plane: &ControlPlane,
     req: Request<Incoming>,
@@ -92,7 +85,7 @@ pub async fn route(
                 .await
         }
         (&Method::GET, ["devices"]) => {
-            let alive = alive_devices(plane);
+            let alive = plane.alive_devices();
             read(plane, &parts, &body, &p, move |s, a| {
                 a.operator_read().then(|| {
                     let list: Vec<serde_json::Value> = s
@@ -183,7 +176,7 @@ pub async fn route(
                 .read(|x: &Applied| x.state.lb.vips.get(&vip).cloned())
                 .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("vip: {vip} is not assigned")))?;
             let mv = Move { vip, from: a.owner, to, epoch: a.epoch };
-            commit(plane, &parts, &body, LbWrite::MoveVips { moves: vec![mv], reason: "assigned by an operator".into() }).await
+            commit(plane, &parts, &body, LbWrite::MoveVips { moves: vec![mv], reason: "assigned by an operator".into(), detected_ms: None }).await
         }
         (&Method::GET, ["events"]) => {
             let since = p.since.unwrap_or(0);
@@ -364,7 +357,7 @@ async fn put_group(
         }
         return commit(plane, parts, body, LbWrite::UpdateGroup { spec }).await;
     }
-    let alive = alive_devices(plane);
+    let alive = plane.alive_devices();
     let placement = store
         .read(|a: &Applied| scheduler::place(&a.state.lb, &spec, &alive, &explicit))
         .map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;

@@ -276,9 +276,10 @@ pub enum EventKind {
     VipReleased,
 }
 
-/// A change, with the time of each phase that is known (leader's wall clock, ms since
-/// the Unix epoch): `decided` and `committed` here; agents add theirs (`address_added`,
-/// `arp_sent`, `first_packet`) for VIP moves.
+/// A change, with the time of each phase that is known (wall clocks, ms since the Unix
+/// epoch): `detected` (a failure, as the leader first saw it) and `decided` (when the
+/// leader proposed the change) come with it; the leader adds `committed`, and the devices
+/// add theirs (`released` by the old owner, `address_added` and `arp_sent` by the new).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub id: u64,
@@ -333,10 +334,13 @@ pub enum LbWrite {
     DeleteGroup {
         id: String,
     },
-    /// VIPs to move (failover, drain, an operator's assignment), each to epoch + 1.
+    /// VIPs to move (failover, drain, an operator's assignment), each to epoch + 1;
+    /// `detected_ms`: when the leader first saw the failure, if one caused it.
     MoveVips {
         moves: Vec<Move>,
         reason: String,
+        #[serde(default)]
+        detected_ms: Option<u64>,
     },
     /// An agent's timestamp for a phase of an event (`address_added`, `arp_sent`, ...).
     Phase {
@@ -489,7 +493,9 @@ impl GroupSpec {
                     format!("{} is not a host address", b.address),
                 ));
             }
-            if let Some(l) = self.listeners.iter().find(|l| l.mode == Mode::Tunnel && b.port != 0 && b.port != l.port) {
+            if let Some(l) =
+                self.listeners.iter().find(|l| l.mode == Mode::Tunnel && b.port != 0 && b.port != l.port)
+            {
                 return Err(err(
                     format!("backends[{i}].port"),
                     format!("a tunnel listener keeps the VIP's port ({}): leave the port out", l.port),
@@ -527,7 +533,7 @@ impl LbState {
             from: None,
             epoch: None,
             reason: None,
-            phases: BTreeMap::from([("committed".to_string(), at_ms)]),
+            phases: BTreeMap::from([("decided".to_string(), at_ms)]),
         };
         f(&mut e);
         self.events.push_back(e);
@@ -683,7 +689,7 @@ impl LbState {
                 }
                 self.event(index, at_ms, EventKind::GroupDeleted, |e| e.group = Some(id.clone()));
             }
-            LbWrite::MoveVips { moves, reason } => {
+            LbWrite::MoveVips { moves, reason, detected_ms } => {
                 for (i, m) in moves.iter().enumerate() {
                     let a = self.vips.get(&m.vip).ok_or_else(|| {
                         err(format!("moves[{i}].vip"), format!("{} is not assigned", m.vip))
@@ -712,6 +718,9 @@ impl LbState {
                         e.device = Some(m.to.clone());
                         e.epoch = Some(epoch);
                         e.reason = Some(reason.clone());
+                        if let Some(d) = detected_ms {
+                            e.phases.insert("detected".into(), *d);
+                        }
                     });
                 }
             }
@@ -878,14 +887,15 @@ mod tests {
         let mv = |epoch| LbWrite::MoveVips {
             moves: vec![Move { vip, from: "lb01".into(), to: "lb02".into(), epoch }],
             reason: "lb01 failed".into(),
+            detected_ms: Some(15),
         };
         assert!(refused(s.apply(4, 0, &mv(2))).contains("is in epoch 1 on lb01"));
         assert_eq!(s.apply(4, 20, &mv(1)), LbResult::Ok { index: 4 });
         assert_eq!((s.vips[&vip].owner.as_str(), s.vips[&vip].epoch), ("lb02", 2));
         let moved = s.events.iter().find(|e| e.kind == EventKind::VipMoved).unwrap();
         assert_eq!(
-            (moved.from.as_deref(), moved.epoch, moved.phases["committed"]),
-            (Some("lb01"), Some(2), 20)
+            (moved.from.as_deref(), moved.epoch, moved.phases["decided"], moved.phases["detected"]),
+            (Some("lb01"), Some(2), 20, 15)
         );
         assert_eq!(
             s.apply(5, 0, &LbWrite::Phase { event: moved.id, phase: "arp_sent".into(), at_ms: 25 }),

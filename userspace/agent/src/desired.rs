@@ -39,15 +39,26 @@ fn backend_port(b: &Backend, l: &Listener) -> u16 {
 /// The device's state: `me` serves the VIPs assigned to it while `lease_holds`; none
 /// otherwise (a device cut off from the quorum withdraws).
 pub fn desired(lb: &LbState, me: &str, lease_holds: bool) -> Desired {
-    let vips: BTreeMap<IpAddr, Served> = if lease_holds {
-        lb.vips
-            .iter()
-            .filter(|(_, a)| a.owner == me && lb.groups.contains_key(&a.group))
-            .map(|(v, a)| (*v, Served { group: a.group.clone(), epoch: a.epoch }))
-            .collect()
-    } else {
-        BTreeMap::new()
-    };
+    if !lease_holds {
+        return build(lb, me, BTreeMap::new());
+    }
+    build(lb, me, owned(lb, me).collect())
+}
+
+/// The state for only those of `me`'s VIPs that are in `vips` (the reconciler gains and
+/// loses VIPs a step at a time).
+pub fn for_vips(lb: &LbState, me: &str, vips: &std::collections::BTreeSet<IpAddr>) -> Desired {
+    build(lb, me, owned(lb, me).filter(|(v, _)| vips.contains(v)).collect())
+}
+
+fn owned<'a>(lb: &'a LbState, me: &'a str) -> impl Iterator<Item = (IpAddr, Served)> + 'a {
+    lb.vips
+        .iter()
+        .filter(move |(_, a)| a.owner == me && lb.groups.contains_key(&a.group))
+        .map(|(v, a)| (*v, Served { group: a.group.clone(), epoch: a.epoch }))
+}
+
+fn build(lb: &LbState, me: &str, vips: BTreeMap<IpAddr, Served>) -> Desired {
     // Each group with the VIPs served here (a group's VIPs are spread, but after a
     // failover one device may hold several of one group).
     let mut groups: BTreeMap<&str, Vec<IpAddr>> = BTreeMap::new();
@@ -270,7 +281,7 @@ mod tests {
         assert!(ballast_l4::config::L4Config::parse(&d.l4).unwrap().vips.is_empty());
         // lb01's VIPs move to lb02: lb02 now binds both VIPs of acco03/ha.
         let moves = ballast_control::scheduler::moves(&s, &["lb02".to_string()].into());
-        s.apply(6, 0, &LbWrite::MoveVips { moves, reason: "lb01 failed".into() });
+        s.apply(6, 0, &LbWrite::MoveVips { moves, reason: "lb01 failed".into(), detected_ms: None });
         let d2 = desired(&s, "lb02", true);
         assert_eq!(d2.vips.len(), 4);
         assert!(d2.vips.values().all(|v| v.epoch >= 1));

@@ -1,13 +1,18 @@
-//! `ballast agent`: what an LB device runs. Today it runs the device's control plane
-//! (gossip, the Raft store on servers, the HTTP API); the reconciler that drives the
-//! device's L4 and L7 planes from the replicated state lives here next (issue 15).
+//! `ballast agent`: what an LB device runs. It runs the device's control plane (gossip,
+//! the Raft store on servers, the HTTP API, cluster RPC, the leader's failover loop),
+//! keeps the device's lease, and reconciles the device's planes (VIP addresses, XDP maps,
+//! L7 listeners) with the replicated LB state.
+pub mod addresses;
+pub mod announce;
 pub mod desired;
+pub mod lease;
+pub mod reconcile;
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, Result};
 use ballast_control::{api, config::AgentConfig, plane::ControlPlane};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 
 /// A started agent: its API port bound, gossip joined, Raft open (servers), its cluster
 /// RPC port bound (servers, and agents with a key).
@@ -36,7 +41,10 @@ impl Agent {
         Ok(Agent { plane, listener, rpc, http })
     }
 
-    /// Serves until `shutdown` completes, then leaves the gossip cluster and stops Raft.
+    /// Serves until `shutdown` completes: the API, cluster RPC, the leader's failover loop,
+    /// the lease, and the reconciler of this device's VIPs. Then hands the VIPs over
+    /// (drains itself and waits, bounded, for them to move), withdraws, leaves the gossip
+    /// cluster and stops Raft.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let Agent { plane, listener, rpc, http } = self;
         log::info!(
@@ -57,14 +65,89 @@ impl Agent {
             tokio::spawn(api::serve_rpc(plane.clone(), l));
         }
         tokio::spawn(plane.clone().join_loop());
+        tokio::spawn(ballast_control::failover::run(plane.clone(), Duration::from_millis(100)));
+        let (lease_tx, lease_rx) = watch::channel(None);
+        tokio::spawn(lease::keep(plane.clone(), lease_tx));
+        let (state_tx, state_rx) = watch::channel(reconcile::View::default());
+        tokio::spawn(reconcile::watch_state(plane.clone(), state_tx));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let reconciler =
+            tokio::spawn(reconcile::Reconciler::new(plane.clone()).run(state_rx.clone(), lease_rx, stop_rx));
+        tokio::spawn(undrain_after_restart(plane.clone()));
         tokio::select! {
             _ = api::serve(plane.clone(), listener) => {}
             _ = shutdown => log::info!("shutting down"),
         }
+        hand_over(&plane, state_rx).await;
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), reconciler).await;
         plane.gossip.leave().await;
         if let Some(r) = &plane.raft {
             let _ = r.shutdown().await;
         }
         Ok(())
+    }
+}
+
+/// The marker of a drain this agent asked for itself on a graceful stop.
+fn drained_marker(plane: &ControlPlane) -> std::path::PathBuf {
+    plane.cfg.data_dir.join("drained-on-stop")
+}
+
+async fn set_admin(plane: &ControlPlane, admin: &str) -> Result<(), String> {
+    let leader = plane.leader_rpc().await.ok_or("no leader known")?;
+    let body = serde_json::json!({ "device": plane.cfg.node_name, "admin": admin });
+    let _: serde_json::Value = ballast_control::raft::network::post_json(
+        &plane.client,
+        &leader,
+        "/v1/internal/lb/admin",
+        &body,
+        Duration::from_secs(5),
+        plane.gossip.rpc_token().as_deref(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A graceful stop hands the VIPs over first: the device drains itself, the leader moves
+/// its VIPs, and it waits (at most 10 s) until none is left here.
+async fn hand_over(plane: &ControlPlane, mut state: watch::Receiver<reconcile::View>) {
+    let me = plane.cfg.node_name.clone();
+    let owns = |v: &reconcile::View| v.lb.vips.values().any(|a| a.owner == me);
+    if !owns(&state.borrow()) {
+        return;
+    }
+    if let Err(e) = set_admin(plane, "draining").await {
+        log::warn!("handing the VIPs over: {e}");
+        return;
+    }
+    let _ = std::fs::write(drained_marker(plane), b"");
+    let moved = tokio::time::timeout(Duration::from_secs(10), async {
+        while owns(&state.borrow_and_update()) {
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    match moved {
+        Ok(()) => log::info!("VIPs handed over"),
+        Err(_) => log::warn!("VIPs not all handed over within 10 s; withdrawing anyway"),
+    }
+}
+
+/// After a graceful stop drained this device, its return makes it active again.
+async fn undrain_after_restart(plane: Arc<ControlPlane>) {
+    let marker = drained_marker(&plane);
+    if !marker.exists() {
+        return;
+    }
+    for _ in 0..600 {
+        if set_admin(&plane, "active").await.is_ok() {
+            let _ = std::fs::remove_file(&marker);
+            log::info!("active again after a graceful stop");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

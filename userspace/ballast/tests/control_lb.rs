@@ -44,7 +44,9 @@ fn devices_groups_vips_and_tenants() {
     let api = c.agents.iter().find(|a| a.addr != leader).unwrap().addr.clone();
 
     // Devices with seed 004's ranges; the third server is a witness.
-    ok(&api, &["device", "put", "s1", "--range", "14.14.1.100-14.14.1.199", "--public-iface", "eth0"]);
+    // No public interface: these agents run on the host, not in a namespace of their own,
+    // so they must hold no address (the namespace tests serve VIPs).
+    ok(&api, &["device", "put", "s1", "--range", "14.14.1.100-14.14.1.199"]);
     ok(&api, &["device", "put", "s2", "--range", "14.14.1.200-14.14.1.253"]);
     ok(&api, &["device", "put", "s3", "--witness"]);
     let list = ok(&api, &["device", "list"]);

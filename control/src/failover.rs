@@ -1,0 +1,98 @@
+//! The leader's loop that moves VIPs (runs on every server, acts only while it leads):
+//! away from a device gossip declares failed, once that device's lease must have lapsed
+//! (so it has withdrawn: never two owners), and away from a draining device at once (it
+//! is alive and releases them itself). The scheduler decides where; Raft commits; each
+//! move is an event with its `detected`, `decided` and `committed` times.
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    plane::ControlPlane,
+    scheduler,
+    state::{
+        lb::{LbResult, LbWrite, Move},
+        Command, Outcome,
+    },
+};
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Checks every `every` until the process ends.
+pub async fn run(plane: Arc<ControlPlane>, every: Duration) {
+    let Some(raft) = plane.raft.clone() else { return };
+    let Some(store) = plane.store.clone() else { return };
+    let base = Instant::now();
+    let ms = |t: Instant| t.saturating_duration_since(base).as_millis() as u64;
+    // When each device was first seen down (wall clock, for the events).
+    let mut down_since: HashMap<String, u64> = HashMap::new();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if !plane.is_leader() {
+            down_since.clear();
+            continue;
+        }
+        let term = raft.metrics().borrow().current_term;
+        let now = Instant::now();
+        let (since, grants) = {
+            let mut book = plane.leases.lock().unwrap_or_else(|p| p.into_inner());
+            book.note_term(term, now);
+            (
+                book.leader_since.map(ms).unwrap_or(0),
+                book.grants.iter().map(|(d, t)| (d.clone(), ms(*t))).collect::<HashMap<_, _>>(),
+            )
+        };
+        let lb = store.read(|a| a.state.lb.clone());
+        let alive = plane.alive_devices();
+        down_since.retain(|d, _| !alive.contains(d));
+        for d in lb.devices.keys().filter(|d| !alive.contains(*d)) {
+            down_since.entry(d.clone()).or_insert_with(wall_ms);
+        }
+        // Moves the leases allow now, by the device they leave.
+        let mut by_from: BTreeMap<String, Vec<Move>> = BTreeMap::new();
+        for m in scheduler::moves(&lb, &alive) {
+            let allowed = alive.contains(&m.from)
+                || plane.lease.may_reassign(ms(now), grants.get(&m.from).copied(), since);
+            if allowed {
+                by_from.entry(m.from.clone()).or_default().push(m);
+            }
+        }
+        for (from, moves) in by_from {
+            let failed = !alive.contains(&from);
+            let reason = if failed { format!("{from} failed") } else { format!("{from} draining") };
+            let detected_ms = failed.then(|| down_since.get(&from).copied()).flatten();
+            let write = LbWrite::MoveVips { moves: moves.clone(), reason: reason.clone(), detected_ms };
+            match raft.client_write(Command::Lb { write, at_ms: wall_ms() }).await {
+                Ok(r) => {
+                    if let Outcome::Lb(LbResult::Refused(e)) = &r.data {
+                        log::warn!("moving {}'s VIPs: {e}", from);
+                        continue;
+                    }
+                    log::info!(
+                        "{reason}: {} VIP(s) moved: {:?}",
+                        moves.len(),
+                        moves.iter().map(|m| (m.vip, &m.to)).collect::<Vec<_>>()
+                    );
+                    // The events of this commit get its time.
+                    let committed = wall_ms();
+                    let ids: Vec<u64> = store.read(|a| {
+                        a.state.lb.events.iter().filter(|e| e.index == r.log_id.index).map(|e| e.id).collect()
+                    });
+                    for id in ids {
+                        let write = LbWrite::Phase { event: id, phase: "committed".into(), at_ms: committed };
+                        let _ = raft.client_write(Command::Lb { write, at_ms: committed }).await;
+                    }
+                }
+                Err(e) => log::warn!("moving {from}'s VIPs: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Makes this device's addresses, XDP maps and L7 listeners match its desired state, and
+//! keeps them so: on every change of the replicated state or of the lease, when the
+//! lease would lapse, and every 30 s in full (anti-entropy). Only the difference is
+//! applied, in order: a VIP gained gets its address and announcements, then its maps,
+//! then its listeners; a VIP lost loses them in the reverse order.
+//!
+//! Hand-over: a VIP moved here from a failed device is taken at once (the leader moved it
+//! only once that device's lease must have lapsed). One moved from a live device (drain,
+//! an operator's assignment) is taken once that device says it released it, or once a
+//! full lease period has passed since this device saw the move: any lease the old owner
+//! still holds was granted before the move (and lapses within that period), or after it
+//! (and then only covers a state in which the VIP has moved).
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::IpAddr,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result};
+use ballast_control::{
+    plane::ControlPlane,
+    state::lb::{EventKind, LbState},
+};
+use ballast_l4::{
+    config::L4Config,
+    dataplane::{self, AttachMode, Dataplane},
+};
+use ballast_proxy::Proxy;
+use tokio::{sync::watch, time::Instant};
+
+use crate::{addresses::Addresses, announce, desired, lease::Lease};
+
+/// The replicated LB state as this device last saw it, with the log index applied.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    pub lb: LbState,
+    pub applied: u64,
+}
+
+const RESYNC: Duration = Duration::from_secs(30);
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub struct Reconciler {
+    plane: Arc<ControlPlane>,
+    me: String,
+    addresses: Option<Addresses>,
+    dataplane: Option<Dataplane>,
+    proxy: Option<Arc<Proxy>>,
+    applied_l4: Option<String>,
+    applied_l7: Option<Option<String>>,
+    /// VIPs whose address this device holds.
+    held: BTreeSet<IpAddr>,
+    /// When this device first saw each (VIP, epoch) assigned to it.
+    first_seen: HashMap<(IpAddr, u64), Instant>,
+}
+
+impl Reconciler {
+    pub fn new(plane: Arc<ControlPlane>) -> Reconciler {
+        let me = plane.cfg.node_name.clone();
+        Reconciler {
+            plane,
+            me,
+            addresses: None,
+            dataplane: None,
+            proxy: None,
+            applied_l4: None,
+            applied_l7: None,
+            held: BTreeSet::new(),
+            first_seen: HashMap::new(),
+        }
+    }
+
+    /// Runs until `stop` turns true; then withdraws every VIP.
+    pub async fn run(
+        mut self,
+        mut state: watch::Receiver<View>,
+        mut lease: watch::Receiver<Option<Lease>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut last_full = Instant::now();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let view = state.borrow_and_update().clone();
+            let l = *lease.borrow_and_update();
+            let now = Instant::now();
+            let holds = l.is_some_and(|l| l.holds(now, view.applied));
+            let full = now.duration_since(last_full) >= RESYNC;
+            if full {
+                last_full = now;
+                self.applied_l4 = None;
+                self.applied_l7 = None;
+            }
+            let pending = match self.step(&view.lb, holds, full).await {
+                Ok(p) => p,
+                Err(e) => {
+                    log::warn!("reconcile: {e:#}");
+                    true
+                }
+            };
+            let mut wake = now + RESYNC;
+            if let Some(l) = l.filter(|_| holds) {
+                wake = wake.min(l.until());
+            }
+            if pending {
+                wake = wake.min(now + Duration::from_millis(100));
+            }
+            tokio::select! {
+                _ = state.changed() => {}
+                _ = lease.changed() => {}
+                _ = stop.changed() => {}
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+        if let Err(e) = self.step(&LbState::default(), false, false).await {
+            log::warn!("withdrawing the VIPs: {e:#}");
+        }
+        if let Some(p) = &self.proxy {
+            p.stop();
+        }
+    }
+
+    /// Whether a VIP assigned here may be taken now (see the module's hand-over rule).
+    fn may_take(&mut self, lb: &LbState, vip: IpAddr, epoch: u64, now: Instant) -> bool {
+        let seen = *self.first_seen.entry((vip, epoch)).or_insert(now);
+        let Some(e) = lb
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.kind == EventKind::VipMoved && e.vip == Some(vip) && e.epoch == Some(epoch))
+        else {
+            // First assigned (no move): nobody held it.
+            return true;
+        };
+        let failed = e.reason.as_deref().is_some_and(|r| r.ends_with(" failed"));
+        failed
+            || e.phases.contains_key("released")
+            || now.duration_since(seen) >= Duration::from_millis(self.plane.lease.reassign_after_ms())
+    }
+
+    /// One reconciliation; true when something waits (a hand-over) and it should run
+    /// again soon.
+    async fn step(&mut self, lb: &LbState, holds: bool, full: bool) -> Result<bool> {
+        let want = desired::desired(lb, &self.me, holds);
+        let now = Instant::now();
+        let mut pending = false;
+        let mut serve = BTreeSet::new();
+        for (vip, s) in &want.vips {
+            if self.held.contains(vip) || self.may_take(lb, *vip, s.epoch, now) {
+                serve.insert(*vip);
+            } else {
+                pending = true;
+            }
+        }
+        self.first_seen.retain(|(v, e), _| want.vips.get(v).is_some_and(|s| s.epoch == *e));
+        if self.addresses.is_none() {
+            if serve.is_empty() && !full {
+                return Ok(pending);
+            }
+            let Some(iface) =
+                lb.devices.get(&self.me).map(|d| d.spec.public.iface.clone()).filter(|i| !i.is_empty())
+            else {
+                return Ok(pending);
+            };
+            let record = self.plane.cfg.data_dir.join("vips.held");
+            let mut a = Addresses::open(&iface, record).await?;
+            // What a previous run left and nobody wants now goes.
+            for stale in a.held().clone() {
+                if !serve.contains(&stale) {
+                    a.remove(stale).await?;
+                }
+            }
+            self.held = a.held().clone();
+            self.addresses = Some(a);
+        }
+        let removed: Vec<IpAddr> = self.held.difference(&serve).copied().collect();
+        let added: Vec<IpAddr> = serve.difference(&self.held).copied().collect();
+        if !removed.is_empty() {
+            let keep: BTreeSet<IpAddr> = self.held.intersection(&serve).copied().collect();
+            self.configure(lb, &keep).await;
+            for vip in removed {
+                self.addresses.as_mut().expect("opened").remove(vip).await?;
+                self.held.remove(&vip);
+                log::info!("released {vip}");
+                self.phase(lb, vip, false, "released");
+            }
+        }
+        for vip in added {
+            let a = self.addresses.as_mut().expect("opened");
+            a.add(vip).await?;
+            let iface = a.iface.clone();
+            self.held.insert(vip);
+            self.phase(lb, vip, true, "address_added");
+            match announce::announce(&iface, vip) {
+                Ok(()) => self.phase(lb, vip, true, "arp_sent"),
+                Err(e) => log::warn!("announcing {vip} on {iface}: {e}"),
+            }
+            log::info!("serving {vip} on {iface}");
+            // More announcements over the next seconds, for caches that missed the first.
+            tokio::spawn(async move {
+                for ms in [50u64, 250, 500, 1000, 2000] {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let _ = announce::announce(&iface, vip);
+                }
+            });
+        }
+        self.configure(lb, &serve).await;
+        Ok(pending)
+    }
+
+    /// The L4 maps and the L7 listeners for `vips`, changed only where they differ.
+    async fn configure(&mut self, lb: &LbState, vips: &BTreeSet<IpAddr>) {
+        let d = desired::for_vips(lb, &self.me, vips);
+        if self.applied_l4.as_deref() != Some(d.l4.as_str()) {
+            match self.apply_l4(lb, &d.l4) {
+                Ok(()) => self.applied_l4 = Some(d.l4),
+                Err(e) => log::warn!("L4: {e:#}"),
+            }
+        }
+        if self.applied_l7.as_ref() != Some(&d.l7) {
+            match self.apply_l7(d.l7.as_deref()).await {
+                Ok(()) => self.applied_l7 = Some(d.l7),
+                Err(e) => log::warn!("L7: {e:#}"),
+            }
+        }
+    }
+
+    fn apply_l4(&mut self, lb: &LbState, toml: &str) -> Result<()> {
+        let cfg = L4Config::parse(toml).context("the L4 configuration")?;
+        if self.dataplane.is_none() {
+            if cfg.vips.is_empty() {
+                return Ok(());
+            }
+            let dev = lb.devices.get(&self.me).context("this device is not declared")?;
+            let mut dp = Dataplane::load(&cfg.device, 2).context("loading the XDP programs")?;
+            for iface in [&dev.spec.public.iface, &dev.spec.private.iface] {
+                if !iface.is_empty() {
+                    let how = dataplane::attach(&mut dp.ebpf, dataplane::PROG_LB, iface, AttachMode::Auto)
+                        .with_context(|| format!("attaching XDP to {iface}"))?;
+                    log::info!("ballast_lb attached to {iface} ({how} mode)");
+                }
+            }
+            self.dataplane = Some(dp);
+        }
+        let dp = self.dataplane.as_mut().expect("loaded");
+        let summary = dp.apply(cfg).context("programming the maps")?;
+        ballast_l4::neighbours::warm(dp.backend_addrs());
+        log::info!("L4 maps: {summary:?}");
+        Ok(())
+    }
+
+    async fn apply_l7(&mut self, cfg: Option<&str>) -> Result<()> {
+        let text = cfg.unwrap_or("");
+        let parsed = ballast_l7::haproxy::parse("agent.cfg", text);
+        let config = parsed.config.with_context(|| {
+            let alerts: Vec<String> = parsed.diags.iter().map(|d| d.to_string()).collect();
+            format!("the L7 configuration: {}", alerts.join("; "))
+        })?;
+        match &self.proxy {
+            Some(p) => p.reload(config).await.context("reloading the proxy")?,
+            None if cfg.is_none() => {}
+            None => {
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                self.proxy = Some(Proxy::start(config, threads).await.context("starting the proxy")?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a phase of the move that brought `vip` here (`gained`) or took it away.
+    fn phase(&self, lb: &LbState, vip: IpAddr, gained: bool, phase: &'static str) {
+        let Some(e) = lb.events.iter().rev().find(|e| {
+            e.kind == EventKind::VipMoved
+                && e.vip == Some(vip)
+                && if gained {
+                    e.device.as_deref() == Some(&self.me)
+                } else {
+                    e.from.as_deref() == Some(&self.me)
+                }
+        }) else {
+            return;
+        };
+        let (event, plane) = (e.id, self.plane.clone());
+        tokio::spawn(async move {
+            let body = serde_json::json!({ "event": event, "phase": phase, "at_ms": wall_ms() });
+            let Some(leader) = plane.leader_rpc().await else { return };
+            let r: Result<serde_json::Value, String> = ballast_control::raft::network::post_json(
+                &plane.client,
+                &leader,
+                "/v1/internal/lb/phase",
+                &body,
+                Duration::from_secs(5),
+                plane.gossip.rpc_token().as_deref(),
+            )
+            .await;
+            if let Err(e) = r {
+                log::debug!("recording {phase} of event {event}: {e}");
+            }
+        });
+    }
+}
+
+/// Feeds `tx` with the LB state: from the local store on a server, by long polling a
+/// server's cluster RPC on a client agent.
+pub async fn watch_state(plane: Arc<ControlPlane>, tx: watch::Sender<View>) {
+    if let Some(store) = plane.store.clone() {
+        let mut changes = store.subscribe();
+        loop {
+            let view = store.read(|a| View {
+                lb: a.state.lb.clone(),
+                applied: a.last_applied.map(|l| l.index).unwrap_or(0),
+            });
+            tx.send_if_modified(|old| {
+                let changed = old.applied != view.applied || old.lb != view.lb;
+                *old = view;
+                changed
+            });
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+    let mut index = 0;
+    loop {
+        match poll_state(&plane, index).await {
+            Ok(view) => {
+                index = view.lb.modify_index;
+                tx.send_replace(view);
+            }
+            Err(e) => {
+                log::debug!("LB state: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+async fn poll_state(plane: &ControlPlane, index: u64) -> Result<View, String> {
+    use http_body_util::BodyExt;
+    let server = plane
+        .gossip
+        .alive()
+        .find(|m| m.ident.server && m.ident.dc == plane.cfg.datacenter)
+        .ok_or("no server alive")?;
+    let mut req =
+        hyper::Request::get(format!("http://{}/v1/internal/lb/state?index={index}", server.ident.rpc));
+    if let Some(t) = plane.gossip.rpc_token() {
+        req = req.header(ballast_control::raft::network::CLUSTER_TOKEN, t);
+    }
+    let req = req.body(http_body_util::Full::new(bytes::Bytes::new())).map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(70), plane.client.request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("{}", resp.status()));
+    }
+    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        applied: u64,
+        state: LbState,
+    }
+    let r: Reply = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    Ok(View { lb: r.state, applied: r.applied })
+}
