@@ -41,6 +41,8 @@ pub enum DataplaneError {
     Config(#[from] ConfigError),
     #[error("reading the number of CPUs: {0}")]
     Cpus(String),
+    #[error("enabling forwarding on {iface} ({path}): {source}")]
+    Forwarding { iface: String, path: String, source: std::io::Error },
 }
 
 type Result<T> = std::result::Result<T, DataplaneError>;
@@ -92,7 +94,15 @@ pub fn load_object(device: Option<&DeviceSpec>, log_level: u8) -> Result<Ebpf> {
 }
 
 /// Attaches program `prog` of `ebpf` to `iface`. Returns the mode that worked.
+///
+/// The load balancer's program routes what it rewrote with `bpf_fib_lookup`, which
+/// refuses (`FWD_DISABLED`) on an interface where the kernel does not forward: the VIP's
+/// packets were silently dropped on a device with forwarding off. So attaching it turns
+/// forwarding on for that interface (IPv4 and IPv6), as an IPVS director needs too.
 pub fn attach(ebpf: &mut Ebpf, prog: &str, iface: &str, mode: AttachMode) -> Result<&'static str> {
+    if prog == PROG_LB {
+        enable_forwarding(iface)?;
+    }
     let p: &mut Xdp = ebpf
         .program_mut(prog)
         .ok_or_else(|| prog_err(prog)(ProgramError::NotLoaded))?
@@ -113,6 +123,25 @@ pub fn attach(ebpf: &mut Ebpf, prog: &str, iface: &str, mode: AttachMode) -> Res
             }
         },
     }
+}
+
+/// Turns on IPv4 and IPv6 forwarding on `iface` (of this network namespace), logging a change.
+pub fn enable_forwarding(iface: &str) -> Result<()> {
+    for family in ["ipv4", "ipv6"] {
+        let path = format!("/proc/sys/net/{family}/conf/{iface}/forwarding");
+        let err = |source| DataplaneError::Forwarding { iface: iface.into(), path: path.clone(), source };
+        let now = match std::fs::read_to_string(&path) {
+            Ok(v) => v,
+            // IPv6 may be off in the kernel or on the interface: IPv4 alone is enough then.
+            Err(e) if family == "ipv6" && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(err(e)),
+        };
+        if now.trim() != "1" {
+            std::fs::write(&path, "1").map_err(err)?;
+            log::info!("{family} forwarding turned on for {iface} (XDP routes with the kernel's FIB)");
+        }
+    }
+    Ok(())
 }
 
 /// The load balancer's maps and what this process last wrote to them.

@@ -1,6 +1,8 @@
 //! Helpers for the integration tests and the benches (never a dependency of the daemon):
 //! crafted frames with correct checksums, network namespaces that clean up after
-//! themselves, and FIB test nets for running the XDP program.
+//! themselves, packet captures on a namespace's interface, and FIB test nets for running
+//! the XDP program.
+pub mod capture;
 pub mod fibnet;
 pub mod linearizability;
 pub mod netns;

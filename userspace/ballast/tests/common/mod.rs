@@ -6,6 +6,7 @@ pub use ballast_testkit::{enter, need_root, packet, parse_mac, run, sh, spawn_in
 pub mod cluster;
 pub mod http_backend;
 pub mod l7;
+pub mod seed;
 pub mod servers;
 pub mod topo;
 

@@ -130,3 +130,93 @@ pub fn udp_ask(s: &UdpSocket) -> std::io::Result<String> {
     }
     Err(last.unwrap())
 }
+
+/// Serves HTTP/1.1 on `addr` in namespace `ns`: every request (GET, no body) gets
+/// `200 NAME\n`, on keep-alive connections. Returns once it listens.
+pub fn start_http(ns: &str, name: &str, addr: SocketAddr, stop: Arc<AtomicBool>) {
+    let name = name.to_string();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    spawn_in(ns, move || {
+        let l = bind_tcp(addr);
+        l.set_nonblocking(true).unwrap();
+        let _ = ready_tx.send(());
+        while !stop.load(Ordering::SeqCst) {
+            match l.accept() {
+                Ok((s, _)) => {
+                    let (name, stop) = (name.clone(), stop.clone());
+                    std::thread::spawn(move || serve_http(s, &name, &stop));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).expect("HTTP server listening");
+}
+
+fn serve_http(s: TcpStream, name: &str, stop: &AtomicBool) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    let mut in_head = false;
+    while !stop.load(Ordering::SeqCst) {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) => return,
+            Ok(_) if line == "\r\n" || line == "\n" => {
+                if !in_head {
+                    continue;
+                }
+                in_head = false;
+                let body = format!("{name}\n");
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                if w.write_all((head + &body).as_bytes()).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => in_head = true,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// One GET on a new connection: the body the server answered (a backend's name), or why not.
+pub fn http_get(addr: SocketAddr, timeout: Duration) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    http_get_on(&mut s, timeout)
+}
+
+/// One GET on an open keep-alive connection.
+pub fn http_get_on(s: &mut TcpStream, timeout: Duration) -> std::io::Result<String> {
+    use std::io::Read;
+    s.set_read_timeout(Some(timeout))?;
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", s.peer_addr()?).as_bytes())?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
+        let len = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        if body.len() >= len {
+            if !head.starts_with("HTTP/1.1 200") {
+                return Err(std::io::Error::other(head.lines().next().unwrap_or("").to_string()));
+            }
+            return Ok(body[..len].trim().to_string());
+        }
+    }
+}

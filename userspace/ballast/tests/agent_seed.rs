@@ -1,0 +1,368 @@
+//! `ballast agent` as an LB device, end to end, in seed 004's topology built from network
+//! namespaces (scripts/seed_topo.sh): LB01 and LB02 (public, private and control NICs), a
+//! witness, a router with the client on the public segment, web servers on the private
+//! one. Groups are created through the CLI; the agents hold the VIP addresses, announce
+//! them, program XDP (L4 tunnel) or the proxy (L7 http); the tests watch the public
+//! segment with a capture and probe each VIP with a new connection every 20 ms.
+//!
+//! The tests run one at a time (each runs three agents and a dozen namespaces).
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, SocketAddr},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use ballast_testkit::capture::{self, Capture, Claim};
+use common::{
+    eventually, need_root,
+    seed::{Seed, LIMIT},
+    servers::{http_get, http_get_on},
+    spawn_in, Child,
+};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The VIP of the group `id` that `ballast group create` printed.
+fn vip_of(out: &str) -> Ipv4Addr {
+    out.split_whitespace()
+        .skip_while(|w| *w != "vip")
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no VIP in {out}"))
+}
+
+/// The other LB device.
+fn other(dev: &str) -> &'static str {
+    if dev == "lb1" {
+        "lb2"
+    } else {
+        "lb1"
+    }
+}
+
+/// Who answered `n` new connections to `vip:80` from the client, by name.
+fn spread(seed: &Seed, vip: Ipv4Addr, n: usize) -> BTreeMap<String, usize> {
+    let addr = SocketAddr::from((vip, 80));
+    common::enter(&seed.ns("rt"), move || {
+        let mut seen = BTreeMap::new();
+        for i in 0..n {
+            let who = http_get(addr, Duration::from_secs(3)).unwrap_or_else(|e| panic!("request {i} to {addr}: {e}"));
+            *seen.entry(who).or_insert(0) += 1;
+        }
+        seen
+    })
+}
+
+/// One probe: when it started and ended (wall clock ms) and who answered.
+#[derive(Debug, Clone)]
+struct Probe {
+    start: u64,
+    end: u64,
+    answer: Result<String, String>,
+}
+
+/// A new connection to `vip:80` every 20 ms from the client (each on its own thread,
+/// timeout `timeout`), until stopped or `max` probes.
+struct Prober {
+    stop: Arc<AtomicBool>,
+    results: Arc<Mutex<Vec<Probe>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Prober {
+    fn start(seed: &Seed, vip: Ipv4Addr, timeout: Duration, max: usize) -> Prober {
+        let stop = Arc::new(AtomicBool::new(false));
+        let results = Arc::new(Mutex::new(Vec::new()));
+        let (s, r) = (stop.clone(), results.clone());
+        let addr = SocketAddr::from((vip, 80));
+        let thread = spawn_in(&seed.ns("rt"), move || {
+            let mut probes = Vec::new();
+            let begin = Instant::now();
+            for i in 0..max {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let r = r.clone();
+                // Threads made here are in the router's namespace too.
+                probes.push(std::thread::spawn(move || {
+                    let start = capture::now_ms();
+                    let answer = http_get(addr, timeout).map_err(|e| e.to_string());
+                    r.lock().unwrap().push(Probe { start, end: capture::now_ms(), answer });
+                }));
+                let next = begin + Duration::from_millis(20 * (i as u64 + 1));
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            for p in probes {
+                let _ = p.join();
+            }
+        });
+        Prober { stop, results, thread: Some(thread) }
+    }
+
+    /// Stops and returns the probes in start order.
+    fn finish(mut self) -> Vec<Probe> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let mut v = self.results.lock().unwrap().clone();
+        v.sort_by_key(|p| p.start);
+        v
+    }
+
+    fn ok_count(&self) -> usize {
+        self.results.lock().unwrap().iter().filter(|p| p.answer.is_ok()).count()
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The probes' failures as runs: (index of the first failure, count). Probes in start order.
+fn failure_runs(probes: &[Probe]) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < probes.len() {
+        if probes[i].answer.is_err() {
+            let first = i;
+            while i < probes.len() && probes[i].answer.is_err() {
+                i += 1;
+            }
+            runs.push((first, i - first));
+        } else {
+            i += 1;
+        }
+    }
+    runs
+}
+
+/// The client's view of an outage: the first answer after the gap minus the last before.
+fn gap_ms(probes: &[Probe], run: (usize, usize)) -> Option<u64> {
+    let before = probes[..run.0].iter().filter(|p| p.answer.is_ok()).map(|p| p.end).max()?;
+    let after = probes[run.0 + run.1..].iter().filter(|p| p.answer.is_ok()).map(|p| p.end).min()?;
+    Some(after.saturating_sub(before))
+}
+
+/// Which device (by its public MAC) claimed `vip` on the public segment, in order, with
+/// runs of the same device merged: (device, first frame ms, last frame ms).
+fn claimants(cap: &Capture, vip: Ipv4Addr, macs: &[([u8; 6], &str)]) -> Vec<(String, u64, u64)> {
+    let mut out: Vec<(String, u64, u64)> = Vec::new();
+    for (at, c) in cap.claims_of(vip) {
+        let mac = match c {
+            Claim::Arp { mac, .. } | Claim::Ipv4 { mac, .. } => mac,
+        };
+        let who = macs.iter().find(|(m, _)| *m == mac).map(|(_, n)| n.to_string()).unwrap_or_else(|| {
+            format!("{:02x?}", mac)
+        });
+        match out.last_mut() {
+            Some(last) if last.0 == who => last.2 = at,
+            _ => out.push((who, at, at)),
+        }
+    }
+    out
+}
+
+/// The phases of the last `vip_moved` event of `vip`.
+fn move_phases(seed: &Seed, vip: Ipv4Addr) -> Option<BTreeMap<String, u64>> {
+    let v = seed.api("wit", "GET", "/v1/lb/events", "").ok()?.json();
+    let e = v.as_array()?.iter().rev().find(|e| e["kind"] == "vip_moved" && e["vip"] == vip.to_string())?;
+    serde_json::from_value(e["phases"].clone()).ok()
+}
+
+/// Tunnel-mode backends: each web server holds the VIPs on lo and runs `ballast decap`.
+fn tunnel_backends(seed: &Seed, vips: &[Ipv4Addr]) -> Vec<Child> {
+    let mut decaps = Vec::new();
+    for i in 1..=4 {
+        let ns = seed.ns(&format!("web{i}"));
+        for v in vips {
+            seed.exec(&format!("web{i}"), &format!("ip addr add {v}/32 dev lo"));
+        }
+        let log = std::fs::File::create(seed.cluster.root.join(format!("decap{i}.log"))).unwrap();
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_ballast"), "decap", "--iface", "eth0"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("ballast decap");
+        decaps.push(Child(child));
+    }
+    for i in 1..=4 {
+        let path = seed.cluster.root.join(format!("decap{i}.log"));
+        eventually("ballast decap attached", LIMIT, || {
+            std::fs::read_to_string(&path).ok()?.contains("attached").then_some(())
+        });
+    }
+    decaps
+}
+
+/// Groups created through the CLI are served by their owner only (address, gratuitous ARP
+/// on the public segment, traffic spread over the backends), for an L7 http group and an
+/// L4 tunnel group; backends follow the API without dropping a connection; kill -9 plus
+/// link down of the owner moves its VIPs, and the client sees one gap, then the new owner.
+#[test]
+fn groups_are_served_by_their_owner_and_move_when_it_dies() {
+    if !need_root("groups_are_served_by_their_owner_and_move_when_it_dies") {
+        return;
+    }
+    let _serial = serial();
+    let mut seed = Seed::up("as");
+    let cap = Capture::start(&seed.ns("rt"), "eth0", 400_000);
+    seed.ready();
+    let macs = [(seed.mac("lb1", "eth0"), "lb1"), (seed.mac("lb2", "eth0"), "lb2")];
+
+    // acco01: an L7 group with cookie persistence on web1 and web2.
+    let out = seed.ok(
+        "wit",
+        &[
+            "group",
+            "create",
+            "acco01/web",
+            "--listen",
+            "80:http",
+            "--backend",
+            "10.10.0.21:80",
+            "--backend",
+            "10.10.0.22:80",
+            "--cookie",
+            "SRV",
+        ],
+    );
+    let l7 = vip_of(&out);
+    // acco02: an L4 group (IPIP tunnel, direct server return) on web3 and web4.
+    let out = seed.ok(
+        "wit",
+        &["group", "create", "acco02/app", "--listen", "80:tunnel", "--backend", "10.10.0.23", "--backend", "10.10.0.24"],
+    );
+    let l4 = vip_of(&out);
+    let _decaps = tunnel_backends(&seed, &[l4]);
+    println!("L7 VIP {l7}, L4 VIP {l4}");
+
+    // Each VIP on its owner only, announced on the public segment.
+    for vip in [l7, l4] {
+        let (owner, epoch) = seed.owner(vip).expect("an owner");
+        assert_eq!(epoch, 1);
+        eventually("the owner holds the VIP", LIMIT, || seed.holds(&owner, vip).then_some(()));
+        assert!(!seed.holds(other(&owner), vip), "{vip} on {} too", other(&owner));
+        let mac = macs.iter().find(|(_, n)| *n == owner).unwrap().0;
+        eventually("a gratuitous ARP from the owner", LIMIT, || {
+            cap.claims_of(vip)
+                .iter()
+                .any(|(_, c)| matches!(c, Claim::Arp { mac: m, .. } if *m == mac))
+                .then_some(())
+        });
+    }
+
+    // Traffic through each VIP spreads over its backends.
+    eventually("the L7 listener", LIMIT, || {
+        common::enter(&seed.ns("rt"), || http_get(SocketAddr::from((l7, 80)), Duration::from_secs(1)).ok())
+    });
+    let seen = spread(&seed, l7, 40);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["web1", "web2"], "L7 spread: {seen:?}");
+    eventually("the L4 VIP", LIMIT, || {
+        common::enter(&seed.ns("rt"), || http_get(SocketAddr::from((l4, 80)), Duration::from_secs(1)).ok())
+    });
+    let seen = spread(&seed, l4, 40);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["web3", "web4"], "L4 spread: {seen:?}");
+
+    // Backends changed through the API: traffic follows; open connections keep working.
+    let open = |vip: Ipv4Addr| {
+        common::enter(&seed.ns("rt"), move || {
+            (0..6)
+                .map(|_| {
+                    let mut s = std::net::TcpStream::connect((vip, 80)).unwrap();
+                    let who = http_get_on(&mut s, Duration::from_secs(3)).unwrap();
+                    (s, who)
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let mut l7_conns = open(l7);
+    let mut l4_conns = open(l4);
+    seed.ok("wit", &["backend", "add", "acco01/web", "10.10.0.23:80"]);
+    seed.ok("wit", &["backend", "remove", "acco01/web", "10.10.0.21:80"]);
+    seed.ok("wit", &["backend", "add", "acco02/app", "10.10.0.21"]);
+    seed.ok("wit", &["backend", "weight", "acco02/app", "10.10.0.23", "0"]);
+    eventually("L7 traffic on web2 and web3 only", LIMIT, || {
+        let seen = spread(&seed, l7, 20);
+        (seen.keys().collect::<Vec<_>>() == ["web2", "web3"]).then_some(())
+    });
+    eventually("L4 traffic on web1 and web4 only", LIMIT, || {
+        let seen = spread(&seed, l4, 20);
+        (seen.keys().collect::<Vec<_>>() == ["web1", "web4"]).then_some(())
+    });
+    common::enter(&seed.ns("rt"), || {
+        for (i, (s, _)) in l7_conns.iter_mut().enumerate() {
+            http_get_on(s, Duration::from_secs(3)).unwrap_or_else(|e| panic!("L7 connection {i} dropped: {e}"));
+        }
+        // An L4 flow stays on its backend while that backend stays (web3 drained: weight 0).
+        for (i, (s, who)) in l4_conns.iter_mut().enumerate() {
+            let now = http_get_on(s, Duration::from_secs(3))
+                .unwrap_or_else(|e| panic!("L4 connection {i} (on {who}) dropped: {e}"));
+            assert_eq!(&now, who, "L4 connection {i} moved");
+        }
+    });
+    drop((l7_conns, l4_conns));
+
+    // The owner of the L7 VIP dies: kill -9 and its links down.
+    let (dead, _) = seed.owner(l7).unwrap();
+    let survivor = other(&dead);
+    let l4_owner = seed.owner(l4).unwrap().0;
+    let probe7 = Prober::start(&seed, l7, Duration::from_secs(1), 3000);
+    let probe4 = Prober::start(&seed, l4, Duration::from_secs(1), 3000);
+    eventually("probes answered", LIMIT, || (probe7.ok_count() > 5 && probe4.ok_count() > 5).then_some(()));
+    let killed_at = capture::now_ms();
+    seed.agent(&dead).kill9();
+    for nic in ["eth0", "eth1", "eth2"] {
+        seed.exec(&dead, &format!("ip link set {nic} down"));
+    }
+    eventually("the L7 VIP on the survivor", LIMIT, || {
+        (seed.owner(l7)?.0 == survivor && seed.holds(survivor, l7)).then_some(())
+    });
+    let answered = probe7.ok_count();
+    eventually("50 more answers", LIMIT, || (probe7.ok_count() > answered + 50).then_some(()));
+    let p7 = probe7.finish();
+    let p4 = probe4.finish();
+
+    let runs = failure_runs(&p7);
+    assert_eq!(runs.len(), 1, "one gap: {runs:?}");
+    let gap = gap_ms(&p7, runs[0]).expect("answers before and after");
+    println!("L7 VIP {l7}: {} failed probes, client gap {gap} ms (killed at {killed_at})", runs[0].1);
+    let phases = move_phases(&seed, l7).expect("a vip_moved event");
+    for p in ["detected", "decided", "committed", "address_added", "arp_sent"] {
+        assert!(phases.contains_key(p), "phase {p} in {phases:?}");
+    }
+    let timeline: Vec<String> = {
+        let mut v: Vec<(&String, &u64)> = phases.iter().collect();
+        v.sort_by_key(|(_, t)| **t);
+        v.iter().map(|(k, t)| format!("{k} +{} ms", t.saturating_sub(killed_at))).collect()
+    };
+    println!("timeline after the kill: {}", timeline.join(", "));
+    // After the gap, only the survivor claims the VIP on the public segment.
+    let who = claimants(&cap, l7, &macs);
+    let last = who.last().expect("claims");
+    assert_eq!(last.0, survivor, "claims: {who:?}");
+    assert!(
+        who.iter().rev().skip(1).all(|(_, _, end)| *end <= last.1),
+        "claims of {l7} overlap: {who:?}"
+    );
+    if l4_owner == dead {
+        assert_eq!(failure_runs(&p4).len(), 1, "L4 VIP: one gap");
+        assert_eq!(seed.owner(l4).unwrap().0, survivor);
+    } else {
+        // A VIP on the survivor never noticed.
+        assert!(failure_runs(&p4).is_empty(), "the L4 VIP on {l4_owner} failed: {:?}", failure_runs(&p4));
+    }
+}
