@@ -47,27 +47,37 @@ impl Addresses {
             .with_context(|| format!("no interface {iface}"))?
             .header
             .index;
-        let held = read_record(&record);
-        Ok(Addresses { handle, iface: iface.to_string(), index, record, held })
+        let mut a = Addresses { handle, iface: iface.to_string(), index, record, held: BTreeSet::new() };
+        // Ours: what the record names, and what carries our mark (a record lost with the
+        // data directory still leaves marked addresses behind).
+        let mut held = read_record(&a.record);
+        held.extend(a.marked().await?);
+        a.held = held;
+        Ok(a)
+    }
+
+    /// The addresses on the interface that carry ballast's address protocol.
+    async fn marked(&self) -> Result<BTreeSet<IpAddr>> {
+        let mut out = BTreeSet::new();
+        let mut dump = self.handle.address().get().set_link_index_filter(self.index).execute();
+        while let Some(m) = dump.try_next().await.context("listing addresses")? {
+            let ours = m.attributes.iter().any(|a| {
+                matches!(a, AddressAttribute::Protocol(AddressProtocol::Other(PROTO_BALLAST)))
+            });
+            if ours {
+                for a in &m.attributes {
+                    if let AddressAttribute::Local(ip) | AddressAttribute::Address(ip) = a {
+                        out.insert(*ip);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The addresses ballast holds (as far as its record says).
     pub fn held(&self) -> &BTreeSet<IpAddr> {
         &self.held
-    }
-
-    /// The addresses on the interface now.
-    pub async fn present(&self) -> Result<BTreeSet<IpAddr>> {
-        let mut out = BTreeSet::new();
-        let mut dump = self.handle.address().get().set_link_index_filter(self.index).execute();
-        while let Some(m) = dump.try_next().await.context("listing addresses")? {
-            for a in &m.attributes {
-                if let AddressAttribute::Address(ip) | AddressAttribute::Local(ip) = a {
-                    out.insert(*ip);
-                }
-            }
-        }
-        Ok(out)
     }
 
     fn save(&self) -> Result<()> {

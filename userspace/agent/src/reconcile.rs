@@ -1,8 +1,9 @@
 //! Makes this device's addresses, XDP maps and L7 listeners match its desired state, and
 //! keeps them so: on every change of the replicated state or of the lease, when the
 //! lease would lapse, and every 30 s in full (anti-entropy). Only the difference is
-//! applied, in order: a VIP gained gets its address and announcements, then its maps,
-//! then its listeners; a VIP lost loses them in the reverse order.
+//! applied, in order: a VIP gained gets its maps and listeners, then its address and
+//! announcements; a VIP lost loses its address (and any announcement still to come)
+//! first, then its maps and listeners.
 //!
 //! Hand-over: a VIP moved here from a failed device is taken at once (the leader moved it
 //! only once that device's lease must have lapsed). One moved from a live device (drain,
@@ -59,6 +60,9 @@ pub struct Reconciler {
     held: BTreeSet<IpAddr>,
     /// When this device first saw each (VIP, epoch) assigned to it.
     first_seen: HashMap<(IpAddr, u64), Instant>,
+    started: Instant,
+    /// The VIPs whose repeated announcements may still go out.
+    announcing: HashMap<IpAddr, Arc<std::sync::Mutex<bool>>>,
 }
 
 impl Reconciler {
@@ -74,6 +78,8 @@ impl Reconciler {
             applied_l7: None,
             held: BTreeSet::new(),
             first_seen: HashMap::new(),
+            started: Instant::now(),
+            announcing: HashMap::new(),
         }
     }
 
@@ -162,8 +168,12 @@ impl Reconciler {
         }
         self.first_seen.retain(|(v, e), _| want.vips.get(v).is_some_and(|s| s.epoch == *e));
         if self.addresses.is_none() {
-            if serve.is_empty() && !full {
-                return Ok(pending);
+            // Until this run's first lease, what a previous run holds stays (a restart
+            // does not flap the VIPs), but no longer than a lease: the previous run's lease
+            // has lapsed by then, and without one of its own this run must not serve.
+            let grace = Duration::from_millis(self.plane.lease.duration_ms);
+            if serve.is_empty() && !full && now.duration_since(self.started) < grace {
+                return Ok(true);
             }
             let Some(iface) =
                 lb.devices.get(&self.me).map(|d| d.spec.public.iface.clone()).filter(|i| !i.is_empty())
@@ -183,15 +193,22 @@ impl Reconciler {
         }
         let removed: Vec<IpAddr> = self.held.difference(&serve).copied().collect();
         let added: Vec<IpAddr> = serve.difference(&self.held).copied().collect();
-        if !removed.is_empty() {
-            let keep: BTreeSet<IpAddr> = self.held.intersection(&serve).copied().collect();
-            self.configure(lb, &keep).await;
-            for vip in removed {
-                self.addresses.as_mut().expect("opened").remove(vip).await?;
-                self.held.remove(&vip);
-                log::info!("released {vip}");
-                self.phase(lb, vip, false, "released");
+        // The address is the switch. A VIP lost loses it first: from then on a client's
+        // SYN is not answered here (no reset from a listener being closed), and its next
+        // try reaches the new owner once that one has announced the VIP. A VIP gained
+        // gets its maps and listeners first (they bind with freebind) and its address
+        // last, so the first SYN the announcement draws finds them ready.
+        for vip in removed {
+            if let Some(live) = self.announcing.remove(&vip) {
+                *live.lock().unwrap_or_else(|p| p.into_inner()) = false;
             }
+            self.addresses.as_mut().expect("opened").remove(vip).await?;
+            self.held.remove(&vip);
+            log::info!("released {vip}");
+            self.phase(lb, vip, false, "released");
+        }
+        if !added.is_empty() {
+            self.configure(lb, &serve).await;
         }
         for vip in added {
             let a = self.addresses.as_mut().expect("opened");
@@ -204,10 +221,18 @@ impl Reconciler {
                 Err(e) => log::warn!("announcing {vip} on {iface}: {e}"),
             }
             log::info!("serving {vip} on {iface}");
-            // More announcements over the next seconds, for caches that missed the first.
+            // More announcements over the next seconds, for caches that missed the first,
+            // and none once the VIP is released (the flag is cleared under the lock before
+            // the address goes): a late one would pull traffic from the new owner.
+            let live = Arc::new(std::sync::Mutex::new(true));
+            self.announcing.insert(vip, live.clone());
             tokio::spawn(async move {
                 for ms in [50u64, 250, 500, 1000, 2000] {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let still = live.lock().unwrap_or_else(|p| p.into_inner());
+                    if !*still {
+                        return;
+                    }
                     let _ = announce::announce(&iface, vip);
                 }
             });

@@ -28,6 +28,11 @@ use common::{
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// A probe's timeout where an outage is expected: below TCP's first SYN retransmission
+/// (1 s), so a probe whose SYN went to a dead owner fails instead of succeeding late,
+/// and the probes' failures form one run.
+const OUTAGE_PROBE: Duration = Duration::from_millis(900);
+
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -149,6 +154,11 @@ fn failure_runs(probes: &[Probe]) -> Vec<(usize, usize)> {
     runs
 }
 
+/// The failed probes, for a message: (start, error).
+fn failures(probes: &[Probe]) -> Vec<(u64, &str)> {
+    probes.iter().filter_map(|p| p.answer.as_ref().err().map(|e| (p.start, e.as_str()))).collect()
+}
+
 /// The client's view of an outage: the first answer after the gap minus the last before.
 fn gap_ms(probes: &[Probe], run: (usize, usize)) -> Option<u64> {
     let before = probes[..run.0].iter().filter(|p| p.answer.is_ok()).map(|p| p.end).max()?;
@@ -160,6 +170,15 @@ fn gap_ms(probes: &[Probe], run: (usize, usize)) -> Option<u64> {
 /// runs of the same device merged: (device, first frame ms, last frame ms).
 fn claimants(cap: &Capture, vip: Ipv4Addr, macs: &[([u8; 6], &str)]) -> Vec<(String, u64, u64)> {
     let mut out: Vec<(String, u64, u64)> = Vec::new();
+    if let Ok(path) = std::env::var("BALLAST_TEST_CLAIMS") {
+        let text: String = cap
+            .frames()
+            .iter()
+            .filter(|f| f.claim().is_some_and(|c| matches!(c, Claim::Arp { ip, .. } | Claim::Ipv4 { ip, .. } if ip == vip)))
+            .map(|f| format!("{} {:?} {:02x?}\n", f.at_ms, f.claim().unwrap(), &f.bytes[34..f.bytes.len().min(54)]))
+            .collect();
+        let _ = std::fs::write(path, text);
+    }
     for (at, c) in cap.claims_of(vip) {
         let mac = match c {
             Claim::Arp { mac, .. } | Claim::Ipv4 { mac, .. } => mac,
@@ -320,8 +339,8 @@ fn groups_are_served_by_their_owner_and_move_when_it_dies() {
     let (dead, _) = seed.owner(l7).unwrap();
     let survivor = other(&dead);
     let l4_owner = seed.owner(l4).unwrap().0;
-    let probe7 = Prober::start(&seed, l7, Duration::from_secs(1), 3000);
-    let probe4 = Prober::start(&seed, l4, Duration::from_secs(1), 3000);
+    let probe7 = Prober::start(&seed, l7, OUTAGE_PROBE, 3000);
+    let probe4 = Prober::start(&seed, l4, OUTAGE_PROBE, 3000);
     eventually("probes answered", LIMIT, || (probe7.ok_count() > 5 && probe4.ok_count() > 5).then_some(()));
     let killed_at = capture::now_ms();
     seed.agent(&dead).kill9();
@@ -337,7 +356,7 @@ fn groups_are_served_by_their_owner_and_move_when_it_dies() {
     let p4 = probe4.finish();
 
     let runs = failure_runs(&p7);
-    assert_eq!(runs.len(), 1, "one gap: {runs:?}");
+    assert_eq!(runs.len(), 1, "one gap: {runs:?} {:?}", failures(&p7));
     let gap = gap_ms(&p7, runs[0]).expect("answers before and after");
     println!("L7 VIP {l7}: {} failed probes, client gap {gap} ms (killed at {killed_at})", runs[0].1);
     let phases = move_phases(&seed, l7).expect("a vip_moved event");
@@ -365,4 +384,229 @@ fn groups_are_served_by_their_owner_and_move_when_it_dies() {
         // A VIP on the survivor never noticed.
         assert!(failure_runs(&p4).is_empty(), "the L4 VIP on {l4_owner} failed: {:?}", failure_runs(&p4));
     }
+}
+
+/// Creates the L7 group acco01/web (web1, web2) and waits until it is served: its VIP and
+/// owner.
+fn l7_group(seed: &Seed) -> (Ipv4Addr, String) {
+    let out = seed.ok(
+        "wit",
+        &["group", "create", "acco01/web", "--listen", "80:http", "--backend", "10.10.0.21:80", "--backend", "10.10.0.22:80"],
+    );
+    let vip = vip_of(&out);
+    let (owner, _) = seed.owner(vip).expect("an owner");
+    eventually("the VIP served", LIMIT, || {
+        common::enter(&seed.ns("rt"), || http_get(SocketAddr::from((vip, 80)), Duration::from_secs(1)).ok())
+    });
+    (vip, owner)
+}
+
+/// Samples, every 10 ms or so, whether each LB device holds `vip` as an address.
+struct HolderWatch {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<(u64, bool, bool)>>>,
+}
+
+impl HolderWatch {
+    fn start(seed: &Seed, vip: Ipv4Addr) -> HolderWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let (ns1, ns2) = (seed.ns("lb1"), seed.ns("lb2"));
+        let thread = std::thread::spawn(move || {
+            let holds = |ns: &str| {
+                let out = std::process::Command::new("ip")
+                    .args(["netns", "exec", ns, "ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                out.split_whitespace().any(|w| w == format!("{vip}/32"))
+            };
+            let mut samples = Vec::new();
+            // Bounded: at most 10 minutes of samples.
+            while !s.load(Ordering::SeqCst) && samples.len() < 60_000 {
+                let t = capture::now_ms();
+                samples.push((t, holds(&ns1), holds(&ns2)));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            samples
+        });
+        HolderWatch { stop, thread: Some(thread) }
+    }
+
+    fn finish(mut self) -> Vec<(u64, bool, bool)> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().map(|t| t.join().unwrap()).unwrap_or_default()
+    }
+}
+
+impl Drop for HolderWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Sends "who has VIP?" from the router every 20 ms (the capture records who answers).
+fn arp_asker(seed: &Seed, vip: Ipv4Addr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let mac = seed.mac("rt", "eth0");
+    spawn_in(&seed.ns("rt"), move || {
+        let frame = capture::arp_request(mac, Ipv4Addr::new(198, 51, 100, 1), vip);
+        for _ in 0..30_000 {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let _ = capture::send_frame("eth0", &frame);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+}
+
+/// The owner loses its control links while its public link stays up: it withdraws when
+/// its lease lapses, and only then does the other device take the VIP: never two devices
+/// holding it (sampled) or claiming it on the public segment (captured: ARP answers,
+/// gratuitous ARP, packets from the VIP), and the VIP is served again. Healed, the old
+/// owner does not take it back.
+#[test]
+fn a_partitioned_owner_withdraws_before_another_takes_over() {
+    if !need_root("a_partitioned_owner_withdraws_before_another_takes_over") {
+        return;
+    }
+    let _serial = serial();
+    let seed = Seed::up("ap");
+    let cap = Capture::start(&seed.ns("rt"), "eth0", 400_000);
+    seed.ready();
+    let macs = [(seed.mac("lb1", "eth0"), "lb1"), (seed.mac("lb2", "eth0"), "lb2")];
+    let (vip, x) = l7_group(&seed);
+    let y = other(&x);
+    let (_, epoch) = seed.owner(vip).unwrap();
+
+    let watch = HolderWatch::start(&seed, vip);
+    let stop_arp = Arc::new(AtomicBool::new(false));
+    let asker = arp_asker(&seed, vip, stop_arp.clone());
+    let probe = Prober::start(&seed, vip, OUTAGE_PROBE, 3000);
+    eventually("probes answered", LIMIT, || (probe.ok_count() > 5).then_some(()));
+    let cut_at = capture::now_ms();
+    seed.exec(&x, "ip link set eth2 down");
+    eventually("the VIP on the other device", LIMIT, || {
+        let (owner, e) = seed.owner(vip)?;
+        (owner == y && e == epoch + 1 && seed.holds(y, vip)).then_some(())
+    });
+    let answered = probe.ok_count();
+    eventually("50 more answers", LIMIT, || (probe.ok_count() > answered + 50).then_some(()));
+    let probes = probe.finish();
+    stop_arp.store(true, Ordering::SeqCst);
+    asker.join().unwrap();
+    let samples = watch.finish();
+
+    let both: Vec<_> = samples.iter().filter(|(_, a, b)| *a && *b).collect();
+    assert!(both.is_empty(), "both devices held {vip} at {both:?}");
+    let x_last = samples.iter().filter(|s| if x == "lb1" { s.1 } else { s.2 }).map(|s| s.0).max().unwrap();
+    let y_first = samples.iter().filter(|s| if y == "lb1" { s.1 } else { s.2 }).map(|s| s.0).min().unwrap();
+    println!(
+        "{x} cut off at {cut_at}: held {vip} until +{} ms, {y} from +{} ms",
+        x_last.saturating_sub(cut_at),
+        y_first.saturating_sub(cut_at)
+    );
+    let who = claimants(&cap, vip, &macs);
+    let after: Vec<_> = who.iter().filter(|(_, _, end)| *end >= cut_at).collect();
+    println!("claims of {vip} on the public segment since the cut: {after:?}");
+    assert_eq!(after.len(), 2, "one device, then the other: {after:?}");
+    assert_eq!((after[0].0.as_str(), after[1].0.as_str()), (x.as_str(), y), "{after:?}");
+    assert!(after[0].2 < after[1].1, "overlapping claims: {after:?}");
+    let runs = failure_runs(&probes);
+    assert_eq!(runs.len(), 1, "one gap: {runs:?} {:?}", failures(&probes));
+    println!("client gap {} ms", gap_ms(&probes, runs[0]).unwrap());
+
+    // Healed: back in the cluster, no failback.
+    seed.exec(&x, "ip link set eth2 up");
+    eventually("the old owner alive again", LIMIT, || {
+        let v = seed.api("wit", "GET", "/v1/lb/devices", "").ok()?.json();
+        v.as_array()?.iter().any(|d| d["name"] == x.as_str() && d["alive"] == true).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(seed.owner(vip).unwrap(), (y.to_string(), epoch + 1), "no failback");
+    assert!(!seed.holds(&x, vip) && seed.holds(y, vip));
+}
+
+/// Draining the owner, then stopping the new owner with SIGTERM: each time the VIP moves
+/// and a client opening a new connection every 20 ms sees no failure.
+#[test]
+fn drain_and_graceful_stop_lose_no_probe() {
+    if !need_root("drain_and_graceful_stop_lose_no_probe") {
+        return;
+    }
+    let _serial = serial();
+    let mut seed = Seed::up("ad");
+    seed.ready();
+    let (vip, x) = l7_group(&seed);
+    let y = other(&x);
+
+    let probe = Prober::start(&seed, vip, Duration::from_secs(3), 3000);
+    eventually("probes answered", LIMIT, || (probe.ok_count() > 5).then_some(()));
+    seed.ok("wit", &["device", "drain", &x]);
+    eventually("the VIP on the other device", LIMIT, || {
+        (seed.owner(vip)?.0 == y && seed.holds(y, vip) && !seed.holds(&x, vip)).then_some(())
+    });
+    let answered = probe.ok_count();
+    eventually("50 more answers", LIMIT, || (probe.ok_count() > answered + 50).then_some(()));
+    let probes = probe.finish();
+    let failed: Vec<_> = probes.iter().filter(|p| p.answer.is_err()).collect();
+    assert!(failed.is_empty(), "drain: failed probes {failed:?}");
+    let slowest = probes.iter().map(|p| p.end - p.start).max().unwrap();
+    println!("drain of {x}: {} probes, none failed, slowest {slowest} ms", probes.len());
+
+    seed.ok("wit", &["device", "undrain", &x]);
+    let probe = Prober::start(&seed, vip, Duration::from_secs(3), 3000);
+    eventually("probes answered", LIMIT, || (probe.ok_count() > 5).then_some(()));
+    // SIGTERM: the agent hands its VIPs over before it exits.
+    let pid = seed.agent(y).proc.as_ref().unwrap().0.id();
+    common::run(&format!("kill -TERM {pid}"));
+    eventually("the VIP back on the first device", LIMIT, || {
+        (seed.owner(vip)?.0 == x && seed.holds(&x, vip)).then_some(())
+    });
+    let answered = probe.ok_count();
+    eventually("50 more answers", LIMIT, || (probe.ok_count() > answered + 50).then_some(()));
+    let probes = probe.finish();
+    let failed: Vec<_> = probes.iter().filter(|p| p.answer.is_err()).collect();
+    assert!(failed.is_empty(), "graceful stop: failed probes {failed:?}");
+    let slowest = probes.iter().map(|p| p.end - p.start).max().unwrap();
+    println!("graceful stop of {y}: {} probes, none failed, slowest {slowest} ms", probes.len());
+    assert!(!seed.holds(y, vip), "the stopped device withdrew");
+}
+
+/// The agent killed and started again at once keeps serving: its VIP's address never
+/// leaves the interface, its owner and epoch stay; an address a previous run left and
+/// nobody wants is removed, the operator's own address is left alone.
+#[test]
+fn an_agent_restart_keeps_its_vips_and_cleans_stale_ones() {
+    if !need_root("an_agent_restart_keeps_its_vips_and_cleans_stale_ones") {
+        return;
+    }
+    let _serial = serial();
+    let mut seed = Seed::up("ar");
+    seed.ready();
+    let (vip, x) = l7_group(&seed);
+    let owner = seed.owner(vip).unwrap();
+
+    let watch = HolderWatch::start(&seed, vip);
+    seed.agent(&x).kill9();
+    // What a crashed run could leave: an address it recorded as its own that no group
+    // has any more; and the operator's own address.
+    let record = seed.agent(&x).dir.join("data").join("vips.held");
+    let mut text = std::fs::read_to_string(&record).unwrap();
+    text.push_str("198.51.100.140\n");
+    std::fs::write(&record, text).unwrap();
+    seed.exec(&x, "ip addr add 198.51.100.140/32 dev eth0");
+    seed.exec(&x, "ip addr add 198.51.100.142/32 dev eth0");
+    seed.agent(&x).start();
+    eventually("stale addresses removed", LIMIT, || {
+        (!seed.holds(&x, "198.51.100.140".parse().unwrap())).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let samples = watch.finish();
+    let held = |s: &(u64, bool, bool)| if x == "lb1" { s.1 } else { s.2 };
+    let gaps: Vec<_> = samples.iter().filter(|s| !held(s)).collect();
+    assert!(gaps.is_empty(), "{vip} left {x} during the restart at {gaps:?}");
+    assert!(seed.holds(&x, "198.51.100.142".parse().unwrap()), "the operator's address stays");
+    assert_eq!(seed.owner(vip).unwrap(), owner, "same owner, same epoch");
+    common::enter(&seed.ns("rt"), || http_get(SocketAddr::from((vip, 80)), Duration::from_secs(3))).unwrap();
 }

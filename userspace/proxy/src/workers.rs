@@ -149,7 +149,8 @@ impl Workers {
 
     /// One listening socket per worker on `addr` (all bound or none), not yet registered
     /// with any runtime: [`Accept::new`] does that on the worker.
-    pub fn bind(&self, addr: SocketAddr) -> std::io::Result<Vec<std::net::TcpListener>> {
+    /// `freebind`: the address need not be local yet (IP_FREEBIND).
+    pub fn bind(&self, addr: SocketAddr, freebind: bool) -> std::io::Result<Vec<std::net::TcpListener>> {
         let mut out = Vec::new();
         let mut addr = addr;
         for h in &self.handles {
@@ -157,6 +158,9 @@ impl Workers {
             let s = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
             s.set_reuseaddr(true)?;
             s.set_reuseport(true)?;
+            if freebind {
+                set_freebind(&s)?;
+            }
             s.bind(addr)?;
             let l = s.listen(8192)?;
             // Port 0: the others share the port the first one got.
@@ -165,6 +169,25 @@ impl Workers {
         }
         Ok(out)
     }
+}
+
+fn set_freebind(s: &TcpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and a c_int option of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_IP,
+            libc::IP_FREEBIND,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A listening socket polled by the current worker's runtime; accepted sockets are left

@@ -109,6 +109,7 @@ pub(super) fn bind(p: &mut Parser, idx: usize, w: &[String]) {
                 p.warn(format!("bind parameter '{}' is not supported by ballast, ignored", w[i]));
                 i += 1;
             }
+            "freebind" => template.freebind = true,
             "v4v6" | "v6only" | "transparent" | "defer-accept" | "tfo" | "allow-0rtt" => {
                 p.warn(format!("bind parameter '{}' is not supported by ballast, ignored", w[i]))
             }
@@ -141,6 +142,7 @@ pub(super) fn plain_bind(addr: std::net::SocketAddr, line: usize) -> Bind {
         tls_certs: Vec::new(),
         alpn: Vec::new(),
         accept_proxy: false,
+        freebind: false,
         line,
         tls: Default::default(),
         tls_policy: None,
