@@ -97,11 +97,11 @@ echo "== 20 requests to acco02/app at $app (L4: XDP -> IPIP -> web3/web4, replie
 ask "$app" 20
 
 victim=$(cli vip list | awk -v v="$web" '$1 == v { print $3 }')
-echo "== $victim dies: kill -9 and its links down (it owns $web)"
+echo "== $victim dies: its links down and kill -9 (it owns $web)"
 since=$(cli events | tail -1 | sed 's/^#\([0-9]*\).*/\1/')
 killed=$(date +%s%3N)
+for nic in eth2 eth0 eth1; do nsx "$victim" ip link set $nic down; done
 { kill -9 "${agent[$victim]}"; wait "${agent[$victim]}"; } 2>/dev/null || true
-for nic in eth0 eth1 eth2; do nsx "$victim" ip link set $nic down; done
 for _ in $(seq 100); do
   owner=$(cli vip list | awk -v v="$web" '$1 == v { print $3 }')
   [[ $owner != "$victim" ]] && break

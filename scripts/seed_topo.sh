@@ -18,6 +18,10 @@
 #
 # usage: seed_topo.sh up PREFIX      build it (deletes an earlier one first)
 #        seed_topo.sh down PREFIX    delete every namespace named ${PREFIX}*
+#        seed_topo.sh cut PREFIX NS IFACE    partition: the switch stops carrying IFACE's
+#                                    frames (taken off its bridge) while both ends of the
+#                                    link stay up, so no daemon sees a link go down
+#        seed_topo.sh heal PREFIX NS IFACE   put it back on its bridge
 #
 # Two facts of veth with native XDP shape it (see userspace/l4/README.md): a frame that XDP
 # redirects into a veth is delivered only if its peer has GRO on (every switch port here),
@@ -87,8 +91,20 @@ up() {
   done
 }
 
+# The switch port at the other end of IFACE in NS (`eth2@if12`: index 12 in the switch).
+switch_port() {
+  local peer
+  peer=$(nsx "${p}$1" ip -o link show "$2" | sed -n 's/^[0-9]*: [^@]*@if\([0-9]*\):.*/\1/p')
+  nsx "${p}sw" ip -o link show | awk -F': ' -v i="$peer" '$1 == i { split($2, a, "@"); print a[1] }'
+}
+
 case $cmd in
   up) up ;;
   down) down ;;
-  *) echo "usage: seed_topo.sh up|down PREFIX" >&2; exit 2 ;;
+  cut) nsx "${p}sw" ip link set "$(switch_port "$3" "$4")" nomaster ;;
+  heal)
+    sw=$(switch_port "$3" "$4")
+    nsx "${p}sw" ip link set "$sw" master "${sw%%[0-9]*}" up
+    ;;
+  *) echo "usage: seed_topo.sh up|down|cut|heal PREFIX ..." >&2; exit 2 ;;
 esac

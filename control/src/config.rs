@@ -25,6 +25,70 @@ pub struct GossipLan {
     pub suspicion_mult: Option<u32>,
 }
 
+/// ballast's Raft timing (`raft` block; durations as Go strings).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaftFile {
+    pub heartbeat_interval: Option<String>,
+    /// The shortest election timeout; the longest is twice it.
+    pub election_timeout: Option<String>,
+}
+
+/// ballast's LB settings (`lb` block).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LbFile {
+    /// How long a device's lease lasts (renewed every fifth of it).
+    pub lease: Option<String>,
+}
+
+/// Raft and lease timing in force (milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub raft_heartbeat_ms: u64,
+    pub raft_election_min_ms: u64,
+    pub lease_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing { raft_heartbeat_ms: 150, raft_election_min_ms: 600, lease_ms: 2000 }
+    }
+}
+
+impl Timing {
+    pub fn raft_election_max_ms(&self) -> u64 {
+        self.raft_election_min_ms * 2
+    }
+
+    /// How often a device renews its lease.
+    pub fn renew_every_ms(&self) -> u64 {
+        self.lease_ms / 5
+    }
+
+    /// The lease must outlast an election (voters refuse votes for `election_max` after
+    /// the last heartbeat, then a round of votes) after the last renewal, or every device
+    /// loses its VIPs whenever the leader changes.
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.raft_heartbeat_ms == 0 || self.raft_heartbeat_ms * 2 > self.raft_election_min_ms {
+            return Err(ConfigError::Invalid(format!(
+                "raft.heartbeat_interval ({} ms) must be above 0 and at most half of raft.election_timeout ({} ms)",
+                self.raft_heartbeat_ms, self.raft_election_min_ms
+            )));
+        }
+        let need = self.raft_election_max_ms() + self.raft_election_min_ms / 2 + self.renew_every_ms();
+        if self.lease_ms < need {
+            return Err(ConfigError::Invalid(format!(
+                "lb.lease ({} ms) must outlast a Raft election after a renewal: at least {need} ms with \
+                 raft.election_timeout {} ms (2x that + half of it + a fifth of the lease), or every device \
+                 would drop its VIPs whenever the leader changes",
+                self.lease_ms, self.raft_election_min_ms
+            )));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ports {
@@ -89,6 +153,8 @@ pub struct FileConfig {
     pub snapshot_threshold: Option<u64>,
     pub acl: Option<AclFile>,
     pub gossip_lan: Option<GossipLan>,
+    pub raft: Option<RaftFile>,
+    pub lb: Option<LbFile>,
     // Accepted for compatibility with Consul files; not used by ballast.
     pub domain: Option<String>,
     pub enable_script_checks: Option<bool>,
@@ -130,6 +196,7 @@ pub struct AgentConfig {
     /// The gossip key (base64), checked.
     pub encrypt: Option<String>,
     pub gossip_timing: crate::gossip::Timing,
+    pub timing: Timing,
     pub snapshot_threshold: u64,
     /// None when ACLs are off (everything allowed, like Consul without `acl.enabled`).
     pub acl: Option<AclConfig>,
@@ -191,6 +258,8 @@ impl FileConfig {
             snapshot_threshold,
             acl,
             gossip_lan,
+            raft,
+            lb,
             domain,
             enable_script_checks,
             dns_config,
@@ -297,6 +366,25 @@ impl FileConfig {
                 .filter(|d| *d <= std::time::Duration::from_secs(3600))
                 .ok_or_else(|| ConfigError::Invalid("gossip_lan.suspicion_mult: too large".into()))?;
         }
+        let mut timing = Timing::default();
+        let ms = |name: &str, v: Option<&String>| -> Result<Option<u64>, ConfigError> {
+            v.map(|v| crate::duration::parse_duration(v))
+                .transpose()
+                .map(|d| d.map(|d| d.as_millis() as u64))
+                .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))
+        };
+        if let Some(r) = &self.raft {
+            if let Some(v) = ms("raft.heartbeat_interval", r.heartbeat_interval.as_ref())? {
+                timing.raft_heartbeat_ms = v;
+            }
+            if let Some(v) = ms("raft.election_timeout", r.election_timeout.as_ref())? {
+                timing.raft_election_min_ms = v;
+            }
+        }
+        if let Some(v) = ms("lb.lease", self.lb.as_ref().and_then(|l| l.lease.as_ref()))? {
+            timing.lease_ms = v;
+        }
+        timing.check()?;
         let acl = match self.acl {
             Some(a) if a.enabled.unwrap_or(false) => {
                 let default_allow = match a.default_policy.as_deref().unwrap_or("allow") {
@@ -334,6 +422,7 @@ impl FileConfig {
             join,
             encrypt: self.encrypt,
             gossip_timing,
+            timing,
             snapshot_threshold: self.snapshot_threshold.unwrap_or(1024).max(16),
             acl,
         })
@@ -399,6 +488,26 @@ mod tests {
         assert_eq!(c.join, vec!["consul01:8301", "consul02:8301", "consul03:8301"]);
         assert_eq!(c.gossip_bind, "192.168.122.150:8301".parse().unwrap());
         assert!(c.encrypt.is_some());
+    }
+
+    #[test]
+    fn raft_and_lease_timing() {
+        let t = |extra: &str| {
+            FileConfig::parse(&format!(r#"{{"data_dir": "/x" {extra}}}"#), "c.json").unwrap().resolve(Some("n"))
+        };
+        assert_eq!(t("").unwrap().timing, Timing::default());
+        let fast = t(r#", "raft": {"heartbeat_interval": "50ms", "election_timeout": "200ms"}, "lb": {"lease": "700ms"}"#)
+            .unwrap()
+            .timing;
+        assert_eq!(fast, Timing { raft_heartbeat_ms: 50, raft_election_min_ms: 200, lease_ms: 700 });
+        assert_eq!((fast.raft_election_max_ms(), fast.renew_every_ms()), (400, 140));
+        // A lease shorter than an election: every device would lose its VIPs on a leader change.
+        let e = t(r#", "lb": {"lease": "1s"}"#).unwrap_err();
+        assert!(e.to_string().contains("lb.lease") && e.to_string().contains("1700 ms"), "{e}");
+        let e = t(r#", "raft": {"heartbeat_interval": "400ms"}"#).unwrap_err();
+        assert!(e.to_string().contains("raft.heartbeat_interval"), "{e}");
+        let e = t(r#", "lb": {"lease": "soon"}"#).unwrap_err();
+        assert!(e.to_string().contains("lb.lease"), "{e}");
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl ControlPlane {
             let sm =
                 StateMachine::open(&dir).with_context(|| format!("raft snapshot in {}", dir.display()))?;
             let view = sm.view();
-            let rc = Arc::new(raft::lan_config(cfg.snapshot_threshold)?);
+            let rc = Arc::new(raft::lan_config(cfg.snapshot_threshold, &cfg.timing)?);
             let r = Raft::new(
                 cfg.node_id,
                 rc,
@@ -148,7 +148,7 @@ impl ControlPlane {
             (None, None)
         };
         Ok(Arc::new(ControlPlane {
-            lease: crate::scheduler::LeaseTiming::default(),
+            lease: crate::scheduler::LeaseTiming { duration_ms: cfg.timing.lease_ms, ..Default::default() },
             leases: Default::default(),
             cfg,
             raft,

@@ -44,13 +44,14 @@ pub type LogId = openraft::LogId<NodeId>;
 pub type Vote = openraft::Vote<NodeId>;
 pub type StorageError = openraft::StorageError<NodeId>;
 
-/// Raft timing for a LAN: a leader is suspected after 0.6-1.2 s without heartbeats.
-pub fn lan_config(snapshot_every: u64) -> Result<openraft::Config, openraft::ConfigError> {
+/// Raft timing for a LAN (by default a leader is suspected after 0.6-1.2 s without
+/// heartbeats; the agent's `raft` block changes it).
+pub fn lan_config(snapshot_every: u64, t: &crate::config::Timing) -> Result<openraft::Config, openraft::ConfigError> {
     openraft::Config {
         cluster_name: "ballast".into(),
-        heartbeat_interval: 150,
-        election_timeout_min: 600,
-        election_timeout_max: 1200,
+        heartbeat_interval: t.raft_heartbeat_ms,
+        election_timeout_min: t.raft_election_min_ms,
+        election_timeout_max: t.raft_election_max_ms(),
         install_snapshot_timeout: 2000,
         // Entries carry values of up to 512 KiB (base64 in JSON): 32 per request keeps a
         // batch well inside the peer's 64 MiB body limit.

@@ -131,7 +131,7 @@ fn l7_cfg(lb: &LbState, groups: &BTreeMap<&str, Vec<IpAddr>>) -> Option<String> 
                 let tls: String = l.certs.iter().map(|c| format!(" crt {c}")).collect();
                 let ssl =
                     if l.mode == Mode::Https { format!(" ssl{tls} alpn h2,http/1.1") } else { String::new() };
-                writeln!(sections, "    bind {addr} freebind{ssl}").unwrap();
+                writeln!(sections, "    bind {addr} transparent{ssl}").unwrap();
             }
             writeln!(sections, "    balance {}", l.balance.as_deref().unwrap_or("roundrobin")).unwrap();
             if mode == "http" {

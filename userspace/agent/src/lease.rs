@@ -1,5 +1,5 @@
 //! This device's lease: renewed through the leader (which grants one only after
-//! confirming its quorum) every third of its duration. The device serves VIPs only while
+//! confirming its quorum) every fifth of its duration. The device serves VIPs only while
 //! it holds one: for `duration` from the moment it *sent* the renewal that was granted,
 //! and only once its state has caught up with the leader's at the grant.
 use std::{sync::Arc, time::Duration};
@@ -42,8 +42,7 @@ async fn renew(plane: &ControlPlane, timeout: Duration) -> Result<LeaseGrant, St
 
 /// Keeps the lease renewed until the process ends; each grant goes to `tx`.
 pub async fn keep(plane: Arc<ControlPlane>, tx: watch::Sender<Option<Lease>>) {
-    let duration = Duration::from_millis(plane.lease.duration_ms);
-    let every = duration / 3;
+    let every = Duration::from_millis(plane.cfg.timing.renew_every_ms());
     loop {
         let sent = Instant::now();
         match renew(&plane, every).await {

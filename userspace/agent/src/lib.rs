@@ -11,7 +11,7 @@ pub mod reconcile;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, Result};
-use ballast_control::{api, config::AgentConfig, plane::ControlPlane};
+use ballast_control::{api, config::AgentConfig, plane::ControlPlane, state::lb::EventKind};
 use tokio::{net::TcpListener, sync::watch};
 
 /// A started agent: its API port bound, gossip joined, Raft open (servers), its cluster
@@ -122,9 +122,23 @@ async fn hand_over(plane: &ControlPlane, mut state: watch::Receiver<reconcile::V
         return;
     }
     let _ = std::fs::write(drained_marker(plane), b"");
+    // Done once no VIP is ours and each move away from here has its `released` phase
+    // recorded (the new owner waits for it before it takes the VIP).
+    let unreleased = |v: &reconcile::View| {
+        v.lb.events.iter().any(|e| {
+            e.kind == EventKind::VipMoved
+                && e.from.as_deref() == Some(me.as_str())
+                && !e.phases.contains_key("released")
+                && e.vip.is_some_and(|vip| v.lb.vips.get(&vip).is_some_and(|a| Some(a.epoch) == e.epoch))
+        })
+    };
     let moved = tokio::time::timeout(Duration::from_secs(10), async {
-        while owns(&state.borrow_and_update()) {
-            if state.changed().await.is_err() {
+        loop {
+            let done = {
+                let v = state.borrow_and_update();
+                !owns(&v) && !unreleased(&v)
+            };
+            if done || state.changed().await.is_err() {
                 return;
             }
         }

@@ -196,7 +196,7 @@ impl Reconciler {
         // The address is the switch. A VIP lost loses it first: from then on a client's
         // SYN is not answered here (no reset from a listener being closed), and its next
         // try reaches the new owner once that one has announced the VIP. A VIP gained
-        // gets its maps and listeners first (they bind with freebind) and its address
+        // gets its maps and listeners first (they bind with transparent) and its address
         // last, so the first SYN the announcement draws finds them ready.
         for vip in removed {
             if let Some(live) = self.announcing.remove(&vip) {
@@ -314,20 +314,31 @@ impl Reconciler {
             return;
         };
         let (event, plane) = (e.id, self.plane.clone());
+        let at_ms = wall_ms();
+        // Tried for a few seconds: a `released` the new owner waits for must not be lost to
+        // an election (it would then wait out a whole lease).
         tokio::spawn(async move {
-            let body = serde_json::json!({ "event": event, "phase": phase, "at_ms": wall_ms() });
-            let Some(leader) = plane.leader_rpc().await else { return };
-            let r: Result<serde_json::Value, String> = ballast_control::raft::network::post_json(
-                &plane.client,
-                &leader,
-                "/v1/internal/lb/phase",
-                &body,
-                Duration::from_secs(5),
-                plane.gossip.rpc_token().as_deref(),
-            )
-            .await;
-            if let Err(e) = r {
-                log::debug!("recording {phase} of event {event}: {e}");
+            let body = serde_json::json!({ "event": event, "phase": phase, "at_ms": at_ms });
+            for _ in 0..50 {
+                let r: Result<serde_json::Value, String> = match plane.leader_rpc().await {
+                    Some(leader) => {
+                        ballast_control::raft::network::post_json(
+                            &plane.client,
+                            &leader,
+                            "/v1/internal/lb/phase",
+                            &body,
+                            Duration::from_secs(2),
+                            plane.gossip.rpc_token().as_deref(),
+                        )
+                        .await
+                    }
+                    None => Err("no leader known".into()),
+                };
+                match r {
+                    Ok(_) => return,
+                    Err(e) => log::debug!("recording {phase} of event {event}: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
     }

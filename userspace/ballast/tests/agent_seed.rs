@@ -335,7 +335,7 @@ fn groups_are_served_by_their_owner_and_move_when_it_dies() {
     });
     drop((l7_conns, l4_conns));
 
-    // The owner of the L7 VIP dies: kill -9 and its links down.
+    // The owner of the L7 VIP dies: its links down and kill -9.
     let (dead, _) = seed.owner(l7).unwrap();
     let survivor = other(&dead);
     let l4_owner = seed.owner(l4).unwrap().0;
@@ -343,10 +343,10 @@ fn groups_are_served_by_their_owner_and_move_when_it_dies() {
     let probe4 = Prober::start(&seed, l4, OUTAGE_PROBE, 3000);
     eventually("probes answered", LIMIT, || (probe7.ok_count() > 5 && probe4.ok_count() > 5).then_some(()));
     let killed_at = capture::now_ms();
-    seed.agent(&dead).kill9();
-    for nic in ["eth0", "eth1", "eth2"] {
+    for nic in ["eth2", "eth0", "eth1"] {
         seed.exec(&dead, &format!("ip link set {nic} down"));
     }
+    seed.agent(&dead).kill9();
     eventually("the L7 VIP on the survivor", LIMIT, || {
         (seed.owner(l7)?.0 == survivor && seed.holds(survivor, l7)).then_some(())
     });
@@ -460,7 +460,8 @@ fn arp_asker(seed: &Seed, vip: Ipv4Addr, stop: Arc<AtomicBool>) -> std::thread::
     })
 }
 
-/// The owner loses its control links while its public link stays up: it withdraws when
+/// The owner loses its control link (the switch stops carrying it; the link stays up)
+/// while its public link works: it withdraws when
 /// its lease lapses, and only then does the other device take the VIP: never two devices
 /// holding it (sampled) or claiming it on the public segment (captured: ARP answers,
 /// gratuitous ARP, packets from the VIP), and the VIP is served again. Healed, the old
@@ -485,7 +486,7 @@ fn a_partitioned_owner_withdraws_before_another_takes_over() {
     let probe = Prober::start(&seed, vip, OUTAGE_PROBE, 3000);
     eventually("probes answered", LIMIT, || (probe.ok_count() > 5).then_some(()));
     let cut_at = capture::now_ms();
-    seed.exec(&x, "ip link set eth2 down");
+    seed.cut(&x, "eth2");
     eventually("the VIP on the other device", LIMIT, || {
         let (owner, e) = seed.owner(vip)?;
         (owner == y && e == epoch + 1 && seed.holds(y, vip)).then_some(())
@@ -517,7 +518,7 @@ fn a_partitioned_owner_withdraws_before_another_takes_over() {
     println!("client gap {} ms", gap_ms(&probes, runs[0]).unwrap());
 
     // Healed: back in the cluster, no failback.
-    seed.exec(&x, "ip link set eth2 up");
+    seed.heal(&x, "eth2");
     eventually("the old owner alive again", LIMIT, || {
         let v = seed.api("wit", "GET", "/v1/lb/devices", "").ok()?.json();
         v.as_array()?.iter().any(|d| d["name"] == x.as_str() && d["alive"] == true).then_some(())

@@ -248,7 +248,7 @@ fn bind_new(
             if existing.contains_key(&b.addr) {
                 continue;
             }
-            let l = workers.bind(b.addr, b.freebind).map_err(|source| ProxyError::Bind {
+            let l = workers.bind(b.addr, b.transparent).map_err(|source| ProxyError::Bind {
                 proxy: fe.cfg.name.clone(),
                 addr: b.addr,
                 source,

@@ -149,8 +149,9 @@ impl Workers {
 
     /// One listening socket per worker on `addr` (all bound or none), not yet registered
     /// with any runtime: [`Accept::new`] does that on the worker.
-    /// `freebind`: the address need not be local yet (IP_FREEBIND).
-    pub fn bind(&self, addr: SocketAddr, freebind: bool) -> std::io::Result<Vec<std::net::TcpListener>> {
+    /// `transparent`: the address need not be local (IP_TRANSPARENT, as HAProxy's bind
+    /// option).
+    pub fn bind(&self, addr: SocketAddr, transparent: bool) -> std::io::Result<Vec<std::net::TcpListener>> {
         let mut out = Vec::new();
         let mut addr = addr;
         for h in &self.handles {
@@ -158,8 +159,8 @@ impl Workers {
             let s = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
             s.set_reuseaddr(true)?;
             s.set_reuseport(true)?;
-            if freebind {
-                set_freebind(&s)?;
+            if transparent {
+                set_transparent(&s, addr.is_ipv6())?;
             }
             s.bind(addr)?;
             let l = s.listen(8192)?;
@@ -171,23 +172,29 @@ impl Workers {
     }
 }
 
-fn set_freebind(s: &TcpSocket) -> std::io::Result<()> {
+fn set_transparent(s: &TcpSocket, v6: bool) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket and a c_int option of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_IP,
-            libc::IP_FREEBIND,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
+    let opt = |level: libc::c_int, name: libc::c_int| -> std::io::Result<()> {
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket and a c_int option of the right size.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                level,
+                name,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    // As HAProxy: IP_TRANSPARENT (needs CAP_NET_ADMIN), else IP_FREEBIND.
+    let transparent =
+        if v6 { opt(libc::SOL_IPV6, libc::IPV6_TRANSPARENT) } else { opt(libc::SOL_IP, libc::IP_TRANSPARENT) };
+    transparent.or_else(|_| opt(libc::SOL_IP, libc::IP_FREEBIND))
 }
 
 /// A listening socket polled by the current worker's runtime; accepted sockets are left

@@ -219,6 +219,16 @@ impl Seed {
         self.exec(role, "ip -4 -o addr show").split_whitespace().any(|w| w == format!("{vip}/32"))
     }
 
+    /// Partitions `iface` of namespace `role`: the switch stops carrying its frames while
+    /// both ends of the link stay up (no daemon sees a link go down).
+    pub fn cut(&self, role: &str, iface: &str) {
+        sh(&["bash", &script(), "cut", &self.prefix, role, iface]);
+    }
+
+    pub fn heal(&self, role: &str, iface: &str) {
+        sh(&["bash", &script(), "heal", &self.prefix, role, iface]);
+    }
+
     /// The MAC address of `iface` in namespace `role`.
     pub fn mac(&self, role: &str, iface: &str) -> [u8; 6] {
         super::parse_mac(self.exec(role, &format!("cat /sys/class/net/{iface}/address")).trim())

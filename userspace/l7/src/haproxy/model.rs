@@ -135,9 +135,9 @@ pub struct Bind {
     pub tls_certs: Vec<PathBuf>,
     pub alpn: Vec<String>,
     pub accept_proxy: bool,
-    /// `freebind`: may bind an address the host does not hold (yet): the agent binds a
-    /// VIP's listeners before it adds the VIP's address.
-    pub freebind: bool,
+    /// `transparent`: may bind an address the host does not hold (IP_TRANSPARENT): the
+    /// agent binds a VIP's listeners before it adds the VIP's address.
+    pub transparent: bool,
     pub line: usize,
     /// The TLS options written on the line (`ssl-min-ver`, `no-tlsv12`, `ciphers`, ...).
     pub tls: super::tls::TlsOptions,

@@ -109,8 +109,8 @@ pub(super) fn bind(p: &mut Parser, idx: usize, w: &[String]) {
                 p.warn(format!("bind parameter '{}' is not supported by ballast, ignored", w[i]));
                 i += 1;
             }
-            "freebind" => template.freebind = true,
-            "v4v6" | "v6only" | "transparent" | "defer-accept" | "tfo" | "allow-0rtt" => {
+            "transparent" => template.transparent = true,
+            "v4v6" | "v6only" | "defer-accept" | "tfo" | "allow-0rtt" => {
                 p.warn(format!("bind parameter '{}' is not supported by ballast, ignored", w[i]))
             }
             other => p.alert(format!("unknown bind parameter '{other}'")),
@@ -142,7 +142,7 @@ pub(super) fn plain_bind(addr: std::net::SocketAddr, line: usize) -> Bind {
         tls_certs: Vec::new(),
         alpn: Vec::new(),
         accept_proxy: false,
-        freebind: false,
+        transparent: false,
         line,
         tls: Default::default(),
         tls_policy: None,
