@@ -14,7 +14,8 @@ For each setup, TRIALS times:
              milliseconds during which both LBs held the VIP (sampled every ~10 ms) and
              failed probes
 
-Setups: ballast (defaults), keepalived at its defaults (advert_int 1) and at its fastest
+Setups: ballast (defaults), ballast-fast (Raft, lease and gossip timing for a quiet LAN; see
+FAST), keepalived at its defaults (advert_int 1) and at its fastest
 (VRRPv3, advert_int 0.01 s, the smallest it accepts); both keepalived setups run VRRP on the
 control network (as ballast's gossip and Raft do) and HAProxy 2.6 on each LB with the same
 listen section ballast serves (web1 and web2 behind the VIP, bind ... transparent).
@@ -143,10 +144,19 @@ def gap_ms(probes, at):
 
 # --- ballast -----------------------------------------------------------------------------
 
-class Ballast:
-    name = "ballast"
+# The fast profile: Raft heartbeats every 50 ms, elections after 200-400 ms, leases of
+# 700 ms renewed every 140 ms, gossip probes every 100 ms (50 ms timeout, down after two
+# more periods). The defaults are 150 ms, 600-1200 ms, 2 s / 400 ms, 300/150 ms x2.
+FAST = (
+    ', "raft": {"heartbeat_interval": "50ms", "election_timeout": "200ms"}, "lb": {"lease": "700ms"},'
+    ' "gossip_lan": {"probe_interval": "100ms", "probe_timeout": "50ms", "suspicion_mult": 2}'
+)
 
-    def __init__(self):
+
+class Ballast:
+    def __init__(self, fast=False):
+        self.name = "ballast-fast" if fast else "ballast"
+        extra = FAST if fast else ""
         self.procs = {}
         self.key = sh(f"{BALLAST} keygen").strip()
         for d in ("lb1", "lb2", "wit"):
@@ -155,7 +165,7 @@ class Ballast:
             with open(f"{WORK}/{d}/config.json", "w") as f:
                 f.write(
                     f'{{ "server": true, "bootstrap_expect": 3, "bind_addr": "{CTL[d]}", "datacenter": "bench",'
-                    f' "data_dir": "{WORK}/{d}/data", "encrypt": "{self.key}", "retry_join": [{join}] }}'
+                    f' "data_dir": "{WORK}/{d}/data", "encrypt": "{self.key}", "retry_join": [{join}] {extra} }}'
                 )
             self.start(d)
         wait("a leader", lambda: ":" in nsx("ops", "curl -s -m 1 http://10.99.0.13:8500/v1/status/leader", False))
@@ -200,10 +210,12 @@ class Ballast:
         self.procs[d].terminate()
 
     def restore(self, d, links=("eth0", "eth1", "eth2")):
-        for nic in links:
-            nsx(d, f"ip link set {nic} up")
+        # Like a machine that boots again: the agent starts before its links are up.
         if self.procs[d].poll() is not None:
             self.start(d)
+            time.sleep(0.5)
+        for nic in links:
+            nsx(d, f"ip link set {nic} up")
         wait(f"{d} alive", lambda: d in self.alive())
         # Back to active if a graceful stop left it draining.
         self.cli(f"device undrain {d}")
@@ -277,12 +289,13 @@ class Keepalived:
         self.procs[d][1].terminate()
 
     def restore(self, d, links=("eth0", "eth1", "eth2")):
-        for nic in links:
-            nsx(d, f"ip link set {nic} up")
         h, k = self.procs[d]
         if h.poll() is not None or k.poll() is not None:
             self.kill(d)
             self.start(d)
+            time.sleep(0.5)
+        for nic in links:
+            nsx(d, f"ip link set {nic} up")
         time.sleep(4 if not self.fast else 1)
         wait("one holder", holder)
 
@@ -380,7 +393,7 @@ def main():
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     rows = []
-    setups = [("ballast", Ballast), ("keepalived-default", lambda: Keepalived(False)), ("keepalived-fastest", lambda: Keepalived(True))]
+    setups = [("ballast", Ballast), ("ballast-fast", lambda: Ballast(True)), ("keepalived-default", lambda: Keepalived(False)), ("keepalived-fastest", lambda: Keepalived(True))]
     for name, make in setups:
         if a.only and a.only != name:
             continue
@@ -396,7 +409,7 @@ def main():
         try:
             lb = make()
             scenarios = [("kill", run_kill), ("graceful", lambda l: run_soft(l, "graceful"))]
-            if name == "ballast":
+            if name.startswith("ballast"):
                 scenarios.append(("drain", lambda l: run_soft(l, "drain")))
             scenarios.append(("partition", run_partition))
             for scen, fn in scenarios:

@@ -40,14 +40,55 @@ async fn renew(plane: &ControlPlane, timeout: Duration) -> Result<LeaseGrant, St
     .await
 }
 
+/// The kernel's boot id and its boot-time clock (ms): a point in time that another
+/// process of the same boot can compare with its own (Rust's `Instant` cannot be saved).
+fn boot_clock() -> Option<(String, u64)> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?.trim().to_string();
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec to fill.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return None;
+    }
+    Some((id, ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000))
+}
+
+/// Saves when `lease` ends, for the next run of this agent (see [`predecessor_until`]).
+fn record(path: &std::path::Path, lease: &Lease) {
+    let Some((boot, now)) = boot_clock() else { return };
+    let left = lease.until().saturating_duration_since(Instant::now()).as_millis() as u64;
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, format!("{boot} {}\n", now + left)).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
+}
+
+/// When the lease of this agent's previous run ends, if it has not yet (same boot, its
+/// end still ahead): until then the addresses that run held may stay, since nobody else
+/// can have been given its VIPs; after, or without a record, they must go at once.
+pub fn predecessor_until(path: &std::path::Path) -> Option<Instant> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (boot, until) = text.trim().split_once(' ')?;
+    let until: u64 = until.parse().ok()?;
+    let (now_boot, now) = boot_clock()?;
+    (boot == now_boot && until > now).then(|| Instant::now() + Duration::from_millis(until - now))
+}
+
+/// Where the lease's end is kept between runs.
+pub fn record_path(plane: &ControlPlane) -> std::path::PathBuf {
+    plane.cfg.data_dir.join("lease.until")
+}
+
 /// Keeps the lease renewed until the process ends; each grant goes to `tx`.
 pub async fn keep(plane: Arc<ControlPlane>, tx: watch::Sender<Option<Lease>>) {
     let every = Duration::from_millis(plane.cfg.timing.renew_every_ms());
+    let path = record_path(&plane);
     loop {
         let sent = Instant::now();
         match renew(&plane, every).await {
             Ok(grant) => {
-                tx.send_replace(Some(Lease { sent, grant }));
+                let lease = Lease { sent, grant };
+                record(&path, &lease);
+                tx.send_replace(Some(lease));
             }
             Err(e) => log::debug!("lease renewal: {e}"),
         }

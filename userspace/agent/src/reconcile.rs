@@ -60,7 +60,8 @@ pub struct Reconciler {
     held: BTreeSet<IpAddr>,
     /// When this device first saw each (VIP, epoch) assigned to it.
     first_seen: HashMap<(IpAddr, u64), Instant>,
-    started: Instant,
+    /// When the lease of this agent's previous run ends (same boot, still ahead).
+    predecessor_until: Option<Instant>,
     /// The VIPs whose repeated announcements may still go out.
     announcing: HashMap<IpAddr, Arc<std::sync::Mutex<bool>>>,
 }
@@ -68,6 +69,7 @@ pub struct Reconciler {
 impl Reconciler {
     pub fn new(plane: Arc<ControlPlane>) -> Reconciler {
         let me = plane.cfg.node_name.clone();
+        let predecessor_until = crate::lease::predecessor_until(&crate::lease::record_path(&plane));
         Reconciler {
             plane,
             me,
@@ -78,7 +80,7 @@ impl Reconciler {
             applied_l7: None,
             held: BTreeSet::new(),
             first_seen: HashMap::new(),
-            started: Instant::now(),
+            predecessor_until,
             announcing: HashMap::new(),
         }
     }
@@ -169,10 +171,9 @@ impl Reconciler {
         self.first_seen.retain(|(v, e), _| want.vips.get(v).is_some_and(|s| s.epoch == *e));
         if self.addresses.is_none() {
             // Until this run's first lease, what a previous run holds stays (a restart
-            // does not flap the VIPs), but no longer than a lease: the previous run's lease
-            // has lapsed by then, and without one of its own this run must not serve.
-            let grace = Duration::from_millis(self.plane.lease.duration_ms);
-            if serve.is_empty() && !full && now.duration_since(self.started) < grace {
+            // does not flap the VIPs), but only while that run's lease lasts: after, its
+            // VIPs may have moved, and this run must not answer for them.
+            if serve.is_empty() && !full && self.predecessor_until.is_some_and(|u| now < u) {
                 return Ok(true);
             }
             let Some(iface) =

@@ -377,6 +377,30 @@ fn groups_are_served_by_their_owner_and_move_when_it_dies() {
         who.iter().rev().skip(1).all(|(_, _, end)| *end <= last.1),
         "claims of {l7} overlap: {who:?}"
     );
+    // The dead device comes back (its agent first, then its links, like a machine that
+    // boots): what its kernel still held is withdrawn, never served beside the survivor.
+    let watch = HolderWatch::start(&seed, l7);
+    seed.agent(&dead).start();
+    std::thread::sleep(Duration::from_millis(500));
+    let up_at = capture::now_ms();
+    for nic in ["eth0", "eth1", "eth2"] {
+        seed.exec(&dead, &format!("ip link set {nic} up"));
+    }
+    eventually("the dead device back and alive", LIMIT, || {
+        let v = seed.api("wit", "GET", "/v1/lb/devices", "").ok()?.json();
+        v.as_array()?.iter().any(|d| d["name"] == dead.as_str() && d["alive"] == true).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let samples = watch.finish();
+    // Before its links are up, what its kernel holds reaches nobody.
+    let both: Vec<_> = samples.iter().filter(|(t, a, b)| *a && *b && *t >= up_at).collect();
+    assert!(
+        both.is_empty(),
+        "{dead} served {l7} beside {survivor} after it came back: {both:?}"
+    );
+    assert!(!seed.holds(&dead, l7), "{dead} withdrew {l7}");
+    assert_eq!(seed.owner(l7).unwrap().0, survivor, "no failback");
+
     if l4_owner == dead {
         assert_eq!(failure_runs(&p4).len(), 1, "L4 VIP: one gap");
         assert_eq!(seed.owner(l4).unwrap().0, survivor);
