@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README command 1: install what is missing, build, and run the L4 demo. Idempotent.
+# README command 1: install what is missing, build, and run the demo (seed 004's cluster). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
