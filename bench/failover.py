@@ -145,8 +145,8 @@ def gap_ms(probes, at):
 # --- ballast -----------------------------------------------------------------------------
 
 # The fast profile: Raft heartbeats every 50 ms, elections after 200-400 ms, leases of
-# 700 ms renewed every 140 ms, gossip probes every 100 ms (50 ms timeout, down after two
-# more periods). The defaults are 150 ms, 600-1200 ms, 2 s / 400 ms, 300/150 ms x2.
+# 700 ms renewed every 116 ms, gossip probes every 100 ms (50 ms timeout, down after two
+# more periods). The defaults are 150 ms, 600-1200 ms, 2 s / 333 ms, 300/150 ms x2.
 FAST = (
     ', "raft": {"heartbeat_interval": "50ms", "election_timeout": "200ms"}, "lb": {"lease": "700ms"},'
     ' "gossip_lan": {"probe_interval": "100ms", "probe_timeout": "50ms", "suspicion_mult": 2}'

@@ -61,14 +61,15 @@ impl Timing {
         self.raft_election_min_ms * 2
     }
 
-    /// How often a device renews its lease.
+    /// How often a device renews its lease (after a failure: every heartbeat).
     pub fn renew_every_ms(&self) -> u64 {
-        self.lease_ms / 5
+        self.lease_ms / 6
     }
 
-    /// The lease must outlast an election (voters refuse votes for `election_max` after
-    /// the last heartbeat, then a round of votes) after the last renewal, or every device
-    /// loses its VIPs whenever the leader changes.
+    /// The lease must outlast, from the last renewal, a renewal interval (the leader may
+    /// die just before the next one), an election (voters refuse votes for
+    /// `election_max` after the last heartbeat, then a round of votes) and a retry
+    /// (every heartbeat), or every device loses its VIPs whenever the leader changes.
     fn check(&self) -> Result<(), ConfigError> {
         if self.raft_heartbeat_ms == 0 || self.raft_heartbeat_ms * 2 > self.raft_election_min_ms {
             return Err(ConfigError::Invalid(format!(
@@ -76,11 +77,14 @@ impl Timing {
                 self.raft_heartbeat_ms, self.raft_election_min_ms
             )));
         }
-        let need = self.raft_election_max_ms() + self.raft_election_min_ms / 2 + self.renew_every_ms();
+        let need = self.renew_every_ms()
+            + self.raft_election_max_ms()
+            + self.raft_election_min_ms / 2
+            + self.raft_heartbeat_ms;
         if self.lease_ms < need {
             return Err(ConfigError::Invalid(format!(
                 "lb.lease ({} ms) must outlast a Raft election after a renewal: at least {need} ms with \
-                 raft.election_timeout {} ms (2x that + half of it + a fifth of the lease), or every device \
+                 raft.election_timeout {} ms (a renewal interval, then 2x that + half of it + a heartbeat), or every device \
                  would drop its VIPs whenever the leader changes",
                 self.lease_ms, self.raft_election_min_ms
             )));
@@ -500,10 +504,10 @@ mod tests {
             .unwrap()
             .timing;
         assert_eq!(fast, Timing { raft_heartbeat_ms: 50, raft_election_min_ms: 200, lease_ms: 700 });
-        assert_eq!((fast.raft_election_max_ms(), fast.renew_every_ms()), (400, 140));
+        assert_eq!((fast.raft_election_max_ms(), fast.renew_every_ms()), (400, 116));
         // A lease shorter than an election: every device would lose its VIPs on a leader change.
         let e = t(r#", "lb": {"lease": "1s"}"#).unwrap_err();
-        assert!(e.to_string().contains("lb.lease") && e.to_string().contains("1700 ms"), "{e}");
+        assert!(e.to_string().contains("lb.lease") && e.to_string().contains("1816 ms"), "{e}");
         let e = t(r#", "raft": {"heartbeat_interval": "400ms"}"#).unwrap_err();
         assert!(e.to_string().contains("raft.heartbeat_interval"), "{e}");
         let e = t(r#", "lb": {"lease": "soon"}"#).unwrap_err();

@@ -50,29 +50,35 @@ impl Addresses {
         let mut a = Addresses { handle, iface: iface.to_string(), index, record, held: BTreeSet::new() };
         // Ours: what the record names, and what carries our mark (a record lost with the
         // data directory still leaves marked addresses behind).
-        let mut held = read_record(&a.record);
-        held.extend(a.marked().await?);
+        // Only what is on the interface counts as held (after a reboot the record names
+        // addresses the kernel no longer has: they must be added again, not skipped).
+        let (present, marked) = a.present().await?;
+        let mut held: BTreeSet<IpAddr> = read_record(&a.record).intersection(&present).copied().collect();
+        held.extend(marked);
         a.held = held;
+        a.save()?;
         Ok(a)
     }
 
-    /// The addresses on the interface that carry ballast's address protocol.
-    async fn marked(&self) -> Result<BTreeSet<IpAddr>> {
-        let mut out = BTreeSet::new();
+    /// The addresses on the interface, and those of them that carry ballast's address
+    /// protocol.
+    async fn present(&self) -> Result<(BTreeSet<IpAddr>, BTreeSet<IpAddr>)> {
+        let (mut all, mut marked) = (BTreeSet::new(), BTreeSet::new());
         let mut dump = self.handle.address().get().set_link_index_filter(self.index).execute();
         while let Some(m) = dump.try_next().await.context("listing addresses")? {
             let ours = m.attributes.iter().any(|a| {
                 matches!(a, AddressAttribute::Protocol(AddressProtocol::Other(PROTO_BALLAST)))
             });
-            if ours {
-                for a in &m.attributes {
-                    if let AddressAttribute::Local(ip) | AddressAttribute::Address(ip) = a {
-                        out.insert(*ip);
+            for a in &m.attributes {
+                if let AddressAttribute::Local(ip) | AddressAttribute::Address(ip) = a {
+                    all.insert(*ip);
+                    if ours {
+                        marked.insert(*ip);
                     }
                 }
             }
         }
-        Ok(out)
+        Ok((all, marked))
     }
 
     /// The addresses ballast holds (as far as its record says).

@@ -1,5 +1,5 @@
 //! This device's lease: renewed through the leader (which grants one only after
-//! confirming its quorum) every fifth of its duration. The device serves VIPs only while
+//! confirming its quorum) every sixth of its duration (a heartbeat after a failure). The device serves VIPs only while
 //! it holds one: for `duration` from the moment it *sent* the renewal that was granted,
 //! and only once its state has caught up with the leader's at the grant.
 use std::{sync::Arc, time::Duration};
@@ -65,12 +65,14 @@ fn record(path: &std::path::Path, lease: &Lease) {
 /// When the lease of this agent's previous run ends, if it has not yet (same boot, its
 /// end still ahead): until then the addresses that run held may stay, since nobody else
 /// can have been given its VIPs; after, or without a record, they must go at once.
-pub fn predecessor_until(path: &std::path::Path) -> Option<Instant> {
+pub fn predecessor_until(path: &std::path::Path, lease: Duration) -> Option<Instant> {
     let text = std::fs::read_to_string(path).ok()?;
     let (boot, until) = text.trim().split_once(' ')?;
     let until: u64 = until.parse().ok()?;
     let (now_boot, now) = boot_clock()?;
-    (boot == now_boot && until > now).then(|| Instant::now() + Duration::from_millis(until - now))
+    // A damaged record never stretches the window past one lease.
+    let left = Duration::from_millis(until.checked_sub(now)?).min(lease);
+    (boot == now_boot && !left.is_zero()).then(|| Instant::now() + left)
 }
 
 /// Where the lease's end is kept between runs.
@@ -81,17 +83,24 @@ pub fn record_path(plane: &ControlPlane) -> std::path::PathBuf {
 /// Keeps the lease renewed until the process ends; each grant goes to `tx`.
 pub async fn keep(plane: Arc<ControlPlane>, tx: watch::Sender<Option<Lease>>) {
     let every = Duration::from_millis(plane.cfg.timing.renew_every_ms());
+    // After a failure (an election, a lost request) the next try comes a heartbeat later,
+    // not a whole interval: the lease must outlast an election counted from here.
+    let retry = Duration::from_millis(plane.cfg.timing.raft_heartbeat_ms);
     let path = record_path(&plane);
     loop {
         let sent = Instant::now();
-        match renew(&plane, every).await {
+        let next = match renew(&plane, every).await {
             Ok(grant) => {
                 let lease = Lease { sent, grant };
                 record(&path, &lease);
                 tx.send_replace(Some(lease));
+                sent + every
             }
-            Err(e) => log::debug!("lease renewal: {e}"),
-        }
-        tokio::time::sleep_until(sent + every).await;
+            Err(e) => {
+                log::debug!("lease renewal: {e}");
+                Instant::now() + retry
+            }
+        };
+        tokio::time::sleep_until(next).await;
     }
 }

@@ -71,12 +71,18 @@ impl Agent {
         let (state_tx, state_rx) = watch::channel(reconcile::View::default());
         tokio::spawn(reconcile::watch_state(plane.clone(), state_tx));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let reconciler =
+        let mut reconciler =
             tokio::spawn(reconcile::Reconciler::new(plane.clone()).run(state_rx.clone(), lease_rx, stop_rx));
         tokio::spawn(undrain_after_restart(plane.clone()));
         tokio::select! {
             _ = api::serve(plane.clone(), listener) => {}
             _ = shutdown => log::info!("shutting down"),
+            // A reconciler that died (a panic) would leave addresses nobody withdraws while
+            // the lease goes on being renewed: the agent stops instead (its supervisor
+            // starts it again, and the new run withdraws what it may no longer hold).
+            r = &mut reconciler => {
+                anyhow::bail!("the reconciler stopped: {r:?}");
+            }
         }
         hand_over(&plane, state_rx).await;
         let _ = stop_tx.send(true);

@@ -69,7 +69,10 @@ pub struct Reconciler {
 impl Reconciler {
     pub fn new(plane: Arc<ControlPlane>) -> Reconciler {
         let me = plane.cfg.node_name.clone();
-        let predecessor_until = crate::lease::predecessor_until(&crate::lease::record_path(&plane));
+        let predecessor_until = crate::lease::predecessor_until(
+            &crate::lease::record_path(&plane),
+            Duration::from_millis(plane.cfg.timing.lease_ms),
+        );
         Reconciler {
             plane,
             me,
@@ -101,13 +104,14 @@ impl Reconciler {
             let l = *lease.borrow_and_update();
             let now = Instant::now();
             let holds = l.is_some_and(|l| l.holds(now, view.applied));
+            let until = l.filter(|_| holds).map(|l| l.until());
             let full = now.duration_since(last_full) >= RESYNC;
             if full {
                 last_full = now;
                 self.applied_l4 = None;
                 self.applied_l7 = None;
             }
-            let pending = match self.step(&view.lb, holds, full).await {
+            let pending = match self.step(&view.lb, until, full).await {
                 Ok(p) => p,
                 Err(e) => {
                     log::warn!("reconcile: {e:#}");
@@ -121,6 +125,10 @@ impl Reconciler {
             if pending {
                 wake = wake.min(now + Duration::from_millis(100));
             }
+            // The predecessor's addresses go the moment its lease ends, not a poll later.
+            if let Some(u) = self.predecessor_until.filter(|u| *u > now) {
+                wake = wake.min(u);
+            }
             tokio::select! {
                 _ = state.changed() => {}
                 _ = lease.changed() => {}
@@ -128,7 +136,10 @@ impl Reconciler {
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
-        if let Err(e) = self.step(&LbState::default(), false, false).await {
+        // Withdraw everything: with the last state seen (it names this device's interface,
+        // which opens the addresses even if no VIP was served in this run).
+        let last = state.borrow().lb.clone();
+        if let Err(e) = self.step(&last, None, true).await {
             log::warn!("withdrawing the VIPs: {e:#}");
         }
         if let Some(p) = &self.proxy {
@@ -156,8 +167,9 @@ impl Reconciler {
 
     /// One reconciliation; true when something waits (a hand-over) and it should run
     /// again soon.
-    async fn step(&mut self, lb: &LbState, holds: bool, full: bool) -> Result<bool> {
-        let want = desired::desired(lb, &self.me, holds);
+    /// `until`: when the lease that lets this device serve ends (None: it holds none).
+    async fn step(&mut self, lb: &LbState, until: Option<Instant>, full: bool) -> Result<bool> {
+        let want = desired::desired(lb, &self.me, until.is_some());
         let now = Instant::now();
         let mut pending = false;
         let mut serve = BTreeSet::new();
@@ -212,6 +224,11 @@ impl Reconciler {
             self.configure(lb, &serve).await;
         }
         for vip in added {
+            // Configuring the planes may have taken a while (loading XDP, starting the
+            // proxy): the lease must still hold when the address appears.
+            if !until.is_some_and(|u| Instant::now() < u) {
+                return Ok(true);
+            }
             let a = self.addresses.as_mut().expect("opened");
             a.add(vip).await?;
             let iface = a.iface.clone();
