@@ -26,6 +26,16 @@ impl Lease {
     }
 }
 
+/// The lease to serve under at `now`, the state having applied `applied`: the newest
+/// grant once the state has caught up with it, else the previous one while it lasts (a
+/// later grant only extends the time the leader counts this device as serving, so the
+/// earlier one stays covered).
+pub fn usable(previous: Option<Lease>, newest: Option<Lease>, now: Instant, applied: u64) -> Option<Lease> {
+    newest
+        .filter(|n| n.holds(now, applied))
+        .or(previous.filter(|p| p.holds(now, applied)))
+}
+
 async fn renew(plane: &ControlPlane, timeout: Duration) -> Result<LeaseGrant, String> {
     let leader = plane.leader_rpc().await.ok_or("no leader known")?;
     let body = serde_json::json!({ "device": plane.cfg.node_name });
@@ -102,5 +112,31 @@ pub async fn keep(plane: Arc<ControlPlane>, tx: watch::Sender<Option<Lease>>) {
             }
         };
         tokio::time::sleep_until(next).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(sent: Instant, commit_index: u64) -> Lease {
+        Lease { sent, grant: LeaseGrant { duration_ms: 1000, commit_index } }
+    }
+
+    #[test]
+    fn a_grant_ahead_of_the_state_keeps_the_previous_lease() {
+        let t0 = Instant::now();
+        let old = lease(t0, 10);
+        let new = lease(t0 + Duration::from_millis(300), 12);
+        // The state has applied 11: the new grant is not usable yet, the old one is.
+        let u = usable(Some(old), Some(new), t0 + Duration::from_millis(400), 11).unwrap();
+        assert_eq!(u.grant.commit_index, 10);
+        // Caught up: the new one.
+        let u = usable(Some(old), Some(new), t0 + Duration::from_millis(400), 12).unwrap();
+        assert_eq!(u.grant.commit_index, 12);
+        // The old one lapsed before the state caught up: nothing (fenced).
+        assert!(usable(Some(old), Some(new), t0 + Duration::from_millis(1000), 11).is_none());
+        // Never a lease the state has not reached, even the first one.
+        assert!(usable(None, Some(new), t0 + Duration::from_millis(400), 11).is_none());
     }
 }

@@ -64,7 +64,14 @@ pub struct Reconciler {
     predecessor_until: Option<Instant>,
     /// The VIPs whose repeated announcements may still go out.
     announcing: HashMap<IpAddr, Arc<std::sync::Mutex<bool>>>,
+    /// VIPs gained and not yet served: their traffic count when the address went up, and
+    /// when that was (the wait for a first packet is bounded).
+    unserved: HashMap<IpAddr, (u64, Instant)>,
 }
+
+/// How often a gained VIP's counters are read until its first packet, and for how long.
+const FIRST_PACKET_POLL: Duration = Duration::from_millis(20);
+const FIRST_PACKET_WAIT: Duration = Duration::from_secs(30);
 
 impl Reconciler {
     pub fn new(plane: Arc<ControlPlane>) -> Reconciler {
@@ -85,6 +92,7 @@ impl Reconciler {
             first_seen: HashMap::new(),
             predecessor_until,
             announcing: HashMap::new(),
+            unserved: HashMap::new(),
         }
     }
 
@@ -96,15 +104,22 @@ impl Reconciler {
         mut stop: watch::Receiver<bool>,
     ) {
         let mut last_full = Instant::now();
+        // The newest lease this device's state has caught up with. A newer grant names a
+        // commit index not applied yet (a client agent reading through blocking queries
+        // lags the leader): until it is, the previous lease still covers what the state
+        // says, and dropping every VIP for that moment would be a flap, not fencing.
+        let mut usable: Option<Lease> = None;
         loop {
             if *stop.borrow() {
                 break;
             }
             let view = state.borrow_and_update().clone();
-            let l = *lease.borrow_and_update();
+            let newest = *lease.borrow_and_update();
             let now = Instant::now();
-            let holds = l.is_some_and(|l| l.holds(now, view.applied));
-            let until = l.filter(|_| holds).map(|l| l.until());
+            usable = crate::lease::usable(usable, newest, now, view.applied);
+            let l = usable;
+            let holds = l.is_some();
+            let until = l.map(|l| l.until());
             let full = now.duration_since(last_full) >= RESYNC;
             if full {
                 last_full = now;
@@ -119,11 +134,15 @@ impl Reconciler {
                 }
             };
             let mut wake = now + RESYNC;
-            if let Some(l) = l.filter(|_| holds) {
+            if let Some(l) = l {
                 wake = wake.min(l.until());
             }
             if pending {
                 wake = wake.min(now + Duration::from_millis(100));
+            }
+            self.check_first_packets(&view.lb);
+            if !self.unserved.is_empty() {
+                wake = wake.min(now + FIRST_PACKET_POLL);
             }
             // The predecessor's addresses go the moment its lease ends, not a poll later.
             if let Some(u) = self.predecessor_until.filter(|u| *u > now) {
@@ -217,6 +236,7 @@ impl Reconciler {
             }
             self.addresses.as_mut().expect("opened").remove(vip).await?;
             self.held.remove(&vip);
+            self.unserved.remove(&vip);
             log::info!("released {vip}");
             self.phase(lb, vip, false, "released");
         }
@@ -233,6 +253,7 @@ impl Reconciler {
             a.add(vip).await?;
             let iface = a.iface.clone();
             self.held.insert(vip);
+            self.unserved.insert(vip, (self.traffic(vip), Instant::now()));
             self.phase(lb, vip, true, "address_added");
             match announce::announce(&iface, vip) {
                 Ok(()) => self.phase(lb, vip, true, "arp_sent"),
@@ -316,6 +337,47 @@ impl Reconciler {
             }
         }
         Ok(())
+    }
+
+    /// What this device has served for `vip` so far: packets through its XDP entries (L4)
+    /// and sessions on listeners bound to it (L7).
+    fn traffic(&self, vip: IpAddr) -> u64 {
+        let mut n = 0;
+        if let Some(stats) = self.dataplane.as_ref().and_then(|d| d.stats().ok()) {
+            let ours = stats.vips.iter().filter(|v| v.vip.parse::<IpAddr>().is_ok_and(|ip| ip == vip));
+            n += ours.map(|v| v.packets).sum::<u64>();
+        }
+        if let Some(p) = &self.proxy {
+            let shared = p.current();
+            let ours = shared.frontends.iter().filter(|f| f.cfg.binds.iter().any(|b| b.addr.ip() == vip));
+            n += ours.map(|f| f.counters.stot.load(std::sync::atomic::Ordering::Relaxed)).sum::<u64>();
+        }
+        n
+    }
+
+    /// Records `first_packet` for each gained VIP whose counters moved since its address
+    /// went up (to within [`FIRST_PACKET_POLL`]); a VIP nobody uses stops being watched
+    /// after [`FIRST_PACKET_WAIT`].
+    fn check_first_packets(&mut self, lb: &LbState) {
+        let now = Instant::now();
+        let mut served = Vec::new();
+        let vips: Vec<IpAddr> = self.unserved.keys().copied().collect();
+        for vip in vips {
+            let count = self.traffic(vip);
+            let (base, since) = self.unserved[&vip];
+            if count > base {
+                served.push(vip);
+            } else if now.duration_since(since) >= FIRST_PACKET_WAIT {
+                self.unserved.remove(&vip);
+            } else if count < base {
+                // A reload rebuilt the counters: count from their new start.
+                self.unserved.insert(vip, (count, since));
+            }
+        }
+        for vip in served {
+            self.unserved.remove(&vip);
+            self.phase(lb, vip, true, "first_packet");
+        }
     }
 
     /// Records a phase of the move that brought `vip` here (`gained`) or took it away.

@@ -360,9 +360,12 @@ fn groups_are_served_by_their_owner_and_move_when_it_dies() {
     let gap = gap_ms(&p7, runs[0]).expect("answers before and after");
     println!("L7 VIP {l7}: {} failed probes, client gap {gap} ms (killed at {killed_at})", runs[0].1);
     let phases = move_phases(&seed, l7).expect("a vip_moved event");
-    for p in ["detected", "decided", "committed", "address_added", "arp_sent"] {
+    for p in ["detected", "decided", "committed", "address_added", "arp_sent", "first_packet"] {
         assert!(phases.contains_key(p), "phase {p} in {phases:?}");
     }
+    // Served only once the address is up, and the probes' first answer from the new owner
+    // came after that too.
+    assert!(phases["first_packet"] >= phases["address_added"], "{phases:?}");
     let timeline: Vec<String> = {
         let mut v: Vec<(&String, &u64)> = phases.iter().collect();
         v.sort_by_key(|(_, t)| **t);
