@@ -11,7 +11,12 @@ pub mod reconcile;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, Result};
-use ballast_control::{api, config::AgentConfig, plane::ControlPlane, state::lb::EventKind};
+use ballast_control::{
+    api,
+    config::AgentConfig,
+    plane::ControlPlane,
+    state::lb::{Admin, EventKind},
+};
 use tokio::{net::TcpListener, sync::watch};
 
 /// A started agent: its API port bound, gossip joined, Raft open (servers), its cluster
@@ -123,9 +128,16 @@ async fn hand_over(plane: &ControlPlane, mut state: watch::Receiver<reconcile::V
     if !owns(&state.borrow()) {
         return;
     }
-    if let Err(e) = set_admin(plane, "draining").await {
-        log::warn!("handing the VIPs over: {e}");
-        return;
+    // The leader may be the device that just stopped (or another one stopping): retried
+    // across an election, which takes a few heartbeats.
+    let mut tries = 0;
+    while let Err(e) = set_admin(plane, "draining").await {
+        tries += 1;
+        if tries == 25 {
+            log::warn!("handing the VIPs over: {e}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let _ = std::fs::write(drained_marker(plane), b"");
     // Done once no VIP is ours and each move away from here has its `released` phase
@@ -138,10 +150,22 @@ async fn hand_over(plane: &ControlPlane, mut state: watch::Receiver<reconcile::V
                 && e.vip.is_some_and(|vip| v.lb.vips.get(&vip).is_some_and(|a| Some(a.epoch) == e.epoch))
         })
     };
+    // With no other device able to take them (none alive and active), the VIPs stay
+    // here until this agent's lease lapses: waiting for a hand-over would only delay
+    // the stop.
+    let stuck = |v: &reconcile::View| {
+        let draining = v.lb.devices.get(&me).is_some_and(|d| d.admin == Admin::Draining);
+        let alive = plane.alive_devices();
+        draining && owns(v) && !ballast_control::scheduler::moves(&v.lb, &alive).iter().any(|m| m.from == me)
+    };
     let moved = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let done = {
                 let v = state.borrow_and_update();
+                if stuck(&v) {
+                    log::warn!("no other device can take this device's VIPs; withdrawing them");
+                    return;
+                }
                 !owns(&v) && !unreleased(&v)
             };
             if done || state.changed().await.is_err() {

@@ -118,7 +118,6 @@ impl Reconciler {
             let now = Instant::now();
             usable = crate::lease::usable(usable, newest, now, view.applied);
             let l = usable;
-            let holds = l.is_some();
             let until = l.map(|l| l.until());
             let full = now.duration_since(last_full) >= RESYNC;
             if full {

@@ -599,6 +599,18 @@ fn drain_and_graceful_stop_lose_no_probe() {
     let slowest = probes.iter().map(|p| p.end - p.start).max().unwrap();
     println!("graceful stop of {y}: {} probes, none failed, slowest {slowest} ms", probes.len());
     assert!(!seed.holds(y, vip), "the stopped device withdrew");
+
+    // The last device stopped too: no device can take its VIPs, so it withdraws them
+    // without waiting for a hand-over that cannot come.
+    let pid = seed.agent(&x).proc.as_ref().unwrap().0.id();
+    common::run(&format!("kill -TERM {pid}"));
+    eventually("the last device stopped", LIMIT, || {
+        seed.agent(&x).proc.as_mut().unwrap().0.try_wait().ok().flatten().map(|_| ())
+    });
+    let log = std::fs::read_to_string(seed.agent(&x).dir.join(format!("{x}.log"))).unwrap();
+    assert!(log.contains("no other device can take"), "{log}");
+    assert!(!log.contains("not all handed over"), "{log}");
+    assert!(!seed.holds(&x, vip), "the last device withdrew");
 }
 
 /// The agent killed and started again at once keeps serving: its VIP's address never
