@@ -3,7 +3,11 @@
 //! TOML `ballast lb` reads) and the L7 configuration of the others (a haproxy.cfg). Both
 //! are text, checked by the same parsers an operator's files go through, and can be
 //! shown as they are.
-use std::{collections::BTreeMap, fmt::Write as _, net::IpAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+    net::{IpAddr, SocketAddr},
+};
 
 use ballast_control::state::lb::{Backend, Group, LbState, Listener, Mode, Protocol};
 
@@ -36,19 +40,55 @@ fn backend_port(b: &Backend, l: &Listener) -> u16 {
     }
 }
 
+/// A health check of one L4 backend, as its listener's `check` asks for it (the proxy
+/// checks the L7 listeners' servers itself).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Check {
+    pub addr: SocketAddr,
+    /// HTTP GET of this path; None: a TCP connect.
+    pub path: Option<String>,
+    pub interval_ms: u32,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+fn check_of(b: &Backend, l: &Listener) -> Option<Check> {
+    let c = l.check.as_ref()?;
+    Some(Check {
+        addr: SocketAddr::new(b.address, backend_port(b, l)),
+        path: c.path.clone(),
+        interval_ms: c.interval_ms,
+        rise: c.rise,
+        fall: c.fall,
+    })
+}
+
+/// The checks of the L4 backends behind `vips` (those this device serves).
+pub fn l4_checks(lb: &LbState, me: &str, vips: &BTreeSet<IpAddr>) -> BTreeSet<Check> {
+    let mut out = BTreeSet::new();
+    for (_, s) in owned(lb, me).filter(|(v, _)| vips.contains(v)) {
+        let g = &lb.groups[&s.group];
+        for l in g.spec.listeners.iter().filter(|l| l.mode.is_l4()) {
+            out.extend(g.spec.backends.iter().filter_map(|b| check_of(b, l)));
+        }
+    }
+    out
+}
+
 /// The device's state: `me` serves the VIPs assigned to it while `lease_holds`; none
 /// otherwise (a device cut off from the quorum withdraws).
 pub fn desired(lb: &LbState, me: &str, lease_holds: bool) -> Desired {
+    let none = BTreeSet::new();
     if !lease_holds {
-        return build(lb, me, BTreeMap::new());
+        return build(lb, me, BTreeMap::new(), &none);
     }
-    build(lb, me, owned(lb, me).collect())
+    build(lb, me, owned(lb, me).collect(), &none)
 }
 
 /// The state for only those of `me`'s VIPs that are in `vips` (the reconciler gains and
-/// loses VIPs a step at a time).
-pub fn for_vips(lb: &LbState, me: &str, vips: &std::collections::BTreeSet<IpAddr>) -> Desired {
-    build(lb, me, owned(lb, me).filter(|(v, _)| vips.contains(v)).collect())
+/// loses VIPs a step at a time). L4 backends whose check is in `down` get no traffic.
+pub fn for_vips(lb: &LbState, me: &str, vips: &BTreeSet<IpAddr>, down: &BTreeSet<Check>) -> Desired {
+    build(lb, me, owned(lb, me).filter(|(v, _)| vips.contains(v)).collect(), down)
 }
 
 fn owned<'a>(lb: &'a LbState, me: &'a str) -> impl Iterator<Item = (IpAddr, Served)> + 'a {
@@ -58,17 +98,17 @@ fn owned<'a>(lb: &'a LbState, me: &'a str) -> impl Iterator<Item = (IpAddr, Serv
         .map(|(v, a)| (*v, Served { group: a.group.clone(), epoch: a.epoch }))
 }
 
-fn build(lb: &LbState, me: &str, vips: BTreeMap<IpAddr, Served>) -> Desired {
+fn build(lb: &LbState, me: &str, vips: BTreeMap<IpAddr, Served>, down: &BTreeSet<Check>) -> Desired {
     // Each group with the VIPs served here (a group's VIPs are spread, but after a
     // failover one device may hold several of one group).
     let mut groups: BTreeMap<&str, Vec<IpAddr>> = BTreeMap::new();
     for (vip, s) in &vips {
         groups.entry(s.group.as_str()).or_default().push(*vip);
     }
-    Desired { l4: l4_toml(lb, me, &groups), l7: l7_cfg(lb, &groups), vips }
+    Desired { l4: l4_toml(lb, me, &groups, down), l7: l7_cfg(lb, &groups), vips }
 }
 
-fn l4_toml(lb: &LbState, me: &str, groups: &BTreeMap<&str, Vec<IpAddr>>) -> String {
+fn l4_toml(lb: &LbState, me: &str, groups: &BTreeMap<&str, Vec<IpAddr>>, down: &BTreeSet<Check>) -> String {
     let mut out =
         String::from("# The L4 listeners this device serves (written by ballast agent).\n[device]\n");
     // IPIP / IP6IP6 leave from the private side: its address is the outer source.
@@ -83,20 +123,25 @@ fn l4_toml(lb: &LbState, me: &str, groups: &BTreeMap<&str, Vec<IpAddr>>) -> Stri
     for (id, vips) in groups {
         let g = &lb.groups[*id];
         for l in g.spec.listeners.iter().filter(|l| l.mode.is_l4()) {
+            // HAProxy's rule: backups get traffic only while no primary is up; a backend
+            // down here keeps its place with weight 0 (no new flows; the connection table
+            // keeps those it has).
+            let up = |b: &Backend| check_of(b, l).is_none_or(|c| !down.contains(&c));
+            let primary_up = g.spec.backends.iter().any(|b| !b.backup && up(b) && b.weight > 0);
+            let weight = |b: &Backend| if !up(b) || (b.backup && primary_up) { 0 } else { b.weight };
             for vip in vips {
                 let backends: Vec<String> = g
                     .spec
                     .backends
                     .iter()
-                    .filter(|b| !b.backup)
                     .map(|b| match l.mode {
                         // A tunnel keeps the VIP's port.
-                        Mode::Tunnel => format!("{{ address = \"{}\", weight = {} }}", b.address, b.weight),
+                        Mode::Tunnel => format!("{{ address = \"{}\", weight = {} }}", b.address, weight(b)),
                         _ => format!(
                             "{{ address = \"{}\", port = {}, weight = {} }}",
                             b.address,
                             backend_port(b, l),
-                            b.weight
+                            weight(b)
                         ),
                     })
                     .collect();
@@ -177,7 +222,7 @@ fn l7_cfg(lb: &LbState, groups: &BTreeMap<&str, Vec<IpAddr>>) -> Option<String> 
 
 #[cfg(test)]
 mod tests {
-    use ballast_control::state::lb::{DeviceSpec, GroupSpec, LbWrite, Nic, VipRange};
+    use ballast_control::state::lb::{DeviceSpec, GroupSpec, HealthCheck, LbWrite, Nic, VipRange};
 
     use super::*;
 
@@ -253,7 +298,8 @@ mod tests {
         assert_eq!(vips, ["14.14.1.100", "14.14.1.101", "14.14.1.102"]);
         let l4 = ballast_l4::config::L4Config::parse(&d.l4).expect("valid L4 config");
         assert_eq!(l4.vips.len(), 1);
-        assert_eq!(l4.vips[0].backends.len(), 2, "backups are not in Maglev");
+        let weights: Vec<u32> = l4.vips[0].backends.iter().map(|b| b.weight).collect();
+        assert_eq!(weights, [1, 2, 0], "a backup gets no slot while a primary is up");
         assert_eq!(l4.device.tunnel_source_v4, Some("172.16.0.11".parse().unwrap()));
         let l7 = d.l7.expect("L7 listeners");
         let parsed = ballast_l7::haproxy::parse("agent.cfg", &l7);
@@ -271,6 +317,33 @@ mod tests {
         let d2 = desired(&s, "lb02", true);
         assert_eq!(d2.vips.keys().map(|v| v.to_string()).collect::<Vec<_>>(), ["14.14.1.200"]);
         assert_eq!(ballast_l4::config::L4Config::parse(&d2.l4).unwrap().vips.len(), 0);
+    }
+
+    #[test]
+    fn l4_backends_failing_their_check_leave_the_maps_and_backups_take_over() {
+        let mut s = state();
+        let check = HealthCheck { path: None, interval_ms: 1000, rise: 2, fall: 3 };
+        let mut spec = s.groups["acco01/l4"].spec.clone();
+        spec.listeners[0].check = Some(check);
+        s.apply(10, 0, &LbWrite::UpdateGroup { spec });
+        let vips: BTreeSet<IpAddr> = ["14.14.1.100".parse().unwrap()].into();
+        let checks = l4_checks(&s, "lb01", &vips);
+        let addrs: Vec<String> = checks.iter().map(|c| c.addr.to_string()).collect();
+        // A tunnel's check goes to the listener's port unless the backend names one.
+        assert_eq!(addrs, ["172.16.0.1:8080", "172.16.0.2:8080", "172.16.0.3:8080"]);
+        assert!(l4_checks(&s, "lb02", &vips).is_empty(), "not lb02's VIP");
+        let weights = |down: &BTreeSet<Check>| -> Vec<u32> {
+            let l4 = ballast_l4::config::L4Config::parse(&for_vips(&s, "lb01", &vips, down).l4).unwrap();
+            l4.vips[0].backends.iter().map(|b| b.weight).collect()
+        };
+        let pick = |which: &[usize]| -> BTreeSet<Check> {
+            let all: Vec<&Check> = checks.iter().collect();
+            which.iter().map(|i| all[*i].clone()).collect()
+        };
+        assert_eq!(weights(&pick(&[])), [1, 2, 0]);
+        assert_eq!(weights(&pick(&[0])), [0, 2, 0]);
+        assert_eq!(weights(&pick(&[0, 1])), [0, 0, 1], "every primary down: the backup");
+        assert_eq!(weights(&pick(&[0, 1, 2])), [0, 0, 0], "nothing up: nothing served");
     }
 
     #[test]

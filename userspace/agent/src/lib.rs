@@ -5,6 +5,7 @@
 pub mod addresses;
 pub mod announce;
 pub mod desired;
+pub mod health;
 pub mod lease;
 pub mod reconcile;
 

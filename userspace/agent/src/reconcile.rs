@@ -67,6 +67,9 @@ pub struct Reconciler {
     /// VIPs gained and not yet served: their traffic count when the address went up, and
     /// when that was (the wait for a first packet is bounded).
     unserved: HashMap<IpAddr, (u64, Instant)>,
+    /// Health checks of the served VIPs' L4 backends, and those failing.
+    checker: crate::health::Checker,
+    down: watch::Receiver<BTreeSet<crate::desired::Check>>,
 }
 
 /// How often a gained VIP's counters are read until its first packet, and for how long.
@@ -80,7 +83,10 @@ impl Reconciler {
             &crate::lease::record_path(&plane),
             Duration::from_millis(plane.cfg.timing.lease_ms),
         );
+        let (checker, down) = crate::health::Checker::new();
         Reconciler {
+            checker,
+            down,
             plane,
             me,
             addresses: None,
@@ -151,6 +157,7 @@ impl Reconciler {
                 _ = state.changed() => {}
                 _ = lease.changed() => {}
                 _ = stop.changed() => {}
+                _ = self.down.changed() => {}
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
@@ -281,7 +288,9 @@ impl Reconciler {
 
     /// The L4 maps and the L7 listeners for `vips`, changed only where they differ.
     async fn configure(&mut self, lb: &LbState, vips: &BTreeSet<IpAddr>) {
-        let d = desired::for_vips(lb, &self.me, vips);
+        self.checker.set(&desired::l4_checks(lb, &self.me, vips));
+        let down = self.down.borrow_and_update().clone();
+        let d = desired::for_vips(lb, &self.me, vips, &down);
         if self.applied_l4.as_deref() != Some(d.l4.as_str()) {
             match self.apply_l4(lb, &d.l4) {
                 Ok(()) => self.applied_l4 = Some(d.l4),

@@ -650,3 +650,45 @@ fn an_agent_restart_keeps_its_vips_and_cleans_stale_ones() {
     assert_eq!(seed.owner(vip).unwrap(), owner, "same owner, same epoch");
     common::enter(&seed.ns("rt"), || http_get(SocketAddr::from((vip, 80)), Duration::from_secs(3))).unwrap();
 }
+
+/// An L4 group with a TCP check: a backend the owner cannot reach leaves its maps (new
+/// connections all reach the others, none fails), and comes back when it answers again.
+#[test]
+fn an_l4_backend_failing_its_check_gets_no_new_connections() {
+    if !need_root("an_l4_backend_failing_its_check_gets_no_new_connections") {
+        return;
+    }
+    let _serial = serial();
+    let seed = Seed::up("ah");
+    seed.ready();
+    let out = seed.ok(
+        "wit",
+        &[
+            "group", "create", "acco03/chk", "--listen", "80:tunnel", "--check", "tcp", "--backend", "10.10.0.23",
+            "--backend", "10.10.0.24",
+        ],
+    );
+    let vip = vip_of(&out);
+    let _decaps = tunnel_backends(&seed, &[vip]);
+    let (owner, _) = seed.owner(vip).expect("an owner");
+    eventually("the L4 VIP", LIMIT, || {
+        common::enter(&seed.ns("rt"), || http_get(SocketAddr::from((vip, 80)), Duration::from_secs(1)).ok())
+    });
+    assert_eq!(spread(&seed, vip, 40).keys().collect::<Vec<_>>(), ["web3", "web4"]);
+
+    // web3's private link goes down: connects to it time out, three failed checks (2 s
+    // apart) take it out of the owner's maps.
+    seed.exec("web3", "ip link set eth0 down");
+    let log = seed.cluster.root.join(&owner).join(format!("{owner}.log"));
+    eventually("web3 checked DOWN", Duration::from_secs(30), || {
+        std::fs::read_to_string(&log).ok()?.contains("L4 backend 10.10.0.23:80 is DOWN").then_some(())
+    });
+    // From now on every new connection reaches web4 (a failure would panic in spread).
+    assert_eq!(spread(&seed, vip, 40).keys().collect::<Vec<_>>(), ["web4"]);
+
+    seed.exec("web3", "ip link set eth0 up");
+    seed.exec("web3", "ip route replace default via 10.10.0.1");
+    eventually("web3 back in the maps", Duration::from_secs(30), || {
+        (spread(&seed, vip, 20).keys().collect::<Vec<_>>() == ["web3", "web4"]).then_some(())
+    });
+}
