@@ -13,7 +13,10 @@ cp ../l7/tests/fixtures/*.cfg corpus/haproxy_cfg/
 # HTTP/2 client byte streams that get past the preface and HPACK (random bytes seldom do).
 mkdir -p corpus/h2
 cp seeds/h2/* corpus/h2/
-for t in haproxy_cfg l4_config proxy_protocol control_input http1 h2; do
+# DNS queries as dig sends them.
+mkdir -p corpus/dns
+cp seeds/dns/* corpus/dns/
+for t in haproxy_cfg l4_config proxy_protocol control_input http1 h2 dns; do
   echo "fuzz: $t for ${secs}s"
   cargo +nightly fuzz run --fuzz-dir . "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -4
 done

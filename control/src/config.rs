@@ -14,6 +14,8 @@ pub const DEFAULT_HTTP_PORT: u16 = 8500;
 pub const DEFAULT_SERF_LAN_PORT: u16 = 8301;
 /// Consul's default server RPC port: ballast's cluster RPC (Raft, join, keyring).
 pub const DEFAULT_SERVER_PORT: u16 = 8300;
+/// Consul's DNS port.
+pub const DEFAULT_DNS_PORT: u16 = 8600;
 
 /// Consul's `gossip_lan` tuning block (durations as Go strings).
 #[derive(Debug, Default, Deserialize)]
@@ -99,7 +101,8 @@ pub struct Ports {
     pub http: Option<u16>,
     pub serf_lan: Option<u16>,
     pub server: Option<u16>,
-    pub dns: Option<u16>,
+    /// -1 turns DNS off, as in Consul.
+    pub dns: Option<i32>,
 }
 
 /// Consul's `acl` block.
@@ -204,6 +207,10 @@ pub struct AgentConfig {
     pub snapshot_threshold: u64,
     /// None when ACLs are off (everything allowed, like Consul without `acl.enabled`).
     pub acl: Option<AclConfig>,
+    /// Where DNS (GSLB) answers (`client_addr`, `ports.dns`; 8600 by default); None: off.
+    pub dns_addr: Option<SocketAddr>,
+    /// The DNS domain groups are named under (`domain`; `ballast` by default).
+    pub domain: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +221,15 @@ pub enum ConfigError {
     Parse { path: String, msg: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Labels of letters, digits, '-' and '_', 1 to 63 bytes each, 253 in all.
+fn dns_name_check(name: &str) -> Result<(), ()> {
+    let ok = name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    ok.then_some(()).ok_or(())
 }
 
 /// FNV-1a: a stable node id from a node name.
@@ -316,6 +332,17 @@ impl FileConfig {
         let http_port = ports.http.unwrap_or(DEFAULT_HTTP_PORT);
         let serf_port = ports.serf_lan.unwrap_or(DEFAULT_SERF_LAN_PORT);
         let server_port = ports.server.unwrap_or(DEFAULT_SERVER_PORT);
+        let dns_port = match ports.dns {
+            None => Some(DEFAULT_DNS_PORT),
+            Some(-1) => None,
+            Some(p) => Some(u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| {
+                ConfigError::Invalid(format!("ports.dns: {p} (want a port, or -1 for no DNS)"))
+            })?),
+        };
+        let domain = self.domain.clone().unwrap_or_else(|| "ballast".into()).trim_end_matches('.').to_string();
+        if domain.is_empty() || dns_name_check(&domain).is_err() {
+            return Err(ConfigError::Invalid(format!("domain: {domain:?} is not a DNS name")));
+        }
         let bind = self.bind_addr.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let client = self.client_addr.unwrap_or(bind);
         let advertise = self.advertise_addr.unwrap_or(if bind.is_unspecified() { client } else { bind });
@@ -429,6 +456,8 @@ impl FileConfig {
             timing,
             snapshot_threshold: self.snapshot_threshold.unwrap_or(1024).max(16),
             acl,
+            dns_addr: dns_port.map(|p| SocketAddr::new(client, p)),
+            domain,
         })
     }
 }

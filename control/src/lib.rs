@@ -10,6 +10,7 @@ pub mod duration;
 pub mod failover;
 pub mod files;
 pub mod gossip;
+pub mod gslb;
 pub mod plane;
 pub mod raft;
 pub mod scheduler;

@@ -5,6 +5,7 @@
 pub mod addresses;
 pub mod announce;
 pub mod desired;
+pub mod dns;
 pub mod health;
 pub mod lease;
 pub mod reconcile;
@@ -80,6 +81,16 @@ impl Agent {
         let mut reconciler =
             tokio::spawn(reconcile::Reconciler::new(plane.clone()).run(state_rx.clone(), lease_rx, stop_rx));
         tokio::spawn(undrain_after_restart(plane.clone()));
+        if let Some(addr) = plane.cfg.dns_addr {
+            let responder = Arc::new(dns::Responder::new(plane.clone(), state_rx.clone(), &plane.cfg.domain));
+            // Like Consul, an agent whose DNS port is taken still runs (its API and
+            // planes matter more); the log says so.
+            tokio::spawn(async move {
+                if let Err(e) = dns::serve(addr, responder).await {
+                    log::warn!("DNS on {addr}: {e}");
+                }
+            });
+        }
         tokio::select! {
             _ = api::serve(plane.clone(), listener) => {}
             _ = shutdown => log::info!("shutting down"),

@@ -9,7 +9,7 @@
 mod common;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::{Ipv4Addr, SocketAddr},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -683,12 +683,132 @@ fn an_l4_backend_failing_its_check_gets_no_new_connections() {
     eventually("web3 checked DOWN", Duration::from_secs(30), || {
         std::fs::read_to_string(&log).ok()?.contains("L4 backend 10.10.0.23:80 is DOWN").then_some(())
     });
-    // From now on every new connection reaches web4 (a failure would panic in spread).
+    // Once the maps follow (a moment after the log line), every new connection reaches
+    // web4: 40 in a row, none failing (a failure panics in spread).
+    eventually("web3 out of the maps", Duration::from_secs(30), || {
+        (try_spread(&seed, vip, 10)?.keys().collect::<Vec<_>>() == ["web4"]).then_some(())
+    });
     assert_eq!(spread(&seed, vip, 40).keys().collect::<Vec<_>>(), ["web4"]);
 
     seed.exec("web3", "ip link set eth0 up");
     seed.exec("web3", "ip route replace default via 10.10.0.1");
     eventually("web3 back in the maps", Duration::from_secs(30), || {
-        (spread(&seed, vip, 20).keys().collect::<Vec<_>>() == ["web3", "web4"]).then_some(())
+        (try_spread(&seed, vip, 20)?.keys().collect::<Vec<_>>() == ["web3", "web4"]).then_some(())
     });
+}
+
+/// Like [`spread`], but None when a request fails (for waiting until traffic settles).
+fn try_spread(seed: &Seed, vip: Ipv4Addr, n: usize) -> Option<BTreeMap<String, usize>> {
+    let addr = SocketAddr::from((vip, 80));
+    common::enter(&seed.ns("rt"), move || {
+        let mut seen = BTreeMap::new();
+        for _ in 0..n {
+            *seen.entry(http_get(addr, Duration::from_secs(1)).ok()?).or_insert(0) += 1;
+        }
+        Some(seen)
+    })
+}
+
+/// `dig` from the operator's console against an agent's DNS (port 53 in this topology).
+fn dig(seed: &Seed, server: &str, args: &str) -> String {
+    seed.exec("ops", &format!("dig @{} -p 53 +time=2 +tries=2 {args}", common::seed::ctl_ip(server)))
+}
+
+/// The A records in `dig +short` output, in the order given.
+fn short_a(out: &str) -> Vec<Ipv4Addr> {
+    out.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// DNS GSLB: every agent answers for a group's name with the VIPs serving it, over UDP and
+/// TCP, in a rotating order; NXDOMAIN and NODATA as resolvers expect; glibc's resolver
+/// (getaddrinfo through resolv.conf, as any client program) finds the VIPs and a client
+/// reaches the group through them; a group with no backend to send to answers nothing.
+#[test]
+fn dns_answers_a_groups_serving_vips() {
+    if !need_root("dns_answers_a_groups_serving_vips") {
+        return;
+    }
+    let _serial = serial();
+    let seed = Seed::up("dn");
+    seed.ready();
+    seed.ok(
+        "wit",
+        &["group", "create", "acco04/two", "--listen", "80:http", "--backend", "10.10.0.21:80", "--vips", "2"],
+    );
+    let vips: BTreeSet<Ipv4Addr> = {
+        let v = seed.api("wit", "GET", "/v1/lb/vips", "").unwrap().json();
+        v.as_array().unwrap().iter().filter(|x| x["group"] == "acco04/two").map(|x| x["vip"].as_str().unwrap().parse().unwrap()).collect()
+    };
+    assert_eq!(vips.len(), 2);
+    let name = "two.acco04.ballast";
+    for server in ["lb1", "lb2", "wit"] {
+        let got: BTreeSet<Ipv4Addr> = eventually("both VIPs answered", LIMIT, || {
+            let got: BTreeSet<Ipv4Addr> = short_a(&dig(&seed, server, &format!("{name} A +short"))).into_iter().collect();
+            (got == vips).then_some(got)
+        });
+        let tcp: BTreeSet<Ipv4Addr> = short_a(&dig(&seed, server, &format!("{name} A +short +tcp"))).into_iter().collect();
+        assert_eq!(tcp, got, "TCP answers as UDP does ({server})");
+    }
+    // The order rotates from one answer to the next.
+    let first = short_a(&dig(&seed, "lb1", &format!("{name} A +short")));
+    let second = short_a(&dig(&seed, "lb1", &format!("{name} A +short")));
+    assert_eq!(first.len(), 2);
+    assert_ne!(first, second, "rotation");
+    // Authoritative, with a short TTL.
+    let full = dig(&seed, "lb1", &format!("{name} A +noall +answer +comments"));
+    assert!(full.contains("status: NOERROR") && full.contains(" aa"), "{full}");
+    let ttl: Vec<u32> = full
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .collect();
+    assert!(!ttl.is_empty() && ttl.iter().all(|t| *t <= 5), "{full}");
+    // NXDOMAIN for unknown names, NODATA (with the SOA) for a known name's other types.
+    let nx = dig(&seed, "lb2", "nope.acco04.ballast A");
+    assert!(nx.contains("status: NXDOMAIN") && nx.contains("SOA"), "{nx}");
+    let nodata = dig(&seed, "lb2", &format!("{name} AAAA"));
+    assert!(nodata.contains("status: NOERROR") && nodata.contains("ANSWER: 0") && nodata.contains("SOA"), "{nodata}");
+    let refused = dig(&seed, "lb2", "example.com A");
+    assert!(refused.contains("status: REFUSED"), "{refused}");
+
+    // glibc's resolver in the console's namespace (ip netns exec mounts
+    // /etc/netns/NS/resolv.conf over /etc/resolv.conf).
+    let etc = std::path::PathBuf::from(format!("/etc/netns/{}", seed.ns("ops")));
+    std::fs::create_dir_all(&etc).unwrap();
+    let _cleanup = RemoveDir(etc.clone());
+    std::fs::write(etc.join("resolv.conf"), format!("nameserver {}\n", common::seed::ctl_ip("lb2"))).unwrap();
+    let code = format!(
+        "import socket; print(' '.join(sorted({{a[4][0] for a in socket.getaddrinfo('{name}', 80, socket.AF_INET, socket.SOCK_STREAM)}})))"
+    );
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &seed.ns("ops"), "python3", "-c", &code])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "getaddrinfo: {}", String::from_utf8_lossy(&out.stderr));
+    let resolved: BTreeSet<Ipv4Addr> =
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(|a| a.parse().unwrap()).collect();
+    assert_eq!(resolved, vips, "getaddrinfo");
+    // Each resolved VIP serves the group (from the client on the public side).
+    for vip in &resolved {
+        let who = eventually("the VIP serves", LIMIT, || {
+            common::enter(&seed.ns("rt"), || http_get(SocketAddr::from((*vip, 80)), Duration::from_secs(1)).ok())
+        });
+        assert_eq!(who, "web1");
+    }
+
+    // No backend to send to: the name stays, its records go.
+    seed.ok("wit", &["backend", "weight", "acco04/two", "10.10.0.21:80", "0"]);
+    eventually("no records", LIMIT, || {
+        let out = dig(&seed, "lb1", &format!("{name} A"));
+        (out.contains("status: NOERROR") && out.contains("ANSWER: 0")).then_some(())
+    });
+}
+
+/// Removes a directory when dropped (the test's /etc/netns entry, even on failure).
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

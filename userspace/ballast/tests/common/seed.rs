@@ -78,7 +78,7 @@ impl Seed {
                 &config,
                 format!(
                     r#"{{ "server": true, "bootstrap_expect": 3, "bind_addr": "{ip}", "data_dir": "{data}",
-                         "retry_join": [{join}], "datacenter": "seed", "encrypt": "{TEST_KEY}", {acl} }}"#,
+                         "retry_join": [{join}], "datacenter": "seed", "encrypt": "{TEST_KEY}", "ports": {{ "dns": 53 }}, {acl} }}"#,
                     ip = ctl_ip(name),
                     data = dir.join("data").display(),
                     join = join.join(", "),
