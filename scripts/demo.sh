@@ -8,8 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=$(realpath "${BALLAST:-target/release/ballast}")
-P=demo
+P=${DEMO_PREFIX:-demo}
 T=scripts/seed_topo.sh
+# The same topology built from gns3/seed004.gns3 (gns3/README.md).
+if [[ ${TOPO:-} == gns3 ]]; then T=gns3/topo.sh; fi
 work=$(mktemp -d /tmp/ballast-demo.XXXXXX)
 pids=()
 cleanup() {
@@ -113,10 +115,15 @@ served "$web"; served "$app"
 echo "== 20 requests to each VIP again"
 ask "$web" 20
 ask "$app" 20
+# first_packet is recorded by the new owner a moment after the traffic it saw.
+for _ in $(seq 20); do
+  cli events --since "$since" | grep vip_moved | grep -q first_packet= && break
+  sleep 0.1
+done
 echo "== failover timeline (ballast events; ms after the kill)"
 cli events --since "$since" | grep vip_moved | while read -r line; do
   echo "   ${line%% address_added=*}"
-  for phase in detected decided committed address_added arp_sent; do
+  for phase in detected decided committed address_added arp_sent first_packet; do
     at=$(grep -o " $phase=[0-9]*" <<<"$line" | cut -d= -f2)
     [[ -n $at ]] && printf '      %-14s +%d ms\n' "$phase" $((at - killed))
   done
