@@ -40,8 +40,26 @@ pub struct RaftFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LbFile {
-    /// How long a device's lease lasts (renewed every fifth of it).
+    /// How long a device's lease lasts (renewed every sixth of it).
     pub lease: Option<String>,
+    /// Scale-out and scale-in (`crate::scale::Policy`).
+    pub scale: Option<ScaleFile>,
+}
+
+/// `lb.scale`: thresholds (0 turns one off), durations as Go strings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleFile {
+    /// New connections per second through a device's VIPs.
+    pub conn_rate: Option<f32>,
+    /// CPU busy %.
+    pub cpu: Option<f32>,
+    /// Scale-in below this fraction of the thresholds (0 < low < 1).
+    pub low: Option<f32>,
+    pub sustain: Option<String>,
+    pub hold_down: Option<String>,
+    pub drain: Option<String>,
+    pub max_vips: Option<u32>,
 }
 
 /// Raft and lease timing in force (milliseconds).
@@ -211,6 +229,8 @@ pub struct AgentConfig {
     pub dns_addr: Option<SocketAddr>,
     /// The DNS domain groups are named under (`domain`; `ballast` by default).
     pub domain: String,
+    /// Scale-out and scale-in (`lb.scale`).
+    pub scale: crate::scale::Policy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +241,60 @@ pub enum ConfigError {
     Parse { path: String, msg: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// `lb.scale`, checked: thresholds not negative, `low` between 0 and 1, a hold-down at
+/// least `sustain` (hysteresis), a drain at least the DNS TTL.
+fn scale_policy(f: &ScaleFile) -> Result<crate::scale::Policy, ConfigError> {
+    let mut p = crate::scale::Policy::default();
+    let bad = |k: &str, why: String| ConfigError::Invalid(format!("lb.scale.{k}: {why}"));
+    let ms = |k: &str, v: &Option<String>| -> Result<Option<u64>, ConfigError> {
+        v.as_deref()
+            .map(crate::duration::parse_duration)
+            .transpose()
+            .map(|d| d.map(|d| d.as_millis() as u64))
+            .map_err(|e| bad(k, e.to_string()))
+    };
+    if let Some(v) = f.conn_rate {
+        p.conn_rate = v;
+    }
+    if let Some(v) = f.cpu {
+        p.cpu_pct = v;
+    }
+    if let Some(v) = f.low {
+        p.low = v;
+    }
+    if let Some(v) = ms("sustain", &f.sustain)? {
+        p.sustain_ms = v;
+    }
+    if let Some(v) = ms("hold_down", &f.hold_down)? {
+        p.hold_down_ms = v;
+    }
+    if let Some(v) = ms("drain", &f.drain)? {
+        p.drain_ms = v;
+    }
+    if let Some(v) = f.max_vips {
+        p.max_vips = v;
+    }
+    if !(p.conn_rate >= 0.0 && p.conn_rate.is_finite()) {
+        return Err(bad("conn_rate", format!("{} (want a rate >= 0; 0 is off)", p.conn_rate)));
+    }
+    if !(0.0..=100.0).contains(&p.cpu_pct) {
+        return Err(bad("cpu", format!("{} (want a percentage; 0 is off)", p.cpu_pct)));
+    }
+    if !(p.low > 0.0 && p.low < 1.0) {
+        return Err(bad("low", format!("{} (want a fraction between 0 and 1)", p.low)));
+    }
+    if p.hold_down_ms < p.sustain_ms {
+        return Err(bad("hold_down", "shorter than sustain: VIPs would come and go".into()));
+    }
+    if p.drain_ms < u64::from(crate::gslb::TTL) * 1000 {
+        return Err(bad("drain", format!("shorter than the DNS TTL ({} s)", crate::gslb::TTL)));
+    }
+    if p.max_vips < 1 {
+        return Err(bad("max_vips", "at least 1".into()));
+    }
+    Ok(p)
 }
 
 /// Labels of letters, digits, '-' and '_', 1 to 63 bytes each, 253 in all.
@@ -416,6 +490,10 @@ impl FileConfig {
             timing.lease_ms = v;
         }
         timing.check()?;
+        let scale = match self.lb.as_ref().and_then(|l| l.scale.as_ref()) {
+            Some(f) => scale_policy(f)?,
+            None => crate::scale::Policy::default(),
+        };
         let acl = match self.acl {
             Some(a) if a.enabled.unwrap_or(false) => {
                 let default_allow = match a.default_policy.as_deref().unwrap_or("allow") {
@@ -458,6 +536,7 @@ impl FileConfig {
             acl,
             dns_addr: dns_port.map(|p| SocketAddr::new(client, p)),
             domain,
+            scale,
         })
     }
 }
@@ -541,6 +620,32 @@ mod tests {
         assert!(e.to_string().contains("raft.heartbeat_interval"), "{e}");
         let e = t(r#", "lb": {"lease": "soon"}"#).unwrap_err();
         assert!(e.to_string().contains("lb.lease"), "{e}");
+    }
+
+    #[test]
+    fn scale_policy_is_read_and_checked() {
+        let cfg = |extra: &str| {
+            FileConfig::parse(&format!(r#"{{"data_dir": "/tmp/x", "node_name": "n", "lb": {{"scale": {extra}}}}}"#), "t")
+                .map_err(|e| e.to_string())?
+                .resolve(None)
+                .map_err(|e| e.to_string())
+        };
+        let p = cfg(r#"{"conn_rate": 20, "cpu": 0, "sustain": "2s", "hold_down": "6s", "drain": "5s", "max_vips": 2}"#)
+            .unwrap()
+            .scale;
+        assert_eq!((p.conn_rate, p.cpu_pct, p.sustain_ms, p.hold_down_ms, p.drain_ms, p.max_vips), (20.0, 0.0, 2000, 6000, 5000, 2));
+        for (bad, key) in [
+            (r#"{"low": 1.5}"#, "lb.scale.low"),
+            (r#"{"sustain": "10s", "hold_down": "5s"}"#, "lb.scale.hold_down"),
+            (r#"{"drain": "1s"}"#, "lb.scale.drain"),
+            (r#"{"conn_rate": -3}"#, "lb.scale.conn_rate"),
+            (r#"{"cpu": 300}"#, "lb.scale.cpu"),
+            (r#"{"sustain": "soon"}"#, "lb.scale.sustain"),
+        ] {
+            let e = cfg(bad).unwrap_err();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        assert!(cfg(r#"{"thresholds": 1}"#).is_err(), "unknown keys are errors");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::{
 
 use crate::{
     plane::ControlPlane,
-    scheduler,
+    scale, scheduler,
     state::{
         lb::{LbResult, LbWrite, Move},
         Command, Outcome,
@@ -33,12 +33,20 @@ pub async fn run(plane: Arc<ControlPlane>, every: Duration) {
     let ms = |t: Instant| t.saturating_duration_since(base).as_millis() as u64;
     // When each device was first seen down (wall clock, for the events).
     let mut down_since: HashMap<String, u64> = HashMap::new();
+    // Scale-out and scale-in, once a second (loads are reported that often).
+    let mut clocks = scale::Clocks::default();
+    let mut last_scale = Instant::now();
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         if !plane.is_leader() {
             down_since.clear();
+            clocks = scale::Clocks::default();
             continue;
+        }
+        if plane.cfg.scale.enabled() && last_scale.elapsed() >= Duration::from_secs(1) {
+            last_scale = Instant::now();
+            scale_step(&plane, &raft, &store, &mut clocks).await;
         }
         let term = raft.metrics().borrow().current_term;
         let now = Instant::now();
@@ -93,6 +101,36 @@ pub async fn run(plane: Arc<ControlPlane>, every: Duration) {
                 }
                 Err(e) => log::warn!("moving {from}'s VIPs: {e}"),
             }
+        }
+    }
+}
+
+/// One round of scale decisions on the loads gossip carries, committed one by one.
+async fn scale_step(
+    plane: &ControlPlane,
+    raft: &crate::raft::Raft,
+    store: &crate::raft::state_machine::StoreView,
+    clocks: &mut scale::Clocks,
+) {
+    let lb = store.read(|a| a.state.lb.clone());
+    let alive = plane.alive_devices();
+    let loads: BTreeMap<String, crate::gossip::load::Load> = plane
+        .gossip
+        .alive()
+        .filter_map(|m| Some((m.ident.name.clone(), m.load?)))
+        .filter(|(name, _)| lb.devices.contains_key(name))
+        .collect();
+    let now = wall_ms();
+    let policy = plane.cfg.scale;
+    scale::observe(clocks, &lb, &loads, &policy, now);
+    for write in scale::decide(&lb, &loads, &alive, clocks, &policy, now) {
+        let what = format!("{write:?}");
+        match raft.client_write(Command::Lb { write, at_ms: wall_ms() }).await {
+            Ok(r) => match &r.data {
+                Outcome::Lb(LbResult::Refused(e)) => log::warn!("scale: {what}: {e}"),
+                _ => log::info!("scale: {what}"),
+            },
+            Err(e) => log::warn!("scale: {what}: {e}"),
         }
     }
 }

@@ -5,7 +5,8 @@
 //! the type asked, as resolvers expect; REFUSED outside the domain. The agent holds the
 //! sockets.
 //! `<group>.<account>.<domain>` names a group; its records are the VIPs whose owner is
-//! alive (gossip), is an LB device and has a backend to send to. Seed 004 binds a group's
+//! alive (gossip), is an LB device and has a backend to send to, and that are not being
+//! scaled in (a retiring VIP leaves DNS first, its address later). Seed 004 binds a group's
 //! several VIPs (one per device, more on overload) together this way, as ELB does.
 use std::{collections::BTreeSet, net::IpAddr};
 
@@ -66,7 +67,7 @@ pub fn lookup(lb: &LbState, alive: &BTreeSet<String>, domain: &str, qname: &str)
             let vips = lb
                 .vips
                 .iter()
-                .filter(|(_, a)| a.group == id && has_backend)
+                .filter(|(_, a)| a.group == id && has_backend && a.retiring_ms.is_none())
                 .filter(|(_, a)| {
                     alive.contains(&a.owner) && lb.devices.get(&a.owner).is_some_and(|d| !d.spec.witness)
                 })

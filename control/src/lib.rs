@@ -13,5 +13,6 @@ pub mod gossip;
 pub mod gslb;
 pub mod plane;
 pub mod raft;
+pub mod scale;
 pub mod scheduler;
 pub mod state;

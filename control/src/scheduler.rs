@@ -49,7 +49,7 @@ fn candidates<'a>(state: &'a LbState, alive: &BTreeSet<String>) -> Vec<&'a str> 
 }
 
 /// The lowest free address of a device's ranges.
-fn free_address(state: &LbState, device: &str) -> Option<IpAddr> {
+pub fn free_address(state: &LbState, device: &str) -> Option<IpAddr> {
     let d = state.devices.get(device)?;
     d.spec.ranges.iter().flat_map(|r| r.addresses()).find(|a| !state.vips.contains_key(a))
 }

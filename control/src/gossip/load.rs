@@ -1,13 +1,36 @@
 //! A device's load as it rides on gossip: CPU busy %, established TCP connections and
-//! bytes/s through its interfaces, read from /proc. Parsing is pure; sampling keeps the
-//! previous reading to turn counters into rates.
+//! bytes/s through its interfaces, read from /proc, and the new connections per second of
+//! each VIP it serves (its agent counts them: XDP flows, L7 sessions). Parsing is pure;
+//! sampling keeps the previous reading to turn counters into rates.
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Load {
     pub cpu_pct: f32,
     pub connections: u64,
     pub bytes_per_s: u64,
+    /// New connections per second through each VIP this device serves (the busiest
+    /// first, at most [`MAX_VIP_RATES`]).
+    #[serde(default)]
+    pub vips: Vec<VipRate>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct VipRate {
+    pub vip: IpAddr,
+    pub conn_rate: f32,
+}
+
+/// A gossip packet carries a report: a bounded number of VIPs keeps it small.
+pub const MAX_VIP_RATES: usize = 16;
+
+impl Load {
+    /// New connections per second through all this device's VIPs.
+    pub fn conn_rate(&self) -> f32 {
+        self.vips.iter().map(|v| v.conn_rate).sum()
+    }
 }
 
 /// `(busy, total)` jiffies from the first line of /proc/stat.

@@ -59,7 +59,7 @@ impl foca::Identity for Ident {
 
 /// What a member broadcasts about itself: its load, versioned so newer reports replace
 /// older ones, and whether it is leaving (so others say "left", not "failed").
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub addr: SocketAddr,
     pub bump: u64,
@@ -103,7 +103,8 @@ impl foca::BroadcastHandler<Ident> for Reporter {
         if !newer {
             return Ok(None);
         }
+        let key = ReportKey { addr: r.addr, bump: r.bump, version: r.version };
         all.insert(r.addr, r);
-        Ok(Some(ReportKey { addr: r.addr, bump: r.bump, version: r.version }))
+        Ok(Some(key))
     }
 }

@@ -99,6 +99,8 @@ pub struct Gossip {
     keyring_file: Option<PathBuf>,
     /// Packets dropped because no installed key opened them (or they were not sealed).
     pub dropped: Arc<AtomicU64>,
+    /// Per-VIP connection rates, set by the agent, sent with each load report.
+    pub vip_rates: Arc<std::sync::Mutex<Vec<load::VipRate>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +192,7 @@ impl Gossip {
             keyring,
             keyring_file: cfg.keyring_file,
             dropped,
+            vip_rates: Arc::default(),
         });
         tokio::spawn(join(g.clone(), cfg.join));
         tokio::spawn(report(g.clone(), t.report_every));
@@ -443,10 +446,10 @@ fn publish(foca: &Member, members: &watch::Sender<Vec<MemberView>>, reports: &Re
                 State::Down if report.is_some_and(|r| r.leaving) => Status::Left,
                 State::Down => Status::Failed,
             };
-            MemberView { load: report.map(|r| r.load), ident, status }
+            MemberView { load: report.map(|r| r.load.clone()), ident, status }
         })
         .collect();
-    let my_load = reports.get(&me.addr).map(|r| r.load);
+    let my_load = reports.get(&me.addr).map(|r| r.load.clone());
     out.push(MemberView { ident: me, status: Status::Alive, load: my_load });
     out.sort_by(|a, b| a.ident.name.cmp(&b.ident.name));
     members.send_replace(out);
@@ -495,13 +498,11 @@ async fn report(g: Arc<Gossip>, every: Duration) {
     loop {
         tick.tick().await;
         version += 1;
-        let r = Report {
-            addr: g.ident.addr,
-            bump: g.ident.bump,
-            version,
-            load: sampler.sample(),
-            leaving: false,
-        };
+        let mut load = sampler.sample();
+        load.vips = g.vip_rates.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        load.vips.sort_by(|a, b| b.conn_rate.total_cmp(&a.conn_rate));
+        load.vips.truncate(load::MAX_VIP_RATES);
+        let r = Report { addr: g.ident.addr, bump: g.ident.bump, version, load, leaving: false };
         match postcard::to_stdvec(&r) {
             Ok(b) => {
                 if g.tx.send(Input::Broadcast(b)).is_err() {

@@ -258,6 +258,13 @@ pub struct Assignment {
     pub owner: String,
     pub epoch: u64,
     pub modify_index: u64,
+    /// Added by scale-out (beyond the group's `vip_count`): scale-in may take it back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub extra: bool,
+    /// Scale-in started (ms since the Unix epoch): DNS no longer answers it; the address
+    /// goes once the TTL and a drain time have passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,6 +281,12 @@ pub enum EventKind {
     VipAssigned,
     VipMoved,
     VipReleased,
+    /// An overloaded device's group got an extra VIP on another device.
+    ScaledOut,
+    /// Scale-in began: DNS stopped answering an extra VIP.
+    ScaleInStarted,
+    /// The extra VIP is gone.
+    ScaledIn,
 }
 
 /// A change, with the time of each phase that is known (wall clocks, ms since the Unix
@@ -341,6 +354,24 @@ pub enum LbWrite {
         reason: String,
         #[serde(default)]
         detected_ms: Option<u64>,
+    },
+    /// Scale-out: an extra VIP for `group` on `owner` (an address of its ranges), for
+    /// the overloaded device `from`.
+    AddVip {
+        group: String,
+        vip: IpAddr,
+        owner: String,
+        from: String,
+        reason: String,
+    },
+    /// Scale-in, first step: DNS stops answering the extra `vip`.
+    RetireVip {
+        vip: IpAddr,
+        reason: String,
+    },
+    /// Scale-in, last step: the retired extra `vip` goes.
+    RemoveVip {
+        vip: IpAddr,
     },
     /// An agent's timestamp for a phase of an event (`address_added`, `arp_sent`, ...).
     Phase {
@@ -654,7 +685,14 @@ impl LbState {
                 for (vip, owner) in placement {
                     self.vips.insert(
                         *vip,
-                        Assignment { group: id.clone(), owner: owner.clone(), epoch: 1, modify_index: index },
+                        Assignment {
+                            group: id.clone(),
+                            owner: owner.clone(),
+                            epoch: 1,
+                            modify_index: index,
+                            extra: false,
+                            retiring_ms: None,
+                        },
                     );
                     self.event(index, at_ms, EventKind::VipAssigned, |e| {
                         e.group = Some(id.clone());
@@ -688,6 +726,65 @@ impl LbState {
                     });
                 }
                 self.event(index, at_ms, EventKind::GroupDeleted, |e| e.group = Some(id.clone()));
+            }
+            LbWrite::AddVip { group, vip, owner, from, reason } => {
+                if !self.groups.contains_key(group) {
+                    return Err(err("group", format!("no group {group}")));
+                }
+                self.check_placement(&[(*vip, owner.clone())])?;
+                if self.range_owner(*vip).map(|d| d.spec.name.as_str()) != Some(owner.as_str()) {
+                    return Err(err("vip", format!("{vip} is not in {owner}'s ranges")));
+                }
+                if self.group_vips(group).any(|(_, a)| &a.owner == owner) {
+                    return Err(err("owner", format!("{owner} already holds one of {group}'s VIPs")));
+                }
+                let a = Assignment {
+                    group: group.clone(),
+                    owner: owner.clone(),
+                    epoch: 1,
+                    modify_index: index,
+                    extra: true,
+                    retiring_ms: None,
+                };
+                self.vips.insert(*vip, a);
+                self.event(index, at_ms, EventKind::ScaledOut, |e| {
+                    e.group = Some(group.clone());
+                    e.vip = Some(*vip);
+                    e.device = Some(owner.clone());
+                    e.from = Some(from.clone());
+                    e.epoch = Some(1);
+                    e.reason = Some(reason.clone());
+                });
+            }
+            LbWrite::RetireVip { vip, reason } => {
+                let a = self.vips.get_mut(vip).ok_or_else(|| err("vip", format!("{vip} is not assigned")))?;
+                if !a.extra {
+                    return Err(err("vip", format!("{vip} is one of its group's own VIPs, not a scale-out's")));
+                }
+                if a.retiring_ms.is_some() {
+                    return Err(err("vip", format!("{vip} is already retiring")));
+                }
+                a.retiring_ms = Some(at_ms);
+                a.modify_index = index;
+                let (group, owner) = (a.group.clone(), a.owner.clone());
+                self.event(index, at_ms, EventKind::ScaleInStarted, |e| {
+                    e.group = Some(group);
+                    e.vip = Some(*vip);
+                    e.device = Some(owner);
+                    e.reason = Some(reason.clone());
+                });
+            }
+            LbWrite::RemoveVip { vip } => {
+                let a = self.vips.get(vip).ok_or_else(|| err("vip", format!("{vip} is not assigned")))?;
+                if a.retiring_ms.is_none() {
+                    return Err(err("vip", format!("{vip} is not retiring (DNS must stop answering it first)")));
+                }
+                let a = self.vips.remove(vip).expect("checked");
+                self.event(index, at_ms, EventKind::ScaledIn, |e| {
+                    e.group = Some(a.group.clone());
+                    e.vip = Some(*vip);
+                    e.device = Some(a.owner.clone());
+                });
             }
             LbWrite::MoveVips { moves, reason, detected_ms } => {
                 for (i, m) in moves.iter().enumerate() {

@@ -67,10 +67,15 @@ pub struct Reconciler {
     /// VIPs gained and not yet served: their traffic count when the address went up, and
     /// when that was (the wait for a first packet is bounded).
     unserved: HashMap<IpAddr, (u64, Instant)>,
+    /// The connection counts of the served VIPs at the last load report, and when.
+    rates_at: (Instant, HashMap<IpAddr, u64>),
     /// Health checks of the served VIPs' L4 backends, and those failing.
     checker: crate::health::Checker,
     down: watch::Receiver<BTreeSet<crate::desired::Check>>,
 }
+
+/// How often the served VIPs' connection rates go to gossip (the load reports' period).
+const RATES_EVERY: Duration = Duration::from_secs(1);
 
 /// How often a gained VIP's counters are read until its first packet, and for how long.
 const FIRST_PACKET_POLL: Duration = Duration::from_millis(20);
@@ -99,6 +104,7 @@ impl Reconciler {
             predecessor_until,
             announcing: HashMap::new(),
             unserved: HashMap::new(),
+            rates_at: (Instant::now(), HashMap::new()),
         }
     }
 
@@ -146,6 +152,10 @@ impl Reconciler {
                 wake = wake.min(now + Duration::from_millis(100));
             }
             self.check_first_packets(&view.lb);
+            if now.duration_since(self.rates_at.0) >= RATES_EVERY {
+                self.report_rates();
+            }
+            wake = wake.min(self.rates_at.0 + RATES_EVERY);
             if !self.unserved.is_empty() {
                 wake = wake.min(now + FIRST_PACKET_POLL);
             }
@@ -361,6 +371,41 @@ impl Reconciler {
             n += ours.map(|f| f.counters.stot.load(std::sync::atomic::Ordering::Relaxed)).sum::<u64>();
         }
         n
+    }
+
+    /// New connections through `vip` so far: XDP flows (L4) and sessions on listeners
+    /// bound to it (L7).
+    fn connections(&self, vip: IpAddr, l4: Option<&ballast_l4::dataplane::StatsReport>) -> u64 {
+        let mut n = 0;
+        if let Some(stats) = l4 {
+            let ours = stats.vips.iter().filter(|v| v.vip.parse::<IpAddr>().is_ok_and(|ip| ip == vip));
+            n += ours.map(|v| v.new_flows).sum::<u64>();
+        }
+        if let Some(p) = &self.proxy {
+            let shared = p.current();
+            let ours = shared.frontends.iter().filter(|f| f.cfg.binds.iter().any(|b| b.addr.ip() == vip));
+            n += ours.map(|f| f.counters.stot.load(std::sync::atomic::Ordering::Relaxed)).sum::<u64>();
+        }
+        n
+    }
+
+    /// Puts each held VIP's new connections per second since the last report where the
+    /// gossip load report takes it (the leader's scale-out reads it there).
+    fn report_rates(&mut self) {
+        let now = Instant::now();
+        let secs = now.duration_since(self.rates_at.0).as_secs_f32().max(0.001);
+        let l4 = self.dataplane.as_ref().and_then(|d| d.stats().ok());
+        let counts: HashMap<IpAddr, u64> = self.held.iter().map(|v| (*v, self.connections(*v, l4.as_ref()))).collect();
+        let rates = counts
+            .iter()
+            .map(|(vip, n)| {
+                // A counter that went back (a reload rebuilt it) counts from zero.
+                let before = self.rates_at.1.get(vip).copied().filter(|b| b <= n).unwrap_or(*n);
+                ballast_control::gossip::load::VipRate { vip: *vip, conn_rate: (n - before) as f32 / secs }
+            })
+            .collect();
+        *self.plane.gossip.vip_rates.lock().unwrap_or_else(|p| p.into_inner()) = rates;
+        self.rates_at = (now, counts);
     }
 
     /// Records `first_packet` for each gained VIP whose counters moved since its address

@@ -812,3 +812,92 @@ impl Drop for RemoveDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The events of `kind` for `group`, oldest first.
+fn events_of(seed: &Seed, kind: &str, group: &str) -> Vec<serde_json::Value> {
+    let v = seed.api("wit", "GET", "/v1/lb/events", "").map(|r| r.json()).unwrap_or_default();
+    v.as_array().into_iter().flatten().filter(|e| e["kind"] == kind && e["group"] == group).cloned().collect()
+}
+
+/// Seed 004's scale-out: real bounded traffic over a (test-low) threshold gives the
+/// group an extra VIP on the other device, announced and served, and DNS answers both;
+/// once the traffic stops and the hold-down has passed, DNS stops answering the extra VIP
+/// first and its address goes only after the drain time.
+#[test]
+fn overload_scales_out_through_dns_and_back_in() {
+    if !need_root("overload_scales_out_through_dns_and_back_in") {
+        return;
+    }
+    let _serial = serial();
+    let seed = Seed::up_with(
+        "so",
+        r#""lb": { "scale": { "conn_rate": 15, "cpu": 0, "sustain": "2s", "hold_down": "4s", "drain": "6s", "max_vips": 2 } }"#,
+    );
+    seed.ready();
+    let out = seed.ok("wit", &["group", "create", "acco05/busy", "--listen", "80:http", "--backend", "10.10.0.21:80"]);
+    let first = vip_of(&out);
+    let (x, _) = seed.owner(first).unwrap();
+    let y = other(&x).to_string();
+    eventually("the VIP serves", LIMIT, || {
+        common::enter(&seed.ns("rt"), || http_get(SocketAddr::from((first, 80)), Duration::from_secs(1)).ok())
+    });
+    let name = "busy.acco05.ballast";
+    assert_eq!(short_a(&dig(&seed, "lb1", &format!("{name} A +short"))), [first]);
+
+    // About 50 new connections a second (bounded: at most 30 s) until the scale-out.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (ns, stop) = (seed.ns("rt"), stop.clone());
+        std::thread::spawn(move || {
+            common::enter(&ns, || {
+                let start = Instant::now();
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(30) {
+                    let _ = http_get(SocketAddr::from((first, 80)), Duration::from_secs(1));
+                    n += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                n
+            })
+        })
+    };
+    let scaled = eventually("a scale-out event", Duration::from_secs(30), || {
+        events_of(&seed, "scaled_out", "acco05/busy").into_iter().next()
+    });
+    stop.store(true, Ordering::Relaxed);
+    let sent = load.join().unwrap();
+    println!("scale-out after {sent} connections: {scaled}");
+    assert_eq!(scaled["from"], x.as_str(), "{scaled}");
+    assert_eq!(scaled["device"], y.as_str(), "{scaled}");
+    let extra: Ipv4Addr = scaled["vip"].as_str().unwrap().parse().unwrap();
+    eventually("the extra VIP on the other device", LIMIT, || seed.holds(&y, extra).then_some(()));
+    assert!(!seed.holds(&x, extra));
+    let who = eventually("the extra VIP serves", LIMIT, || {
+        common::enter(&seed.ns("rt"), || http_get(SocketAddr::from((extra, 80)), Duration::from_secs(1)).ok())
+    });
+    assert_eq!(who, "web1");
+    let both: BTreeSet<Ipv4Addr> = [first, extra].into();
+    eventually("DNS answers both VIPs", LIMIT, || {
+        let got: BTreeSet<Ipv4Addr> = short_a(&dig(&seed, "lb2", &format!("{name} A +short"))).into_iter().collect();
+        (got == both).then_some(())
+    });
+
+    // Quiet now: after the hold-down, DNS drops the extra VIP while its address stays
+    // for the drain time; then the address goes. The group's own VIP stays throughout.
+    eventually("scale-in started", Duration::from_secs(30), || {
+        events_of(&seed, "scale_in_started", "acco05/busy").into_iter().next()
+    });
+    assert_eq!(short_a(&dig(&seed, "lb1", &format!("{name} A +short"))), [first], "DNS first");
+    assert!(seed.holds(&y, extra), "the address stays while clients drain");
+    eventually("scaled in", Duration::from_secs(30), || {
+        events_of(&seed, "scaled_in", "acco05/busy").into_iter().next()
+    });
+    eventually("the extra address gone", LIMIT, || (!seed.holds(&y, extra)).then_some(()));
+    assert!(seed.holds(&x, first));
+    assert!(seed.owner(extra).is_none());
+    let ev: Vec<String> = ["scaled_out", "scale_in_started", "scaled_in"]
+        .iter()
+        .map(|k| format!("{k}: {}", events_of(&seed, k, "acco05/busy").len()))
+        .collect();
+    println!("events {ev:?}");
+}

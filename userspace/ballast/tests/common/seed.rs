@@ -56,6 +56,13 @@ impl Seed {
     /// The topology, web servers web1..web4 on port 80, and the three agents started
     /// (not yet agreed on a leader; [`Seed::ready`] waits for that).
     pub fn up(tag: &str) -> Seed {
+        Seed::up_with(tag, "")
+    }
+
+    /// Like [`Seed::up`], with `extra` (JSON members, e.g. `"lb": {...}`) in every agent's
+    /// configuration.
+    pub fn up_with(tag: &str, extra: &str) -> Seed {
+        let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
         let prefix = format!("{tag}{}", std::process::id() % 100_000);
         sh(&["bash", &script(), "up", &prefix]);
         let root = std::env::temp_dir().join(format!("ballast-seed-{prefix}"));
@@ -78,7 +85,7 @@ impl Seed {
                 &config,
                 format!(
                     r#"{{ "server": true, "bootstrap_expect": 3, "bind_addr": "{ip}", "data_dir": "{data}",
-                         "retry_join": [{join}], "datacenter": "seed", "encrypt": "{TEST_KEY}", "ports": {{ "dns": 53 }}, {acl} }}"#,
+                         "retry_join": [{join}], "datacenter": "seed", "encrypt": "{TEST_KEY}", "ports": {{ "dns": 53 }}, {acl} {extra} }}"#,
                     ip = ctl_ip(name),
                     data = dir.join("data").display(),
                     join = join.join(", "),
