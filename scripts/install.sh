@@ -10,7 +10,7 @@ set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH"
 
 need_pkgs=()
-for p in llvm-22-dev iproute2 ethtool curl bind9-dnsutils openssl chromium nghttp2-client haproxy keepalived nginx-light libnginx-mod-stream apache2-utils wrk build-essential pkg-config; do
+for p in llvm-22-dev iproute2 ethtool curl bind9-dnsutils prometheus openssl chromium nghttp2-client haproxy keepalived nginx-light libnginx-mod-stream apache2-utils wrk build-essential pkg-config; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if ((${#need_pkgs[@]})); then

@@ -89,6 +89,9 @@ pub struct ControlPlane {
     pub gossip: Arc<Gossip>,
     /// The leader term in which this process committed a no-op (see `linearizable`).
     barrier_term: tokio::sync::Mutex<Option<u64>>,
+    /// The agent's planes' metrics (Prometheus text), refreshed by its reconciler; the
+    /// API's /metrics adds them to the control plane's.
+    pub plane_metrics: std::sync::Mutex<String>,
 }
 
 impl ControlPlane {
@@ -156,6 +159,7 @@ impl ControlPlane {
             client,
             gossip,
             barrier_term: tokio::sync::Mutex::new(None),
+            plane_metrics: std::sync::Mutex::new(String::new()),
         }))
     }
 

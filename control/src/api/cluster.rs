@@ -26,6 +26,17 @@ pub async fn route(
     if req.method() != Method::GET {
         return Err(super::method_not_allowed(req.method()));
     }
+    // Prometheus: /metrics, and Consul's /v1/agent/metrics?format=prometheus. With ACLs
+    // on, a token with operator read (as a Bearer token in the scrape config).
+    let prometheus = path == "/metrics"
+        || (path == "/v1/agent/metrics" && req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "format=prometheus")));
+    if prometheus {
+        let (parts, _) = req.into_parts();
+        if !authorizer(plane, &parts).operator_read() {
+            return Err(super::forbidden());
+        }
+        return Ok(metrics_page(plane));
+    }
     match path {
         "/v1/agent/members" => {
             let out: Vec<serde_json::Value> = plane.gossip.members().iter().map(member_json).collect();
@@ -387,4 +398,36 @@ async fn lb_state(plane: &ControlPlane, req: Request<Incoming>) -> Result<Respon
             return Err(ApiError::internal("store closed"));
         }
     }
+}
+
+fn metrics_page(plane: &ControlPlane) -> Response<Body> {
+    let lb = plane.store.as_ref().map(|s| s.read(|a| a.state.lb.clone()));
+    let (term, applied, leader) = match &plane.raft {
+        Some(r) => {
+            let m = r.metrics().borrow().clone();
+            (m.current_term, m.last_applied.map(|l| l.index).unwrap_or(0), plane.is_leader())
+        }
+        None => (0, 0, false),
+    };
+    let members = plane.gossip.members();
+    let empty = crate::state::lb::LbState::default();
+    let view = crate::metrics::ControlView {
+        node: &plane.cfg.node_name,
+        leader,
+        term,
+        last_applied: applied,
+        members: &members,
+        gossip_dropped: plane.gossip.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        lb: lb.as_ref().unwrap_or(&empty),
+    };
+    let mut page = crate::metrics::Page::default();
+    crate::metrics::control(&mut page, &view);
+    let mut text = page.into_text();
+    text.push_str(&plane.plane_metrics.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut r = Response::new(http_body_util::Full::new(bytes::Bytes::from(text)));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
 }

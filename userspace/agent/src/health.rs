@@ -59,6 +59,13 @@ impl Checker {
     }
 }
 
+impl Checker {
+    /// The checks running.
+    pub fn checks(&self) -> impl Iterator<Item = &Check> {
+        self.running.keys()
+    }
+}
+
 impl Drop for Checker {
     fn drop(&mut self) {
         for task in self.running.values() {

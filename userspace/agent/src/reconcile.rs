@@ -41,6 +41,14 @@ pub struct View {
 
 const RESYNC: Duration = Duration::from_secs(30);
 
+/// The address and the `port/protocol` of a VIP as the XDP stats name it
+/// (`198.51.100.150:80/tcp`, `[2001:db8::1]:443/udp`).
+fn stats_vip(s: &str) -> Option<(IpAddr, String)> {
+    let (sock, proto) = s.rsplit_once('/')?;
+    let sock: std::net::SocketAddr = sock.parse().ok()?;
+    Some((sock.ip(), format!("{}/{proto}", sock.port())))
+}
+
 fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -362,7 +370,7 @@ impl Reconciler {
     fn traffic(&self, vip: IpAddr) -> u64 {
         let mut n = 0;
         if let Some(stats) = self.dataplane.as_ref().and_then(|d| d.stats().ok()) {
-            let ours = stats.vips.iter().filter(|v| v.vip.parse::<IpAddr>().is_ok_and(|ip| ip == vip));
+            let ours = stats.vips.iter().filter(|v| stats_vip(&v.vip).is_some_and(|(ip, _)| ip == vip));
             n += ours.map(|v| v.packets).sum::<u64>();
         }
         if let Some(p) = &self.proxy {
@@ -378,7 +386,7 @@ impl Reconciler {
     fn connections(&self, vip: IpAddr, l4: Option<&ballast_l4::dataplane::StatsReport>) -> u64 {
         let mut n = 0;
         if let Some(stats) = l4 {
-            let ours = stats.vips.iter().filter(|v| v.vip.parse::<IpAddr>().is_ok_and(|ip| ip == vip));
+            let ours = stats.vips.iter().filter(|v| stats_vip(&v.vip).is_some_and(|(ip, _)| ip == vip));
             n += ours.map(|v| v.new_flows).sum::<u64>();
         }
         if let Some(p) = &self.proxy {
@@ -406,6 +414,68 @@ impl Reconciler {
             .collect();
         *self.plane.gossip.vip_rates.lock().unwrap_or_else(|p| p.into_inner()) = rates;
         self.rates_at = (now, counts);
+        let text = self.plane_metrics(l4.as_ref());
+        *self.plane.plane_metrics.lock().unwrap_or_else(|p| p.into_inner()) = text;
+    }
+
+    /// This device's planes for Prometheus: XDP counters per VIP and backend, the L4
+    /// backends' health here, the proxy's frontends and servers.
+    fn plane_metrics(&self, l4: Option<&ballast_l4::dataplane::StatsReport>) -> String {
+        use ballast_control::metrics::{Kind::*, Page};
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut page = Page::default();
+        if let Some(st) = l4 {
+            for v in &st.vips {
+                let (ip, listener) = stats_vip(&v.vip).map(|(ip, l)| (ip.to_string(), l)).unwrap_or_default();
+                let l = [("vip", ip.as_str()), ("listener", listener.as_str()), ("name", v.name.as_str()), ("mode", v.mode.as_str())];
+                page.sample("ballast_l4_vip_packets_total", Counter, "Packets XDP forwarded for a VIP.", &l, v.packets as f64);
+                page.sample("ballast_l4_vip_bytes_total", Counter, "Bytes XDP forwarded for a VIP.", &l, v.bytes as f64);
+                page.sample("ballast_l4_vip_flows_total", Counter, "New flows XDP saw for a VIP.", &l, v.new_flows as f64);
+                for b in &v.backends {
+                    // A tunnel keeps the VIP's port: the backend is its address alone.
+                    let backend = match b.port {
+                        Some(port) => format!("{}:{port}", b.address),
+                        None => b.address.to_string(),
+                    };
+                    let l = [("vip", ip.as_str()), ("listener", listener.as_str()), ("backend", backend.as_str())];
+                    page.sample("ballast_l4_backend_packets_total", Counter, "Packets XDP sent to a backend.", &l, b.packets as f64);
+                    page.sample("ballast_l4_backend_flows_total", Counter, "New flows XDP sent to a backend.", &l, b.new_flows as f64);
+                    page.sample("ballast_l4_backend_weight", Gauge, "A backend's weight in this device's maps (0: drained or down here).", &l, f64::from(b.weight));
+                    page.sample("ballast_l4_backend_slots", Gauge, "A backend's Maglev slots.", &l, b.slots as f64);
+                }
+            }
+            for (name, n) in &st.counters {
+                page.sample("ballast_l4_events_total", Counter, "The XDP program's global counters (drops, passes, errors).", &[("counter", name)], *n as f64);
+            }
+        }
+        let down = self.down.borrow().clone();
+        for c in self.checker.checks() {
+            let backend = c.addr.to_string();
+            let up = !down.contains(c);
+            page.sample("ballast_l4_backend_up", Gauge, "1 if an L4 backend passes its check from this device.", &[("backend", &backend)], up as u8 as f64);
+        }
+        if let Some(p) = &self.proxy {
+            let shared = p.current();
+            for f in &shared.frontends {
+                let l = [("frontend", f.cfg.name.as_str())];
+                page.sample("ballast_l7_frontend_sessions_total", Counter, "Sessions (HTTP: requests) a listener took.", &l, f.counters.stot.load(Relaxed) as f64);
+                page.sample("ballast_l7_frontend_current_sessions", Gauge, "Sessions open on a listener.", &l, f64::from(f.counters.scur.load(Relaxed)));
+                page.sample("ballast_l7_frontend_received_bytes_total", Counter, "Bytes from clients.", &l, f.counters.bin.load(Relaxed) as f64);
+                page.sample("ballast_l7_frontend_sent_bytes_total", Counter, "Bytes to clients.", &l, f.counters.bout.load(Relaxed) as f64);
+            }
+            for (name, b) in &shared.backends {
+                for s in &b.servers {
+                    let l = [("backend", name.as_str()), ("server", s.cfg.name.as_str())];
+                    let up = s.health.lock().unwrap_or_else(|p| p.into_inner()).is_up();
+                    page.sample("ballast_l7_server_up", Gauge, "1 if an L7 server passes its checks (or has none).", &l, up as u8 as f64);
+                    page.sample("ballast_l7_server_sessions_total", Counter, "Sessions sent to a server.", &l, s.counters.stot.load(Relaxed) as f64);
+                    page.sample("ballast_l7_server_current_sessions", Gauge, "Sessions open to a server.", &l, f64::from(s.counters.scur.load(Relaxed)));
+                }
+            }
+        }
+        let held = self.held.len();
+        page.sample("ballast_vips_held", Gauge, "VIP addresses this device holds now.", &[], held as f64);
+        page.into_text()
     }
 
     /// Records `first_packet` for each gained VIP whose counters moved since its address
@@ -540,4 +610,16 @@ async fn poll_state(plane: &ControlPlane, index: u64) -> Result<View, String> {
     }
     let r: Reply = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
     Ok(View { lb: r.state, applied: r.applied })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stats_vip;
+
+    #[test]
+    fn xdp_stats_name_vips_with_port_and_protocol() {
+        assert_eq!(stats_vip("198.51.100.150:80/tcp"), Some(("198.51.100.150".parse().unwrap(), "80/tcp".into())));
+        assert_eq!(stats_vip("[2001:db8::1]:443/udp"), Some(("2001:db8::1".parse().unwrap(), "443/udp".into())));
+        assert_eq!(stats_vip("198.51.100.150"), None);
+    }
 }

@@ -295,6 +295,13 @@ fn groups_are_served_by_their_owner_and_move_when_it_dies() {
     });
     let seen = spread(&seed, l4, 40);
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["web3", "web4"], "L4 spread: {seen:?}");
+    prometheus_pages(
+        &seed,
+        &[
+            (l7, "ballast_l7_frontend_sessions_total", "frontend=\"acco01.web.80\""),
+            (l4, "ballast_l4_vip_packets_total", &format!("vip=\"{l4}\"")),
+        ],
+    );
 
     // Backends changed through the API: traffic follows; open connections keep working.
     let open = |vip: Ipv4Addr| {
@@ -900,4 +907,52 @@ fn overload_scales_out_through_dns_and_back_in() {
         .map(|k| format!("{k}: {}", events_of(&seed, k, "acco05/busy").len()))
         .collect();
     println!("events {ev:?}");
+}
+
+/// Each VIP's owner serves a Prometheus page that shows `family` for its plane, with the
+/// control plane's families, and that passes `promtool check metrics` (the format and
+/// Prometheus' naming conventions); without a token (ACLs deny by default here) it is 403.
+fn prometheus_pages(seed: &Seed, checks: &[(Ipv4Addr, &str, &str)]) {
+    for (vip, family, label) in checks {
+        let (owner, _) = seed.owner(*vip).unwrap();
+        let page = eventually("the metrics page", LIMIT, || {
+            let r = seed.api(&owner, "GET", "/metrics", "").ok()?;
+            let text = String::from_utf8(r.body).ok()?;
+            (r.status == 200 && text.contains(family) && text.contains("ballast_raft_term")).then_some(text)
+        });
+        assert!(page.lines().any(|l| l.starts_with(family) && l.contains(label)), "{family} {label}:\n{page}");
+        let mut promtool = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .output_piped();
+        use std::io::Write as _;
+        promtool.stdin.take().unwrap().write_all(page.as_bytes()).unwrap();
+        let out = promtool.wait_with_output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\n{page}");
+        // Consul's path for the same page.
+        let r = seed.api(&owner, "GET", "/v1/agent/metrics?format=prometheus", "").unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let (owner, _) = seed.owner(checks[0].0).unwrap();
+    let anonymous = common::enter(&seed.ns("ops"), || {
+        let addr: SocketAddr = format!("{}:8500", common::seed::ctl_ip(&owner)).parse().unwrap();
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        use std::io::{Read as _, Write as _};
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        out
+    });
+    assert!(anonymous.starts_with("HTTP/1.1 403"), "{anonymous}");
+}
+
+trait Piped {
+    fn output_piped(&mut self) -> std::process::Child;
+}
+
+impl Piped for std::process::Command {
+    fn output_piped(&mut self) -> std::process::Child {
+        self.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("promtool (apt prometheus)")
+    }
 }
