@@ -11,6 +11,7 @@ pub mod failover;
 pub mod files;
 pub mod gossip;
 pub mod gslb;
+pub mod hooks;
 pub mod metrics;
 pub mod plane;
 pub mod raft;

@@ -156,7 +156,10 @@ pub async fn route(
                     .vips
                     .iter()
                     .filter(|(_, x)| a.account_read(x.group.split('/').next().unwrap_or("")))
-                    .map(|(vip, x)| serde_json::json!({"vip": vip, "group": x.group, "owner": x.owner, "epoch": x.epoch}))
+                    .map(|(vip, x)| {
+                        serde_json::json!({"vip": vip, "group": x.group, "owner": x.owner, "epoch": x.epoch,
+                                           "extra": x.extra, "retiring_ms": x.retiring_ms})
+                    })
                     .collect();
                 Some(serde_json::to_value(list).unwrap_or_default())
             })
@@ -194,11 +197,54 @@ pub async fn route(
             })
             .await
         }
+        (&Method::GET, ["hooks"]) => {
+            read(plane, &parts, &body, &p, |s, a| {
+                let list: Vec<&crate::state::lb::Hook> = s
+                    .hooks
+                    .values()
+                    .filter(|h| if h.account == "*" { a.operator_read() } else { a.account_read(&h.account) })
+                    .collect();
+                Some(serde_json::to_value(list).unwrap_or_default())
+            })
+            .await
+        }
+        (&Method::PUT | &Method::DELETE, ["hook", account, name]) => {
+            if let Some(r) = forward_to_leader(plane, &parts, &body).await? {
+                return Ok(r);
+            }
+            let a = authorizer(plane, &parts);
+            let allowed = if *account == "*" { a.operator_write() } else { a.account_write(account) };
+            if !allowed {
+                return Err(forbidden());
+            }
+            let write = if parts.method == Method::DELETE {
+                LbWrite::DeleteHook { id: format!("{account}/{name}") }
+            } else {
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct HookBody {
+                    url: String,
+                    #[serde(default)]
+                    events: Vec<crate::state::lb::EventKind>,
+                }
+                let b: HookBody = decode(&body)?;
+                let h = crate::state::lb::Hook {
+                    account: account.to_string(),
+                    name: name.to_string(),
+                    url: b.url,
+                    events: b.events,
+                    next: 0,
+                };
+                h.validate().map_err(|e| ApiError::bad(e.to_string()))?;
+                LbWrite::PutHook(h)
+            };
+            commit(plane, &parts, &body, write).await
+        }
         // A known endpoint asked with another method: 405; anything else: 404.
-        (m, ["state" | "devices" | "groups" | "vips" | "events"])
+        (m, ["state" | "devices" | "groups" | "vips" | "events" | "hooks"])
         | (m, ["device" | "vip", _])
         | (m, ["device", _, "drain" | "undrain"])
-        | (m, ["group", _, _]) => Err(method_not_allowed(m)),
+        | (m, ["group" | "hook", _, _]) => Err(method_not_allowed(m)),
         _ => Err(ApiError(StatusCode::NOT_FOUND, format!("no such endpoint: /v1/lb/{rest}"))),
     }
 }

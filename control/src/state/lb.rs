@@ -373,6 +373,16 @@ pub enum LbWrite {
     RemoveVip {
         vip: IpAddr,
     },
+    /// A webhook created or changed (its delivery cursor starts at the newest event).
+    PutHook(Hook),
+    DeleteHook {
+        id: String,
+    },
+    /// The receiver of hook `id` acknowledged the events up to `event`.
+    HookDelivered {
+        id: String,
+        event: u64,
+    },
     /// An agent's timestamp for a phase of an event (`address_added`, `arp_sent`, ...).
     Phase {
         event: u64,
@@ -399,6 +409,54 @@ pub struct LbState {
     pub next_event: u64,
     /// The index of the last change (blocking queries wait on it).
     pub modify_index: u64,
+    /// Webhooks, by `account/name` (`*/name`: every event, an operator's).
+    #[serde(default)]
+    pub hooks: BTreeMap<String, Hook>,
+}
+
+/// A webhook: events POSTed (JSON) to `url`, in order, at least once. `next` is the first
+/// event id the receiver has not acknowledged (2xx) yet, replicated so that a new leader
+/// goes on from there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hook {
+    /// An account, or `*` for every event (devices' too).
+    pub account: String,
+    pub name: String,
+    /// `http://host:port/path` (the receiver's; plain HTTP).
+    pub url: String,
+    /// Event kinds sent; empty: all.
+    #[serde(default)]
+    pub events: Vec<EventKind>,
+    #[serde(default)]
+    pub next: u64,
+}
+
+impl Hook {
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.account, self.name)
+    }
+
+    /// Whether `e` goes to this hook: the account's groups' events (`*`: all), of the
+    /// kinds asked.
+    pub fn wants(&self, e: &Event) -> bool {
+        let account_ok = self.account == "*"
+            || e.group.as_deref().and_then(|g| g.split('/').next()).is_some_and(|a| a == self.account);
+        account_ok && (self.events.is_empty() || self.events.contains(&e.kind))
+    }
+
+    pub fn validate(&self) -> Result<(), LbError> {
+        if self.account != "*" {
+            check_name("account", &self.account)?;
+        }
+        check_name("name", &self.name)?;
+        let rest = self.url.strip_prefix("http://").ok_or_else(|| err("url", "an http:// URL"))?;
+        let authority = rest.split('/').next().unwrap_or("");
+        if authority.is_empty() || authority.contains('@') || rest.contains(char::is_whitespace) {
+            return Err(err("url", format!("{:?} has no host:port", self.url)));
+        }
+        Ok(())
+    }
 }
 
 /// Names of devices, accounts and groups: DNS labels, so `<group>.<account>.<domain>`
@@ -785,6 +843,25 @@ impl LbState {
                     e.vip = Some(*vip);
                     e.device = Some(a.owner.clone());
                 });
+            }
+            LbWrite::PutHook(h) => {
+                h.validate()?;
+                let mut h = h.clone();
+                // A new hook gets the events from now on; a changed one keeps its place.
+                h.next = match self.hooks.get(&h.id()) {
+                    Some(old) => old.next,
+                    None => self.next_event,
+                };
+                self.hooks.insert(h.id(), h);
+            }
+            LbWrite::DeleteHook { id } => {
+                if self.hooks.remove(id).is_none() {
+                    return Err(err("name", format!("no hook {id}")));
+                }
+            }
+            LbWrite::HookDelivered { id, event } => {
+                let h = self.hooks.get_mut(id).ok_or_else(|| err("name", format!("no hook {id}")))?;
+                h.next = h.next.max(event.saturating_add(1));
             }
             LbWrite::MoveVips { moves, reason, detected_ms } => {
                 for (i, m) in moves.iter().enumerate() {

@@ -103,6 +103,11 @@ enum Command {
         #[command(subcommand)]
         command: api_cli::lb::VipCommand,
     },
+    /// Webhooks for LB events (to the IaaS): list, add, delete.
+    Hook {
+        #[command(subcommand)]
+        command: api_cli::lb::HookCommand,
+    },
     /// LB events: devices, groups, VIP placements and moves, with their phases' times.
     Events {
         #[arg(long)]
@@ -172,6 +177,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Backend { command } => api_cli::lb::backend(command),
         Command::Vip { command } => api_cli::lb::vip(command),
         Command::Events { since, api } => api_cli::lb::events(since, api),
+        Command::Hook { command } => api_cli::lb::hook(command),
         Command::Import { files, account, dry_run, api } => {
             let cfg = proxy::load(&files)?;
             let groups = api_cli::lb::import_groups(&cfg, account.as_deref())?;

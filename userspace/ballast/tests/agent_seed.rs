@@ -956,3 +956,108 @@ impl Piped for std::process::Command {
         self.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("promtool (apt prometheus)")
     }
 }
+
+/// A webhook receiver in the operator's namespace on 10.99.0.2:9000: each POST's body is a
+/// line of `log`; the very first POST is answered 503 (the sender must retry).
+fn hook_receiver(seed: &Seed, log: &std::path::Path) -> Child {
+    let script = r#"
+import http.server, sys
+seen = [0]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        seen[0] += 1
+        if seen[0] == 1:
+            self.send_response(503); self.end_headers(); return
+        with open(sys.argv[1], 'ab') as f:
+            f.write(body.replace(b'\n', b' ') + b'\n')
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(('10.99.0.2', 9000), H).serve_forever()
+"#;
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", &seed.ns("ops"), "python3", "-c", script])
+        .arg(log)
+        .spawn()
+        .expect("python3");
+    Child(child)
+}
+
+/// The events a hook receiver logged, in arrival order.
+fn received(log: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// Events pushed to the IaaS: a tenant's webhook gets its account's events (not other
+/// accounts'), in order, at least once (its receiver's first answer is a 503: retried),
+/// across a kill -9 of the Raft leader (the new leader goes on from the replicated
+/// cursor); `ballast watch -type event` streams them on the CLI.
+#[test]
+fn events_reach_a_webhook_in_order_across_a_leader_change() {
+    if !need_root("events_reach_a_webhook_in_order_across_a_leader_change") {
+        return;
+    }
+    let _serial = serial();
+    let mut seed = Seed::up("wh");
+    seed.ready();
+    let log = seed.cluster.root.join("hook.jsonl");
+    let _receiver = hook_receiver(&seed, &log);
+    seed.ok("wit", &["hook", "add", "acco01/iaas", "--url", "http://10.99.0.2:9000/events"]);
+    let listed = seed.ok("wit", &["hook", "list"]);
+    assert!(listed.contains("acco01/iaas") && listed.contains("http://10.99.0.2:9000/events"), "{listed}");
+    // The CLI's event watch, as an operator runs it (handler: append what it gets).
+    let watched = seed.cluster.root.join("watch.json");
+    let _watch = Child(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &seed.ns("ops"), env!("CARGO_BIN_EXE_ballast"), "watch", "--type", "event"])
+            .args(["--http-addr", &format!("{}:8500", common::seed::ctl_ip("wit"))])
+            .env("CONSUL_HTTP_TOKEN", common::seed::ROOT_TOKEN)
+            .arg(format!("cat >> {}", watched.display()))
+            .spawn()
+            .unwrap(),
+    );
+    seed.ok("wit", &["group", "create", "acco01/web", "--listen", "80:http", "--backend", "10.10.0.21:80"]);
+    seed.ok("wit", &["group", "create", "acco02/other", "--listen", "80:http", "--backend", "10.10.0.22:80"]);
+    eventually("acco01's first events at the receiver", LIMIT, || {
+        let kinds: Vec<String> = received(&log).iter().map(|e| e["kind"].as_str().unwrap_or("").to_string()).collect();
+        (kinds.contains(&"group_created".to_string()) && kinds.contains(&"vip_assigned".to_string())).then_some(())
+    });
+
+    // The leader dies (kill -9); a change after the election still arrives.
+    let leader = seed.api("wit", "GET", "/v1/status/leader", "").unwrap().json();
+    let leader_ip = leader.as_str().unwrap().rsplit_once(':').unwrap().0.to_string();
+    let name = ["lb1", "lb2", "wit"].into_iter().find(|n| common::seed::ctl_ip(n) == leader_ip).unwrap();
+    seed.agent(name).kill9();
+    let survivor = if name == "wit" { "lb1" } else { "wit" };
+    seed.ok(survivor, &["backend", "add", "acco01/web", "10.10.0.22:80"]);
+    eventually("the change after the leader's death", Duration::from_secs(30), || {
+        received(&log).iter().any(|e| e["kind"] == "group_changed").then_some(())
+    });
+
+    // Every acco01 event the cluster recorded arrived, none of acco02's, in id order
+    // once duplicates (the same id twice) are dropped.
+    let got = received(&log);
+    let mut ids: Vec<u64> = got.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    let arrived = ids.clone();
+    ids.dedup();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order: {arrived:?}");
+    assert!(got.iter().all(|e| e["group"].as_str().is_some_and(|g| g.starts_with("acco01/"))), "{got:?}");
+    let recorded = seed.api(survivor, "GET", "/v1/lb/events", "").unwrap().json();
+    let want: Vec<u64> = recorded
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["group"].as_str().is_some_and(|g| g.starts_with("acco01/")))
+        .map(|e| e["id"].as_u64().unwrap())
+        .filter(|id| *id <= *ids.last().unwrap())
+        .collect();
+    assert_eq!(ids, want, "every acco01 event, once each after dedup");
+    println!("hook got ids {arrived:?}");
+
+    let watched = eventually("the watch handler ran", LIMIT, || {
+        let t = std::fs::read_to_string(&watched).ok()?;
+        t.contains("group_changed").then_some(t)
+    });
+    assert!(watched.contains("acco02/other"), "the operator's watch sees every account");
+}

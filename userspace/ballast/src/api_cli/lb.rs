@@ -169,6 +169,69 @@ pub enum VipCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum HookCommand {
+    /// The webhooks the token may see, with each one's delivery cursor.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Create or change ACCOUNT/NAME (`*/NAME`: every event, operators only): events are
+    /// POSTed as JSON to URL, in order, at least once.
+    Add {
+        id: String,
+        #[arg(long)]
+        url: String,
+        /// Only these kinds (repeatable: vip_moved, scaled_out, device_draining, ...).
+        #[arg(long = "event")]
+        events: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    Delete {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+pub fn hook(cmd: HookCommand) -> Result<()> {
+    runtime()?.block_on(async move {
+        match cmd {
+            HookCommand::List { api } => {
+                println!("{:<28} {:<40} {:<8} Events", "Hook", "URL", "Next");
+                for h in json_of(&call(&client(&api), Method::GET, "/v1/lb/hooks", None).await?)?
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let kinds: Vec<&str> = h["events"].as_array().into_iter().flatten().filter_map(|k| k.as_str()).collect();
+                    println!(
+                        "{:<28} {:<40} {:<8} {}",
+                        format!("{}/{}", h["account"].as_str().unwrap_or("?"), h["name"].as_str().unwrap_or("?")),
+                        h["url"].as_str().unwrap_or("?"),
+                        h["next"],
+                        if kinds.is_empty() { "all".to_string() } else { kinds.join(",") }
+                    );
+                }
+                Ok(())
+            }
+            HookCommand::Add { id, url, events, api } => {
+                let (account, name) = id.split_once('/').filter(|(a, n)| !a.is_empty() && !n.is_empty()).with_context(|| format!("{id:?}: a hook is ACCOUNT/NAME"))?;
+                let body = serde_json::json!({ "url": url, "events": events });
+                call(&client(&api), Method::PUT, &format!("/v1/lb/hook/{account}/{name}"), Some(&body)).await?;
+                println!("hook {id} -> {url}");
+                Ok(())
+            }
+            HookCommand::Delete { id, api } => {
+                call(&client(&api), Method::DELETE, &format!("/v1/lb/hook/{id}"), None).await?;
+                println!("hook {id} deleted");
+                Ok(())
+            }
+        }
+    })
+}
+
 fn split_id(id: &str) -> Result<(&str, &str)> {
     id.split_once('/')
         .filter(|(a, n)| !a.is_empty() && !n.is_empty() && !n.contains('/'))

@@ -9,7 +9,9 @@ use super::{runtime, ApiArgs};
 
 #[derive(Args)]
 pub struct WatchArgs {
-    /// `key` (one key) or `keyprefix` (everything under a prefix).
+    /// `key` (one key), `keyprefix` (everything under a prefix) or `event` (the LB
+    /// events: moves, scale-out and -in, devices; the handler gets the recent ones, as
+    /// Consul's event watch does, each time one is added or gains a phase).
     #[arg(long = "type")]
     kind: String,
     #[arg(long)]
@@ -36,9 +38,10 @@ pub fn run(a: WatchArgs) -> Result<()> {
     let (path, single) = match (a.kind.as_str(), &a.key, &a.prefix) {
         ("key", Some(k), _) => (format!("/v1/kv/{}", escape_key(k)), true),
         ("keyprefix", _, Some(p)) => (format!("/v1/kv/{}?recurse", escape_key(p)), false),
+        ("event", _, _) => ("/v1/lb/events".to_string(), false),
         ("key", None, _) => bail!("-type key needs -key"),
         ("keyprefix", _, None) => bail!("-type keyprefix needs -prefix"),
-        (t, _, _) => bail!("unsupported watch type {t:?} (key, keyprefix)"),
+        (t, _, _) => bail!("unsupported watch type {t:?} (key, keyprefix, event)"),
     };
     if a.handler.is_empty() && a.http_handler.is_none() {
         bail!("give a handler command or -http-handler URL");

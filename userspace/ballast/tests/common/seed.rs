@@ -14,7 +14,7 @@ use super::{
 };
 
 pub const LIMIT: Duration = Duration::from_secs(30);
-const ROOT_TOKEN: &str = "root-secret";
+pub const ROOT_TOKEN: &str = "root-secret";
 
 pub fn script() -> String {
     format!("{}/../../scripts/seed_topo.sh", env!("CARGO_MANIFEST_DIR"))
