@@ -44,7 +44,7 @@ pub async fn run(plane: Arc<ControlPlane>, every: Duration) {
             clocks = scale::Clocks::default();
             continue;
         }
-        if plane.cfg.scale.enabled() && last_scale.elapsed() >= Duration::from_secs(1) {
+        if last_scale.elapsed() >= Duration::from_secs(1) {
             last_scale = Instant::now();
             scale_step(&plane, &raft, &store, &mut clocks).await;
         }
@@ -105,7 +105,8 @@ pub async fn run(plane: Arc<ControlPlane>, every: Duration) {
     }
 }
 
-/// One round of scale decisions on the loads gossip carries, committed one by one.
+/// One round of decisions on the loads gossip carries (shared backend health, then
+/// scale-out and scale-in), committed one by one.
 async fn scale_step(
     plane: &ControlPlane,
     raft: &crate::raft::Raft,
@@ -122,8 +123,12 @@ async fn scale_step(
         .collect();
     let now = wall_ms();
     let policy = plane.cfg.scale;
-    scale::observe(clocks, &lb, &loads, &policy, now);
-    for write in scale::decide(&lb, &loads, &alive, clocks, &policy, now) {
+    let mut writes = crate::backend_health::verdicts(&lb, &loads);
+    if policy.enabled() {
+        scale::observe(clocks, &lb, &loads, &policy, now);
+        writes.extend(scale::decide(&lb, &loads, &alive, clocks, &policy, now));
+    }
+    for write in writes {
         let what = format!("{write:?}");
         match raft.client_write(Command::Lb { write, at_ms: wall_ms() }).await {
             Ok(r) => match &r.data {

@@ -63,7 +63,14 @@ pub fn lookup(lb: &LbState, alive: &BTreeSet<String>, domain: &str, qname: &str)
                 return Lookup::NxDomain;
             };
             let id = g.spec.id();
-            let has_backend = g.spec.backends.iter().any(|b| b.weight > 0);
+            // A backend with weight that the cluster does not hold down (on some listener).
+            let has_backend = g.spec.backends.iter().any(|b| {
+                b.weight > 0
+                    && g.spec.listeners.iter().any(|l| {
+                        let port = if b.port == 0 { l.port } else { b.port };
+                        !lb.backends_down.contains(&std::net::SocketAddr::new(b.address, port))
+                    })
+            });
             let vips = lb
                 .vips
                 .iter()

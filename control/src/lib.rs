@@ -4,6 +4,7 @@
 //! `api`, `plane`).
 pub mod api;
 pub mod b64;
+pub mod backend_health;
 pub mod client;
 pub mod config;
 pub mod duration;

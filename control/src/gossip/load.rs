@@ -15,7 +15,19 @@ pub struct Load {
     /// first, at most [`MAX_VIP_RATES`]).
     #[serde(default)]
     pub vips: Vec<VipRate>,
+    /// The L4 backend checks this device runs and whether each passes here.
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub backend: std::net::SocketAddr,
+    pub up: bool,
+}
+
+/// Checks a report carries at most.
+pub const MAX_CHECKS: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct VipRate {

@@ -101,6 +101,8 @@ pub struct Gossip {
     pub dropped: Arc<AtomicU64>,
     /// Per-VIP connection rates, set by the agent, sent with each load report.
     pub vip_rates: Arc<std::sync::Mutex<Vec<load::VipRate>>>,
+    /// The agent's L4 backend check results, sent with each load report.
+    pub checks: Arc<std::sync::Mutex<Vec<load::CheckResult>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +195,7 @@ impl Gossip {
             keyring_file: cfg.keyring_file,
             dropped,
             vip_rates: Arc::default(),
+            checks: Arc::default(),
         });
         tokio::spawn(join(g.clone(), cfg.join));
         tokio::spawn(report(g.clone(), t.report_every));
@@ -502,6 +505,10 @@ async fn report(g: Arc<Gossip>, every: Duration) {
         load.vips = g.vip_rates.lock().unwrap_or_else(|p| p.into_inner()).clone();
         load.vips.sort_by(|a, b| b.conn_rate.total_cmp(&a.conn_rate));
         load.vips.truncate(load::MAX_VIP_RATES);
+        load.checks = g.checks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // Failing ones first: if there are too many to carry, those matter.
+        load.checks.sort_by_key(|c| (c.up, c.backend));
+        load.checks.truncate(load::MAX_CHECKS);
         let r = Report { addr: g.ident.addr, bump: g.ident.bump, version, load, leaving: false };
         match postcard::to_stdvec(&r) {
             Ok(b) => {

@@ -4,7 +4,7 @@
 //! [`LbState::apply`] at a Raft log index; placement decisions are made before (by the
 //! leader's scheduler) and checked again here, so nothing is ever half-applied.
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     net::IpAddr,
 };
 
@@ -287,6 +287,9 @@ pub enum EventKind {
     ScaleInStarted,
     /// The extra VIP is gone.
     ScaledIn,
+    /// Most devices checking a backend see it fail: every device stops sending to it.
+    BackendDown,
+    BackendUp,
 }
 
 /// A change, with the time of each phase that is known (wall clocks, ms since the Unix
@@ -373,6 +376,12 @@ pub enum LbWrite {
     RemoveVip {
         vip: IpAddr,
     },
+    /// The cluster's verdict on an L4 backend (`seen`: how many devices saw what).
+    BackendHealth {
+        backend: std::net::SocketAddr,
+        down: bool,
+        seen: String,
+    },
     /// A webhook created or changed (its delivery cursor starts at the newest event).
     PutHook(Hook),
     DeleteHook {
@@ -412,6 +421,10 @@ pub struct LbState {
     /// Webhooks, by `account/name` (`*/name`: every event, an operator's).
     #[serde(default)]
     pub hooks: BTreeMap<String, Hook>,
+    /// L4 backends (address and checked port) down for every device: most of the devices
+    /// that check them see them fail.
+    #[serde(default)]
+    pub backends_down: BTreeSet<std::net::SocketAddr>,
 }
 
 /// A webhook: events POSTed (JSON) to `url`, in order, at least once. `next` is the first
@@ -843,6 +856,30 @@ impl LbState {
                     e.vip = Some(*vip);
                     e.device = Some(a.owner.clone());
                 });
+            }
+            LbWrite::BackendHealth { backend, down, seen } => {
+                let changed = if *down { self.backends_down.insert(*backend) } else { self.backends_down.remove(backend) };
+                if !changed {
+                    return Err(err("backend", format!("{backend} is already {}", if *down { "down" } else { "up" })));
+                }
+                let kind = if *down { EventKind::BackendDown } else { EventKind::BackendUp };
+                // One event per group whose backends include it, so each account hears of it.
+                let groups: Vec<String> = self
+                    .groups
+                    .values()
+                    .filter(|g| g.spec.backends.iter().any(|b| b.address == backend.ip()))
+                    .map(|g| g.spec.id())
+                    .collect();
+                let reason = format!("{backend}: {seen}");
+                if groups.is_empty() {
+                    self.event(index, at_ms, kind, |e| e.reason = Some(reason.clone()));
+                }
+                for g in groups {
+                    self.event(index, at_ms, kind, |e| {
+                        e.group = Some(g);
+                        e.reason = Some(reason.clone());
+                    });
+                }
             }
             LbWrite::PutHook(h) => {
                 h.validate()?;

@@ -126,7 +126,11 @@ fn l4_toml(lb: &LbState, me: &str, groups: &BTreeMap<&str, Vec<IpAddr>>, down: &
             // HAProxy's rule: backups get traffic only while no primary is up; a backend
             // down here keeps its place with weight 0 (no new flows; the connection table
             // keeps those it has).
-            let up = |b: &Backend| check_of(b, l).is_none_or(|c| !down.contains(&c));
+            // Down here (this device's check) or down for all (most devices' checks).
+            let up = |b: &Backend| {
+                check_of(b, l).is_none_or(|c| !down.contains(&c))
+                    && !lb.backends_down.contains(&SocketAddr::new(b.address, backend_port(b, l)))
+            };
             let primary_up = g.spec.backends.iter().any(|b| !b.backup && up(b) && b.weight > 0);
             let weight = |b: &Backend| if !up(b) || (b.backup && primary_up) { 0 } else { b.weight };
             for vip in vips {
@@ -332,10 +336,11 @@ mod tests {
         // A tunnel's check goes to the listener's port unless the backend names one.
         assert_eq!(addrs, ["172.16.0.1:8080", "172.16.0.2:8080", "172.16.0.3:8080"]);
         assert!(l4_checks(&s, "lb02", &vips).is_empty(), "not lb02's VIP");
-        let weights = |down: &BTreeSet<Check>| -> Vec<u32> {
-            let l4 = ballast_l4::config::L4Config::parse(&for_vips(&s, "lb01", &vips, down).l4).unwrap();
+        let weights_in = |s: &LbState, down: &BTreeSet<Check>| -> Vec<u32> {
+            let l4 = ballast_l4::config::L4Config::parse(&for_vips(s, "lb01", &vips, down).l4).unwrap();
             l4.vips[0].backends.iter().map(|b| b.weight).collect()
         };
+        let weights = |down: &BTreeSet<Check>| weights_in(&s, down);
         let pick = |which: &[usize]| -> BTreeSet<Check> {
             let all: Vec<&Check> = checks.iter().collect();
             which.iter().map(|i| all[*i].clone()).collect()
@@ -344,6 +349,10 @@ mod tests {
         assert_eq!(weights(&pick(&[0])), [0, 2, 0]);
         assert_eq!(weights(&pick(&[0, 1])), [0, 0, 1], "every primary down: the backup");
         assert_eq!(weights(&pick(&[0, 1, 2])), [0, 0, 0], "nothing up: nothing served");
+        // The cluster's verdict counts even where this device's own check passes.
+        let mut s2 = s.clone();
+        s2.apply(11, 0, &LbWrite::BackendHealth { backend: "172.16.0.1:8080".parse().unwrap(), down: true, seen: "2 of 3".into() });
+        assert_eq!(weights_in(&s2, &pick(&[])), [0, 2, 0]);
     }
 
     #[test]

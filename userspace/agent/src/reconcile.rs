@@ -414,6 +414,13 @@ impl Reconciler {
             .collect();
         *self.plane.gossip.vip_rates.lock().unwrap_or_else(|p| p.into_inner()) = rates;
         self.rates_at = (now, counts);
+        let down = self.down.borrow().clone();
+        let checks = self
+            .checker
+            .checks()
+            .map(|c| ballast_control::gossip::load::CheckResult { backend: c.addr, up: !down.contains(c) })
+            .collect();
+        *self.plane.gossip.checks.lock().unwrap_or_else(|p| p.into_inner()) = checks;
         let text = self.plane_metrics(l4.as_ref());
         *self.plane.plane_metrics.lock().unwrap_or_else(|p| p.into_inner()) = text;
     }

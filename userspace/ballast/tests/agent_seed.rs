@@ -696,11 +696,20 @@ fn an_l4_backend_failing_its_check_gets_no_new_connections() {
         (try_spread(&seed, vip, 10)?.keys().collect::<Vec<_>>() == ["web4"]).then_some(())
     });
     assert_eq!(spread(&seed, vip, 40).keys().collect::<Vec<_>>(), ["web4"]);
+    // The one device that checks it sees it fail: the cluster's verdict (a majority of the
+    // devices checking it), an event for the group's account.
+    let down = eventually("a backend_down event", Duration::from_secs(30), || {
+        events_of(&seed, "backend_down", "acco03/chk").into_iter().next()
+    });
+    assert!(down["reason"].as_str().unwrap().starts_with("10.10.0.23:80: 1 of 1"), "{down}");
 
     seed.exec("web3", "ip link set eth0 up");
     seed.exec("web3", "ip route replace default via 10.10.0.1");
     eventually("web3 back in the maps", Duration::from_secs(30), || {
         (try_spread(&seed, vip, 20)?.keys().collect::<Vec<_>>() == ["web3", "web4"]).then_some(())
+    });
+    eventually("a backend_up event", Duration::from_secs(30), || {
+        events_of(&seed, "backend_up", "acco03/chk").into_iter().next()
     });
 }
 
@@ -1060,4 +1069,71 @@ fn events_reach_a_webhook_in_order_across_a_leader_change() {
         t.contains("group_changed").then_some(t)
     });
     assert!(watched.contains("acco02/other"), "the operator's watch sees every account");
+}
+
+/// Shared backend health: a group served by both devices checks web3 from each. When only
+/// LB01 cannot reach it (1 of 2), LB01 drops it from its own maps and the cluster does
+/// not hold it down; when LB02 cannot either (2 of 2), it is down for every device
+/// (a backend_down event); reachable again, it is up for all.
+#[test]
+fn a_backend_is_down_for_all_when_most_devices_checking_it_see_it_fail() {
+    if !need_root("a_backend_is_down_for_all_when_most_devices_checking_it_see_it_fail") {
+        return;
+    }
+    let _serial = serial();
+    let seed = Seed::up("kh");
+    seed.ready();
+    seed.ok(
+        "wit",
+        &[
+            "group", "create", "acco06/pair", "--listen", "80:tunnel", "--check", "tcp", "--backend", "10.10.0.23",
+            "--backend", "10.10.0.24", "--vips", "2",
+        ],
+    );
+    let vips: Vec<Ipv4Addr> = {
+        let v = seed.api("wit", "GET", "/v1/lb/vips", "").unwrap().json();
+        v.as_array().unwrap().iter().filter(|x| x["group"] == "acco06/pair").map(|x| x["vip"].as_str().unwrap().parse().unwrap()).collect()
+    };
+    assert_eq!(vips.len(), 2);
+    let _decaps = tunnel_backends(&seed, &vips);
+    let on = |dev: &str| vips.iter().copied().find(|v| seed.owner(*v).is_some_and(|(o, _)| o == dev)).unwrap();
+    let (v1, v2) = (on("lb1"), on("lb2"));
+    for v in [v1, v2] {
+        eventually("the VIP serves", LIMIT, || {
+            common::enter(&seed.ns("rt"), || http_get(SocketAddr::from((v, 80)), Duration::from_secs(1)).ok())
+        });
+    }
+    // web3 stops answering LB01 (its replies to LB01's private address go nowhere).
+    seed.exec("web3", "ip route add blackhole 10.10.0.11/32");
+    let log1 = seed.cluster.root.join("lb1").join("lb1.log");
+    eventually("LB01 sees web3 fail", Duration::from_secs(30), || {
+        std::fs::read_to_string(&log1).ok()?.contains("L4 backend 10.10.0.23:80 is DOWN").then_some(())
+    });
+    eventually("LB01's VIP on web4 only", Duration::from_secs(30), || {
+        (try_spread(&seed, v1, 10)?.keys().collect::<Vec<_>>() == ["web4"]).then_some(())
+    });
+    // 1 of 2: not down for all; LB02 still sends to web3.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(events_of(&seed, "backend_down", "acco06/pair").is_empty(), "1 of 2 is no majority");
+    assert_eq!(spread(&seed, v2, 30).keys().collect::<Vec<_>>(), ["web3", "web4"]);
+
+    // Now LB02 cannot reach it either: 2 of 2.
+    seed.exec("web3", "ip route add blackhole 10.10.0.12/32");
+    let down = eventually("backend_down", Duration::from_secs(30), || {
+        events_of(&seed, "backend_down", "acco06/pair").into_iter().next()
+    });
+    assert!(down["reason"].as_str().unwrap().starts_with("10.10.0.23:80: 2 of 2"), "{down}");
+    eventually("LB02's VIP on web4 only", Duration::from_secs(30), || {
+        (try_spread(&seed, v2, 10)?.keys().collect::<Vec<_>>() == ["web4"]).then_some(())
+    });
+    seed.exec("web3", "ip route del blackhole 10.10.0.11/32");
+    seed.exec("web3", "ip route del blackhole 10.10.0.12/32");
+    eventually("backend_up", Duration::from_secs(30), || {
+        events_of(&seed, "backend_up", "acco06/pair").into_iter().next()
+    });
+    for v in [v1, v2] {
+        eventually("web3 back", Duration::from_secs(30), || {
+            (try_spread(&seed, v, 20)?.keys().collect::<Vec<_>>() == ["web3", "web4"]).then_some(())
+        });
+    }
 }

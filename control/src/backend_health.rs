@@ -1,0 +1,88 @@
+//! Shared backend health: each device checks the L4 backends of the VIPs it serves and
+//! gossips the results; a backend is down for every device when most of the devices that
+//! check it (more than half) see it fail, and up again when most see it pass. The leader
+//! commits each verdict through Raft, so every device's maps and DNS follow the same one
+//! (Consul's idea of combining checks into one status, with the devices as voters). A
+//! device's own failing check still drops the backend from its own maps at once.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+};
+
+use crate::{
+    gossip::load::Load,
+    state::lb::{LbState, LbWrite},
+};
+
+/// The verdicts that differ from the state's, from the devices' reports.
+pub fn verdicts(state: &LbState, loads: &BTreeMap<String, Load>) -> Vec<LbWrite> {
+    // Backend → (devices checking it, devices seeing it fail).
+    let mut seen: BTreeMap<SocketAddr, (u32, u32)> = BTreeMap::new();
+    for l in loads.values() {
+        let mine: BTreeSet<(SocketAddr, bool)> = l.checks.iter().map(|c| (c.backend, c.up)).collect();
+        for (backend, up) in mine {
+            let e = seen.entry(backend).or_default();
+            e.0 += 1;
+            e.1 += u32::from(!up);
+        }
+    }
+    let mut out = Vec::new();
+    for (backend, (m, d)) in &seen {
+        let down = d * 2 > *m;
+        if down != state.backends_down.contains(backend) {
+            let seen = format!("{d} of {m} device(s) checking it see it fail");
+            out.push(LbWrite::BackendHealth { backend: *backend, down, seen });
+        }
+    }
+    for backend in state.backends_down.iter().filter(|b| !seen.contains_key(b)) {
+        out.push(LbWrite::BackendHealth { backend: *backend, down: false, seen: "no device checks it now".into() });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::load::CheckResult;
+
+    fn loads(reports: &[(&str, &[(&str, bool)])]) -> BTreeMap<String, Load> {
+        reports
+            .iter()
+            .map(|(d, checks)| {
+                let checks = checks.iter().map(|(b, up)| CheckResult { backend: b.parse().unwrap(), up: *up }).collect();
+                (d.to_string(), Load { checks, ..Load::default() })
+            })
+            .collect()
+    }
+
+    fn kinds(w: &[LbWrite]) -> Vec<(String, bool)> {
+        w.iter()
+            .map(|w| match w {
+                LbWrite::BackendHealth { backend, down, .. } => (backend.to_string(), *down),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn most_of_the_devices_that_check_a_backend_decide() {
+        let mut s = LbState::default();
+        let a = "10.10.0.21:80";
+        // One device checks it and sees it fail: down.
+        let w = verdicts(&s, &loads(&[("lb1", &[(a, false)]), ("lb2", &[])]));
+        assert_eq!(kinds(&w), [(a.to_string(), true)]);
+        // Two check it, one sees it fail: not a majority.
+        assert!(verdicts(&s, &loads(&[("lb1", &[(a, false)]), ("lb2", &[(a, true)])])).is_empty());
+        // Three, two fail: down; applied, the same reports change nothing.
+        let three = loads(&[("lb1", &[(a, false)]), ("lb2", &[(a, false)]), ("lb3", &[(a, true)])]);
+        let w = verdicts(&s, &three);
+        assert_eq!(kinds(&w), [(a.to_string(), true)]);
+        s.apply(1, 0, &w[0]);
+        assert!(s.backends_down.contains(&a.parse().unwrap()));
+        assert!(verdicts(&s, &three).is_empty());
+        // Most pass again: up. Nobody checks it any more: up.
+        let w = verdicts(&s, &loads(&[("lb1", &[(a, true)]), ("lb2", &[(a, true)]), ("lb3", &[(a, false)])]));
+        assert_eq!(kinds(&w), [(a.to_string(), false)]);
+        assert_eq!(kinds(&verdicts(&s, &loads(&[("lb1", &[])]))), [(a.to_string(), false)]);
+    }
+}
