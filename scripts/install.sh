@@ -44,4 +44,15 @@ if ! python3 -c 'import consul' 2>/dev/null; then
   # Debian's python refuses system-wide pip installs unless told (PEP 668).
   python3 -m pip install -q py-consul 2>/dev/null || python3 -m pip install -q --break-system-packages py-consul
 fi
+# playwright-core drives Debian's chromium in the web page's tests (no browser download).
+if [ ! -d /opt/ballast-node/node_modules/playwright-core ]; then
+  echo "install: playwright-core (npm)"
+  command -v npm >/dev/null || {
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends nodejs npm >/dev/null
+  }
+  mkdir -p /opt/ballast-node
+  (cd /opt/ballast-node && { [ -f package.json ] || echo '{"name":"ballast-ui-test","private":true}' > package.json; } \
+    && npm install --no-audit --no-fund --silent playwright-core@1.64.1)
+fi
 echo "install: ok"

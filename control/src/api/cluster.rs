@@ -30,6 +30,13 @@ pub async fn route(
     // on, a token with operator read (as a Bearer token in the scrape config).
     let prometheus = path == "/metrics"
         || (path == "/v1/agent/metrics" && req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "format=prometheus")));
+    if path == "/ui" || path == "/ui/" {
+        // The page is static; what it shows comes from API calls made with its token.
+        let mut r = Response::new(http_body_util::Full::new(bytes::Bytes::from_static(include_bytes!("ui.html"))));
+        r.headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/html; charset=utf-8"));
+        return Ok(r);
+    }
     if prometheus {
         let (parts, _) = req.into_parts();
         if !authorizer(plane, &parts).operator_read() {

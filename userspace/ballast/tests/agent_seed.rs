@@ -346,6 +346,10 @@ fn groups_are_served_by_their_owner_and_move_when_it_dies() {
     let (dead, _) = seed.owner(l7).unwrap();
     let survivor = other(&dead);
     let l4_owner = seed.owner(l4).unwrap().0;
+    // The web page, open in headless Chromium on the witness's API, shows the owner now
+    // and follows the failover without a reload.
+    let mut ui = Ui::open(&seed, "wit");
+    ui.wait(&format!("[data-vip=\"{l7}\"][data-owner=\"{dead}\"]"));
     let probe7 = Prober::start(&seed, l7, OUTAGE_PROBE, 3000);
     let probe4 = Prober::start(&seed, l4, OUTAGE_PROBE, 3000);
     eventually("probes answered", LIMIT, || (probe7.ok_count() > 5 && probe4.ok_count() > 5).then_some(()));
@@ -379,6 +383,12 @@ fn groups_are_served_by_their_owner_and_move_when_it_dies() {
         v.iter().map(|(k, t)| format!("{k} +{} ms", t.saturating_sub(killed_at))).collect()
     };
     println!("timeline after the kill: {}", timeline.join(", "));
+    ui.wait(&format!("[data-vip=\"{l7}\"][data-owner=\"{survivor}\"]"));
+    ui.wait("tr[data-event=\"vip_moved\"]");
+    ui.wait(&format!("tr[data-device=\"{dead}\"] td.down"));
+    let row = ui.text("tr[data-group=\"acco01/web\"]");
+    assert!(row.contains(&format!("{l7} on {survivor} (epoch 2)")) && row.contains("10.10.0.22:80 w1 UP"), "{row}");
+    drop(ui);
     // After the gap, only the survivor claims the VIP on the public segment.
     let who = claimants(&cap, l7, &macs);
     let last = who.last().expect("claims");
@@ -892,6 +902,10 @@ fn overload_scales_out_through_dns_and_back_in() {
         common::enter(&seed.ns("rt"), || http_get(SocketAddr::from((extra, 80)), Duration::from_secs(1)).ok())
     });
     assert_eq!(who, "web1");
+    let mut ui = Ui::open(&seed, "lb1");
+    ui.wait(&format!("[data-vip=\"{extra}\"][data-owner=\"{y}\"]"));
+    ui.wait("tr[data-event=\"scaled_out\"]");
+    assert!(ui.text(&format!("[data-vip=\"{extra}\"]")).contains("scale-out"));
     let both: BTreeSet<Ipv4Addr> = [first, extra].into();
     eventually("DNS answers both VIPs", LIMIT, || {
         let got: BTreeSet<Ipv4Addr> = short_a(&dig(&seed, "lb2", &format!("{name} A +short"))).into_iter().collect();
@@ -909,6 +923,8 @@ fn overload_scales_out_through_dns_and_back_in() {
         events_of(&seed, "scaled_in", "acco05/busy").into_iter().next()
     });
     eventually("the extra address gone", LIMIT, || (!seed.holds(&y, extra)).then_some(()));
+    ui.wait("tr[data-event=\"scaled_in\"]");
+    drop(ui);
     assert!(seed.holds(&x, first));
     assert!(seed.owner(extra).is_none());
     let ev: Vec<String> = ["scaled_out", "scale_in_started", "scaled_in"]
@@ -1135,5 +1151,64 @@ fn a_backend_is_down_for_all_when_most_devices_checking_it_see_it_fail() {
         eventually("web3 back", Duration::from_secs(30), || {
             (try_spread(&seed, v, 20)?.keys().collect::<Vec<_>>() == ["web3", "web4"]).then_some(())
         });
+    }
+}
+
+/// The agent's web page in headless Chromium (tests/ui_driver.cjs, playwright-core), opened
+/// from the operator's console on agent `on`'s API with the root token.
+struct Ui {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Ui {
+    fn open(seed: &Seed, on: &str) -> Ui {
+        let url = format!("http://{}:8500/ui/?token={}", common::seed::ctl_ip(on), common::seed::ROOT_TOKEN);
+        let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ui_driver.cjs");
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", &seed.ns("ops"), "node", driver, &url])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node");
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut ui_line = String::new();
+        use std::io::BufRead as _;
+        out.read_line(&mut ui_line).unwrap();
+        assert_eq!(ui_line.trim(), "loaded", "the page did not load");
+        Ui { child, out }
+    }
+
+    fn ask(&mut self, line: &str) -> String {
+        use std::io::{BufRead as _, Write as _};
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        let mut answer = String::new();
+        self.out.read_line(&mut answer).unwrap();
+        answer.trim().to_string()
+    }
+
+    /// Waits (up to 30 s, no reload) until `selector` matches.
+    fn wait(&mut self, selector: &str) {
+        let a = self.ask(&format!("wait {selector}"));
+        if a != "ok" {
+            let error = self.ask("text #error");
+            let status = self.ask("text #status");
+            let body = self.ask("text body");
+            panic!("the page never showed {selector}: {a}; error {error}, status {status}\n{body}");
+        }
+    }
+
+    fn text(&mut self, selector: &str) -> String {
+        let a = self.ask(&format!("text {selector}"));
+        serde_json::from_str(&a).unwrap_or_else(|_| panic!("text of {selector}: {a}"))
+    }
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
