@@ -29,12 +29,27 @@ impl ApiClient {
     }
 
     pub async fn call(&self, method: Method, path_and_query: &str, body: Bytes) -> Result<Reply, String> {
+        self.send(method, path_and_query, &[], body, Duration::from_secs(660)).await
+    }
+
+    /// [`ApiClient::call`] with extra headers and a time limit.
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(String, String)],
+        body: Bytes,
+        limit: Duration,
+    ) -> Result<Reply, String> {
         let mut b = Request::builder().method(method).uri(format!("http://{}{path_and_query}", self.addr));
         if let Some(t) = &self.token {
             b = b.header("X-Consul-Token", t);
         }
+        for (k, v) in headers {
+            b = b.header(k.as_str(), v.as_str());
+        }
         let req = b.body(Full::new(body)).map_err(|e| e.to_string())?;
-        let resp = tokio::time::timeout(Duration::from_secs(660), self.http.request(req))
+        let resp = tokio::time::timeout(limit, self.http.request(req))
             .await
             .map_err(|_| format!("{}: timed out", self.addr))?
             .map_err(|e| format!("{}: {e}", self.addr))?;

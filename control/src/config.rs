@@ -2,6 +2,7 @@
 //! so an operator's file carries over. Pipeline: file → [`FileConfig`] (serde, unknown
 //! keys rejected by name) → [`AgentConfig`] (validated, defaults filled in).
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
 };
@@ -44,6 +45,108 @@ pub struct LbFile {
     pub lease: Option<String>,
     /// Scale-out and scale-in (`crate::scale::Policy`).
     pub scale: Option<ScaleFile>,
+}
+
+/// One of Consul's `watches` (seed 002's shape).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchFile {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub key: Option<String>,
+    pub prefix: Option<String>,
+    /// A user event's name (Consul's `event` watch); ballast's events are the LB's.
+    pub name: Option<String>,
+    pub handler_type: Option<String>,
+    pub args: Option<Vec<String>>,
+    /// The older form: one shell command.
+    pub handler: Option<String>,
+    pub http_handler_config: Option<HttpHandlerFile>,
+    pub token: Option<String>,
+    pub datacenter: Option<String>,
+    /// Parameters of Consul's catalog watch types (service, checks, nodes), read so that
+    /// the error names the type ballast does not run.
+    pub service: Option<serde_json::Value>,
+    pub tag: Option<serde_json::Value>,
+    pub passingonly: Option<serde_json::Value>,
+    pub state: Option<serde_json::Value>,
+    pub node: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpHandlerFile {
+    pub path: Option<String>,
+    pub method: Option<String>,
+    pub header: Option<BTreeMap<String, Vec<String>>>,
+    pub timeout: Option<String>,
+    pub tls_skip_verify: Option<bool>,
+}
+
+/// A watch the agent runs: what it watches and what it calls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchSpec {
+    pub what: WatchWhat,
+    pub handler: WatchHandler,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchWhat {
+    Key(String),
+    KeyPrefix(String),
+    Event,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchHandler {
+    /// A program and its arguments, the JSON on its standard input.
+    Args(Vec<String>),
+    /// A shell command (`sh -c`), the JSON on its standard input.
+    Shell(String),
+    /// The JSON as the body of a request, with `X-Consul-Index`.
+    Http { url: String, method: String, headers: Vec<(String, String)>, timeout: std::time::Duration },
+}
+
+fn watch_spec(i: usize, w: &WatchFile) -> Result<WatchSpec, ConfigError> {
+    let bad = |k: &str, why: String| ConfigError::Invalid(format!("watches[{i}].{k}: {why}"));
+    let what = match (w.kind.as_deref(), &w.key, &w.prefix) {
+        (Some("key"), Some(k), _) => WatchWhat::Key(k.clone()),
+        (Some("keyprefix"), _, Some(p)) => WatchWhat::KeyPrefix(p.clone()),
+        (Some("event"), _, _) => WatchWhat::Event,
+        (Some("key"), None, _) => return Err(bad("key", "a key watch needs \"key\"".into())),
+        (Some("keyprefix"), _, None) => return Err(bad("prefix", "a keyprefix watch needs \"prefix\"".into())),
+        // Not running a watch the operator declared would be wrong to ignore.
+        (Some(t), _, _) => {
+            return Err(bad("type", format!("{t:?} is not supported (key, keyprefix, event; ballast has no service catalog)")))
+        }
+        (None, _, _) => return Err(bad("type", "missing".into())),
+    };
+    let handler = match (w.handler_type.as_deref(), &w.args, &w.handler, &w.http_handler_config) {
+        (Some("script") | None, Some(args), _, _) if !args.is_empty() => WatchHandler::Args(args.clone()),
+        (None, None, Some(cmd), _) => WatchHandler::Shell(cmd.clone()),
+        (Some("http"), _, _, Some(h)) => {
+            let url = h.path.clone().ok_or_else(|| bad("http_handler_config.path", "missing".into()))?;
+            if !url.starts_with("http://") {
+                return Err(bad("http_handler_config.path", format!("{url:?}: only http:// handlers are supported")));
+            }
+            let timeout = match &h.timeout {
+                Some(t) => crate::duration::parse_duration(t).map_err(|e| bad("http_handler_config.timeout", e.to_string()))?,
+                None => std::time::Duration::from_secs(10),
+            };
+            let headers =
+                h.header.iter().flatten().flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone()))).collect();
+            WatchHandler::Http { url, method: h.method.clone().unwrap_or_else(|| "POST".into()), headers, timeout }
+        }
+        (Some("script"), _, _, _) => return Err(bad("args", "a script handler needs \"args\"".into())),
+        (Some("http"), _, _, None) => return Err(bad("http_handler_config", "an http handler needs it".into())),
+        (Some(t), _, _, _) => return Err(bad("handler_type", format!("{t:?} (script or http)"))),
+        (None, _, _, _) => return Err(bad("handler_type", "no handler (args, or http_handler_config)".into())),
+    };
+    if w.datacenter.is_some() || w.name.is_some() {
+        log::warn!("watches[{i}]: \"datacenter\" and \"name\" are accepted and not used (one datacenter; LB events)");
+    }
+    Ok(WatchSpec { what, handler, token: w.token.clone() })
 }
 
 /// `lb.scale`: thresholds (0 turns one off), durations as Go strings.
@@ -189,6 +292,8 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     pub rejoin_after_leave: Option<bool>,
     pub ui: Option<bool>,
+    /// Consul's `watches`: run by the agent like `ballast watch`.
+    pub watches: Option<Vec<WatchFile>>,
 }
 
 /// A validated agent configuration.
@@ -231,6 +336,8 @@ pub struct AgentConfig {
     pub domain: String,
     /// Scale-out and scale-in (`lb.scale`).
     pub scale: crate::scale::Policy,
+    /// Consul's `watches`, which the agent runs.
+    pub watches: Vec<WatchSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -330,7 +437,21 @@ impl FileConfig {
     }
 
     /// Later files override earlier ones key by key, like Consul's `-config-dir`.
-    pub fn merge(self, over: FileConfig) -> FileConfig {
+    pub fn merge(mut self, mut over: FileConfig) -> FileConfig {
+        // Watches add up across files, as in Consul; every other key is replaced.
+        let watches = match (self.watches.take(), over.watches.take()) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Some(a)
+            }
+            (a, b) => b.or(a),
+        };
+        let mut merged = self.pick_over(over);
+        merged.watches = watches;
+        merged
+    }
+
+    fn pick_over(self, over: FileConfig) -> FileConfig {
         macro_rules! pick {
             ($($f:ident),*) => { FileConfig { $($f: over.$f.or(self.$f),)* } };
         }
@@ -361,7 +482,8 @@ impl FileConfig {
             leave_on_terminate,
             log_level,
             rejoin_after_leave,
-            ui
+            ui,
+            watches
         )
     }
 
@@ -490,6 +612,13 @@ impl FileConfig {
             timing.lease_ms = v;
         }
         timing.check()?;
+        let watches = self
+            .watches
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, w)| watch_spec(i, w))
+            .collect::<Result<Vec<_>, _>>()?;
         let scale = match self.lb.as_ref().and_then(|l| l.scale.as_ref()) {
             Some(f) => scale_policy(f)?,
             None => crate::scale::Policy::default(),
@@ -537,6 +666,7 @@ impl FileConfig {
             dns_addr: dns_port.map(|p| SocketAddr::new(client, p)),
             domain,
             scale,
+            watches,
         })
     }
 }
@@ -620,6 +750,48 @@ mod tests {
         assert!(e.to_string().contains("raft.heartbeat_interval"), "{e}");
         let e = t(r#", "lb": {"lease": "soon"}"#).unwrap_err();
         assert!(e.to_string().contains("lb.lease"), "{e}");
+    }
+
+    #[test]
+    fn watches_as_seed_002_writes_them() {
+        let cfg = |w: &str| {
+            FileConfig::parse(&format!(r#"{{"data_dir": "/tmp/x", "node_name": "n", "watches": [{w}]}}"#), "t")
+                .map_err(|e| e.to_string())?
+                .resolve(None)
+                .map_err(|e| e.to_string())
+        };
+        let c = cfg(r#"{"type": "key", "key": "foo/bar/baz", "handler_type": "script",
+                        "args": ["/usr/bin/my-service-handler.sh", "-redis"]}"#)
+        .unwrap();
+        assert_eq!(
+            c.watches,
+            [WatchSpec {
+                what: WatchWhat::Key("foo/bar/baz".into()),
+                handler: WatchHandler::Args(vec!["/usr/bin/my-service-handler.sh".into(), "-redis".into()]),
+                token: None
+            }]
+        );
+        let c = cfg(r#"{"type": "keyprefix", "prefix": "app/", "handler_type": "http",
+                        "http_handler_config": {"path": "http://localhost:8000/watch", "method": "POST",
+                        "header": {"x-foo": ["bar", "baz"]}, "timeout": "10s", "tls_skip_verify": false}}"#)
+        .unwrap();
+        let WatchHandler::Http { headers, method, .. } = &c.watches[0].handler else { panic!() };
+        assert_eq!((method.as_str(), headers.len()), ("POST", 2));
+        // What would be wrong to ignore is an error naming the key.
+        for (w, key) in [
+            (r#"{"type": "service", "service": "redis", "args": ["x"]}"#, "watches[0].type"),
+            (r#"{"type": "key", "args": ["x"]}"#, "watches[0].key"),
+            (r#"{"type": "key", "key": "k", "handler_type": "http",
+                 "http_handler_config": {"path": "https://localhost:8000/watch"}}"#, "watches[0].http_handler_config.path"),
+            (r#"{"type": "key", "key": "k"}"#, "watches[0].handler_type"),
+        ] {
+            let e = cfg(w).unwrap_err();
+            assert!(e.contains(key), "{w}: {e}");
+        }
+        // Watches from several files add up.
+        let a = FileConfig::parse(r#"{"watches": [{"type": "event", "handler": "a"}]}"#, "a").unwrap();
+        let b = FileConfig::parse(r#"{"data_dir": "/tmp/x", "node_name": "n", "watches": [{"type": "event", "handler": "b"}]}"#, "b").unwrap();
+        assert_eq!(a.merge(b).resolve(None).unwrap().watches.len(), 2);
     }
 
     #[test]

@@ -34,7 +34,24 @@ pub fn run(a: AgentArgs) -> Result<()> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     lifecycle::runtime(workers)?.block_on(async move {
         let signals = Signals::install()?;
+        let watches = cfg.watches.clone();
+        let api = if cfg.http_addr.ip().is_unspecified() {
+            std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), cfg.http_addr.port())
+        } else {
+            cfg.http_addr
+        };
+        let agent_token = cfg.acl.as_ref().and_then(|a| a.default_token.clone());
         let agent = ballast_agent::Agent::start(cfg).await?;
+        // The config's watches, each in its own loop against this agent's API (Consul's
+        // agent runs its `watches` the same way), with the watch's token or the default.
+        for w in watches {
+            let c = ballast_control::client::ApiClient::new(&api.to_string(), w.token.clone().or(agent_token.clone()));
+            tokio::spawn(async move {
+                if let Err(e) = crate::api_cli::watch::watch_loop(&c, &w, false).await {
+                    log::warn!("watch {:?}: {e:#}", w.what);
+                }
+            });
+        }
         lifecycle::ready("agent");
         agent.run_until(signals.stopped("the agent")).await?;
         lifecycle::stopping();

@@ -982,8 +982,9 @@ impl Piped for std::process::Command {
     }
 }
 
-/// A webhook receiver in the operator's namespace on 10.99.0.2:9000: each POST's body is a
-/// line of `log`; the very first POST is answered 503 (the sender must retry).
+/// A webhook receiver in the operator's namespace on 10.99.0.2:9000: each POST to
+/// /events is a line of `log` (the first one is answered 503: the sender must retry);
+/// any other request is a line of `log`.other: method, path, X-Foo, X-Consul-Index, body.
 fn hook_receiver(seed: &Seed, log: &std::path::Path) -> Child {
     let script = r#"
 import http.server, sys
@@ -991,12 +992,18 @@ seen = [0]
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        if self.path != '/events':
+            line = ' '.join([self.command, self.path, str(self.headers.get('X-Foo')), str(self.headers.get('X-Consul-Index'))])
+            with open(sys.argv[1] + '.other', 'ab') as f:
+                f.write(line.encode() + b' ' + body.replace(b'\n', b' ') + b'\n')
+            self.send_response(200); self.end_headers(); return
         seen[0] += 1
         if seen[0] == 1:
             self.send_response(503); self.end_headers(); return
         with open(sys.argv[1], 'ab') as f:
             f.write(body.replace(b'\n', b' ') + b'\n')
         self.send_response(200); self.end_headers()
+    do_PUT = do_POST
     def log_message(self, *a):
         pass
 http.server.HTTPServer(('10.99.0.2', 9000), H).serve_forever()
@@ -1024,7 +1031,21 @@ fn events_reach_a_webhook_in_order_across_a_leader_change() {
         return;
     }
     let _serial = serial();
-    let mut seed = Seed::up("wh");
+    // Consul-style watches in the agents' config (seed 002's shapes): a script handler on
+    // the LB events and an http handler on a key.
+    let script_out = std::env::temp_dir().join(format!("ballast-watch-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&script_out);
+    let _cleanup = RemoveFile(script_out.clone());
+    let watches = format!(
+        r#""watches": [
+             {{ "type": "event", "handler_type": "script", "args": ["sh", "-c", "cat >> {out}"], "token": "{root}" }},
+             {{ "type": "key", "key": "iaas/notify", "handler_type": "http", "token": "{root}",
+                "http_handler_config": {{ "path": "http://10.99.0.2:9000/watch", "method": "PUT",
+                                         "header": {{ "X-Foo": ["bar"] }}, "timeout": "5s" }} }} ]"#,
+        out = script_out.display(),
+        root = common::seed::ROOT_TOKEN
+    );
+    let mut seed = Seed::up_with("wh", &watches);
     seed.ready();
     let log = seed.cluster.root.join("hook.jsonl");
     let _receiver = hook_receiver(&seed, &log);
@@ -1085,6 +1106,30 @@ fn events_reach_a_webhook_in_order_across_a_leader_change() {
         t.contains("group_changed").then_some(t)
     });
     assert!(watched.contains("acco02/other"), "the operator's watch sees every account");
+
+    // The config's watches: the script got the events; the http handler gets a key's
+    // change with its method, header and X-Consul-Index.
+    eventually("the config's script watch ran", LIMIT, || {
+        std::fs::read_to_string(&script_out).ok()?.contains("group_changed").then_some(())
+    });
+    seed.ok(survivor, &["kv", "put", "iaas/notify", "hello"]);
+    let other = log.with_extension("jsonl.other");
+    let line = eventually("the config's http watch ran", LIMIT, || {
+        let t = std::fs::read_to_string(&other).ok()?;
+        t.lines().find(|l| l.contains("aGVsbG8=")).map(String::from)
+    });
+    assert!(line.starts_with("PUT /watch bar "), "{line}");
+    let index: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!(index > 0, "{line}");
+}
+
+/// Removes a file when dropped.
+struct RemoveFile(std::path::PathBuf);
+
+impl Drop for RemoveFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Shared backend health: a group served by both devices checks web3 from each. When only

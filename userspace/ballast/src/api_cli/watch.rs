@@ -1,6 +1,9 @@
 //! `ballast watch`: run a handler when a key or a key prefix changes, like `consul watch`.
 use anyhow::{bail, Context as _, Result};
-use ballast_control::client::{escape_key, ApiClient};
+use ballast_control::{
+    client::{escape_key, ApiClient},
+    config::{WatchHandler, WatchSpec, WatchWhat},
+};
 use bytes::Bytes;
 use clap::Args;
 use hyper::{Method, StatusCode};
@@ -35,27 +38,47 @@ pub struct WatchArgs {
 /// once per real change of the watched data (an index bump with the same data, such as
 /// a write elsewhere that moved a shared index, does not fire).
 pub fn run(a: WatchArgs) -> Result<()> {
-    let (path, single) = match (a.kind.as_str(), &a.key, &a.prefix) {
-        ("key", Some(k), _) => (format!("/v1/kv/{}", escape_key(k)), true),
-        ("keyprefix", _, Some(p)) => (format!("/v1/kv/{}?recurse", escape_key(p)), false),
-        ("event", _, _) => ("/v1/lb/events".to_string(), false),
+    let what = match (a.kind.as_str(), &a.key, &a.prefix) {
+        ("key", Some(k), _) => WatchWhat::Key(k.clone()),
+        ("keyprefix", _, Some(p)) => WatchWhat::KeyPrefix(p.clone()),
+        ("event", _, _) => WatchWhat::Event,
         ("key", None, _) => bail!("-type key needs -key"),
         ("keyprefix", _, None) => bail!("-type keyprefix needs -prefix"),
         (t, _, _) => bail!("unsupported watch type {t:?} (key, keyprefix, event)"),
     };
-    if a.handler.is_empty() && a.http_handler.is_none() {
-        bail!("give a handler command or -http-handler URL");
-    }
-    let command = a.handler.join(" ");
+    let handler = match (&a.http_handler, a.handler.is_empty()) {
+        (Some(url), _) => WatchHandler::Http {
+            url: url.clone(),
+            method: "POST".into(),
+            headers: Vec::new(),
+            timeout: std::time::Duration::from_secs(10),
+        },
+        (None, false) => WatchHandler::Shell(a.handler.join(" ")),
+        (None, true) => bail!("give a handler command or -http-handler URL"),
+    };
+    let spec = WatchSpec { what, handler, token: None };
     runtime()?.block_on(async move {
         let c = ApiClient::new(&a.api.http_addr, a.api.token.clone());
+        watch_loop(&c, &spec, a.stale).await
+    })
+}
+
+/// The blocking-query loop of one watch, until an error that retrying cannot mend. The
+/// agent runs its config's `watches` through it too.
+pub async fn watch_loop(c: &ApiClient, spec: &WatchSpec, stale: bool) -> Result<()> {
+    let (path, single) = match &spec.what {
+        WatchWhat::Key(k) => (format!("/v1/kv/{}", escape_key(k)), true),
+        WatchWhat::KeyPrefix(p) => (format!("/v1/kv/{}?recurse", escape_key(p)), false),
+        WatchWhat::Event => ("/v1/lb/events".to_string(), false),
+    };
+    {
         let sep = if path.contains('?') { '&' } else { '?' };
         let mut index = 0u64;
         let mut last: Option<serde_json::Value> = None;
         let mut failures = 0u32;
         loop {
             let mut q = format!("{path}{sep}index={index}&wait=5m");
-            if a.stale {
+            if stale {
                 q.push_str("&stale");
             }
             let r = match c.call(Method::GET, &q, Bytes::new()).await {
@@ -102,21 +125,28 @@ pub fn run(a: WatchArgs) -> Result<()> {
             }
             let body = serde_json::to_vec(&data)?;
             last = Some(data);
-            if let Some(url) = &a.http_handler {
-                if let Err(e) = post_handler(url, body).await {
-                    log::warn!("watch: http handler {url}: {e}");
+            match &spec.handler {
+                WatchHandler::Http { url, method, headers, timeout } => {
+                    if let Err(e) = http_handler(url, method, headers, *timeout, index, body).await {
+                        log::warn!("watch: http handler {url}: {e}");
+                    }
                 }
-            } else {
-                run_handler(&command, &body).await;
+                WatchHandler::Shell(command) => {
+                    run_handler(tokio::process::Command::new("sh").arg("-c").arg(command), &body).await
+                }
+                WatchHandler::Args(args) => {
+                    let mut cmd = tokio::process::Command::new(&args[0]);
+                    cmd.args(&args[1..]);
+                    run_handler(&mut cmd, &body).await
+                }
             }
         }
-    })
+    }
 }
 
-async fn run_handler(command: &str, input: &[u8]) {
+async fn run_handler(command: &mut tokio::process::Command, input: &[u8]) {
     use tokio::io::AsyncWriteExt;
-    let child =
-        tokio::process::Command::new("sh").arg("-c").arg(command).stdin(std::process::Stdio::piped()).spawn();
+    let child = command.stdin(std::process::Stdio::piped()).spawn();
     match child {
         Ok(mut ch) => {
             if let Some(mut stdin) = ch.stdin.take() {
@@ -132,11 +162,23 @@ async fn run_handler(command: &str, input: &[u8]) {
     }
 }
 
-async fn post_handler(url: &str, body: Vec<u8>) -> Result<(), String> {
+/// The JSON as a request's body, with `X-Consul-Index` as Consul's http handlers send it.
+async fn http_handler(
+    url: &str,
+    method: &str,
+    headers: &[(String, String)],
+    timeout: std::time::Duration,
+    index: u64,
+    body: Vec<u8>,
+) -> Result<(), String> {
     let rest = url.strip_prefix("http://").ok_or("only http:// handlers are supported")?;
     let (addr, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let method = Method::from_bytes(method.as_bytes()).map_err(|e| format!("method {method:?}: {e}"))?;
+    let mut headers = headers.to_vec();
+    headers.push(("X-Consul-Index".into(), index.to_string()));
+    headers.push(("Content-Type".into(), "application/json".into()));
     let c = ApiClient::new(addr, None);
-    let r = c.call(Method::POST, &path, Bytes::from(body)).await?;
+    let r = c.send(method, &path, &headers, Bytes::from(body), timeout).await?;
     if !r.status.is_success() {
         return Err(format!("{}", r.status));
     }
