@@ -64,6 +64,14 @@ pub async fn run(plane: Arc<ControlPlane>, every: Duration) {
         for d in lb.devices.keys().filter(|d| !alive.contains(*d)) {
             down_since.entry(d.clone()).or_insert_with(wall_ms);
         }
+        // Device down and up as events (for webhooks), once each, after the moves of
+        // this round so that recording them never delays a failover.
+        let health: Vec<LbWrite> = lb
+            .devices
+            .keys()
+            .filter(|d| alive.contains(*d) == lb.devices_down.contains(*d))
+            .map(|d| LbWrite::DeviceHealth { name: d.clone(), up: alive.contains(d) })
+            .collect();
         // Moves the leases allow now, by the device they leave.
         let mut by_from: BTreeMap<String, Vec<Move>> = BTreeMap::new();
         for m in scheduler::moves(&lb, &alive) {
@@ -89,6 +97,11 @@ pub async fn run(plane: Arc<ControlPlane>, every: Duration) {
                         moves.len(),
                         moves.iter().map(|m| (m.vip, &m.to)).collect::<Vec<_>>()
                     );
+                    if failed {
+                        let reason = format!("its lease lapsed; {} VIP(s) moved", moves.len());
+                        let write = LbWrite::LeaseLost { name: from.clone(), reason };
+                        let _ = raft.client_write(Command::Lb { write, at_ms: wall_ms() }).await;
+                    }
                     // The events of this commit get its time.
                     let committed = wall_ms();
                     let ids: Vec<u64> = store.read(|a| {
@@ -101,6 +114,9 @@ pub async fn run(plane: Arc<ControlPlane>, every: Duration) {
                 }
                 Err(e) => log::warn!("moving {from}'s VIPs: {e}"),
             }
+        }
+        for write in health {
+            let _ = raft.client_write(Command::Lb { write, at_ms: wall_ms() }).await;
         }
     }
 }

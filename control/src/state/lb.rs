@@ -290,6 +290,11 @@ pub enum EventKind {
     /// Most devices checking a backend see it fail: every device stops sending to it.
     BackendDown,
     BackendUp,
+    /// Gossip declared a device failed; it is back.
+    DeviceDown,
+    DeviceUp,
+    /// A failed device's lease must have lapsed: its VIPs were moved.
+    LeaseLost,
 }
 
 /// A change, with the time of each phase that is known (wall clocks, ms since the Unix
@@ -382,6 +387,16 @@ pub enum LbWrite {
         down: bool,
         seen: String,
     },
+    /// A device failed (`up` false) or came back, as gossip tells the leader.
+    DeviceHealth {
+        name: String,
+        up: bool,
+    },
+    /// A failed device's lease lapsed (the leader then moved its VIPs).
+    LeaseLost {
+        name: String,
+        reason: String,
+    },
     /// A webhook created or changed (its delivery cursor starts at the newest event).
     PutHook(Hook),
     DeleteHook {
@@ -425,6 +440,9 @@ pub struct LbState {
     /// that check them see them fail.
     #[serde(default)]
     pub backends_down: BTreeSet<std::net::SocketAddr>,
+    /// Devices gossip declared failed (as the leader saw it), until they are back.
+    #[serde(default)]
+    pub devices_down: BTreeSet<String>,
 }
 
 /// A webhook: events POSTed (JSON) to `url`, in order, at least once. `next` is the first
@@ -880,6 +898,23 @@ impl LbState {
                         e.reason = Some(reason.clone());
                     });
                 }
+            }
+            LbWrite::DeviceHealth { name, up } => {
+                if !self.devices.contains_key(name) {
+                    return Err(err("name", format!("no device {name}")));
+                }
+                let changed = if *up { self.devices_down.remove(name) } else { self.devices_down.insert(name.clone()) };
+                if !changed {
+                    return Err(err("name", format!("{name} is already {}", if *up { "up" } else { "down" })));
+                }
+                let kind = if *up { EventKind::DeviceUp } else { EventKind::DeviceDown };
+                self.event(index, at_ms, kind, |e| e.device = Some(name.clone()));
+            }
+            LbWrite::LeaseLost { name, reason } => {
+                self.event(index, at_ms, EventKind::LeaseLost, |e| {
+                    e.device = Some(name.clone());
+                    e.reason = Some(reason.clone());
+                });
             }
             LbWrite::PutHook(h) => {
                 h.validate()?;

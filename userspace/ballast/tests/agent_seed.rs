@@ -370,6 +370,13 @@ fn groups_are_served_by_their_owner_and_move_when_it_dies() {
     assert_eq!(runs.len(), 1, "one gap: {runs:?} {:?}", failures(&p7));
     let gap = gap_ms(&p7, runs[0]).expect("answers before and after");
     println!("L7 VIP {l7}: {} failed probes, client gap {gap} ms (killed at {killed_at})", runs[0].1);
+    // The leader recorded the device's failure and its lapsed lease as events too.
+    for kind in ["device_down", "lease_lost"] {
+        eventually(kind, LIMIT, || {
+            let v = seed.api(survivor, "GET", "/v1/lb/events", "").ok()?.json();
+            v.as_array()?.iter().any(|e| e["kind"] == kind && e["device"] == dead.as_str()).then_some(())
+        });
+    }
     let phases = move_phases(&seed, l7).expect("a vip_moved event");
     for p in ["detected", "decided", "committed", "address_added", "arp_sent", "first_packet"] {
         assert!(phases.contains_key(p), "phase {p} in {phases:?}");
@@ -406,6 +413,10 @@ fn groups_are_served_by_their_owner_and_move_when_it_dies() {
     for nic in ["eth0", "eth1", "eth2"] {
         seed.exec(&dead, &format!("ip link set {nic} up"));
     }
+    eventually("a device_up event", LIMIT, || {
+        let v = seed.api(survivor, "GET", "/v1/lb/events", "").ok()?.json();
+        v.as_array()?.iter().any(|e| e["kind"] == "device_up" && e["device"] == dead.as_str()).then_some(())
+    });
     eventually("the dead device back and alive", LIMIT, || {
         let v = seed.api("wit", "GET", "/v1/lb/devices", "").ok()?.json();
         v.as_array()?.iter().any(|d| d["name"] == dead.as_str() && d["alive"] == true).then_some(())
