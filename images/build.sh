@@ -21,7 +21,10 @@ OUT=$IMAGES/out
 CACHE=$OUT/cache
 WORK=$OUT/work
 SUITE=bookworm
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
+# The Debian archive the machine's apt uses (its URI read from apt), unless MIRROR says.
+MIRROR=${MIRROR:-$(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 2>/dev/null |
+    awk '$2 == "bookworm" && $3 == "main" {print $1; exit}')}
+[ -n "$MIRROR" ] || { echo "build: no bookworm main source in apt's configuration; set MIRROR" >&2; exit 1; }
 DISK_MB=${DISK_MB:-1024}
 BALLAST_BIN=${1:-${BALLAST_BIN:-$REPO/target/release/ballast}}
 ROOT_LABEL=ballast-root
@@ -156,10 +159,11 @@ fi
 
 step "root tree: copying the base"
 rm -rf "$WORK/root"
+mkdir -p "$WORK"
 cp -a "$BASE" "$WORK/root"
 R=$WORK/root
 
-step "root tree: ballast $( "$BALLAST_BIN" --version 2>/dev/null || echo '(version unknown)'), units, first-boot config"
+step "root tree: ballast $(timeout 5 "$BALLAST_BIN" --version 2>/dev/null | head -1 || true), units, first-boot config"
 install -D -m 0755 "$BALLAST_BIN" "$R/usr/local/bin/ballast"
 cp -a --no-preserve=ownership "$IMAGES/rootfs/." "$R/"
 chmod 0755 "$R/usr/local/sbin/ballast-config"
@@ -167,7 +171,7 @@ install -D -m 0644 "$IMAGES/README.md" "$R/usr/local/share/doc/ballast/README.md
 mkdir -p "$R/etc/ballast/agent.d"
 chroot "$R" chgrp -R ballast /etc/ballast
 chmod 0750 "$R/etc/ballast"
-chroot "$R" systemctl enable ballast-config.service ballast.service >/dev/null 2>&1
+chroot "$R" systemctl enable ballast-config.service ballast.service ballast-register.service >/dev/null 2>&1
 cat >"$R/etc/issue" <<'EOF'
 ballast load-balancer appliance (\n, \l)
 Log in as root (no password). Settings: ballast-config show; agent: journalctl -u ballast
@@ -226,7 +230,6 @@ qcow_bytes=$(stat -c %s "$OUT/ballast.qcow2")
 md5=$(md5sum "$OUT/ballast.qcow2" | cut -d' ' -f1)
 {
     echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "build_seconds=$(($(date +%s) - T0))"
     echo "kernel=$(basename "$KERNEL" | sed 's/^vmlinuz-//')"
     echo "root_tree_kib=$used_kb"
     echo "raw_virtual_bytes=$((DISK_MB * 1024 * 1024))"
@@ -235,6 +238,7 @@ md5=$(md5sum "$OUT/ballast.qcow2" | cut -d' ' -f1)
     echo "qcow2_md5=$md5"
     echo "cmdline=$CMDLINE_BASE"
 } >"$OUT/build-info"
-echo "$STAMP" >"$OUT/.stamp"
 [ "${KEEP_WORK:-0}" = 1 ] || rm -rf "$WORK"
+echo "build_seconds=$(($(date +%s) - T0))" >>"$OUT/build-info"
+echo "$STAMP" >"$OUT/.stamp"
 step "done: $OUT/ballast.qcow2 $((qcow_bytes / 1024 / 1024)) MiB (md5 $md5); root tree $((used_kb / 1024)) MiB on a ${DISK_MB} MiB disk; kernel+initrd in $OUT"

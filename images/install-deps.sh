@@ -44,8 +44,11 @@ fi
 if ! command -v qemu-system-x86_64 >/dev/null || ! command -v qemu-img >/dev/null; then
     if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
         log "adding bookworm-backports to apt sources"
-        echo 'deb http://deb.debian.org/debian bookworm-backports main' \
-            > /etc/apt/sources.list.d/bookworm-backports.list
+        # The same Debian archive the machine's apt already uses (its URI read from apt).
+        uri=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 2>/dev/null |
+            awk '$2 == "bookworm" && $3 == "main" {print $1; exit}')
+        [ -n "$uri" ] || { log "no bookworm main source in apt's configuration"; exit 1; }
+        echo "deb $uri bookworm-backports main" > /etc/apt/sources.list.d/bookworm-backports.list
         updated=0
     fi
     apt_update

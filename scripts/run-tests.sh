@@ -13,6 +13,11 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --no-fail-fast 2>&1 | tee "$log" || status=$?
+# The VM appliance (issue 17): the image built from the release binary, one VM booted to a
+# healthy agent under TCG (GRUB and a config disk), three VMs (two LB devices and a
+# witness) forming one cluster on a shared L2 in a namespace.
+{ cargo build --release --bin ballast && bash images/build.sh && bash images/boot-test.sh \
+    && bash images/cluster-test.sh; } || status=$?
 # GNS3 (issue 17): the appliance and the seed 004 project validated by gns3-server's own
 # models, the project opened by a real gns3-server, the agent demo on the topology the
 # runner builds from the project.
