@@ -4,24 +4,26 @@
 //! commits each verdict through Raft, so every device's maps and DNS follow the same one
 //! (Consul's idea of combining checks into one status, with the devices as voters). A
 //! device's own failing check still drops the backend from its own maps at once.
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::SocketAddr,
-};
+use std::collections::BTreeMap;
 
 use crate::{
     gossip::load::Load,
-    state::lb::{LbState, LbWrite},
+    state::lb::{CheckKey, LbState, LbWrite},
 };
 
 /// The verdicts that differ from the state's, from the devices' reports.
 pub fn verdicts(state: &LbState, loads: &BTreeMap<String, Load>) -> Vec<LbWrite> {
     // Backend → (devices checking it, devices seeing it fail).
-    let mut seen: BTreeMap<SocketAddr, (u32, u32)> = BTreeMap::new();
+    // One vote per device and check (a device that ran one check twice counts once, as
+    // failing if either failed).
+    let mut seen: BTreeMap<CheckKey, (u32, u32)> = BTreeMap::new();
     for l in loads.values() {
-        let mine: BTreeSet<(SocketAddr, bool)> = l.checks.iter().map(|c| (c.backend, c.up)).collect();
+        let mut mine: BTreeMap<&CheckKey, bool> = BTreeMap::new();
+        for c in &l.checks {
+            *mine.entry(&c.backend).or_insert(true) &= c.up;
+        }
         for (backend, up) in mine {
-            let e = seen.entry(backend).or_default();
+            let e = seen.entry(backend.clone()).or_default();
             e.0 += 1;
             e.1 += u32::from(!up);
         }
@@ -31,11 +33,12 @@ pub fn verdicts(state: &LbState, loads: &BTreeMap<String, Load>) -> Vec<LbWrite>
         let down = d * 2 > *m;
         if down != state.backends_down.contains(backend) {
             let seen = format!("{d} of {m} device(s) checking it see it fail");
-            out.push(LbWrite::BackendHealth { backend: *backend, down, seen });
+            out.push(LbWrite::BackendHealth { backend: backend.clone(), down, seen });
         }
     }
-    for backend in state.backends_down.iter().filter(|b| !seen.contains_key(b)) {
-        out.push(LbWrite::BackendHealth { backend: *backend, down: false, seen: "no device checks it now".into() });
+    for backend in state.backends_down.iter().filter(|b| !seen.contains_key(*b)) {
+        let seen = "no device checks it now".to_string();
+        out.push(LbWrite::BackendHealth { backend: backend.clone(), down: false, seen });
     }
     out
 }
@@ -49,7 +52,10 @@ mod tests {
         reports
             .iter()
             .map(|(d, checks)| {
-                let checks = checks.iter().map(|(b, up)| CheckResult { backend: b.parse().unwrap(), up: *up }).collect();
+                let checks = checks
+                    .iter()
+                    .map(|(b, up)| CheckResult { backend: CheckKey { addr: b.parse().unwrap(), path: None }, up: *up })
+                    .collect();
                 (d.to_string(), Load { checks, ..Load::default() })
             })
             .collect()
@@ -78,7 +84,7 @@ mod tests {
         let w = verdicts(&s, &three);
         assert_eq!(kinds(&w), [(a.to_string(), true)]);
         s.apply(1, 0, &w[0]);
-        assert!(s.backends_down.contains(&a.parse().unwrap()));
+        assert!(s.backends_down.contains(&CheckKey { addr: a.parse().unwrap(), path: None }));
         assert!(verdicts(&s, &three).is_empty());
         // Most pass again: up. Nobody checks it any more: up.
         let w = verdicts(&s, &loads(&[("lb1", &[(a, true)]), ("lb2", &[(a, true)]), ("lb3", &[(a, false)])]));

@@ -143,8 +143,16 @@ async fn scale_step(
     if policy.enabled() {
         scale::observe(clocks, &lb, &loads, &policy, now);
         writes.extend(scale::decide(&lb, &loads, &alive, clocks, &policy, now));
+    } else {
+        writes.extend(scale::removals(&lb, &policy, now));
     }
     for write in writes {
+        // A group that just retired a VIP starts its hold-down again before the next.
+        if let LbWrite::RetireVip { vip, .. } = &write {
+            if let Some(a) = lb.vips.get(vip) {
+                clocks.cold_since.remove(&a.group);
+            }
+        }
         let what = format!("{write:?}");
         match raft.client_write(Command::Lb { write, at_ms: wall_ms() }).await {
             Ok(r) => match &r.data {

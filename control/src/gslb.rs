@@ -63,13 +63,11 @@ pub fn lookup(lb: &LbState, alive: &BTreeSet<String>, domain: &str, qname: &str)
                 return Lookup::NxDomain;
             };
             let id = g.spec.id();
-            // A backend with weight that the cluster does not hold down (on some listener).
+            // A backend with weight whose check (on some listener) the cluster does not
+            // hold failing; a listener without a check counts its backends up.
             let has_backend = g.spec.backends.iter().any(|b| {
                 b.weight > 0
-                    && g.spec.listeners.iter().any(|l| {
-                        let port = if b.port == 0 { l.port } else { b.port };
-                        !lb.backends_down.contains(&std::net::SocketAddr::new(b.address, port))
-                    })
+                    && g.spec.listeners.iter().any(|l| l.check_key(b).is_none_or(|k| !lb.backends_down.contains(&k)))
             });
             let vips = lb
                 .vips

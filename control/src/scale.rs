@@ -37,9 +37,10 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
+        // Off unless a threshold is set: VIPs appear only where an operator asked for it.
         Policy {
             conn_rate: 0.0,
-            cpu_pct: 85.0,
+            cpu_pct: 0.0,
             low: 0.5,
             sustain_ms: 60_000,
             hold_down_ms: 600_000,
@@ -115,12 +116,7 @@ pub fn decide(
     p: &Policy,
     now: u64,
 ) -> Vec<LbWrite> {
-    let mut out = Vec::new();
-    for (vip, a) in &state.vips {
-        if a.retiring_ms.is_some_and(|t| now >= t.saturating_add(p.drain_ms)) {
-            out.push(LbWrite::RemoveVip { vip: *vip });
-        }
-    }
+    let mut out = removals(state, p, now);
     for (g, since) in &c.cold_since {
         if now < since.saturating_add(p.hold_down_ms) {
             continue;
@@ -130,10 +126,20 @@ pub fn decide(
             .group_vips(g)
             .filter(|(_, a)| a.extra && a.retiring_ms.is_none())
             .min_by(|x, y| vip_rate(loads, &x.1.owner, *x.0).total_cmp(&vip_rate(loads, &y.1.owner, *y.0)));
-        if let Some((vip, _)) = quietest {
-            let reason = format!("{g} below {}% of the thresholds for {} s", (p.low * 100.0) as u32, p.hold_down_ms / 1000);
-            out.push(LbWrite::RetireVip { vip: *vip, reason });
+        // Its traffic goes to the group's other VIPs: none of their owners may end up over
+        // the threshold, or the next scale-out would undo this (a flap).
+        let Some((vip, a)) = quietest else { continue };
+        let moved = vip_rate(loads, &a.owner, *vip);
+        let others: Vec<&str> =
+            state.group_vips(g).filter(|(v, x)| *v != vip && x.retiring_ms.is_none()).map(|(_, x)| x.owner.as_str()).collect();
+        let share = moved / others.len().max(1) as f32;
+        let overloads = p.conn_rate > 0.0
+            && others.iter().any(|o| loads.get(*o).map_or(0.0, |l| l.conn_rate()) + share > p.conn_rate);
+        if overloads {
+            continue;
         }
+        let reason = format!("{g} below {}% of the thresholds for {} s", (p.low * 100.0) as u32, p.hold_down_ms / 1000);
+        out.push(LbWrite::RetireVip { vip: *vip, reason });
     }
     let mut taken: BTreeSet<String> = BTreeSet::new();
     for (dev, since) in &c.over_since {
@@ -187,6 +193,17 @@ pub fn decide(
         }
     }
     out
+}
+
+/// Retired VIPs whose drain is over: removed whether or not scaling is on (a leader with
+/// scaling off must not leave them held).
+pub fn removals(state: &LbState, p: &Policy, now: u64) -> Vec<LbWrite> {
+    state
+        .vips
+        .iter()
+        .filter(|(_, a)| a.retiring_ms.is_some_and(|t| now >= t.saturating_add(p.drain_ms)))
+        .map(|(vip, _)| LbWrite::RemoveVip { vip: *vip })
+        .collect()
 }
 
 /// A scale-out event that `which` picks within the last `sustain` (its decided time).
@@ -309,6 +326,35 @@ mod tests {
         assert!(matches!(&w[..], [LbWrite::RemoveVip { .. }]), "{w:?}");
         apply(&mut s, 150_000, &w);
         assert_eq!(s.group_vips("acco/hot").count(), 1, "the group's own VIP stays");
+    }
+
+    #[test]
+    fn no_scale_in_that_would_push_the_remaining_owner_over() {
+        let mut s = state();
+        let p = policy();
+        let w = LbWrite::AddVip {
+            group: "acco/hot".into(),
+            vip: "14.14.2.1".parse().unwrap(),
+            owner: "lb3".into(),
+            from: "lb1".into(),
+            reason: "test".into(),
+        };
+        apply(&mut s, 0, &[w]);
+        // The group is cold on its own (45 < 50), but lb1 carries 70 more: taking the
+        // extra VIP's 45 back would put lb1 at 115, over 100. No retire.
+        let l = loads(&[("14.14.1.100", 0.0), ("14.14.1.101", 70.0)], 0.0);
+        let mut l = l;
+        l.get_mut("lb3").unwrap().vips = vec![VipRate { vip: "14.14.2.1".parse().unwrap(), conn_rate: 45.0 }];
+        let mut c = Clocks::default();
+        observe(&mut c, &s, &l, &p, 0);
+        assert!(c.cold_since.contains_key("acco/hot"));
+        assert!(decide(&s, &l, &all(), &c, &p, 1_000_000).is_empty());
+        // Scaling off: a retired VIP is still removed once drained.
+        let mut s2 = s.clone();
+        s2.apply(900, 0, &LbWrite::RetireVip { vip: "14.14.2.1".parse().unwrap(), reason: "x".into() });
+        let off = Policy { conn_rate: 0.0, cpu_pct: 0.0, ..p };
+        assert!(!off.enabled() && !Policy::default().enabled(), "off unless asked for");
+        assert!(matches!(&removals(&s2, &off, 30_000)[..], [LbWrite::RemoveVip { .. }]));
     }
 
     #[test]

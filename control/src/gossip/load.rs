@@ -20,9 +20,9 @@ pub struct Load {
     pub checks: Vec<CheckResult>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResult {
-    pub backend: std::net::SocketAddr,
+    pub backend: crate::state::lb::CheckKey,
     pub up: bool,
 }
 
@@ -110,6 +110,27 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A load report goes through gossip as postcard, which cannot skip fields: one with
+    /// VIP rates and checks (with and without a path) must come back the same.
+    #[test]
+    fn a_full_report_survives_postcard() {
+        let l = Load {
+            cpu_pct: 12.5,
+            connections: 3,
+            bytes_per_s: 1000,
+            vips: vec![VipRate { vip: "198.51.100.1".parse().unwrap(), conn_rate: 2.5 }],
+            checks: vec![
+                CheckResult { backend: crate::state::lb::CheckKey { addr: "10.0.0.1:80".parse().unwrap(), path: None }, up: false },
+                CheckResult {
+                    backend: crate::state::lb::CheckKey { addr: "[2001:db8::1]:80".parse().unwrap(), path: Some("/h".into()) },
+                    up: true,
+                },
+            ],
+        };
+        let back: Load = postcard::from_bytes(&postcard::to_stdvec(&l).unwrap()).unwrap();
+        assert_eq!(back, l);
+    }
 
     #[test]
     fn proc_parsing() {

@@ -507,7 +507,7 @@ async fn report(g: Arc<Gossip>, every: Duration) {
         load.vips.truncate(load::MAX_VIP_RATES);
         load.checks = g.checks.lock().unwrap_or_else(|p| p.into_inner()).clone();
         // Failing ones first: if there are too many to carry, those matter.
-        load.checks.sort_by_key(|c| (c.up, c.backend));
+        load.checks.sort_by(|a, b| (a.up, &a.backend).cmp(&(b.up, &b.backend)));
         load.checks.truncate(load::MAX_CHECKS);
         let r = Report { addr: g.ident.addr, bump: g.ident.bump, version, load, leaving: false };
         match postcard::to_stdvec(&r) {

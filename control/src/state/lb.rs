@@ -383,7 +383,7 @@ pub enum LbWrite {
     },
     /// The cluster's verdict on an L4 backend (`seen`: how many devices saw what).
     BackendHealth {
-        backend: std::net::SocketAddr,
+        backend: CheckKey,
         down: bool,
         seen: String,
     },
@@ -436,13 +436,42 @@ pub struct LbState {
     /// Webhooks, by `account/name` (`*/name`: every event, an operator's).
     #[serde(default)]
     pub hooks: BTreeMap<String, Hook>,
-    /// L4 backends (address and checked port) down for every device: most of the devices
-    /// that check them see them fail.
+    /// L4 backend checks (address, port, HTTP path) failing for every device: most of the
+    /// devices that run them see them fail. Keyed by the check, so one account's check of
+    /// a shared address decides nothing for another's differing check.
     #[serde(default)]
-    pub backends_down: BTreeSet<std::net::SocketAddr>,
+    pub backends_down: BTreeSet<CheckKey>,
     /// Devices gossip declared failed (as the leader saw it), until they are back.
     #[serde(default)]
     pub devices_down: BTreeSet<String>,
+}
+
+/// One backend check as devices run it: where (address and port) and what (HTTP path;
+/// None: a TCP connect).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CheckKey {
+    pub addr: std::net::SocketAddr,
+    // Always written: gossip carries it with postcard, which cannot skip fields.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+impl std::fmt::Display for CheckKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.path {
+            Some(p) => write!(f, "{} GET {p}", self.addr),
+            None => write!(f, "{}", self.addr),
+        }
+    }
+}
+
+impl Listener {
+    /// The check this listener runs on `b`, if it has one.
+    pub fn check_key(&self, b: &Backend) -> Option<CheckKey> {
+        let c = self.check.as_ref()?;
+        let port = if b.port == 0 { self.port } else { b.port };
+        Some(CheckKey { addr: std::net::SocketAddr::new(b.address, port), path: c.path.clone() })
+    }
 }
 
 /// A webhook: events POSTed (JSON) to `url`, in order, at least once. `next` is the first
@@ -876,16 +905,21 @@ impl LbState {
                 });
             }
             LbWrite::BackendHealth { backend, down, seen } => {
-                let changed = if *down { self.backends_down.insert(*backend) } else { self.backends_down.remove(backend) };
+                let changed =
+                    if *down { self.backends_down.insert(backend.clone()) } else { self.backends_down.remove(backend) };
                 if !changed {
                     return Err(err("backend", format!("{backend} is already {}", if *down { "down" } else { "up" })));
                 }
                 let kind = if *down { EventKind::BackendDown } else { EventKind::BackendUp };
-                // One event per group whose backends include it, so each account hears of it.
+                // One event per group that runs this check, so each account hears of it.
                 let groups: Vec<String> = self
                     .groups
                     .values()
-                    .filter(|g| g.spec.backends.iter().any(|b| b.address == backend.ip()))
+                    .filter(|g| {
+                        g.spec.listeners.iter().any(|l| {
+                            l.mode.is_l4() && g.spec.backends.iter().any(|b| l.check_key(b).as_ref() == Some(backend))
+                        })
+                    })
                     .map(|g| g.spec.id())
                     .collect();
                 let reason = format!("{backend}: {seen}");

@@ -129,7 +129,7 @@ fn l4_toml(lb: &LbState, me: &str, groups: &BTreeMap<&str, Vec<IpAddr>>, down: &
             // Down here (this device's check) or down for all (most devices' checks).
             let up = |b: &Backend| {
                 check_of(b, l).is_none_or(|c| !down.contains(&c))
-                    && !lb.backends_down.contains(&SocketAddr::new(b.address, backend_port(b, l)))
+                    && l.check_key(b).is_none_or(|k| !lb.backends_down.contains(&k))
             };
             let primary_up = g.spec.backends.iter().any(|b| !b.backup && up(b) && b.weight > 0);
             let weight = |b: &Backend| if !up(b) || (b.backup && primary_up) { 0 } else { b.weight };
@@ -351,8 +351,14 @@ mod tests {
         assert_eq!(weights(&pick(&[0, 1, 2])), [0, 0, 0], "nothing up: nothing served");
         // The cluster's verdict counts even where this device's own check passes.
         let mut s2 = s.clone();
-        s2.apply(11, 0, &LbWrite::BackendHealth { backend: "172.16.0.1:8080".parse().unwrap(), down: true, seen: "2 of 3".into() });
+        let key = ballast_control::state::lb::CheckKey { addr: "172.16.0.1:8080".parse().unwrap(), path: None };
+        s2.apply(11, 0, &LbWrite::BackendHealth { backend: key, down: true, seen: "2 of 3".into() });
         assert_eq!(weights_in(&s2, &pick(&[])), [0, 2, 0]);
+        // Another account's differing check of the same address decides nothing here.
+        let mut s3 = s.clone();
+        let other = ballast_control::state::lb::CheckKey { addr: "172.16.0.1:8080".parse().unwrap(), path: Some("/nonexistent".into()) };
+        s3.apply(11, 0, &LbWrite::BackendHealth { backend: other, down: true, seen: "3 of 3".into() });
+        assert_eq!(weights_in(&s3, &pick(&[])), [1, 2, 0]);
     }
 
     #[test]

@@ -20,6 +20,8 @@ use crate::reconcile::View;
 
 /// Concurrent TCP clients; more wait to be accepted.
 const TCP_CLIENTS: usize = 64;
+/// Queries one TCP connection may ask before it is closed.
+const TCP_QUERIES: usize = 100;
 
 /// What answering needs: the state, who is alive, the domain, the rotation counter.
 pub struct Responder {
@@ -71,8 +73,10 @@ pub async fn serve(addr: SocketAddr, responder: Arc<Responder>) -> std::io::Resu
         let r = responder.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            // Each message is length-prefixed (RFC 1035 4.2.2); an idle client goes after 10 s.
-            loop {
+            // Each message is length-prefixed (RFC 1035 4.2.2); an idle client goes after
+            // 10 s, a slow reader after 10 s of a blocked write, and any connection after
+            // TCP_QUERIES queries (so a few clients cannot hold every slot).
+            for _ in 0..TCP_QUERIES {
                 let mut len = [0u8; 2];
                 match tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut len)).await {
                     Ok(Ok(_)) => {}
@@ -88,7 +92,7 @@ pub async fn serve(addr: SocketAddr, responder: Arc<Responder>) -> std::io::Resu
                 let Some(out) = r.answer(&msg, usize::from(u16::MAX)) else { return };
                 let mut framed = (out.len() as u16).to_be_bytes().to_vec();
                 framed.extend_from_slice(&out);
-                if conn.write_all(&framed).await.is_err() {
+                if !matches!(tokio::time::timeout(Duration::from_secs(10), conn.write_all(&framed)).await, Ok(Ok(()))) {
                     return;
                 }
             }

@@ -100,7 +100,8 @@ async fn run(c: Check, failing: Arc<Mutex<BTreeSet<Check>>>, tx: watch::Sender<B
 async fn probe(c: &Check) -> std::io::Result<()> {
     let mut s = TcpStream::connect(c.addr).await?;
     let Some(path) = &c.path else { return Ok(()) };
-    let host = c.addr.ip();
+    // host:port, an IPv6 address in brackets (RFC 9110's Host syntax).
+    let host = c.addr;
     let req = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: ballast-check\r\n\r\n");
     s.write_all(req.as_bytes()).await?;
     // The status line is all that is read: "HTTP/1.x NNN".

@@ -418,7 +418,10 @@ impl Reconciler {
         let checks = self
             .checker
             .checks()
-            .map(|c| ballast_control::gossip::load::CheckResult { backend: c.addr, up: !down.contains(c) })
+            .map(|c| ballast_control::gossip::load::CheckResult {
+                backend: ballast_control::state::lb::CheckKey { addr: c.addr, path: c.path.clone() },
+                up: !down.contains(c),
+            })
             .collect();
         *self.plane.gossip.checks.lock().unwrap_or_else(|p| p.into_inner()) = checks;
         let text = self.plane_metrics(l4.as_ref());
