@@ -41,6 +41,38 @@ pub struct View {
 
 const RESYNC: Duration = Duration::from_secs(30);
 
+/// Ends the TCP connections whose local address is `vip` (the kernel's SOCK_DESTROY,
+/// through `ss -K`), once none is left or `grace` has passed. Listening sockets stay.
+async fn end_connections(vip: IpAddr, grace: Duration) {
+    let src = vip.to_string();
+    let connected = |kill: bool| {
+        let mut c = tokio::process::Command::new("ss");
+        c.args(if kill { ["-K", "-H", "-t", "-n"] } else { ["-H", "-t", "-n", "-n"] });
+        c.args(["state", "connected", "src", &src]);
+        c
+    };
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        match connected(false).output().await {
+            Ok(o) if o.stdout.iter().filter(|b| **b == b'\n').count() == 0 => return,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => {
+                log::warn!("listing {vip}'s connections (ss): {e}");
+                break;
+            }
+        }
+    }
+    match connected(true).output().await {
+        Ok(o) => {
+            let n = o.stdout.iter().filter(|b| **b == b'\n').count();
+            if n > 0 {
+                log::info!("{vip} released: {n} connection(s) ended");
+            }
+        }
+        Err(e) => log::warn!("ending {vip}'s connections (ss -K): {e}"),
+    }
+}
+
 /// The address and the `port/protocol` of a VIP as the XDP stats name it
 /// (`198.51.100.150:80/tcp`, `[2001:db8::1]:443/udp`).
 fn stats_vip(s: &str) -> Option<(IpAddr, String)> {
@@ -259,6 +291,12 @@ impl Reconciler {
                 *live.lock().unwrap_or_else(|p| p.into_inner()) = false;
             }
             self.addresses.as_mut().expect("opened").remove(vip).await?;
+            // Nothing may leave this device from the VIP once it is released (a socket
+            // bound with transparent can still send): its connections end now, after a
+            // short grace for requests in flight when the hand-over is graceful (the
+            // lease holds), at once when the lease lapsed (another device may take it).
+            let grace = if until.is_some() { Duration::from_secs(1) } else { Duration::ZERO };
+            end_connections(vip, grace).await;
             self.held.remove(&vip);
             self.unserved.remove(&vip);
             log::info!("released {vip}");
