@@ -18,7 +18,8 @@ use crate::{
     },
 };
 
-fn wall_ms() -> u64 {
+/// Wall clock, ms since the Unix epoch (event times).
+pub(crate) fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

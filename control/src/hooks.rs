@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 
 use crate::{
+    failover::wall_ms,
     plane::ControlPlane,
     state::{
         lb::{Event, Hook, LbResult, LbWrite},
@@ -26,13 +27,6 @@ const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 /// Events one hook gets per round before the others' turn.
 const BATCH: usize = 32;
-
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// What one hook is sent next: the events from its cursor on that it wants, and the
 /// last event id the round covers (events it does not want are passed over). `first`

@@ -315,7 +315,8 @@ impl Reconciler {
             a.add(vip).await?;
             let iface = a.iface.clone();
             self.held.insert(vip);
-            self.unserved.insert(vip, (self.traffic(vip), Instant::now()));
+            let served = self.counted(vip, self.l4_stats().as_ref(), |v| v.packets);
+            self.unserved.insert(vip, (served, Instant::now()));
             self.phase(lb, vip, true, "address_added");
             match announce::announce(&iface, vip) {
                 Ok(()) => self.phase(lb, vip, true, "arp_sent"),
@@ -403,13 +404,19 @@ impl Reconciler {
         Ok(())
     }
 
-    /// What this device has served for `vip` so far: packets through its XDP entries (L4)
-    /// and sessions on listeners bound to it (L7).
-    fn traffic(&self, vip: IpAddr) -> u64 {
+    /// A counter of `vip` summed over this device's planes: `xdp`'s field of its XDP
+    /// entries (L4, from `l4`, read once by the caller) and the sessions of listeners
+    /// bound to it (L7).
+    fn counted(
+        &self,
+        vip: IpAddr,
+        l4: Option<&ballast_l4::dataplane::StatsReport>,
+        xdp: fn(&ballast_l4::dataplane::VipStats) -> u64,
+    ) -> u64 {
         let mut n = 0;
-        if let Some(stats) = self.dataplane.as_ref().and_then(|d| d.stats().ok()) {
+        if let Some(stats) = l4 {
             let ours = stats.vips.iter().filter(|v| stats_vip(&v.vip).is_some_and(|(ip, _)| ip == vip));
-            n += ours.map(|v| v.packets).sum::<u64>();
+            n += ours.map(xdp).sum::<u64>();
         }
         if let Some(p) = &self.proxy {
             let shared = p.current();
@@ -419,20 +426,8 @@ impl Reconciler {
         n
     }
 
-    /// New connections through `vip` so far: XDP flows (L4) and sessions on listeners
-    /// bound to it (L7).
-    fn connections(&self, vip: IpAddr, l4: Option<&ballast_l4::dataplane::StatsReport>) -> u64 {
-        let mut n = 0;
-        if let Some(stats) = l4 {
-            let ours = stats.vips.iter().filter(|v| stats_vip(&v.vip).is_some_and(|(ip, _)| ip == vip));
-            n += ours.map(|v| v.new_flows).sum::<u64>();
-        }
-        if let Some(p) = &self.proxy {
-            let shared = p.current();
-            let ours = shared.frontends.iter().filter(|f| f.cfg.binds.iter().any(|b| b.addr.ip() == vip));
-            n += ours.map(|f| f.counters.stot.load(std::sync::atomic::Ordering::Relaxed)).sum::<u64>();
-        }
-        n
+    fn l4_stats(&self) -> Option<ballast_l4::dataplane::StatsReport> {
+        self.dataplane.as_ref().and_then(|d| d.stats().ok())
     }
 
     /// Puts each held VIP's new connections per second since the last report where the
@@ -440,8 +435,9 @@ impl Reconciler {
     fn report_rates(&mut self) {
         let now = Instant::now();
         let secs = now.duration_since(self.rates_at.0).as_secs_f32().max(0.001);
-        let l4 = self.dataplane.as_ref().and_then(|d| d.stats().ok());
-        let counts: HashMap<IpAddr, u64> = self.held.iter().map(|v| (*v, self.connections(*v, l4.as_ref()))).collect();
+        let l4 = self.l4_stats();
+        let counts: HashMap<IpAddr, u64> =
+            self.held.iter().map(|v| (*v, self.counted(*v, l4.as_ref(), |s| s.new_flows))).collect();
         let rates = counts
             .iter()
             .map(|(vip, n)| {
@@ -533,8 +529,13 @@ impl Reconciler {
         let now = Instant::now();
         let mut served = Vec::new();
         let vips: Vec<IpAddr> = self.unserved.keys().copied().collect();
+        if vips.is_empty() {
+            return;
+        }
+        // One read of the XDP counters for all the VIPs waiting.
+        let l4 = self.l4_stats();
         for vip in vips {
-            let count = self.traffic(vip);
+            let count = self.counted(vip, l4.as_ref(), |v| v.packets);
             let (base, since) = self.unserved[&vip];
             if count > base {
                 served.push(vip);
