@@ -3,6 +3,10 @@
 run as root (ip, ethtool, sysctl).
 
     gns3/run-topology.py up PREFIX       build it (deletes an earlier one with this prefix first)
+    gns3/run-topology.py --vm lb1,lb2 up PREFIX
+                                         the hybrid tier: those nodes get no namespace; each of
+                                         their links is a tap NODE-IFACE on its switch's bridge,
+                                         for a VM (qemu run in the switch namespace) to attach
     gns3/run-topology.py down PREFIX     delete every namespace named PREFIX* (kills what runs in them)
     gns3/run-topology.py check           read and cross-check the project and sidecar; no root needed
     gns3/run-topology.py show PREFIX     namespaces, addresses and routes of a running topology
@@ -14,7 +18,8 @@ run as root (ip, ethtool, sysctl).
     gns3/run-topology.py configs DIR     first-boot files for a by-hand GNS3 run (see gns3/README.md)
 
 Options (before the subcommand): --project FILE (default gns3/seed004.gns3), --sidecar FILE
-(default: FILE with .gns3 replaced by .addresses.json).
+(default: FILE with .gns3 replaced by .addresses.json), --vm NODE,... (up and ping: nodes that
+are VMs on taps, see gns3/hybrid-test.sh).
 
 Mapping, the same as scripts/seed_topo.sh builds by hand:
   * every ethernet_switch (or ethernet_hub) node -> a Linux bridge of the same name inside one
@@ -191,14 +196,27 @@ def down(prefix):
     return gone
 
 
-def up(plan, prefix):
+def vm_tap(node, iface):
+    """The tap a VM node's interface attaches to (in the switch namespace)."""
+    name = f"{node}-{iface}"
+    if len(name) > 15:
+        raise TopologyError(f"tap name {name} too long (15 characters at most)")
+    return name
+
+
+def up(plan, prefix, vms=()):
     side = plan["sidecar"]
+    for v in vms:
+        if v not in plan["nodes"]:
+            raise TopologyError(f"--vm {v}: no such node in the sidecar")
+        if plan["node_info"][v].get("kind") != "ballast":
+            raise TopologyError(f"--vm {v}: only ballast nodes boot as appliance VMs")
     knobs = side.get("netns", {})
     rp = str(knobs.get("rp_filter", 0))
     swns = prefix + plan["switch_ns"]
     down(prefix)
     try:
-        for ns in [swns] + [prefix + n for n in plan["nodes"]]:
+        for ns in [swns] + [prefix + n for n in plan["nodes"] if n not in vms]:
             run("ip", "netns", "add", ns)
             nsx(ns, "ip", "link", "set", "lo", "up")
             nsx(ns, "sysctl", "-qw", f"net.ipv4.conf.all.rp_filter={rp}", f"net.ipv4.conf.default.rp_filter={rp}")
@@ -210,6 +228,13 @@ def up(plan, prefix):
             nsx(swns, "ip", "link", "set", br, "up")
         for l in plan["links"]:
             ns, ifc = prefix + l["node"], l["iface"]
+            if l["node"] in vms or l.get("peer") in vms:
+                if "switch" not in l:
+                    raise TopologyError(f"{l['node']} {ifc['name']}: a VM's link must go to a switch")
+                tap = vm_tap(l["node"], ifc["name"])
+                nsx(swns, "ip", "tuntap", "add", tap, "mode", "tap")
+                nsx(swns, "ip", "link", "set", tap, "master", l["switch"], "up")
+                continue
             if "switch" in l:
                 run("ip", "link", "add", ifc["name"], "netns", ns, "type", "veth",
                     "peer", "name", l["port"], "netns", swns)
@@ -228,6 +253,8 @@ def up(plan, prefix):
                 nsx(ns, "ip", "addr", "add", ifc["address"], "dev", ifc["name"])
             nsx(ns, "ip", "link", "set", ifc["name"], "up")
         for name in plan["nodes"]:
+            if name in vms:
+                continue  # the VM sets its own addresses and routes from its config disk
             info, ns = plan["node_info"][name], prefix + name
             if info.get("ip_forward"):
                 nsx(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
@@ -291,11 +318,12 @@ def dump(prefix):
     return "\n".join(lines)
 
 
-def ping_matrix(plan, prefix):
+def ping_matrix(plan, prefix, vms=()):
     """One ICMP echo (1 s timeout) from each node to every address it should reach: every
     other node on a shared segment, and, through its default route, every address of a node
     that can answer back (one with a default route, or a router). Only addresses inside the
-    namespaces of this topology. Returns (passed, failed lines)."""
+    namespaces of this topology (VM nodes are pinged, not pinged from). Returns (passed,
+    failed lines)."""
     info = plan["node_info"]
     segs = {n: {i["segment"] for i in info[n]["interfaces"]} for n in plan["nodes"]}
     routed = {n for n in plan["nodes"] if info[n].get("ip_forward") or
@@ -304,6 +332,8 @@ def ping_matrix(plan, prefix):
     routed_segs = {g for n in plan["nodes"] if info[n].get("ip_forward") for g in segs[n]}
     pairs = []
     for s in plan["nodes"]:
+        if s in vms:
+            continue
         has_default = any(r["to"] == "default" for r in info[s].get("routes", []))
         for t in plan["nodes"]:
             if t == s:
@@ -366,6 +396,17 @@ def configs(plan, outdir):
                     lines.append(f"gw={r['via']}")
             lines += [f"bind={s['ballast']['bind']}", f"join={','.join(join)}", f"encrypt={key}",
                       f"bootstrap_expect={len(voters)}", "datacenter=seed004", "server=true"]
+            # The node declares itself in the LB state once there is a leader (a device with
+            # its public and private NICs and VIP range, or a witness).
+            lines.append("register=true")
+            if s["ballast"]["role"] == "device":
+                roles = {i["name"]: side["segments"][i["segment"]]["role"] for i in s["interfaces"]}
+                for want in ("public", "private"):
+                    nic = [n for n, r in roles.items() if r == want]
+                    if len(nic) != 1:
+                        raise TopologyError(f"{name}: needs exactly one {want} interface, has {nic}")
+                    lines.append(f"{want}={nic[0]}")
+                lines.append(f"vip_range={s['ballast']['vip_range']}")
             path = os.path.join(outdir, f"{name}.conf")
         else:
             lines = [f"# {name}: {s.get('seed004', s['role'])}. Paste on the node's console as root",
@@ -402,6 +443,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--project", default=os.path.join(HERE, "seed004.gns3"))
     ap.add_argument("--sidecar")
+    ap.add_argument("--vm", default="", help="comma-separated nodes that are VMs on taps (up, ping)")
     ap.add_argument("cmd", choices=["up", "down", "check", "show", "dump", "ping", "cut", "heal", "configs"])
     ap.add_argument("args", nargs="*")
     a = ap.parse_args()
@@ -434,15 +476,19 @@ def main():
         prefix = a.args[0]
         if a.cmd == "up":
             t0 = time.monotonic()
-            up(plan, prefix)
-            print(f"up: {len(plan['nodes']) + 1} namespaces ({prefix}{plan['switch_ns']} + "
-                  f"{', '.join(prefix + n for n in plan['nodes'])}), {len(plan['links'])} links "
+            vms = [v for v in a.vm.split(",") if v]
+            up(plan, prefix, vms)
+            if vms:
+                taps = [vm_tap(l["node"], l["iface"]["name"]) for l in plan["links"] if l["node"] in vms]
+                print(f"VM nodes {', '.join(vms)}: taps {', '.join(taps)} in {prefix}{plan['switch_ns']}")
+            print(f"up: {len(plan['nodes']) + 1 - len(vms)} namespaces ({prefix}{plan['switch_ns']} + "
+                  f"{', '.join(prefix + n for n in plan['nodes'] if n not in vms)}), {len(plan['links'])} links "
                   f"in {time.monotonic() - t0:.1f} s")
         elif a.cmd == "show":
             show(plan, prefix)
         elif a.cmd == "ping":
             t0 = time.monotonic()
-            passed, failed = ping_matrix(plan, prefix)
+            passed, failed = ping_matrix(plan, prefix, [v for v in a.vm.split(",") if v])
             for f in failed:
                 print(f"FAIL ping {f}")
             print(f"ping: {passed} passed, {len(failed)} failed ({time.monotonic() - t0:.1f} s)")

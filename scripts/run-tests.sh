@@ -20,9 +20,10 @@ cargo test --no-fail-fast 2>&1 | tee "$log" || status=$?
     && bash images/cluster-test.sh; } || status=$?
 # GNS3 (issue 17): the appliance and the seed 004 project validated by gns3-server's own
 # models, the project opened by a real gns3-server, the agent demo on the topology the
-# runner builds from the project.
+# runner builds from the project, and its hybrid tier (LB01 and LB02 as appliance VMs on taps
+# in the runner's bridges, LB01's VM killed).
 { bash gns3/install-deps.sh && python3 gns3/validate.py && bash gns3/load-test.sh \
-    && BALLAST=target/debug/ballast bash gns3/scenario.sh g3ci; } || status=$?
+    && BALLAST=target/debug/ballast bash gns3/scenario.sh g3ci && bash gns3/hybrid-test.sh hybci; } || status=$?
 # The parsers' fuzz targets, a short bounded run each (a crash fails the run).
 bash scripts/fuzz.sh 20 || status=$?
 # One closing line for the whole run (cargo prints one per test binary).
