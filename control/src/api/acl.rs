@@ -88,8 +88,40 @@ struct TokenBody {
     policies: Vec<PolicyLink>,
 }
 
+/// Policy links (by ID or by Name) as policy ids.
+fn policy_ids(store: &crate::raft::state_machine::StoreView, links: &[PolicyLink]) -> Result<Vec<String>, ApiError> {
+    let mut ids = Vec::new();
+    for l in links {
+        let id = match (&l.id, &l.name) {
+            (Some(id), _) => id.clone(),
+            (None, Some(name)) => store
+                .read(|a| a.state.acl.policies.values().find(|p| p.name == *name).map(|p| p.id.clone()))
+                .ok_or_else(|| ApiError::bad(format!("cannot find policy {name:?}")))?,
+            (None, None) => return Err(ApiError::bad("a policy link needs an ID or a Name")),
+        };
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Writes a token and answers it as stored.
+async fn put_token(
+    plane: &ControlPlane,
+    parts: &hyper::http::request::Parts,
+    body: &bytes::Bytes,
+    t: Token,
+) -> Result<Response<Body>, ApiError> {
+    let store = plane.store.as_ref().ok_or_else(ApiError::no_leader)?;
+    let secret = t.secret_id.clone();
+    if let Some(r) = apply(plane, parts, body, AclWrite::SetToken(t)).await? {
+        return Ok(r);
+    }
+    let t = store.read(|a| a.state.acl.tokens.get(&secret).cloned()).ok_or_else(|| ApiError::internal("token lost"))?;
+    Ok(json(StatusCode::OK, &token_json(plane, &t)))
+}
+
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("Failed to decode request body: {e}")))
+    super::consul_json::decode(body).map_err(|e| ApiError::bad(format!("Failed to decode request body: {e}")))
 }
 
 async fn apply(
@@ -170,6 +202,15 @@ pub async fn route(
                 .ok_or_else(|| ApiError::internal("policy lost"))?;
             Ok(json(StatusCode::OK, &policy_json(&p)))
         }
+        (&Method::GET, ["policy", "name", name]) => {
+            if !authz.acl_read() {
+                return Err(forbidden());
+            }
+            match store.read(|a| a.state.acl.policies.values().find(|p| p.name == *name).cloned()) {
+                Some(p) => Ok(json(StatusCode::OK, &policy_json(&p))),
+                None => Err(ApiError(StatusCode::NOT_FOUND, "ACL not found".into())),
+            }
+        }
         (&Method::GET, ["policy", id]) => {
             if !authz.acl_read() {
                 return Err(forbidden());
@@ -203,19 +244,7 @@ pub async fn route(
                 return Err(forbidden());
             }
             let b: TokenBody = parse(&body)?;
-            let mut ids = Vec::new();
-            for l in &b.policies {
-                let id = match (&l.id, &l.name) {
-                    (Some(id), _) => id.clone(),
-                    (None, Some(name)) => store
-                        .read(|a| {
-                            a.state.acl.policies.values().find(|p| p.name == *name).map(|p| p.id.clone())
-                        })
-                        .ok_or_else(|| ApiError::bad(format!("cannot find policy {name:?}")))?,
-                    (None, None) => return Err(ApiError::bad("a policy link needs an ID or a Name")),
-                };
-                ids.push(id);
-            }
+            let ids = policy_ids(store, &b.policies)?;
             let t = Token {
                 accessor_id: match b.accessor_id {
                     Some(a) => a,
@@ -230,14 +259,45 @@ pub async fn route(
                 management: false,
                 create_index: 0,
             };
-            let secret = t.secret_id.clone();
-            if let Some(r) = apply(plane, &parts, &body, AclWrite::SetToken(t)).await? {
-                return Ok(r);
+            put_token(plane, &parts, &body, t).await
+        }
+        // Update: the description and policies are replaced by the body's; the secret
+        // cannot change (a SecretID in the body must be the token's own).
+        (&Method::PUT, ["token", accessor]) => {
+            if !authz.acl_write() {
+                return Err(forbidden());
             }
-            let t = store
-                .read(|a| a.state.acl.tokens.get(&secret).cloned())
-                .ok_or_else(|| ApiError::internal("token lost"))?;
-            Ok(json(StatusCode::OK, &token_json(plane, &t)))
+            let b: TokenBody = parse(&body)?;
+            if b.accessor_id.as_deref().is_some_and(|a| a != *accessor) {
+                return Err(ApiError::bad("Token AccessorID in the body does not match the URL"));
+            }
+            let old = store
+                .read(|a| a.state.acl.token_by_accessor(accessor).cloned())
+                .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "ACL not found".into()))?;
+            if b.secret_id.as_deref().is_some_and(|s| s != old.secret_id) {
+                return Err(ApiError::bad("Changing a token's SecretID is not allowed"));
+            }
+            let t = Token { description: b.description, policies: policy_ids(store, &b.policies)?, ..old };
+            put_token(plane, &parts, &body, t).await
+        }
+        // Clone: a new accessor and secret with the same policies; the description is the
+        // body's, or the original's when the body has none.
+        (&Method::PUT, ["token", accessor, "clone"]) => {
+            if !authz.acl_write() {
+                return Err(forbidden());
+            }
+            let b: TokenBody = if body.is_empty() { parse(b"{}")? } else { parse(&body)? };
+            let old = store
+                .read(|a| a.state.acl.token_by_accessor(accessor).cloned())
+                .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "ACL not found".into()))?;
+            let t = Token {
+                accessor_id: uuid()?,
+                secret_id: uuid()?,
+                description: if b.description.is_empty() { old.description } else { b.description },
+                create_index: 0,
+                ..old
+            };
+            put_token(plane, &parts, &body, t).await
         }
         (&Method::GET, ["token", "self"]) => {
             let secret = super::request_token(&parts.headers, &parts.uri)

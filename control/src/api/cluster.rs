@@ -23,6 +23,22 @@ pub async fn route(
     if path == "/v1/operator/keyring" {
         return keyring(plane, req).await;
     }
+    // An unknown endpoint is a 404 whatever the method, as in Consul: a 405 would tell the
+    // client that another method works there.
+    const GET_ONLY: &[&str] = &[
+        "/metrics",
+        "/ui",
+        "/ui/",
+        "/v1/agent/metrics",
+        "/v1/agent/members",
+        "/v1/agent/self",
+        "/v1/status/leader",
+        "/v1/status/peers",
+        "/v1/operator/raft/configuration",
+    ];
+    if !GET_ONLY.contains(&path) {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")));
+    }
     if req.method() != Method::GET {
         return Err(super::method_not_allowed(req.method()));
     }
@@ -178,7 +194,7 @@ async fn keyring(plane: &ControlPlane, req: Request<Incoming>) -> Result<Respons
             #[serde(rename = "Key")]
             key: String,
         }
-        let k: K = serde_json::from_slice(&body)
+        let k: K = super::consul_json::decode(&body)
             .map_err(|e| ApiError::bad(format!("Request decode failed: {e}")))?;
         crate::gossip::keyring::decode_key(&k.key).map_err(|e| ApiError::bad(e.to_string()))?;
         k.key

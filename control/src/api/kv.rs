@@ -14,7 +14,7 @@ use crate::{
     plane::ControlPlane,
     raft::state_machine::Applied,
     state::acl::Authorizer,
-    state::kv::{Entry, Kv, TxnOp, Write, WriteResult, MAX_VALUE_SIZE},
+    state::kv::{Entry, Kv, KvError, TxnOp, Write, WriteResult, MAX_TXN_OPS, MAX_VALUE_SIZE},
     state::{Command, Outcome},
 };
 
@@ -292,6 +292,7 @@ fn txn_op(i: usize, item: TxnItem) -> Result<TxnOp, ApiError> {
         "set" => TxnOp::Set { key, value: value()?, flags: op.flags },
         "cas" => TxnOp::Cas { key, value: value()?, flags: op.flags, index: op.index },
         "get" => TxnOp::Get { key },
+        "get-or-empty" => TxnOp::GetOrEmpty { key },
         "get-tree" => TxnOp::GetTree { key },
         "check-index" => TxnOp::CheckIndex { key, index: op.index },
         "check-not-exists" => TxnOp::CheckNotExists { key },
@@ -308,7 +309,7 @@ fn txn_op(i: usize, item: TxnItem) -> Result<TxnOp, ApiError> {
 /// Parses a `/v1/txn` body into operations (errors are 400s with a reason).
 pub fn parse_txn(body: &[u8]) -> Result<Vec<TxnOp>, ApiError> {
     let items: Vec<TxnItem> =
-        serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("Failed to parse body: {e}")))?;
+        super::consul_json::decode(body).map_err(|e| ApiError::bad(format!("Failed to parse body: {e}")))?;
     items.into_iter().enumerate().map(|(i, it)| txn_op(i, it)).collect()
 }
 
@@ -319,7 +320,14 @@ pub async fn txn(plane: &ControlPlane, req: Request<Incoming>) -> Result<Respons
     let (parts, body) = req.into_parts();
     let body = read_body(body, MAX_TXN_BODY).await?;
     let w = Write::Txn(parse_txn(&body)?);
-    w.validate().map_err(|e| ApiError::bad(e.to_string()))?;
+    w.validate().map_err(|e| match e {
+        // Consul answers 413 Request Entity Too Large for too many operations.
+        KvError::TooManyOps(n) => ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Transaction contains too many operations ({n} > {MAX_TXN_OPS})"),
+        ),
+        e => ApiError::bad(e.to_string()),
+    })?;
     if let Some(r) = forward_to_leader(plane, &parts, &body).await? {
         return Ok(r);
     }
@@ -331,7 +339,10 @@ pub async fn txn(plane: &ControlPlane, req: Request<Incoming>) -> Result<Respons
         | TxnOp::Delete { key }
         | TxnOp::DeleteCas { key, .. } => !authz.key_write(key),
         TxnOp::DeleteTree { key } => !authz.key_write_prefix(key),
-        TxnOp::Get { key } | TxnOp::CheckIndex { key, .. } | TxnOp::CheckNotExists { key } => {
+        TxnOp::Get { key }
+        | TxnOp::GetOrEmpty { key }
+        | TxnOp::CheckIndex { key, .. }
+        | TxnOp::CheckNotExists { key } => {
             !authz.key_read(key)
         }
         TxnOp::GetTree { key } => !authz.key_read(key),

@@ -6,6 +6,7 @@
 //! (a follower forwards the request as is), `stale` reads on any server.
 pub mod acl;
 pub mod cluster;
+mod consul_json;
 pub mod kv;
 pub mod lb;
 pub mod query;

@@ -85,6 +85,11 @@ pub enum TxnOp {
         key: String,
         index: u64,
     },
+    /// `get-or-empty`: the entry, or an empty one when the key does not exist (never fails).
+    /// Last, so that logs written before it decode the same.
+    GetOrEmpty {
+        key: String,
+    },
 }
 
 /// What a write did.
@@ -93,7 +98,8 @@ pub enum WriteResult {
     /// `true` unless a `cas` condition failed.
     Applied(bool),
     /// A transaction: the entries its reads and writes return, in op order, or why it
-    /// was rolled back.
+    /// was rolled back. As in Consul, only `get`, `get-or-empty` and `get-tree` return
+    /// values; the entries of `set`, `cas` and `check-index` come with the value blanked.
     Txn(Result<Vec<(String, Option<Entry>)>, Vec<TxnError>>),
 }
 
@@ -157,6 +163,7 @@ impl Write {
                         }
                         TxnOp::GetTree { key: k } | TxnOp::DeleteTree { key: k } => key(k, true)?,
                         TxnOp::Get { key: k }
+                        | TxnOp::GetOrEmpty { key: k }
                         | TxnOp::CheckIndex { key: k, .. }
                         | TxnOp::CheckNotExists { key: k }
                         | TxnOp::Delete { key: k }
@@ -302,17 +309,18 @@ impl Kv {
         let mut work = self.clone();
         let mut results = Vec::new();
         let mut errors = Vec::new();
+        let blanked = |e: Option<&Entry>| e.map(|e| Entry { value: Vec::new(), ..e.clone() });
         for (i, op) in ops.iter().enumerate() {
             let fail = |what: String| TxnError { op_index: i, what };
             match op {
                 TxnOp::Set { key, value, flags } => {
                     work.set(index, key, value, *flags);
-                    results.push((key.clone(), work.entries.get(key).cloned()));
+                    results.push((key.clone(), blanked(work.entries.get(key))));
                 }
                 TxnOp::Cas { key, value, flags, index: want } => {
                     if work.cas_holds(key, *want) {
                         work.set(index, key, value, *flags);
-                        results.push((key.clone(), work.entries.get(key).cloned()));
+                        results.push((key.clone(), blanked(work.entries.get(key))));
                     } else {
                         errors.push(fail(format!(
                             "failed to set key {key:?}, index is stale (want {want}, has {})",
@@ -324,11 +332,15 @@ impl Kv {
                     Some(e) => results.push((key.clone(), Some(e.clone()))),
                     None => errors.push(fail(format!("key {key:?} doesn't exist"))),
                 },
+                TxnOp::GetOrEmpty { key } => {
+                    let empty = Entry { value: Vec::new(), flags: 0, create_index: 0, modify_index: 0 };
+                    results.push((key.clone(), Some(work.entries.get(key).cloned().unwrap_or(empty))));
+                }
                 TxnOp::GetTree { key } => {
                     results.extend(work.list(key).map(|(k, e)| (k.clone(), Some(e.clone()))));
                 }
                 TxnOp::CheckIndex { key, index: want } => match work.entries.get(key) {
-                    Some(e) if e.modify_index == *want => results.push((key.clone(), Some(e.clone()))),
+                    Some(e) if e.modify_index == *want => results.push((key.clone(), blanked(Some(e)))),
                     Some(e) => errors.push(fail(format!(
                         "current modify index {} != {want} for key {key:?}",
                         e.modify_index
@@ -456,6 +468,27 @@ mod tests {
         }
         assert!(kv.get("x").is_none());
         assert_eq!(kv.get("y").unwrap().modify_index, 3);
+    }
+
+    /// Consul's txnKVS: only reads return values; get-or-empty never fails.
+    #[test]
+    fn txn_results_blank_written_values_and_get_or_empty_answers_a_missing_key() {
+        let mut kv = Kv::default();
+        let ops = vec![
+            TxnOp::Set { key: "a".into(), value: b"1".to_vec(), flags: 5 },
+            TxnOp::CheckIndex { key: "a".into(), index: 4 },
+            TxnOp::Cas { key: "a".into(), value: b"2".to_vec(), flags: 0, index: 4 },
+            TxnOp::Get { key: "a".into() },
+            TxnOp::GetOrEmpty { key: "a".into() },
+            TxnOp::GetOrEmpty { key: "missing".into() },
+        ];
+        let WriteResult::Txn(Ok(r)) = kv.apply(4, &Write::Txn(ops)) else { panic!("txn failed") };
+        let values: Vec<&[u8]> = r.iter().map(|(_, e)| e.as_ref().unwrap().value.as_slice()).collect();
+        assert_eq!(values, [&b""[..], b"", b"", b"2", b"2", b""]);
+        assert_eq!(r[0].1.as_ref().unwrap().flags, 5);
+        let missing = r[5].1.as_ref().unwrap();
+        assert_eq!((r[5].0.as_str(), missing.create_index, missing.modify_index), ("missing", 0, 0));
+        assert!(kv.get("missing").is_none());
     }
 
     #[test]

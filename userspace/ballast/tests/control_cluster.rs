@@ -240,13 +240,7 @@ fn txn_and_bad_input() {
 /// so forwarding is on the path). Installed by scripts/install.sh.
 #[test]
 fn py_consul_client_works_unchanged() {
-    let have = std::process::Command::new("python3").args(["-c", "import consul"]).status();
-    if !have.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "py-consul is missing: scripts/install.sh installs it, under CI=true this test must run"
-        );
-        eprintln!("skipping: python3 module consul (py-consul) not installed; run scripts/install.sh");
+    if !py_consul_installed() {
         return;
     }
     let c = Cluster::servers("pyconsul", 3, "");
@@ -255,6 +249,40 @@ fn py_consul_client_works_unchanged() {
     let (host, port) = follower.rsplit_once(':').unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pyconsul/kv_client.py");
     let out = std::process::Command::new("python3").args([script, host, port]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "py-consul run failed:\n{text}");
+    assert!(text.contains("all checks passed"), "{text}");
+}
+
+/// Whether python3 can import py-consul; under CI=true it must.
+fn py_consul_installed() -> bool {
+    let have = std::process::Command::new("python3").args(["-c", "import consul"]).status();
+    if !have.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "py-consul is missing: scripts/install.sh installs it, under CI=true this test must run"
+        );
+        eprintln!("skipping: python3 module consul (py-consul) not installed; run scripts/install.sh");
+        return false;
+    }
+    true
+}
+
+/// py-consul's ACL calls (policies created with lower-case keys and JSON rules, tokens
+/// created by policy name, updated, cloned, read, deleted) and transactions (blanked values,
+/// get-or-empty, 413 over the limit), and 404 for unknown endpoints, through a follower.
+#[test]
+fn py_consul_acl_and_txn_calls_work_unchanged() {
+    if !py_consul_installed() {
+        return;
+    }
+    let extra = r#", "acl": { "enabled": true, "default_policy": "deny", "tokens": { "initial_management": "root-secret" } }"#;
+    let c = Cluster::servers("pyacl", 3, extra);
+    let leader = c.leader(LIMIT);
+    let follower = c.agents.iter().find(|a| a.addr != leader).unwrap().addr.clone();
+    let (host, port) = follower.rsplit_once(':').unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pyconsul/acl_client.py");
+    let out = std::process::Command::new("python3").args([script, host, port, "root-secret"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "py-consul run failed:\n{text}");
     assert!(text.contains("all checks passed"), "{text}");
