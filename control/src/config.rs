@@ -1,4 +1,4 @@
-//! The agent's configuration: a JSON file shaped like Consul's `config.json` (seed 002),
+//! The agent's configuration: a JSON (or HCL) file shaped like Consul's `config.json` (seed 002),
 //! so an operator's file carries over. Pipeline: file → [`FileConfig`] (serde, unknown
 //! keys rejected by name) → [`AgentConfig`] (validated, defaults filled in).
 use std::{
@@ -219,11 +219,43 @@ impl Timing {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ports {
-    pub http: Option<u16>,
+    /// -1 (Consul: no HTTP API) is refused: the API is how ballast is driven.
+    pub http: Option<i32>,
     pub serf_lan: Option<u16>,
     pub server: Option<u16>,
     /// -1 turns DNS off, as in Consul.
     pub dns: Option<i32>,
+    // Consul's other listeners; ballast has none of them (warned when enabled).
+    pub https: Option<i32>,
+    pub grpc: Option<i32>,
+    pub grpc_tls: Option<i32>,
+    pub serf_wan: Option<i32>,
+    pub sidecar_min_port: Option<i32>,
+    pub sidecar_max_port: Option<i32>,
+    pub expose_min_port: Option<i32>,
+    pub expose_max_port: Option<i32>,
+}
+
+/// Consul's `addresses` block: per-listener bind addresses over `client_addr`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Addresses {
+    pub http: Option<String>,
+    pub dns: Option<String>,
+    pub https: Option<String>,
+    pub grpc: Option<String>,
+    pub grpc_tls: Option<String>,
+}
+
+/// Consul's `performance` block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Performance {
+    /// Scales Raft's timing (1 = fastest, Consul's default 5); here it scales ballast's
+    /// Raft and lease defaults.
+    pub raft_multiplier: Option<u32>,
+    pub leave_drain_time: Option<serde_json::Value>,
+    pub rpc_hold_timeout: Option<serde_json::Value>,
 }
 
 /// Consul's `acl` block.
@@ -294,7 +326,87 @@ pub struct FileConfig {
     pub ui: Option<bool>,
     /// Consul's `watches`: run by the agent like `ballast watch`.
     pub watches: Option<Vec<WatchFile>>,
+    pub addresses: Option<Addresses>,
+    /// How often to retry `retry_join` until joined (Consul's default is 30 s; ballast's 1 s).
+    pub retry_interval: Option<String>,
+    pub performance: Option<Performance>,
+    /// Prometheus is always on (`/metrics`); push sinks are warned about.
+    pub telemetry: Option<serde_json::Map<String, serde_json::Value>>,
+    // Consul keys accepted with a warning naming them: they configure what ballast does
+    // not have (see [`UNUSED_KEYS`]).
+    pub log_file: Option<serde_json::Value>,
+    pub log_json: Option<serde_json::Value>,
+    pub log_rotate_bytes: Option<serde_json::Value>,
+    pub log_rotate_duration: Option<serde_json::Value>,
+    pub log_rotate_max_files: Option<serde_json::Value>,
+    pub disable_update_check: Option<serde_json::Value>,
+    pub primary_datacenter: Option<serde_json::Value>,
+    pub autopilot: Option<serde_json::Value>,
+    pub connect: Option<serde_json::Value>,
+    pub service: Option<serde_json::Value>,
+    pub services: Option<serde_json::Value>,
+    pub check: Option<serde_json::Value>,
+    pub checks: Option<serde_json::Value>,
+    pub node_meta: Option<serde_json::Value>,
+    pub recursors: Option<serde_json::Value>,
+    pub ui_config: Option<serde_json::Value>,
+    pub limits: Option<serde_json::Value>,
+    pub disable_remote_exec: Option<serde_json::Value>,
+    pub enable_local_script_checks: Option<serde_json::Value>,
+    pub raft_protocol: Option<serde_json::Value>,
+    pub skip_leave_on_interrupt: Option<serde_json::Value>,
+    pub retry_max: Option<serde_json::Value>,
+    pub disable_host_node_id: Option<serde_json::Value>,
+    pub encrypt_verify_incoming: Option<serde_json::Value>,
+    pub encrypt_verify_outgoing: Option<serde_json::Value>,
+    pub tls: Option<serde_json::Value>,
+    pub auto_encrypt: Option<serde_json::Value>,
+    pub verify_incoming: Option<serde_json::Value>,
+    pub verify_outgoing: Option<serde_json::Value>,
+    pub verify_server_hostname: Option<serde_json::Value>,
+    pub ca_file: Option<serde_json::Value>,
+    pub cert_file: Option<serde_json::Value>,
+    pub key_file: Option<serde_json::Value>,
 }
+
+/// Consul keys a file may carry that configure something ballast does not have, and
+/// what ballast does instead: loading them with a warning is safe (none of them would
+/// leave something open or serve someone it should not).
+pub const UNUSED_KEYS: &[(&str, &str)] = &[
+    ("log_file", "logs go to standard error (journald in the appliance)"),
+    ("log_json", "logs go to standard error as text"),
+    ("log_rotate_bytes", "no log file"),
+    ("log_rotate_duration", "no log file"),
+    ("log_rotate_max_files", "no log file"),
+    ("disable_update_check", "ballast never checks for updates"),
+    ("primary_datacenter", "one datacenter; ACLs live in it"),
+    ("autopilot", "no autopilot: servers join and leave through the Raft membership"),
+    ("connect", "no service mesh (Connect)"),
+    ("service", "no service catalog: LB groups are ballast's services (`ballast group`)"),
+    ("services", "no service catalog: LB groups are ballast's services (`ballast group`)"),
+    ("check", "no catalog health checks: listeners' checks are ballast's (`--check`)"),
+    ("checks", "no catalog health checks: listeners' checks are ballast's (`--check`)"),
+    ("node_meta", "no catalog"),
+    ("recursors", "ballast's DNS answers only its own domain"),
+    ("ui_config", "the UI is always at /ui/"),
+    ("limits", "no per-client rate limits"),
+    ("disable_remote_exec", "no remote exec"),
+    ("enable_local_script_checks", "no script checks"),
+    ("raft_protocol", "one Raft protocol"),
+    ("skip_leave_on_interrupt", "an interrupted agent hands its VIPs over"),
+    ("retry_max", "join retries until it succeeds"),
+    ("disable_host_node_id", "node ids come from node_id or the node name"),
+    ("encrypt_verify_incoming", "gossip is always encrypted and verified when a key is set"),
+    ("encrypt_verify_outgoing", "gossip is always encrypted and verified when a key is set"),
+    ("tls", "no TLS listeners: cluster RPC is authenticated by the gossip key (encrypt), the API is HTTP"),
+    ("auto_encrypt", "no TLS listeners"),
+    ("verify_incoming", "no TLS listeners: cluster RPC is authenticated by the gossip key (encrypt)"),
+    ("verify_outgoing", "no TLS listeners"),
+    ("verify_server_hostname", "no TLS listeners"),
+    ("ca_file", "no TLS listeners"),
+    ("cert_file", "no TLS listeners"),
+    ("key_file", "no TLS listeners"),
+];
 
 /// A validated agent configuration.
 #[derive(Debug, Clone)]
@@ -425,8 +537,18 @@ pub fn node_id_from_name(name: &str) -> u64 {
 }
 
 impl FileConfig {
+    /// JSON, or HCL when the file name ends in `.hcl` (as Consul decides).
     pub fn parse(text: &str, path: &str) -> Result<FileConfig, ConfigError> {
-        serde_json::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), msg: e.to_string() })
+        let err = |msg: String| ConfigError::Parse { path: path.into(), msg };
+        if !path.ends_with(".hcl") {
+            return serde_json::from_str(text).map_err(|e| err(e.to_string()));
+        }
+        let mut v: serde_json::Value = hcl::from_str(text).map_err(|e| err(format!("HCL: {e}")))?;
+        // One `watches { ... }` block reads as an object; Consul takes it as a list of one.
+        if let Some(w) = v.get_mut("watches").filter(|w| w.is_object()) {
+            *w = serde_json::Value::Array(vec![w.take()]);
+        }
+        serde_json::from_value(v).map_err(|e| err(e.to_string()))
     }
 
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -483,7 +605,138 @@ impl FileConfig {
             log_level,
             rejoin_after_leave,
             ui,
-            watches
+            watches,
+            addresses,
+            retry_interval,
+            performance,
+            telemetry,
+            log_file,
+            log_json,
+            log_rotate_bytes,
+            log_rotate_duration,
+            log_rotate_max_files,
+            disable_update_check,
+            primary_datacenter,
+            autopilot,
+            connect,
+            service,
+            services,
+            check,
+            checks,
+            node_meta,
+            recursors,
+            ui_config,
+            limits,
+            disable_remote_exec,
+            enable_local_script_checks,
+            raft_protocol,
+            skip_leave_on_interrupt,
+            retry_max,
+            disable_host_node_id,
+            encrypt_verify_incoming,
+            encrypt_verify_outgoing,
+            tls,
+            auto_encrypt,
+            verify_incoming,
+            verify_outgoing,
+            verify_server_hostname,
+            ca_file,
+            cert_file,
+            key_file
+        )
+    }
+
+    /// What the file asks for that ballast loads without doing, one line per key, naming
+    /// it. Logged at start; errors are for what would be wrong to ignore (see `resolve`).
+    pub fn warnings(&self) -> Vec<String> {
+        let present = self.unused_values();
+        let mut out: Vec<String> = UNUSED_KEYS
+            .iter()
+            .filter(|(k, _)| present.get(k).is_some_and(|v| v.is_some()))
+            .map(|(k, why)| format!("{k}: accepted, not used ({why})"))
+            .collect();
+        if let Some(p) = &self.ports {
+            for (name, v) in [
+                ("https", p.https),
+                ("grpc", p.grpc),
+                ("grpc_tls", p.grpc_tls),
+                ("serf_wan", p.serf_wan),
+                ("sidecar_min_port", p.sidecar_min_port),
+                ("sidecar_max_port", p.sidecar_max_port),
+                ("expose_min_port", p.expose_min_port),
+                ("expose_max_port", p.expose_max_port),
+            ] {
+                if v.is_some_and(|v| v > 0) {
+                    out.push(format!("ports.{name}: accepted, not used (ballast has no such listener)"));
+                }
+            }
+        }
+        if let Some(a) = &self.addresses {
+            for (name, v) in [("https", &a.https), ("grpc", &a.grpc), ("grpc_tls", &a.grpc_tls)] {
+                if v.is_some() {
+                    out.push(format!("addresses.{name}: accepted, not used (ballast has no such listener)"));
+                }
+            }
+        }
+        if let Some(p) = &self.performance {
+            for (name, v) in [("leave_drain_time", &p.leave_drain_time), ("rpc_hold_timeout", &p.rpc_hold_timeout)] {
+                if v.is_some() {
+                    out.push(format!("performance.{name}: accepted, not used"));
+                }
+            }
+            if let Some(m) = p.raft_multiplier.filter(|m| *m > 1) {
+                out.push(format!(
+                    "performance.raft_multiplier = {m}: ballast's Raft and lease timing are {m}x its defaults, so a VIP takes about {m}x as long to move after a device failure"
+                ));
+            }
+        }
+        for (k, _) in self.telemetry.iter().flatten() {
+            let pull_only = ["prometheus_retention_time", "disable_hostname", "disable_compat_1.9"];
+            if !pull_only.contains(&k.as_str()) {
+                out.push(format!("telemetry.{k}: accepted, not used (metrics are not pushed; scrape /metrics)"));
+            }
+        }
+        out
+    }
+
+    fn unused_values(&self) -> BTreeMap<&'static str, Option<&serde_json::Value>> {
+        macro_rules! vals {
+            ($($f:ident),*) => { BTreeMap::from([$((stringify!($f), self.$f.as_ref()),)*]) };
+        }
+        vals!(
+            log_file,
+            log_json,
+            log_rotate_bytes,
+            log_rotate_duration,
+            log_rotate_max_files,
+            disable_update_check,
+            primary_datacenter,
+            autopilot,
+            connect,
+            service,
+            services,
+            check,
+            checks,
+            node_meta,
+            recursors,
+            ui_config,
+            limits,
+            disable_remote_exec,
+            enable_local_script_checks,
+            raft_protocol,
+            skip_leave_on_interrupt,
+            retry_max,
+            disable_host_node_id,
+            encrypt_verify_incoming,
+            encrypt_verify_outgoing,
+            tls,
+            auto_encrypt,
+            verify_incoming,
+            verify_outgoing,
+            verify_server_hostname,
+            ca_file,
+            cert_file,
+            key_file
         )
     }
 
@@ -525,7 +778,14 @@ impl FileConfig {
             log::warn!("bootstrap_expect = 2: a cluster of two servers cannot lose either; use 3 or 5");
         }
         let ports = self.ports.unwrap_or_default();
-        let http_port = ports.http.unwrap_or(DEFAULT_HTTP_PORT);
+        let http_port = match ports.http {
+            None => DEFAULT_HTTP_PORT,
+            Some(p) => u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "ports.http: {p}: ballast needs its HTTP API (the CLI, the agents and the UI use it); give it a port"
+                ))
+            })?,
+        };
         let serf_port = ports.serf_lan.unwrap_or(DEFAULT_SERF_LAN_PORT);
         let server_port = ports.server.unwrap_or(DEFAULT_SERVER_PORT);
         let dns_port = match ports.dns {
@@ -541,6 +801,20 @@ impl FileConfig {
         }
         let bind = self.bind_addr.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let client = self.client_addr.unwrap_or(bind);
+        // `addresses.http`/`addresses.dns` put one listener elsewhere than client_addr.
+        let listen_addr = |name: &str, v: Option<&String>| -> Result<IpAddr, ConfigError> {
+            match v.map(|s| s.trim()) {
+                None => Ok(client),
+                Some(s) => s.parse().map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "addresses.{name}: {s:?} is not one IP address (lists and go-sockaddr templates are not supported)"
+                    ))
+                }),
+            }
+        };
+        let addrs = self.addresses.unwrap_or_default();
+        let http_ip = listen_addr("http", addrs.http.as_ref())?;
+        let dns_ip = listen_addr("dns", addrs.dns.as_ref())?;
         let advertise = self.advertise_addr.unwrap_or(if bind.is_unspecified() { client } else { bind });
         if advertise.is_unspecified() {
             return Err(ConfigError::Invalid(
@@ -569,6 +843,12 @@ impl FileConfig {
                 .map_err(|e| ConfigError::Invalid(format!("encrypt: {e}")))?;
         }
         let mut gossip_timing = crate::gossip::Timing::default();
+        if let Some(r) = &self.retry_interval {
+            gossip_timing.join_retry = crate::duration::parse_duration(r)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| ConfigError::Invalid(format!("retry_interval: {r:?} (want a duration such as \"30s\")")))?;
+        }
         if let Some(g) = &self.gossip_lan {
             let dur = |name: &str, v: &Option<String>| -> Result<Option<std::time::Duration>, ConfigError> {
                 v.as_deref()
@@ -593,7 +873,19 @@ impl FileConfig {
                 .filter(|d| *d <= std::time::Duration::from_secs(3600))
                 .ok_or_else(|| ConfigError::Invalid("gossip_lan.suspicion_mult: too large".into()))?;
         }
-        let mut timing = Timing::default();
+        let multiplier = match self.performance.as_ref().and_then(|p| p.raft_multiplier) {
+            None => 1,
+            Some(m @ 1..=10) => m as u64,
+            Some(m) => {
+                return Err(ConfigError::Invalid(format!("performance.raft_multiplier: {m} (Consul allows 1 to 10)")))
+            }
+        };
+        let d = Timing::default();
+        let mut timing = Timing {
+            raft_heartbeat_ms: d.raft_heartbeat_ms * multiplier,
+            raft_election_min_ms: d.raft_election_min_ms * multiplier,
+            lease_ms: d.lease_ms * multiplier,
+        };
         let ms = |name: &str, v: Option<&String>| -> Result<Option<u64>, ConfigError> {
             v.map(|v| crate::duration::parse_duration(v))
                 .transpose()
@@ -650,7 +942,7 @@ impl FileConfig {
             data_dir,
             server,
             bootstrap_expect,
-            http_addr: SocketAddr::new(client, http_port),
+            http_addr: SocketAddr::new(http_ip, http_port),
             advertise_http: SocketAddr::new(advertise, http_port),
             rpc_addr: SocketAddr::new(bind, server_port),
             advertise_rpc: SocketAddr::new(advertise, server_port),
@@ -663,7 +955,7 @@ impl FileConfig {
             timing,
             snapshot_threshold: self.snapshot_threshold.unwrap_or(1024).max(16),
             acl,
-            dns_addr: dns_port.map(|p| SocketAddr::new(client, p)),
+            dns_addr: dns_port.map(|p| SocketAddr::new(dns_ip, p)),
             domain,
             scale,
             watches,
@@ -671,7 +963,7 @@ impl FileConfig {
     }
 }
 
-/// Loads and merges the files given (`-config-file` / every `*.json` of `-config-dir`).
+/// Loads and merges the files given (`-config-file` / every `*.json` and `*.hcl` of `-config-dir`).
 pub fn load(files: &[PathBuf], node: Option<&str>) -> Result<AgentConfig, ConfigError> {
     let mut merged = FileConfig::default();
     let mut all = Vec::new();
@@ -680,7 +972,7 @@ pub fn load(files: &[PathBuf], node: Option<&str>) -> Result<AgentConfig, Config
             let mut inside: Vec<PathBuf> = std::fs::read_dir(f)
                 .map_err(|source| ConfigError::Read { path: f.display().to_string(), source })?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .filter(|p| p.extension().is_some_and(|x| x == "json" || x == "hcl"))
                 .collect();
             inside.sort();
             all.extend(inside);
@@ -690,6 +982,9 @@ pub fn load(files: &[PathBuf], node: Option<&str>) -> Result<AgentConfig, Config
     }
     for f in &all {
         merged = merged.merge(FileConfig::load(f)?);
+    }
+    for w in merged.warnings() {
+        log::warn!("config: {w}");
     }
     merged.resolve(node)
 }
@@ -878,5 +1173,91 @@ mod tests {
         assert!(c.server);
         assert_eq!(c.http_addr.port(), 9500);
         assert_eq!(c.node_id, node_id_from_name("n"));
+    }
+
+    fn consul_file(name: &str) -> (FileConfig, AgentConfig) {
+        let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/consul")).join(name);
+        let f = FileConfig::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let again = FileConfig::load(&path).unwrap();
+        (f, again.resolve(Some("n")).unwrap_or_else(|e| panic!("{name}: {e}")))
+    }
+
+    /// Files in the shapes Consul's docs give (server and TLS in HCL, a client in JSON,
+    /// telemetry) load, with a warning naming each key that configures what ballast does
+    /// not have, and the keys that mean something here honoured.
+    #[test]
+    fn consul_deployment_files_load_with_warnings() {
+        let (f, c) = consul_file("server.hcl");
+        let w = f.warnings().join("\n");
+        for key in ["log_file:", "log_rotate_duration:", "disable_update_check:", "autopilot:", "ui_config:"] {
+            assert!(w.contains(key), "no warning for {key} in:\n{w}");
+        }
+        assert!(!w.contains("raft_multiplier"), "multiplier 1 is the default: {w}");
+        assert!(c.server && c.bootstrap_expect == 3 && c.acl.as_ref().is_some_and(|a| !a.default_allow));
+        assert_eq!(c.gossip_timing.join_retry, std::time::Duration::from_secs(15));
+        assert_eq!(c.join.len(), 2);
+
+        let (f, c) = consul_file("client.json");
+        let w = f.warnings().join("\n");
+        for key in ["ports.grpc:", "service:", "node_meta:", "recursors:", "enable_local_script_checks:"] {
+            assert!(w.contains(key), "no warning for {key} in:\n{w}");
+        }
+        assert!(!w.contains("ports.https"), "https = -1 is off: {w}");
+        assert_eq!(c.http_addr, "0.0.0.0:8500".parse().unwrap(), "addresses.http over client_addr");
+        assert_eq!(c.dns_addr, Some("127.0.0.1:8600".parse().unwrap()));
+        assert!(!c.server);
+
+        let (f, c) = consul_file("telemetry.hcl");
+        let w = f.warnings().join("\n");
+        assert!(w.contains("telemetry.statsd_address:"), "{w}");
+        assert!(!w.contains("prometheus_retention_time") && !w.contains("disable_hostname"), "{w}");
+        assert_eq!(c.dns_addr, None, "ports.dns = -1");
+
+        let (f, c) = consul_file("tls.hcl");
+        let w = f.warnings().join("\n");
+        for key in ["tls:", "auto_encrypt:", "ports.https:", "connect:"] {
+            assert!(w.contains(key), "no warning for {key} in:\n{w}");
+        }
+        assert!(w.contains("authenticated by the gossip key"), "{w}");
+        assert_eq!(c.watches.len(), 1, "one watches block is a list of one");
+        assert_eq!(c.watches[0].what, WatchWhat::KeyPrefix("lb/".into()));
+    }
+
+    #[test]
+    fn consul_keys_that_would_be_wrong_to_ignore_are_errors() {
+        let bad = |text: &str, path: &str, want: &str| {
+            let e = FileConfig::parse(text, path).and_then(|f| f.resolve(Some("n"))).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        };
+        bad(r#"{"data_dir": "/a", "ports": {"http": -1}}"#, "a.json", "ports.http");
+        bad(r#"{"data_dir": "/a", "addresses": {"http": "{{ GetPrivateIP }}"}}"#, "a.json", "addresses.http");
+        bad(r#"{"data_dir": "/a", "performance": {"raft_multiplier": 11}}"#, "a.json", "raft_multiplier");
+        bad(r#"{"data_dir": "/a", "retry_interval": "soon"}"#, "a.json", "retry_interval");
+        bad(r#"{"data_dir": "/a", "telemetri": {}}"#, "a.json", "telemetri");
+        bad("data_dir = \"/a\"\nports { htp = 1 }\n", "a.hcl", "htp");
+        bad("data_dir = \"/a\"\nports {", "a.hcl", "HCL");
+    }
+
+    #[test]
+    fn raft_multiplier_scales_raft_and_lease_timing() {
+        let c = FileConfig::parse("data_dir = \"/a\"\nperformance { raft_multiplier = 5 }\n", "a.hcl").unwrap();
+        assert!(c.warnings().join(" ").contains("raft_multiplier = 5"));
+        let t = c.resolve(Some("n")).unwrap().timing;
+        let d = Timing::default();
+        assert_eq!(t, Timing {
+            raft_heartbeat_ms: d.raft_heartbeat_ms * 5,
+            raft_election_min_ms: d.raft_election_min_ms * 5,
+            lease_ms: d.lease_ms * 5
+        });
+    }
+
+    #[test]
+    fn every_unused_key_is_read() {
+        let f = FileConfig::default();
+        let read = f.unused_values();
+        for (k, _) in UNUSED_KEYS {
+            assert!(read.contains_key(k), "{k} is listed in UNUSED_KEYS but not read");
+        }
+        assert_eq!(read.len(), UNUSED_KEYS.len());
     }
 }

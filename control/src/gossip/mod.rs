@@ -42,6 +42,8 @@ pub struct Timing {
     pub probe_rtt: Duration,
     pub suspect_to_down: Duration,
     pub report_every: Duration,
+    /// How often to announce to the join addresses until joined (Consul's `retry_interval`).
+    pub join_retry: Duration,
 }
 
 impl Default for Timing {
@@ -51,6 +53,7 @@ impl Default for Timing {
             probe_rtt: Duration::from_millis(150),
             suspect_to_down: Duration::from_millis(600),
             report_every: Duration::from_secs(1),
+            join_retry: Duration::from_secs(1),
         }
     }
 }
@@ -197,7 +200,7 @@ impl Gossip {
             vip_rates: Arc::default(),
             checks: Arc::default(),
         });
-        tokio::spawn(join(g.clone(), cfg.join));
+        tokio::spawn(join(g.clone(), cfg.join, t.join_retry));
         tokio::spawn(report(g.clone(), t.report_every));
         Ok(g)
     }
@@ -471,7 +474,7 @@ async fn resolve(addrs: &[String]) -> Vec<SocketAddr> {
 
 /// Announces to the join addresses until some member answers, then every 30 s to join
 /// addresses that are not alive members (a partition that healed).
-async fn join(g: Arc<Gossip>, addrs: Vec<String>) {
+async fn join(g: Arc<Gossip>, addrs: Vec<String>, retry: Duration) {
     if addrs.is_empty() {
         return;
     }
@@ -487,7 +490,7 @@ async fn join(g: Arc<Gossip>, addrs: Vec<String>) {
         for t in targets.iter().filter(|t| !alive.contains(t)) {
             let _ = g.tx.send(Input::Announce(*t));
         }
-        tokio::time::sleep(if joined { Duration::from_secs(30) } else { Duration::from_secs(1) }).await;
+        tokio::time::sleep(if joined { Duration::from_secs(30) } else { retry }).await;
         if joined && g.alive().count() <= 1 {
             joined = false;
         }
