@@ -13,6 +13,12 @@ cp ../l7/tests/fixtures/*.cfg corpus/haproxy_cfg/
 # HTTP/2 client byte streams that get past the preface and HPACK (random bytes seldom do).
 mkdir -p corpus/h2
 cp seeds/h2/* corpus/h2/
+# Consul config files (the first byte picks the parser: 1 JSON, 6 HCL).
+mkdir -p corpus/control_input
+for f in ../../control/testdata/consul/*; do
+  case $f in *.hcl) sel='\x06' ;; *) sel='\x01' ;; esac
+  { printf "$sel"; cat "$f"; } >"corpus/control_input/$(basename "$f")"
+done
 # DNS queries as dig sends them.
 mkdir -p corpus/dns
 cp seeds/dns/* corpus/dns/

@@ -1,6 +1,6 @@
 #![no_main]
 // Everything the control plane parses from outside: ACL rules, the agent config
-// (JSON), /v1/txn bodies, query strings and durations, and gossip packets (through the
+// (JSON and HCL, and its warnings), /v1/txn bodies (Consul's case-insensitive keys), query strings and durations, and gossip packets (through the
 // key ring and, once opened, a load report). Errors, never panics.
 use ballast_control::{api, config, gossip, state::acl};
 use libfuzzer_sys::fuzz_target;
@@ -8,12 +8,13 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else { return };
     let text = String::from_utf8_lossy(rest);
-    match sel % 6 {
+    match sel % 7 {
         0 => {
             let _ = acl::parse_rules(&text);
         }
         1 => {
             if let Ok(f) = config::FileConfig::parse(&text, "fuzz.json") {
+                let _ = f.warnings();
                 let _ = f.resolve(Some("n"));
             }
         }
@@ -33,8 +34,14 @@ fuzz_target!(|data: &[u8]| {
             let _ = ring.open(rest);
             let _ = gossip::keyring::Keyring::default().open(rest);
         }
-        _ => {
+        5 => {
             let _ = postcard::from_bytes::<gossip::member::Report>(rest);
+        }
+        _ => {
+            if let Ok(f) = config::FileConfig::parse(&text, "fuzz.hcl") {
+                let _ = f.warnings();
+                let _ = f.resolve(Some("n"));
+            }
         }
     }
 });
