@@ -18,4 +18,5 @@ pub mod plane;
 pub mod raft;
 pub mod scale;
 pub mod scheduler;
+pub mod sessions;
 pub mod state;

@@ -82,6 +82,9 @@ pub struct ControlPlane {
     pub lease: crate::scheduler::LeaseTiming,
     /// Leaders only: the grants made in the current term.
     pub leases: std::sync::Mutex<LeaseBook>,
+    /// On the leader: when each session was created or last renewed (its TTL counts
+    /// from there; a new leader starts every session's TTL afresh, as Consul does).
+    pub session_timers: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Servers only.
     pub raft: Option<Raft>,
     pub store: Option<StoreView>,
@@ -153,6 +156,7 @@ impl ControlPlane {
         Ok(Arc::new(ControlPlane {
             lease: crate::scheduler::LeaseTiming { duration_ms: cfg.timing.lease_ms, ..Default::default() },
             leases: Default::default(),
+            session_timers: Default::default(),
             cfg,
             raft,
             store,

@@ -7,9 +7,11 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 /// The field names of the Consul bodies ballast decodes (ACL policies, tokens and their
-/// policy links, transactions, keyring operations).
+/// policy links, transactions, keyring operations, sessions).
 const FIELDS: &[&str] = &[
     "AccessorID",
+    "Behavior",
+    "Checks",
     "Datacenters",
     "Description",
     "ExpirationTTL",
@@ -20,14 +22,19 @@ const FIELDS: &[&str] = &[
     "Key",
     "KV",
     "Local",
+    "LockDelay",
     "Name",
+    "Node",
+    "NodeChecks",
     "Policies",
     "Roles",
     "Rules",
     "SecretID",
+    "ServiceChecks",
     "ServiceIdentities",
     "NodeIdentities",
     "Session",
+    "TTL",
     "Value",
     "Verb",
 ];

@@ -35,12 +35,16 @@ pub struct DirEntry {
     pub value: Option<String>,
     pub create_index: u64,
     pub modify_index: u64,
+    /// The session holding the key's lock (left out when none, as Consul does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 impl DirEntry {
     pub fn new(key: &str, e: &Entry, with_value: bool) -> DirEntry {
         DirEntry {
-            lock_index: 0,
+            lock_index: e.lock_index,
+            session: e.session.clone(),
             key: key.to_string(),
             flags: e.flags,
             value: (with_value && !e.value.is_empty()).then(|| crate::b64::encode(&e.value)),
@@ -63,6 +67,13 @@ struct Params {
     wait: Option<Duration>,
     stale: bool,
     consistent: bool,
+    lock: Option<Lock>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Lock {
+    Acquire(String),
+    Release(String),
 }
 
 fn params(q: Option<&str>) -> Result<Params, ApiError> {
@@ -86,7 +97,13 @@ fn params(q: Option<&str>) -> Result<Params, ApiError> {
             }
             "stale" => p.stale = true,
             "consistent" => p.consistent = true,
-            "acquire" | "release" => return Err(ApiError::bad("sessions and locks are not supported")),
+            "acquire" | "release" => {
+                let id = v.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad(format!("?{k}= needs a session")))?;
+                // As Consul's KVSPut: release wins over acquire, either over cas.
+                if k == "release" || !matches!(p.lock, Some(Lock::Release(_))) {
+                    p.lock = Some(if k == "acquire" { Lock::Acquire(id) } else { Lock::Release(id) });
+                }
+            }
             // dc, ns, partition, token and others Consul clients may send: one datacenter here.
             _ => {}
         }
@@ -111,7 +128,11 @@ pub async fn kv(
             if key.is_empty() {
                 return Err(ApiError::bad("Missing key name"));
             }
-            Write::Set { key, value: body.to_vec(), flags: p.flags, cas: p.cas }
+            match p.lock {
+                Some(Lock::Acquire(session)) => Write::Acquire { key, value: body.to_vec(), flags: p.flags, session },
+                Some(Lock::Release(session)) => Write::Release { key, value: body.to_vec(), flags: p.flags, session },
+                None => Write::Set { key, value: body.to_vec(), flags: p.flags, cas: p.cas },
+            }
         }
         Method::DELETE => {
             if key.is_empty() && !p.recurse {
@@ -128,13 +149,21 @@ pub async fn kv(
     }
     let authz = authorizer(plane, &parts);
     let allowed = match &w {
-        Write::Set { key, .. } => authz.key_write(key),
+        Write::Set { key, .. } | Write::Acquire { key, .. } | Write::Release { key, .. } => authz.key_write(key),
         Write::Delete { key, recurse: true, .. } => authz.key_write_prefix(key),
         Write::Delete { key, .. } => authz.key_write(key),
         Write::Txn(_) => false,
     };
     if !allowed {
         return Err(forbidden());
+    }
+    // A key whose holder's session was invalidated cannot be acquired during the lock
+    // delay (checked on the leader, before the write, as Consul does).
+    if let (Write::Acquire { key, .. }, Some(store)) = (&w, plane.store.as_ref()) {
+        if let Some(until) = store.read(|a| a.state.sessions.delayed_until(key, crate::failover::wall_ms())) {
+            log::debug!("acquire of {key:?} refused: lock delay until {until}");
+            return Ok(json(StatusCode::OK, &false));
+        }
     }
     write(plane, &parts, &body, w).await
 }
@@ -162,6 +191,8 @@ async fn write(
 ) -> Result<Response<Body>, ApiError> {
     match propose(plane, parts, body, w).await? {
         Ok(WriteResult::Applied(ok)) => Ok(json(StatusCode::OK, &ok)),
+        // Consul answers 500 for an acquire with a session that does not exist.
+        Ok(WriteResult::Refused(why)) => Err(ApiError::internal(why)),
         Ok(WriteResult::Txn(_)) => Err(ApiError::internal("unexpected transaction reply")),
         Err(forwarded) => Ok(forwarded),
     }
@@ -272,6 +303,8 @@ struct TxnKvOp {
     flags: u64,
     #[serde(default)]
     index: u64,
+    #[serde(default)]
+    session: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,9 +332,20 @@ fn txn_op(i: usize, item: TxnItem) -> Result<TxnOp, ApiError> {
         "delete" => TxnOp::Delete { key },
         "delete-tree" => TxnOp::DeleteTree { key },
         "delete-cas" => TxnOp::DeleteCas { key, index: op.index },
-        v @ ("lock" | "unlock" | "check-session") => {
-            return Err(ApiError::bad(format!("operation {i}: verb {v:?} needs sessions, not supported")))
+        "lock" | "unlock" => {
+            let session = op
+                .session
+                .clone()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| ApiError::bad(format!("operation {i}: {} needs a Session", op.verb)))?;
+            let (value, flags) = (value()?, op.flags);
+            if op.verb == "lock" {
+                TxnOp::Lock { key, value, flags, session }
+            } else {
+                TxnOp::Unlock { key, value, flags, session }
+            }
         }
+        "check-session" => TxnOp::CheckSession { key, session: op.session.clone().unwrap_or_default() },
         v => return Err(ApiError::bad(format!("operation {i}: unknown KV verb {v:?}"))),
     })
 }
@@ -336,11 +380,14 @@ pub async fn txn(plane: &ControlPlane, req: Request<Incoming>) -> Result<Respons
     let denied = ops.iter().any(|op| match op {
         TxnOp::Set { key, .. }
         | TxnOp::Cas { key, .. }
+        | TxnOp::Lock { key, .. }
+        | TxnOp::Unlock { key, .. }
         | TxnOp::Delete { key }
         | TxnOp::DeleteCas { key, .. } => !authz.key_write(key),
         TxnOp::DeleteTree { key } => !authz.key_write_prefix(key),
         TxnOp::Get { key }
         | TxnOp::GetOrEmpty { key }
+        | TxnOp::CheckSession { key, .. }
         | TxnOp::CheckIndex { key, .. }
         | TxnOp::CheckNotExists { key } => {
             !authz.key_read(key)
@@ -365,7 +412,7 @@ pub async fn txn(plane: &ControlPlane, req: Request<Incoming>) -> Result<Respons
                 errors.iter().map(|e| serde_json::json!({ "OpIndex": e.op_index, "What": e.what })).collect();
             Ok(json(StatusCode::CONFLICT, &serde_json::json!({ "Results": null, "Errors": errors })))
         }
-        Ok(WriteResult::Applied(_)) => Err(ApiError::internal("unexpected reply")),
+        Ok(WriteResult::Applied(_) | WriteResult::Refused(_)) => Err(ApiError::internal("unexpected reply")),
         Err(forwarded) => Ok(forwarded),
     }
 }
@@ -383,7 +430,9 @@ mod tests {
         assert!(params(Some("wait=forever")).is_err());
         assert!(params(Some("stale&consistent")).is_err());
         assert!(params(Some("cas=-1")).is_err());
-        assert!(params(Some("acquire=abc")).is_err());
+        assert_eq!(params(Some("acquire=abc")).unwrap().lock, Some(Lock::Acquire("abc".into())));
+        assert_eq!(params(Some("release=a&acquire=b")).unwrap().lock, Some(Lock::Release("a".into())));
+        assert!(params(Some("acquire=")).is_err());
         assert_eq!(params(Some("wait=1h")).unwrap().wait, Some(MAX_WAIT));
     }
 

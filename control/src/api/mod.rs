@@ -10,6 +10,7 @@ mod consul_json;
 pub mod kv;
 pub mod lb;
 pub mod query;
+pub mod session;
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -146,6 +147,8 @@ async fn handle(plane: Arc<ControlPlane>, req: Request<Incoming>) -> Response<Bo
         acl::route(&plane, req, rest.to_string()).await
     } else if let Some(rest) = path.strip_prefix("/v1/lb/") {
         lb::route(&plane, req, rest).await
+    } else if let Some(rest) = path.strip_prefix("/v1/session/") {
+        session::route(&plane, req, rest).await
     } else if path == "/v1/txn" {
         kv::txn(&plane, req).await
     } else if path.starts_with("/v1/internal/") {
@@ -209,8 +212,10 @@ pub async fn forward_to(
 ) -> Result<Response<Body>, ApiError> {
     let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut b = Request::builder().method(parts.method.clone()).uri(format!("http://{addr}{pq}"));
+    // The body may have been rewritten (a session's Node filled in): its length is the
+    // body's own, set by the client, not the original request's.
     for (k, v) in &parts.headers {
-        if k != header::HOST && k != header::CONNECTION {
+        if k != header::HOST && k != header::CONNECTION && k != header::CONTENT_LENGTH && k != header::TRANSFER_ENCODING {
             b = b.header(k, v);
         }
     }

@@ -44,6 +44,11 @@ pub struct Rules {
     pub accounts: BTreeMap<String, Access>,
     #[serde(default)]
     pub account_prefixes: BTreeMap<String, Access>,
+    /// `session "node" { policy = "write" }`: sessions on a node, as in Consul.
+    #[serde(default)]
+    pub sessions: BTreeMap<String, Access>,
+    #[serde(default)]
+    pub session_prefixes: BTreeMap<String, Access>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -106,6 +111,8 @@ fn rule_map<'r>(r: &'r mut Rules, name: &str) -> &'r mut BTreeMap<String, Access
         "key" => &mut r.keys,
         "key_prefix" => &mut r.key_prefixes,
         "account" => &mut r.accounts,
+        "session" => &mut r.sessions,
+        "session_prefix" => &mut r.session_prefixes,
         _ => &mut r.account_prefixes,
     }
 }
@@ -146,7 +153,7 @@ pub fn parse_rules(text: &str) -> Result<Rules, String> {
         };
         i += 1;
         match name.as_str() {
-            "key" | "key_prefix" | "account" | "account_prefix" => {
+            "key" | "key_prefix" | "account" | "account_prefix" | "session" | "session_prefix" => {
                 if toks.get(i) == Some(&Tok::Eq) {
                     // JSON: "key_prefix": { "a/": { "policy": "read" }, ... }
                     i += 1;
@@ -191,7 +198,7 @@ pub fn parse_rules(text: &str) -> Result<Rules, String> {
             },
             other => {
                 return Err(format!(
-                    "unsupported rule {other:?} (ballast supports key, key_prefix, account, account_prefix, operator, acl)"
+                    "unsupported rule {other:?} (ballast supports key, key_prefix, account, account_prefix, session, session_prefix, operator, acl)"
                 ))
             }
         }
@@ -338,6 +345,11 @@ impl Authorizer {
     /// rules, longest match as for keys).
     pub fn account_access(&self, account: &str) -> Access {
         self.longest(account, |r| &r.accounts, |r| &r.account_prefixes)
+    }
+
+    /// What the token may do with sessions on a node (`session` / `session_prefix`).
+    pub fn session_access(&self, node: &str) -> Access {
+        self.longest(node, |r| &r.sessions, |r| &r.session_prefixes)
     }
 
     pub fn account_read(&self, account: &str) -> bool {

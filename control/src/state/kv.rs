@@ -24,6 +24,12 @@ pub struct Entry {
     pub flags: u64,
     pub create_index: u64,
     pub modify_index: u64,
+    /// How many times the key was acquired (absent from older logs and snapshots).
+    #[serde(default)]
+    pub lock_index: u64,
+    /// The session holding the key's lock.
+    #[serde(default)]
+    pub session: Option<String>,
 }
 
 /// A write, as it travels through the Raft log.
@@ -44,6 +50,23 @@ pub enum Write {
         cas: Option<u64>,
     },
     Txn(Vec<TxnOp>),
+    /// `?acquire=SESSION`: takes the key's lock (and sets the value) if no other session
+    /// holds it. Last, so that logs written before them decode the same.
+    Acquire {
+        key: String,
+        #[serde(with = "crate::b64")]
+        value: Vec<u8>,
+        flags: u64,
+        session: String,
+    },
+    /// `?release=SESSION`: gives the lock up (and sets the value) if this session holds it.
+    Release {
+        key: String,
+        #[serde(with = "crate::b64")]
+        value: Vec<u8>,
+        flags: u64,
+        session: String,
+    },
 }
 
 /// One operation of `/v1/txn` (Consul's KV verbs; sessions and locks are not supported).
@@ -90,6 +113,26 @@ pub enum TxnOp {
     GetOrEmpty {
         key: String,
     },
+    /// `lock`, `unlock`: acquire and release inside a transaction.
+    Lock {
+        key: String,
+        #[serde(with = "crate::b64")]
+        value: Vec<u8>,
+        flags: u64,
+        session: String,
+    },
+    Unlock {
+        key: String,
+        #[serde(with = "crate::b64")]
+        value: Vec<u8>,
+        flags: u64,
+        session: String,
+    },
+    /// `check-session`: fails unless the key is held by this session.
+    CheckSession {
+        key: String,
+        session: String,
+    },
 }
 
 /// What a write did.
@@ -101,6 +144,8 @@ pub enum WriteResult {
     /// was rolled back. As in Consul, only `get`, `get-or-empty` and `get-tree` return
     /// values; the entries of `set`, `cas` and `check-index` come with the value blanked.
     Txn(Result<Vec<(String, Option<Entry>)>, Vec<TxnError>>),
+    /// The write names a session that does not exist.
+    Refused(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,7 +187,9 @@ impl Write {
             Ok(())
         }
         match self {
-            Write::Set { key: k, value: v, .. } => {
+            Write::Set { key: k, value: v, .. }
+            | Write::Acquire { key: k, value: v, .. }
+            | Write::Release { key: k, value: v, .. } => {
                 key(k, false)?;
                 value(v)
             }
@@ -157,13 +204,17 @@ impl Write {
                 }
                 for op in ops {
                     match op {
-                        TxnOp::Set { key: k, value: v, .. } | TxnOp::Cas { key: k, value: v, .. } => {
+                        TxnOp::Set { key: k, value: v, .. }
+                        | TxnOp::Cas { key: k, value: v, .. }
+                        | TxnOp::Lock { key: k, value: v, .. }
+                        | TxnOp::Unlock { key: k, value: v, .. } => {
                             key(k, false)?;
                             value(v)?;
                         }
                         TxnOp::GetTree { key: k } | TxnOp::DeleteTree { key: k } => key(k, true)?,
                         TxnOp::Get { key: k }
                         | TxnOp::GetOrEmpty { key: k }
+                        | TxnOp::CheckSession { key: k, .. }
                         | TxnOp::CheckIndex { key: k, .. }
                         | TxnOp::CheckNotExists { key: k }
                         | TxnOp::Delete { key: k }
@@ -243,9 +294,27 @@ impl Kv {
         self.entries.is_empty()
     }
 
-    /// Applies a write at Raft index `index` (strictly above any index applied before).
+    /// Applies a write at Raft index `index` (strictly above any index applied before),
+    /// with no sessions.
     pub fn apply(&mut self, index: u64, w: &Write) -> WriteResult {
+        self.apply_with(index, w, &|_| false)
+    }
+
+    /// Applies a write; `live` says whether a session exists (for acquire and lock).
+    pub fn apply_with(&mut self, index: u64, w: &Write, live: &dyn Fn(&str) -> bool) -> WriteResult {
         match w {
+            Write::Acquire { key, value, flags, session } => {
+                if !live(session) {
+                    return WriteResult::Refused(format!("invalid session {session:?}"));
+                }
+                WriteResult::Applied(self.acquire(index, key, value, *flags, session))
+            }
+            Write::Release { key, value, flags, session } => {
+                if !live(session) {
+                    return WriteResult::Refused(format!("invalid session {session:?}"));
+                }
+                WriteResult::Applied(self.release(index, key, value, *flags, session))
+            }
             Write::Set { key, value, flags, cas } => {
                 if let Some(c) = cas {
                     if !self.cas_holds(key, *c) {
@@ -269,7 +338,7 @@ impl Kv {
                 }
                 WriteResult::Applied(true)
             }
-            Write::Txn(ops) => WriteResult::Txn(self.txn(index, ops)),
+            Write::Txn(ops) => WriteResult::Txn(self.txn(index, ops, live)),
         }
     }
 
@@ -281,13 +350,63 @@ impl Kv {
         }
     }
 
+    /// A plain write keeps the key's lock as it is, as in Consul.
     fn set(&mut self, index: u64, key: &str, value: &[u8], flags: u64) {
-        let create_index = self.entries.get(key).map(|e| e.create_index).unwrap_or(index);
+        let old = self.entries.get(key);
+        let create_index = old.map(|e| e.create_index).unwrap_or(index);
+        let (lock_index, session) = old.map(|e| (e.lock_index, e.session.clone())).unwrap_or_default();
         self.tombstones.remove(key);
         self.entries.insert(
             key.to_string(),
-            Entry { value: value.to_vec(), flags, create_index, modify_index: index },
+            Entry { value: value.to_vec(), flags, create_index, modify_index: index, lock_index, session },
         );
+    }
+
+    /// Consul's kvsLockTxn: false when another session holds the key. The lock index
+    /// counts acquisitions; re-acquiring by the holder only updates the value.
+    fn acquire(&mut self, index: u64, key: &str, value: &[u8], flags: u64, session: &str) -> bool {
+        let old = self.entries.get(key);
+        let lock_index = match old {
+            Some(e) if e.session.as_deref() == Some(session) => e.lock_index,
+            Some(e) if e.session.is_some() => return false,
+            Some(e) => e.lock_index + 1,
+            None => 1,
+        };
+        let create_index = old.map(|e| e.create_index).unwrap_or(index);
+        self.tombstones.remove(key);
+        let session = Some(session.to_string());
+        self.entries.insert(
+            key.to_string(),
+            Entry { value: value.to_vec(), flags, create_index, modify_index: index, lock_index, session },
+        );
+        true
+    }
+
+    /// Consul's kvsUnlockTxn: false unless this session holds the key.
+    fn release(&mut self, index: u64, key: &str, value: &[u8], flags: u64, session: &str) -> bool {
+        match self.entries.get_mut(key) {
+            Some(e) if e.session.as_deref() == Some(session) => {
+                *e = Entry { value: value.to_vec(), flags, modify_index: index, session: None, ..e.clone() };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A session was invalidated: the keys it held are unlocked (`delete`: deleted).
+    /// Returns them, for their lock delay.
+    pub fn invalidate_session(&mut self, index: u64, session: &str, delete: bool) -> Vec<String> {
+        let held: Vec<String> =
+            self.entries.iter().filter(|(_, e)| e.session.as_deref() == Some(session)).map(|(k, _)| k.clone()).collect();
+        for k in &held {
+            if delete {
+                self.delete(index, k);
+            } else if let Some(e) = self.entries.get_mut(k) {
+                e.session = None;
+                e.modify_index = index;
+            }
+        }
+        held
     }
 
     fn delete(&mut self, index: u64, key: &str) {
@@ -305,7 +424,12 @@ impl Kv {
 
     /// All operations or none: checks run against the state as the earlier operations of
     /// the same transaction left it, and a failure rolls everything back.
-    fn txn(&mut self, index: u64, ops: &[TxnOp]) -> Result<Vec<(String, Option<Entry>)>, Vec<TxnError>> {
+    fn txn(
+        &mut self,
+        index: u64,
+        ops: &[TxnOp],
+        live: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<(String, Option<Entry>)>, Vec<TxnError>> {
         let mut work = self.clone();
         let mut results = Vec::new();
         let mut errors = Vec::new();
@@ -332,8 +456,40 @@ impl Kv {
                     Some(e) => results.push((key.clone(), Some(e.clone()))),
                     None => errors.push(fail(format!("key {key:?} doesn't exist"))),
                 },
+                TxnOp::Lock { key, value, flags, session } => {
+                    if !live(session) {
+                        errors.push(fail(format!("invalid session {session:?}")));
+                    } else if work.acquire(index, key, value, *flags, session) {
+                        results.push((key.clone(), blanked(work.entries.get(key))));
+                    } else {
+                        errors.push(fail(format!("failed to lock key {key:?}, lock is already held")));
+                    }
+                }
+                TxnOp::Unlock { key, value, flags, session } => {
+                    if work.release(index, key, value, *flags, session) {
+                        results.push((key.clone(), blanked(work.entries.get(key))));
+                    } else {
+                        errors.push(fail(format!(
+                            "failed to unlock key {key:?}, lock isn't held, or is held by another session"
+                        )));
+                    }
+                }
+                TxnOp::CheckSession { key, session } => match work.entries.get(key) {
+                    Some(e) if e.session.as_deref() == Some(session.as_str()) => {
+                        results.push((key.clone(), blanked(Some(e))))
+                    }
+                    Some(_) => errors.push(fail(format!("failed session check for key {key:?}, lock not held by {session:?}"))),
+                    None => errors.push(fail(format!("failed to check session, key {key:?} doesn't exist"))),
+                },
                 TxnOp::GetOrEmpty { key } => {
-                    let empty = Entry { value: Vec::new(), flags: 0, create_index: 0, modify_index: 0 };
+                    let empty = Entry {
+                        value: Vec::new(),
+                        flags: 0,
+                        create_index: 0,
+                        modify_index: 0,
+                        lock_index: 0,
+                        session: None,
+                    };
                     results.push((key.clone(), Some(work.entries.get(key).cloned().unwrap_or(empty))));
                 }
                 TxnOp::GetTree { key } => {

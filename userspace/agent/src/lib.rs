@@ -74,6 +74,7 @@ impl Agent {
         tokio::spawn(plane.clone().join_loop());
         tokio::spawn(ballast_control::failover::run(plane.clone(), Duration::from_millis(100)));
         tokio::spawn(ballast_control::hooks::run(plane.clone()));
+        tokio::spawn(ballast_control::sessions::run(plane.clone(), Duration::from_millis(500)));
         let (lease_tx, lease_rx) = watch::channel(None);
         tokio::spawn(lease::keep(plane.clone(), lease_tx));
         let (state_tx, state_rx) = watch::channel(reconcile::View::default());

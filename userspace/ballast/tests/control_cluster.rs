@@ -288,6 +288,25 @@ fn py_consul_acl_and_txn_calls_work_unchanged() {
     assert!(text.contains("all checks passed"), "{text}");
 }
 
+/// py-consul's session calls (create, info, list, node, renew, destroy, blocking list) and
+/// locks (acquire, release, the lock delay, behavior delete, txn lock verbs), through a
+/// follower.
+#[test]
+fn py_consul_sessions_and_locks_work_unchanged() {
+    if !py_consul_installed() {
+        return;
+    }
+    let c = Cluster::servers("pysess", 3, "");
+    let leader = c.leader(LIMIT);
+    let follower = c.agents.iter().find(|a| a.addr != leader).unwrap().addr.clone();
+    let (host, port) = follower.rsplit_once(':').unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pyconsul/session_client.py");
+    let out = std::process::Command::new("python3").args([script, host, port]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "py-consul run failed:\n{text}");
+    assert!(text.contains("all checks passed"), "{text}");
+}
+
 fn with_token(addr: &str, method: &str, path: &str, body: &[u8], header: &str) -> common::cluster::Reply {
     common::cluster::http_with(addr, method, path, body, Some(header), Duration::from_secs(10)).unwrap()
 }
