@@ -134,6 +134,8 @@ enum Command {
     Keyring(api_cli::keyring::KeyringArgs),
     /// Run a handler when a key or a key prefix changes (like `consul watch`).
     Watch(api_cli::watch::WatchArgs),
+    /// Run a command while holding a lock on a KV prefix (like `consul lock`).
+    Lock(api_cli::lock::LockArgs),
     /// Cluster operations (like `consul operator`).
     Operator {
         #[command(subcommand)]
@@ -192,5 +194,6 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Watch(a) => api_cli::watch::run(a),
+        Command::Lock(a) => api_cli::lock::run(a),
     }
 }

@@ -349,3 +349,97 @@ fn history_under_network_partitions_is_linearizable() {
     let li = c.index_of(&leader);
     work.finish(&c.agents[li].addr, &format!("{partitions} partitions"));
 }
+
+/// A `ballast lock` child process, killed when the test ends (its command dies with it).
+struct LockProc(std::process::Child);
+
+impl Drop for LockProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// `ballast lock` (Consul's `consul lock`) under a node failure: A holds the lock through
+/// one agent, B waits through another; A's agent is killed with SIGKILL. A must stop its
+/// command (it can no longer prove it holds the lock), the leader invalidates A's session
+/// (its node failed), and B may run only after the lock delay that follows: the holders'
+/// own log shows A's end before B's start, never both, and B's start at least the lock
+/// delay after the kill (a lower bound the protocol guarantees, not a speed).
+#[test]
+fn lock_holders_agent_killed_never_two_holders_and_the_lock_delay_holds() {
+    const DELAY_MS: u64 = 10_000;
+    let mut c = Cluster::servers("lockfault", 3, "");
+    let leader = c.leader(Duration::from_secs(30));
+    // Both through followers, so the kill costs no election.
+    let followers: Vec<usize> = (0..3).filter(|i| c.agents[*i].addr != leader).collect();
+    let (a, b) = (followers[0], followers[1]);
+    let log = c.root.join("holders.log");
+    let spawn = |who: &str, addr: &str| {
+        let cmd = format!(
+            "echo \"start {who} $(date +%s%3N)\" >> {l}; trap 'echo \"end {who} $(date +%s%3N)\" >> {l}; exit 0' TERM; \
+             while :; do sleep 0.1; done",
+            l = log.display()
+        );
+        let out = std::fs::File::create(c.root.join(format!("lock-{who}.log"))).unwrap();
+        LockProc(
+            std::process::Command::new(env!("CARGO_BIN_EXE_ballast"))
+                .args(["lock", "--lock-delay", &format!("{DELAY_MS}ms"), "--kill-timeout", "2s", "--http-addr", addr])
+                .args(["svc/leader", &cmd])
+                .stdout(out.try_clone().unwrap())
+                .stderr(out)
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+    let wait_for = |what: &str, limit: Duration| {
+        let t = Instant::now();
+        while !lines().contains(what) {
+            assert!(t.elapsed() < limit, "no {what:?} within {limit:?}; holders log:\n{}", lines());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let mut holder_a = spawn("A", &c.agents[a].addr.clone());
+    wait_for("start A", Duration::from_secs(30));
+    let _holder_b = spawn("B", &c.agents[b].addr.clone());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!lines().contains("start B"), "B started while A held the lock:\n{}", lines());
+
+    let killed = wall_ms();
+    c.agents[a].kill9();
+    wait_for("start B", Duration::from_secs(60));
+    // A's `ballast lock` noticed and exited after stopping its command.
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = holder_a.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "A's ballast lock is still running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "A's ballast lock: {status:?}");
+
+    let text = lines();
+    let at = |what: &str| -> u64 {
+        let line = text.lines().find(|l| l.starts_with(what)).unwrap_or_else(|| panic!("no {what:?} in:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let order: Vec<&str> = text.lines().map(|l| l.rsplit_once(' ').unwrap().0).collect();
+    assert_eq!(order, ["start A", "end A", "start B"], "holders log:\n{text}");
+    assert!(at("end A") <= at("start B"), "two holders at once:\n{text}");
+    assert!(
+        at("start B") >= killed + DELAY_MS,
+        "B started {} ms after the kill, inside the {DELAY_MS} ms lock delay:\n{text}",
+        at("start B") - killed
+    );
+    eprintln!(
+        "lock: A stopped {} ms after its agent was killed, B started {} ms after",
+        at("end A") - killed,
+        at("start B") - killed
+    );
+}

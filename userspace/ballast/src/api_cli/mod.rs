@@ -8,6 +8,7 @@ use clap::Args;
 pub mod keyring;
 pub mod kv;
 pub mod lb;
+pub mod lock;
 pub mod members;
 pub mod operator;
 pub mod watch;
@@ -25,8 +26,8 @@ pub struct ApiArgs {
 /// Only the flag names these commands know are rewritten, so a watch handler's own
 /// arguments (`curl -fsS ...`) pass through untouched.
 pub fn normalize_args(args: Vec<String>) -> Vec<String> {
-    const CONSUL_STYLE: [&str; 7] = ["agent", "kv", "operator", "members", "keyring", "watch", "keygen"];
-    const FLAGS: [&str; 23] = [
+    const CONSUL_STYLE: [&str; 8] = ["agent", "kv", "operator", "members", "keyring", "watch", "keygen", "lock"];
+    const FLAGS: [&str; 28] = [
         "config-file",
         "config-dir",
         "node",
@@ -50,20 +51,41 @@ pub fn normalize_args(args: Vec<String>) -> Vec<String> {
         "remove",
         "list",
         "help",
+        "name",
+        "ttl",
+        "lock-delay",
+        "timeout",
+        "kill-timeout",
     ];
+    // `lock PREFIX COMMAND...`: the command's own arguments start at the first positional.
+    const TAKES_VALUE: [&str; 7] = ["http-addr", "token", "name", "ttl", "lock-delay", "timeout", "kill-timeout"];
+    let is_lock = args.get(1).is_some_and(|c| c == "lock");
     if !args.get(1).is_some_and(|c| CONSUL_STYLE.contains(&c.as_str())) {
         return args;
     }
     let mut rest_verbatim = false;
+    let mut value_next = false;
     args.into_iter()
-        .map(|a| {
+        .enumerate()
+        .map(|(i, a)| {
             if rest_verbatim || a == "--" {
                 rest_verbatim = true;
                 return a;
             }
-            let name =
+            let name = a
+                .trim_start_matches('-')
+                .split('=')
+                .next()
+                .filter(|_| a.starts_with('-'))
+                .map(String::from);
+            if is_lock && i >= 2 && name.is_none() && !std::mem::take(&mut value_next) {
+                rest_verbatim = true; // the prefix: everything after it is the command's
+                return a;
+            }
+            value_next = is_lock && !a.contains('=') && name.as_deref().is_some_and(|n| TAKES_VALUE.contains(&n));
+            let single =
                 a.strip_prefix('-').filter(|n| !n.starts_with('-')).map(|n| n.split('=').next().unwrap_or(n));
-            if name.is_some_and(|n| FLAGS.contains(&n)) {
+            if single.is_some_and(|n| FLAGS.contains(&n)) {
                 format!("-{a}")
             } else {
                 a
@@ -102,6 +124,11 @@ mod tests {
             ["b", "watch", "--type", "key", "--key", "k", "curl", "-fsS", "-X", "POST"]
         );
         assert_eq!(n(&["b", "watch", "--", "-type"]), ["b", "watch", "--", "-type"]);
+        // consul lock's flags before the prefix; the command's own after it, untouched.
+        assert_eq!(
+            n(&["b", "lock", "-name", "x", "-ttl=20s", "svc", "tool", "-name", "-timeout", "1"]),
+            ["b", "lock", "--name", "x", "--ttl=20s", "svc", "tool", "-name", "-timeout", "1"]
+        );
         // Other commands keep clap's own syntax.
         assert_eq!(n(&["b", "proxy", "-f", "x"]), ["b", "proxy", "-f", "x"]);
         assert_eq!(n(&["b", "kv", "put", "k", "-1"]), ["b", "kv", "put", "k", "-1"]);
