@@ -3,6 +3,11 @@
 //! directory (and marked with their own address protocol where the kernel keeps one), so
 //! the operator's addresses are never touched and a restart finds what a previous run
 //! left.
+//!
+//! Every VIP address carries a lifetime (`valid_lft`) that ends with this device's lease
+//! (rounded up to the second) and is pushed forward as the lease is renewed: if the agent
+//! dies while the host keeps running, the kernel itself removes the VIPs about when the
+//! lease lapses, instead of answering for them forever beside their new owner.
 use std::{
     collections::BTreeSet,
     net::IpAddr,
@@ -11,7 +16,9 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use futures::TryStreamExt;
-use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage, AddressProtocol};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressProtocol, CacheInfo,
+};
 use rtnetlink::Handle;
 
 /// The address protocol ballast marks its VIPs with (`ip -d addr` shows it).
@@ -94,15 +101,21 @@ impl Addresses {
     }
 
     /// Adds `vip` as a host address (/32, /128; no duplicate address detection, so it
-    /// serves at once). One that is there already counts as added.
-    pub async fn add(&mut self, vip: IpAddr) -> Result<()> {
+    /// serves at once) that the kernel removes after `lifetime_s` seconds unless renewed.
+    /// One that is there already gets the new lifetime (this is also the renewal).
+    pub async fn add(&mut self, vip: IpAddr, lifetime_s: u32) -> Result<()> {
         let len = if vip.is_ipv4() { 32 } else { 128 };
-        self.held.insert(vip);
-        self.save()?;
-        let mut req = self.handle.address().add(self.index, vip, len);
+        if self.held.insert(vip) {
+            self.save()?;
+        }
+        let mut req = self.handle.address().add(self.index, vip, len).replace();
         let m = req.message_mut();
         m.header.flags |= AddressHeaderFlags::Nodad;
         m.attributes.push(AddressAttribute::Protocol(AddressProtocol::Other(PROTO_BALLAST)));
+        let mut life = CacheInfo::default();
+        life.ifa_preferred = lifetime_s;
+        life.ifa_valid = lifetime_s;
+        m.attributes.push(AddressAttribute::CacheInfo(life));
         match req.execute().await {
             Ok(()) => Ok(()),
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),

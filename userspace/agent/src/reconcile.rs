@@ -98,6 +98,9 @@ pub struct Reconciler {
     applied_l7: Option<Option<String>>,
     /// VIPs whose address this device holds.
     held: BTreeSet<IpAddr>,
+    /// When the kernel drops the held addresses unless their lifetime is renewed (pushed
+    /// forward with the lease: see `addresses`).
+    kernel_until: Option<Instant>,
     /// When this device first saw each (VIP, epoch) assigned to it.
     first_seen: HashMap<(IpAddr, u64), Instant>,
     /// When the lease of this agent's previous run ends (same boot, still ahead).
@@ -112,6 +115,13 @@ pub struct Reconciler {
     /// Health checks of the served VIPs' L4 backends, and those failing.
     checker: crate::health::Checker,
     down: watch::Receiver<BTreeSet<crate::desired::Check>>,
+}
+
+/// The kernel lifetime of a VIP address: what is left of the lease, in whole seconds
+/// rounded up (at least 1).
+fn lifetime_s(until: Option<Instant>, now: Instant) -> u32 {
+    let left = until.map(|u| u.saturating_duration_since(now)).unwrap_or_default();
+    (left.as_millis().div_ceil(1000) as u32).max(1)
 }
 
 /// How often the served VIPs' connection rates go to gossip (the load reports' period).
@@ -140,6 +150,7 @@ impl Reconciler {
             applied_l4: None,
             applied_l7: None,
             held: BTreeSet::new(),
+            kernel_until: None,
             first_seen: HashMap::new(),
             predecessor_until,
             announcing: HashMap::new(),
@@ -312,7 +323,7 @@ impl Reconciler {
                 return Ok(true);
             }
             let a = self.addresses.as_mut().expect("opened");
-            a.add(vip).await?;
+            a.add(vip, lifetime_s(until, Instant::now())).await?;
             let iface = a.iface.clone();
             self.held.insert(vip);
             let served = self.counted(vip, self.l4_stats().as_ref(), |v| v.packets);
@@ -340,7 +351,24 @@ impl Reconciler {
             });
         }
         self.configure(lb, &serve).await;
+        self.renew_lifetimes(until).await?;
         Ok(pending)
+    }
+
+    /// Pushes the held addresses' kernel lifetime forward to the lease's end, once it has
+    /// moved by a second or more (the kernel counts lifetimes in seconds).
+    async fn renew_lifetimes(&mut self, until: Option<Instant>) -> Result<()> {
+        let (Some(until), Some(a)) = (until, self.addresses.as_mut()) else { return Ok(()) };
+        if self.held.is_empty() || self.kernel_until.is_some_and(|k| until < k + Duration::from_secs(1)) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let secs = lifetime_s(Some(until), now);
+        for vip in self.held.clone() {
+            a.add(vip, secs).await?;
+        }
+        self.kernel_until = Some(now + Duration::from_secs(secs.into()));
+        Ok(())
     }
 
     /// The L4 maps and the L7 listeners for `vips`, changed only where they differ.

@@ -679,6 +679,48 @@ fn an_agent_restart_keeps_its_vips_and_cleans_stale_ones() {
     common::enter(&seed.ns("rt"), || http_get(SocketAddr::from((vip, 80)), Duration::from_secs(3))).unwrap();
 }
 
+/// The owner's agent dies (SIGKILL) while its host and links stay up: nothing of ballast
+/// runs there to withdraw the VIP, so the kernel does, when the address lifetime the agent
+/// kept renewing with its lease runs out; the other device takes the VIP and serves it.
+/// Before address lifetimes, the dead agent's host answered ARP for the VIP for ever.
+#[test]
+fn a_dead_agents_vips_leave_its_host_with_the_lease() {
+    if !need_root("a_dead_agents_vips_leave_its_host_with_the_lease") {
+        return;
+    }
+    let _serial = serial();
+    let mut seed = Seed::up("ak");
+    seed.ready();
+    let (vip, x) = l7_group(&seed);
+    let y = other(&x);
+    let (_, epoch) = seed.owner(vip).unwrap();
+    let shown = seed.exec(&x, "ip -4 addr show dev eth0");
+    let line = shown.lines().skip_while(|l| !l.contains(&format!("{vip}/32"))).nth(1).unwrap_or_default().to_string();
+    assert!(line.contains("valid_lft") && !line.contains("forever"), "{vip} on {x} has no lifetime: {shown}");
+
+    let watch = HolderWatch::start(&seed, vip);
+    let killed = capture::now_ms();
+    seed.agent(&x).kill9();
+    eventually("the kernel dropped the dead agent's VIP", LIMIT, || (!seed.holds(&x, vip)).then_some(()));
+    eventually("the VIP on the other device", LIMIT, || {
+        let (owner, e) = seed.owner(vip)?;
+        (owner == y && e == epoch + 1 && seed.holds(y, vip)).then_some(())
+    });
+    common::enter(&seed.ns("rt"), || http_get(SocketAddr::from((vip, 80)), Duration::from_secs(3))).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let samples = watch.finish();
+    let held = |s: &(u64, bool, bool), dev: &str| if dev == "lb1" { s.1 } else { s.2 };
+    let x_last = samples.iter().filter(|s| held(s, &x)).map(|s| s.0).max().unwrap();
+    let y_first = samples.iter().filter(|s| held(s, y)).map(|s| s.0).min().unwrap();
+    let both = samples.iter().filter(|s| s.1 && s.2).count();
+    println!(
+        "{x}'s agent killed: the kernel dropped {vip} +{} ms, {y} held it from +{} ms; both held it in {both} samples (10 ms apart)",
+        x_last - killed,
+        y_first - killed
+    );
+    assert!(!samples.last().is_some_and(|s| held(s, &x)), "{x} holds {vip} again");
+}
+
 /// An L4 group with a TCP check: a backend the owner cannot reach leaves its maps (new
 /// connections all reach the others, none fails), and comes back when it answers again.
 #[test]
