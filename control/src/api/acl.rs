@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{authorizer, forbidden, forward_to_leader, json, propose, read_body, ApiError, Body};
 use crate::{
     plane::ControlPlane,
-    state::acl::{parse_rules, AclResult, AclWrite, Policy, Token},
+    state::acl::{parse_rules, AclResult, AclWrite, Policy, Role, Token},
     state::{Command, Outcome},
 };
 
@@ -48,10 +48,43 @@ fn token_json(plane: &ControlPlane, t: &Token) -> serde_json::Value {
             .map(|(id, name)| serde_json::json!({ "ID": id, "Name": name.unwrap_or_default() }))
             .collect()
     };
+    let roles: Vec<serde_json::Value> = plane
+        .store
+        .as_ref()
+        .map(|s| s.read(|a| t.roles.iter().map(|id| link_json(id, a.state.acl.roles.get(id).map(|r| r.name.as_str()))).collect()))
+        .unwrap_or_default();
     serde_json::json!({
         "AccessorID": t.accessor_id, "SecretID": t.secret_id, "Description": t.description,
-        "Policies": policies, "Local": false, "CreateIndex": t.create_index, "ModifyIndex": t.create_index,
+        "Policies": policies, "Roles": roles, "Local": false, "CreateIndex": t.create_index,
+        "ModifyIndex": t.create_index,
     })
+}
+
+fn link_json(id: &str, name: Option<&str>) -> serde_json::Value {
+    serde_json::json!({ "ID": id, "Name": name.unwrap_or_default() })
+}
+
+fn role_json(store: &crate::raft::state_machine::StoreView, r: &Role) -> serde_json::Value {
+    let policies: Vec<serde_json::Value> = store.read(|a| {
+        r.policies.iter().map(|id| link_json(id, a.state.acl.policies.get(id).map(|p| p.name.as_str()))).collect()
+    });
+    serde_json::json!({
+        "ID": r.id, "Name": r.name, "Description": r.description, "Policies": policies,
+        "CreateIndex": r.create_index, "ModifyIndex": r.modify_index,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RoleBody {
+    #[serde(rename = "ID", default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    policies: Vec<PolicyLink>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +119,24 @@ struct TokenBody {
     description: String,
     #[serde(default)]
     policies: Vec<PolicyLink>,
+    #[serde(default)]
+    roles: Vec<PolicyLink>,
+}
+
+/// Role links (by ID or by Name) as role ids.
+fn role_ids(store: &crate::raft::state_machine::StoreView, links: &[PolicyLink]) -> Result<Vec<String>, ApiError> {
+    let mut ids = Vec::new();
+    for l in links {
+        let id = match (&l.id, &l.name) {
+            (Some(id), _) => id.clone(),
+            (None, Some(name)) => store
+                .read(|a| a.state.acl.roles.values().find(|r| r.name == *name).map(|r| r.id.clone()))
+                .ok_or_else(|| ApiError::bad(format!("cannot find role {name:?}")))?,
+            (None, None) => return Err(ApiError::bad("a role link needs an ID or a Name")),
+        };
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 /// Policy links (by ID or by Name) as policy ids.
@@ -164,6 +215,7 @@ pub async fn route(
                 policies: Vec::new(),
                 management: true,
                 create_index: 0,
+                roles: Vec::new(),
             };
             let secret = token.secret_id.clone();
             if let Some(r) = apply(plane, &parts, &body, AclWrite::Bootstrap { token })
@@ -201,6 +253,77 @@ pub async fn route(
                 .read(|a| a.state.acl.policies.get(&id).cloned())
                 .ok_or_else(|| ApiError::internal("policy lost"))?;
             Ok(json(StatusCode::OK, &policy_json(&p)))
+        }
+        // Roles: create (PUT role), update (PUT role/ID), read by ID or name, delete, list.
+        (&Method::PUT, ["role"]) | (&Method::PUT, ["role", _]) => {
+            if !authz.acl_write() {
+                return Err(forbidden());
+            }
+            let b: RoleBody = parse(&body)?;
+            let id = match segs.get(1).map(|s| s.to_string()).or(b.id) {
+                Some(i) => {
+                    if segs.len() == 2 && store.read(|a| !a.state.acl.roles.contains_key(&i)) {
+                        return Err(ApiError(StatusCode::NOT_FOUND, format!("Cannot find role {i:?}")));
+                    }
+                    i
+                }
+                None => uuid()?,
+            };
+            let r = Role {
+                id: id.clone(),
+                name: b.name,
+                description: b.description,
+                policies: policy_ids(store, &b.policies)?,
+                create_index: 0,
+                modify_index: 0,
+            };
+            if let Some(resp) = apply(plane, &parts, &body, AclWrite::SetRole(r)).await? {
+                return Ok(resp);
+            }
+            let r = store.read(|a| a.state.acl.roles.get(&id).cloned()).ok_or_else(|| ApiError::internal("role lost"))?;
+            Ok(json(StatusCode::OK, &role_json(store, &r)))
+        }
+        (&Method::GET, ["role", "name", name]) => {
+            if !authz.acl_read() {
+                return Err(forbidden());
+            }
+            match store.read(|a| a.state.acl.roles.values().find(|r| r.name == *name).cloned()) {
+                Some(r) => Ok(json(StatusCode::OK, &role_json(store, &r))),
+                None => Err(ApiError(StatusCode::NOT_FOUND, "ACL not found".into())),
+            }
+        }
+        (&Method::GET, ["role", id]) => {
+            if !authz.acl_read() {
+                return Err(forbidden());
+            }
+            match store.read(|a| a.state.acl.roles.get(*id).cloned()) {
+                Some(r) => Ok(json(StatusCode::OK, &role_json(store, &r))),
+                None => Err(ApiError(StatusCode::NOT_FOUND, "ACL not found".into())),
+            }
+        }
+        (&Method::DELETE, ["role", id]) => {
+            if !authz.acl_write() {
+                return Err(forbidden());
+            }
+            if let Some(r) = apply(plane, &parts, &body, AclWrite::DeleteRole { id: id.to_string() }).await? {
+                return Ok(r);
+            }
+            Ok(json(StatusCode::OK, &true))
+        }
+        (&Method::GET, ["roles"]) => {
+            if !authz.acl_read() {
+                return Err(forbidden());
+            }
+            // ?policy=ID: the roles that link that policy.
+            let want = super::query::parse_query(parts.uri.query().unwrap_or(""))
+                .unwrap_or_default()
+                .into_iter()
+                .find(|(k, _)| k == "policy")
+                .and_then(|(_, v)| v);
+            let all: Vec<Role> = store.read(|a| {
+                a.state.acl.roles.values().filter(|r| want.as_ref().is_none_or(|p| r.policies.contains(p))).cloned().collect()
+            });
+            Ok(json(StatusCode::OK, &all.iter().map(|r| role_json(store, r)).collect::<Vec<_>>()))
         }
         (&Method::GET, ["policy", "name", name]) => {
             if !authz.acl_read() {
@@ -258,6 +381,7 @@ pub async fn route(
                 policies: ids,
                 management: false,
                 create_index: 0,
+                roles: role_ids(store, &b.roles)?,
             };
             put_token(plane, &parts, &body, t).await
         }
@@ -277,7 +401,12 @@ pub async fn route(
             if b.secret_id.as_deref().is_some_and(|s| s != old.secret_id) {
                 return Err(ApiError::bad("Changing a token's SecretID is not allowed"));
             }
-            let t = Token { description: b.description, policies: policy_ids(store, &b.policies)?, ..old };
+            let t = Token {
+                description: b.description,
+                policies: policy_ids(store, &b.policies)?,
+                roles: role_ids(store, &b.roles)?,
+                ..old
+            };
             put_token(plane, &parts, &body, t).await
         }
         // Clone: a new accessor and secret with the same policies; the description is the
@@ -310,6 +439,7 @@ pub async fn route(
                     policies: Vec::new(),
                     management: true,
                     create_index: 0,
+                    roles: Vec::new(),
                 };
                 return Ok(json(StatusCode::OK, &token_json(plane, &t)));
             }

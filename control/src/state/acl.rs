@@ -224,6 +224,21 @@ pub struct Token {
     pub policies: Vec<String>,
     pub management: bool,
     pub create_index: u64,
+    /// Role ids: the token holds their policies too.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// A named set of policies tokens link to (Consul's ACL role).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// Policy ids.
+    pub policies: Vec<String>,
+    pub create_index: u64,
+    pub modify_index: u64,
 }
 
 /// A replicated ACL change.
@@ -241,6 +256,11 @@ pub enum AclWrite {
     DeleteToken {
         accessor_id: String,
     },
+    /// Last, so that logs written before roles decode the same.
+    SetRole(Role),
+    DeleteRole {
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,6 +269,8 @@ pub struct AclState {
     pub policies: BTreeMap<String, Policy>,
     /// By secret id.
     pub tokens: BTreeMap<String, Token>,
+    #[serde(default)]
+    pub roles: BTreeMap<String, Role>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,6 +309,9 @@ impl AclState {
                 if let Some(missing) = t.policies.iter().find(|p| !self.policies.contains_key(*p)) {
                     return AclResult::Refused(format!("cannot find policy {missing}"));
                 }
+                if let Some(missing) = t.roles.iter().find(|r| !self.roles.contains_key(*r)) {
+                    return AclResult::Refused(format!("cannot find role {missing}"));
+                }
                 if self.tokens.values().any(|o| o.accessor_id == t.accessor_id && o.secret_id != t.secret_id)
                 {
                     return AclResult::Refused("accessor id already in use".into());
@@ -297,6 +322,24 @@ impl AclState {
             }
             AclWrite::DeleteToken { accessor_id } => {
                 self.tokens.retain(|_, t| t.accessor_id != *accessor_id);
+            }
+            AclWrite::SetRole(r) => {
+                if r.name.is_empty() {
+                    return AclResult::Refused("Invalid Role: no Name is set".into());
+                }
+                if self.roles.values().any(|o| o.name == r.name && o.id != r.id) {
+                    return AclResult::Refused(format!("Invalid Role: A Role with Name {:?} already exists", r.name));
+                }
+                if let Some(missing) = r.policies.iter().find(|p| !self.policies.contains_key(*p)) {
+                    return AclResult::Refused(format!("cannot find policy {missing}"));
+                }
+                let mut r = r.clone();
+                r.create_index = self.roles.get(&r.id).map(|o| o.create_index).unwrap_or(index);
+                r.modify_index = index;
+                self.roles.insert(r.id.clone(), r);
+            }
+            AclWrite::DeleteRole { id } => {
+                self.roles.remove(id);
             }
         }
         AclResult::Ok
@@ -312,9 +355,16 @@ impl AclState {
         if token.is_some_and(|t| t.management) {
             return Authorizer { management: true, rules: Vec::new(), default_allow };
         }
+        // The token's own policies and its roles' (a deleted role or policy counts for nothing).
         let rules = token
             .map(|t| {
-                t.policies.iter().filter_map(|p| self.policies.get(p)).map(|p| p.parsed.clone()).collect()
+                let from_roles = t.roles.iter().filter_map(|r| self.roles.get(r)).flat_map(|r| r.policies.iter());
+                t.policies
+                    .iter()
+                    .chain(from_roles)
+                    .filter_map(|p| self.policies.get(p))
+                    .map(|p| p.parsed.clone())
+                    .collect()
             })
             .unwrap_or_default();
         Authorizer { management: false, rules, default_allow }
@@ -523,6 +573,7 @@ mod tests {
             policies: pols,
             management: false,
             create_index: 0,
+            roles: Vec::new(),
         };
         assert_eq!(s.apply(1, &AclWrite::Bootstrap { token: t("root", vec![]) }), AclResult::Ok);
         assert!(matches!(
@@ -564,5 +615,25 @@ mod tests {
         let json = r#"{"account": {"acco01": {"policy": "read"}}, "operator": "write"}"#;
         let a = auth(json, false);
         assert!(a.account_read("acco01") && !a.account_write("acco01") && a.operator_write());
+    }
+
+    #[test]
+    fn a_token_holds_its_roles_policies() {
+        let mut s = AclState::default();
+        let rules = r#"key_prefix "app/" { policy = "write" }"#;
+        let p = Policy { id: "p1".into(), name: "app".into(), description: String::new(), rules: rules.into(), parsed: parse_rules(rules).unwrap() };
+        assert_eq!(s.apply(1, &AclWrite::SetPolicy(p)), AclResult::Ok);
+        let role = |policies: Vec<String>| Role { id: "r1".into(), name: "writers".into(), description: String::new(), policies, create_index: 0, modify_index: 0 };
+        assert!(matches!(s.apply(2, &AclWrite::SetRole(role(vec!["nope".into()]))), AclResult::Refused(_)));
+        assert_eq!(s.apply(3, &AclWrite::SetRole(role(vec!["p1".into()]))), AclResult::Ok);
+        let t = Token { accessor_id: "a".into(), secret_id: "s".into(), description: String::new(), policies: vec![], management: false, create_index: 0, roles: vec!["r1".into()] };
+        assert_eq!(s.apply(4, &AclWrite::SetToken(t)), AclResult::Ok);
+        assert!(s.authorizer(Some("s"), false).key_write("app/x"));
+        assert!(!s.authorizer(Some("s"), false).key_write("db/x"));
+        assert_eq!(s.apply(5, &AclWrite::DeleteRole { id: "r1".into() }), AclResult::Ok);
+        assert!(!s.authorizer(Some("s"), false).key_write("app/x"), "a deleted role gives nothing");
+        let again = Role { id: "r2".into(), ..role(vec![]) };
+        assert_eq!(s.apply(6, &AclWrite::SetRole(again.clone())), AclResult::Ok);
+        assert!(matches!(s.apply(7, &AclWrite::SetRole(Role { id: "r3".into(), ..again })), AclResult::Refused(_)), "names are unique");
     }
 }

@@ -1,4 +1,4 @@
-"""py-consul's ACL and transaction calls, unchanged, against a ballast cluster with ACLs on
+"""py-consul's ACL (policies, tokens, roles) and transaction calls, unchanged, against a ballast cluster with ACLs on
 (default deny) and a management token.
 
 usage: acl_client.py HOST PORT MANAGEMENT_TOKEN
@@ -129,6 +129,28 @@ for method in ("GET", "PUT", "POST", "DELETE"):
         raise AssertionError(f"{method} of an unknown endpoint succeeded")
     except urllib.error.HTTPError as e:
         assert e.code == 404, (method, e.code)
+
+# Roles: a named set of policies; a token linked to a role has its policies.
+role = c.acl.role.create("app-role", description="app writers", policies_name=["app-rw"])
+rid = role["ID"]
+assert [x["Name"] for x in role["Policies"]] == ["app-rw"], role
+assert c.acl.role.read(rid)["Name"] == "app-role"
+assert c.acl.role.read_by_name("app-role")["ID"] == rid
+assert rid in [r["ID"] for r in c.acl.role.list()]
+rt = c.acl.token.create(description="via role", roles_name=["app-role"])
+assert [x["Name"] for x in rt["Roles"]] == ["app-role"] and not rt["Policies"], rt
+via_role = consul.Consul(host=host, port=port, token=rt["SecretID"])
+assert via_role.kv.put("app/via-role", "1") is True
+# The role loses its policy: the token loses the right.
+role = c.acl.role.update(rid, "app-role", description="none")
+assert not role["Policies"], role
+try:
+    via_role.kv.put("app/via-role", "2")
+    raise AssertionError("a token kept a right its role lost")
+except consul.ACLPermissionDenied:
+    pass
+assert c.acl.role.delete(rid) is True
+assert c.acl.role.read(rid) is None
 
 assert c.acl.policy.delete(pid) is True
 print("all checks passed")
