@@ -44,7 +44,7 @@ fn fetch(port: u16, path: &str, args: &[&str], h2: bool) -> Seen {
         let k = k.to_ascii_lowercase();
         match k.as_str() {
             "location" => location = Some(v.trim().to_string()),
-            "x-frame-options" | "x-internal" | "x-tag" | "content-type" => {
+            "x-frame-options" | "x-internal" | "x-tag" | "content-type" | "cache-control" | "set-cookie" => {
                 headers.push(format!("{k}: {}", v.trim()))
             }
             _ => {}

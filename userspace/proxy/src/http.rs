@@ -105,6 +105,10 @@ pub(super) fn rule_answer(v: Verdict) -> Response<Body> {
             if let Ok(l) = HeaderValue::from_str(&location) {
                 r.headers_mut().insert(header::LOCATION, l);
             }
+            // As HAProxy's redirects: a temporary one must not be cached (301 and 308 may).
+            if matches!(s, 302 | 303 | 307) {
+                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            }
             r
         }
         Verdict::Continue | Verdict::Allowed => error_page(StatusCode::INTERNAL_SERVER_ERROR),
