@@ -199,3 +199,22 @@ fn nocache_cookie_as_haproxy() {
     ];
     side_by_side(&config, probes);
 }
+
+/// `option forwardfor` in a frontend: the header goes to every backend it routes to, named
+/// as the backend's own `option forwardfor` says when it has one (one header, not two),
+/// and appended after a client's own.
+#[test]
+fn forwardfor_in_a_frontend_as_haproxy() {
+    if !have_haproxy() {
+        return;
+    }
+    let config = format!(
+        "{HEAD}frontend fe\n    bind 127.0.0.1:{{port}}\n    option forwardfor header X-Client\n\
+         use_backend own if {{ path_beg /own }}\n    default_backend plain\n\
+         backend plain\n    server s1 {{echo}}\n\
+         backend own\n    option forwardfor header X-Real\n    server s1 {{echo}}\n"
+    );
+    let probes: &[(&str, &[&str])] =
+        &[("/", &[]), ("/own", &[]), ("/", &["-H", "X-Client: 192.0.2.9"]), ("/own", &["-H", "X-Client: 192.0.2.9"])];
+    side_by_side(&config, probes);
+}

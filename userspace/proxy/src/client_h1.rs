@@ -502,7 +502,9 @@ impl Exchange<'_> {
                 put_field(&mut up, b"host", a.as_bytes());
             }
         }
-        if let Some(name) = &s.forwardfor {
+        // HAProxy adds it when the frontend or the backend asks, named as the backend says
+        // if it asks, else as the frontend says.
+        if let Some(name) = s.forwardfor.as_ref().or(self.fe.cfg.settings.forwardfor.as_ref()) {
             put_field(&mut up, name.as_bytes(), self.peer.ip().to_string().as_bytes());
         }
         if let Some(u) = &self.h.upgrade {

@@ -221,7 +221,7 @@ async fn route(
     }
     let session = be.counters.session();
     let client_timeout = ClientTimeouts::of(&fe.cfg.settings.timeouts).client;
-    let mut r = forward(&be, peer, local, req, client_timeout, &mut out).await;
+    let mut r = forward(&be, fe.cfg.settings.forwardfor.as_deref(), peer, local, req, client_timeout, &mut out).await;
     drop(session);
     // On the server's answer only: HAProxy's own error pages skip http-response rules.
     if out.termination == Termination::NORMAL {
@@ -383,8 +383,10 @@ pub(super) struct Retry {
     pub redispatched: bool,
 }
 
+/// `fe_forwardfor`: the frontend's `option forwardfor` header, used when the backend has none.
 async fn forward(
     be: &Arc<BackendRt>,
+    fe_forwardfor: Option<&str>,
     peer: SocketAddr,
     local: SocketAddr,
     req: Request<RecvBody>,
@@ -435,7 +437,7 @@ async fn forward(
             }
         }
     }
-    if let Some(name) = &s.forwardfor {
+    if let Some(name) = s.forwardfor.as_deref().or(fe_forwardfor) {
         if let (Ok(n), Ok(v)) =
             (header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&peer.ip().to_string()))
         {
