@@ -50,7 +50,10 @@ pub fn run(files: &[PathBuf], threads: Option<usize>) -> Result<()> {
     let config = load(files)?;
     // Traffic runs on the proxy's worker threads; this runtime does checks, reloads and
     // the runtime API.
-    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // --threads, else the config's `nbthread`, else one per CPU (HAProxy's default too).
+    let threads = threads
+        .or(config.global.nbthread.map(|n| n.max(1) as usize))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let files = files.to_vec();
     lifecycle::runtime(1)?.block_on(async move {
         let mut signals = Signals::install()?;

@@ -530,3 +530,39 @@ fn proxy_protocol_v1_v2_both_ways_and_with_haproxy() {
     // HAProxy appends its own view of the client after ours: the first address is the real one.
     assert!(body.contains("xff=127.0.0.2"), "ballast -> HAProxy: {body}");
 }
+
+/// `global maxconn` limits the whole process (and is every frontend's default limit):
+/// with 1, a second client is not served while a first keeps its connection open, and is
+/// served once it closes. `nbthread` sets the worker threads. `show info` reports both.
+#[test]
+fn global_maxconn_and_nbthread_are_honoured() {
+    let b = http_backend::start("s1");
+    let port = free_port();
+    let sock = std::env::temp_dir().join(format!("ballast-gmax-{}-{port}.sock", std::process::id()));
+    let cfg = format!(
+        "global\n    maxconn 1\n    nbthread 3\n    stats socket {}\n{HEAD}listen web\n    bind 127.0.0.1:{port}\n    server s1 {}\n",
+        sock.display(),
+        b.addr
+    );
+    let _p = start_proxy(&cfg);
+    eventually("the runtime socket", Duration::from_secs(10), || sock.exists().then_some(()));
+    let info = api(&sock, "show info");
+    assert!(info.contains("Nbthread: 3\n") && info.contains("Maxconn: 1\n"), "{info}");
+
+    // The first client is served and keeps its connection (keep-alive): it holds the slot.
+    let mut first = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(ask(&mut first).0.contains("200"));
+    let mut second = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    second.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    second.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut byte = [0u8; 1];
+    match second.read(&mut byte) {
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+        other => panic!("the second client was answered while the first held the only slot: {other:?}"),
+    }
+    drop(first);
+    second.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (status, body) = read_response(&mut second);
+    assert!(status.contains("200") && who(&body) == "s1", "{status} {body}");
+    let _ = std::fs::remove_file(&sock);
+}

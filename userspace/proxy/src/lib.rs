@@ -73,9 +73,17 @@ pub struct Proxy {
     /// Serialises reloads.
     reload_lock: tokio::sync::Mutex<()>,
     workers: Arc<workers::Workers>,
+    /// `global maxconn`, for every listener (as of the start: a reload keeps it).
+    global_limit: Option<Arc<Semaphore>>,
+    global_maxconn: Option<usize>,
 }
 
 impl Proxy {
+    /// `global maxconn` as started (None: no process-wide limit).
+    pub fn global_maxconn(&self) -> Option<usize> {
+        self.global_maxconn
+    }
+
     pub fn current(&self) -> Arc<Shared> {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -89,6 +97,8 @@ impl Proxy {
             checks: Mutex::new(Vec::new()),
             reload_lock: tokio::sync::Mutex::new(()),
             workers: workers::Workers::start(threads).map_err(ProxyError::Workers)?,
+            global_limit: config.global.maxconn.map(|m| Arc::new(Semaphore::new(m.max(1) as usize))),
+            global_maxconn: config.global.maxconn.map(|m| m.max(1) as usize),
         });
         let acceptors = tls_acceptors(&shared)?;
         let bound = bind_new(&proxy.workers, &shared, &HashMap::new())?;
@@ -165,6 +175,7 @@ impl Proxy {
                         frontend.clone(),
                         tls.clone(),
                         limit.clone(),
+                        self.global_limit.clone(),
                         l,
                         self.workers.clone(),
                     ))
@@ -262,7 +273,7 @@ fn bind_new(
 /// The frontend's maxconn, from the config at bind time.
 fn frontend_maxconn(shared: &Shared, frontend: &RwLock<String>) -> u32 {
     let name = frontend.read().unwrap_or_else(|p| p.into_inner()).clone();
-    shared.frontend(&name).map(|f| f.cfg.settings.maxconn).unwrap_or(2000)
+    shared.frontend(&name).map(|f| f.maxconn).unwrap_or(state::DEFAULT_FRONTEND_MAXCONN)
 }
 
 async fn accept_loop(
@@ -270,6 +281,7 @@ async fn accept_loop(
     frontend: Arc<RwLock<String>>,
     tls: Acceptor,
     limit: Arc<Semaphore>,
+    global_limit: Option<Arc<Semaphore>>,
     listener: std::net::TcpListener,
     workers: Arc<workers::Workers>,
 ) {
@@ -283,9 +295,19 @@ async fn accept_loop(
     let Ok(bound_addr) = listener.local_addr() else { return };
     let me = workers::current();
     loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else { return };
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
+        // Nothing is accepted while the frontend, or the whole process, is at its maxconn:
+        // the connection waits in the kernel's backlog, as with HAProxy.
+        let slots = || async {
+            let frontend = limit.clone().acquire_owned().await.ok()?;
+            let global = match &global_limit {
+                Some(g) => Some(g.clone().acquire_owned().await.ok()?),
+                None => None,
+            };
+            Some(Slots { _frontend: frontend, _global: global })
+        };
+        let (stream, peer, permit) = match listener.accept_with(slots).await {
+            Ok(Some(x)) => x,
+            Ok(None) => return,
             Err(e) => {
                 log::warn!("accept: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -373,7 +395,7 @@ impl Client {
         self,
         mut stream: deferred::Deferred,
         early: bytes::BytesMut,
-        permit: OwnedSemaphorePermit,
+        permit: Slots,
         load: workers::Load,
     ) {
         let Client { current, shared, fe, acceptor, accept_proxy, timeouts, mut peer, local, workers } = self;
@@ -454,9 +476,15 @@ struct Moving {
     frontend: String,
     conn: conn::ClientConn,
     workers: Arc<workers::Workers>,
-    /// The frontend's maxconn slot, held until the connection ends.
-    _permit: OwnedSemaphorePermit,
+    /// The frontend's and the process's maxconn slots, held until the connection ends.
+    _permit: Slots,
     load: workers::Load,
+}
+
+/// A connection's `maxconn` slots: its frontend's, and the process's (`global maxconn`).
+struct Slots {
+    _frontend: OwnedSemaphorePermit,
+    _global: Option<OwnedSemaphorePermit>,
 }
 
 impl Moving {

@@ -82,10 +82,11 @@ where
         Command::ShowInfo => {
             let loads = proxy.workers.loads();
             format!(
-                "Name: ballast\nVersion: {}\nUptime_sec: {}\nNbthread: {}\nCurrConns: {}\nThreadConns: {}\n",
+                "Name: ballast\nVersion: {}\nUptime_sec: {}\nNbthread: {}\nMaxconn: {}\nCurrConns: {}\nThreadConns: {}\n",
                 env!("CARGO_PKG_VERSION"),
                 shared.started.elapsed().as_secs(),
                 loads.len(),
+                proxy.global_maxconn().unwrap_or(0),
                 shared.frontends.iter().map(|f| f.counters.scur.load(Relaxed)).sum::<u32>(),
                 loads.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
             )

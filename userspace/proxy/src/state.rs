@@ -275,7 +275,13 @@ impl BackendRt {
 pub struct FrontendRt {
     pub cfg: ProxySection,
     pub counters: Counters,
+    /// Its concurrent connections: its own `maxconn`, else the global one, else 2000.
+    pub maxconn: u32,
 }
+
+/// The frontend limit when neither the frontend, its defaults nor `global` set one (HAProxy
+/// derives it from the file-descriptor limit; ballast keeps HAProxy 1.x's default).
+pub const DEFAULT_FRONTEND_MAXCONN: u32 = 2000;
 
 pub struct Shared {
     pub frontends: Vec<Arc<FrontendRt>>,
@@ -337,7 +343,8 @@ pub fn build(config: &ballast_l7::haproxy::L7Config) -> Arc<Shared> {
     let mut frontends = Vec::new();
     for p in &config.proxies {
         if p.kind.has_frontend() {
-            frontends.push(Arc::new(FrontendRt { cfg: p.clone(), counters: Counters::default() }));
+            let maxconn = p.settings.maxconn.or(config.global.maxconn).unwrap_or(DEFAULT_FRONTEND_MAXCONN);
+            frontends.push(Arc::new(FrontendRt { cfg: p.clone(), counters: Counters::default(), maxconn }));
         }
         if p.kind.has_backend() {
             let servers = p

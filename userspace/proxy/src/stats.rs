@@ -90,7 +90,7 @@ pub fn csv(shared: &Shared) -> String {
             r.set(&idx, "pxname", name);
             r.set(&idx, "svname", "FRONTEND");
             counters(&mut r, &idx, &fe.counters);
-            r.set(&idx, "slim", fe.cfg.settings.maxconn);
+            r.set(&idx, "slim", fe.maxconn);
             r.set(&idx, "status", "OPEN");
             r.set(&idx, "pid", 1);
             r.set(&idx, "iid", iid);

@@ -216,13 +216,22 @@ impl Accept {
         self.0.get_ref().local_addr()
     }
 
-    pub async fn accept(&self) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
+    /// Accepts the next connection once `slots` grants it its slots (None: stop). The
+    /// slots are taken only when a connection is waiting on this socket: with a socket per
+    /// worker, a worker idle in accept must not hold a slot another worker's client needs.
+    pub async fn accept_with<T, F, Fut>(&self, mut slots: F) -> std::io::Result<Option<(std::net::TcpStream, SocketAddr, T)>>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
         loop {
             let mut ready = self.0.readable().await?;
+            let Some(held) = slots().await else { return Ok(None) };
             if let Ok(r) = ready.try_io(|l| l.get_ref().accept()) {
                 // mio's socket is a plain nonblocking fd, registered nowhere.
-                return r.map(|(s, peer)| (std::net::TcpStream::from(std::os::fd::OwnedFd::from(s)), peer));
+                return r.map(|(s, peer)| Some((std::net::TcpStream::from(std::os::fd::OwnedFd::from(s)), peer, held)));
             }
+            // The waiting connection went away meanwhile: its slots go back.
         }
     }
 }

@@ -350,7 +350,9 @@ pub struct ProxySettings {
     /// `option http-ignore-probes`: a connection that sends nothing (a browser's
     /// pre-connect) closes silently: no 408, no log, no request error.
     pub ignore_probes: bool,
-    pub maxconn: u32,
+    /// A frontend's concurrent connections; None: the global `maxconn` (HAProxy's
+    /// `proxy_adjust_all_maxconn`), else 2000.
+    pub maxconn: Option<u32>,
     pub httpchk: Option<HttpCheck>,
     pub cookie: Option<CookieCfg>,
     pub log_global: bool,
@@ -406,8 +408,7 @@ impl Default for ProxySettings {
             tcplog: false,
             dontlognull: false,
             ignore_probes: false,
-            // HAProxy's per-proxy default when neither the proxy nor defaults set it.
-            maxconn: 2000,
+            maxconn: None,
             httpchk: None,
             cookie: None,
             log_global: false,
@@ -442,6 +443,7 @@ pub struct ProxySection {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Global {
+    /// Concurrent connections of the whole process, and every frontend's default.
     pub maxconn: Option<u32>,
     pub user: Option<String>,
     pub group: Option<String>,

@@ -40,7 +40,7 @@ fn seed_004_single_lb_config_loads_with_legacy_timeouts_mapped() {
     let s = &px.settings;
     assert_eq!(
         (s.mode, s.retries, s.redispatch, s.httplog, s.dontlognull, s.maxconn),
-        (Mode::Http, 3, true, true, true, 2000)
+        (Mode::Http, 3, true, true, true, Some(2000))
     );
     assert!(!s.ignore_probes);
     assert_eq!(s.timeouts.connect, Some(Duration::from_millis(5000)));

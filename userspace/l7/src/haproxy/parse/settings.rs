@@ -81,7 +81,7 @@ pub(super) fn settings_kw(p: &mut Parser, s: &mut ProxySettings, w: &[String], i
                 p.alert(format!("'http-reuse' expects never, safe, aggressive or always, got {other:?}"))
             }
         },
-        "maxconn" => s.maxconn = num(p, w, 1, "maxconn").unwrap_or(s.maxconn),
+        "maxconn" => s.maxconn = num(p, w, 1, "maxconn").or(s.maxconn),
         "log" => {
             if w.get(1).map(String::as_str) == Some("global") {
                 s.log_global = true;
