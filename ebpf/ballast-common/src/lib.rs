@@ -176,9 +176,19 @@ pub enum Counter {
     /// connection table: dropped, since ICMP never opens a flow (a forged one would pin a
     /// future flow's backend without its NAT reply entry).
     DropIcmpNoFlow,
+    /// A tunnel packet too big once encapsulated, answered with ICMP "fragmentation
+    /// needed" / ICMPv6 "packet too big" (the MTU the tunnel leaves) back to the client.
+    IcmpTooBigSent,
+    /// The next hop has no route (blackhole, unreachable, prohibit, none at all).
+    DropNoRoute,
+    /// Forwarding is off on the interface the packet would leave by.
+    DropForwardingOff,
+    /// A redirect the kernel failed to deliver (`xdp:xdp_redirect_err` and
+    /// `xdp:xdp_devmap_xmit` drops): e.g. a target that cannot take XDP frames.
+    DropRedirectFailed,
 }
 
-pub const COUNTER_COUNT: u32 = Counter::DropIcmpNoFlow as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::DropRedirectFailed as u32 + 1;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -201,6 +211,10 @@ impl Counter {
         Counter::DropInternal,
         Counter::Decapsulated,
         Counter::DropIcmpNoFlow,
+        Counter::IcmpTooBigSent,
+        Counter::DropNoRoute,
+        Counter::DropForwardingOff,
+        Counter::DropRedirectFailed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -224,6 +238,10 @@ impl Counter {
             Counter::DropInternal => "drop_internal",
             Counter::Decapsulated => "decapsulated",
             Counter::DropIcmpNoFlow => "drop_icmp_no_flow",
+            Counter::IcmpTooBigSent => "icmp_too_big_sent",
+            Counter::DropNoRoute => "drop_no_route",
+            Counter::DropForwardingOff => "drop_forwarding_off",
+            Counter::DropRedirectFailed => "drop_redirect_failed",
         }
     }
 }

@@ -10,8 +10,13 @@ mod hash;
 mod lb;
 mod maps;
 mod parse;
+mod redirect_watch;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{tracepoint, xdp},
+    programs::{TracePointContext, XdpContext},
+};
 
 #[xdp]
 pub fn ballast_lb(ctx: XdpContext) -> u32 {
@@ -28,6 +33,20 @@ pub fn ballast_decap(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn ballast_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// On `xdp:xdp_redirect_err`: a redirect of ours the kernel refused at once.
+#[tracepoint]
+pub fn ballast_redirect_err(ctx: TracePointContext) -> u32 {
+    redirect_watch::redirect_err(&ctx);
+    0
+}
+
+/// On `xdp:xdp_devmap_xmit`: frames a redirect target's driver dropped.
+#[tracepoint]
+pub fn ballast_devmap_xmit(ctx: TracePointContext) -> u32 {
+    redirect_watch::devmap_xmit(&ctx);
+    0
 }
 
 #[cfg(not(test))]

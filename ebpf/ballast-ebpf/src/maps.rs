@@ -48,10 +48,23 @@ pub static GLOBAL: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUN
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
+/// The `ballast_lb` program's id, and the interfaces it is attached to: which failed
+/// redirects are ours (`redirect_watch`).
+#[map]
+pub static WATCH_PROG: Array<u32> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static WATCH_IFINDEX: HashMap<u32, u8> = HashMap::with_max_entries(64, 0);
+
 #[inline(always)]
 pub fn count(c: Counter) {
+    count_n(c, 1);
+}
+
+#[inline(always)]
+pub fn count_n(c: Counter, n: u64) {
     if let Some(p) = GLOBAL.get_ptr_mut(c as u32) {
-        unsafe { *p += 1 };
+        unsafe { *p += n };
     }
 }
 

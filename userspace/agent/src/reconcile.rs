@@ -398,13 +398,17 @@ impl Reconciler {
             }
             let dev = lb.devices.get(&self.me).context("this device is not declared")?;
             let mut dp = Dataplane::load(&cfg.device, 2).context("loading the XDP programs")?;
-            for iface in [&dev.spec.public.iface, &dev.spec.private.iface] {
-                if !iface.is_empty() {
-                    let how = dataplane::attach(&mut dp.ebpf, dataplane::PROG_LB, iface, AttachMode::Auto)
-                        .with_context(|| format!("attaching XDP to {iface}"))?;
-                    log::info!("ballast_lb attached to {iface} ({how} mode)");
-                }
+            let ifaces: Vec<String> = [&dev.spec.public.iface, &dev.spec.private.iface]
+                .into_iter()
+                .filter(|i| !i.is_empty())
+                .cloned()
+                .collect();
+            let modes = dataplane::attach_all(&mut dp.ebpf, dataplane::PROG_LB, &ifaces, AttachMode::Auto)
+                .with_context(|| format!("attaching XDP to {}", ifaces.join(", ")))?;
+            for (iface, how) in ifaces.iter().zip(modes) {
+                log::info!("ballast_lb attached to {iface} ({how} mode)");
             }
+            dataplane::watch_redirects(&mut dp.ebpf, &ifaces).context("watching failed redirects")?;
             self.dataplane = Some(dp);
         }
         let dp = self.dataplane.as_mut().expect("loaded");

@@ -93,10 +93,12 @@ async fn serve(a: LbArgs, cfg: L4Config) -> Result<()> {
     let summary = dp.apply(cfg).context("programming the maps")?;
     log::info!("maps programmed: {summary:?}");
     let mode = a.mode.into();
-    for dev in std::iter::once(&a.iface).chain(&a.also) {
-        let how = dataplane::attach(&mut dp.ebpf, dataplane::PROG_LB, dev, mode)?;
+    let ifaces: Vec<String> = std::iter::once(&a.iface).chain(&a.also).cloned().collect();
+    let modes = dataplane::attach_all(&mut dp.ebpf, dataplane::PROG_LB, &ifaces, mode)?;
+    for (dev, how) in ifaces.iter().zip(modes) {
         log::info!("ballast_lb attached to {dev} ({how} mode)");
     }
+    dataplane::watch_redirects(&mut dp.ebpf, &ifaces)?;
     neighbours::warm(dp.backend_addrs());
     let dp = Arc::new(Mutex::new(dp));
     admin_socket::serve(&a.control, dp.clone(), a.config.clone())

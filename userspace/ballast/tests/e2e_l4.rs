@@ -10,8 +10,8 @@ use std::{
 };
 
 use common::{
-    enter, need_root,
-    servers::{self, ask_on, tcp_ask, udp_ask, udp_flow},
+    enter, need_root, sh,
+    servers::{self, ask_on, tcp_ask, tcp_upload, udp_ask, udp_flow},
     topo::{ballast_bin, Topo},
     Child,
 };
@@ -192,6 +192,15 @@ fn vip_traffic_is_balanced_in_namespaces_tunnel_and_nat_ipv4_and_ipv6() {
             });
             assert_spread(&format!("{} TCP 300 connections", v.label), &counts, 300, &["b1", "b2", "b3"]);
 
+            // Uploads of many full-size segments. Through a tunnel they do not fit once
+            // encapsulated: the LB answers "too big" with the tunnel's MTU and the client's
+            // TCP resends smaller segments (it stalled before).
+            for len in [4_000usize, 200_000] {
+                let answer = enter(&client, || tcp_upload(tcp_vip, len))
+                    .unwrap_or_else(|e| panic!("{}: upload of {len} bytes to {tcp_vip}: {e}", v.label));
+                assert!(answer.ends_with(&format!(" {len}")), "{}: upload of {len} bytes: {answer}", v.label);
+            }
+
             // 300 UDP flows, kept open to check later which ones moved.
             let flows = enter(&client, || (0..300).map(|_| udp_flow(udp_vip)).collect::<Vec<_>>());
             let before: Vec<String> = flows
@@ -307,9 +316,105 @@ fn vip_traffic_is_balanced_in_namespaces_tunnel_and_nat_ipv4_and_ipv6() {
     for v in report.vips.iter().filter(|v| v.name != "nobody") {
         assert!(v.new_flows >= 300, "{}: only {} flows counted", v.name, v.new_flows);
     }
+    let counter = |name: &str| report.counters.get(name).copied().unwrap_or(0);
+    assert!(counter("icmp_too_big_sent") > 0, "the tunnel uploads were never told the MTU: {:?}", report.counters);
+    assert_eq!(counter("drop_redirect_failed"), 0, "{:?}", report.counters);
     drop(decaps);
     for i in 1..=4 {
         let log = topo.log(&format!("decap{i}.log"));
         assert!(!log.contains("decapsulated 0 packets"), "backend {i} decapsulated nothing: {log}");
     }
+}
+
+/// `ballast stats --json` counters of the LB behind `socket`.
+fn lb_counters(socket: &std::path::Path) -> BTreeMap<String, u64> {
+    let json = std::process::Command::new(ballast_bin())
+        .args(["stats", "--json", "--control", socket.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report: ballast_l4::dataplane::StatsReport =
+        serde_json::from_slice(&json.stdout).unwrap_or_else(|e| panic!("stats: {e}"));
+    report.counters
+}
+
+#[test]
+fn failed_redirects_are_counted_and_auto_never_mixes_native_and_generic() {
+    if !need_root("failed_redirects_are_counted_and_auto_never_mixes_native_and_generic") {
+        return;
+    }
+    let topo = Topo::up("rdr", 1);
+    let stop = Arc::new(AtomicBool::new(false));
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let _stop_servers = StopOnDrop(stop.clone());
+    servers::start(&topo.backend_ns(1), "b1", vec![], vec![sock("10.0.0.11", 53)], stop.clone());
+    let cfg_path = topo.dir.join("l4.toml");
+    std::fs::write(
+        &cfg_path,
+        "[device]\n\n[[vip]]\nname = \"dns\"\naddress = \"198.51.100.20\"\nport = 53\nprotocol = \"udp\"\nmode = \"nat\"\nbackends = [{ address = \"10.0.0.11\" }]\n",
+    )
+    .unwrap();
+    let client = topo.ns("c");
+    let lb_ns = topo.ns("l");
+    let start_lb = |log: &str, socket: &std::path::Path, ifaces: &[&str], mode: &str| {
+        let mut args = vec!["lb", "--iface", ifaces[0]];
+        for i in &ifaces[1..] {
+            args.extend(["--also", i]);
+        }
+        args.extend(["--mode", mode, "--config", cfg_path.to_str().unwrap(), "--control", socket.to_str().unwrap()]);
+        let lb = topo.ballast(&lb_ns, log, &args);
+        topo.wait_for("ballast lb to serve its control socket", 20, || {
+            std::process::Command::new(ballast_bin())
+                .args(["stats", "--control", socket.to_str().unwrap()])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        });
+        lb
+    };
+    let ask = || enter(&client, || udp_ask(&udp_flow(sock("198.51.100.20", 53))));
+
+    // 1. Native on both sides, but the private veth's peer runs neither XDP nor GRO: the
+    //    kernel drops every frame redirected into it. The drops show in the counters.
+    sh(&["ip", "netns", "exec", &topo.ns("s"), "ethtool", "-K", "s0", "gro", "off"]);
+    let socket = topo.dir.join("lb1.sock");
+    let lb = start_lb("lb1.log", &socket, &["l0", "l1"], "native");
+    for _ in 0..5 {
+        assert!(ask().is_err(), "answered although the redirect target cannot take XDP frames");
+    }
+    let counters = lb_counters(&socket);
+    println!("native into a veth without XDP or GRO: {counters:?}");
+    assert!(counters["drop_redirect_failed"] > 0, "the failed redirects were not counted: {counters:?}");
+    drop(lb);
+
+    // 2. The private side is a Linux bridge on the LB (backends behind it), which has no
+    //    native XDP. `auto` attaches generic mode everywhere, not native on the public side
+    //    (whose redirects to a bridge would all fail), and the VIP answers.
+    sh(&["ip", "netns", "exec", &topo.ns("s"), "ethtool", "-K", "s0", "gro", "on"]);
+    for cmd in [
+        "ip link add lbr type bridge",
+        "ip addr flush dev l1",
+        "ip link set l1 master lbr",
+        "ip addr add 10.0.0.1/24 dev lbr",
+        "ip link set lbr up",
+    ] {
+        let args: Vec<&str> = ["ip", "netns", "exec", lb_ns.as_str()].into_iter().chain(cmd.split(' ')).collect();
+        sh(&args);
+    }
+    let socket = topo.dir.join("lb2.sock");
+    let _lb = start_lb("lb2.log", &socket, &["l0", "lbr"], "auto");
+    let log = topo.log("lb2.log");
+    assert!(
+        log.contains("attached to l0 (generic mode)") && log.contains("attached to lbr (generic mode)"),
+        "auto left a mix: {log}"
+    );
+    let answers: Vec<String> = (0..5).map(|n| ask().unwrap_or_else(|e| panic!("ask {n} through the bridge: {e}"))).collect();
+    assert!(answers.iter().all(|a| a == "b1"), "{answers:?}");
+    let counters = lb_counters(&socket);
+    assert_eq!(counters["drop_redirect_failed"], 0, "{counters:?}");
+    assert!(counters["forwarded"] >= 5, "{counters:?}");
 }

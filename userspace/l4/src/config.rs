@@ -6,21 +6,33 @@
 //!
 //! ```toml
 //! [device]
-//! tunnel_source_v4 = "10.0.0.1"      # outer source of IPIP packets
-//! tunnel_source_v6 = "fd00::1"       # outer source of IP6IP6 packets
+//! tunnel_source_v4 = "10.0.0.1"      # outer source of IPIP packets (needed by IPv4 tunnel VIPs)
+//! tunnel_source_v6 = "fd00::1"       # outer source of IP6IP6 packets (IPv6 tunnel VIPs)
+//! max_vips = 64                      # VIPs this device can hold (1..=512); sizes the maps at load
+//! max_table_size = 65537             # largest Maglev table of a VIP, a prime up to 1000003;
+//!                                    # max_vips × max_table_size slots are allocated at load
+//! conntrack_size = 65536             # flows in the connection table (1024..=16777216), an LRU:
+//!                                    # when full the least recently used flow is forgotten
+//!                                    # (its next packet is hashed again by Maglev); NAT's
+//!                                    # reply table has as many entries
 //!
 //! [[vip]]
 //! name = "web"
-//! address = "198.51.100.10"
+//! address = "198.51.100.10"          # must not be an address of the LB itself
 //! port = 80                          # 0 = every port
 //! protocol = "tcp"                   # tcp | udp
 //! mode = "tunnel"                    # tunnel (IPIP/IP6IP6, DSR) | nat
-//! table_size = 65537                 # Maglev slots, a prime
+//! table_size = 65537                 # Maglev slots, a prime ≤ device.max_table_size
 //! backends = [
 //!   { address = "10.0.0.11", weight = 1 },
-//!   { address = "10.0.0.12", weight = 2 },
+//!   { address = "10.0.0.12", weight = 2 },  # twice the share of new flows
+//!   { address = "10.0.0.13", weight = 0 },  # draining: no new flows, open ones stay
+//!   # nat only: { address = "10.0.0.14", port = 8080 } rewrites the port (default: the VIP's)
 //! ]
 //! ```
+//! Weights are 0..=65535 (default 1). The maps are sized once, at load: a reload that
+//! changes `max_vips` or `max_table_size` is refused, and a new `conntrack_size` takes
+//! effect at the next start of `ballast lb`; the tunnel sources change on reload.
 use std::{
     collections::BTreeSet,
     fmt,

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use aya::{
     maps::{Array, HashMap, MapError, PerCpuArray, PerCpuValues},
-    programs::{ProgramError, Xdp, XdpMode},
+    programs::{ProgramError, TracePoint, Xdp, XdpMode},
     Ebpf, EbpfError, EbpfLoader,
 };
 use ballast_common::{AddrKey, Backend, Counter, Counters, Settings, VipKey, VipMeta};
@@ -21,6 +21,9 @@ pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR
 pub const PROG_LB: &str = "ballast_lb";
 pub const PROG_DECAP: &str = "ballast_decap";
 pub const PROG_PASS: &str = "ballast_pass";
+/// Tracepoint programs counting the LB's failed redirects (see `watch_redirects`).
+const TRACEPOINTS: [(&str, &str); 2] =
+    [("ballast_redirect_err", "xdp_redirect_err"), ("ballast_devmap_xmit", "xdp_devmap_xmit")];
 
 /// Large aya errors are boxed so `Result<_, DataplaneError>` stays small.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +126,103 @@ pub fn attach(ebpf: &mut Ebpf, prog: &str, iface: &str, mode: AttachMode) -> Res
             }
         },
     }
+}
+
+/// Attaches `prog` to every interface in `ifaces`; the modes that worked, in order.
+///
+/// With `Auto`, native everywhere or generic everywhere, never a mix: a frame that came
+/// in through native XDP is redirected with the target driver's XDP transmit, which a
+/// bridge lacks and a veth only has when its peer runs XDP or GRO, so a native
+/// interface redirecting to a generic one can deliver nothing. Generic redirects go
+/// through the stack's transmit and reach any interface.
+pub fn attach_all(ebpf: &mut Ebpf, prog: &str, ifaces: &[String], mode: AttachMode) -> Result<Vec<&'static str>> {
+    if mode != AttachMode::Auto {
+        return ifaces.iter().map(|i| attach(ebpf, prog, i, mode)).collect();
+    }
+    let mut links = Vec::new();
+    let mut failed = None;
+    for iface in ifaces {
+        if prog == PROG_LB {
+            enable_forwarding(iface)?;
+        }
+        match xdp(ebpf, prog)?.attach(iface, XdpMode::Driver) {
+            Ok(link) => links.push(link),
+            Err(e) => {
+                failed = Some((iface.clone(), e));
+                break;
+            }
+        }
+    }
+    let Some((iface, e)) = failed else {
+        return Ok(vec!["native"; ifaces.len()]);
+    };
+    log::warn!("native XDP on {iface} failed ({e}); every interface falls back to generic mode (a native one could not redirect to it)");
+    let p = xdp(ebpf, prog)?;
+    for link in links {
+        p.detach(link).map_err(prog_err(prog))?;
+    }
+    ifaces.iter().map(|i| attach(ebpf, prog, i, AttachMode::Generic)).collect()
+}
+
+fn xdp<'a>(ebpf: &'a mut Ebpf, prog: &str) -> Result<&'a mut Xdp> {
+    ebpf.program_mut(prog)
+        .ok_or_else(|| prog_err(prog)(ProgramError::NotLoaded))?
+        .try_into()
+        .map_err(prog_err(prog))
+}
+
+/// Counts the redirects of `ballast_lb` (attached to `ifaces`) that the kernel failed to
+/// deliver into `drop_redirect_failed`, from the `xdp` tracepoints. Without tracefs the
+/// failures stay uncounted: a warning says so, the data path is unaffected.
+pub fn watch_redirects(ebpf: &mut Ebpf, ifaces: &[String]) -> Result<()> {
+    let id = xdp(ebpf, PROG_LB)?.info().map_err(prog_err(PROG_LB))?.id();
+    let mut prog: Array<_, u32> = map_of(ebpf, "WATCH_PROG")?;
+    prog.set(0, id, 0).map_err(map_err("WATCH_PROG"))?;
+    let mut watched: HashMap<_, u32, u8> = map_of(ebpf, "WATCH_IFINDEX")?;
+    for iface in ifaces {
+        let name = std::ffi::CString::new(iface.as_str()).unwrap_or_default();
+        // SAFETY: a NUL-terminated string that lives across the call.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if index != 0 {
+            watched.insert(index, 1, 0).map_err(map_err("WATCH_IFINDEX"))?;
+        }
+    }
+    mount_tracefs();
+    for (name, event) in TRACEPOINTS {
+        let attached = (|| -> std::result::Result<(), ProgramError> {
+            let tp: &mut TracePoint = ebpf.program_mut(name).ok_or(ProgramError::NotLoaded)?.try_into()?;
+            tp.load()?;
+            tp.attach("xdp", event).map(|_| ())
+        })();
+        if let Err(e) = attached {
+            log::warn!("failed redirects will not be counted: tracepoint xdp:{event}: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Tracepoints are found through tracefs, which a fresh /sys lacks (`ip netns exec`
+/// mounts one for the namespace; minimal systems do not mount it): mounted at its usual
+/// place when missing, as systemd would.
+fn mount_tracefs() {
+    let dir = "/sys/kernel/tracing";
+    if std::path::Path::new(dir).join("events").exists() || std::path::Path::new("/sys/kernel/debug/tracing/events").exists() {
+        return;
+    }
+    let (src, target, fstype) = (c"tracefs", c"/sys/kernel/tracing", c"tracefs");
+    // SAFETY: NUL-terminated strings that outlive the call; no mount data.
+    let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        log::warn!("mounting tracefs at {dir}: {}", std::io::Error::last_os_error());
+    }
+}
+
+fn map_of<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T>
+where
+    T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
+{
+    let m = ebpf.map_mut(name).ok_or(DataplaneError::MissingMap(name))?;
+    T::try_from(m).map_err(map_err(name))
 }
 
 /// Turns on IPv4 and IPv6 forwarding on `iface` (of this network namespace), logging a change.
@@ -253,8 +353,7 @@ impl Dataplane {
     where
         T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
     {
-        let m = self.ebpf.map_mut(name).ok_or(DataplaneError::MissingMap(name))?;
-        T::try_from(m).map_err(map_err(name))
+        map_of(&mut self.ebpf, name)
     }
 
     fn per_cpu_sum(&self, name: &'static str, index: u32) -> Result<Counters> {

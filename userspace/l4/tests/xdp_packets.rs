@@ -536,15 +536,77 @@ fn non_vip_and_malformed_frames_get_their_documented_verdict() {
             assert_eq!(out, frame, "{what}: passed frames are untouched");
         }
     }
-    // Too big for the private side's MTU once encapsulated: dropped and counted.
-    let big = ipv4(
-        "203.0.113.2",
-        "198.51.100.10",
-        6,
-        &tcp("203.0.113.2", "198.51.100.10", 40005, 80, 0x10, &[0u8; 1460]),
+}
+
+/// Checks an ICMP "too big" answer to `sent` (a client frame): back out the way it came,
+/// from the VIP to the client, with `mtu`, valid checksums, quoting the packet's start.
+fn check_too_big_answer(fx: &Fixture, what: &str, out: &[u8], sent: &[u8], v6: bool, mtu: u32) {
+    assert_eq!(out[0..6], sent[6..12], "{what}: back to the MAC it came from");
+    assert_eq!(out[6..12], sent[0..6], "{what}: from the MAC it was sent to");
+    let ip = parse_ip(&out[14..]);
+    let orig = parse_ip(&sent[14..]);
+    assert_eq!((ip.src, ip.dst), (orig.dst, orig.src), "{what}: from the VIP to the client");
+    checksums_ok(&out[14..]).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let icmp = ip.payload;
+    let (kind, code) = if v6 { (2, 0) } else { (3, 4) };
+    assert_eq!((icmp[0], icmp[1]), (kind, code), "{what}: ICMP type and code");
+    assert_eq!(u32::from_be_bytes(icmp[4..8].try_into().unwrap()), mtu, "{what}: the MTU the tunnel leaves");
+    assert_eq!(icmp[8..], sent[14..14 + 64], "{what}: quotes the packet's first 64 bytes");
+    let _ = fx;
+}
+
+#[test]
+fn tunnel_packets_too_big_once_encapsulated_are_answered_with_the_tunnels_mtu() {
+    if !need_root("tunnel_packets_too_big_once_encapsulated_are_answered_with_the_tunnels_mtu") {
+        return;
+    }
+    let fx = fixture("pmtu", CONFIG);
+    // A full-size segment (1500 bytes on a 1500-MTU path) does not fit once 20 (IPIP) or
+    // 40 (IP6IP6) bytes are added: the client is told the MTU the tunnel leaves.
+    let seg4 = tcp("203.0.113.2", "198.51.100.10", 40005, 80, 0x10, &[7u8; 1460]);
+    let big4 = fx.client_frame(&ipv4("203.0.113.2", "198.51.100.10", 6, &seg4), false);
+    assert_eq!(big4.len(), 14 + 1500);
+    let out = fx.expect("1500-byte IPv4 packet into a 1500-MTU tunnel", &big4, fx.in_if, XDP_REDIRECT, "icmp_too_big_sent");
+    check_too_big_answer(&fx, "IPv4", &out, &big4, false, 1480);
+
+    let seg6 = tcp("2001:db8:1::2", "2001:db8:100::10", 40005, 80, 0x10, &[7u8; 1440]);
+    let big6 = fx.client_frame(&ipv6("2001:db8:1::2", "2001:db8:100::10", 6, &seg6), true);
+    assert_eq!(big6.len(), 14 + 1500);
+    let out = fx.expect("1500-byte IPv6 packet into a 1500-MTU tunnel", &big6, fx.in_if, XDP_REDIRECT, "icmp_too_big_sent");
+    check_too_big_answer(&fx, "IPv6", &out, &big6, true, 1460);
+
+    // UDP too (DNS over a large EDNS answer's request, say).
+    let dgram = udp("203.0.113.2", "198.51.100.10", 40006, 53, &[1u8; 1472]);
+    let big_udp = fx.client_frame(&ipv4("203.0.113.2", "198.51.100.10", 17, &dgram), false);
+    let out = fx.expect("1500-byte UDP datagram", &big_udp, fx.in_if, XDP_REDIRECT, "icmp_too_big_sent");
+    check_too_big_answer(&fx, "UDP", &out, &big_udp, false, 1480);
+
+    // Without DF the path may fragment it; ballast does not: dropped and counted.
+    let no_df = fx.client_frame(&ipv4_opts("203.0.113.2", "198.51.100.10", 6, &[], &seg4, 0), false);
+    fx.expect("1500-byte packet without DF", &no_df, fx.in_if, XDP_DROP, "drop_too_big");
+
+    // One that fits (1480 + 20) goes on, encapsulated.
+    let fits = ipv4("203.0.113.2", "198.51.100.10", 6, &tcp("203.0.113.2", "198.51.100.10", 40005, 80, 0x10, &[7u8; 1440]));
+    let out = fx.expect("1480-byte packet", &fx.client_frame(&fits, false), fx.in_if, XDP_REDIRECT, "forwarded");
+    check_tunnel(&fx, "1480-byte packet", &out, &fits, false);
+}
+
+#[test]
+fn next_hop_failures_are_counted_by_cause() {
+    if !need_root("next_hop_failures_are_counted_by_cause") {
+        return;
+    }
+    let cfg = format!(
+        "{CONFIG}\n[[vip]]\nname = \"noroute\"\naddress = \"198.51.100.70\"\nport = 80\nprotocol = \"tcp\"\nbackends = [{{ address = \"192.0.2.77\" }}]\n"
     );
-    assert_eq!(big.len(), 1500);
-    fx.expect("1500-byte packet into a 1500-MTU tunnel", &c(big), fx.in_if, XDP_DROP, "drop_too_big");
+    let fx = fixture("fibfail", &cfg);
+    let syn = |vip: &str| fx.client_frame(&ipv4("203.0.113.2", vip, 6, &tcp("203.0.113.2", vip, 40009, 80, 0x02, b"")), false);
+    // No route to the backend: not a missing neighbour.
+    fx.expect("backend without a route", &syn("198.51.100.70"), fx.in_if, XDP_DROP, "drop_no_route");
+    // Forwarding turned off on the way out.
+    // (bpf_fib_lookup asks the interface the packet came in by.)
+    fx.net.ns.exec("sysctl -qw net.ipv4.conf.in0.forwarding=0");
+    fx.expect("forwarding off", &syn("198.51.100.10"), fx.in_if, XDP_DROP, "drop_forwarding_off");
 }
 
 #[test]

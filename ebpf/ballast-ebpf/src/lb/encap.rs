@@ -3,16 +3,50 @@
 use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext};
 use ballast_common::{Backend, Counter, FAMILY_V4, FAMILY_V6, PROTO_IPIP, PROTO_IPV6};
 
-use super::{drop, tx::transmit, v4_words};
+use super::{
+    drop, pmtu,
+    tx::{route, send, Route},
+    v4_words,
+};
 use crate::{csum, maps::SETTINGS, parse::*};
+
+/// Where the encapsulated packet goes, asked before encapsulating: one too big for the
+/// egress MTU is answered (`answer_too_big`) with the MTU the tunnel leaves, so the
+/// client's path MTU discovery shrinks its packets, instead of being lost unseen.
+#[inline(always)]
+fn next_hop(
+    ctx: &XdpContext,
+    family: u8,
+    src: [u32; 4],
+    backend: &Backend,
+    tot_len: u16,
+    answer_too_big: bool,
+) -> Result<(u32, [u8; 6], [u8; 6]), u32> {
+    match route(ctx, family, src, backend.addr, tot_len) {
+        Route::Next { ifindex, smac, dmac } => Ok((ifindex, smac, dmac)),
+        Route::TooBig(mtu) if answer_too_big && family == FAMILY_V4 => {
+            Err(pmtu::frag_needed_v4(ctx, mtu.saturating_sub(IPV4_LEN as u16)))
+        }
+        Route::TooBig(mtu) if answer_too_big => Err(pmtu::packet_too_big_v6(ctx, mtu.saturating_sub(IPV6_LEN as u16))),
+        Route::TooBig(_) => Err(drop(Counter::DropTooBig)),
+        // The stack cannot forward it for us: its outer source is this host's own address.
+        Route::NoNeighbour => Err(drop(Counter::DropNoNeighbour)),
+        Route::Failed(c) => Err(drop(c)),
+    }
+}
 
 /// Prepends an outer IPv4 header (IPIP) addressed to the backend.
 #[inline(always)]
-pub(super) fn encap_v4(ctx: &XdpContext, backend: &Backend, tos: u8, inner_len: u16) -> u32 {
+pub(super) fn encap_v4(ctx: &XdpContext, backend: &Backend, tos: u8, inner_len: u16, answer_too_big: bool) -> u32 {
     let Some(settings) = SETTINGS.get(0) else {
         return drop(Counter::DropInternal);
     };
     let src = settings.tunnel_src_v4;
+    let tot_len = inner_len.wrapping_add(IPV4_LEN as u16);
+    let (ifindex, smac, dmac) = match next_hop(ctx, FAMILY_V4, v4_words(src), backend, tot_len, answer_too_big) {
+        Ok(n) => n,
+        Err(verdict) => return verdict,
+    };
     let Some(old_eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return drop(Counter::DropInternal);
     };
@@ -27,7 +61,6 @@ pub(super) fn encap_v4(ctx: &XdpContext, backend: &Backend, tos: u8, inner_len: 
     let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, ETH_LEN) else {
         return drop(Counter::DropInternal);
     };
-    let tot_len = inner_len.wrapping_add(IPV4_LEN as u16);
     let mut hdr = Ipv4Hdr {
         vihl: 0x45,
         tos,
@@ -47,16 +80,22 @@ pub(super) fn encap_v4(ctx: &XdpContext, backend: &Backend, tos: u8, inner_len: 
         (*eth).proto = ETH_P_IP.to_be();
         *ip = hdr;
     }
-    transmit(ctx, FAMILY_V4, v4_words(src), backend.addr, tot_len, false)
+    send(ctx, ifindex, smac, dmac)
 }
 
 /// Prepends an outer IPv6 header (IP6IP6) addressed to the backend.
 #[inline(always)]
-pub(super) fn encap_v6(ctx: &XdpContext, backend: &Backend, inner_payload: u16) -> u32 {
+pub(super) fn encap_v6(ctx: &XdpContext, backend: &Backend, inner_payload: u16, answer_too_big: bool) -> u32 {
     let Some(settings) = SETTINGS.get(0) else {
         return drop(Counter::DropInternal);
     };
     let src = settings.tunnel_src_v6;
+    let payload = inner_payload.wrapping_add(IPV6_LEN as u16);
+    let tot_len = payload.wrapping_add(IPV6_LEN as u16);
+    let (ifindex, smac, dmac) = match next_hop(ctx, FAMILY_V6, src, backend, tot_len, answer_too_big) {
+        Ok(n) => n,
+        Err(verdict) => return verdict,
+    };
     let Some(old_eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return drop(Counter::DropInternal);
     };
@@ -71,7 +110,6 @@ pub(super) fn encap_v6(ctx: &XdpContext, backend: &Backend, inner_payload: u16) 
     let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, ETH_LEN) else {
         return drop(Counter::DropInternal);
     };
-    let payload = inner_payload.wrapping_add(IPV6_LEN as u16);
     unsafe {
         (*eth).proto = ETH_P_IPV6.to_be();
         *ip = Ipv6Hdr {
@@ -83,5 +121,5 @@ pub(super) fn encap_v6(ctx: &XdpContext, backend: &Backend, inner_payload: u16) 
             dst: backend.addr,
         };
     }
-    transmit(ctx, FAMILY_V6, src, backend.addr, payload.wrapping_add(IPV6_LEN as u16), false)
+    send(ctx, ifindex, smac, dmac)
 }

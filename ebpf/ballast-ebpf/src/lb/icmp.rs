@@ -65,7 +65,7 @@ pub(super) fn icmp_v4(ctx: &XdpContext, l4_off: usize) -> u32 {
     };
     let outer = unsafe { *ip };
     if vip.mode != MODE_NAT {
-        return encap_v4(ctx, &backend, outer.tos, u16::from_be(outer.tot_len));
+        return encap_v4(ctx, &backend, outer.tos, u16::from_be(outer.tot_len), false);
     }
     // NAT: the backend must see its own address (and port) where the VIP's was.
     let Some(icmp) = ptr_at::<IcmpHdr>(ctx, l4_off) else {
@@ -139,7 +139,7 @@ pub(super) fn icmp_v6(ctx: &XdpContext) -> u32 {
     };
     let outer = unsafe { *ip };
     if vip.mode != MODE_NAT {
-        return encap_v6(ctx, &backend, u16::from_be(outer.payload_len));
+        return encap_v6(ctx, &backend, u16::from_be(outer.payload_len), false);
     }
     let Some(icmp) = ptr_at::<IcmpHdr>(ctx, l4_off) else {
         return drop(Counter::DropInternal);

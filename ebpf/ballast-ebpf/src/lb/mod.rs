@@ -13,7 +13,11 @@
 //! - ICMP "fragmentation needed" / ICMPv6 "packet too big" quoting an open VIP flow: sent to
 //!   that flow's backend; quoting a flow not in the connection table: DROP (ICMP never
 //!   opens a flow);
-//! - a packet that would exceed the egress MTU once encapsulated: DROP (counted).
+//! - a tunnel packet that would exceed the egress MTU once encapsulated: answered with
+//!   ICMP "fragmentation needed" / ICMPv6 "packet too big" carrying the MTU the tunnel
+//!   leaves, back out the interface it came by (`icmp_too_big_sent`); an IPv4 packet without DF: DROP (`drop_too_big`);
+//! - no route to the next hop: DROP (`drop_no_route`); forwarding off: DROP
+//!   (`drop_forwarding_off`).
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
     programs::XdpContext,
@@ -35,6 +39,7 @@ use crate::{
 mod encap;
 mod icmp;
 mod nat;
+mod pmtu;
 mod tx;
 
 use encap::{encap_v4, encap_v6};
@@ -216,7 +221,7 @@ fn v4(ctx: &XdpContext) -> u32 {
     if vip.mode == MODE_NAT {
         return nat_rewrite_v4(ctx, l4_off, h.proto, Side::Dst, backend.addr[0], backend.port);
     }
-    encap_v4(ctx, &backend, h.tos, tot_len as u16)
+    encap_v4(ctx, &backend, h.tos, tot_len as u16, true)
 }
 
 fn v6(ctx: &XdpContext) -> u32 {
@@ -271,5 +276,5 @@ fn v6(ctx: &XdpContext) -> u32 {
     if vip.mode == MODE_NAT {
         return nat_rewrite_v6(ctx, h.nexthdr, Side::Dst, &backend.addr, backend.port);
     }
-    encap_v6(ctx, &backend, payload as u16)
+    encap_v6(ctx, &backend, payload as u16, true)
 }

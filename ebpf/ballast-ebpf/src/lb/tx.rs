@@ -11,6 +11,8 @@ use super::drop;
 use crate::{maps::count, parse::*};
 
 const FIB_LKUP_RET_SUCCESS: i64 = 0;
+const FIB_LKUP_RET_FWD_DISABLED: i64 = 5;
+const FIB_LKUP_RET_NO_NEIGH: i64 = 7;
 const FIB_LKUP_RET_FRAG_NEEDED: i64 = 8;
 
 /// `struct bpf_fib_lookup` (64 bytes) without the unions.
@@ -20,6 +22,7 @@ struct FibParams {
     l4_protocol: u8,
     sport: u16,
     dport: u16,
+    /// In: the packet's length; out, on FRAG_NEEDED: the egress MTU (`mtu_result`).
     tot_len: u16,
     ifindex: u32,
     tos_flowinfo: u32,
@@ -30,27 +33,28 @@ struct FibParams {
     dmac: [u8; 6],
 }
 
-/// Routes the rewritten packet with the kernel's FIB: known neighbour → new MACs and
-/// XDP_TX (same interface) or a redirect; no neighbour yet → the stack forwards it (and
-/// resolves the neighbour for the next packets) if `via_stack`, else drop; too big for
-/// the egress MTU → drop.
+/// Where the FIB sends a packet.
+pub(super) enum Route {
+    /// Known neighbour: out of `ifindex` with these MACs.
+    Next { ifindex: u32, smac: [u8; 6], dmac: [u8; 6] },
+    /// Larger than the egress MTU (the MTU).
+    TooBig(u16),
+    /// A route, but no neighbour entry yet.
+    NoNeighbour,
+    /// No way out: no route, forwarding off, ... (the counter that says which).
+    Failed(Counter),
+}
+
+/// Asks the kernel's FIB how a `tot_len`-byte packet from `src` to `dst` leaves.
 #[inline(always)]
-pub(super) fn transmit(
-    ctx: &XdpContext,
-    family: u8,
-    src: [u32; 4],
-    dst: [u32; 4],
-    tot_len: u16,
-    via_stack: bool,
-) -> u32 {
-    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+pub(super) fn route(ctx: &XdpContext, family: u8, src: [u32; 4], dst: [u32; 4], tot_len: u16) -> Route {
     let mut p = FibParams {
         family,
         l4_protocol: 0,
         sport: 0,
         dport: 0,
         tot_len,
-        ifindex: ingress,
+        ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
         tos_flowinfo: 0,
         src,
         dst,
@@ -66,26 +70,54 @@ pub(super) fn transmit(
             0,
         )
     };
-    if rc == FIB_LKUP_RET_SUCCESS {
-        let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
-            return drop(Counter::DropInternal);
-        };
-        unsafe {
-            (*eth).dst = p.dmac;
-            (*eth).src = p.smac;
+    match rc {
+        FIB_LKUP_RET_SUCCESS => Route::Next { ifindex: p.ifindex, smac: p.smac, dmac: p.dmac },
+        FIB_LKUP_RET_FRAG_NEEDED => Route::TooBig(p.tot_len),
+        FIB_LKUP_RET_NO_NEIGH => Route::NoNeighbour,
+        FIB_LKUP_RET_FWD_DISABLED => Route::Failed(Counter::DropForwardingOff),
+        // Blackhole, unreachable, prohibit, no route (not forwarded), no source address.
+        _ => Route::Failed(Counter::DropNoRoute),
+    }
+}
+
+/// Sends the frame as it is now out of `ifindex` with the given MACs.
+#[inline(always)]
+pub(super) fn send(ctx: &XdpContext, ifindex: u32, smac: [u8; 6], dmac: [u8; 6]) -> u32 {
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return drop(Counter::DropInternal);
+    };
+    unsafe {
+        (*eth).dst = dmac;
+        (*eth).src = smac;
+    }
+    count(Counter::Forwarded);
+    if ifindex == unsafe { (*ctx.ctx).ingress_ifindex } {
+        return XDP_TX;
+    }
+    unsafe { bpf_redirect(ifindex, 0) as u32 }
+}
+
+/// Routes the rewritten packet with the kernel's FIB: known neighbour → new MACs and
+/// XDP_TX (same interface) or a redirect; no neighbour yet → the stack forwards it (and
+/// resolves the neighbour for the next packets) if `via_stack`, else drop; too big for
+/// the egress MTU, no route, forwarding off → drop, each with its counter.
+#[inline(always)]
+pub(super) fn transmit(
+    ctx: &XdpContext,
+    family: u8,
+    src: [u32; 4],
+    dst: [u32; 4],
+    tot_len: u16,
+    via_stack: bool,
+) -> u32 {
+    match route(ctx, family, src, dst, tot_len) {
+        Route::Next { ifindex, smac, dmac } => send(ctx, ifindex, smac, dmac),
+        Route::TooBig(_) => drop(Counter::DropTooBig),
+        Route::NoNeighbour if via_stack => {
+            count(Counter::ForwardedViaStack);
+            XDP_PASS
         }
-        count(Counter::Forwarded);
-        if p.ifindex == ingress {
-            return XDP_TX;
-        }
-        return unsafe { bpf_redirect(p.ifindex, 0) } as u32;
+        Route::NoNeighbour => drop(Counter::DropNoNeighbour),
+        Route::Failed(c) => drop(c),
     }
-    if rc == FIB_LKUP_RET_FRAG_NEEDED {
-        return drop(Counter::DropTooBig);
-    }
-    if !via_stack {
-        return drop(Counter::DropNoNeighbour);
-    }
-    count(Counter::ForwardedViaStack);
-    XDP_PASS
 }

@@ -69,11 +69,15 @@ fn serve_tcp(s: TcpStream, name: &str, stop: &AtomicBool) {
     let mut r = BufReader::new(s);
     let mut line = String::new();
     while !stop.load(Ordering::SeqCst) {
-        line.clear();
+        // A timeout mid-line keeps what was read: an upload's line arrives in many reads.
         match r.read_line(&mut line) {
             Ok(0) => return,
             Ok(_) => {
-                if w.write_all(format!("{name}\n").as_bytes()).is_err() {
+                // A long line (an upload) is answered with its length, to show it all came.
+                let answer =
+                    if line.len() > 64 { format!("{name} {}\n", line.len() - 1) } else { format!("{name}\n") };
+                line.clear();
+                if w.write_all(answer.as_bytes()).is_err() {
                     return;
                 }
             }
@@ -83,6 +87,22 @@ fn serve_tcp(s: TcpStream, name: &str, stop: &AtomicBool) {
             Err(_) => return,
         }
     }
+}
+
+/// Uploads `len` bytes as one line on a new connection: the answer ("NAME LEN").
+pub fn tcp_upload(addr: SocketAddr, len: usize) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut body = vec![b'u'; len];
+    body.push(b'\n');
+    s.write_all(&body)?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line)?;
+    if line.is_empty() {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
+    }
+    Ok(line.trim().to_string())
 }
 
 /// One request on a new TCP connection; the name of the backend that answered.
