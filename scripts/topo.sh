@@ -12,7 +12,7 @@
 #
 # usage: topo.sh up PREFIX N      build it with N backends (namespaces ${PREFIX}c, l, s, b1..bN)
 #        topo.sh down PREFIX      delete every namespace named ${PREFIX}*
-#        topo.sh vips PREFIX ADDR...  put VIP addresses on the backends' lo (tunnel mode / DSR)
+#        topo.sh vips PREFIX ADDR...  put VIP addresses on the backends' lo (tunnel and dr modes)
 #
 # Two facts of veth with native XDP shape it (see userspace/README.md):
 # - a frame XDP_REDIRECTed into a veth is delivered only if its peer runs an XDP program
@@ -82,6 +82,8 @@ up() {
 
 vips() {
   for ns in $(ip netns list | awk '{print $1}' | grep "^${p}b"); do
+    # As LVS real servers: never answer ARP for, nor announce from, the VIPs on lo.
+    nsx "$ns" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
     for a in "$@"; do
       if [[ $a == *:* ]]; then
         nsx "$ns" ip addr add "$a/128" dev lo nodad

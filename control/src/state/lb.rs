@@ -140,11 +140,14 @@ pub enum Mode {
     Https,
     /// L7 TCP proxying.
     Tcp,
+    /// L4, LVS direct routing: to the backend's MAC on a segment the device shares with
+    /// the backends, which hold the VIP on a loopback and answer the client directly.
+    Dr,
 }
 
 impl Mode {
     pub fn is_l4(self) -> bool {
-        matches!(self, Mode::Tunnel | Mode::Nat)
+        matches!(self, Mode::Tunnel | Mode::Nat | Mode::Dr)
     }
 }
 
@@ -595,7 +598,7 @@ impl GroupSpec {
                 return Err(err(f("port"), format!("{} is listed twice", l.port)));
             }
             if l.protocol == Protocol::Udp && !l.mode.is_l4() {
-                return Err(err(f("protocol"), "udp needs an L4 mode (tunnel or nat)"));
+                return Err(err(f("protocol"), "udp needs an L4 mode (tunnel, nat or dr)"));
             }
             if l.mode.is_l4() && (l.balance.is_some() || l.cookie.is_some() || l.maxconn.is_some()) {
                 return Err(err(f("mode"), "balance, cookie and maxconn are L7 settings (http, https, tcp)"));
@@ -643,11 +646,15 @@ impl GroupSpec {
                 ));
             }
             if let Some(l) =
-                self.listeners.iter().find(|l| l.mode == Mode::Tunnel && b.port != 0 && b.port != l.port)
+                self.listeners.iter().find(|l| matches!(l.mode, Mode::Tunnel | Mode::Dr) && b.port != 0 && b.port != l.port)
             {
                 return Err(err(
                     format!("backends[{i}].port"),
-                    format!("a tunnel listener keeps the VIP's port ({}): leave the port out", l.port),
+                    format!(
+                        "a {} listener keeps the VIP's port ({}): leave the port out",
+                        if l.mode == Mode::Dr { "dr" } else { "tunnel" },
+                        l.port
+                    ),
                 ));
             }
             if self.backends[..i].iter().any(|o| o.address == b.address && o.port == b.port) {
@@ -1225,5 +1232,13 @@ mod tests {
         let mut g = group("acco01", "web");
         g.backends.push(g.backends[0].clone());
         assert_eq!(g.validate().unwrap_err().field, "backends[1]");
+        // Direct routing, like a tunnel, cannot rewrite the port.
+        let mut g = group("acco01", "web");
+        g.listeners[0] = Listener { mode: Mode::Dr, balance: None, cookie: None, maxconn: None, ..g.listeners[0].clone() };
+        g.validate().unwrap();
+        g.backends[0].port = 8080;
+        let e = g.validate().unwrap_err();
+        assert_eq!(e.field, "backends[0].port");
+        assert!(e.to_string().contains("a dr listener keeps the VIP's port"), "{e}");
     }
 }

@@ -25,6 +25,8 @@ pub const NO_BACKEND: u32 = u32::MAX;
 /// VIP forwarding modes (`VipMeta::mode`).
 pub const MODE_TUNNEL: u32 = 0;
 pub const MODE_NAT: u32 = 1;
+/// Direct routing (LVS-DR): the frame goes to the backend's MAC, the IP packet untouched.
+pub const MODE_DR: u32 = 2;
 
 /// `Backend::flags`: set while the backend may receive traffic.
 pub const BACKEND_ACTIVE: u32 = 1;
@@ -49,7 +51,7 @@ pub struct VipKey {
 pub struct VipMeta {
     /// Index into the per-VIP counters.
     pub index: u32,
-    /// `MODE_TUNNEL` or `MODE_NAT`.
+    /// `MODE_TUNNEL`, `MODE_NAT` or `MODE_DR`.
     pub mode: u32,
     /// First slot of this VIP's Maglev table in the shared `MAGLEV` array.
     pub ring_base: u32,
@@ -186,9 +188,12 @@ pub enum Counter {
     /// A redirect the kernel failed to deliver (`xdp:xdp_redirect_err` and
     /// `xdp:xdp_devmap_xmit` drops): e.g. a target that cannot take XDP frames.
     DropRedirectFailed,
+    /// Direct routing to a backend that is not on a directly connected segment (the FIB's
+    /// next hop is a gateway, which would send the VIP's packet back).
+    DropDrNotOnLink,
 }
 
-pub const COUNTER_COUNT: u32 = Counter::DropRedirectFailed as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::DropDrNotOnLink as u32 + 1;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -215,6 +220,7 @@ impl Counter {
         Counter::DropNoRoute,
         Counter::DropForwardingOff,
         Counter::DropRedirectFailed,
+        Counter::DropDrNotOnLink,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -242,6 +248,7 @@ impl Counter {
             Counter::DropNoRoute => "drop_no_route",
             Counter::DropForwardingOff => "drop_forwarding_off",
             Counter::DropRedirectFailed => "drop_redirect_failed",
+            Counter::DropDrNotOnLink => "drop_dr_not_on_link",
         }
     }
 }

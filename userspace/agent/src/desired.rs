@@ -140,7 +140,7 @@ fn l4_toml(lb: &LbState, me: &str, groups: &BTreeMap<&str, Vec<IpAddr>>, down: &
                     .iter()
                     .map(|b| match l.mode {
                         // A tunnel keeps the VIP's port.
-                        Mode::Tunnel => format!("{{ address = \"{}\", weight = {} }}", b.address, weight(b)),
+                        Mode::Tunnel | Mode::Dr => format!("{{ address = \"{}\", weight = {} }}", b.address, weight(b)),
                         _ => format!(
                             "{{ address = \"{}\", port = {}, weight = {} }}",
                             b.address,
@@ -150,7 +150,11 @@ fn l4_toml(lb: &LbState, me: &str, groups: &BTreeMap<&str, Vec<IpAddr>>, down: &
                     })
                     .collect();
                 let protocol = if l.protocol == Protocol::Udp { "udp" } else { "tcp" };
-                let mode = if l.mode == Mode::Nat { "nat" } else { "tunnel" };
+                let mode = match l.mode {
+                    Mode::Nat => "nat",
+                    Mode::Dr => "dr",
+                    _ => "tunnel",
+                };
                 write!(
                     out,
                     "\n[[vip]]\nname = \"{}\"\naddress = \"{vip}\"\nport = {}\nprotocol = \"{protocol}\"\nmode = \"{mode}\"\nbackends = [{}]\n",

@@ -1,6 +1,7 @@
 //! End to end in network namespaces: client → lb (`ballast lb`, native XDP on veth) →
-//! bridge → backends, for tunnel (IPIP/IP6IP6, with `ballast decap` on the backends) and
-//! NAT, over IPv4 and IPv6. Real sockets, real kernel forwarding, the real binary.
+//! bridge → backends, for tunnel (IPIP/IP6IP6, with `ballast decap` on the backends), NAT
+//! and direct routing, over IPv4 and IPv6. Real sockets, real kernel forwarding, the real
+//! binary.
 mod common;
 
 use std::{
@@ -19,14 +20,16 @@ use common::{
 struct Variant {
     label: &'static str,
     vip: &'static str,
-    nat: bool,
+    mode: &'static str,
 }
 
-const VARIANTS: [Variant; 4] = [
-    Variant { label: "t4", vip: "198.51.100.10", nat: false },
-    Variant { label: "t6", vip: "2001:db8:100::10", nat: false },
-    Variant { label: "n4", vip: "198.51.100.20", nat: true },
-    Variant { label: "n6", vip: "2001:db8:100::20", nat: true },
+const VARIANTS: [Variant; 6] = [
+    Variant { label: "t4", vip: "198.51.100.10", mode: "tunnel" },
+    Variant { label: "t6", vip: "2001:db8:100::10", mode: "tunnel" },
+    Variant { label: "n4", vip: "198.51.100.20", mode: "nat" },
+    Variant { label: "n6", vip: "2001:db8:100::20", mode: "nat" },
+    Variant { label: "d4", vip: "198.51.100.30", mode: "dr" },
+    Variant { label: "d6", vip: "2001:db8:100::30", mode: "dr" },
 ];
 
 fn backend_addr(v: &Variant, i: usize) -> String {
@@ -48,7 +51,7 @@ fn config(pick: &dyn Fn(&str) -> Vec<usize>) -> String {
                 .into_iter()
                 .map(|i| {
                     // NAT TCP also shows the port rewrite: backends listen on 8080 as well.
-                    let port = if v.nat && proto == "tcp" { ", port = 8080" } else { "" };
+                    let port = if v.mode == "nat" && proto == "tcp" { ", port = 8080" } else { "" };
                     format!("{{ address = \"{}\"{port} }}", backend_addr(v, i))
                 })
                 .collect();
@@ -56,7 +59,7 @@ fn config(pick: &dyn Fn(&str) -> Vec<usize>) -> String {
                 "\n[[vip]]\nname = \"{}-{proto}\"\naddress = \"{}\"\nport = {port}\nprotocol = \"{proto}\"\nmode = \"{}\"\nbackends = [{}]\n",
                 v.label,
                 v.vip,
-                if v.nat { "nat" } else { "tunnel" },
+                v.mode,
                 backends.join(", ")
             ));
         }
@@ -99,8 +102,8 @@ fn assert_spread(what: &str, counts: &BTreeMap<String, usize>, total: usize, exp
 }
 
 #[test]
-fn vip_traffic_is_balanced_in_namespaces_tunnel_and_nat_ipv4_and_ipv6() {
-    if !need_root("vip_traffic_is_balanced_in_namespaces_tunnel_and_nat_ipv4_and_ipv6") {
+fn vip_traffic_is_balanced_in_namespaces_tunnel_nat_and_dr_ipv4_and_ipv6() {
+    if !need_root("vip_traffic_is_balanced_in_namespaces_tunnel_nat_and_dr_ipv4_and_ipv6") {
         return;
     }
     let topo = Topo::up("e2e", 4);
@@ -113,8 +116,9 @@ fn vip_traffic_is_balanced_in_namespaces_tunnel_and_nat_ipv4_and_ipv6() {
     }
     let _stop_servers = StopOnDrop(stop.clone());
 
-    // Tunnel VIPs live on the backends' loopback (as with LVS-TUN / DSR).
-    topo.vips_on_backends(&["198.51.100.10", "2001:db8:100::10"]);
+    // Tunnel and DR VIPs live on the backends' loopback (as with LVS-TUN / LVS-DR), which
+    // do not answer ARP for them (topo.sh sets arp_ignore / arp_announce).
+    topo.vips_on_backends(&["198.51.100.10", "2001:db8:100::10", "198.51.100.30", "2001:db8:100::30"]);
     let mut decaps: Vec<Child> = Vec::new();
     for i in 1..=4 {
         let ns = topo.backend_ns(i);
@@ -123,6 +127,8 @@ fn vip_traffic_is_balanced_in_namespaces_tunnel_and_nat_ipv4_and_ipv6() {
         let udp = vec![
             sock("198.51.100.10", 53),
             sock("2001:db8:100::10", 53),
+            sock("198.51.100.30", 53),
+            sock("2001:db8:100::30", 53),
             sock(&format!("10.0.0.1{i}"), 53),
             sock(&format!("fd00::1{i}"), 53),
         ];

@@ -21,7 +21,8 @@
 //! address = "198.51.100.10"          # must not be an address of the LB itself
 //! port = 80                          # 0 = every port
 //! protocol = "tcp"                   # tcp | udp
-//! mode = "tunnel"                    # tunnel (IPIP/IP6IP6, DSR) | nat
+//! mode = "tunnel"                    # tunnel (IPIP/IP6IP6, DSR) | nat | dr (LVS direct
+//!                                    # routing: backends on a segment of the LB's)
 //! table_size = 65537                 # Maglev slots, a prime ≤ device.max_table_size
 //! backends = [
 //!   { address = "10.0.0.11", weight = 1 },
@@ -134,6 +135,8 @@ impl fmt::Display for Protocol {
 pub enum Mode {
     Tunnel,
     Nat,
+    /// LVS direct routing: to the backend's MAC on a shared segment, the packet untouched.
+    Dr,
 }
 
 impl fmt::Display for Mode {
@@ -141,6 +144,7 @@ impl fmt::Display for Mode {
         f.write_str(match self {
             Mode::Tunnel => "tunnel",
             Mode::Nat => "nat",
+            Mode::Dr => "dr",
         })
     }
 }
@@ -276,8 +280,9 @@ pub fn validate(raw: RawConfig) -> Result<L4Config, ConfigError> {
         let mode = match v.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("tunnel") => Mode::Tunnel,
             Some("nat") => Mode::Nat,
+            Some("dr") => Mode::Dr,
             Some(other) => {
-                return Err(invalid(format!("{at}.mode"), format!("{other:?}: expected tunnel or nat")))
+                return Err(invalid(format!("{at}.mode"), format!("{other:?}: expected tunnel, nat or dr")))
             }
         };
         let id = VipId { address, port: v.port, protocol };
@@ -325,7 +330,7 @@ pub fn validate(raw: RawConfig) -> Result<L4Config, ConfigError> {
                 if mode != Mode::Nat {
                     return Err(invalid(
                         format!("{bat}.port"),
-                        "only nat mode can change the port; tunnel mode keeps the VIP's",
+                        "only nat mode can change the port; tunnel and dr modes keep the VIP's",
                     ));
                 }
                 if v.port == 0 {
@@ -420,6 +425,17 @@ backends = [{ address = "fd00::11", port = 5353 }]
         assert!(err(&dup).contains("duplicate VIP name"));
         let weight = GOOD.replace("weight = 3", "weight = 70000");
         assert!(err(&weight).contains("weight: 70000"));
+    }
+
+    #[test]
+    fn dr_mode_keeps_the_port_and_needs_no_tunnel_source() {
+        let dr = GOOD.replacen("backends = [{ address = \"10.0.0.11\" }", "mode = \"dr\"\nbackends = [{ address = \"10.0.0.11\" }", 1)
+            .replace("tunnel_source_v4 = \"10.0.0.1\"\n", "");
+        let c = L4Config::parse(&dr).unwrap();
+        assert_eq!(c.vips[0].mode, Mode::Dr);
+        let port = dr.replace(r#"{ address = "10.0.0.11" }"#, r#"{ address = "10.0.0.11", port = 8080 }"#);
+        assert!(err(&port).contains("tunnel and dr modes keep the VIP's"), "{}", err(&port));
+        assert!(err(&GOOD.replace("\"nat\"", "\"lvs\"")).contains("expected tunnel, nat or dr"));
     }
 
     #[test]

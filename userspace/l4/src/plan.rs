@@ -11,7 +11,7 @@ use std::{
 };
 
 use ballast_common::{
-    AddrKey, Backend, Settings, VipKey, VipMeta, BACKEND_ACTIVE, FAMILY_V4, FAMILY_V6, MODE_NAT, MODE_TUNNEL,
+    AddrKey, Backend, Settings, VipKey, VipMeta, BACKEND_ACTIVE, FAMILY_V4, FAMILY_V6, MODE_DR, MODE_NAT, MODE_TUNNEL,
     NO_BACKEND,
 };
 
@@ -151,7 +151,11 @@ fn maglev_key(b: &BackendSpec) -> u64 {
 fn vip_meta(spec: &VipSpec, index: u32, layout: Layout) -> VipMeta {
     VipMeta {
         index,
-        mode: if spec.mode == Mode::Nat { MODE_NAT } else { MODE_TUNNEL },
+        mode: match spec.mode {
+            Mode::Tunnel => MODE_TUNNEL,
+            Mode::Nat => MODE_NAT,
+            Mode::Dr => MODE_DR,
+        },
         ring_base: index * layout.stride,
         ring_size: spec.table_size,
     }

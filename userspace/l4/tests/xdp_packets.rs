@@ -610,6 +610,64 @@ fn next_hop_failures_are_counted_by_cause() {
 }
 
 #[test]
+fn dr_mode_sends_the_packet_untouched_to_the_backends_mac() {
+    if !need_root("dr_mode_sends_the_packet_untouched_to_the_backends_mac") {
+        return;
+    }
+    let cfg = format!(
+        "{CONFIG}
+[[vip]]
+name = \"dr4\"
+address = \"198.51.100.80\"
+port = 80
+protocol = \"tcp\"
+mode = \"dr\"
+backends = [{{ address = \"10.0.0.11\" }}, {{ address = \"10.0.0.12\" }}]
+
+[[vip]]
+name = \"dr6\"
+address = \"2001:db8:100::80\"
+port = 80
+protocol = \"tcp\"
+mode = \"dr\"
+backends = [{{ address = \"fd00::13\" }}]
+
+[[vip]]
+name = \"drfar\"
+address = \"198.51.100.81\"
+port = 80
+protocol = \"tcp\"
+mode = \"dr\"
+backends = [{{ address = \"192.0.2.5\" }}]
+"
+    );
+    let fx = fixture("dr", &cfg);
+    // 192.0.2.0/24 is behind a router on the private side: not a segment of the LB's.
+    fx.net.ns.exec("ip route add 192.0.2.0/24 via 10.0.0.11");
+    for (what, src, vip, v6) in [
+        ("DR IPv4", "203.0.113.2", "198.51.100.80", false),
+        ("DR IPv6", "2001:db8:1::2", "2001:db8:100::80", true),
+    ] {
+        let packet = if v6 {
+            ipv6(src, vip, 6, &tcp(src, vip, 40010, 80, 0x02, b""))
+        } else {
+            ipv4(src, vip, 6, &tcp(src, vip, 40010, 80, 0x02, b""))
+        };
+        let out = fx.expect(what, &fx.client_frame(&packet, v6), fx.in_if, XDP_REDIRECT, "forwarded");
+        assert_eq!(out[14..], packet[..], "{what}: the IP packet is untouched");
+        assert_eq!(out[6..12], fx.out_mac, "{what}: from the private interface's MAC");
+        let last = out[5];
+        assert!(
+            if v6 { last == 0x13 } else { last == 0x11 || last == 0x12 },
+            "{what}: to a backend's MAC: {:02x?}",
+            &out[0..6]
+        );
+    }
+    let far = ipv4("203.0.113.2", "198.51.100.81", 6, &tcp("203.0.113.2", "198.51.100.81", 40011, 80, 0x02, b""));
+    fx.expect("DR backend behind a router", &fx.client_frame(&far, false), fx.in_if, XDP_DROP, "drop_dr_not_on_link");
+}
+
+#[test]
 fn icmp_too_big_reaches_the_flows_backend() {
     if !need_root("icmp_too_big_reaches_the_flows_backend") {
         return;

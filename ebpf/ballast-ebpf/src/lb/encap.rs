@@ -23,7 +23,7 @@ fn next_hop(
     answer_too_big: bool,
 ) -> Result<(u32, [u8; 6], [u8; 6]), u32> {
     match route(ctx, family, src, backend.addr, tot_len) {
-        Route::Next { ifindex, smac, dmac } => Ok((ifindex, smac, dmac)),
+        Route::Next { ifindex, smac, dmac, .. } => Ok((ifindex, smac, dmac)),
         Route::TooBig(mtu) if answer_too_big && family == FAMILY_V4 => {
             Err(pmtu::frag_needed_v4(ctx, mtu.saturating_sub(IPV4_LEN as u16)))
         }

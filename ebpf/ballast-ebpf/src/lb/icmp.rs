@@ -7,12 +7,13 @@
 //! reply tuple, so the backend's answers would leave un-rewritten. A flow not in the table
 //! has no path MTU to learn: its ICMP is dropped and counted.
 use aya_ebpf::programs::XdpContext;
-use ballast_common::{Counter, FlowKey, FAMILY_V4, FAMILY_V6, MODE_NAT, PROTO_TCP, PROTO_UDP};
+use ballast_common::{Counter, FlowKey, FAMILY_V4, FAMILY_V6, MODE_DR, MODE_NAT, PROTO_TCP, PROTO_UDP};
 
 use super::{
     drop,
     encap::{encap_v4, encap_v6},
     find_vip, pass, pinned_backend,
+    dr,
     tx::transmit,
     v4_words,
 };
@@ -64,6 +65,9 @@ pub(super) fn icmp_v4(ctx: &XdpContext, l4_off: usize) -> u32 {
         return drop(Counter::DropInternal);
     };
     let outer = unsafe { *ip };
+    if vip.mode == MODE_DR {
+        return dr::direct(ctx, FAMILY_V4, v4_words(outer.src), &backend, u16::from_be(outer.tot_len), false);
+    }
     if vip.mode != MODE_NAT {
         return encap_v4(ctx, &backend, outer.tos, u16::from_be(outer.tot_len), false);
     }
@@ -138,6 +142,10 @@ pub(super) fn icmp_v6(ctx: &XdpContext) -> u32 {
         return drop(Counter::DropInternal);
     };
     let outer = unsafe { *ip };
+    if vip.mode == MODE_DR {
+        let tot_len = u16::from_be(outer.payload_len).wrapping_add(IPV6_LEN as u16);
+        return dr::direct(ctx, FAMILY_V6, outer.src, &backend, tot_len, false);
+    }
     if vip.mode != MODE_NAT {
         return encap_v6(ctx, &backend, u16::from_be(outer.payload_len), false);
     }

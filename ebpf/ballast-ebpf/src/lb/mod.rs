@@ -25,7 +25,7 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use ballast_common::{
     AddrKey, Backend, Counter, FlowKey, FlowState, NatReverse, VipKey, VipMeta, BACKEND_ACTIVE, FAMILY_V4,
-    FAMILY_V6, MODE_NAT, NO_BACKEND, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+    FAMILY_V6, MODE_DR, MODE_NAT, NO_BACKEND, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
 };
 
 use crate::{
@@ -36,6 +36,7 @@ use crate::{
     parse::*,
 };
 
+mod dr;
 mod encap;
 mod icmp;
 mod nat;
@@ -221,6 +222,9 @@ fn v4(ctx: &XdpContext) -> u32 {
     if vip.mode == MODE_NAT {
         return nat_rewrite_v4(ctx, l4_off, h.proto, Side::Dst, backend.addr[0], backend.port);
     }
+    if vip.mode == MODE_DR {
+        return dr::direct(ctx, FAMILY_V4, key.src, &backend, tot_len as u16, true);
+    }
     encap_v4(ctx, &backend, h.tos, tot_len as u16, true)
 }
 
@@ -275,6 +279,9 @@ fn v6(ctx: &XdpContext) -> u32 {
     };
     if vip.mode == MODE_NAT {
         return nat_rewrite_v6(ctx, h.nexthdr, Side::Dst, &backend.addr, backend.port);
+    }
+    if vip.mode == MODE_DR {
+        return dr::direct(ctx, FAMILY_V6, h.src, &backend, (IPV6_LEN + payload) as u16, true);
     }
     encap_v6(ctx, &backend, payload as u16, true)
 }

@@ -35,8 +35,9 @@ struct FibParams {
 
 /// Where the FIB sends a packet.
 pub(super) enum Route {
-    /// Known neighbour: out of `ifindex` with these MACs.
-    Next { ifindex: u32, smac: [u8; 6], dmac: [u8; 6] },
+    /// Known neighbour: out of `ifindex` with these MACs; `on_link` when that neighbour is
+    /// the destination itself, not a gateway.
+    Next { ifindex: u32, smac: [u8; 6], dmac: [u8; 6], on_link: bool },
     /// Larger than the egress MTU (the MTU).
     TooBig(u16),
     /// A route, but no neighbour entry yet.
@@ -71,7 +72,8 @@ pub(super) fn route(ctx: &XdpContext, family: u8, src: [u32; 4], dst: [u32; 4], 
         )
     };
     match rc {
-        FIB_LKUP_RET_SUCCESS => Route::Next { ifindex: p.ifindex, smac: p.smac, dmac: p.dmac },
+        // The FIB writes the gateway's address over the destination when there is one.
+        FIB_LKUP_RET_SUCCESS => Route::Next { ifindex: p.ifindex, smac: p.smac, dmac: p.dmac, on_link: p.dst == dst },
         FIB_LKUP_RET_FRAG_NEEDED => Route::TooBig(p.tot_len),
         FIB_LKUP_RET_NO_NEIGH => Route::NoNeighbour,
         FIB_LKUP_RET_FWD_DISABLED => Route::Failed(Counter::DropForwardingOff),
@@ -111,7 +113,7 @@ pub(super) fn transmit(
     via_stack: bool,
 ) -> u32 {
     match route(ctx, family, src, dst, tot_len) {
-        Route::Next { ifindex, smac, dmac } => send(ctx, ifindex, smac, dmac),
+        Route::Next { ifindex, smac, dmac, .. } => send(ctx, ifindex, smac, dmac),
         Route::TooBig(_) => drop(Counter::DropTooBig),
         Route::NoNeighbour if via_stack => {
             count(Counter::ForwardedViaStack);

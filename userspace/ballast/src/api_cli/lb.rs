@@ -65,7 +65,7 @@ pub enum DeviceCommand {
 
 #[derive(Args)]
 pub struct GroupFlags {
-    /// `PORT[/udp]:MODE` (repeatable), MODE one of tunnel, nat, http, https, tcp.
+    /// `PORT[/udp]:MODE` (repeatable), MODE one of tunnel, nat, dr, http, https, tcp.
     #[arg(long = "listen")]
     listen: Vec<String>,
     /// `ADDR:PORT[,weight=N][,backup]` (repeatable).
@@ -268,7 +268,7 @@ fn parse_listener(s: &str, f: &GroupFlags) -> Result<Listener> {
     let (port_proto, mode) = s.split_once(':').with_context(|| format!("listen {s:?}: PORT[/udp]:MODE"))?;
     let (port, proto) = port_proto.split_once('/').unwrap_or((port_proto, "tcp"));
     let mode: Mode = serde_json::from_value(Value::String(mode.into()))
-        .map_err(|_| anyhow::anyhow!("listen {s:?}: mode is one of tunnel, nat, http, https, tcp"))?;
+        .map_err(|_| anyhow::anyhow!("listen {s:?}: mode is one of tunnel, nat, dr, http, https, tcp"))?;
     let protocol = match proto {
         "tcp" => Protocol::Tcp,
         "udp" => Protocol::Udp,
