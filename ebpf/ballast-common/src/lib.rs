@@ -191,9 +191,12 @@ pub enum Counter {
     /// Direct routing to a backend that is not on a directly connected segment (the FIB's
     /// next hop is a gateway, which would send the VIP's packet back).
     DropDrNotOnLink,
+    /// TCP SYNs of flows not in the connection table, hashed without writing it (the
+    /// SYN-flood defence): a flood shows here, not in new flows.
+    TcpSynStateless,
 }
 
-pub const COUNTER_COUNT: u32 = Counter::DropDrNotOnLink as u32 + 1;
+pub const COUNTER_COUNT: u32 = Counter::TcpSynStateless as u32 + 1;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -221,6 +224,7 @@ impl Counter {
         Counter::DropForwardingOff,
         Counter::DropRedirectFailed,
         Counter::DropDrNotOnLink,
+        Counter::TcpSynStateless,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -249,6 +253,7 @@ impl Counter {
             Counter::DropForwardingOff => "drop_forwarding_off",
             Counter::DropRedirectFailed => "drop_redirect_failed",
             Counter::DropDrNotOnLink => "drop_dr_not_on_link",
+            Counter::TcpSynStateless => "tcp_syn_stateless",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The maps shared with userspace. Sizes here are defaults; the loader resizes the big
-//! ones (`MAGLEV`, `CONNTRACK`, `NAT_REVERSE`) from the device config before loading.
+//! ones (`MAGLEV`, `CONNTRACK`, `NAT_REVERSE`, `NAT_REVERSE_SYN`) from the device config
+//! before loading.
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
@@ -35,6 +36,11 @@ pub static CONNTRACK: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entr
 /// Kept apart from CONNTRACK so churn of one does not evict the other.
 #[map]
 pub static NAT_REVERSE: LruHashMap<FlowKey, NatReverse> = LruHashMap::with_max_entries(65536, 0);
+
+/// NAT: reply tuples of flows seen only as a SYN so far (see `admit`): a SYN flood churns
+/// this table, never `NAT_REVERSE`.
+#[map]
+pub static NAT_REVERSE_SYN: LruHashMap<FlowKey, NatReverse> = LruHashMap::with_max_entries(65536, 0);
 
 #[map]
 pub static VIP_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_VIPS, 0);

@@ -424,3 +424,149 @@ fn failed_redirects_are_counted_and_auto_never_mixes_native_and_generic() {
     assert_eq!(counters["drop_redirect_failed"], 0, "{counters:?}");
     assert!(counters["forwarded"] >= 5, "{counters:?}");
 }
+
+/// Sends `count` TCP SYNs to `vips` (port 80, in turn) from spoofed sources in
+/// 100.64.0.0/16 through a raw socket, stopping early after `limit`. Returns how many left.
+fn syn_flood(vips: &[&str], count: u32, limit: std::time::Duration) -> u32 {
+    use common::packet::{ipv4, tcp};
+    // SAFETY: plain socket calls on a descriptor this function owns and closes.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+    assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    let start = std::time::Instant::now();
+    let mut sent = 0;
+    for n in 0..count {
+        if start.elapsed() > limit {
+            break;
+        }
+        let src = format!("100.64.{}.{}", (n >> 8) & 0xff, n & 0xff);
+        let vip = vips[n as usize % vips.len()];
+        let sport = 1024 + (n % 60000) as u16;
+        let pkt = ipv4(&src, vip, 6, &tcp(&src, vip, sport, 80, 0x02, b""));
+        let dst: std::net::Ipv4Addr = vip.parse().unwrap();
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: 0,
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(dst.octets()) },
+            sin_zero: [0; 8],
+        };
+        let rc = unsafe {
+            libc::sendto(
+                fd,
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                0,
+                (&addr as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            )
+        };
+        if rc > 0 {
+            sent += 1;
+        }
+    }
+    unsafe { libc::close(fd) };
+    sent
+}
+
+#[test]
+fn a_syn_flood_keeps_established_flows_and_lets_new_ones_in() {
+    if !need_root("a_syn_flood_keeps_established_flows_and_lets_new_ones_in") {
+        return;
+    }
+    let topo = Topo::up("syn", 3);
+    let stop = Arc::new(AtomicBool::new(false));
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let _stop_servers = StopOnDrop(stop.clone());
+    topo.vips_on_backends(&["198.51.100.10"]);
+    let mut decaps = Vec::new();
+    for i in 1..=3 {
+        let ns = topo.backend_ns(i);
+        servers::start(&ns, &format!("b{i}"), vec![sock("0.0.0.0", 80), sock("0.0.0.0", 8080)], vec![], stop.clone());
+        decaps.push(topo.ballast(&ns, &format!("decap{i}.log"), &["decap", "--iface", "b0", "--mode", "native"]));
+    }
+    // The smallest connection table there is, so a flood of a few times its size would
+    // push everything else out of it.
+    let config = |backends: &str| {
+        format!(
+            "[device]\ntunnel_source_v4 = \"10.0.0.1\"\nconntrack_size = 1024\n\n\
+             [[vip]]\nname = \"tun\"\naddress = \"198.51.100.10\"\nport = 80\nprotocol = \"tcp\"\nbackends = [{}]\n\n\
+             [[vip]]\nname = \"nat\"\naddress = \"198.51.100.20\"\nport = 80\nprotocol = \"tcp\"\nmode = \"nat\"\nbackends = [{}]\n",
+            backends.replace("PORT", ""),
+            backends.replace("PORT", ", port = 8080"),
+        )
+    };
+    let two = "{ address = \"10.0.0.11\"PORT }, { address = \"10.0.0.12\"PORT }";
+    let three = "{ address = \"10.0.0.11\"PORT }, { address = \"10.0.0.12\"PORT }, { address = \"10.0.0.13\"PORT }";
+    let cfg_path = topo.dir.join("l4.toml");
+    let socket = topo.dir.join("lb.sock");
+    std::fs::write(&cfg_path, config(two)).unwrap();
+    let _lb = topo.ballast(
+        &topo.ns("l"),
+        "lb.log",
+        &["lb", "--iface", "l0", "--also", "l1", "--mode", "native", "--config", cfg_path.to_str().unwrap(), "--control", socket.to_str().unwrap()],
+    );
+    topo.wait_for("ballast lb to serve its control socket", 20, || {
+        std::process::Command::new(ballast_bin())
+            .args(["stats", "--control", socket.to_str().unwrap()])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    });
+    for i in 1..=3 {
+        topo.wait_for("ballast decap to attach", 20, || topo.log(&format!("decap{i}.log")).contains("attached"));
+    }
+    let client = topo.ns("c");
+    let vips = ["198.51.100.10", "198.51.100.20"];
+
+    // 40 established connections per VIP, each knowing its backend.
+    let mut held: Vec<(std::net::TcpStream, String, &str)> = Vec::new();
+    for vip in vips {
+        for _ in 0..40 {
+            let mut s = enter(&client, || std::net::TcpStream::connect(sock(vip, 80)).unwrap());
+            let who = ask_on(&mut s).unwrap();
+            held.push((s, who, vip));
+        }
+    }
+
+    // The flood (60 times the table's size), with new legitimate connections meanwhile.
+    let flood = common::spawn_in(&client, move || syn_flood(&vips, 60_000, std::time::Duration::from_secs(30)));
+    let during = enter(&client, || {
+        (0..40).map(|n| tcp_ask(sock(vips[n % 2], 80)).map_err(|e| format!("new connection {n} to {}: {e}", vips[n % 2]))).collect::<Vec<_>>()
+    });
+    let sent = flood.join().unwrap();
+    println!("SYN flood: {sent} SYNs sent");
+    for r in &during {
+        assert!(r.is_ok(), "during the flood: {r:?}");
+    }
+
+    // A third backend arrives: a flow the flood had pushed out of the table would be hashed
+    // again on the new Maglev table and could land on b3, which knows nothing of it.
+    std::fs::write(&cfg_path, config(three)).unwrap();
+    let out = std::process::Command::new(ballast_bin())
+        .args(["reload", "--control", socket.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "reload: {}", String::from_utf8_lossy(&out.stdout));
+    let mut broken = Vec::new();
+    for (n, (s, who, vip)) in held.iter_mut().enumerate() {
+        match ask_on(s) {
+            Ok(now) if now == *who => {}
+            other => broken.push(format!("{vip} connection {n} (on {who}): {other:?}")),
+        }
+    }
+    let counters = lb_counters(&socket);
+    println!("counters after the flood: {counters:?}");
+    assert!(broken.is_empty(), "{} of {} established connections broke: {broken:?}", broken.len(), held.len());
+    // New connections after it, too; and the flood shows in the counters.
+    let after = enter(&client, || (0..20).filter(|n| tcp_ask(sock(vips[n % 2], 80)).is_ok()).count());
+    assert_eq!(after, 20, "new connections after the flood");
+    // (Not every SYN sent reaches the program: the veth's queue drops some of a burst.)
+    let seen = counters.get("tcp_syn_stateless").copied().unwrap_or(0);
+    assert!(seen >= 10 * 1024, "the flood was not many times the table's size: {seen} of {sent} SYNs seen");
+    println!("{seen} of {sent} SYNs reached the LB, hashed without a table entry");
+    drop(decaps);
+}

@@ -76,13 +76,15 @@ pub fn load_object(device: Option<&DeviceSpec>, log_level: u8) -> Result<Ebpf> {
         loader
             .map_max_entries("MAGLEV", d.max_vips * d.max_table_size)
             .map_max_entries("CONNTRACK", d.conntrack_size)
-            .map_max_entries("NAT_REVERSE", d.conntrack_size);
+            .map_max_entries("NAT_REVERSE", d.conntrack_size)
+            .map_max_entries("NAT_REVERSE_SYN", d.conntrack_size);
     } else {
         // Decap / pass only: keep the unused LB maps tiny.
         loader
             .map_max_entries("MAGLEV", 1)
             .map_max_entries("CONNTRACK", 16)
-            .map_max_entries("NAT_REVERSE", 16);
+            .map_max_entries("NAT_REVERSE", 16)
+            .map_max_entries("NAT_REVERSE_SYN", 16);
     }
     let mut ebpf = loader.load(BPF_OBJECT).map_err(|e| DataplaneError::Load(Box::new(e)))?;
     for name in [PROG_LB, PROG_DECAP, PROG_PASS] {

@@ -31,7 +31,8 @@ use ballast_common::{
 use crate::{
     hash::flow_hash,
     maps::{
-        add_stats, count, BACKENDS, BACKEND_STATS, CONNTRACK, MAGLEV, NAT_REVERSE, VIPS, VIP_ADDRS, VIP_STATS,
+        add_stats, count, BACKENDS, BACKEND_STATS, CONNTRACK, MAGLEV, NAT_REVERSE, NAT_REVERSE_SYN, VIPS, VIP_ADDRS,
+        VIP_STATS,
     },
     parse::*,
 };
@@ -110,10 +111,10 @@ fn pinned_backend(key: &FlowKey) -> Option<(u32, Backend)> {
 }
 
 /// The flow's backend: the one it is pinned to, otherwise the VIP's Maglev slot for the
-/// flow's hash (and a new entry). Only a packet of the flow itself may call this: it
-/// writes the connection table.
+/// flow's hash (and a new entry, unless `stateless`). Only a packet of the flow itself
+/// may call this: it writes the connection table.
 #[inline(always)]
-fn pick_backend(vip: &VipMeta, key: &FlowKey) -> Option<(u32, Backend, bool)> {
+fn pick_backend(vip: &VipMeta, key: &FlowKey, stateless: bool) -> Option<(u32, Backend, bool)> {
     if let Some((id, b)) = pinned_backend(key) {
         return Some((id, b, false));
     }
@@ -129,6 +130,9 @@ fn pick_backend(vip: &VipMeta, key: &FlowKey) -> Option<(u32, Backend, bool)> {
     if b.flags & BACKEND_ACTIVE == 0 {
         return None;
     }
+    if stateless {
+        return Some((id, b, false));
+    }
     let st = FlowState { backend: id, generation: b.generation };
     let _ = CONNTRACK.insert(key, &st, 0);
     Some((id, b, true))
@@ -136,16 +140,28 @@ fn pick_backend(vip: &VipMeta, key: &FlowKey) -> Option<(u32, Backend, bool)> {
 
 /// A VIP packet's backend, with the per-VIP/per-backend counters bumped and, for a new
 /// NAT flow, the reply tuple (backend → client) recorded. `Err` is the verdict to return.
+///
+/// SYN-flood defence: a bare TCP SYN (`syn`) of a flow not in the table is hashed only,
+/// never written to the connection table; the flow gets its entry from its next packet
+/// (the handshake's ACK), which Maglev sends to the same backend. A flood of SYNs from
+/// spoofed sources, which never send that ACK, so cannot push established flows out of
+/// the table. NAT needs the SYN's reply tuple for the SYN-ACK: it goes to a table of its
+/// own (`NAT_REVERSE_SYN`), which a flood churns without touching established flows'.
+/// The cost: a backend change between a SYN and its ACK can send the ACK elsewhere (the
+/// client retries), as with any stateless hash.
 #[inline(always)]
-fn admit(ctx: &XdpContext, vip: &VipMeta, key: &FlowKey) -> Result<Backend, u32> {
-    let Some((id, backend, new_flow)) = pick_backend(vip, key) else {
+fn admit(ctx: &XdpContext, vip: &VipMeta, key: &FlowKey, syn: bool) -> Result<Backend, u32> {
+    let Some((id, backend, new_flow)) = pick_backend(vip, key, syn) else {
         debug!(ctx, "drop: VIP {} has no backend", vip.index);
         return Err(drop(Counter::DropNoBackend));
     };
     let len = frame_len(ctx);
     add_stats(&VIP_STATS, vip.index, len, new_flow);
     add_stats(&BACKEND_STATS, id, len, new_flow);
-    if vip.mode == MODE_NAT && new_flow {
+    if syn {
+        count(Counter::TcpSynStateless);
+    }
+    if vip.mode == MODE_NAT && (new_flow || syn) {
         let reply = FlowKey {
             src: backend.addr,
             dst: key.src,
@@ -156,9 +172,27 @@ fn admit(ctx: &XdpContext, vip: &VipMeta, key: &FlowKey) -> Result<Backend, u32>
             _pad: [0; 2],
         };
         let rev = NatReverse { vip_addr: key.dst, vip_port: key.dport, _pad: [0; 2] };
-        let _ = NAT_REVERSE.insert(&reply, &rev, 0);
+        if syn {
+            let _ = NAT_REVERSE_SYN.insert(&reply, &rev, 0);
+        } else {
+            let _ = NAT_REVERSE.insert(&reply, &rev, 0);
+        }
     }
     Ok(backend)
+}
+
+/// A TCP segment with SYN set and none of ACK, RST, FIN: a connection's first packet.
+#[inline(always)]
+fn bare_syn(ctx: &XdpContext, proto: u8, l4_off: usize) -> bool {
+    const FIN: u8 = 0x01;
+    const SYN: u8 = 0x02;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+    if proto != PROTO_TCP {
+        return false;
+    }
+    let Some(flags) = ptr_at::<u8>(ctx, l4_off + 13) else { return false };
+    unsafe { *flags & (FIN | SYN | RST | ACK) == SYN }
 }
 
 #[inline(always)]
@@ -215,7 +249,7 @@ fn v4(ctx: &XdpContext) -> u32 {
         family: FAMILY_V4,
         _pad: [0; 2],
     };
-    let backend = match admit(ctx, &vip, &key) {
+    let backend = match admit(ctx, &vip, &key, bare_syn(ctx, h.proto, l4_off)) {
         Ok(b) => b,
         Err(verdict) => return verdict,
     };
@@ -273,7 +307,7 @@ fn v6(ctx: &XdpContext) -> u32 {
         family: FAMILY_V6,
         _pad: [0; 2],
     };
-    let backend = match admit(ctx, &vip, &key) {
+    let backend = match admit(ctx, &vip, &key, bare_syn(ctx, h.nexthdr, l4_off)) {
         Ok(b) => b,
         Err(verdict) => return verdict,
     };

@@ -1,12 +1,12 @@
 //! NAT mode: the client → VIP packet rewritten to the backend, and the backend's replies
 //! rewritten back to come from the VIP.
 use aya_ebpf::programs::XdpContext;
-use ballast_common::{Counter, FlowKey, FAMILY_V4, FAMILY_V6, PROTO_UDP};
+use ballast_common::{Counter, FlowKey, NatReverse, FAMILY_V4, FAMILY_V6, PROTO_UDP};
 
 use super::{drop, pass, tx::transmit, v4_words};
 use crate::{
     csum,
-    maps::{count, NAT_REVERSE},
+    maps::{count, NAT_REVERSE, NAT_REVERSE_SYN},
     parse::*,
 };
 
@@ -118,11 +118,18 @@ pub(super) fn nat_reply_v4(ctx: &XdpContext, l4_off: usize, h: &Ipv4Hdr) -> u32 
         family: FAMILY_V4,
         _pad: [0; 2],
     };
-    let Some(rev) = (unsafe { NAT_REVERSE.get(&key) }).copied() else {
+    let Some(rev) = reverse(&key) else {
         return pass(Counter::PassNotVip);
     };
     count(Counter::NatReplies);
     nat_rewrite_v4(ctx, l4_off, h.proto, Side::Src, rev.vip_addr[0], rev.vip_port)
+}
+
+/// The VIP a backend's reply must come from: an established flow's, or (the SYN-ACK)
+/// one seen only as a SYN so far.
+#[inline(always)]
+fn reverse(key: &FlowKey) -> Option<NatReverse> {
+    unsafe { NAT_REVERSE.get(key).or_else(|| NAT_REVERSE_SYN.get(key)) }.copied()
 }
 
 #[inline(always)]
@@ -144,7 +151,7 @@ pub(super) fn nat_reply_v6(ctx: &XdpContext, h: &Ipv6Hdr) -> u32 {
         family: FAMILY_V6,
         _pad: [0; 2],
     };
-    let Some(rev) = (unsafe { NAT_REVERSE.get(&key) }).copied() else {
+    let Some(rev) = reverse(&key) else {
         return pass(Counter::PassNotVip);
     };
     count(Counter::NatReplies);
