@@ -1310,3 +1310,72 @@ impl Drop for Ui {
         let _ = self.child.wait();
     }
 }
+
+/// L4 flows survive their VIP's move: every device builds the same Maglev table from the
+/// same backends, so the survivor sends an open connection's next packets to the backend
+/// it was on, and writes the connection-table entry from them. Tunnel and DR groups, both
+/// on lb1 (explicit VIPs from its range); lb1's links go down and its agent is killed.
+#[test]
+fn l4_flows_keep_their_backend_when_the_vip_moves() {
+    if !need_root("l4_flows_keep_their_backend_when_the_vip_moves") {
+        return;
+    }
+    let _serial = serial();
+    let mut seed = Seed::up("fl");
+    seed.ready();
+    let (tun, dr) = (Ipv4Addr::new(198, 51, 100, 120), Ipv4Addr::new(198, 51, 100, 121));
+    let web = ["--backend", "10.10.0.23", "--backend", "10.10.0.24"];
+    let create = |id: &str, mode: &str, vip: Ipv4Addr| {
+        let listen = format!("80:{mode}");
+        let vip = vip.to_string();
+        let mut args = vec!["group", "create", id, "--listen", listen.as_str(), "--vip", vip.as_str()];
+        args.extend(web);
+        seed.ok("wit", &args);
+    };
+    create("acco02/tun", "tunnel", tun);
+    create("acco03/dr", "dr", dr);
+    // Both hold the VIPs on lo; as LVS real servers, they never answer ARP for them.
+    let _decaps = tunnel_backends(&seed, &[tun, dr]);
+    for i in 1..=4 {
+        seed.exec(&format!("web{i}"), "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2");
+    }
+    for vip in [tun, dr] {
+        eventually("lb1 serves the VIP", LIMIT, || {
+            (seed.owner(vip)?.0 == "lb1" && seed.holds("lb1", vip)).then_some(())
+        });
+        eventually("the VIP answers", LIMIT, || {
+            common::enter(&seed.ns("rt"), || http_get(SocketAddr::from((vip, 80)), Duration::from_secs(1)).ok())
+        });
+    }
+    // Keep-alive connections, each on the backend that answered it.
+    let mut conns = common::enter(&seed.ns("rt"), || {
+        let mut v = Vec::new();
+        for vip in [tun, dr] {
+            for _ in 0..8 {
+                let mut s = std::net::TcpStream::connect((vip, 80)).unwrap();
+                let who = http_get_on(&mut s, Duration::from_secs(3)).unwrap();
+                v.push((vip, s, who));
+            }
+        }
+        v
+    });
+    let seen: BTreeSet<&str> = conns.iter().map(|(_, _, w)| w.as_str()).collect();
+    println!("connections on {seen:?}");
+
+    for nic in ["eth2", "eth0", "eth1"] {
+        seed.exec("lb1", &format!("ip link set {nic} down"));
+    }
+    seed.agent("lb1").kill9();
+    for vip in [tun, dr] {
+        eventually("the VIP on lb2", LIMIT, || (seed.owner(vip)?.0 == "lb2" && seed.holds("lb2", vip)).then_some(()));
+    }
+    // The next request on every open connection is answered by the same backend (a
+    // request may wait for the move; TCP retransmits it).
+    common::enter(&seed.ns("rt"), || {
+        for (i, (vip, s, who)) in conns.iter_mut().enumerate() {
+            let now = http_get_on(s, Duration::from_secs(20))
+                .unwrap_or_else(|e| panic!("connection {i} to {vip} (on {who}) broke across the move: {e}"));
+            assert_eq!(&now, who, "connection {i} to {vip} changed backend across the move");
+        }
+    });
+}
