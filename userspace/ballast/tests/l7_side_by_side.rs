@@ -218,3 +218,61 @@ fn forwardfor_in_a_frontend_as_haproxy() {
         &[("/", &[]), ("/own", &[]), ("/", &["-H", "X-Client: 192.0.2.9"]), ("/own", &["-H", "X-Client: 192.0.2.9"])];
     side_by_side(&config, probes);
 }
+
+/// Each backend's server status (`pxname/svname` → `UP`, `DOWN`, ...) from a stats page's CSV.
+fn server_states(port: u16) -> std::collections::BTreeMap<String, String> {
+    let out = Command::new("curl").args(["-s", "-m", "5"]).arg(format!("http://127.0.0.1:{port}/stats;csv")).output().expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f.len() > 17 && f[0].starts_with('r') && f[1] == "s1").then(|| (f[0].to_string(), f[17].to_string()))
+        })
+        .collect()
+}
+
+/// `http-check send` and the `http-check expect` forms of 2.6 (status lists and ranges,
+/// negation, options before the match): the same servers pass in both.
+#[test]
+fn health_checks_as_haproxy() {
+    if !have_haproxy() {
+        return;
+    }
+    let cases: [(&str, &str, &str); 7] = [
+        ("r1", "option httpchk GET /?st=302\n    http-check expect status 200-399", "UP"),
+        ("r2", "option httpchk GET /?st=404\n    http-check expect status 200-399", "DOWN"),
+        ("r3", "option httpchk GET /?st=302\n    http-check expect status 200,302", "UP"),
+        ("r4", "option httpchk GET /?st=404\n    http-check expect ! status 500-599", "UP"),
+        ("r5", "option httpchk\n    http-check send meth GET uri /?st=404\n    http-check expect status 404", "UP"),
+        (
+            "r6",
+            "option httpchk\n    http-check send meth GET uri /?st=204 ver HTTP/1.1 hdr Host check.example\n    http-check expect comment \"no content\" status 204",
+            "UP",
+        ),
+        ("r7", "option httpchk GET /?st=503", "DOWN"),
+    ];
+    let echo = http_backend::start_echo("s1");
+    let cfg = |port: u16| {
+        let mut c = format!("{HEAD}listen stats\n    bind 127.0.0.1:{port}\n    stats enable\n    stats uri /stats\n");
+        for (name, check, _) in &cases {
+            c.push_str(&format!("backend {name}\n    {check}\n    server s1 {} check inter 200 rise 1 fall 1\n", echo.addr));
+        }
+        c
+    };
+    let (pb, ph) = (free_port(), free_port());
+    let _ballast = start_proxy(&cfg(pb));
+    let _haproxy = start_haproxy(&cfg(ph), ph);
+    let want: std::collections::BTreeMap<String, String> =
+        cases.iter().map(|(n, _, st)| (n.to_string(), st.to_string())).collect();
+    // HAProxy shows servers UP until their first check: wait for its verdicts, then ballast's.
+    let haproxy = common::eventually("HAProxy's check verdicts", std::time::Duration::from_secs(15), || {
+        let s = server_states(ph);
+        (s == want).then_some(s)
+    });
+    let ballast = common::eventually("ballast's check verdicts", std::time::Duration::from_secs(15), || {
+        let s = server_states(pb);
+        (s == haproxy).then_some(s)
+    });
+    println!("{ballast:?}");
+}

@@ -16,6 +16,28 @@ use ballast_l7::{
     health::Transition,
 };
 
+/// The check's request: the configured line, headers (`http-check send hdr`, which may
+/// replace Host) and body.
+fn check_request(chk: &HttpCheck, addr: std::net::SocketAddr) -> String {
+    let mut req = format!("{} {} {}\r\n", chk.method, chk.uri, chk.version);
+    let has = |name: &str| chk.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    if !has("host") {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (n, v) in &chk.headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if !has("user-agent") {
+        req.push_str("User-Agent: ballast-check\r\n");
+    }
+    if !chk.body.is_empty() {
+        req.push_str(&format!("Content-Length: {}\r\n", chk.body.len()));
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    req.push_str(&chk.body);
+    req
+}
+
 /// One check; Ok(description) when it passed, Err(description) when it failed.
 pub async fn check_once(
     server: &ServerRt,
@@ -30,10 +52,7 @@ pub async fn check_once(
         Ok(Ok(s)) => s,
     };
     let Some(chk) = httpchk else { return Ok("L4OK".into()) };
-    let req = format!(
-        "{} {} {}\r\nHost: {addr}\r\nUser-Agent: ballast-check\r\nConnection: close\r\n\r\n",
-        chk.method, chk.uri, chk.version
-    );
+    let req = check_request(chk, addr);
     let io = async {
         s.write_all(req.as_bytes()).await?;
         let mut buf = Vec::with_capacity(4096);
@@ -60,7 +79,7 @@ pub async fn check_once(
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     let ok = match &chk.expect {
         Expect::Status2xx3xx => (200..400).contains(&code),
-        Expect::Status { codes, negate } => codes.contains(&code) != *negate,
+        Expect::Status { ranges, negate } => ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&code)) != *negate,
         Expect::String { needle, negate } => body.contains(needle.as_str()) != *negate,
     };
     if ok {

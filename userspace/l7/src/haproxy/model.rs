@@ -81,21 +81,40 @@ pub struct CookieCfg {
     pub domain: Option<String>,
 }
 
-/// `option httpchk [<method> <uri> [<version>]]` and `http-check expect`.
+/// `option httpchk [<method> <uri> [<version>]]`, `http-check send` and `http-check expect`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpCheck {
     pub method: String,
     pub uri: String,
     pub version: String,
+    /// `http-check send hdr <name> <value>`, in order.
+    pub headers: Vec<(String, String)>,
+    /// `http-check send body <string>`.
+    pub body: String,
     pub expect: Expect,
+}
+
+impl HttpCheck {
+    /// `option httpchk` without arguments: `OPTIONS / HTTP/1.0`, any 2xx or 3xx.
+    pub fn default_request() -> HttpCheck {
+        HttpCheck {
+            method: "OPTIONS".into(),
+            uri: "/".into(),
+            version: "HTTP/1.0".into(),
+            headers: Vec::new(),
+            body: String::new(),
+            expect: Expect::Status2xx3xx,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Expect {
     /// Default: any 2xx or 3xx status.
     Status2xx3xx,
+    /// `status 200,302` / `status 200-399`: codes and inclusive ranges.
     Status {
-        codes: Vec<u16>,
+        ranges: Vec<(u16, u16)>,
         negate: bool,
     },
     String {

@@ -83,7 +83,7 @@ fn seed_003_config_checks_cookies_and_stats() {
     let be = c.proxy("servers").unwrap();
     let chk = be.settings.httpchk.as_ref().unwrap();
     assert_eq!((chk.method.as_str(), chk.uri.as_str()), ("GET", "/health"));
-    assert_eq!(chk.expect, Expect::Status { codes: vec![200], negate: false });
+    assert_eq!(chk.expect, Expect::Status { ranges: vec![(200, 200)], negate: false });
     let ck = be.settings.cookie.as_ref().unwrap();
     assert_eq!((ck.name.as_str(), ck.insert, ck.indirect, ck.nocache), ("SERVERID", true, true, true));
     assert!(be
@@ -336,4 +336,47 @@ fn tls_options_are_honoured_or_refused() {
     let policy = c.proxies[0].binds[0].tls_policy.as_ref().unwrap();
     assert!(!policy.tickets && policy.strict_sni);
     assert_eq!(policy.versions.len(), 2);
+}
+
+#[test]
+fn server_tls_and_state_keywords_are_refused_not_ignored() {
+    const HEAD: &str = "defaults\n mode http\n timeout connect 1s\n timeout client 1s\n timeout server 1s\nbackend b\n";
+    // Each would change who is served, or send in clear what the config encrypts.
+    for params in [
+        "ssl verify none",
+        "ssl verify required ca-file /etc/ssl/ca.pem sni str(x)",
+        "check check-ssl",
+        "check port 8080",
+        "check addr 10.0.0.9",
+        "track b2/s1",
+        "maxqueue 10",
+        "observe layer7 error-limit 5 on-error mark-down",
+        "proto h2",
+    ] {
+        let a = alerts(&format!("{HEAD} server s 10.0.0.1:443 {params}\n"));
+        assert!(!a.is_empty() && a.iter().all(|m| m.starts_with("7: ")), "{params}: {a:?}");
+    }
+    // Overrides of default-server are honoured.
+    let p = parse("d.cfg", &format!("{HEAD} default-server check\n server s 10.0.0.1:80 no-check\n server t 10.0.0.2:80 disabled enabled\n"));
+    let cfg = p.config.expect("loads");
+    let servers = &cfg.proxies.iter().find(|b| b.name == "b").unwrap().servers;
+    assert!(!servers[0].check && !servers[1].disabled, "{servers:?}");
+}
+
+#[test]
+fn http_check_send_and_expect_forms() {
+    let p = parse(
+        "c.cfg",
+        "defaults\n mode http\n timeout connect 1s\n timeout client 1s\n timeout server 1s\nbackend b\n option httpchk\n http-check send meth GET uri /health ver HTTP/1.1 hdr Host example.com body x=1\n http-check expect comment \"fine\" ! status 500-599,404\n server s 10.0.0.1:80 check\n",
+    );
+    let cfg = p.config.expect("loads");
+    let chk = cfg.proxies.iter().find(|b| b.name == "b").unwrap().settings.httpchk.clone().unwrap();
+    assert_eq!((chk.method.as_str(), chk.uri.as_str(), chk.version.as_str()), ("GET", "/health", "HTTP/1.1"));
+    assert_eq!(chk.headers, vec![("Host".to_string(), "example.com".to_string())]);
+    assert_eq!(chk.body, "x=1");
+    assert_eq!(chk.expect, Expect::Status { ranges: vec![(500, 599), (404, 404)], negate: true });
+    for bad in ["http-check expect status 200-99", "http-check expect ok-status L7OKC status 200", "http-check disable-on-404", "http-check expect rstatus ^2"] {
+        let a = alerts(&format!("defaults\n mode http\nbackend b\n option httpchk\n {bad}\n server s 10.0.0.1:80 check\n"));
+        assert!(!a.is_empty(), "{bad} accepted");
+    }
 }

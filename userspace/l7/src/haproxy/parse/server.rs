@@ -74,15 +74,33 @@ pub(super) fn server_params(p: &mut Parser, w: &[String], target: &mut ServerPar
                     }
                 },
             },
-            "fastinter" | "downinter" | "port" | "addr" | "maxqueue" | "minconn" | "slowstart" | "id"
-            | "observe" | "error-limit" | "on-error" | "on-marked-down" | "on-marked-up" | "agent-port"
-            | "agent-inter" | "check-sni" | "sni" | "ca-file" | "crt" | "verify" | "alpn" | "proto"
-            | "pool-max-conn" | "pool-purge-delay" | "resolvers" | "init-addr" | "redir" | "track" => {
+            "no-check" => match target {
+                ServerParams::Defaults(d) => d.check = false,
+                ServerParams::Server(s) => s.check = false,
+            },
+            "enabled" => {
+                if let ServerParams::Server(s) = target {
+                    s.disabled = false;
+                }
+            }
+            // Ignoring any of these would change who is served or weaken security: TLS to
+            // the server (traffic would leave in clear), checks sent elsewhere, states
+            // tracked or driven by agents and errors, queue limits, redirects.
+            "ssl" | "check-ssl" | "verify" | "ca-file" | "crt" | "sni" | "check-sni" | "alpn" | "proto" | "ciphers"
+            | "ciphersuites" | "ssl-min-ver" | "ssl-max-ver" | "port" | "addr" | "track" | "redir" | "agent-check"
+            | "observe" | "on-error" | "on-marked-down" | "on-marked-up" | "error-limit" | "maxqueue" | "minconn" => {
+                p.alert(format!("server parameter '{kw}' is not supported by ballast"));
+                if !matches!(kw, "ssl" | "check-ssl" | "agent-check") {
+                    i += 1;
+                }
+            }
+            // Timing, naming and pooling: how the proxy runs, not who is served.
+            "fastinter" | "downinter" | "slowstart" | "id" | "agent-port" | "agent-inter" | "pool-max-conn"
+            | "pool-purge-delay" | "resolvers" | "init-addr" | "resolve-prefer" => {
                 p.warn(format!("server parameter '{kw}' is not supported by ballast, ignored"));
                 i += 1;
             }
-            "ssl" | "no-ssl" | "check-ssl" | "agent-check" | "non-stick" | "no-check" | "tfo"
-            | "resolve-prefer" | "enabled" => {
+            "no-ssl" | "non-stick" | "tfo" => {
                 p.warn(format!("server parameter '{kw}' is not supported by ballast, ignored"))
             }
             other => p.alert(format!("unknown server parameter '{other}'")),

@@ -266,13 +266,16 @@ pub(super) fn option(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
                 s.httpchk = None;
                 return;
             }
-            let (method, uri, version) = match w.len() {
-                2 => ("OPTIONS".to_string(), "/".to_string(), "HTTP/1.0".to_string()),
-                3 => ("OPTIONS".to_string(), w[2].clone(), "HTTP/1.0".to_string()),
-                _ => (w[2].clone(), w[3].clone(), w.get(4).cloned().unwrap_or_else(|| "HTTP/1.0".into())),
-            };
-            let expect = s.httpchk.as_ref().map(|c| c.expect.clone()).unwrap_or(Expect::Status2xx3xx);
-            s.httpchk = Some(HttpCheck { method, uri, version, expect });
+            let c = s.httpchk.get_or_insert_with(HttpCheck::default_request);
+            match w.len() {
+                2 => {}
+                3 => c.uri = w[2].clone(),
+                _ => {
+                    c.method = w[2].clone();
+                    c.uri = w[3].clone();
+                    c.version = w.get(4).cloned().unwrap_or_else(|| "HTTP/1.0".into());
+                }
+            }
         }
         "http-keep-alive" | "http-server-close" | "httpclose" | "http-tunnel" | "forceclose" => {
             if name != "http-keep-alive" {
@@ -364,52 +367,105 @@ pub(super) fn cookie(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
 
 pub(super) fn http_check(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
     match w.get(1).map(String::as_str) {
-        Some("expect") => {
-            let (negate, rest) = match w.get(2).map(String::as_str) {
-                Some("!") => (true, &w[3..]),
-                _ => (false, &w[2.min(w.len())..]),
-            };
-            let (Some(kind), Some(_)) = (rest.first(), rest.get(1)) else {
-                p.alert("'http-check expect' expects 'status <codes>' or 'string <text>'");
-                return;
-            };
-            let expect = match kind.as_str() {
-                "status" => {
-                    let mut codes = Vec::new();
-                    for c in rest[1].split(',') {
-                        match c.parse::<u16>() {
-                            Ok(n) if (100..600).contains(&n) => codes.push(n),
-                            _ => {
-                                p.alert(format!("'http-check expect status': {c:?} is not an HTTP status"));
-                                return;
-                            }
-                        }
-                    }
-                    Expect::Status { codes, negate }
-                }
-                "string" => Expect::String { needle: rest[1..].join(" "), negate },
-                other => {
-                    p.alert(format!(
-                        "'http-check expect {other}' is not supported by ballast (status, string)"
-                    ));
-                    return;
-                }
-            };
-            match &mut s.httpchk {
-                Some(c) => c.expect = expect,
-                None => {
-                    s.httpchk = Some(HttpCheck {
-                        method: "OPTIONS".into(),
-                        uri: "/".into(),
-                        version: "HTTP/1.0".into(),
-                        expect,
-                    })
-                }
-            }
+        Some("expect") => http_check_expect(p, s, &w[2..]),
+        Some("send") => http_check_send(p, s, &w[2..]),
+        Some("comment") => {}
+        Some("send-state") => p.warn("'http-check send-state' is not supported by ballast (no X-Haproxy-Server-State header), ignored"),
+        // Each changes which servers pass, so which get traffic.
+        Some(other @ ("disable-on-404" | "connect" | "set-var" | "unset-var")) => {
+            p.alert(format!("'http-check {other}' is not supported by ballast"))
         }
-        Some(other) => p.warn(format!("'http-check {other}' is not supported by ballast, ignored")),
+        Some(other) => p.alert(format!("unknown 'http-check' action '{other}'")),
         None => p.alert("'http-check' expects an action"),
     }
+}
+
+/// `http-check send [meth <m>] [uri <u>] [ver <v>] [hdr <name> <value>]* [body <string>]`.
+fn http_check_send(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
+    let c = s.httpchk.get_or_insert_with(HttpCheck::default_request);
+    let mut i = 0;
+    while i < w.len() {
+        let value = |n: usize| w.get(i + n).cloned();
+        let (kw, took) = (w[i].as_str(), match w[i].as_str() {
+            "hdr" => 3,
+            _ => 2,
+        });
+        let Some(v) = value(1) else {
+            p.alert(format!("'http-check send {kw}' expects a value"));
+            return;
+        };
+        match kw {
+            "meth" => c.method = v,
+            "uri" => c.uri = v,
+            "ver" => c.version = v,
+            "body" => c.body = v,
+            "comment" => {}
+            "hdr" => {
+                let Some(val) = value(2) else {
+                    p.alert("'http-check send hdr' expects a name and a value");
+                    return;
+                };
+                c.headers.push((v, val));
+            }
+            other => {
+                // uri-lf, body-lf: log-format strings ballast does not evaluate.
+                p.alert(format!("'http-check send {other}' is not supported by ballast"));
+                return;
+            }
+        }
+        i += took;
+    }
+}
+
+/// `http-check expect [options] [!] <match> <pattern>`.
+fn http_check_expect(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
+    let mut i = 0;
+    // Options before the match: those that only label or log the result are ignored (a
+    // warning); those that change what the result means are refused.
+    while let Some(kw) = w.get(i).map(String::as_str) {
+        match kw {
+            "comment" => {}
+            "min-recv" | "on-success" | "on-error" => {
+                p.warn(format!("'http-check expect {kw}' is not supported by ballast, ignored"))
+            }
+            "ok-status" | "error-status" | "tout-status" | "status-code" => {
+                p.alert(format!("'http-check expect {kw}' is not supported by ballast"));
+                return;
+            }
+            _ => break,
+        }
+        i += 2;
+    }
+    let (negate, rest) = match w.get(i).map(String::as_str) {
+        Some("!") => (true, &w[(i + 1).min(w.len())..]),
+        _ => (false, &w[i.min(w.len())..]),
+    };
+    let (Some(kind), Some(_)) = (rest.first(), rest.get(1)) else {
+        p.alert("'http-check expect' expects 'status <codes>' or 'string <text>'");
+        return;
+    };
+    let expect = match kind.as_str() {
+        "status" => {
+            let mut ranges = Vec::new();
+            for c in rest[1].split(',') {
+                let (lo, hi) = c.split_once('-').unwrap_or((c, c));
+                match (lo.parse::<u16>(), hi.parse::<u16>()) {
+                    (Ok(lo), Ok(hi)) if (100..600).contains(&lo) && (lo..600).contains(&hi) => ranges.push((lo, hi)),
+                    _ => {
+                        p.alert(format!("'http-check expect status': {c:?} is not an HTTP status or range"));
+                        return;
+                    }
+                }
+            }
+            Expect::Status { ranges, negate }
+        }
+        "string" => Expect::String { needle: rest[1..].join(" "), negate },
+        other => {
+            p.alert(format!("'http-check expect {other}' is not supported by ballast (status, string)"));
+            return;
+        }
+    };
+    s.httpchk.get_or_insert_with(HttpCheck::default_request).expect = expect;
 }
 
 /// The ALERT for a keyword in [`REFUSED_PROXY`].
