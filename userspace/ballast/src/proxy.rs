@@ -19,7 +19,7 @@ fn read_files(files: &[PathBuf]) -> Result<Vec<(String, String)>> {
 }
 
 pub fn load(files: &[PathBuf]) -> Result<L7Config> {
-    let parsed = haproxy::parse_files(&read_files(files)?);
+    let parsed = haproxy::parse_files(&read_files(files)?).resolve_hosts();
     for d in &parsed.diags {
         log::warn!("{d}");
     }
@@ -31,7 +31,7 @@ pub fn load(files: &[PathBuf]) -> Result<L7Config> {
 
 /// `ballast check`: prints every warning and alert with file:line; Ok when valid.
 pub fn check(files: &[PathBuf], quiet: bool) -> Result<()> {
-    let parsed = haproxy::parse_files(&read_files(files)?);
+    let parsed = haproxy::parse_files(&read_files(files)?).resolve_hosts();
     for d in &parsed.diags {
         if !quiet || d.level == Level::Alert {
             eprintln!("{d}");

@@ -58,8 +58,12 @@ fn fetch(port: u16, path: &str, args: &[&str], h2: bool) -> Seen {
 /// both, then each probe (path, curl arguments) against both, and compares.
 fn side_by_side(config: &str, probes: &[(&str, &[&str])]) {
     let echo = http_backend::start_echo("s1");
-    let cfg =
-        |port: u16| config.replace("{port}", &port.to_string()).replace("{echo}", &echo.addr.to_string());
+    let cfg = |port: u16| {
+        config
+            .replace("{port}", &port.to_string())
+            .replace("{echo}", &echo.addr.to_string())
+            .replace("{echo_port}", &echo.addr.port().to_string())
+    };
     let (pb, ph) = (free_port(), free_port());
     let _ballast = start_proxy(&cfg(pb));
     let _haproxy = start_haproxy(&cfg(ph), ph);
@@ -217,6 +221,25 @@ fn forwardfor_in_a_frontend_as_haproxy() {
     let probes: &[(&str, &[&str])] =
         &[("/", &[]), ("/own", &[]), ("/", &["-H", "X-Client: 192.0.2.9"]), ("/own", &["-H", "X-Client: 192.0.2.9"])];
     side_by_side(&config, probes);
+}
+
+/// A server written with a host name is resolved at start, as HAProxy does; one that
+/// does not resolve refuses the configuration in both.
+#[test]
+fn server_host_names_resolve_as_haproxy() {
+    if !have_haproxy() {
+        return;
+    }
+    let config = format!("{HEAD}listen web\n    bind 127.0.0.1:{{port}}\n    server s1 localhost:{{echo_port}}\n");
+    side_by_side(&config, &[("/named", &[])]);
+    let bad = std::env::temp_dir().join(format!("ballast-badhost-{}.cfg", std::process::id()));
+    std::fs::write(&bad, format!("{HEAD}listen web\n    bind 127.0.0.1:1\n    server s1 no-such-host.invalid:80\n")).unwrap();
+    let haproxy = Command::new("haproxy").args(["-c", "-f"]).arg(&bad).output().unwrap();
+    let ballast = Command::new(env!("CARGO_BIN_EXE_ballast")).args(["check", "--file"]).arg(&bad).output().unwrap();
+    let _ = std::fs::remove_file(&bad);
+    assert!(!haproxy.status.success(), "HAProxy accepted an unresolvable server");
+    let err = String::from_utf8_lossy(&ballast.stderr);
+    assert!(!ballast.status.success() && err.contains("could not resolve address 'no-such-host.invalid'"), "{err}");
 }
 
 /// Each backend's server status (`pxname/svname` → `UP`, `DOWN`, ...) from a stats page's CSV.

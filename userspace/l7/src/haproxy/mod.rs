@@ -2,6 +2,7 @@
 //! runs from.
 pub mod model;
 pub mod parse;
+mod resolve;
 pub mod tls;
 pub mod tokenize;
 pub mod units;

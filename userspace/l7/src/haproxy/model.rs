@@ -126,7 +126,13 @@ pub enum Expect {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Server {
     pub name: String,
+    /// Unspecified (with the port) until `host` is resolved.
     pub addr: SocketAddr,
+    /// The host name written in place of an address, resolved at start and at each
+    /// reload (`Parsed::resolve_hosts`), as HAProxy does with libc.
+    pub host: Option<String>,
+    /// The file the server line is in (for messages).
+    pub file: String,
     pub weight: u32,
     /// 0 = unlimited.
     pub maxconn: u32,

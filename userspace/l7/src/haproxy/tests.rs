@@ -380,3 +380,19 @@ fn http_check_send_and_expect_forms() {
         assert!(!a.is_empty(), "{bad} accepted");
     }
 }
+
+#[test]
+fn server_host_names_are_resolved_after_parsing() {
+    let text = "defaults\n mode http\n timeout connect 1s\n timeout client 1s\n timeout server 1s\nbackend b\n server s localhost:8080\n";
+    let parsed = parse("h.cfg", text);
+    let s = &parsed.config.as_ref().expect("loads").proxies[0].servers[0];
+    assert_eq!((s.host.as_deref(), s.addr.port()), (Some("localhost"), 8080));
+    assert!(s.addr.ip().is_unspecified(), "not resolved by the parser");
+    let resolved = parsed.resolve_hosts();
+    let s = &resolved.config.expect("resolves").proxies[0].servers[0];
+    assert!(s.addr.ip().is_loopback(), "{}", s.addr);
+    let bad = parse("h.cfg", &text.replace("localhost", "no-such-host.invalid")).resolve_hosts();
+    assert!(bad.config.is_none());
+    let a: Vec<String> = bad.alerts().map(|d| d.to_string()).collect();
+    assert!(a.iter().any(|m| m.contains("h.cfg:7") && m.contains("could not resolve address 'no-such-host.invalid'")), "{a:?}");
+}

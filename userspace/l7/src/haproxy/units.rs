@@ -39,11 +39,26 @@ pub fn bind_addr(s: &str) -> Result<SocketAddr, String> {
 
 /// A `server` address: an IP and a port (names are not resolved: the appliance gets
 /// addresses from its control plane).
-pub fn server_addr(s: &str) -> Result<SocketAddr, String> {
+/// A server's address as written: an IP address, or a host name resolved at start.
+pub enum ServerHost {
+    Ip(SocketAddr),
+    Name(String, u16),
+}
+
+pub fn server_host(s: &str) -> Result<ServerHost, String> {
     let (host, port) = split_host_port(s)?;
-    let ip: IpAddr =
-        host.parse().map_err(|_| format!("{host:?} is not an IP address (host names are not resolved)"))?;
-    Ok(SocketAddr::new(ip, port))
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ServerHost::Ip(SocketAddr::new(ip, port)));
+    }
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if !valid {
+        return Err(format!("{host:?} is neither an IP address nor a host name"));
+    }
+    Ok(ServerHost::Name(host.to_string(), port))
 }
 
 fn split_host_port(s: &str) -> Result<(&str, u16), String> {
@@ -81,10 +96,11 @@ mod tests {
         assert_eq!(bind_addr("ipv6@:80").unwrap(), "[::]:80".parse().unwrap());
         assert_eq!(bind_addr("14.14.1.100:8080").unwrap(), "14.14.1.100:8080".parse().unwrap());
         assert_eq!(bind_addr("[::1]:443").unwrap(), "[::1]:443".parse().unwrap());
-        assert_eq!(server_addr("192.168.56.254:80").unwrap(), "192.168.56.254:80".parse().unwrap());
-        assert!(server_addr("web1:80").is_err());
-        assert!(server_addr("10.0.0.1").is_err());
-        assert!(server_addr("10.0.0.1:99999").is_err());
+        assert!(matches!(server_host("192.168.56.254:80"), Ok(ServerHost::Ip(a)) if a == "192.168.56.254:80".parse().unwrap()));
+        assert!(matches!(server_host("web1.internal:80"), Ok(ServerHost::Name(h, 80)) if h == "web1.internal"));
+        assert!(server_host("10.0.0.1").is_err());
+        assert!(server_host("10.0.0.1:99999").is_err());
+        assert!(server_host("bad host!:80").is_err());
         assert!(bind_addr("::1:80").is_err());
     }
 }

@@ -2,7 +2,10 @@
 use std::collections::BTreeSet;
 
 use super::{num, time_arg, Parser};
-use crate::haproxy::{model::*, units::server_addr};
+use crate::haproxy::{
+    model::*,
+    units::{server_host, ServerHost},
+};
 
 pub(super) enum ServerParams<'a> {
     Defaults(&'a mut DefaultServer),
@@ -114,8 +117,9 @@ pub(super) fn server(p: &mut Parser, idx: usize, w: &[String]) {
         p.alert("'server' expects a name and an address");
         return;
     };
-    let addr = match server_addr(addr) {
-        Ok(a) => a,
+    let (addr, host) = match server_host(addr) {
+        Ok(ServerHost::Ip(a)) => (a, None),
+        Ok(ServerHost::Name(h, port)) => (std::net::SocketAddr::from(([0, 0, 0, 0], port)), Some(h)),
         Err(e) => {
             p.alert(format!("server '{name}': {e}"));
             return;
@@ -125,6 +129,8 @@ pub(super) fn server(p: &mut Parser, idx: usize, w: &[String]) {
     let mut s = Server {
         name: name.clone(),
         addr,
+        host,
+        file: p.file.clone(),
         weight: ds.weight,
         maxconn: ds.maxconn,
         check: ds.check,
