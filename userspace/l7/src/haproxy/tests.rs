@@ -183,8 +183,8 @@ fn mistakes_are_alerts_with_their_line() {
             "6: frontend 'f': default_backend 'nope' names no backend",
         ),
         (
-            "listen x\n bind :80\n server s1 web1:80\n",
-            "8: server 's1': \"web1\" is not an IP address (host names are not resolved)",
+            "listen x\n bind :80\n server s1 web1!:80\n",
+            "8: server 's1': \"web1!\" is neither an IP address nor a host name",
         ),
         (
             "listen x\n bind :80\n cookie S rewrite\n",
