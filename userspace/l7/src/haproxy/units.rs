@@ -37,8 +37,6 @@ pub fn bind_addr(s: &str) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(ip, port))
 }
 
-/// A `server` address: an IP and a port (names are not resolved: the appliance gets
-/// addresses from its control plane).
 /// A server's address as written: an IP address, or a host name resolved at start.
 pub enum ServerHost {
     Ip(SocketAddr),
