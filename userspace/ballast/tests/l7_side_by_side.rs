@@ -299,3 +299,45 @@ fn health_checks_as_haproxy() {
     });
     println!("{ballast:?}");
 }
+
+/// One GET with curl: (status, body) or None when refused.
+fn get(port: u16, path: &str) -> (Option<u16>, String) {
+    let s = fetch(port, path, &[], false);
+    (s.status, s.body.trim().to_string())
+}
+
+/// `maxconn` on servers: round robin skips a full server for one with a free slot, and a
+/// request waits in the backend's queue only when all are full, as HAProxy does (ballast
+/// queued on the busy server while the other was idle, and answered 503 after `timeout
+/// queue`). Requests: A slow (holds s1's only slot for 1 s), then B and C: s2 serves both.
+#[test]
+fn full_servers_are_skipped_and_the_backend_queue_is_shared_as_haproxy() {
+    if !have_haproxy() {
+        return;
+    }
+    let (s1, s2) = (http_backend::start("s1"), http_backend::start("s2"));
+    let cfg = |port: u16| {
+        format!(
+            "{HEAD}    timeout queue 300ms\nlisten web\n    bind 127.0.0.1:{port}\n    balance roundrobin\n    server s1 {} maxconn 1\n    server s2 {} maxconn 1\n",
+            s1.addr, s2.addr
+        )
+    };
+    let (pb, ph) = (free_port(), free_port());
+    let _ballast = start_proxy(&cfg(pb));
+    let _haproxy = start_haproxy(&cfg(ph), ph);
+    let run = |port: u16| {
+        let slow = std::thread::spawn(move || get(port, "/slow"));
+        // A is on its way (it holds s1 for a second; nothing here depends on how long).
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let b = get(port, "/");
+        let c = get(port, "/");
+        let a = slow.join().unwrap();
+        let who = |(st, body): (Option<u16>, String)| (st, body.split_whitespace().next().unwrap_or("").to_string());
+        [who(a), who(b), who(c)]
+    };
+    let want = run(ph);
+    let got = run(pb);
+    println!("HAProxy {want:?}, ballast {got:?}");
+    assert_eq!(got, want, "ballast (left) vs HAProxy (right)");
+    assert!(want.iter().all(|(st, _)| *st == Some(200)), "{want:?}");
+}

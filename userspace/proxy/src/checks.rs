@@ -79,7 +79,9 @@ pub async fn check_once(
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     let ok = match &chk.expect {
         Expect::Status2xx3xx => (200..400).contains(&code),
-        Expect::Status { ranges, negate } => ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&code)) != *negate,
+        Expect::Status { ranges, negate } => {
+            ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&code)) != *negate
+        }
         Expect::String { needle, negate } => body.contains(needle.as_str()) != *negate,
     };
     if ok {

@@ -28,11 +28,10 @@ use crate::{
     body_pump::{BodyPump, ClientGone, Progress},
     conn::{read_more, within, ClientConn, BUF},
     http::{
-        count_failure, error_page, local_response, persistence, pick, response_edits, retry,
-        run_request_rules, server_failure,
+        assign, count_failure, error_page, local_response, persistence, response_edits, retry,
+        run_request_rules, server_failure, Unassigned,
     },
     httplog::{log_request, Outcome},
-    queue,
     sample::{H1Request, ResponseHeaders, ServerResponse},
     state::{BackendRt, Body, FrontendRt, ServerRt, Shared},
     stats,
@@ -575,11 +574,13 @@ impl Exchange<'_> {
         let idempotent =
             matches!(self.method(), b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE");
 
-        let Some(mut idx) = persisted.or_else(|| pick(be, self.peer, Some(path), hdr_value, None)) else {
+        // No server at all: answered before any `100 Continue`.
+        if persisted.is_none() && !be.servers.iter().any(|s| s.candidate().usable) {
             out.termination = Termination::new(Cause::ServerAbort, Phase::Connect);
             let d = self.local(io, error_page(StatusCode::SERVICE_UNAVAILABLE)).await;
             return Done { keep: d.keep && body_done, ..d };
-        };
+        }
+        let mut bound = persisted;
         if self.h.expect_continue && !body_done {
             // Answered here, as nginx does: the server never sees `Expect`.
             if within(self.client_timeout, io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")).await.is_err() {
@@ -590,25 +591,23 @@ impl Exchange<'_> {
         // Timings are for the log only.
         let start_timing = self.fe.cfg.settings.httplog;
         loop {
-            let server = be.servers[idx].clone();
-            out.server = server.cfg.name.clone();
             let t0 = start_timing.then(Instant::now);
-            let permit = match queue::acquire(
-                server.slots.as_ref(),
-                be.queue_timeout(),
-                &server.counters.qcur,
-                &server.counters.qmax,
-            )
-            .await
-            {
-                Ok(p) => p,
-                Err(queue::QueueTimeout) => {
+            let (idx, permit) = match assign(be, bound, self.peer, Some(path), hdr_value).await {
+                Ok(x) => x,
+                Err(Unassigned::NoServer) => {
+                    out.termination = Termination::new(Cause::ServerAbort, Phase::Connect);
+                    let d = self.local(io, error_page(StatusCode::SERVICE_UNAVAILABLE)).await;
+                    return Done { keep: d.keep && body_done, ..d };
+                }
+                Err(Unassigned::QueueTimeout) => {
                     out.termination = Termination::new(Cause::ServerTimeout, Phase::Queue);
                     out.t_queue = Some(ms_since(t0));
                     let d = self.local(io, error_page(StatusCode::SERVICE_UNAVAILABLE)).await;
                     return Done { keep: d.keep && body_done, ..d };
                 }
             };
+            let server = be.servers[idx].clone();
+            out.server = server.cfg.name.clone();
             out.t_queue = Some(ms_since(t0));
             server.counters.enter();
             let t1 = start_timing.then(Instant::now);
@@ -701,7 +700,7 @@ impl Exchange<'_> {
                     let next =
                         retry(be, idx, tries_left, self.peer, Some(path), hdr_value, persisted.is_some())
                             .await;
-                    idx = next.server;
+                    bound = Some(next.server);
                     out.redispatched |= next.redispatched;
                 }
             }

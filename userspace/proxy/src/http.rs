@@ -221,7 +221,8 @@ async fn route(
     }
     let session = be.counters.session();
     let client_timeout = ClientTimeouts::of(&fe.cfg.settings.timeouts).client;
-    let mut r = forward(&be, fe.cfg.settings.forwardfor.as_deref(), peer, local, req, client_timeout, &mut out).await;
+    let mut r =
+        forward(&be, fe.cfg.settings.forwardfor.as_deref(), peer, local, req, client_timeout, &mut out).await;
     drop(session);
     // On the server's answer only: HAProxy's own error pages skip http-response rules.
     if out.termination == Termination::NORMAL {
@@ -308,6 +309,74 @@ pub(super) fn pick(
     }
     let key = Key { source: Some(peer.ip()), path, header: hdr };
     be.balancer.lock().ok()?.pick(&cands, &key)
+}
+
+/// Why a request got no server.
+pub(super) enum Unassigned {
+    /// No server can take requests (all down): 503 at once.
+    NoServer,
+    /// It waited `timeout queue` for a slot: 503 (`sQ`).
+    QueueTimeout,
+}
+
+/// A server and its `maxconn` slot for a request. A server chosen beforehand (`bound`: the
+/// client's persistence cookie, or a retry's) and the hashing algorithms (source, uri,
+/// hdr), whose choice is the point, keep their server and wait in its own queue. The
+/// others pick among the servers with a free slot, and when every usable server is full
+/// the request waits in the backend's queue until a slot frees on any of them (HAProxy's
+/// `pendconn` on the proxy), up to `timeout queue`. Backup servers still serve only when
+/// no active one is up, not when the active ones are busy.
+pub(super) async fn assign(
+    be: &BackendRt,
+    bound: Option<usize>,
+    peer: SocketAddr,
+    path: Option<&str>,
+    hdr: Option<&str>,
+) -> Result<(usize, queue::Slot), Unassigned> {
+    let wait = be.queue_timeout();
+    let fixed =
+        bound.or_else(|| be.cfg.settings.balance.hashes().then(|| pick(be, peer, path, hdr, None)).flatten());
+    if bound.is_some() || be.cfg.settings.balance.hashes() {
+        let idx = fixed.ok_or(Unassigned::NoServer)?;
+        let server = &be.servers[idx];
+        let slot = queue::acquire(
+            server.slots.as_ref(),
+            &be.freed,
+            wait,
+            &server.counters.qcur,
+            &server.counters.qmax,
+        )
+        .await
+        .map_err(|_| Unassigned::QueueTimeout)?;
+        return Ok((idx, slot));
+    }
+    let take = || {
+        let mut cands: Vec<_> = be.servers.iter().map(|s| s.candidate()).collect();
+        if !cands.iter().any(|c| c.usable) {
+            return Some(queue::Assigned::NoServer);
+        }
+        if cands.iter().any(|c| c.usable && !c.backup) {
+            cands.iter_mut().filter(|c| c.backup).for_each(|c| c.usable = false);
+        }
+        for (c, s) in cands.iter_mut().zip(&be.servers) {
+            if s.slots.as_ref().is_some_and(|sem| sem.available_permits() == 0) {
+                c.usable = false;
+            }
+        }
+        if !cands.iter().any(|c| c.usable) {
+            return None;
+        }
+        let key = Key { source: Some(peer.ip()), path, header: hdr };
+        let idx = be.balancer.lock().ok()?.pick(&cands, &key)?;
+        // Taken by another request since the look: look again.
+        queue::try_take(be.servers[idx].slots.as_ref(), &be.freed)
+            .map(|slot| queue::Assigned::Got((idx, slot)))
+    };
+    match queue::backend_queue(&be.freed, wait, &be.counters.qcur, &be.counters.qmax, take).await {
+        Ok(queue::Assigned::Got(x)) => Ok(x),
+        Ok(queue::Assigned::NoServer) => Err(Unassigned::NoServer),
+        Err(_) => Err(Unassigned::QueueTimeout),
+    }
 }
 
 /// Cookie persistence: the server the client's cookie designates (if it may take the
@@ -464,31 +533,25 @@ async fn forward(
     // Streamed once: kept between tries only while no attempt has read it.
     let mut body = has_body.then_some(body);
 
-    let mut idx = match persisted.or_else(|| pick(be, peer, Some(path), hdr_value.as_deref(), None)) {
-        Some(i) => i,
-        None => {
-            out.termination = Termination::new(Cause::ServerAbort, Phase::Connect);
-            return error_page(StatusCode::SERVICE_UNAVAILABLE);
-        }
-    };
     let mut tries_left = s.retries;
+    let mut bound = persisted;
     loop {
+        // maxconn: a server with a free slot, or a wait for one up to `timeout queue`.
+        let t0 = Instant::now();
+        let (idx, permit) = match assign(be, bound, peer, Some(path), hdr_value.as_deref()).await {
+            Ok(x) => x,
+            Err(Unassigned::NoServer) => {
+                out.termination = Termination::new(Cause::ServerAbort, Phase::Connect);
+                return error_page(StatusCode::SERVICE_UNAVAILABLE);
+            }
+            Err(Unassigned::QueueTimeout) => {
+                out.termination = Termination::new(Cause::ServerTimeout, Phase::Queue);
+                out.t_queue = Some(t0.elapsed().as_millis());
+                return error_page(StatusCode::SERVICE_UNAVAILABLE);
+            }
+        };
         let server = be.servers[idx].clone();
         out.server = server.cfg.name.clone();
-        // maxconn: wait for a slot up to `timeout queue`.
-        let t0 = Instant::now();
-        let wait = be.queue_timeout();
-        let permit =
-            match queue::acquire(server.slots.as_ref(), wait, &server.counters.qcur, &server.counters.qmax)
-                .await
-            {
-                Ok(p) => p,
-                Err(queue::QueueTimeout) => {
-                    out.termination = Termination::new(Cause::ServerTimeout, Phase::Queue);
-                    out.t_queue = Some(t0.elapsed().as_millis());
-                    return error_page(StatusCode::SERVICE_UNAVAILABLE);
-                }
-            };
         out.t_queue = Some(t0.elapsed().as_millis());
         let session = ServerSession::new(server.clone());
         let t1 = Instant::now();
@@ -553,7 +616,7 @@ async fn forward(
                 let next =
                     retry(be, idx, tries_left, peer, Some(path), hdr_value.as_deref(), persisted.is_some())
                         .await;
-                idx = next.server;
+                bound = Some(next.server);
                 out.redispatched |= next.redispatched;
             }
         }

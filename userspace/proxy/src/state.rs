@@ -250,7 +250,10 @@ pub struct BackendRt {
     pub cfg: ProxySection,
     pub servers: Vec<Arc<ServerRt>>,
     pub balancer: Mutex<Balancer>,
+    /// Its `qcur`/`qmax` are the backend-wide queue's.
     pub counters: Counters,
+    /// Notified whenever a server's slot is released: wakes the backend's queue.
+    pub freed: Arc<tokio::sync::Notify>,
 }
 
 impl BackendRt {
@@ -373,6 +376,7 @@ pub fn build(config: &ballast_l7::haproxy::L7Config) -> Arc<Shared> {
                     servers,
                     balancer: Mutex::new(Balancer::new(p.settings.balance.clone())),
                     counters: Counters::default(),
+                    freed: Arc::new(tokio::sync::Notify::new()),
                 }),
             );
         }

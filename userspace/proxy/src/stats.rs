@@ -158,6 +158,9 @@ pub fn csv(shared: &Shared) -> String {
             r.set(&idx, "pxname", name);
             r.set(&idx, "svname", "BACKEND");
             counters(&mut r, &idx, &be.counters);
+            // The backend's own queue (requests no server could take yet), as HAProxy's.
+            r.set(&idx, "qcur", be.counters.qcur.load(Relaxed));
+            r.set(&idx, "qmax", be.counters.qmax.load(Relaxed));
             r.set(&idx, "econ", be.counters.econ.load(Relaxed));
             r.set(&idx, "dreq", be.counters.dreq.load(Relaxed));
             r.set(&idx, "cli_abrt", be.counters.cli_abrt.load(Relaxed));

@@ -11,7 +11,6 @@ use std::{
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpStream,
-    sync::OwnedSemaphorePermit,
 };
 
 use ballast_l7::termination::{Cause, Phase, Termination};
@@ -124,28 +123,26 @@ async fn connect(
     peer: SocketAddr,
     local: SocketAddr,
     s: &mut Session,
-) -> Option<(std::sync::Arc<ServerRt>, TcpStream, Option<OwnedSemaphorePermit>)> {
-    let Some(mut idx) = http::pick(be, peer, None, None, None) else {
-        s.termination = Termination::new(Cause::ServerAbort, Phase::Connect);
-        return None;
-    };
+) -> Option<(std::sync::Arc<ServerRt>, TcpStream, queue::Slot)> {
+    let mut bound = None;
     let mut tries_left = be.cfg.settings.retries;
     loop {
+        let t0 = Instant::now();
+        let assigned = http::assign(be, bound, peer, None, None).await;
+        s.t_queue = Some(t0.elapsed().as_millis());
+        let (idx, permit) = match assigned {
+            Ok(x) => x,
+            Err(http::Unassigned::NoServer) => {
+                s.termination = Termination::new(Cause::ServerAbort, Phase::Connect);
+                return None;
+            }
+            Err(http::Unassigned::QueueTimeout) => {
+                s.termination = Termination::new(Cause::ServerTimeout, Phase::Queue);
+                return None;
+            }
+        };
         let server = be.servers[idx].clone();
         s.server = server.cfg.name.clone();
-        let t0 = Instant::now();
-        let permit = queue::acquire(
-            server.slots.as_ref(),
-            be.queue_timeout(),
-            &server.counters.qcur,
-            &server.counters.qmax,
-        )
-        .await;
-        s.t_queue = Some(t0.elapsed().as_millis());
-        let Ok(permit) = permit else {
-            s.termination = Termination::new(Cause::ServerTimeout, Phase::Queue);
-            return None;
-        };
         let t1 = Instant::now();
         // A new connection: one client's bytes, never pooled.
         if let Ok((conn, _)) = upstream::connect(be, &server, true, peer, local).await {
@@ -160,7 +157,7 @@ async fn connect(
         tries_left -= 1;
         s.retries += 1;
         let next = http::retry(be, idx, tries_left, peer, None, None, false).await;
-        idx = next.server;
+        bound = Some(next.server);
         s.redispatched |= next.redispatched;
     }
 }

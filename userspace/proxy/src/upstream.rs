@@ -23,7 +23,6 @@ use hyper::{
 use tokio::{
     io::{AsyncRead, AsyncWriteExt, ReadBuf},
     net::TcpStream,
-    sync::OwnedSemaphorePermit,
 };
 
 use super::{
@@ -367,7 +366,7 @@ pub(super) struct ServerBody {
     upload: Option<Upload>,
     /// Counted on the server until the body is dropped.
     server: ServerSession,
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: crate::queue::Slot,
     timeout: Duration,
     /// Set while waiting; `true` when it waits for the client's request body.
     timer: Option<(Pin<Box<tokio::time::Sleep>>, bool)>,
@@ -393,7 +392,7 @@ impl ServerBody {
     pub(super) fn new(
         be: &BackendRt,
         server: ServerSession,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: crate::queue::Slot,
         io: TcpStream,
         buf: BytesMut,
         r: &ResponseHead,

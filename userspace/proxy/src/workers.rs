@@ -192,8 +192,11 @@ fn set_transparent(s: &TcpSocket, v6: bool) -> std::io::Result<()> {
         Ok(())
     };
     // As HAProxy: IP_TRANSPARENT (needs CAP_NET_ADMIN), else IP_FREEBIND.
-    let transparent =
-        if v6 { opt(libc::SOL_IPV6, libc::IPV6_TRANSPARENT) } else { opt(libc::SOL_IP, libc::IP_TRANSPARENT) };
+    let transparent = if v6 {
+        opt(libc::SOL_IPV6, libc::IPV6_TRANSPARENT)
+    } else {
+        opt(libc::SOL_IP, libc::IP_TRANSPARENT)
+    };
     transparent.or_else(|_| opt(libc::SOL_IP, libc::IP_FREEBIND))
 }
 
@@ -219,7 +222,10 @@ impl Accept {
     /// Accepts the next connection once `slots` grants it its slots (None: stop). The
     /// slots are taken only when a connection is waiting on this socket: with a socket per
     /// worker, a worker idle in accept must not hold a slot another worker's client needs.
-    pub async fn accept_with<T, F, Fut>(&self, mut slots: F) -> std::io::Result<Option<(std::net::TcpStream, SocketAddr, T)>>
+    pub async fn accept_with<T, F, Fut>(
+        &self,
+        mut slots: F,
+    ) -> std::io::Result<Option<(std::net::TcpStream, SocketAddr, T)>>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
@@ -229,7 +235,9 @@ impl Accept {
             let Some(held) = slots().await else { return Ok(None) };
             if let Ok(r) = ready.try_io(|l| l.get_ref().accept()) {
                 // mio's socket is a plain nonblocking fd, registered nowhere.
-                return r.map(|(s, peer)| Some((std::net::TcpStream::from(std::os::fd::OwnedFd::from(s)), peer, held)));
+                return r.map(|(s, peer)| {
+                    Some((std::net::TcpStream::from(std::os::fd::OwnedFd::from(s)), peer, held))
+                });
             }
             // The waiting connection went away meanwhile: its slots go back.
         }
