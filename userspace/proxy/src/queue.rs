@@ -89,6 +89,10 @@ pub async fn backend_queue<T>(
     qmax: &AtomicU32,
     mut take: impl FnMut() -> Option<Assigned<T>>,
 ) -> Result<Assigned<T>, QueueTimeout> {
+    // The common case, a free slot, registers nothing (a waiter list is a shared lock).
+    if let Some(a) = take() {
+        return Ok(a);
+    }
     let deadline = tokio::time::Instant::now() + wait;
     let mut queued = false;
     let result = loop {
