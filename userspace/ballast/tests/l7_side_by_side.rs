@@ -341,3 +341,47 @@ fn full_servers_are_skipped_and_the_backend_queue_is_shared_as_haproxy() {
     assert_eq!(got, want, "ballast (left) vs HAProxy (right)");
     assert!(want.iter().all(|(st, _)| *st == Some(200)), "{want:?}");
 }
+
+/// `econ`, `wretr`, `wredis` for each server and the backend, from a stats page's CSV.
+fn retry_counters(port: u16) -> Vec<String> {
+    let out = Command::new("curl").args(["-s", "-m", "5"]).arg(format!("http://127.0.0.1:{port}/stats;csv")).output().expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("web,") && !l.starts_with("web,FRONTEND"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            format!("{} econ={} wretr={} wredis={}", f[1], f[13], f[15], f[16])
+        })
+        .collect()
+}
+
+/// Retries after a refused connection, with and without `option redispatch`: the same
+/// answers, the same servers tried, and the same counters (a request's connection error
+/// counted once, when it gives up; a retry elsewhere counted as a redispatch only).
+#[test]
+fn retries_and_redispatch_as_haproxy() {
+    if !have_haproxy() {
+        return;
+    }
+    let live = http_backend::start("live");
+    let dead = free_port();
+    for option in ["option redispatch", "no option redispatch"] {
+        let cfg = |port: u16| {
+            format!(
+                "{HEAD}    retries 2\n    {option}\nlisten web\n    bind 127.0.0.1:{port}\n    stats uri /stats\n    balance roundrobin\n    server dead 127.0.0.1:{dead}\n    server live {}\n",
+                live.addr
+            )
+        };
+        let (pb, ph) = (free_port(), free_port());
+        let _ballast = start_proxy(&cfg(pb));
+        let _haproxy = start_haproxy(&cfg(ph), ph);
+        let run = |port: u16| {
+            let statuses: Vec<Option<u16>> = (0..4).map(|_| get(port, "/").0).collect();
+            (statuses, retry_counters(port))
+        };
+        let want = run(ph);
+        let got = run(pb);
+        println!("{option}: {want:?}");
+        assert_eq!(got, want, "{option}: ballast (left) vs HAProxy (right)");
+    }
+}

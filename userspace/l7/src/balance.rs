@@ -59,6 +59,13 @@ impl Balancer {
 
     /// Index of the chosen server, or None when no server is usable.
     pub fn pick(&mut self, servers: &[Candidate], key: &Key) -> Option<usize> {
+        self.pick_avoiding(servers, key, None)
+    }
+
+    /// As `pick`, not `avoid` (a retry's failed server) while another is usable. Round
+    /// robin still gives the avoided server its turn, as HAProxy's does: the next
+    /// request goes to it again, not one further along.
+    pub fn pick_avoiding(&mut self, servers: &[Candidate], key: &Key, avoid: Option<usize>) -> Option<usize> {
         if self.credit.len() != servers.len() {
             self.credit = vec![0; servers.len()];
         }
@@ -70,10 +77,16 @@ impl Balancer {
         } else {
             regular
         };
+        let avoid = avoid.filter(|x| pool.len() > 1 && pool.contains(x));
         let algo = self.algo.clone();
+        if let Balance::RoundRobin | Balance::StaticRr = algo {
+            let stat = matches!(algo, Balance::StaticRr);
+            let weight = |c: &Candidate| if stat { c.static_weight.max(1) } else { c.weight };
+            return Some(self.smooth_rr_avoiding(servers, &pool, weight, avoid));
+        }
+        let pool: Vec<usize> = pool.into_iter().filter(|&i| Some(i) != avoid).collect();
         match algo {
-            Balance::RoundRobin => Some(self.smooth_rr(servers, &pool, |c| c.weight)),
-            Balance::StaticRr => Some(self.smooth_rr(servers, &pool, |c| c.static_weight.max(1))),
+            Balance::RoundRobin | Balance::StaticRr => unreachable!("handled above"),
             Balance::LeastConn => Some(self.least_conn(servers, &pool)),
             Balance::Source => Some(match key.source {
                 Some(ip) => by_hash(servers, &pool, hash_bytes(&ip_bytes(ip))),
@@ -91,20 +104,26 @@ impl Balancer {
         }
     }
 
-    fn smooth_rr(
+    fn smooth_rr(&mut self, servers: &[Candidate], pool: &[usize], weight: impl Fn(&Candidate) -> u32) -> usize {
+        self.smooth_rr_avoiding(servers, pool, weight, None)
+    }
+
+    fn smooth_rr_avoiding(
         &mut self,
         servers: &[Candidate],
         pool: &[usize],
         weight: impl Fn(&Candidate) -> u32,
+        avoid: Option<usize>,
     ) -> usize {
         let total: i64 = pool.iter().map(|&i| weight(&servers[i]) as i64).sum();
-        let mut best = pool[0];
+        let mut best: Option<usize> = None;
         for &i in pool {
             self.credit[i] += weight(&servers[i]) as i64;
-            if self.credit[i] > self.credit[best] {
-                best = i;
+            if Some(i) != avoid && best.is_none_or(|b| self.credit[i] > self.credit[b]) {
+                best = Some(i);
             }
         }
+        let best = best.unwrap_or(pool[0]);
         self.credit[best] -= total;
         best
     }

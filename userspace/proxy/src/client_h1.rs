@@ -678,7 +678,7 @@ impl Exchange<'_> {
                         out.termination = Termination::new(Cause::ServerAbort, Phase::Headers);
                         return Done { status: 0, bytes: 0, keep: false };
                     }
-                    count_failure(be, &server, &e);
+                    count_failure(be, &server, &e, e == SendError::Connect && tries_left > 0);
                     if let SendError::Client(gone) = e {
                         out.client_gone(gone, false);
                         if gone == ClientGone::Invalid {

@@ -301,14 +301,9 @@ pub(super) fn pick(
     hdr: Option<&str>,
     exclude: Option<usize>,
 ) -> Option<usize> {
-    let mut cands: Vec<_> = be.servers.iter().map(|s| s.candidate()).collect();
-    if let Some(x) = exclude {
-        if cands.iter().filter(|c| c.usable).count() > 1 {
-            cands[x].usable = false;
-        }
-    }
+    let cands: Vec<_> = be.servers.iter().map(|s| s.candidate()).collect();
     let key = Key { source: Some(peer.ip()), path, header: hdr };
-    be.balancer.lock().ok()?.pick(&cands, &key)
+    be.balancer.lock().ok()?.pick_avoiding(&cands, &key, exclude)
 }
 
 /// Why a request got no server.
@@ -391,11 +386,13 @@ pub(super) fn persistence<'h>(be: &BackendRt, cookies: &[&'h str]) -> (Option<us
     (cookie::designated(c, cookies, &servers), cookie::find(&c.name, cookies))
 }
 
-/// Counts a failed try on `server`: a connect error (econ), a request the client
-/// abandoned on its way (cli_abrt: not the server's fault; a bad body is not counted
-/// here), else a bad response (eresp).
-pub(super) fn count_failure(be: &BackendRt, server: &ServerRt, e: &SendError) {
+/// Counts a failed try on `server`: a connect error (econ, only when no retry follows:
+/// HAProxy counts a request's connection failure once, when it gives up), a request the
+/// client abandoned on its way (cli_abrt: not the server's fault; a bad body is not
+/// counted here), else a bad response (eresp).
+pub(super) fn count_failure(be: &BackendRt, server: &ServerRt, e: &SendError, retrying: bool) {
     match e {
+        SendError::Connect if retrying => {}
         SendError::Connect => {
             server.counters.econ.fetch_add(1, Relaxed);
             be.counters.econ.fetch_add(1, Relaxed);
@@ -429,18 +426,19 @@ pub(super) async fn retry(
     persisted: bool,
 ) -> Retry {
     let server = &be.servers[idx];
-    server.counters.wretr.fetch_add(1, Relaxed);
-    be.counters.wretr.fetch_add(1, Relaxed);
     let move_now = !server.is_up() || tries_left == 0 || (!be.cfg.settings.balance.hashes() && !persisted);
     if be.cfg.settings.redispatch && move_now {
         if let Some(other) = pick(be, peer, path, hdr, Some(idx)) {
             if other != idx {
+                // A retry elsewhere is a redispatch, not a retry (HAProxy's counting).
                 server.counters.wredis.fetch_add(1, Relaxed);
                 be.counters.wredis.fetch_add(1, Relaxed);
                 return Retry { server: other, redispatched: true };
             }
         }
     }
+    server.counters.wretr.fetch_add(1, Relaxed);
+    be.counters.wretr.fetch_add(1, Relaxed);
     tokio::time::sleep(be.connect_timeout().min(std::time::Duration::from_secs(1))).await;
     Retry { server: idx, redispatched: false }
 }
@@ -598,7 +596,7 @@ async fn forward(
                 drop(session);
                 drop(permit);
                 let connect_failed = e == SendError::Connect;
-                count_failure(be, &server, &e);
+                count_failure(be, &server, &e, connect_failed && tries_left > 0);
                 // A failed connect read nothing of the body: it can go to the next try.
                 if !(connect_failed && tries_left > 0) {
                     let (status, term) = match e {

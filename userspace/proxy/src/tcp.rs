@@ -149,7 +149,7 @@ async fn connect(
             s.t_connect = Some(t1.elapsed().as_millis());
             return Some((server, conn, permit));
         }
-        http::count_failure(be, &server, &SendError::Connect);
+        http::count_failure(be, &server, &SendError::Connect, tries_left > 0);
         if tries_left == 0 {
             s.termination = Termination::new(Cause::ServerAbort, Phase::Connect);
             return None;
