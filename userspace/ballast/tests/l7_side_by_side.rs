@@ -385,3 +385,101 @@ fn retries_and_redispatch_as_haproxy() {
         assert_eq!(got, want, "{option}: ballast (left) vs HAProxy (right)");
     }
 }
+
+/// Rows of a stats page's CSV as (pxname/svname) → column → value.
+fn csv_rows(port: u16, path: &str) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+    let out = Command::new("curl").args(["-s", "-m", "5"]).arg(format!("http://127.0.0.1:{port}{path}")).output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let header: Vec<String> =
+        lines.next().unwrap_or("").trim_start_matches("# ").split(',').map(str::to_string).collect();
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let row = header.iter().zip(&f).map(|(h, v)| (h.clone(), v.to_string())).collect();
+            (format!("{}/{}", f[0], f.get(1).unwrap_or(&"")), row)
+        })
+        .collect()
+}
+
+/// The `;csv` stats as HAProxy 2.6 fills them, for the columns monitoring reads: status
+/// (an empty backend is UP), weights (the backend's without idle backups), `slim` (a
+/// backend's default fullconn), check code and health, counters filled with 0 rather
+/// than left empty, and addresses, cookies and algorithms only with `stats show-legends`.
+#[test]
+fn stats_csv_as_haproxy() {
+    if !have_haproxy() {
+        return;
+    }
+    let web = http_backend::start("w");
+    // Ports: the frontend, the stats page, the stats page with legends, a scoped page.
+    let cfg = |[fe, stats, legends, scoped]: [u16; 4]| {
+        format!(
+            "{HEAD}frontend fe\n    bind 127.0.0.1:{fe}\n    maxconn 500\n    default_backend web\n\
+             listen stats\n    bind 127.0.0.1:{stats}\n    stats uri /stats\n\
+             listen legends\n    bind 127.0.0.1:{legends}\n    stats uri /stats\n    stats show-legends\n\
+             listen scoped\n    bind 127.0.0.1:{scoped}\n    stats uri /stats\n    stats scope web\n    stats scope .\n\
+             backend web\n    balance roundrobin\n    cookie SRV insert indirect nocache\n    option httpchk GET /\n\
+             server a {} check inter 200 weight 3 cookie a maxconn 10\n    server b {} check inter 200 weight 2 cookie b\n    server c {} check inter 200 backup\n\
+             backend empty\n",
+            web.addr, web.addr, web.addr
+        )
+    };
+    let pb = [free_port(), free_port(), free_port(), free_port()];
+    let ph = [free_port(), free_port(), free_port(), free_port()];
+    let _ballast = start_proxy(&cfg(pb));
+    let _haproxy = start_haproxy(&cfg(ph), ph[0]);
+    for ports in [ph, pb] {
+        common::eventually("every server checked", std::time::Duration::from_secs(15), || {
+            let rows = csv_rows(ports[1], "/stats;csv");
+            ["web/a", "web/b", "web/c"]
+                .iter()
+                .all(|s| rows.get(*s).is_some_and(|r| r["check_status"] == "L7OK"))
+                .then_some(())
+        });
+        for _ in 0..3 {
+            let r = get(ports[0], "/");
+            assert_eq!(r.0, Some(200), "{} {r:?}", if ports == ph { "HAProxy" } else { "ballast" });
+        }
+    }
+    // (`connect`/`reuse` differ by design: under `http-reuse safe` ballast may send a first
+    // request that it could resend itself on an idle connection; see the proxy's README.)
+    let columns = [
+        "status", "weight", "uweight", "act", "bck", "slim", "stot", "lbtot", "req_tot", "conn_tot",
+        "hrsp_2xx", "dresp", "eresp", "econ", "qcur", "qmax", "check_status", "check_code", "check_health",
+        "addr", "cookie", "algo", "comp_in", "wrew", "eint", "-",
+    ];
+    for (page, which) in [("without legends", 1), ("with show-legends", 2)] {
+        let pick = |ports: [u16; 4]| {
+            let rows = csv_rows(ports[which], "/stats;csv");
+            rows.into_iter()
+                .filter(|(k, _)| k.starts_with("web/") || k.starts_with("empty/") || k == "fe/FRONTEND")
+                .map(|(k, r)| {
+                    let kept: Vec<String> = columns
+                        .iter()
+                        .map(|c| {
+                            let v = r.get(*c).cloned().unwrap_or_default();
+                            format!("{c}={v}")
+                        })
+                        .collect();
+                    (k, kept)
+                })
+                .collect::<Vec<_>>()
+        };
+        // HAProxy marks a check in progress ("* L7OK", code 0): read again until none is.
+        let want = common::eventually("HAProxy's stats between checks", std::time::Duration::from_secs(10), || {
+            let w = pick(ph);
+            (!w.iter().any(|(_, r)| r.iter().any(|c| c.starts_with("check_status=*")))).then_some(w)
+        });
+        let got = pick(pb);
+        for ((kw, w), (kg, g)) in want.iter().zip(&got) {
+            assert_eq!(kg, kw);
+            assert_eq!(g, w, "{page}: {kw}: ballast (left) vs HAProxy (right)");
+        }
+        assert_eq!(got.len(), want.len(), "{page}: rows");
+    }
+    // `stats scope`: only the proxies named (and `.`, the page's own).
+    let scoped = |ports: [u16; 4]| csv_rows(ports[3], "/stats;csv").into_keys().collect::<Vec<_>>();
+    assert_eq!(scoped(pb), scoped(ph), "stats scope: ballast (left) vs HAProxy (right)");
+    assert!(scoped(ph).iter().all(|k| k.starts_with("web/") || k.starts_with("scoped/")), "{:?}", scoped(ph));
+}

@@ -42,6 +42,16 @@ impl Health {
         Some(if ok { Transition::WentUp } else { Transition::WentDown })
     }
 
+    /// HAProxy's `check_health`: rise+fall-1 when steadily UP, down by one per failure
+    /// while going down; 0 when steadily DOWN, up by one per success while going up.
+    pub fn health(&self) -> u32 {
+        if self.up {
+            self.rise + self.fall - 1 - self.against
+        } else {
+            self.against
+        }
+    }
+
     /// The status column of HAProxy's stats: "UP", "DOWN", "UP 1/3" (going down: one
     /// failure of the three that take it down), "DOWN 1/2" (going up).
     pub fn status(&self) -> String {

@@ -413,7 +413,10 @@ impl Exchange<'_> {
                     }
                     out.server = "<STATS>".into();
                     let resp = match req.body(()) {
-                        Ok(req) => stats::serve(self.shared, st, &req),
+                        Ok(req) => {
+                            self.fe.counters.intercepted.fetch_add(1, Relaxed);
+                            stats::serve(self.shared, st, &req)
+                        }
                         Err(_) => local_response(
                             StatusCode::BAD_REQUEST,
                             "<html><body><h1>400 Bad request</h1></body></html>\n",

@@ -182,6 +182,7 @@ async fn route(
     if let Some(st) = &fe.cfg.stats {
         if let Some(uri) = &st.uri {
             if req.uri().path().starts_with(uri.as_str()) {
+                fe.counters.intercepted.fetch_add(1, Relaxed);
                 let r = stats::serve(shared, st, &req);
                 out.server = "<STATS>".into();
                 out.status = r.status().as_u16();

@@ -323,6 +323,7 @@ async fn accept_loop(
         let shared = current.read().unwrap_or_else(|p| p.into_inner()).clone();
         let name = frontend.read().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(fe) = shared.frontend(&name) else { continue };
+        fe.counters.conn_tot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // `tcp-request connection reject`: closed before anything is read.
         if !fe.cfg.tcp_request_connection.is_empty() && !connection_accepted(&fe.cfg, peer, local) {
             fe.counters.dcon.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

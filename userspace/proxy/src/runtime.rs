@@ -78,7 +78,7 @@ where
     let shared = proxy.current();
     match cmd {
         Command::Help => HELP.into(),
-        Command::ShowStat => super::stats::csv(&shared),
+        Command::ShowStat => super::stats::csv(&shared, super::stats::View::ALL),
         Command::ShowInfo => {
             let loads = proxy.workers.loads();
             format!(

@@ -84,6 +84,13 @@ pub struct Counters {
     pub dreq: AtomicU64,
     /// Frontends: connections rejected by `tcp-request connection reject`.
     pub dcon: AtomicU64,
+    /// Frontends: connections accepted, and requests answered by the proxy itself (the
+    /// stats page). Servers and backends: connections opened to servers, and idle ones
+    /// reused.
+    pub conn_tot: AtomicU64,
+    pub intercepted: AtomicU64,
+    pub connect: AtomicU64,
+    pub reuse: AtomicU64,
     /// Queue: current and max requests waiting for a server slot.
     pub qcur: AtomicU32,
     pub qmax: AtomicU32,

@@ -77,14 +77,71 @@ fn algo(b: &Balance) -> String {
     }
 }
 
+/// What a reader may see: legends (server addresses, cookies, algorithms), which HAProxy
+/// shows on the runtime API and on a page only with `stats show-legends`, and the proxies
+/// in `stats scope` (all when empty).
+#[derive(Clone, Copy, Default)]
+pub struct View<'a> {
+    pub legends: bool,
+    pub scope: &'a [String],
+}
+
+impl View<'_> {
+    /// The runtime API's: everything.
+    pub const ALL: View<'static> = View { legends: true, scope: &[] };
+
+    fn of(st: &Stats) -> View<'_> {
+        View { legends: st.show_legends, scope: &st.scope }
+    }
+}
+
+/// Columns HAProxy 2.6 fills with 0 for features ballast does not have (compression,
+/// cache, response denies, rate limits, ...): 0 here too, not empty.
+const ZERO_FE: [&str; 11] =
+    ["dresp", "rate_lim", "comp_in", "comp_out", "comp_byp", "comp_rsp", "dses", "wrew", "cache_lookups", "cache_hits", "eint"];
+const ZERO_BE: [&str; 12] = [
+    "dresp",
+    "comp_in",
+    "comp_out",
+    "comp_byp",
+    "comp_rsp",
+    "wrew",
+    "cache_lookups",
+    "cache_hits",
+    "eint",
+    "agg_server_status",
+    "agg_server_check_status",
+    "agg_check_status",
+];
+const ZERO_SRV: [&str; 2] = ["wrew", "eint"];
+
+/// A backend's `fullconn` as HAProxy defaults it: a tenth of the maxconn of the frontends
+/// that can send to it (rounded up, at least 1).
+fn fullconn(shared: &Shared, backend: &str) -> u64 {
+    let sum: u64 = shared
+        .frontends
+        .iter()
+        .filter(|f| {
+            f.cfg.name == backend
+                || f.cfg.default_backend.as_deref() == Some(backend)
+                || f.cfg.use_backends.iter().any(|u| u.backend == backend)
+        })
+        .map(|f| f.maxconn as u64)
+        .sum();
+    sum.div_ceil(10).max(1)
+}
+
 /// The CSV document (also what the runtime API's `show stat` prints).
-pub fn csv(shared: &Shared) -> String {
+pub fn csv(shared: &Shared, view: View) -> String {
     let idx = columns();
     let n = idx.len();
     let mut out = String::from(CSV_HEADER);
     out.push('\n');
     for (iid, name) in shared.order.iter().enumerate() {
         let iid = iid + 1;
+        if !view.scope.is_empty() && !view.scope.iter().any(|s| s == name) {
+            continue;
+        }
         if let Some(fe) = shared.frontends.iter().find(|f| &f.cfg.name == name) {
             let mut r = Row::new(n);
             r.set(&idx, "pxname", name);
@@ -103,6 +160,12 @@ pub fn csv(shared: &Shared) -> String {
             r.set(&idx, "req_rate", fe.counters.rate.load(Relaxed));
             r.set(&idx, "req_rate_max", fe.counters.rate_max.load(Relaxed));
             r.set(&idx, "mode", mode(fe.cfg.settings.mode));
+            r.set(&idx, "conn_tot", fe.counters.conn_tot.load(Relaxed));
+            r.set(&idx, "intercepted", fe.counters.intercepted.load(Relaxed));
+            for k in ZERO_FE {
+                r.set(&idx, k, 0);
+            }
+            r.set(&idx, "-", "-");
             out.push_str(&r.line());
         }
         if let Some(be) = shared.backends.get(name) {
@@ -136,7 +199,18 @@ pub fn csv(shared: &Shared) -> String {
                     r.set(&idx, "chkfail", s.chkfail.load(Relaxed));
                     r.set(&idx, "chkdown", s.chkdown.load(Relaxed));
                     let chk = s.last_check.lock().map(|c| c.clone()).unwrap_or_default();
-                    r.set(&idx, "check_status", chk.split_whitespace().next().unwrap_or(""));
+                    let mut words = chk.split_whitespace();
+                    let status = words.next().unwrap_or("");
+                    r.set(&idx, "check_status", status);
+                    // An HTTP check's status code (L7OK 200, L7STS 503).
+                    if status.starts_with("L7") {
+                        if let Some(code) = words.next().filter(|c| c.parse::<u16>().is_ok()) {
+                            r.set(&idx, "check_code", code);
+                        }
+                    }
+                    if let Ok(h) = s.health.lock() {
+                        r.set(&idx, "check_health", h.health());
+                    }
                     r.set(&idx, "check_desc", chk);
                     r.set(&idx, "check_rise", s.cfg.rise);
                     r.set(&idx, "check_fall", s.cfg.fall);
@@ -147,10 +221,22 @@ pub fn csv(shared: &Shared) -> String {
                 r.set(&idx, "sid", sid + 1);
                 r.set(&idx, "lbtot", s.counters.stot.load(Relaxed));
                 r.set(&idx, "type", 2);
-                r.set(&idx, "addr", s.cfg.addr);
-                if let Some(c) = &s.cfg.cookie {
-                    r.set(&idx, "cookie", c);
+                if view.legends {
+                    r.set(&idx, "addr", s.cfg.addr);
+                    if let Some(c) = &s.cfg.cookie {
+                        r.set(&idx, "cookie", c);
+                    }
                 }
+                r.set(&idx, "uweight", s.weight.load(Relaxed));
+                r.set(&idx, "connect", s.counters.connect.load(Relaxed));
+                r.set(&idx, "reuse", s.counters.reuse.load(Relaxed));
+                if be.cfg.settings.mode == Mode::Http {
+                    r.set(&idx, "req_tot", s.counters.stot.load(Relaxed));
+                }
+                for k in ZERO_SRV {
+                    r.set(&idx, k, 0);
+                }
+                r.set(&idx, "-", "-");
                 r.set(&idx, "mode", mode(be.cfg.settings.mode));
                 out.push_str(&r.line());
             }
@@ -167,12 +253,28 @@ pub fn csv(shared: &Shared) -> String {
             r.set(&idx, "srv_abrt", be.counters.srv_abrt.load(Relaxed));
             r.set(&idx, "wretr", be.counters.wretr.load(Relaxed));
             r.set(&idx, "wredis", be.counters.wredis.load(Relaxed));
-            r.set(&idx, "status", if be.up_servers() > 0 { "UP" } else { "DOWN" });
-            r.set(
-                &idx,
-                "weight",
-                be.servers.iter().filter(|s| s.usable()).map(|s| s.weight.load(Relaxed)).sum::<u32>(),
-            );
+            // A backend without servers is UP, as HAProxy shows it.
+            let up = be.servers.is_empty() || be.up_servers() > 0;
+            r.set(&idx, "status", if up { "UP" } else { "DOWN" });
+            // The weight of the servers in use: the active ones, or the backups when no
+            // active server is usable (HAProxy's tot_weight).
+            let usable = |backup: bool| {
+                be.servers.iter().filter(move |s| s.usable() && s.cfg.backup == backup).map(|s| s.weight.load(Relaxed))
+            };
+            let weight: u32 = if usable(false).next().is_some() { usable(false).sum() } else { usable(true).sum() };
+            r.set(&idx, "weight", weight);
+            r.set(&idx, "uweight", weight);
+            r.set(&idx, "slim", fullconn(shared, name));
+            r.set(&idx, "connect", be.counters.connect.load(Relaxed));
+            r.set(&idx, "reuse", be.counters.reuse.load(Relaxed));
+            r.set(&idx, "eresp", be.servers.iter().map(|s| s.counters.eresp.load(Relaxed)).sum::<u64>());
+            if be.cfg.settings.mode == Mode::Http {
+                r.set(&idx, "req_tot", be.counters.stot.load(Relaxed));
+            }
+            for k in ZERO_BE {
+                r.set(&idx, k, 0);
+            }
+            r.set(&idx, "-", "-");
             r.set(&idx, "act", be.servers.iter().filter(|s| !s.cfg.backup && s.is_up()).count());
             r.set(&idx, "bck", be.servers.iter().filter(|s| s.cfg.backup && s.is_up()).count());
             r.set(&idx, "pid", 1);
@@ -181,7 +283,12 @@ pub fn csv(shared: &Shared) -> String {
             r.set(&idx, "lbtot", be.counters.stot.load(Relaxed));
             r.set(&idx, "type", 1);
             r.set(&idx, "mode", mode(be.cfg.settings.mode));
-            r.set(&idx, "algo", algo(&be.cfg.settings.balance));
+            if view.legends {
+                r.set(&idx, "algo", algo(&be.cfg.settings.balance));
+                if let Some(c) = &be.cfg.settings.cookie {
+                    r.set(&idx, "cookie", &c.name);
+                }
+            }
             out.push_str(&r.line());
         }
     }
@@ -200,7 +307,7 @@ fn esc(s: &str) -> String {
 }
 
 /// The HTML page: one table per proxy, servers coloured by state.
-pub fn html(shared: &Shared, refresh: Option<u64>) -> String {
+pub fn html(shared: &Shared, refresh: Option<u64>, view: View) -> String {
     let mut h =
         String::from("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>ballast statistics</title>");
     if let Some(r) = refresh {
@@ -215,7 +322,7 @@ tr.px td{background:#e0e0e0;font-weight:bold}</style></head><body>");
         "<h1>ballast statistics</h1><p>Uptime {}s. Rows: frontend, servers, backend.</p>",
         shared.started.elapsed().as_secs()
     );
-    let csv = csv(shared);
+    let csv = csv(shared, view);
     let idx = columns();
     let col = |cols: &[&str], name: &str| {
         idx.get(name).and_then(|&i| cols.get(i).map(|s| s.to_string())).unwrap_or_default()
@@ -413,11 +520,11 @@ pub fn serve<B>(shared: &Shared, st: &Stats, req: &Request<B>) -> Response<Body>
     let rest = &req.uri().path()[uri.len().min(req.uri().path().len())..];
     let query = req.uri().query().unwrap_or("");
     if rest.starts_with(";csv") || query.contains(";csv") || rest.ends_with("/csv") {
-        respond(StatusCode::OK, "text/plain", csv(shared))
+        respond(StatusCode::OK, "text/plain", csv(shared, View::of(st)))
     } else if rest.trim_end_matches('/').ends_with("metrics") {
         respond(StatusCode::OK, "text/plain; version=0.0.4", metrics(shared))
     } else {
-        respond(StatusCode::OK, "text/html", html(shared, st.refresh.map(|d| d.as_secs())))
+        respond(StatusCode::OK, "text/html", html(shared, st.refresh.map(|d| d.as_secs()), View::of(st)))
     }
 }
 

@@ -62,9 +62,13 @@ pub(super) async fn connect(
 ) -> Result<(TcpStream, bool), ()> {
     if server.cfg.send_proxy.is_none() && !fresh_only {
         if let Some(s) = server.take_idle() {
+            server.counters.reuse.fetch_add(1, Relaxed);
+            be.counters.reuse.fetch_add(1, Relaxed);
             return Ok((s, true));
         }
     }
+    server.counters.connect.fetch_add(1, Relaxed);
+    be.counters.connect.fetch_add(1, Relaxed);
     let mut stream =
         match tokio::time::timeout(be.connect_timeout(), TcpStream::connect(server.cfg.addr)).await {
             Ok(Ok(s)) => s,

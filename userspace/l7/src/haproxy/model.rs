@@ -357,6 +357,11 @@ pub struct Stats {
     pub auth: Vec<(String, String)>,
     pub refresh: Option<Duration>,
     pub admin: bool,
+    /// `stats show-legends`: server addresses, cookies and algorithms shown (HAProxy hides
+    /// them from the page otherwise).
+    pub show_legends: bool,
+    /// `stats scope`: the proxies shown (empty: all); `.` is resolved to this proxy.
+    pub scope: Vec<String>,
 }
 
 /// The settings `defaults` carries into proxies.

@@ -171,8 +171,20 @@ pub(super) fn stats(p: &mut Parser, idx: usize, w: &[String]) {
             }
         }
         Some("admin") => st.admin = true,
-        Some("hide-version") | Some("show-legends") | Some("show-node") | Some("show-desc")
-        | Some("scope") | Some("http-request") | Some("bind-process") | Some("show-modules") => {
+        Some("show-legends") => st.show_legends = true,
+        Some("scope") => match w.get(2) {
+            Some(s) if s == "." => {
+                let me = p.proxies[idx].name.clone();
+                if let Some(st) = p.proxies[idx].stats.as_mut() {
+                    st.scope.push(me);
+                }
+            }
+            Some(s) => st.scope.push(s.clone()),
+            None => p.alert("'stats scope' expects a proxy name or '.'"),
+        },
+        // Access rules for the page: ignoring them would serve it to whoever they refuse.
+        Some("http-request") => p.alert("'stats http-request' is not supported by ballast (use 'stats auth')"),
+        Some("hide-version") | Some("show-node") | Some("show-desc") | Some("bind-process") | Some("show-modules") => {
             let what = w[1].clone();
             p.warn(format!("'stats {what}' is not supported by ballast, ignored"))
         }
