@@ -329,7 +329,7 @@ fn runtime_api_sets_server_state_and_weight() {
         c
     };
     assert!(api(&sock, "show stat").starts_with(ballast_proxy::stats::CSV_HEADER));
-    assert_eq!(api(&sock, "set server web/s2 state maint"), "");
+    assert_eq!(api(&sock, "set server web/s2 state maint"), "\n");
     assert_eq!(spread(6).keys().cloned().collect::<Vec<_>>(), ["s1"]);
     assert!(api(&sock, "show stat").contains(",s2,") && api(&sock, "show stat").contains("MAINT"));
     // drain: no new traffic, but a client holding s2's cookie still reaches it.

@@ -483,3 +483,56 @@ fn stats_csv_as_haproxy() {
     assert_eq!(scoped(pb), scoped(ph), "stats scope: ballast (left) vs HAProxy (right)");
     assert!(scoped(ph).iter().all(|k| k.starts_with("web/") || k.starts_with("scoped/")), "{:?}", scoped(ph));
 }
+
+/// One line to a stats socket; the whole answer.
+fn socket_command(path: &std::path::Path, line: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    s.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The runtime API's weight commands and `;` chaining answer as HAProxy's: `get weight`,
+/// `set weight` absolute and as a percentage of the configured weight, unknown servers,
+/// an empty line after each command's answer.
+#[test]
+fn runtime_weights_and_chaining_as_haproxy() {
+    if !have_haproxy() {
+        return;
+    }
+    let web = http_backend::start("w");
+    let dir = std::env::temp_dir();
+    let (pb, ph) = (free_port(), free_port());
+    let sock = |port: u16| dir.join(format!("ballast-rt-{port}.sock"));
+    let cfg = |port: u16| {
+        format!(
+            "global\n    stats socket {} level admin\n{HEAD}listen web\n    bind 127.0.0.1:{port}\n    server a {} weight 10\n    server b {} weight 3\n",
+            sock(port).display(),
+            web.addr,
+            web.addr
+        )
+    };
+    let _ballast = start_proxy(&cfg(pb));
+    let _haproxy = start_haproxy(&cfg(ph), ph);
+    for port in [pb, ph] {
+        common::eventually("the stats socket", std::time::Duration::from_secs(10), || sock(port).exists().then_some(()));
+    }
+    for line in [
+        "get weight web/a",
+        "set weight web/a 50%;get weight web/a",
+        "set weight web/a 300%;get weight web/a",
+        "set server web/a weight 7",
+        "get weight web/a;get weight web/zz",
+        "set weight web/b 15%;get weight web/b",
+        "set weight web/zz 5",
+    ] {
+        let want = socket_command(&sock(ph), line);
+        let got = socket_command(&sock(pb), line);
+        assert_eq!(got, want, "{line:?}: ballast (left) vs HAProxy (right)");
+    }
+    for port in [pb, ph] {
+        let _ = std::fs::remove_file(sock(port));
+    }
+}

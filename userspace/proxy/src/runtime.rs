@@ -1,8 +1,10 @@
-//! The runtime API (HAProxy's stats socket, `global` → `stats socket PATH`): one command
-//! per line, the answer, then the connection closes (like `socat` use of HAProxy's).
+//! The runtime API (HAProxy's stats socket, `global` → `stats socket PATH`): one line of
+//! commands separated by `;`, each answer followed by an empty line as HAProxy's
+//! non-interactive mode prints them, then the connection closes (like `socat` use).
 //!
 //! Commands: `show stat`, `show info`, `set server B/S state ready|drain|maint`,
-//! `set server B/S weight N`, `enable server B/S`, `disable server B/S`, `reload`, `help`.
+//! `set server B/S weight N[%]` (`set weight B/S N[%]`; a percentage of the configured
+//! weight), `get weight B/S`, `enable server B/S`, `disable server B/S`, `reload`, `help`.
 use std::sync::{atomic::Ordering::Relaxed, Arc};
 
 use super::{state::Admin, Proxy};
@@ -12,12 +14,20 @@ pub enum Command {
     ShowStat,
     ShowInfo,
     SetState { backend: String, server: String, admin: Admin },
-    SetWeight { backend: String, server: String, weight: u32 },
+    SetWeight { backend: String, server: String, weight: Weight },
+    GetWeight { backend: String, server: String },
     Reload,
     Help,
 }
 
-pub const HELP: &str = "The following commands are valid at this level:\n  help\n  show stat\n  show info\n  set server <backend>/<server> state [ready|drain|maint]\n  set server <backend>/<server> weight <0-256>\n  enable server <backend>/<server>\n  disable server <backend>/<server>\n  reload\n";
+/// A weight as given: absolute, or a percentage of the configured one.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Weight {
+    Absolute(u32),
+    Percent(u32),
+}
+
+pub const HELP: &str = "The following commands are valid at this level:\n  help\n  show stat\n  show info\n  get weight <backend>/<server>\n  set weight <backend>/<server> <0-256>[%]\n  set server <backend>/<server> state [ready|drain|maint]\n  set server <backend>/<server> weight <0-256>[%]\n  enable server <backend>/<server>\n  disable server <backend>/<server>\n  reload\n";
 
 fn target(s: &str) -> Result<(String, String), String> {
     let (b, sv) = s.split_once('/').ok_or_else(|| format!("'{s}': expected <backend>/<server>"))?;
@@ -46,12 +56,16 @@ pub fn parse(line: &str) -> Result<Command, String> {
         }
         ["set", "server", t, "weight", n] | ["set", "weight", t, n] => {
             let (backend, server) = target(t)?;
-            let weight: u32 =
-                n.trim_end_matches('%').parse().map_err(|_| format!("'{n}' is not a weight"))?;
-            if weight > 256 {
+            let value: u32 = n.trim_end_matches('%').parse().map_err(|_| format!("'{n}' is not a weight"))?;
+            let weight = if n.ends_with('%') { Weight::Percent(value) } else { Weight::Absolute(value) };
+            if matches!(weight, Weight::Absolute(w) if w > 256) {
                 return Err("weight must be 0..256".into());
             }
             Ok(Command::SetWeight { backend, server, weight })
+        }
+        ["get", "weight", t] => {
+            let (backend, server) = target(t)?;
+            Ok(Command::GetWeight { backend, server })
         }
         ["enable", "server", t] => {
             let (backend, server) = target(t)?;
@@ -65,10 +79,24 @@ pub fn parse(line: &str) -> Result<Command, String> {
     }
 }
 
-/// Runs a command; `reload` calls `reload` (which re-reads the config files).
+/// Runs a line of `;`-separated commands; `reload` calls `reload` (which re-reads the
+/// config files).
 pub async fn execute<F, Fut>(proxy: &Arc<Proxy>, line: &str, reload: F) -> String
 where
-    F: FnOnce() -> Fut,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut out = String::new();
+    for cmd in line.split(';').map(str::trim) {
+        out.push_str(&execute_one(proxy, cmd, &reload).await);
+        out.push('\n');
+    }
+    out
+}
+
+async fn execute_one<F, Fut>(proxy: &Arc<Proxy>, line: &str, reload: &F) -> String
+where
+    F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     let cmd = match parse(line) {
@@ -97,14 +125,25 @@ where
                 log::warn!("Server {backend}/{server} is now in {admin:?} state (runtime API)");
                 String::new()
             }
-            None => format!("No such server: {backend}/{server}.\n"),
+            None => "No such server.\n".into(),
         },
         Command::SetWeight { backend, server, weight } => match shared.server(&backend, &server) {
             Some(s) => {
-                s.weight.store(weight, Relaxed);
+                let w = match weight {
+                    Weight::Absolute(w) => w,
+                    Weight::Percent(p) => (s.cfg.weight as u64 * p as u64 / 100) as u32,
+                };
+                if w > 256 {
+                    return "Typed weight is out of range.\n".into();
+                }
+                s.weight.store(w, Relaxed);
                 String::new()
             }
-            None => format!("No such server: {backend}/{server}.\n"),
+            None => "No such server.\n".into(),
+        },
+        Command::GetWeight { backend, server } => match shared.server(&backend, &server) {
+            Some(s) => format!("{} (initial {})\n", s.weight.load(Relaxed), s.cfg.weight),
+            None => "No such server.\n".into(),
         },
         Command::Reload => match reload().await {
             Ok(()) => "Success=1\n".into(),
@@ -126,8 +165,13 @@ mod tests {
         );
         assert_eq!(
             parse("set server web/s1 weight 50"),
-            Ok(Command::SetWeight { backend: "web".into(), server: "s1".into(), weight: 50 })
+            Ok(Command::SetWeight { backend: "web".into(), server: "s1".into(), weight: Weight::Absolute(50) })
         );
+        assert_eq!(
+            parse("set weight web/s1 50%"),
+            Ok(Command::SetWeight { backend: "web".into(), server: "s1".into(), weight: Weight::Percent(50) })
+        );
+        assert_eq!(parse("get weight web/s1"), Ok(Command::GetWeight { backend: "web".into(), server: "s1".into() }));
         assert_eq!(
             parse("disable server web/s2"),
             Ok(Command::SetState { backend: "web".into(), server: "s2".into(), admin: Admin::Maint })
