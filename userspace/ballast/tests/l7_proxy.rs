@@ -457,7 +457,7 @@ fn reload_under_load_drops_nothing_and_keeps_idle_connections() {
     }
     assert!(seen.contains("s3"), "the new server gets traffic after SIGHUP: {seen:?}");
     std::fs::write(&cfg_path, cfg_for(&[0, 1])).unwrap();
-    assert_eq!(api(&sock, "reload"), "Success=1\n");
+    assert_eq!(api(&sock, "reload"), "Success=1\n\n");
     std::fs::write(&cfg_path, cfg_for(&[0, 1]).replace("balance roundrobin", "balanse roundrobin")).unwrap();
     let r = api(&sock, "reload");
     assert!(r.starts_with("Success=0") && r.contains("unknown keyword 'balanse'"), "{r}");

@@ -536,3 +536,83 @@ fn runtime_weights_and_chaining_as_haproxy() {
         let _ = std::fs::remove_file(sock(port));
     }
 }
+
+/// `balance source`, `uri` (and its options) and `hdr(...)`, map-based and consistent,
+/// with each hash function and explicit server ids: every request lands on the same
+/// server in ballast as in HAProxy, so persistence by hashing survives a migration.
+#[test]
+fn hash_balancing_as_haproxy() {
+    if !have_haproxy() {
+        return;
+    }
+    let servers: Vec<_> = ["s1", "s2", "s3"].iter().map(|n| http_backend::start(n)).collect();
+    let cases: [(&str, &str); 10] = [
+        ("source map", "balance source"),
+        ("source consistent", "balance source\n    hash-type consistent"),
+        ("uri map", "balance uri"),
+        ("uri consistent djb2", "balance uri whole\n    hash-type consistent djb2"),
+        ("uri depth len wt6", "balance uri depth 2 len 12\n    hash-type map-based wt6 avalanche"),
+        ("uri path-only crc32", "balance uri path-only\n    hash-type consistent crc32"),
+        ("hdr", "balance hdr(x-user)"),
+        ("hdr domain consistent", "balance hdr(host) use_domain_only\n    hash-type consistent"),
+        ("ids consistent", "balance uri\n    hash-type consistent\n    # ids"),
+        ("weights map", "balance uri\n    # weights"),
+    ];
+    let cfg = |ports: &[u16]| {
+        let mut c = HEAD.to_string();
+        for ((name, lines), port) in cases.iter().zip(ports) {
+            let params: [&str; 3] = match *name {
+                "ids consistent" => ["id 7", "", "id 1"],
+                "weights map" | "source map" => ["weight 1", "weight 2", "weight 3"],
+                _ => ["", "", ""],
+            };
+            c.push_str(&format!("listen {}\n    bind 127.0.0.1:{port}\n    {lines}\n", name.replace(' ', "_")));
+            for ((n, b), p) in ["s1", "s2", "s3"].iter().zip(&servers).zip(params) {
+                c.push_str(&format!("    server {n} {} {p}\n", b.addr));
+            }
+        }
+        c
+    };
+    let pb: Vec<u16> = cases.iter().map(|_| free_port()).collect();
+    let ph: Vec<u16> = cases.iter().map(|_| free_port()).collect();
+    let _ballast = start_proxy(&cfg(&pb));
+    let _haproxy = start_haproxy(&cfg(&ph), ph[0]);
+    let paths: Vec<String> = (0..30).map(|i| format!("/d{}/p{}/item{}?q={}", i % 4, i % 7, i, i * 31)).collect();
+    for (i, (name, _)) in cases.iter().enumerate() {
+        let requests: Vec<(String, Vec<String>)> = match *name {
+            n if n.starts_with("source") => (2..32)
+                .map(|h| ("/".to_string(), vec!["--interface".to_string(), format!("127.0.0.{h}")]))
+                .collect(),
+            n if n.starts_with("hdr domain") => (0..30)
+                .map(|k| ("/".to_string(), vec!["-H".to_string(), format!("Host: www.site{k}.example:8080")]))
+                .collect(),
+            n if n.starts_with("hdr") => (0..30)
+                .map(|k| ("/".to_string(), vec!["-H".to_string(), format!("X-User: user{k}, other")]))
+                .collect(),
+            // Absolute-form targets: path-only hashes their path, not scheme and host.
+            n if n.contains("path-only") => paths
+                .iter()
+                .map(|p| {
+                    let args = ["--request-target", &format!("http://example.com{p}"), "-H", "Host: example.com"];
+                    ("/".to_string(), args.iter().map(|a| a.to_string()).collect())
+                })
+                .collect(),
+            _ => paths.iter().map(|p| (p.clone(), Vec::new())).collect(),
+        };
+        let run = |port: u16| {
+            requests
+                .iter()
+                .map(|(path, args)| {
+                    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+                    fetch(port, path, &a, false).body.split_whitespace().next().unwrap_or("").to_string()
+                })
+                .collect::<Vec<_>>()
+        };
+        let want = run(ph[i]);
+        let got = run(pb[i]);
+        let spread: std::collections::BTreeSet<&String> = want.iter().collect();
+        println!("{name}: HAProxy used {spread:?}");
+        assert_eq!(got, want, "{name}: ballast (left) vs HAProxy (right)");
+        assert!(spread.len() > 1, "{name}: the requests should spread: {want:?}");
+    }
+}

@@ -5,16 +5,20 @@
 //!   a a b a c a a, not a a a a a b c. Runtime weight changes apply at once.
 //! - `static-rr`: the same, on the configured weights (runtime changes are ignored).
 //! - `leastconn`: fewest active connections relative to weight; ties go round robin.
-//! - `source`, `uri`, `hdr(<name>)`: a hash of the client address / the path / the header
-//!   value, mapped onto the servers by weight (HAProxy's default map-based hashing); a
-//!   request without the header falls back to round robin, as HAProxy does.
+//! - `source`, `uri`, `hdr(<name>)`: HAProxy 2.6's own hashing, bit for bit (`hashing`:
+//!   the same key, function, `hash-type` map or ring, server ids), so clients keep their
+//!   servers across a migration; a request without the header falls back to round
+//!   robin, as HAProxy does.
 //! - `random(<draws>)`: `draws` weighted random picks, the least loaded wins.
 //!
 //! Backup servers are used only when no regular server is usable, and then only the first
 //! usable one (HAProxy without `option allbackups`).
 use std::net::IpAddr;
 
-use crate::haproxy::model::Balance;
+use crate::{
+    haproxy::model::Balance,
+    hashing::{full_hash, hdr_key, source_key, uri_key, HashServer, HashType, Table, UriHash},
+};
 
 /// One server as selection sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,13 +38,28 @@ pub struct Candidate {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Key<'a> {
     pub source: Option<IpAddr>,
+    /// The request target as HAProxy hashes it: as received over HTTP/1 (origin or
+    /// absolute form), `<scheme>://<authority><path>` over HTTP/2.
     pub path: Option<&'a str>,
     /// The value of the header named by `balance hdr(<name>)`, if the request has it.
     pub header: Option<&'a str>,
 }
 
+/// What the hash-based algorithms need besides the servers' state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hashing {
+    pub kind: HashType,
+    pub uri: UriHash,
+    pub domain_only: bool,
+    /// HAProxy's server ids, in server order (`hashing::server_ids`).
+    pub ids: Vec<u32>,
+}
+
 pub struct Balancer {
     algo: Balance,
+    hashing: Hashing,
+    /// The hash table and the server states it was built for.
+    table: Option<(Vec<HashServer>, Table)>,
     /// Smooth round robin credit per server.
     credit: Vec<i64>,
     /// Rotation point for leastconn ties.
@@ -50,7 +69,11 @@ pub struct Balancer {
 
 impl Balancer {
     pub fn new(algo: Balance) -> Self {
-        Balancer { algo, credit: Vec::new(), next: 0, rng: 0x853c_49e6_748f_ea9b }
+        Self::with_hashing(algo, Hashing::default())
+    }
+
+    pub fn with_hashing(algo: Balance, hashing: Hashing) -> Self {
+        Balancer { algo, hashing, table: None, credit: Vec::new(), next: 0, rng: 0x853c_49e6_748f_ea9b }
     }
 
     pub fn algo(&self) -> &Balance {
@@ -77,8 +100,11 @@ impl Balancer {
         } else {
             regular
         };
-        let avoid = avoid.filter(|x| pool.len() > 1 && pool.contains(x));
         let algo = self.algo.clone();
+        if algo.hashes() {
+            return self.by_haproxy_hash(servers, &pool, key, avoid);
+        }
+        let avoid = avoid.filter(|x| pool.len() > 1 && pool.contains(x));
         if let Balance::RoundRobin | Balance::StaticRr = algo {
             let stat = matches!(algo, Balance::StaticRr);
             let weight = |c: &Candidate| if stat { c.static_weight.max(1) } else { c.weight };
@@ -88,20 +114,49 @@ impl Balancer {
         match algo {
             Balance::RoundRobin | Balance::StaticRr => unreachable!("handled above"),
             Balance::LeastConn => Some(self.least_conn(servers, &pool)),
-            Balance::Source => Some(match key.source {
-                Some(ip) => by_hash(servers, &pool, hash_bytes(&ip_bytes(ip))),
-                None => self.smooth_rr(servers, &pool, |c| c.weight),
-            }),
-            Balance::Uri => Some(match key.path {
-                Some(p) => by_hash(servers, &pool, hash_bytes(p.as_bytes())),
-                None => self.smooth_rr(servers, &pool, |c| c.weight),
-            }),
-            Balance::Hdr(_) => Some(match key.header {
-                Some(h) if !h.is_empty() => by_hash(servers, &pool, hash_bytes(h.as_bytes())),
-                _ => self.smooth_rr(servers, &pool, |c| c.weight),
-            }),
+            Balance::Source | Balance::Uri | Balance::Hdr(_) => unreachable!("hashed above"),
             Balance::Random(draws) => Some(self.random(servers, &pool, draws.max(1))),
         }
+    }
+
+    /// `source`, `uri`, `hdr`: HAProxy's table for the servers as they are (rebuilt when
+    /// their states change), and its hash of the request's key.
+    fn by_haproxy_hash(&mut self, servers: &[Candidate], pool: &[usize], key: &Key, avoid: Option<usize>) -> Option<usize> {
+        let state: Vec<HashServer> = servers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| HashServer {
+                usable: c.usable,
+                backup: c.backup,
+                weight: c.weight,
+                configured: c.static_weight,
+                id: self.hashing.ids.get(i).copied().unwrap_or(i as u32 + 1),
+            })
+            .collect();
+        if self.table.as_ref().is_none_or(|(s, _)| *s != state) {
+            let table = Table::build(&state, &self.hashing.kind);
+            self.table = Some((state, table));
+        }
+        let (h, table) = (&self.hashing, &self.table.as_ref()?.1);
+        if table.used() == 0 {
+            return None;
+        }
+        // One server in use: HAProxy takes it without looking at the request.
+        let hash = if table.used() == 1 {
+            0
+        } else {
+            let raw = match &self.algo {
+                Balance::Source => key.source.map(source_key),
+                Balance::Uri => key.path.map(|t| h.kind.function.hash(uri_key(t, &h.uri))),
+                _ => key.header.and_then(|v| hdr_key(v, h.domain_only)).map(|k| h.kind.function.hash(k)),
+            };
+            match raw {
+                Some(x) if h.kind.avalanche => full_hash(x),
+                Some(x) => x,
+                None => return Some(self.smooth_rr(servers, pool, |c| c.weight)),
+            }
+        };
+        table.lookup(hash, avoid)
     }
 
     fn smooth_rr(&mut self, servers: &[Candidate], pool: &[usize], weight: impl Fn(&Candidate) -> u32) -> usize {
@@ -167,17 +222,6 @@ impl Balancer {
     }
 }
 
-fn ip_bytes(ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    }
-}
-
-fn hash_bytes(b: &[u8]) -> u64 {
-    ballast_common::identity_hash(b)
-}
-
 fn weighted_slot(servers: &[Candidate], pool: &[usize], mut r: u64) -> usize {
     for &i in pool {
         let w = servers[i].weight.max(1) as u64;
@@ -187,12 +231,6 @@ fn weighted_slot(servers: &[Candidate], pool: &[usize], mut r: u64) -> usize {
         r -= w;
     }
     pool[pool.len() - 1]
-}
-
-/// Map-based hashing: the hash picks a point in the total weight.
-fn by_hash(servers: &[Candidate], pool: &[usize], h: u64) -> usize {
-    let total: u64 = pool.iter().map(|&i| servers[i].weight.max(1) as u64).sum();
-    weighted_slot(servers, pool, h % total)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod acl;
 pub mod balance;
 pub mod cookie;
 pub mod haproxy;
+pub mod hashing;
 pub mod health;
 pub mod hpack;
 pub mod http1;

@@ -446,13 +446,15 @@ impl Exchange<'_> {
             }
         }
         let target = edits.target(pq);
-        let (pq, path) = match &target {
-            Some(t) => (t.as_str(), t.split('?').next().unwrap_or("/")),
-            None => (pq, path),
+        // `balance uri` hashes the target as received, or as `set-path` left it.
+        let (pq, hash_target) = match &target {
+            Some(t) => (t.as_str(), t.as_str()),
+            None => (pq, self.target()),
         };
         be.counters.enter();
-        let done =
-            self.forward(&be, io, buf, sbuf, out, authority, pq, path, host_field.is_none(), &edits).await;
+        let done = self
+            .forward(&be, io, buf, sbuf, out, authority, pq, hash_target, host_field.is_none(), &edits)
+            .await;
         be.counters.leave();
         be.counters.response(done.status);
         be.counters.bout.fetch_add(done.bytes, Relaxed);
@@ -527,7 +529,7 @@ impl Exchange<'_> {
         out: &mut Outcome,
         authority: Option<&str>,
         pq: &str,
-        path: &str,
+        hash_target: &str,
         add_host: bool,
         edits: &Edits,
     ) -> Done {
@@ -595,7 +597,7 @@ impl Exchange<'_> {
         let start_timing = self.fe.cfg.settings.httplog;
         loop {
             let t0 = start_timing.then(Instant::now);
-            let (idx, permit) = match assign(be, bound, self.peer, Some(path), hdr_value).await {
+            let (idx, permit) = match assign(be, bound, self.peer, Some(hash_target), hdr_value).await {
                 Ok(x) => x,
                 Err(Unassigned::NoServer) => {
                     out.termination = Termination::new(Cause::ServerAbort, Phase::Connect);
@@ -701,7 +703,7 @@ impl Exchange<'_> {
                     tries_left -= 1;
                     out.retries += 1;
                     let next =
-                        retry(be, idx, tries_left, self.peer, Some(path), hdr_value, persisted.is_some())
+                        retry(be, idx, tries_left, self.peer, Some(hash_target), hdr_value, persisted.is_some())
                             .await;
                     bound = Some(next.server);
                     out.redispatched |= next.redispatched;

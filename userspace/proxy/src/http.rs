@@ -486,8 +486,10 @@ async fn forward(
     };
     // (A Uri clone shares its buffers: no copy.)
     let uri = parts.uri.clone();
-    let path = uri.path();
     let path_q = uri.path_and_query().map_or("/", |p| p.as_str());
+    // `balance uri` hashes the target as HAProxy sees it: absolute over HTTP/2
+    // (`<scheme>://<authority><path>`), as received over HTTP/1.
+    let target = if matches!(s.balance, Balance::Uri) { uri.to_string() } else { String::new() };
 
     // The request as the server will see it.
     for h in &HOP {
@@ -537,7 +539,7 @@ async fn forward(
     loop {
         // maxconn: a server with a free slot, or a wait for one up to `timeout queue`.
         let t0 = Instant::now();
-        let (idx, permit) = match assign(be, bound, peer, Some(path), hdr_value.as_deref()).await {
+        let (idx, permit) = match assign(be, bound, peer, Some(&target), hdr_value.as_deref()).await {
             Ok(x) => x,
             Err(Unassigned::NoServer) => {
                 out.termination = Termination::new(Cause::ServerAbort, Phase::Connect);
@@ -613,7 +615,7 @@ async fn forward(
                 tries_left -= 1;
                 out.retries += 1;
                 let next =
-                    retry(be, idx, tries_left, peer, Some(path), hdr_value.as_deref(), persisted.is_some())
+                    retry(be, idx, tries_left, peer, Some(&target), hdr_value.as_deref(), persisted.is_some())
                         .await;
                 bound = Some(next.server);
                 out.redispatched |= next.redispatched;

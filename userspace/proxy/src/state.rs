@@ -381,7 +381,17 @@ pub fn build(config: &ballast_l7::haproxy::L7Config) -> Arc<Shared> {
                 Arc::new(BackendRt {
                     cfg: p.clone(),
                     servers,
-                    balancer: Mutex::new(Balancer::new(p.settings.balance.clone())),
+                    balancer: Mutex::new(Balancer::with_hashing(
+                        p.settings.balance.clone(),
+                        ballast_l7::balance::Hashing {
+                            kind: p.settings.hash_type,
+                            uri: p.settings.uri_hash,
+                            domain_only: p.settings.hdr_domain_only,
+                            ids: ballast_l7::hashing::server_ids(
+                                &p.servers.iter().map(|s| s.id).collect::<Vec<_>>(),
+                            ),
+                        },
+                    )),
                     counters: Counters::default(),
                     freed: Arc::new(tokio::sync::Notify::new()),
                 }),

@@ -133,6 +133,8 @@ pub struct Server {
     pub host: Option<String>,
     /// The file the server line is in (for messages).
     pub file: String,
+    /// `id N`: HAProxy's server id (consistent hashing keys on it); None: assigned.
+    pub id: Option<u32>,
     pub weight: u32,
     /// 0 = unlimited.
     pub maxconn: u32,
@@ -369,6 +371,10 @@ pub struct Stats {
 pub struct ProxySettings {
     pub mode: Mode,
     pub balance: Balance,
+    /// `hash-type` and the options of `balance uri` / `balance hdr(...) use_domain_only`.
+    pub hash_type: crate::hashing::HashType,
+    pub uri_hash: crate::hashing::UriHash,
+    pub hdr_domain_only: bool,
     pub timeouts: Timeouts,
     pub retries: u32,
     pub redispatch: bool,
@@ -430,6 +436,9 @@ impl Default for ProxySettings {
         ProxySettings {
             mode: Mode::Tcp,
             balance: Balance::RoundRobin,
+            hash_type: Default::default(),
+            uri_hash: Default::default(),
+            hdr_domain_only: false,
             timeouts: Timeouts::default(),
             retries: 3,
             redispatch: false,

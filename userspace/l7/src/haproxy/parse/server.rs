@@ -98,7 +98,15 @@ pub(super) fn server_params(p: &mut Parser, w: &[String], target: &mut ServerPar
                 }
             }
             // Timing, naming and pooling: how the proxy runs, not who is served.
-            "fastinter" | "downinter" | "slowstart" | "id" | "agent-port" | "agent-inter" | "pool-max-conn"
+            "id" => {
+                match (&mut *target, w.get(i + 1).and_then(|v| v.parse::<u32>().ok())) {
+                    (ServerParams::Server(s), Some(n)) if n > 0 => s.id = Some(n),
+                    (ServerParams::Server(_), _) => p.alert("'id' expects a number above 0"),
+                    (ServerParams::Defaults(_), _) => p.alert("'id' is not allowed in 'default-server'"),
+                }
+                i += 1;
+            }
+            "fastinter" | "downinter" | "slowstart" | "agent-port" | "agent-inter" | "pool-max-conn"
             | "pool-purge-delay" | "resolvers" | "init-addr" | "resolve-prefer" => {
                 p.warn(format!("server parameter '{kw}' is not supported by ballast, ignored"));
                 i += 1;
@@ -131,6 +139,7 @@ pub(super) fn server(p: &mut Parser, idx: usize, w: &[String]) {
         addr,
         host,
         file: p.file.clone(),
+        id: None,
         weight: ds.weight,
         maxconn: ds.maxconn,
         check: ds.check,

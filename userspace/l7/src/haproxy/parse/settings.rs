@@ -22,7 +22,6 @@ pub(super) const IGNORED_PROXY: &[&str] = &[
     "stick-table",
     "monitor-uri",
     "fullconn",
-    "hash-type",
     "description",
     "id",
     "unique-id-format",
@@ -72,6 +71,7 @@ pub(super) fn settings_kw(p: &mut Parser, s: &mut ProxySettings, w: &[String], i
             other => p.alert(format!("'mode' expects http or tcp, got {other:?}")),
         },
         "balance" => balance(p, s, w),
+        "hash-type" => hash_type(p, s, w),
         "retries" => s.retries = num(p, w, 1, "retries").unwrap_or(s.retries),
         "http-reuse" => match w.get(1).map(String::as_str) {
             Some("never") => s.http_reuse = HttpReuse::Never,
@@ -184,16 +184,44 @@ pub(super) fn balance(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
         "leastconn" => Balance::LeastConn,
         "source" => Balance::Source,
         "uri" => {
-            if w.len() > 2 {
-                p.warn(format!(
-                    "'balance uri' options {:?} are not supported by ballast; the whole path is hashed",
-                    &w[2..]
-                ));
+            let mut o = crate::hashing::UriHash::default();
+            let mut i = 2;
+            while i < w.len() {
+                match w[i].as_str() {
+                    "whole" => o.whole = true,
+                    "path-only" => o.path_only = true,
+                    kw @ ("len" | "depth") => {
+                        let Some(n) = w.get(i + 1).and_then(|v| v.parse::<u32>().ok()).filter(|&n| n > 0) else {
+                            p.alert(format!("'balance uri {kw}' expects a positive integer"));
+                            return;
+                        };
+                        if kw == "len" {
+                            o.len = n
+                        } else {
+                            o.depth = n
+                        }
+                        i += 1;
+                    }
+                    other => {
+                        p.alert(format!("'balance uri': unknown option '{other}' (len, depth, whole, path-only)"));
+                        return;
+                    }
+                }
+                i += 1;
             }
+            s.uri_hash = o;
             Balance::Uri
         }
         "random" => Balance::Random(2),
         a if a.starts_with("hdr(") && a.ends_with(')') && a.len() > 5 => {
+            match w.get(2).map(String::as_str) {
+                None => s.hdr_domain_only = false,
+                Some("use_domain_only") => s.hdr_domain_only = true,
+                Some(other) => {
+                    p.alert(format!("'balance {a}': unknown option '{other}' (use_domain_only)"));
+                    return;
+                }
+            }
             Balance::Hdr(a[4..a.len() - 1].to_ascii_lowercase())
         }
         a if a.starts_with("random(") && a.ends_with(')') => match a[7..a.len() - 1].parse::<u32>() {
@@ -211,6 +239,43 @@ pub(super) fn balance(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
         }
     };
     s.balance = b;
+}
+
+/// `hash-type <map-based|consistent> [<function> [avalanche]]`: a consistent type with no
+/// function named hashes with sdbm and the avalanche (HAProxy 2.6's default).
+fn hash_type(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
+    use crate::hashing::{HashFn, HashType};
+    let consistent = match w.get(1).map(String::as_str) {
+        Some("map-based") => false,
+        Some("consistent") => true,
+        other => {
+            p.alert(format!("'hash-type' expects map-based or consistent, got {other:?}"));
+            return;
+        }
+    };
+    let function = match w.get(2).map(String::as_str) {
+        None => {
+            s.hash_type = HashType { consistent, function: HashFn::Sdbm, avalanche: consistent };
+            return;
+        }
+        Some("sdbm") => HashFn::Sdbm,
+        Some("djb2") => HashFn::Djb2,
+        Some("wt6") => HashFn::Wt6,
+        Some("crc32") => HashFn::Crc32,
+        Some(other) => {
+            p.alert(format!("'hash-type': unknown function '{other}' (sdbm, djb2, wt6, crc32)"));
+            return;
+        }
+    };
+    let avalanche = match w.get(3).map(String::as_str) {
+        None => false,
+        Some("avalanche") => true,
+        Some(other) => {
+            p.alert(format!("'hash-type': unknown modifier '{other}' (avalanche)"));
+            return;
+        }
+    };
+    s.hash_type = HashType { consistent, function, avalanche };
 }
 
 pub(super) fn option(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
