@@ -54,6 +54,25 @@ pub static GLOBAL: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUN
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
+/// A backend's next hop as the FIB last gave it (`tx::route_to_backend`), per CPU.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NextHop {
+    pub expires: u64,
+    pub generation: u32,
+    pub ingress: u32,
+    pub ifindex: u32,
+    /// The largest packet the FIB let through to this hop.
+    pub max_len: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    pub on_link: u8,
+    pub _pad: [u8; 3],
+}
+
+#[map]
+pub static NEXT_HOPS: PerCpuArray<NextHop> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
 /// The `ballast_lb` program's id, and the interfaces it is attached to: which failed
 /// redirects are ours (`redirect_watch`).
 #[map]

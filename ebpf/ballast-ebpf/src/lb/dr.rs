@@ -6,14 +6,22 @@ use ballast_common::{Backend, Counter, FAMILY_V4};
 
 use super::{
     drop, pmtu,
-    tx::{route, send, Route},
+    tx::{route_to_backend, send, Route},
 };
 
 #[inline(always)]
 /// Sends the frame to `backend`'s MAC. A packet too big for the private side is answered
 /// with ICMP if `answer_too_big` (a client's packet), else dropped (an ICMP passed on).
-pub(super) fn direct(ctx: &XdpContext, family: u8, src: [u32; 4], backend: &Backend, tot_len: u16, answer_too_big: bool) -> u32 {
-    match route(ctx, family, src, backend.addr, tot_len) {
+pub(super) fn direct(
+    ctx: &XdpContext,
+    family: u8,
+    src: [u32; 4],
+    id: u32,
+    backend: &Backend,
+    tot_len: u16,
+    answer_too_big: bool,
+) -> u32 {
+    match route_to_backend(ctx, family, src, id, backend, tot_len) {
         Route::Next { ifindex, smac, dmac, on_link: true } => send(ctx, ifindex, smac, dmac),
         // Through a gateway, the VIP's packet would be routed back to the VIP.
         Route::Next { .. } => drop(Counter::DropDrNotOnLink),

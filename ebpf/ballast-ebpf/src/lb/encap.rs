@@ -5,7 +5,7 @@ use ballast_common::{Backend, Counter, FAMILY_V4, FAMILY_V6, PROTO_IPIP, PROTO_I
 
 use super::{
     drop, pmtu,
-    tx::{route, send, Route},
+    tx::{route_to_backend, send, Route},
     v4_words,
 };
 use crate::{csum, maps::SETTINGS, parse::*};
@@ -18,11 +18,12 @@ fn next_hop(
     ctx: &XdpContext,
     family: u8,
     src: [u32; 4],
+    id: u32,
     backend: &Backend,
     tot_len: u16,
     answer_too_big: bool,
 ) -> Result<(u32, [u8; 6], [u8; 6]), u32> {
-    match route(ctx, family, src, backend.addr, tot_len) {
+    match route_to_backend(ctx, family, src, id, backend, tot_len) {
         Route::Next { ifindex, smac, dmac, .. } => Ok((ifindex, smac, dmac)),
         Route::TooBig(mtu) if answer_too_big && family == FAMILY_V4 => {
             Err(pmtu::frag_needed_v4(ctx, mtu.saturating_sub(IPV4_LEN as u16)))
@@ -37,13 +38,20 @@ fn next_hop(
 
 /// Prepends an outer IPv4 header (IPIP) addressed to the backend.
 #[inline(always)]
-pub(super) fn encap_v4(ctx: &XdpContext, backend: &Backend, tos: u8, inner_len: u16, answer_too_big: bool) -> u32 {
+pub(super) fn encap_v4(
+    ctx: &XdpContext,
+    id: u32,
+    backend: &Backend,
+    tos: u8,
+    inner_len: u16,
+    answer_too_big: bool,
+) -> u32 {
     let Some(settings) = SETTINGS.get(0) else {
         return drop(Counter::DropInternal);
     };
     let src = settings.tunnel_src_v4;
     let tot_len = inner_len.wrapping_add(IPV4_LEN as u16);
-    let (ifindex, smac, dmac) = match next_hop(ctx, FAMILY_V4, v4_words(src), backend, tot_len, answer_too_big) {
+    let (ifindex, smac, dmac) = match next_hop(ctx, FAMILY_V4, v4_words(src), id, backend, tot_len, answer_too_big) {
         Ok(n) => n,
         Err(verdict) => return verdict,
     };
@@ -85,14 +93,14 @@ pub(super) fn encap_v4(ctx: &XdpContext, backend: &Backend, tos: u8, inner_len: 
 
 /// Prepends an outer IPv6 header (IP6IP6) addressed to the backend.
 #[inline(always)]
-pub(super) fn encap_v6(ctx: &XdpContext, backend: &Backend, inner_payload: u16, answer_too_big: bool) -> u32 {
+pub(super) fn encap_v6(ctx: &XdpContext, id: u32, backend: &Backend, inner_payload: u16, answer_too_big: bool) -> u32 {
     let Some(settings) = SETTINGS.get(0) else {
         return drop(Counter::DropInternal);
     };
     let src = settings.tunnel_src_v6;
     let payload = inner_payload.wrapping_add(IPV6_LEN as u16);
     let tot_len = payload.wrapping_add(IPV6_LEN as u16);
-    let (ifindex, smac, dmac) = match next_hop(ctx, FAMILY_V6, src, backend, tot_len, answer_too_big) {
+    let (ifindex, smac, dmac) = match next_hop(ctx, FAMILY_V6, src, id, backend, tot_len, answer_too_big) {
         Ok(n) => n,
         Err(verdict) => return verdict,
     };

@@ -57,7 +57,7 @@ pub(super) fn icmp_v4(ctx: &XdpContext, l4_off: usize) -> u32 {
         family: FAMILY_V4,
         _pad: [0; 2],
     };
-    let Some((_, backend)) = pinned_backend(&key) else {
+    let Some((id, backend)) = pinned_backend(&key) else {
         return drop(Counter::DropIcmpNoFlow);
     };
     count(Counter::IcmpToBackend);
@@ -66,10 +66,10 @@ pub(super) fn icmp_v4(ctx: &XdpContext, l4_off: usize) -> u32 {
     };
     let outer = unsafe { *ip };
     if vip.mode == MODE_DR {
-        return dr::direct(ctx, FAMILY_V4, v4_words(outer.src), &backend, u16::from_be(outer.tot_len), false);
+        return dr::direct(ctx, FAMILY_V4, v4_words(outer.src), id, &backend, u16::from_be(outer.tot_len), false);
     }
     if vip.mode != MODE_NAT {
-        return encap_v4(ctx, &backend, outer.tos, u16::from_be(outer.tot_len), false);
+        return encap_v4(ctx, id, &backend, outer.tos, u16::from_be(outer.tot_len), false);
     }
     // NAT: the backend must see its own address (and port) where the VIP's was.
     let Some(icmp) = ptr_at::<IcmpHdr>(ctx, l4_off) else {
@@ -134,7 +134,7 @@ pub(super) fn icmp_v6(ctx: &XdpContext) -> u32 {
         family: FAMILY_V6,
         _pad: [0; 2],
     };
-    let Some((_, backend)) = pinned_backend(&key) else {
+    let Some((id, backend)) = pinned_backend(&key) else {
         return drop(Counter::DropIcmpNoFlow);
     };
     count(Counter::IcmpToBackend);
@@ -144,10 +144,10 @@ pub(super) fn icmp_v6(ctx: &XdpContext) -> u32 {
     let outer = unsafe { *ip };
     if vip.mode == MODE_DR {
         let tot_len = u16::from_be(outer.payload_len).wrapping_add(IPV6_LEN as u16);
-        return dr::direct(ctx, FAMILY_V6, outer.src, &backend, tot_len, false);
+        return dr::direct(ctx, FAMILY_V6, outer.src, id, &backend, tot_len, false);
     }
     if vip.mode != MODE_NAT {
-        return encap_v6(ctx, &backend, u16::from_be(outer.payload_len), false);
+        return encap_v6(ctx, id, &backend, u16::from_be(outer.payload_len), false);
     }
     let Some(icmp) = ptr_at::<IcmpHdr>(ctx, l4_off) else {
         return drop(Counter::DropInternal);

@@ -150,7 +150,7 @@ fn pick_backend(vip: &VipMeta, key: &FlowKey, stateless: bool) -> Option<(u32, B
 /// The cost: a backend change between a SYN and its ACK can send the ACK elsewhere (the
 /// client retries), as with any stateless hash.
 #[inline(always)]
-fn admit(ctx: &XdpContext, vip: &VipMeta, key: &FlowKey, syn: bool) -> Result<Backend, u32> {
+fn admit(ctx: &XdpContext, vip: &VipMeta, key: &FlowKey, syn: bool) -> Result<(u32, Backend), u32> {
     let Some((id, backend, new_flow)) = pick_backend(vip, key, syn) else {
         debug!(ctx, "drop: VIP {} has no backend", vip.index);
         return Err(drop(Counter::DropNoBackend));
@@ -178,7 +178,7 @@ fn admit(ctx: &XdpContext, vip: &VipMeta, key: &FlowKey, syn: bool) -> Result<Ba
             let _ = NAT_REVERSE.insert(&reply, &rev, 0);
         }
     }
-    Ok(backend)
+    Ok((id, backend))
 }
 
 /// A TCP segment with SYN set and none of ACK, RST, FIN: a connection's first packet.
@@ -249,7 +249,7 @@ fn v4(ctx: &XdpContext) -> u32 {
         family: FAMILY_V4,
         _pad: [0; 2],
     };
-    let backend = match admit(ctx, &vip, &key, bare_syn(ctx, h.proto, l4_off)) {
+    let (id, backend) = match admit(ctx, &vip, &key, bare_syn(ctx, h.proto, l4_off)) {
         Ok(b) => b,
         Err(verdict) => return verdict,
     };
@@ -257,9 +257,9 @@ fn v4(ctx: &XdpContext) -> u32 {
         return nat_rewrite_v4(ctx, l4_off, h.proto, Side::Dst, backend.addr[0], backend.port);
     }
     if vip.mode == MODE_DR {
-        return dr::direct(ctx, FAMILY_V4, key.src, &backend, tot_len as u16, true);
+        return dr::direct(ctx, FAMILY_V4, key.src, id, &backend, tot_len as u16, true);
     }
-    encap_v4(ctx, &backend, h.tos, tot_len as u16, true)
+    encap_v4(ctx, id, &backend, h.tos, tot_len as u16, true)
 }
 
 fn v6(ctx: &XdpContext) -> u32 {
@@ -307,7 +307,7 @@ fn v6(ctx: &XdpContext) -> u32 {
         family: FAMILY_V6,
         _pad: [0; 2],
     };
-    let backend = match admit(ctx, &vip, &key, bare_syn(ctx, h.nexthdr, l4_off)) {
+    let (id, backend) = match admit(ctx, &vip, &key, bare_syn(ctx, h.nexthdr, l4_off)) {
         Ok(b) => b,
         Err(verdict) => return verdict,
     };
@@ -315,7 +315,7 @@ fn v6(ctx: &XdpContext) -> u32 {
         return nat_rewrite_v6(ctx, h.nexthdr, Side::Dst, &backend.addr, backend.port);
     }
     if vip.mode == MODE_DR {
-        return dr::direct(ctx, FAMILY_V6, h.src, &backend, (IPV6_LEN + payload) as u16, true);
+        return dr::direct(ctx, FAMILY_V6, h.src, id, &backend, (IPV6_LEN + payload) as u16, true);
     }
-    encap_v6(ctx, &backend, payload as u16, true)
+    encap_v6(ctx, id, &backend, payload as u16, true)
 }

@@ -2,13 +2,20 @@
 //! XDP_TX or a redirect.
 use aya_ebpf::{
     bindings::xdp_action::{XDP_PASS, XDP_TX},
-    helpers::{bpf_fib_lookup, bpf_redirect},
+    helpers::{bpf_fib_lookup, bpf_ktime_get_ns, bpf_redirect},
     programs::XdpContext,
 };
-use ballast_common::Counter;
+use ballast_common::{Backend, Counter};
 
 use super::drop;
-use crate::{maps::count, parse::*};
+use crate::{
+    maps::{count, NextHop, NEXT_HOPS},
+    parse::*,
+};
+
+/// How long a backend's next hop is trusted without asking the FIB again: a neighbour's
+/// new MAC or a new route reaches the data path within this.
+const NEXT_HOP_TTL_NS: u64 = 1_000_000_000;
 
 const FIB_LKUP_RET_SUCCESS: i64 = 0;
 const FIB_LKUP_RET_FWD_DISABLED: i64 = 5;
@@ -80,6 +87,50 @@ pub(super) fn route(ctx: &XdpContext, family: u8, src: [u32; 4], dst: [u32; 4], 
         // Blackhole, unreachable, prohibit, no route (not forwarded), no source address.
         _ => Route::Failed(Counter::DropNoRoute),
     }
+}
+
+/// `route` to a backend, through a per-CPU cache of its next hop (interface, MACs, and the
+/// largest packet the FIB let through): the FIB lookup is most of a VIP packet's cost.
+/// The cache holds only successful answers; an entry lapses after `NEXT_HOP_TTL_NS`, with
+/// the backend's generation (a new backend in its slot), or for another ingress.
+#[inline(always)]
+pub(super) fn route_to_backend(
+    ctx: &XdpContext,
+    family: u8,
+    src: [u32; 4],
+    id: u32,
+    backend: &Backend,
+    tot_len: u16,
+) -> Route {
+    let Some(hop) = NEXT_HOPS.get_ptr_mut(id) else {
+        return route(ctx, family, src, backend.addr, tot_len);
+    };
+    let hop = unsafe { &mut *hop };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+    let fresh = hop.expires > now && hop.generation == backend.generation && hop.ingress == ingress;
+    if fresh && tot_len as u32 <= hop.max_len {
+        return Route::Next { ifindex: hop.ifindex, smac: hop.smac, dmac: hop.dmac, on_link: hop.on_link != 0 };
+    }
+    let r = route(ctx, family, src, backend.addr, tot_len);
+    if let Route::Next { ifindex, smac, dmac, on_link } = r {
+        // Larger packets seen to fit widen the entry; a changed hop starts it anew.
+        let same = fresh && hop.ifindex == ifindex && hop.dmac == dmac;
+        let max_len = if same && hop.max_len > tot_len as u32 { hop.max_len } else { tot_len as u32 };
+        let expires = if same { hop.expires } else { now + NEXT_HOP_TTL_NS };
+        *hop = NextHop {
+            expires,
+            generation: backend.generation,
+            ingress,
+            ifindex,
+            max_len,
+            smac,
+            dmac,
+            on_link: on_link as u8,
+            _pad: [0; 3],
+        };
+    }
+    r
 }
 
 /// Sends the frame as it is now out of `ifindex` with the given MACs.
