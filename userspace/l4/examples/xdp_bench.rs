@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use ballast_l4::{
     config::L4Config,
-    dataplane::{Dataplane, PROG_LB},
+    dataplane::{Dataplane, PROG_LB, PROG_PASS},
     maglev,
 };
 use ballast_testkit::{
@@ -32,6 +32,14 @@ address = "198.51.100.20"
 port = 80
 protocol = "tcp"
 mode = "nat"
+backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "10.0.0.13" }]
+
+[[vip]]
+name = "dr"
+address = "198.51.100.30"
+port = 80
+protocol = "tcp"
+mode = "dr"
 backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "10.0.0.13" }]
 "#;
 
@@ -112,23 +120,34 @@ fn main() -> anyhow::Result<()> {
     };
     let hit_tunnel = syn("198.51.100.10", 1000, 2);
     let hit_nat = syn("198.51.100.20", 1000, 2);
+    let hit_dr = syn("198.51.100.30", 1000, 2);
+    // The empty program (XDP_PASS and nothing else) on the same frame, timed the same way:
+    // what every case costs before ballast does anything.
+    let empty = {
+        let f = syn("192.0.2.1", 1000, 2);
+        let pass = dp.program(PROG_PASS).expect("program");
+        time_runs(&net, pass, 1000.min(runs), &|_| f.clone());
+        summary(time_runs(&net, pass, runs, &|_| f.clone())).0
+    };
     // New flows: every run a source port/host never seen before.
     let cases: Vec<(&str, FrameFn)> = vec![
         ("non_vip_pass", Box::new(move |_| non_vip.clone())),
         ("vip_conntrack_hit_tunnel", Box::new(move |_| hit_tunnel.clone())),
         ("vip_conntrack_hit_nat", Box::new(move |_| hit_nat.clone())),
+        ("vip_conntrack_hit_dr", Box::new(move |_| hit_dr.clone())),
         (
             "vip_new_flow_tunnel",
             Box::new(move |i| syn("198.51.100.10", 1024 + (i % 60000) as u16, 3 + (i / 60000) as u8)),
         ),
     ];
-    println!("kind,case,runs,median_ns,mean_ns");
-    println!("xdp,non_vip_pass_repeat,{runs},,{}", repeated.as_nanos());
+    println!("kind,case,runs,median_ns,mean_ns,net_of_empty_ns");
+    println!("xdp,empty_program,{runs},{empty:.0},,0");
+    println!("xdp,non_vip_pass_repeat,{runs},,{},", repeated.as_nanos());
     for (name, f) in &cases {
         // Warm-up (and, for the hit cases, creates the connection-table entry).
         time_runs(&net, prog, 1000.min(runs), f.as_ref());
         let (median, mean) = summary(time_runs(&net, prog, runs, f.as_ref()));
-        println!("xdp,{name},{runs},{median:.0},{mean:.1}");
+        println!("xdp,{name},{runs},{median:.0},{mean:.1},{:.0}", median - empty);
     }
 
     let entries: Vec<maglev::Entry> = (0..100)
@@ -144,6 +163,6 @@ fn main() -> anyhow::Result<()> {
         builds.push(t.elapsed());
     }
     let (median, mean) = summary(builds);
-    println!("maglev,build_65537_slots_100_backends,10,{median:.0},{mean:.1}");
+    println!("maglev,build_65537_slots_100_backends,10,{median:.0},{mean:.1},");
     Ok(())
 }
