@@ -150,6 +150,26 @@ fn main() -> anyhow::Result<()> {
         println!("xdp,{name},{runs},{median:.0},{mean:.1},{:.0}", median - empty);
     }
 
+    // Connection-table memory, as the kernel accounts it (fdinfo's memlock) for this
+    // process's LRU hash maps: CONNTRACK (value: backend id + generation, 8 bytes),
+    // NAT_REVERSE and NAT_REVERSE_SYN.
+    for entry in std::fs::read_dir("/proc/self/fdinfo")? {
+        let info = std::fs::read_to_string(entry?.path()).unwrap_or_default();
+        let field = |k: &str| {
+            info.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim().parse::<u64>().unwrap_or(0)))
+        };
+        if field("map_type:") != Some(9) {
+            continue;
+        }
+        let (Some(entries), Some(memlock)) = (field("max_entries:"), field("memlock:")) else { continue };
+        let value = field("value_size:").unwrap_or(0);
+        let what = if value == 8 { "conntrack" } else { "nat_reverse" };
+        println!(
+            "memory,{what}_lru_{entries}_flows_value_{value}b,1,{memlock},{:.1},",
+            memlock as f64 / entries as f64
+        );
+    }
+
     let entries: Vec<maglev::Entry> = (0..100)
         .map(|i| maglev::Entry {
             key: maglev::identity_hash(format!("10.1.{}.{}:80", i / 250, i % 250).as_bytes()),
