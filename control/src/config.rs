@@ -45,6 +45,9 @@ pub struct LbFile {
     pub lease: Option<String>,
     /// Scale-out and scale-in (`crate::scale::Policy`).
     pub scale: Option<ScaleFile>,
+    /// Where webhooks may post (`crate::hooks::Allow`): CIDRs and host names. Empty: any
+    /// address but loopback, link-local, unspecified and multicast ones.
+    pub hook_allow: Option<Vec<String>>,
 }
 
 /// One of Consul's `watches` (seed 002's shape).
@@ -450,6 +453,8 @@ pub struct AgentConfig {
     pub scale: crate::scale::Policy,
     /// Consul's `watches`, which the agent runs.
     pub watches: Vec<WatchSpec>,
+    /// `lb.hook_allow`: where webhooks may post.
+    pub hook_allow: Vec<crate::hooks::Allow>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -911,6 +916,17 @@ impl FileConfig {
             .enumerate()
             .map(|(i, w)| watch_spec(i, w))
             .collect::<Result<Vec<_>, _>>()?;
+        let hook_allow = self
+            .lb
+            .as_ref()
+            .and_then(|l| l.hook_allow.as_ref())
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, s)| {
+                crate::hooks::Allow::parse(s).map_err(|e| ConfigError::Invalid(format!("lb.hook_allow[{i}]: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let scale = match self.lb.as_ref().and_then(|l| l.scale.as_ref()) {
             Some(f) => scale_policy(f)?,
             None => crate::scale::Policy::default(),
@@ -959,6 +975,7 @@ impl FileConfig {
             domain,
             scale,
             watches,
+            hook_allow,
         })
     }
 }

@@ -7,6 +7,7 @@
 //! (`vip_moved` with reason "failed") and up, scale-out and scale-in, ...).
 use std::{
     collections::HashMap,
+    net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -22,6 +23,99 @@ use crate::{
         Command, Outcome,
     },
 };
+
+/// An entry of `lb.hook_allow`: a network (`10.0.0.0/8`, `2001:db8::/32`, an address) or
+/// a host name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allow {
+    Net(IpAddr, u8),
+    Name(String),
+}
+
+impl Allow {
+    pub fn parse(s: &str) -> Result<Allow, String> {
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        if let Ok(ip) = addr.parse::<IpAddr>() {
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let len = match len {
+                None => max,
+                Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| format!("{s:?}: bad prefix length"))?,
+            };
+            return Ok(Allow::Net(ip, len));
+        }
+        let name_ok = len.is_none()
+            && !s.is_empty()
+            && s.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        if name_ok {
+            Ok(Allow::Name(s.to_ascii_lowercase()))
+        } else {
+            Err(format!("{s:?} is neither a network (address/len) nor a host name"))
+        }
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        let Allow::Net(net, len) = self else { return false };
+        let (a, b, bits) = match (net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => (u32::from(*n) as u128, u32::from(i) as u128, 32),
+            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(*n), u128::from(i), 128),
+            _ => return false,
+        };
+        let shift = bits - *len as u32;
+        shift >= bits || (a >> shift) == (b >> shift)
+    }
+}
+
+/// Addresses a webhook never posts to, whatever the allowlist: this host (the agent's own
+/// API listens there), link-local (cloud metadata services), unspecified, multicast.
+fn forbidden(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(a) => a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_multicast() || a.is_broadcast(),
+        IpAddr::V6(a) => a.is_loopback() || a.is_unspecified() || a.is_multicast() || (a.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+/// The host of an `http://host[:port]/...` URL (brackets of an IPv6 literal removed).
+fn url_host(url: &str) -> Option<&str> {
+    let authority = url.strip_prefix("http://")?.split('/').next()?;
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split_once(']').map(|(h, _)| h);
+    }
+    Some(authority.rsplit_once(':').map_or(authority, |(h, _)| h))
+}
+
+/// Whether a hook may post to `url` (checked when it is written and at each delivery): an
+/// address inside one of the allowlist's networks, or, when the allowlist is empty, any
+/// address that is not forbidden; a host name only when the allowlist names it, and then
+/// its addresses are checked at each delivery.
+pub fn target_allowed(url: &str, allow: &[Allow]) -> Result<(), String> {
+    let host = url_host(url).ok_or_else(|| format!("{url:?}: no host"))?;
+    match host.parse::<IpAddr>() {
+        // Listed explicitly: the operator's choice, even for this host.
+        Ok(ip) if allow.iter().any(|a| a.contains(ip)) => Ok(()),
+        Ok(ip) if forbidden(ip) => Err(format!(
+            "{ip} is a loopback, link-local, unspecified or multicast address (list it in lb.hook_allow to allow it)"
+        )),
+        Ok(_) if allow.is_empty() => Ok(()),
+        Ok(ip) => Err(format!("{ip} is outside lb.hook_allow")),
+        Err(_) if allow.iter().any(|a| *a == Allow::Name(host.to_ascii_lowercase())) => Ok(()),
+        Err(_) => Err(format!("host name {host:?} is not in lb.hook_allow (give an address, or list the name)")),
+    }
+}
+
+/// `X-Ballast-Signature`'s value: `sha256=` and the hex HMAC-SHA256 of the body.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = aws_lc_rs::hmac::sign(&key, body);
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
@@ -78,11 +172,11 @@ pub async fn run(plane: Arc<ControlPlane>) {
             let (events, last) = pending(h, lb.events.iter());
             let Some(last) = last else { continue };
             let bodies: Vec<(u64, serde_json::Value)> = events.iter().map(|e| (e.id, body(h, e))).collect();
-            let (plane, id, url) = (plane.clone(), id.clone(), h.url.clone());
+            let (plane, id, url, secret) = (plane.clone(), id.clone(), h.url.clone(), h.secret.clone());
             rounds.spawn(async move {
                 let mut acked = None;
                 for (event, b) in &bodies {
-                    if let Err(why) = post(&plane, &url, b).await {
+                    if let Err(why) = post(&plane, &url, secret.as_deref(), b).await {
                         return (id, acked, Some(format!("event {event} to {url}: {why}")));
                     }
                     acked = Some(*event);
@@ -113,13 +207,32 @@ pub async fn run(plane: Arc<ControlPlane>) {
     }
 }
 
-async fn post(plane: &ControlPlane, url: &str, body: &serde_json::Value) -> Result<(), String> {
+async fn post(plane: &ControlPlane, url: &str, secret: Option<&str>, body: &serde_json::Value) -> Result<(), String> {
+    // The allowlist may have changed since the hook was written, and a name's addresses
+    // are only known now: checked at every delivery.
+    target_allowed(url, &plane.cfg.hook_allow).or_else(|e| {
+        let host = url_host(url).unwrap_or("");
+        if host.parse::<IpAddr>().is_ok() {
+            return Err(e);
+        }
+        Ok(())
+    })?;
+    if let Some(host) = url_host(url).filter(|h| h.parse::<IpAddr>().is_err()) {
+        let port = url.strip_prefix("http://").and_then(|r| r.split('/').next()).and_then(|a| a.rsplit_once(':')).map_or(80, |(_, p)| p.parse().unwrap_or(80));
+        let addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| format!("resolving {host}: {e}"))?;
+        let allow = &plane.cfg.hook_allow;
+        if let Some(bad) = addrs.map(|a| a.ip()).find(|ip| forbidden(*ip) && !allow.iter().any(|a| a.contains(*ip))) {
+            return Err(format!("{host} resolves to {bad}, where hooks never post"));
+        }
+    }
     let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-    let req = hyper::Request::post(url)
+    let mut req = hyper::Request::post(url)
         .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header("X-Ballast-Event-Id", body["id"].to_string())
-        .body(Full::new(Bytes::from(bytes)))
-        .map_err(|e| format!("request: {e}"))?;
+        .header("X-Ballast-Event-Id", body["id"].to_string());
+    if let Some(s) = secret {
+        req = req.header("X-Ballast-Signature", signature(s, &bytes));
+    }
+    let req = req.body(Full::new(Bytes::from(bytes))).map_err(|e| format!("request: {e}"))?;
     let call = async {
         let resp = plane.client.request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status();
@@ -169,6 +282,7 @@ mod tests {
             url: "http://10.0.0.1:9000/x".into(),
             events: kinds,
             next,
+            secret: None,
         };
         let ids = |(v, last): (Vec<&Event>, Option<u64>)| (v.iter().map(|e| e.id).collect::<Vec<_>>(), last);
         assert_eq!(ids(pending(&hook("acco01", vec![], 0), events.iter())), (vec![3, 4, 7], Some(7)));
@@ -188,7 +302,7 @@ mod tests {
     fn hooks_are_checked_and_keep_their_place() {
         use crate::state::lb::LbState;
         let mut s = LbState::default();
-        let h = Hook { account: "acco01".into(), name: "iaas".into(), url: "http://10.0.0.1:9000/e".into(), events: vec![], next: 0 };
+        let h = Hook { account: "acco01".into(), name: "iaas".into(), url: "http://10.0.0.1:9000/e".into(), events: vec![], next: 0, secret: None };
         for (bad, field) in [("ftp://x/", "url"), ("http:///x", "url"), ("http://a b/", "url")] {
             let r = s.apply(1, 0, &LbWrite::PutHook(Hook { url: bad.into(), ..h.clone() }));
             assert!(matches!(&r, LbResult::Refused(e) if e.field == field), "{bad}: {r:?}");
@@ -202,5 +316,54 @@ mod tests {
         s.apply(4, 0, &LbWrite::PutHook(Hook { url: "http://10.0.0.2:9000/e".into(), next: 0, ..h.clone() }));
         s.apply(5, 0, &LbWrite::HookDelivered { id: "acco01/iaas".into(), event: 3 });
         assert_eq!((s.hooks["acco01/iaas"].next, s.hooks["acco01/iaas"].url.as_str()), (10, "http://10.0.0.2:9000/e"));
+    }
+
+    #[test]
+    fn hook_targets_are_checked_against_the_allowlist() {
+        let allow: Vec<Allow> = ["10.99.0.0/16", "hooks.example.com", "127.0.0.1"].iter().map(|s| Allow::parse(s).unwrap()).collect();
+        assert!(Allow::parse("10.0.0.0/33").is_err() && Allow::parse("a b").is_err());
+        for (url, ok) in [
+            ("http://10.99.3.4:9000/e", true),
+            ("http://10.98.3.4:9000/e", false),
+            ("http://hooks.example.com/e", true),
+            ("http://other.example.com/e", false),
+            ("http://127.0.0.1:8500/v1/kv/x", true),
+            ("http://127.0.0.2:8500/v1/kv/x", false),
+        ] {
+            assert_eq!(target_allowed(url, &allow).is_ok(), ok, "{url} with an allowlist");
+        }
+        // No allowlist: addresses anywhere but this host, link-local, unspecified,
+        // multicast; no names.
+        for (url, ok) in [
+            ("http://10.98.3.4:9000/e", true),
+            ("http://[2001:db8::1]:9000/e", true),
+            ("http://127.0.0.1:8500/v1/kv/x", false),
+            ("http://[::1]:8500/", false),
+            ("http://[::ffff:127.0.0.1]:8500/", false),
+            ("http://169.254.169.254/latest/meta-data", false),
+            ("http://[fe80::1]/", false),
+            ("http://0.0.0.0:8500/", false),
+            ("http://224.0.0.1/", false),
+            ("http://hooks.example.com/e", false),
+        ] {
+            assert_eq!(target_allowed(url, &[]).is_ok(), ok, "{url} without an allowlist");
+        }
+    }
+
+    #[test]
+    fn deliveries_are_signed_with_hmac_sha256_and_secrets_stay_put() {
+        assert_eq!(
+            signature("key", b"The quick brown fox jumps over the lazy dog"),
+            "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+        use crate::state::lb::LbState;
+        let mut s = LbState::default();
+        let h = Hook { account: "acco01".into(), name: "iaas".into(), url: "http://10.0.0.1:9000/e".into(), events: vec![], next: 0, secret: Some("s3".into()) };
+        s.apply(1, 0, &LbWrite::PutHook(h.clone()));
+        // A change without a secret keeps it; "" removes it.
+        s.apply(2, 0, &LbWrite::PutHook(Hook { secret: None, url: "http://10.0.0.2:9000/e".into(), ..h.clone() }));
+        assert_eq!(s.hooks["acco01/iaas"].secret.as_deref(), Some("s3"));
+        s.apply(3, 0, &LbWrite::PutHook(Hook { secret: Some(String::new()), ..h.clone() }));
+        assert_eq!(s.hooks["acco01/iaas"].secret, None);
     }
 }

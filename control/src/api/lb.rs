@@ -204,7 +204,16 @@ pub async fn route(
                     .values()
                     .filter(|h| if h.account == "*" { a.operator_read() } else { a.account_read(&h.account) })
                     .collect();
-                Some(serde_json::to_value(list).unwrap_or_default())
+                // A hook's secret is write-only: reads say whether one is set.
+                let mut v = serde_json::to_value(list).unwrap_or_default();
+                for h in v.as_array_mut().into_iter().flatten() {
+                    let set = h.get("secret").is_some_and(|s| !s.is_null());
+                    if let Some(o) = h.as_object_mut() {
+                        o.remove("secret");
+                        o.insert("secret_set".into(), set.into());
+                    }
+                }
+                Some(v)
             })
             .await
         }
@@ -226,6 +235,8 @@ pub async fn route(
                     url: String,
                     #[serde(default)]
                     events: Vec<crate::state::lb::EventKind>,
+                    #[serde(default)]
+                    secret: Option<String>,
                 }
                 let b: HookBody = decode(&body)?;
                 let h = crate::state::lb::Hook {
@@ -234,8 +245,11 @@ pub async fn route(
                     url: b.url,
                     events: b.events,
                     next: 0,
+                    secret: b.secret,
                 };
                 h.validate().map_err(|e| ApiError::bad(e.to_string()))?;
+                crate::hooks::target_allowed(&h.url, &plane.cfg.hook_allow)
+                    .map_err(|e| ApiError::bad(format!("url: {e}")))?;
                 LbWrite::PutHook(h)
             };
             commit(plane, &parts, &body, write).await

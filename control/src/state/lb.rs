@@ -493,6 +493,10 @@ pub struct Hook {
     pub events: Vec<EventKind>,
     #[serde(default)]
     pub next: u64,
+    /// Signs each delivery (`X-Ballast-Signature: sha256=<HMAC-SHA256 of the body>`);
+    /// never shown by the API.
+    #[serde(default)]
+    pub secret: Option<String>,
 }
 
 impl Hook {
@@ -960,10 +964,14 @@ impl LbState {
             LbWrite::PutHook(h) => {
                 h.validate()?;
                 let mut h = h.clone();
-                // A new hook gets the events from now on; a changed one keeps its place.
-                h.next = match self.hooks.get(&h.id()) {
-                    Some(old) => old.next,
-                    None => self.next_event,
+                // A new hook gets the events from now on; a changed one keeps its place, and
+                // its secret unless one is given ("" removes it).
+                let old = self.hooks.get(&h.id());
+                h.next = old.map_or(self.next_event, |o| o.next);
+                h.secret = match h.secret.take() {
+                    None => old.and_then(|o| o.secret.clone()),
+                    Some(s) if s.is_empty() => None,
+                    Some(s) => Some(s),
                 };
                 self.hooks.insert(h.id(), h);
             }

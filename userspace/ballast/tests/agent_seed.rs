@@ -1040,11 +1040,16 @@ impl Piped for std::process::Command {
 /// any other request is a line of `log`.other: method, path, X-Foo, X-Consul-Index, body.
 fn hook_receiver(seed: &Seed, log: &std::path::Path) -> Child {
     let script = r#"
-import http.server, sys
+import http.server, sys, hmac, hashlib
 seen = [0]
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        # Deliveries are signed with the hook's secret: a bad or missing signature is
+        # refused, so such an event would never be acknowledged.
+        want = 'sha256=' + hmac.new(b'hook-secret', body, hashlib.sha256).hexdigest()
+        if self.path == '/events' and self.headers.get('X-Ballast-Signature') != want:
+            self.send_response(401); self.end_headers(); return
         if self.path != '/events':
             line = ' '.join([self.command, self.path, str(self.headers.get('X-Foo')), str(self.headers.get('X-Consul-Index'))])
             with open(sys.argv[1] + '.other', 'ab') as f:
@@ -1102,9 +1107,17 @@ fn events_reach_a_webhook_in_order_across_a_leader_change() {
     seed.ready();
     let log = seed.cluster.root.join("hook.jsonl");
     let _receiver = hook_receiver(&seed, &log);
-    seed.ok("wit", &["hook", "add", "acco01/iaas", "--url", "http://10.99.0.2:9000/events"]);
+    seed.ok("wit", &["hook", "add", "acco01/iaas", "--url", "http://10.99.0.2:9000/events", "--secret", "hook-secret"]);
     let listed = seed.ok("wit", &["hook", "list"]);
     assert!(listed.contains("acco01/iaas") && listed.contains("http://10.99.0.2:9000/events"), "{listed}");
+    // The secret is write-only; a hook may not post to this host or to link-local
+    // addresses (an agent's API, a cloud's metadata service).
+    let hooks = seed.api("wit", "GET", "/v1/lb/hooks", "").unwrap().json();
+    assert!(!hooks.to_string().contains("hook-secret") && hooks[0]["secret_set"] == true, "{hooks}");
+    for url in ["http://169.254.169.254/latest/meta-data", "http://127.0.0.1:8500/v1/kv/x"] {
+        let (ok, out) = seed.cli("wit", &["hook", "add", "acco01/evil", "--url", url]);
+        assert!(!ok && out.contains("lb.hook_allow"), "{url}: {out}");
+    }
     // The CLI's event watch, as an operator runs it (handler: append what it gets).
     let watched = seed.cluster.root.join("watch.json");
     let _watch = Child(

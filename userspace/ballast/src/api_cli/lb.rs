@@ -185,6 +185,10 @@ pub enum HookCommand {
         /// Only these kinds (repeatable: vip_moved, scaled_out, device_draining, ...).
         #[arg(long = "event")]
         events: Vec<String>,
+        /// Sign each delivery: `X-Ballast-Signature: sha256=<HMAC-SHA256 of the body>`
+        /// ("" removes the secret; omitted: a changed hook keeps its secret).
+        #[arg(long)]
+        secret: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -216,9 +220,12 @@ pub fn hook(cmd: HookCommand) -> Result<()> {
                 }
                 Ok(())
             }
-            HookCommand::Add { id, url, events, api } => {
+            HookCommand::Add { id, url, events, secret, api } => {
                 let (account, name) = id.split_once('/').filter(|(a, n)| !a.is_empty() && !n.is_empty()).with_context(|| format!("{id:?}: a hook is ACCOUNT/NAME"))?;
-                let body = serde_json::json!({ "url": url, "events": events });
+                let mut body = serde_json::json!({ "url": url, "events": events });
+                if let Some(s) = secret {
+                    body["secret"] = s.into();
+                }
                 call(&client(&api), Method::PUT, &format!("/v1/lb/hook/{account}/{name}"), Some(&body)).await?;
                 println!("hook {id} -> {url}");
                 Ok(())
