@@ -48,6 +48,9 @@ pub struct LbFile {
     /// Where webhooks may post (`crate::hooks::Allow`): CIDRs and host names. Empty: any
     /// address but loopback, link-local, unspecified and multicast ones.
     pub hook_allow: Option<Vec<String>>,
+    /// How many of the devices checking an L4 backend must see it fail for it to be down
+    /// everywhere (default: more than half of them).
+    pub backend_down_quorum: Option<u32>,
 }
 
 /// One of Consul's `watches` (seed 002's shape).
@@ -455,6 +458,8 @@ pub struct AgentConfig {
     pub watches: Vec<WatchSpec>,
     /// `lb.hook_allow`: where webhooks may post.
     pub hook_allow: Vec<crate::hooks::Allow>,
+    /// `lb.backend_down_quorum`.
+    pub down_quorum: crate::backend_health::DownQuorum,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -927,6 +932,11 @@ impl FileConfig {
                 crate::hooks::Allow::parse(s).map_err(|e| ConfigError::Invalid(format!("lb.hook_allow[{i}]: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let down_quorum = match self.lb.as_ref().and_then(|l| l.backend_down_quorum) {
+            None => crate::backend_health::DownQuorum::Majority,
+            Some(0) => return Err(ConfigError::Invalid("lb.backend_down_quorum: at least 1".into())),
+            Some(k) => crate::backend_health::DownQuorum::AtLeast(k),
+        };
         let scale = match self.lb.as_ref().and_then(|l| l.scale.as_ref()) {
             Some(f) => scale_policy(f)?,
             None => crate::scale::Policy::default(),
@@ -976,6 +986,7 @@ impl FileConfig {
             scale,
             watches,
             hook_allow,
+            down_quorum,
         })
     }
 }
@@ -1104,6 +1115,22 @@ mod tests {
         let a = FileConfig::parse(r#"{"watches": [{"type": "event", "handler": "a"}]}"#, "a").unwrap();
         let b = FileConfig::parse(r#"{"data_dir": "/tmp/x", "node_name": "n", "watches": [{"type": "event", "handler": "b"}]}"#, "b").unwrap();
         assert_eq!(a.merge(b).resolve(None).unwrap().watches.len(), 2);
+    }
+
+    #[test]
+    fn hook_allowlist_and_backend_quorum_are_read_and_checked() {
+        let cfg = |lb: &str| {
+            FileConfig::parse(&format!(r#"{{"data_dir": "/tmp/x", "node_name": "n", "lb": {lb}}}"#), "t")
+                .map_err(|e| e.to_string())?
+                .resolve(None)
+                .map_err(|e| e.to_string())
+        };
+        let c = cfg(r#"{"hook_allow": ["10.99.0.0/16", "iaas.example"], "backend_down_quorum": 2}"#).unwrap();
+        assert_eq!(c.hook_allow.len(), 2);
+        assert_eq!(c.down_quorum, crate::backend_health::DownQuorum::AtLeast(2));
+        assert_eq!(cfg("{}").unwrap().down_quorum, crate::backend_health::DownQuorum::Majority);
+        assert!(cfg(r#"{"hook_allow": ["10.0.0.0/40"]}"#).unwrap_err().contains("lb.hook_allow[0]"));
+        assert!(cfg(r#"{"backend_down_quorum": 0}"#).unwrap_err().contains("lb.backend_down_quorum"));
     }
 
     #[test]

@@ -140,7 +140,7 @@ async fn scale_step(
         .collect();
     let now = wall_ms();
     let policy = plane.cfg.scale;
-    let mut writes = crate::backend_health::verdicts(&lb, &loads);
+    let mut writes = crate::backend_health::verdicts(&lb, &loads, plane.cfg.down_quorum);
     if policy.enabled() {
         scale::observe(clocks, &lb, &loads, &policy, now);
         writes.extend(scale::decide(&lb, &loads, &alive, clocks, &policy, now));
