@@ -447,7 +447,7 @@ fn stats_csv_as_haproxy() {
     let columns = [
         "status", "weight", "uweight", "act", "bck", "slim", "stot", "lbtot", "req_tot", "conn_tot",
         "hrsp_2xx", "dresp", "eresp", "econ", "qcur", "qmax", "check_status", "check_code", "check_health",
-        "addr", "cookie", "algo", "comp_in", "wrew", "eint", "-",
+        "addr", "cookie", "algo", "comp_in", "wrew", "eint", "-", "iid", "sid", "type",
     ];
     for (page, which) in [("without legends", 1), ("with show-legends", 2)] {
         let pick = |ports: [u16; 4]| {
@@ -528,6 +528,20 @@ fn runtime_weights_and_chaining_as_haproxy() {
         "set weight web/b 15%;get weight web/b",
         "set weight web/zz 5",
     ] {
+        let want = socket_command(&sock(ph), line);
+        let got = socket_command(&sock(pb), line);
+        assert_eq!(got, want, "{line:?}: ballast (left) vs HAProxy (right)");
+    }
+    // `show stat <iid> <type> <sid>` filters: the same rows in both.
+    let rows = |out: String| -> Vec<String> {
+        out.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).map(|l| l.split(',').take(2).collect::<Vec<_>>().join("/")).collect()
+    };
+    for line in ["show stat -1 4 -1", "show stat -1 1 -1", "show stat -1 2 -1", "show stat 1 4 2", "show stat -1 6 -1"] {
+        let want = rows(socket_command(&sock(ph), line));
+        let got = rows(socket_command(&sock(pb), line));
+        assert_eq!(got, want, "{line:?}: ballast (left) vs HAProxy (right)");
+    }
+    for line in std::iter::empty::<&str>() {
         let want = socket_command(&sock(ph), line);
         let got = socket_command(&sock(pb), line);
         assert_eq!(got, want, "{line:?}: ballast (left) vs HAProxy (right)");

@@ -9,9 +9,48 @@ use std::sync::{atomic::Ordering::Relaxed, Arc};
 
 use super::{state::Admin, Proxy};
 
+/// `show stat [<iid> <type> <sid>]`: a proxy id (-1: all), a mask of row types (1:
+/// frontends, 2: backends, 4: servers), a server id (-1: all).
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub struct StatFilter {
+    pub iid: i64,
+    pub types: u32,
+    pub sid: i64,
+}
+
+impl StatFilter {
+    pub const ALL: StatFilter = StatFilter { iid: -1, types: 7, sid: -1 };
+
+    /// Keeps the CSV rows the filter selects (and the header).
+    fn apply(&self, csv: &str) -> String {
+        let idx = super::stats::column_index();
+        let mut out = String::new();
+        for line in csv.split_inclusive('\n') {
+            let f: Vec<&str> = line.split(',').collect();
+            let num = |c: &str| idx.get(c).and_then(|&i| f.get(i)).and_then(|v| v.trim().parse::<i64>().ok());
+            let keep = line.starts_with('#') || line.trim().is_empty() || {
+                let kind = num("type").unwrap_or(-1);
+                let bit = match kind {
+                    0 => 1,
+                    1 => 2,
+                    2 => 4,
+                    _ => 0,
+                };
+                (self.iid == -1 || num("iid") == Some(self.iid))
+                    && self.types & bit != 0
+                    && (self.sid == -1 || kind != 2 || num("sid") == Some(self.sid))
+            };
+            if keep {
+                out.push_str(line);
+            }
+        }
+        out
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
-    ShowStat,
+    ShowStat(StatFilter),
     ShowInfo,
     SetState { backend: String, server: String, admin: Admin },
     SetWeight { backend: String, server: String, weight: Weight },
@@ -40,7 +79,16 @@ fn target(s: &str) -> Result<(String, String), String> {
 pub fn parse(line: &str) -> Result<Command, String> {
     let w: Vec<&str> = line.split_whitespace().collect();
     match w.as_slice() {
-        ["show", "stat", ..] => Ok(Command::ShowStat),
+        ["show", "stat"] => Ok(Command::ShowStat(StatFilter::ALL)),
+        ["show", "stat", iid, types, sid, ..] => {
+            let bad = || format!("'show stat {iid} {types} {sid}': expects <iid> <type> <sid> (numbers, -1 for all)");
+            let iid: i64 = iid.parse().map_err(|_| bad())?;
+            let types: i64 = types.parse().map_err(|_| bad())?;
+            let sid: i64 = sid.parse().map_err(|_| bad())?;
+            let types = if types < 0 { 7 } else { types as u32 };
+            Ok(Command::ShowStat(StatFilter { iid, types, sid }))
+        }
+        ["show", "stat", ..] => Ok(Command::ShowStat(StatFilter::ALL)),
         ["show", "info", ..] => Ok(Command::ShowInfo),
         ["help"] | [] => Ok(Command::Help),
         ["reload"] => Ok(Command::Reload),
@@ -106,7 +154,7 @@ where
     let shared = proxy.current();
     match cmd {
         Command::Help => HELP.into(),
-        Command::ShowStat => super::stats::csv(&shared, super::stats::View::ALL),
+        Command::ShowStat(f) => f.apply(&super::stats::csv(&shared, super::stats::View::ALL)),
         Command::ShowInfo => {
             let loads = proxy.workers.loads();
             format!(
@@ -158,7 +206,9 @@ mod tests {
 
     #[test]
     fn parses_haproxy_commands() {
-        assert_eq!(parse("show stat"), Ok(Command::ShowStat));
+        assert_eq!(parse("show stat"), Ok(Command::ShowStat(StatFilter::ALL)));
+        assert_eq!(parse("show stat -1 4 -1"), Ok(Command::ShowStat(StatFilter { iid: -1, types: 4, sid: -1 })));
+        assert!(parse("show stat x 4 -1").is_err());
         assert_eq!(
             parse("set server web/s1 state drain"),
             Ok(Command::SetState { backend: "web".into(), server: "s1".into(), admin: Admin::Drain })

@@ -298,6 +298,9 @@ pub struct Shared {
     pub backends: HashMap<String, Arc<BackendRt>>,
     /// Declaration order, for stats.
     pub order: Vec<String>,
+    /// The stats' proxy id of the first proxy: 2 with a `stats socket` (HAProxy's CLI
+    /// proxy takes id 1), else 1.
+    pub first_iid: usize,
     pub started: Instant,
 }
 
@@ -402,6 +405,7 @@ pub fn build(config: &ballast_l7::haproxy::L7Config) -> Arc<Shared> {
         frontends,
         backends,
         order: config.proxies.iter().map(|p| p.name.clone()).collect(),
+        first_iid: if config.global.stats_socket.is_some() { 2 } else { 1 },
         started: Instant::now(),
     })
 }

@@ -77,6 +77,11 @@ fn algo(b: &Balance) -> String {
     }
 }
 
+/// Column name → position in the CSV (for readers of it, e.g. the runtime API's filters).
+pub fn column_index() -> HashMap<&'static str, usize> {
+    columns()
+}
+
 /// What a reader may see: legends (server addresses, cookies, algorithms), which HAProxy
 /// shows on the runtime API and on a page only with `stats show-legends`, and the proxies
 /// in `stats scope` (all when empty).
@@ -138,7 +143,7 @@ pub fn csv(shared: &Shared, view: View) -> String {
     let mut out = String::from(CSV_HEADER);
     out.push('\n');
     for (iid, name) in shared.order.iter().enumerate() {
-        let iid = iid + 1;
+        let iid = iid + shared.first_iid;
         if !view.scope.is_empty() && !view.scope.iter().any(|s| s == name) {
             continue;
         }
