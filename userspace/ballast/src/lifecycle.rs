@@ -16,6 +16,22 @@ pub enum Event {
 
 /// The daemon's runtime: `workers` threads (the proxy moves its traffic to threads of its
 /// own and needs only one here).
+/// Raises the soft limit on open files to the hard one, as HAProxy and nginx do: a
+/// proxy holds two descriptors per connection, and a default soft limit of 1024 would
+/// refuse connections long before any configured maxconn.
+pub fn raise_open_file_limit() {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain getrlimit/setrlimit on a struct this function owns.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            let raised = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+                log::warn!("raising the open-file limit to {}: {}", r.rlim_max, std::io::Error::last_os_error());
+            }
+        }
+    }
+}
+
 pub fn runtime(workers: usize) -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers.max(1))

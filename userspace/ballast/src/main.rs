@@ -153,6 +153,7 @@ fn main() {
     // eBPF log lines are already filtered in the kernel by --bpf-log-level.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,ballast_ebpf=trace"))
         .init();
+    lifecycle::raise_open_file_limit();
     let args = api_cli::normalize_args(std::env::args().collect());
     if let Err(e) = run(Cli::parse_from(args)) {
         eprintln!("ballast: {e:#}");

@@ -285,13 +285,34 @@ impl BackendRt {
 pub struct FrontendRt {
     pub cfg: ProxySection,
     pub counters: Counters,
-    /// Its concurrent connections: its own `maxconn`, else the global one, else 2000.
+    /// Its concurrent connections: its own `maxconn`, else the global one, else
+    /// `ideal_maxconn`.
     pub maxconn: u32,
 }
 
-/// The frontend limit when neither the frontend, its defaults nor `global` set one (HAProxy
-/// derives it from the file-descriptor limit; ballast keeps HAProxy 1.x's default).
+/// A fallback when a frontend's own limit cannot be found (it went in a reload).
 pub const DEFAULT_FRONTEND_MAXCONN: u32 = 2000;
+
+/// HAProxy's `global maxconn` when the configuration sets none (its
+/// compute_ideal_maxconn): half of the file descriptors left once the listeners, the
+/// health checks and three per thread (poller, wake-up pipe) are set aside, and at least
+/// 100. Each connection takes two descriptors, the client's and the server's.
+pub fn ideal_maxconn(nofile: u64, listeners: usize, checks: usize, threads: usize) -> u32 {
+    let reserved = (listeners + checks + 3 * threads) as u64;
+    (nofile.saturating_sub(reserved) / 2).clamp(100, u32::MAX as u64) as u32
+}
+
+/// The soft limit on open files now (`ballast` raises it to the hard limit at start, as
+/// HAProxy does).
+fn open_file_limit() -> u64 {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
+        r.rlim_cur
+    } else {
+        1024
+    }
+}
 
 pub struct Shared {
     pub frontends: Vec<Arc<FrontendRt>>,
@@ -354,9 +375,18 @@ pub fn carry_over(old: &Shared, new: &Shared) {
 pub fn build(config: &ballast_l7::haproxy::L7Config) -> Arc<Shared> {
     let mut backends = HashMap::new();
     let mut frontends = Vec::new();
+    let default_maxconn = config.global.maxconn.unwrap_or_else(|| {
+        let listeners = config.proxies.iter().map(|p| p.binds.len()).sum();
+        let checks = config.proxies.iter().flat_map(|p| &p.servers).filter(|s| s.check).count();
+        let threads = config
+            .global
+            .nbthread
+            .map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |n| n as usize);
+        ideal_maxconn(open_file_limit(), listeners, checks, threads)
+    });
     for p in &config.proxies {
         if p.kind.has_frontend() {
-            let maxconn = p.settings.maxconn.or(config.global.maxconn).unwrap_or(DEFAULT_FRONTEND_MAXCONN);
+            let maxconn = p.settings.maxconn.unwrap_or(default_maxconn);
             frontends.push(Arc::new(FrontendRt { cfg: p.clone(), counters: Counters::default(), maxconn }));
         }
         if p.kind.has_backend() {
