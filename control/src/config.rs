@@ -163,6 +163,8 @@ pub struct ScaleFile {
     pub conn_rate: Option<f32>,
     /// CPU busy %.
     pub cpu: Option<f32>,
+    /// Packets per second through a device's XDP program.
+    pub pps: Option<f32>,
     /// Scale-in below this fraction of the thresholds (0 < low < 1).
     pub low: Option<f32>,
     pub sustain: Option<String>,
@@ -490,6 +492,9 @@ fn scale_policy(f: &ScaleFile) -> Result<crate::scale::Policy, ConfigError> {
     if let Some(v) = f.cpu {
         p.cpu_pct = v;
     }
+    if let Some(v) = f.pps {
+        p.pps = v;
+    }
     if let Some(v) = f.low {
         p.low = v;
     }
@@ -507,6 +512,9 @@ fn scale_policy(f: &ScaleFile) -> Result<crate::scale::Policy, ConfigError> {
     }
     if !(p.conn_rate >= 0.0 && p.conn_rate.is_finite()) {
         return Err(bad("conn_rate", format!("{} (want a rate >= 0; 0 is off)", p.conn_rate)));
+    }
+    if !(p.pps >= 0.0 && p.pps.is_finite()) {
+        return Err(bad("pps", format!("{} (want a rate >= 0; 0 is off)", p.pps)));
     }
     if !(0.0..=100.0).contains(&p.cpu_pct) {
         return Err(bad("cpu", format!("{} (want a percentage; 0 is off)", p.cpu_pct)));

@@ -98,6 +98,8 @@ pub fn control(page: &mut Page, v: &ControlView) {
         page.sample("ballast_device_cpu_ratio", Gauge, "A member's CPU busy share (0-1), as it gossips it.", &[("device", d)], f64::from(l.cpu_pct) / 100.0);
         page.sample("ballast_device_tcp_connections", Gauge, "A member's established TCP connections.", &[("device", d)], l.connections as f64);
         page.sample("ballast_device_network_bytes_per_second", Gauge, "A member's bytes/s through its interfaces.", &[("device", d)], l.bytes_per_s as f64);
+        page.sample("ballast_device_xdp_packets_per_second", Gauge, "Packets/s a member's XDP program forwards for its VIPs, as it gossips it.", &[("device", d)], l.xdp_pps as f64);
+        page.sample("ballast_device_xdp_bytes_per_second", Gauge, "Bytes/s a member's XDP program forwards for its VIPs, as it gossips it.", &[("device", d)], l.xdp_bps as f64);
         for r in &l.vips {
             let vip = r.vip.to_string();
             page.sample(

@@ -24,6 +24,8 @@ pub struct Policy {
     pub conn_rate: f32,
     /// CPU busy %.
     pub cpu_pct: f32,
+    /// Packets per second the device's XDP program forwards for its VIPs.
+    pub pps: f32,
     /// Scale-in when below this fraction of the thresholds.
     pub low: f32,
     pub sustain_ms: u64,
@@ -41,6 +43,7 @@ impl Default for Policy {
         Policy {
             conn_rate: 0.0,
             cpu_pct: 0.0,
+            pps: 0.0,
             low: 0.5,
             sustain_ms: 60_000,
             hold_down_ms: 600_000,
@@ -52,12 +55,14 @@ impl Default for Policy {
 
 impl Policy {
     pub fn enabled(&self) -> bool {
-        self.conn_rate > 0.0 || self.cpu_pct > 0.0
+        self.conn_rate > 0.0 || self.cpu_pct > 0.0 || self.pps > 0.0
     }
 
     /// Above a threshold.
     pub fn over(&self, l: &Load) -> bool {
-        (self.conn_rate > 0.0 && l.conn_rate() > self.conn_rate) || (self.cpu_pct > 0.0 && l.cpu_pct > self.cpu_pct)
+        (self.conn_rate > 0.0 && l.conn_rate() > self.conn_rate)
+            || (self.cpu_pct > 0.0 && l.cpu_pct > self.cpu_pct)
+            || (self.pps > 0.0 && l.xdp_pps as f32 > self.pps)
     }
 }
 
@@ -84,7 +89,9 @@ fn cold(state: &LbState, loads: &BTreeMap<String, Load>, p: &Policy, group: &str
     let rate_ok = p.conn_rate <= 0.0 || group_rate(state, loads, group) < p.low * p.conn_rate;
     let cpu_ok = p.cpu_pct <= 0.0
         || state.group_vips(group).all(|(_, a)| loads.get(&a.owner).is_none_or(|l| l.cpu_pct < p.low * p.cpu_pct));
-    rate_ok && cpu_ok
+    let pps_ok = p.pps <= 0.0
+        || state.group_vips(group).all(|(_, a)| loads.get(&a.owner).is_none_or(|l| (l.xdp_pps as f32) < p.low * p.pps));
+    rate_ok && cpu_ok && pps_ok
 }
 
 /// Updates the clocks with what the loads show at `now`.
@@ -262,7 +269,16 @@ mod tests {
     }
 
     fn policy() -> Policy {
-        Policy { conn_rate: 100.0, cpu_pct: 0.0, low: 0.5, sustain_ms: 10_000, hold_down_ms: 60_000, drain_ms: 20_000, max_vips: 2 }
+        Policy {
+            conn_rate: 100.0,
+            cpu_pct: 0.0,
+            pps: 0.0,
+            low: 0.5,
+            sustain_ms: 10_000,
+            hold_down_ms: 60_000,
+            drain_ms: 20_000,
+            max_vips: 2,
+        }
     }
 
     fn loads(lb1: &[(&str, f32)], lb2: f32) -> BTreeMap<String, Load> {
@@ -376,5 +392,14 @@ mod tests {
         let mut s2 = s.clone();
         let r = s2.apply(500, 0, &LbWrite::RetireVip { vip: "14.14.1.100".parse().unwrap(), reason: "x".into() });
         assert!(matches!(r, crate::state::lb::LbResult::Refused(_)), "{r:?}");
+    }
+
+    #[test]
+    fn xdp_packet_rate_is_a_threshold_too() {
+        let p = Policy { conn_rate: 0.0, pps: 50_000.0, ..policy() };
+        assert!(p.enabled());
+        let load = |pps: u64| Load { xdp_pps: pps, ..Load::default() };
+        assert!(p.over(&load(60_000)) && !p.over(&load(40_000)));
+        assert!(!Policy { pps: 0.0, conn_rate: 0.0, ..p }.enabled());
     }
 }

@@ -18,6 +18,11 @@ pub struct Load {
     /// The L4 backend checks this device runs and whether each passes here.
     #[serde(default)]
     pub checks: Vec<CheckResult>,
+    /// Packets and bytes per second its XDP program forwarded for its VIPs.
+    #[serde(default)]
+    pub xdp_pps: u64,
+    #[serde(default)]
+    pub xdp_bps: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +132,8 @@ mod tests {
                     up: true,
                 },
             ],
+            xdp_pps: 120_000,
+            xdp_bps: 9_000_000,
         };
         let back: Load = postcard::from_bytes(&postcard::to_stdvec(&l).unwrap()).unwrap();
         assert_eq!(back, l);

@@ -104,6 +104,8 @@ pub struct Gossip {
     pub dropped: Arc<AtomicU64>,
     /// Per-VIP connection rates, set by the agent, sent with each load report.
     pub vip_rates: Arc<std::sync::Mutex<Vec<load::VipRate>>>,
+    /// The device's XDP packets and bytes per second through its VIPs (its agent's).
+    pub xdp_rates: Arc<std::sync::Mutex<(u64, u64)>>,
     /// The agent's L4 backend check results, sent with each load report.
     pub checks: Arc<std::sync::Mutex<Vec<load::CheckResult>>>,
 }
@@ -198,6 +200,7 @@ impl Gossip {
             keyring_file: cfg.keyring_file,
             dropped,
             vip_rates: Arc::default(),
+            xdp_rates: Arc::default(),
             checks: Arc::default(),
         });
         tokio::spawn(join(g.clone(), cfg.join, t.join_retry));
@@ -506,6 +509,7 @@ async fn report(g: Arc<Gossip>, every: Duration) {
         version += 1;
         let mut load = sampler.sample();
         load.vips = g.vip_rates.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (load.xdp_pps, load.xdp_bps) = *g.xdp_rates.lock().unwrap_or_else(|p| p.into_inner());
         load.vips.sort_by(|a, b| b.conn_rate.total_cmp(&a.conn_rate));
         load.vips.truncate(load::MAX_VIP_RATES);
         load.checks = g.checks.lock().unwrap_or_else(|p| p.into_inner()).clone();

@@ -112,6 +112,8 @@ pub struct Reconciler {
     unserved: HashMap<IpAddr, (u64, Instant)>,
     /// The connection counts of the served VIPs at the last load report, and when.
     rates_at: (Instant, HashMap<IpAddr, u64>),
+    /// XDP packets and bytes through the VIPs at the last report.
+    xdp_at: (u64, u64),
     /// Health checks of the served VIPs' L4 backends, and those failing.
     checker: crate::health::Checker,
     down: watch::Receiver<BTreeSet<crate::desired::Check>>,
@@ -156,6 +158,7 @@ impl Reconciler {
             announcing: HashMap::new(),
             unserved: HashMap::new(),
             rates_at: (Instant::now(), HashMap::new()),
+            xdp_at: (0, 0),
         }
     }
 
@@ -479,6 +482,16 @@ impl Reconciler {
             })
             .collect();
         *self.plane.gossip.vip_rates.lock().unwrap_or_else(|p| p.into_inner()) = rates;
+        // XDP packets and bytes through all the VIPs, as rates (a counter that went back
+        // counts from zero).
+        let totals = l4.as_ref().map_or((0, 0), |s| {
+            (s.vips.iter().map(|v| v.packets).sum::<u64>(), s.vips.iter().map(|v| v.bytes).sum::<u64>())
+        });
+        let (p0, b0) = self.xdp_at;
+        let rate = |now: u64, before: u64| (now.checked_sub(before).unwrap_or(now) as f32 / secs) as u64;
+        *self.plane.gossip.xdp_rates.lock().unwrap_or_else(|p| p.into_inner()) =
+            (rate(totals.0, p0), rate(totals.1, b0));
+        self.xdp_at = totals;
         self.rates_at = (now, counts);
         let down = self.down.borrow().clone();
         let checks = self
