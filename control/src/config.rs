@@ -45,7 +45,7 @@ pub struct LbFile {
     pub lease: Option<String>,
     /// Scale-out and scale-in (`crate::scale::Policy`).
     pub scale: Option<ScaleFile>,
-    /// Where webhooks may post (`crate::hooks::Allow`): CIDRs and host names. Empty: any
+    /// Where webhooks may post (`crate::hook_target::Allow`): CIDRs and host names. Empty: any
     /// address but loopback, link-local, unspecified and multicast ones.
     pub hook_allow: Option<Vec<String>>,
     /// How many of the devices checking an L4 backend must see it fail for it to be down
@@ -459,7 +459,7 @@ pub struct AgentConfig {
     /// Consul's `watches`, which the agent runs.
     pub watches: Vec<WatchSpec>,
     /// `lb.hook_allow`: where webhooks may post.
-    pub hook_allow: Vec<crate::hooks::Allow>,
+    pub hook_allow: Vec<crate::hook_target::Allow>,
     /// `lb.backend_down_quorum`.
     pub down_quorum: crate::backend_health::DownQuorum,
 }
@@ -937,7 +937,7 @@ impl FileConfig {
             .flatten()
             .enumerate()
             .map(|(i, s)| {
-                crate::hooks::Allow::parse(s).map_err(|e| ConfigError::Invalid(format!("lb.hook_allow[{i}]: {e}")))
+                crate::hook_target::Allow::parse(s).map_err(|e| ConfigError::Invalid(format!("lb.hook_allow[{i}]: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let down_quorum = match self.lb.as_ref().and_then(|l| l.backend_down_quorum) {

@@ -12,6 +12,7 @@ pub mod failover;
 pub mod files;
 pub mod gossip;
 pub mod gslb;
+pub mod hook_target;
 pub mod hooks;
 pub mod metrics;
 pub mod plane;

@@ -248,7 +248,7 @@ pub async fn route(
                     secret: b.secret,
                 };
                 h.validate().map_err(|e| ApiError::bad(e.to_string()))?;
-                crate::hooks::target_allowed(&h.url, &plane.cfg.hook_allow)
+                crate::hook_target::target_allowed(&h.url, &plane.cfg.hook_allow)
                     .map_err(|e| ApiError::bad(format!("url: {e}")))?;
                 LbWrite::PutHook(h)
             };
