@@ -110,8 +110,10 @@ pub enum WatchHandler {
     Args(Vec<String>),
     /// A shell command (`sh -c`), the JSON on its standard input.
     Shell(String),
-    /// The JSON as the body of a request, with `X-Consul-Index`.
-    Http { url: String, method: String, headers: Vec<(String, String)>, timeout: std::time::Duration },
+    /// The JSON as the body of a request, with `X-Consul-Index`; `https://` URLs are
+    /// verified against the system's roots (`SSL_CERT_FILE` overrides, as in Go) unless
+    /// `tls_skip_verify`.
+    Http { url: String, method: String, headers: Vec<(String, String)>, timeout: std::time::Duration, tls_skip_verify: bool },
 }
 
 fn watch_spec(i: usize, w: &WatchFile) -> Result<WatchSpec, ConfigError> {
@@ -133,8 +135,8 @@ fn watch_spec(i: usize, w: &WatchFile) -> Result<WatchSpec, ConfigError> {
         (None, None, Some(cmd), _) => WatchHandler::Shell(cmd.clone()),
         (Some("http"), _, _, Some(h)) => {
             let url = h.path.clone().ok_or_else(|| bad("http_handler_config.path", "missing".into()))?;
-            if !url.starts_with("http://") {
-                return Err(bad("http_handler_config.path", format!("{url:?}: only http:// handlers are supported")));
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(bad("http_handler_config.path", format!("{url:?}: an http:// or https:// URL")));
             }
             let timeout = match &h.timeout {
                 Some(t) => crate::duration::parse_duration(t).map_err(|e| bad("http_handler_config.timeout", e.to_string()))?,
@@ -142,7 +144,13 @@ fn watch_spec(i: usize, w: &WatchFile) -> Result<WatchSpec, ConfigError> {
             };
             let headers =
                 h.header.iter().flatten().flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone()))).collect();
-            WatchHandler::Http { url, method: h.method.clone().unwrap_or_else(|| "POST".into()), headers, timeout }
+            WatchHandler::Http {
+                url,
+                method: h.method.clone().unwrap_or_else(|| "POST".into()),
+                headers,
+                timeout,
+                tls_skip_verify: h.tls_skip_verify.unwrap_or(false),
+            }
         }
         (Some("script"), _, _, _) => return Err(bad("args", "a script handler needs \"args\"".into())),
         (Some("http"), _, _, None) => return Err(bad("http_handler_config", "an http handler needs it".into())),
@@ -1108,12 +1116,16 @@ mod tests {
         .unwrap();
         let WatchHandler::Http { headers, method, .. } = &c.watches[0].handler else { panic!() };
         assert_eq!((method.as_str(), headers.len()), ("POST", 2));
+        let c = cfg(r#"{"type": "key", "key": "k", "handler_type": "http",
+                        "http_handler_config": {"path": "https://hooks.example:8443/w", "tls_skip_verify": true}}"#)
+        .unwrap();
+        assert!(matches!(&c.watches[0].handler, WatchHandler::Http { tls_skip_verify: true, .. }));
         // What would be wrong to ignore is an error naming the key.
         for (w, key) in [
             (r#"{"type": "service", "service": "redis", "args": ["x"]}"#, "watches[0].type"),
             (r#"{"type": "key", "args": ["x"]}"#, "watches[0].key"),
             (r#"{"type": "key", "key": "k", "handler_type": "http",
-                 "http_handler_config": {"path": "https://localhost:8000/watch"}}"#, "watches[0].http_handler_config.path"),
+                 "http_handler_config": {"path": "ftp://localhost:8000/watch"}}"#, "watches[0].http_handler_config.path"),
             (r#"{"type": "key", "key": "k"}"#, "watches[0].handler_type"),
         ] {
             let e = cfg(w).unwrap_err();

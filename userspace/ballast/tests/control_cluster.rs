@@ -486,6 +486,103 @@ fn watch_fires_once_per_real_change() {
     http_watch.0.kill().ok();
 }
 
+/// Runs `openssl` with `args`, panicking with its stderr on failure.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let o = std::process::Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
+    assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// HTTPS watch handlers as Consul's `http_handler_config` has them: the config's watch
+/// with `tls_skip_verify` reaches a server whose CA nobody trusts, the one without it
+/// does not (the handshake fails), and `ballast watch` verifies a server against the CA
+/// `SSL_CERT_FILE` names. The server (Python's ssl, not ours) records each request.
+#[test]
+fn https_watch_handlers_verify_the_server_unless_told_not_to() {
+    let dir = std::env::temp_dir().join(format!("ballast-watch-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30"];
+    openssl(&dir, &[&["req", "-x509"], &ec[..], &["-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=watch test CA"]].concat());
+    openssl(&dir, &[&["req"], &ec[..5], &["-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1"]].concat());
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        &dir,
+        &["x509", "-req", "-in", "srv.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "30"]
+            .iter()
+            .chain(&["-extfile", "san.ext", "-out", "srv.crt"])
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    let log = dir.join("requests.log");
+    let server = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        with open(sys.argv[3], 'a') as f:
+            f.write('%s %s %s %s\n' % (self.command, self.path, self.headers.get('X-Consul-Index'), len(body)))
+        self.send_response(200)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+    do_PUT = do_POST
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer(('127.0.0.1', 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+    let mut py = common::Child(
+        std::process::Command::new("python3")
+            .args(["-c", server])
+            .arg(dir.join("srv.crt"))
+            .arg(dir.join("srv.key"))
+            .arg(&log)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3"),
+    );
+    let mut port = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(py.0.stdout.take().unwrap()), &mut port).unwrap();
+    let port: u16 = port.trim().parse().expect("the server's port");
+    let watches = format!(
+        r#", "watches": [
+            {{"type": "key", "key": "w/a", "handler_type": "http",
+              "http_handler_config": {{"path": "https://127.0.0.1:{port}/skip", "method": "PUT", "tls_skip_verify": true}}}},
+            {{"type": "key", "key": "w/a", "handler_type": "http",
+              "http_handler_config": {{"path": "https://127.0.0.1:{port}/verify"}}}}
+        ]"#
+    );
+    let c = Cluster::servers("watchtls", 1, &watches);
+    let a = c.leader(LIMIT);
+    let mut cli = common::Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ballast"))
+            .args(["watch", "-type", "key", "-key", "w/a", "-http-addr", &a])
+            .args(["-http-handler", &format!("https://127.0.0.1:{port}/ca")])
+            .env("SSL_CERT_FILE", dir.join("ca.crt"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+    let count = |path: &str| lines().lines().filter(|l| l.split(' ').nth(1) == Some(path)).count();
+    eventually("the first calls", LIMIT, || (count("/skip") == 1 && count("/ca") == 1).then_some(()));
+    put(&a, "/v1/kv/w/a", b"1").unwrap();
+    eventually("the calls for w/a", LIMIT, || (count("/skip") == 2 && count("/ca") == 2).then_some(()));
+    let text = lines();
+    assert_eq!(count("/verify"), 0, "a server signed by an unknown CA was trusted:\n{text}");
+    eventually("the refused handshake logged", LIMIT, || {
+        c.agents[0].log().lines().any(|l| l.contains("/verify") && l.contains("TLS")).then_some(())
+    });
+    let skip: Vec<&str> = text.lines().filter(|l| l.contains(" /skip ")).collect();
+    assert!(skip[1].starts_with("PUT /skip ") && skip[1].split(' ').nth(2).and_then(|i| i.parse::<u64>().ok()).is_some(), "{text}");
+    cli.0.kill().ok();
+    py.0.kill().ok();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A server's cluster RPC (Raft, join, keyring) must be authenticated: without a cluster
 /// key it refuses to start and says how to fix it; the development flag runs it anyway,
 /// and its RPC port then answers without a token. The API port never serves cluster RPC.

@@ -5,6 +5,7 @@
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 
+mod https_handler;
 pub mod keyring;
 pub mod kv;
 pub mod lb;

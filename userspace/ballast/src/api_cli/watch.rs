@@ -52,6 +52,7 @@ pub fn run(a: WatchArgs) -> Result<()> {
             method: "POST".into(),
             headers: Vec::new(),
             timeout: std::time::Duration::from_secs(10),
+            tls_skip_verify: false,
         },
         (None, false) => WatchHandler::Shell(a.handler.join(" ")),
         (None, true) => bail!("give a handler command or -http-handler URL"),
@@ -126,8 +127,8 @@ pub async fn watch_loop(c: &ApiClient, spec: &WatchSpec, stale: bool) -> Result<
             let body = serde_json::to_vec(&data)?;
             last = Some(data);
             match &spec.handler {
-                WatchHandler::Http { url, method, headers, timeout } => {
-                    if let Err(e) = http_handler(url, method, headers, *timeout, index, body).await {
+                WatchHandler::Http { url, method, headers, timeout, tls_skip_verify } => {
+                    if let Err(e) = http_handler(url, method, headers, *timeout, *tls_skip_verify, index, body).await {
                         log::warn!("watch: http handler {url}: {e}");
                     }
                 }
@@ -168,19 +169,23 @@ async fn http_handler(
     method: &str,
     headers: &[(String, String)],
     timeout: std::time::Duration,
+    tls_skip_verify: bool,
     index: u64,
     body: Vec<u8>,
 ) -> Result<(), String> {
-    let rest = url.strip_prefix("http://").ok_or("only http:// handlers are supported")?;
-    let (addr, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".into()));
     let method = Method::from_bytes(method.as_bytes()).map_err(|e| format!("method {method:?}: {e}"))?;
     let mut headers = headers.to_vec();
     headers.push(("X-Consul-Index".into(), index.to_string()));
     headers.push(("Content-Type".into(), "application/json".into()));
-    let c = ApiClient::new(addr, None);
-    let r = c.send(method, &path, &headers, Bytes::from(body), timeout).await?;
-    if !r.status.is_success() {
-        return Err(format!("{}", r.status));
+    let status = if url.starts_with("https://") {
+        super::https_handler::send(url, method, &headers, Bytes::from(body), timeout, tls_skip_verify).await?
+    } else {
+        let rest = url.strip_prefix("http://").ok_or("an http:// or https:// URL")?;
+        let (addr, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".into()));
+        ApiClient::new(addr, None).send(method, &path, &headers, Bytes::from(body), timeout).await?.status
+    };
+    if !status.is_success() {
+        return Err(format!("{status}"));
     }
     Ok(())
 }
