@@ -5,7 +5,9 @@
 //! the type asked, as resolvers expect; REFUSED outside the domain. The agent holds the
 //! sockets.
 //! `<group>.<account>.<domain>` names a group; its records are the VIPs whose owner is
-//! alive (gossip), is an LB device and has a backend to send to, and that are not being
+//! serving (alive in gossip and, by its gossiped report, holding a lease: a device cut off
+//! from the quorum drops out as its lease lapses), is an LB device and has a backend to
+//! send to, and that are not being
 //! scaled in (a retiring VIP leaves DNS first, its address later). Seed 004 binds a group's
 //! several VIPs (one per device, more on overload) together this way, as ELB does.
 use std::{collections::BTreeSet, net::IpAddr};
@@ -37,7 +39,8 @@ pub enum Lookup {
     NxDomain,
 }
 
-/// `qname` and `domain` in any case, with or without the final dot.
+/// `qname` and `domain` in any case, with or without the final dot; `alive`: the devices
+/// serving now (alive and holding a lease).
 pub fn lookup(lb: &LbState, alive: &BTreeSet<String>, domain: &str, qname: &str) -> Lookup {
     let norm = |s: &str| s.trim_end_matches('.').to_ascii_lowercase();
     let (domain, qname) = (norm(domain), norm(qname));

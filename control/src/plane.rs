@@ -293,6 +293,22 @@ impl ControlPlane {
         alive
     }
 
+    /// Devices that may serve their VIPs now as far as this agent knows: alive in gossip
+    /// and, by their last report, holding a lease (this agent's own flag is read live).
+    pub fn serving_devices(&self) -> std::collections::BTreeSet<String> {
+        let me = &self.cfg.node_name;
+        let mut out: std::collections::BTreeSet<String> = self
+            .gossip
+            .alive()
+            .filter(|m| m.ident.name != *me && m.load.as_ref().is_some_and(|l| l.lease_held))
+            .map(|m| m.ident.name)
+            .collect();
+        if self.gossip.lease_held.load(std::sync::atomic::Ordering::Relaxed) {
+            out.insert(me.clone());
+        }
+        out
+    }
+
     /// The leader's cluster RPC address: from Raft on a server, from a server's
     /// self-description on a client agent.
     pub async fn leader_rpc(&self) -> Option<String> {

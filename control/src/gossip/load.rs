@@ -23,6 +23,10 @@ pub struct Load {
     pub xdp_pps: u64,
     #[serde(default)]
     pub xdp_bps: u64,
+    /// Whether the device holds a lease right now (it may serve its VIPs): DNS answers
+    /// only the VIPs of devices that say so.
+    #[serde(default)]
+    pub lease_held: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +138,7 @@ mod tests {
             ],
             xdp_pps: 120_000,
             xdp_bps: 9_000_000,
+            lease_held: true,
         };
         let back: Load = postcard::from_bytes(&postcard::to_stdvec(&l).unwrap()).unwrap();
         assert_eq!(back, l);

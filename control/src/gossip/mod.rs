@@ -106,6 +106,8 @@ pub struct Gossip {
     pub vip_rates: Arc<std::sync::Mutex<Vec<load::VipRate>>>,
     /// The device's XDP packets and bytes per second through its VIPs (its agent's).
     pub xdp_rates: Arc<std::sync::Mutex<(u64, u64)>>,
+    /// Whether this device holds a lease now (the agent's reconciler sets it).
+    pub lease_held: Arc<std::sync::atomic::AtomicBool>,
     /// The agent's L4 backend check results, sent with each load report.
     pub checks: Arc<std::sync::Mutex<Vec<load::CheckResult>>>,
 }
@@ -201,6 +203,7 @@ impl Gossip {
             dropped,
             vip_rates: Arc::default(),
             xdp_rates: Arc::default(),
+            lease_held: Arc::default(),
             checks: Arc::default(),
         });
         tokio::spawn(join(g.clone(), cfg.join, t.join_retry));
@@ -510,6 +513,7 @@ async fn report(g: Arc<Gossip>, every: Duration) {
         let mut load = sampler.sample();
         load.vips = g.vip_rates.lock().unwrap_or_else(|p| p.into_inner()).clone();
         (load.xdp_pps, load.xdp_bps) = *g.xdp_rates.lock().unwrap_or_else(|p| p.into_inner());
+        load.lease_held = g.lease_held.load(std::sync::atomic::Ordering::Relaxed);
         load.vips.sort_by(|a, b| b.conn_rate.total_cmp(&a.conn_rate));
         load.vips.truncate(load::MAX_VIP_RATES);
         load.checks = g.checks.lock().unwrap_or_else(|p| p.into_inner()).clone();

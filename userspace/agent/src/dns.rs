@@ -23,7 +23,8 @@ const TCP_CLIENTS: usize = 64;
 /// Queries one TCP connection may ask before it is closed.
 const TCP_QUERIES: usize = 100;
 
-/// What answering needs: the state, who is alive, the domain, the rotation counter.
+/// What answering needs: the state, who serves (alive, holding a lease), the domain,
+/// the rotation counter.
 pub struct Responder {
     pub plane: Arc<ControlPlane>,
     pub state: watch::Receiver<View>,
@@ -44,10 +45,10 @@ impl Responder {
     /// The answer to `query` (the bytes of a DNS message) for a transport whose
     /// answers may be `max` bytes long; None when it is not worth one.
     pub fn answer(&self, query: &[u8], max: usize) -> Option<Vec<u8>> {
-        let alive = self.plane.alive_devices();
+        let serving = self.plane.serving_devices();
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let view = self.state.borrow();
-        gslb::respond(query, max, &view.lb, &alive, &self.domain, turn)
+        gslb::respond(query, max, &view.lb, &serving, &self.domain, turn)
     }
 }
 

@@ -185,6 +185,8 @@ impl Reconciler {
             usable = crate::lease::usable(usable, newest, now, view.applied);
             let l = usable;
             let until = l.map(|l| l.until());
+            // Gossiped: other agents' DNS answers this device's VIPs only while it is set.
+            self.plane.gossip.lease_held.store(until.is_some_and(|u| u > now), std::sync::atomic::Ordering::Relaxed);
             let full = now.duration_since(last_full) >= RESYNC;
             if full {
                 last_full = now;

@@ -808,7 +808,7 @@ fn dns_answers_a_groups_serving_vips() {
         return;
     }
     let _serial = serial();
-    let seed = Seed::up("dn");
+    let mut seed = Seed::up("dn");
     seed.ready();
     seed.ok(
         "wit",
@@ -878,6 +878,17 @@ fn dns_answers_a_groups_serving_vips() {
     // No backend to send to: the name stays, its records go.
     seed.ok("wit", &["backend", "weight", "acco04/two", "10.10.0.21:80", "0"]);
     eventually("no records", LIMIT, || {
+        let out = dig(&seed, "lb1", &format!("{name} A"));
+        (out.contains("status: NOERROR") && out.contains("ANSWER: 0")).then_some(())
+    });
+    seed.ok("wit", &["backend", "weight", "acco04/two", "10.10.0.21:80", "100"]);
+    eventually("the records back", LIMIT, || (short_a(&dig(&seed, "lb1", &format!("{name} A +short"))).len() == 2).then_some(()));
+
+    // Quorum lost (the witness and LB02 die): LB01 is alive but can renew no lease, so
+    // once it lapses LB01 withdraws its VIP and its DNS stops answering it.
+    seed.agent("wit").kill9();
+    seed.agent("lb2").kill9();
+    eventually("no records without a lease", Duration::from_secs(60), || {
         let out = dig(&seed, "lb1", &format!("{name} A"));
         (out.contains("status: NOERROR") && out.contains("ANSWER: 0")).then_some(())
     });
@@ -1037,7 +1048,8 @@ impl Piped for std::process::Command {
 
 /// A webhook receiver in the operator's namespace on 10.99.0.2:9000: each POST to
 /// /events is a line of `log` (the first one is answered 503: the sender must retry);
-/// any other request is a line of `log`.other: method, path, X-Foo, X-Consul-Index, body.
+/// the operator's hook (`/events-ops`) goes to `log`.ops, unfailed; any other request is
+/// a line of `log`.other: method, path, X-Foo, X-Consul-Index, body.
 fn hook_receiver(seed: &Seed, log: &std::path::Path) -> Child {
     let script = r#"
 import http.server, sys, hmac, hashlib
@@ -1048,8 +1060,12 @@ class H(http.server.BaseHTTPRequestHandler):
         # Deliveries are signed with the hook's secret: a bad or missing signature is
         # refused, so such an event would never be acknowledged.
         want = 'sha256=' + hmac.new(b'hook-secret', body, hashlib.sha256).hexdigest()
-        if self.path == '/events' and self.headers.get('X-Ballast-Signature') != want:
+        if self.path.startswith('/events') and self.headers.get('X-Ballast-Signature') != want:
             self.send_response(401); self.end_headers(); return
+        if self.path == '/events-ops':
+            with open(sys.argv[1] + '.ops', 'ab') as f:
+                f.write(body.replace(b'\n', b' ') + b'\n')
+            self.send_response(200); self.end_headers(); return
         if self.path != '/events':
             line = ' '.join([self.command, self.path, str(self.headers.get('X-Foo')), str(self.headers.get('X-Consul-Index'))])
             with open(sys.argv[1] + '.other', 'ab') as f:
@@ -1082,7 +1098,10 @@ fn received(log: &std::path::Path) -> Vec<serde_json::Value> {
 /// Events pushed to the IaaS: a tenant's webhook gets its account's events (not other
 /// accounts'), in order, at least once (its receiver's first answer is a 503: retried),
 /// across a kill -9 of the Raft leader (the new leader goes on from the replicated
-/// cursor); `ballast watch -type event` streams them on the CLI.
+/// cursor); `ballast watch -type event` streams them on the CLI. The operator's hook
+/// (`*`) gets the device events: the leader down and back up, and a VIP owner's lease
+/// lost; the tenant's gets its backend down and up and its VIP moved. A script watch in
+/// the config with the tenant's token is that account's script handler: its events only.
 #[test]
 fn events_reach_a_webhook_in_order_across_a_leader_change() {
     if !need_root("events_reach_a_webhook_in_order_across_a_leader_change") {
@@ -1094,17 +1113,29 @@ fn events_reach_a_webhook_in_order_across_a_leader_change() {
     let script_out = std::env::temp_dir().join(format!("ballast-watch-{}.json", std::process::id()));
     let _ = std::fs::remove_file(&script_out);
     let _cleanup = RemoveFile(script_out.clone());
+    let tenant_out = std::env::temp_dir().join(format!("ballast-watch-{}-acco01.json", std::process::id()));
+    let _ = std::fs::remove_file(&tenant_out);
+    let _cleanup_tenant = RemoveFile(tenant_out.clone());
+    const TENANT: &str = "5a0d4c1e-0000-4000-8000-00000000ac01";
     let watches = format!(
         r#""watches": [
              {{ "type": "event", "handler_type": "script", "args": ["sh", "-c", "cat >> {out}"], "token": "{root}" }},
+             {{ "type": "event", "handler_type": "script", "args": ["sh", "-c", "cat >> {tenant_out}"], "token": "{TENANT}" }},
              {{ "type": "key", "key": "iaas/notify", "handler_type": "http", "token": "{root}",
                 "http_handler_config": {{ "path": "http://10.99.0.2:9000/watch", "method": "PUT",
                                          "header": {{ "X-Foo": ["bar"] }}, "timeout": "5s" }} }} ]"#,
         out = script_out.display(),
+        tenant_out = tenant_out.display(),
         root = common::seed::ROOT_TOKEN
     );
     let mut seed = Seed::up_with("wh", &watches);
     seed.ready();
+    // acco01's token, with the SecretID the config's watch names.
+    let pol = r#"{"Name": "acco01", "Rules": "account \"acco01\" { policy = \"write\" }"}"#;
+    assert_eq!(seed.api("wit", "PUT", "/v1/acl/policy", pol).unwrap().status, 200);
+    let tok = format!(r#"{{"SecretID": "{TENANT}", "Policies": [{{"Name": "acco01"}}]}}"#);
+    assert_eq!(seed.api("wit", "PUT", "/v1/acl/token", &tok).unwrap().status, 200);
+    seed.ok("wit", &["hook", "add", "*/ops", "--url", "http://10.99.0.2:9000/events-ops", "--secret", "hook-secret"]);
     let log = seed.cluster.root.join("hook.jsonl");
     let _receiver = hook_receiver(&seed, &log);
     seed.ok("wit", &["hook", "add", "acco01/iaas", "--url", "http://10.99.0.2:9000/events", "--secret", "hook-secret"]);
@@ -1187,6 +1218,61 @@ fn events_reach_a_webhook_in_order_across_a_leader_change() {
     assert!(line.starts_with("PUT /watch bar "), "{line}");
     let index: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
     assert!(index > 0, "{line}");
+
+    // The tenant's script watch: acco01's events, never acco02's.
+    let t = eventually("the tenant's script watch ran", LIMIT, || {
+        let t = std::fs::read_to_string(&tenant_out).ok()?;
+        t.contains("group_changed").then_some(t)
+    });
+    assert!(t.contains("acco01/web") && !t.contains("acco02"), "{t}");
+
+    // Device events reach the operator's hook: the dead leader is down, then up again.
+    let ops = log.with_extension("jsonl.ops");
+    let ops_got = |kind: &str, device: &str| {
+        received(&ops).iter().any(|e| e["kind"] == kind && e["device"] == device)
+    };
+    eventually("device_down at the operator's hook", LIMIT, || ops_got("device_down", name).then_some(()));
+    seed.agent(name).start();
+    eventually("device_up at the operator's hook", Duration::from_secs(60), || ops_got("device_up", name).then_some(()));
+    assert!(received(&ops).iter().all(|e| e["hook"] == "*/ops"), "the operator's hook");
+
+    // Backend events reach the tenant: web3 stops answering both LBs' checks, then
+    // answers again.
+    seed.ok(survivor, &["group", "create", "acco01/pair", "--listen", "80:tunnel", "--check", "tcp", "--backend", "10.10.0.23"]);
+    let tenant_got = |kind: &str, group: &str| received(&log).iter().any(|e| e["kind"] == kind && e["group"] == group);
+    eventually("acco01/pair created at the hook", LIMIT, || tenant_got("vip_assigned", "acco01/pair").then_some(()));
+    for lb in ["10.10.0.11/32", "10.10.0.12/32"] {
+        seed.exec("web3", &format!("ip route add blackhole {lb}"));
+    }
+    eventually("backend_down at the tenant's hook", Duration::from_secs(60), || {
+        tenant_got("backend_down", "acco01/pair").then_some(())
+    });
+    for lb in ["10.10.0.11/32", "10.10.0.12/32"] {
+        seed.exec("web3", &format!("ip route del blackhole {lb}"));
+    }
+    eventually("backend_up at the tenant's hook", Duration::from_secs(60), || {
+        tenant_got("backend_up", "acco01/pair").then_some(())
+    });
+
+    // The owner of acco01/web's VIP dies: its lease is lost (operator) and the VIP moves
+    // (tenant).
+    let vips = seed.api(survivor, "GET", "/v1/lb/vips", "").unwrap().json();
+    let owner = vips
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["group"] == "acco01/web")
+        .and_then(|v| v["owner"].as_str())
+        .unwrap()
+        .to_string();
+    seed.agent(&owner).kill9();
+    eventually("lease_lost at the operator's hook", Duration::from_secs(60), || ops_got("lease_lost", &owner).then_some(()));
+    eventually("vip_moved at the tenant's hook", LIMIT, || {
+        received(&log)
+            .iter()
+            .any(|e| e["kind"] == "vip_moved" && e["group"] == "acco01/web" && e["from"] == owner.as_str())
+            .then_some(())
+    });
 }
 
 /// Removes a file when dropped.
