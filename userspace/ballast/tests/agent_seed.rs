@@ -1210,9 +1210,9 @@ fn events_reach_a_webhook_in_order_across_a_leader_change() {
         std::fs::read_to_string(&script_out).ok()?.contains("group_changed").then_some(())
     });
     seed.ok(survivor, &["kv", "put", "iaas/notify", "hello"]);
-    let other = log.with_extension("jsonl.other");
+    let other_log = log.with_extension("jsonl.other");
     let line = eventually("the config's http watch ran", LIMIT, || {
-        let t = std::fs::read_to_string(&other).ok()?;
+        let t = std::fs::read_to_string(&other_log).ok()?;
         t.lines().find(|l| l.contains("aGVsbG8=")).map(String::from)
     });
     assert!(line.starts_with("PUT /watch bar "), "{line}");
@@ -1257,14 +1257,16 @@ fn events_reach_a_webhook_in_order_across_a_leader_change() {
     // The owner of acco01/web's VIP dies: its lease is lost (operator) and the VIP moves
     // (tenant).
     let vips = seed.api(survivor, "GET", "/v1/lb/vips", "").unwrap().json();
-    let owner = vips
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["group"] == "acco01/web")
-        .and_then(|v| v["owner"].as_str())
-        .unwrap()
-        .to_string();
+    let web = vips.as_array().unwrap().iter().find(|v| v["group"] == "acco01/web").unwrap().clone();
+    let (vip, owner) = (web["vip"].as_str().unwrap().to_string(), web["owner"].as_str().unwrap().to_string());
+    // The web page with the tenant's token: its account's groups and events, no devices
+    // and nothing of acco02's; it follows the move below without a reload.
+    let mut ui = Ui::open_as(&seed, "wit", TENANT);
+    ui.wait(&format!("[data-vip=\"{vip}\"][data-owner=\"{owner}\"]"));
+    ui.wait("tr[data-group=\"acco01/pair\"]");
+    ui.wait("tr[data-event=\"backend_up\"]");
+    let page = ui.text("body");
+    assert!(!page.contains("acco02") && ui.text("#devices tbody").is_empty(), "{page}");
     seed.agent(&owner).kill9();
     eventually("lease_lost at the operator's hook", Duration::from_secs(60), || ops_got("lease_lost", &owner).then_some(()));
     eventually("vip_moved at the tenant's hook", LIMIT, || {
@@ -1273,6 +1275,8 @@ fn events_reach_a_webhook_in_order_across_a_leader_change() {
             .any(|e| e["kind"] == "vip_moved" && e["group"] == "acco01/web" && e["from"] == owner.as_str())
             .then_some(())
     });
+    ui.wait(&format!("[data-vip=\"{vip}\"][data-owner=\"{}\"]", other(&owner)));
+    ui.wait("tr[data-event=\"vip_moved\"]");
 }
 
 /// Removes a file when dropped.
@@ -1360,7 +1364,12 @@ struct Ui {
 
 impl Ui {
     fn open(seed: &Seed, on: &str) -> Ui {
-        let url = format!("http://{}:8500/ui/?token={}", common::seed::ctl_ip(on), common::seed::ROOT_TOKEN);
+        Ui::open_as(seed, on, common::seed::ROOT_TOKEN)
+    }
+
+    /// The page opened with `token` (a tenant's, say).
+    fn open_as(seed: &Seed, on: &str, token: &str) -> Ui {
+        let url = format!("http://{}:8500/ui/?token={token}", common::seed::ctl_ip(on));
         let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ui_driver.cjs");
         let mut child = std::process::Command::new("ip")
             .args(["netns", "exec", &seed.ns("ops"), "node", driver, &url])
