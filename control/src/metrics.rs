@@ -100,6 +100,8 @@ pub fn control(page: &mut Page, v: &ControlView) {
         page.sample("ballast_device_network_bytes_per_second", Gauge, "A member's bytes/s through its interfaces.", &[("device", d)], l.bytes_per_s as f64);
         page.sample("ballast_device_xdp_packets_per_second", Gauge, "Packets/s a member's XDP program forwards for its VIPs, as it gossips it.", &[("device", d)], l.xdp_pps as f64);
         page.sample("ballast_device_xdp_bytes_per_second", Gauge, "Bytes/s a member's XDP program forwards for its VIPs, as it gossips it.", &[("device", d)], l.xdp_bps as f64);
+        page.sample("ballast_device_l7_sessions", Gauge, "Client sessions open in a member's L7 proxy, as it gossips it.", &[("device", d)], l.l7_sessions as f64);
+        page.sample("ballast_device_l7_requests_per_second", Gauge, "Requests/s through a member's L7 proxy (sessions/s in mode tcp), as it gossips it.", &[("device", d)], l.l7_rps as f64);
         for r in &l.vips {
             let vip = r.vip.to_string();
             page.sample(

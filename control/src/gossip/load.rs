@@ -27,6 +27,12 @@ pub struct Load {
     /// only the VIPs of devices that say so.
     #[serde(default)]
     pub lease_held: bool,
+    /// The L7 proxy's open client sessions and its requests per second (sessions per
+    /// second in `mode tcp`), over all its frontends.
+    #[serde(default)]
+    pub l7_sessions: u64,
+    #[serde(default)]
+    pub l7_rps: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +145,8 @@ mod tests {
             xdp_pps: 120_000,
             xdp_bps: 9_000_000,
             lease_held: true,
+            l7_sessions: 40,
+            l7_rps: 2500,
         };
         let back: Load = postcard::from_bytes(&postcard::to_stdvec(&l).unwrap()).unwrap();
         assert_eq!(back, l);

@@ -106,6 +106,8 @@ pub struct Gossip {
     pub vip_rates: Arc<std::sync::Mutex<Vec<load::VipRate>>>,
     /// The device's XDP packets and bytes per second through its VIPs (its agent's).
     pub xdp_rates: Arc<std::sync::Mutex<(u64, u64)>>,
+    /// The L7 proxy's open sessions and requests per second (the agent's reconciler).
+    pub l7_rates: Arc<std::sync::Mutex<(u64, u64)>>,
     /// Whether this device holds a lease now (the agent's reconciler sets it).
     pub lease_held: Arc<std::sync::atomic::AtomicBool>,
     /// The agent's L4 backend check results, sent with each load report.
@@ -204,6 +206,7 @@ impl Gossip {
             vip_rates: Arc::default(),
             xdp_rates: Arc::default(),
             lease_held: Arc::default(),
+            l7_rates: Arc::default(),
             checks: Arc::default(),
         });
         tokio::spawn(join(g.clone(), cfg.join, t.join_retry));
@@ -514,6 +517,7 @@ async fn report(g: Arc<Gossip>, every: Duration) {
         load.vips = g.vip_rates.lock().unwrap_or_else(|p| p.into_inner()).clone();
         (load.xdp_pps, load.xdp_bps) = *g.xdp_rates.lock().unwrap_or_else(|p| p.into_inner());
         load.lease_held = g.lease_held.load(std::sync::atomic::Ordering::Relaxed);
+        (load.l7_sessions, load.l7_rps) = *g.l7_rates.lock().unwrap_or_else(|p| p.into_inner());
         load.vips.sort_by(|a, b| b.conn_rate.total_cmp(&a.conn_rate));
         load.vips.truncate(load::MAX_VIP_RATES);
         load.checks = g.checks.lock().unwrap_or_else(|p| p.into_inner()).clone();

@@ -114,6 +114,8 @@ pub struct Reconciler {
     rates_at: (Instant, HashMap<IpAddr, u64>),
     /// XDP packets and bytes through the VIPs at the last report.
     xdp_at: (u64, u64),
+    /// The L7 proxy's total requests at the last report.
+    l7_at: u64,
     /// Health checks of the served VIPs' L4 backends, and those failing.
     checker: crate::health::Checker,
     down: watch::Receiver<BTreeSet<crate::desired::Check>>,
@@ -159,6 +161,7 @@ impl Reconciler {
             unserved: HashMap::new(),
             rates_at: (Instant::now(), HashMap::new()),
             xdp_at: (0, 0),
+            l7_at: 0,
         }
     }
 
@@ -494,6 +497,15 @@ impl Reconciler {
         *self.plane.gossip.xdp_rates.lock().unwrap_or_else(|p| p.into_inner()) =
             (rate(totals.0, p0), rate(totals.1, b0));
         self.xdp_at = totals;
+        let (sessions, requests) = self.proxy.as_ref().map_or((0, 0), |p| {
+            let shared = p.current();
+            let c = shared.frontends.iter().map(|f| &f.counters);
+            c.fold((0u64, 0u64), |(s, r), c| {
+                (s + u64::from(c.scur.load(std::sync::atomic::Ordering::Relaxed)), r + c.stot.load(std::sync::atomic::Ordering::Relaxed))
+            })
+        });
+        *self.plane.gossip.l7_rates.lock().unwrap_or_else(|p| p.into_inner()) = (sessions, rate(requests, self.l7_at));
+        self.l7_at = requests;
         self.rates_at = (now, counts);
         let down = self.down.borrow().clone();
         let checks = self

@@ -954,9 +954,14 @@ fn overload_scales_out_through_dns_and_back_in() {
     let scaled = eventually("a scale-out event", Duration::from_secs(30), || {
         events_of(&seed, "scaled_out", "acco05/busy").into_iter().next()
     });
+    // The busy device's gossiped load carries its L7 sessions and requests per second.
+    let rps = eventually("the busy device gossips its L7 requests/s", LIMIT, || {
+        let m = seed.api("wit", "GET", "/v1/agent/members", "").ok()?.json();
+        m.as_array()?.iter().find(|m| m["Name"] == x.as_str())?["Load"]["l7_rps"].as_u64().filter(|r| *r > 0)
+    });
     stop.store(true, Ordering::Relaxed);
     let sent = load.join().unwrap();
-    println!("scale-out after {sent} connections: {scaled}");
+    println!("scale-out after {sent} connections: {scaled}; {x} gossiped {rps} L7 requests/s");
     assert_eq!(scaled["from"], x.as_str(), "{scaled}");
     assert_eq!(scaled["device"], y.as_str(), "{scaled}");
     let extra: Ipv4Addr = scaled["vip"].as_str().unwrap().parse().unwrap();
