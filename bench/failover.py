@@ -154,9 +154,9 @@ FAST = (
 
 
 class Ballast:
-    def __init__(self, fast=False):
+    def __init__(self, fast=False, extra=""):
         self.name = "ballast-fast" if fast else "ballast"
-        extra = FAST if fast else ""
+        extra = (FAST if fast else "") + extra
         self.procs = {}
         self.key = sh(f"{BALLAST} keygen").strip()
         for d in ("lb1", "lb2", "wit"):

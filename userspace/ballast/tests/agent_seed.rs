@@ -1360,6 +1360,82 @@ fn a_backend_is_down_for_all_when_most_devices_checking_it_see_it_fail() {
     }
 }
 
+/// Whether `frame` is an ICMPv6 neighbour advertisement for `target` sent by `mac`.
+fn is_na(frame: &capture::Frame, target: std::net::Ipv6Addr, mac: [u8; 6]) -> bool {
+    let b = &frame.bytes;
+    b.len() >= 78
+        && b[6..12] == mac
+        && b[12..14] == [0x86, 0xdd]
+        && b[20] == 58
+        && b[54] == 136
+        && b[62..78] == target.octets()
+}
+
+/// IPv6 VIPs end to end through the agent: devices with an IPv6 range beside their IPv4
+/// one, an L7 group given a VIP from LB01's, the address on its owner only, announced with
+/// an unsolicited neighbour advertisement (seen on the public segment), traffic from the
+/// client over IPv6 spread over the backends; LB01 dies → the VIP on LB02, announced from
+/// LB02's MAC, serving again.
+#[test]
+fn ipv6_vips_are_announced_served_and_moved() {
+    if !need_root("ipv6_vips_are_announced_served_and_moved") {
+        return;
+    }
+    let _serial = serial();
+    let mut seed = Seed::up("v6");
+    // The seed's addressing is IPv4; the public segment gets IPv6 too.
+    for (ns, a) in [("rt", "2001:db8:14::1"), ("lb1", "2001:db8:14::11"), ("lb2", "2001:db8:14::12")] {
+        seed.exec(ns, &format!("ip -6 addr add {a}/64 dev eth0 nodad"));
+    }
+    let cap = Capture::start(&seed.ns("rt"), "eth0", 400_000);
+    seed.ready();
+    for (n, name, v6) in [(1, "lb1", "2001:db8:14::100-2001:db8:14::1ff"), (2, "lb2", "2001:db8:14::200-2001:db8:14::2ff")] {
+        let v4 = if n == 1 { "198.51.100.100-198.51.100.149" } else { "198.51.100.150-198.51.100.199" };
+        seed.ok(
+            "wit",
+            &[
+                "device", "put", name, "--range", v4, "--range", v6, "--public-iface", "eth0", "--public-addr",
+                &format!("198.51.100.1{n}/24"), "--private-iface", "eth1", "--private-addr", &format!("10.10.0.1{n}/24"),
+            ],
+        );
+    }
+    let vip: std::net::Ipv6Addr = "2001:db8:14::100".parse().unwrap();
+    seed.ok(
+        "wit",
+        &[
+            "group", "create", "acco07/six", "--listen", "80:http", "--backend", "10.10.0.21:80", "--backend",
+            "10.10.0.22:80", "--vip", "2001:db8:14::100",
+        ],
+    );
+    let owner_of = |seed: &Seed| -> Option<String> {
+        let v = seed.api("wit", "GET", "/v1/lb/vips", "").ok()?.json();
+        v.as_array()?.iter().find(|x| x["vip"] == vip.to_string()).and_then(|x| x["owner"].as_str().map(String::from))
+    };
+    let holds6 = |seed: &Seed, role: &str| seed.exec(role, "ip -6 -o addr show dev eth0").contains(&format!("{vip}/128"));
+    assert_eq!(owner_of(&seed).as_deref(), Some("lb1"), "the VIP is in LB01's range");
+    eventually("LB01 holds the IPv6 VIP", LIMIT, || holds6(&seed, "lb1").then_some(()));
+    assert!(!holds6(&seed, "lb2"));
+    let mac1 = seed.mac("lb1", "eth0");
+    eventually("an unsolicited NA from LB01", LIMIT, || cap.frames().iter().any(|f| is_na(f, vip, mac1)).then_some(()));
+    let to = SocketAddr::from((vip, 80));
+    eventually("the VIP answers over IPv6", LIMIT, || common::enter(&seed.ns("rt"), || http_get(to, Duration::from_secs(1)).ok()));
+    let seen: BTreeSet<String> =
+        (0..20).filter_map(|_| common::enter(&seed.ns("rt"), || http_get(to, Duration::from_secs(2)).ok())).collect();
+    assert_eq!(seen.iter().map(String::as_str).collect::<Vec<_>>(), ["web1", "web2"], "spread over IPv6");
+
+    for nic in ["eth2", "eth0", "eth1"] {
+        seed.exec("lb1", &format!("ip link set {nic} down"));
+    }
+    seed.agent("lb1").kill9();
+    eventually("the VIP on LB02", Duration::from_secs(60), || {
+        (owner_of(&seed).as_deref() == Some("lb2") && holds6(&seed, "lb2")).then_some(())
+    });
+    let mac2 = seed.mac("lb2", "eth0");
+    eventually("an unsolicited NA from LB02", LIMIT, || cap.frames().iter().any(|f| is_na(f, vip, mac2)).then_some(()));
+    let who = eventually("the VIP answers again", LIMIT, || common::enter(&seed.ns("rt"), || http_get(to, Duration::from_secs(1)).ok()));
+    assert!(who == "web1" || who == "web2", "{who}");
+}
+
 /// The agent's web page in headless Chromium (tests/ui_driver.cjs, playwright-core), opened
 /// from the operator's console on agent `on`'s API with the root token.
 struct Ui {
