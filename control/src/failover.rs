@@ -18,13 +18,7 @@ use crate::{
     },
 };
 
-/// Wall clock, ms since the Unix epoch (event times).
-pub(crate) fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub(crate) use crate::wall::wall_ms;
 
 /// Checks every `every` until the process ends.
 pub async fn run(plane: Arc<ControlPlane>, every: Duration) {
@@ -60,6 +54,15 @@ pub async fn run(plane: Arc<ControlPlane>, every: Duration) {
             )
         };
         let lb = store.read(|a| a.state.lb.clone());
+        let timing = plane.lease.bounded(lb.lease_bound_ms);
+        if let Some(ms) = scheduler::lease_bound_change(&plane.lease, lb.lease_bound_ms, ms(now).saturating_sub(since))
+            .filter(|b| *b < lb.lease_bound_ms)
+        {
+            let write = LbWrite::LeaseBound { ms };
+            if let Err(e) = raft.client_write(Command::Lb { write, at_ms: wall_ms() }).await {
+                log::warn!("lowering the lease bound to {ms} ms: {e}");
+            }
+        }
         let alive = plane.alive_devices();
         down_since.retain(|d, _| !alive.contains(d));
         for d in lb.devices.keys().filter(|d| !alive.contains(*d)) {
@@ -77,7 +80,7 @@ pub async fn run(plane: Arc<ControlPlane>, every: Duration) {
         let mut by_from: BTreeMap<String, Vec<Move>> = BTreeMap::new();
         for m in scheduler::moves(&lb, &alive) {
             let allowed = alive.contains(&m.from)
-                || plane.lease.may_reassign(ms(now), grants.get(&m.from).copied(), since);
+                || timing.may_reassign(ms(now), grants.get(&m.from).copied(), since);
             if allowed {
                 by_from.entry(m.from.clone()).or_default().push(m);
             }

@@ -21,3 +21,4 @@ pub mod scale;
 pub mod scheduler;
 pub mod sessions;
 pub mod state;
+pub mod wall;

@@ -277,6 +277,15 @@ impl ControlPlane {
         if m.current_leader != Some(self.cfg.node_id) {
             return Err("not the leader".into());
         }
+        // The replicated bound covers this lease before it is granted (a later leader with
+        // a shorter `lb.lease` must still wait this one out).
+        let bound = self.store.as_ref().map_or(0, |st| st.read(|a| a.state.lb.lease_bound_ms));
+        if bound < self.lease.duration_ms {
+            let write = crate::state::lb::LbWrite::LeaseBound { ms: self.lease.duration_ms };
+            let at_ms = crate::wall::wall_ms();
+            raft.client_write(crate::state::Command::Lb { write, at_ms }).await.map_err(|e| e.to_string())?;
+        }
+        let m = raft.metrics().borrow().clone();
         let commit_index = m.last_applied.map(|l| l.index).unwrap_or(0);
         let now = std::time::Instant::now();
         let mut book = self.leases.lock().unwrap_or_else(|p| p.into_inner());

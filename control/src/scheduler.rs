@@ -186,6 +186,29 @@ impl LeaseTiming {
     }
 }
 
+impl LeaseTiming {
+    /// This timing with the replicated bound (`LbState::lease_bound_ms`) taken into
+    /// account: waits count with the longer of this server's lease and the bound.
+    pub fn bounded(&self, bound_ms: u64) -> LeaseTiming {
+        LeaseTiming { duration_ms: self.duration_ms.max(bound_ms), ..*self }
+    }
+}
+
+/// The new value of the replicated lease bound, if it must change. `lb.lease` is each
+/// server's own setting, so a new leader may grant shorter leases than its predecessor
+/// did; it still must wait out the predecessor's before moving VIPs. So the bound must
+/// stay at least every lease any leader may still have granted:
+/// - raised to `own` before this leader grants (`bound < own`);
+/// - lowered to `own` once this leader has led (`led_for_ms`, its monotonic clock) for a
+///   whole wait of the bound: every earlier term's grant has lapsed by then (none was
+///   longer than the bound), and this term's are `own`.
+pub fn lease_bound_change(own: &LeaseTiming, bound_ms: u64, led_for_ms: u64) -> Option<u64> {
+    if bound_ms < own.duration_ms {
+        return Some(own.duration_ms);
+    }
+    (bound_ms > own.duration_ms && led_for_ms >= own.bounded(bound_ms).reassign_after_ms()).then_some(own.duration_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +364,19 @@ mod tests {
         // A new leader knows no grants: it counts from its election.
         assert!(!t.may_reassign(10_000, None, 9_500));
         assert!(t.may_reassign(10_600, None, 9_500));
+        // A bound longer than this server's lease lengthens its waits, a shorter one not.
+        assert_eq!(t.bounded(2000).reassign_after_ms(), 2150);
+        assert_eq!(t.bounded(500), t);
+        // The bound: raised before granting, lowered only after a whole wait of it.
+        assert_eq!(lease_bound_change(&t, 0, 0), Some(1000));
+        assert_eq!(lease_bound_change(&t, 700, 50_000), Some(1000));
+        assert_eq!(lease_bound_change(&t, 1000, 50_000), None);
+        assert_eq!(lease_bound_change(&t, 2000, 2149), None);
+        assert_eq!(lease_bound_change(&t, 2000, 2150), Some(1000));
+        let mut s = LbState::default();
+        assert!(matches!(s.apply(1, 0, &LbWrite::LeaseBound { ms: 0 }), LbResult::Refused(e) if e.field == "ms"));
+        s.apply(2, 0, &LbWrite::LeaseBound { ms: 2000 });
+        assert_eq!(s.lease_bound_ms, 2000);
         assert!(t.holds(1_999, Some(1_000)) && !t.holds(2_000, Some(1_000)) && !t.holds(5, None));
         // The margin covers clocks whose rates differ by up to 2.4%: (1 + ρ)^2 <= 1 + margin.
         let rho: f64 = 0.024;

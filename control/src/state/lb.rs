@@ -416,6 +416,11 @@ pub enum LbWrite {
         phase: String,
         at_ms: u64,
     },
+    /// The leader's record of the longest lease any leader may have granted (see
+    /// `scheduler::lease_bound_change`).
+    LeaseBound {
+        ms: u64,
+    },
 }
 
 /// What a change did.
@@ -447,6 +452,11 @@ pub struct LbState {
     /// Devices gossip declared failed (as the leader saw it), until they are back.
     #[serde(default)]
     pub devices_down: BTreeSet<String>,
+    /// The longest lease (ms) a leader may have granted: each leader raises it to its own
+    /// lease before granting one, so a later leader whose `lb.lease` is shorter still
+    /// waits out the longer leases before moving VIPs (0: none granted yet).
+    #[serde(default)]
+    pub lease_bound_ms: u64,
 }
 
 /// One backend check as devices run it: where (address and port) and what (HTTP path;
@@ -954,6 +964,12 @@ impl LbState {
                 }
                 let kind = if *up { EventKind::DeviceUp } else { EventKind::DeviceDown };
                 self.event(index, at_ms, kind, |e| e.device = Some(name.clone()));
+            }
+            LbWrite::LeaseBound { ms } => {
+                if *ms == 0 {
+                    return Err(err("ms", "a lease bound of 0"));
+                }
+                self.lease_bound_ms = *ms;
             }
             LbWrite::LeaseLost { name, reason } => {
                 self.event(index, at_ms, EventKind::LeaseLost, |e| {

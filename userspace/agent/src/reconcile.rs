@@ -256,7 +256,7 @@ impl Reconciler {
         let failed = e.reason.as_deref().is_some_and(|r| r.ends_with(" failed"));
         failed
             || e.phases.contains_key("released")
-            || now.duration_since(seen) >= Duration::from_millis(self.plane.lease.reassign_after_ms())
+            || now.duration_since(seen) >= Duration::from_millis(self.plane.lease.bounded(lb.lease_bound_ms).reassign_after_ms())
     }
 
     /// One reconciliation; true when something waits (a hand-over) and it should run

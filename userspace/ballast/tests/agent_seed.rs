@@ -1413,6 +1413,9 @@ fn ipv6_vips_are_announced_served_and_moved() {
     };
     let holds6 = |seed: &Seed, role: &str| seed.exec(role, "ip -6 -o addr show dev eth0").contains(&format!("{vip}/128"));
     assert_eq!(owner_of(&seed).as_deref(), Some("lb1"), "the VIP is in LB01's range");
+    // The leader recorded the lease it grants (2 s by default) as the replicated bound.
+    let state = seed.api("wit", "GET", "/v1/lb/state", "").unwrap().json();
+    assert_eq!(state["lease_bound_ms"], 2000, "lease_bound_ms");
     eventually("LB01 holds the IPv6 VIP", LIMIT, || holds6(&seed, "lb1").then_some(()));
     assert!(!holds6(&seed, "lb2"));
     let mac1 = seed.mac("lb1", "eth0");
