@@ -551,6 +551,101 @@ fn runtime_weights_and_chaining_as_haproxy() {
     }
 }
 
+/// `show servers state` answers as HAProxy's (every column but the seconds since the
+/// last change): servers up, down, without a check, disabled in the config with and
+/// without one, put in maintenance and drain at run time, with a forced `id` (the ids
+/// after it as HAProxy numbers them) and a host name; one backend, an unknown one. And
+/// `show info`'s TLS counters after three TLS connections.
+#[test]
+fn servers_state_and_tls_info_as_haproxy() {
+    if !have_haproxy() {
+        return;
+    }
+    let web = http_backend::start("w");
+    let dir = std::env::temp_dir().join(format!("ballast-sbs-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pem = common::l7::make_cert(&dir, "state.test");
+    let ports = |_: u8| [free_port(), free_port(), free_port()];
+    let (pb, ph) = (ports(0), ports(1));
+    let sock = |port: u16| dir.join(format!("rt-{port}.sock"));
+    let w = web.addr;
+    let cfg = |p: [u16; 3]| {
+        format!(
+            "global\n    stats socket {sock} level admin\n{HEAD}\
+             listen web\n    bind 127.0.0.1:{p0}\n    option httpchk GET /\n\
+             \x20   server a {w} weight 10 check inter 300ms\n    server b 127.0.0.1:1 weight 3 check inter 300ms\n\
+             \x20   server c {w} backup disabled\n    server d localhost:{wp} id 7\n\
+             \x20   server e {w} check inter 300ms disabled\n    server f {w}\n    server g {w} check inter 300ms\n    server h {w}\n\
+             listen tcpw\n    mode tcp\n    bind 127.0.0.1:{p1}\n    server t {w} check inter 300ms\n\
+             listen tlsw\n    bind 127.0.0.1:{p2} ssl crt {pem}\n    server s {w}\n",
+            sock = sock(p[0]).display(),
+            p0 = p[0],
+            p1 = p[1],
+            p2 = p[2],
+            wp = w.port(),
+            pem = pem.display(),
+        )
+    };
+    let _ballast = start_proxy(&cfg(pb));
+    let _haproxy = start_haproxy(&cfg(ph), ph[0]);
+    for p in [pb, ph] {
+        common::eventually("the stats socket", std::time::Duration::from_secs(10), || sock(p[0]).exists().then_some(()));
+        socket_command(&sock(p[0]), "set server web/f state maint;set server web/g state drain;set server web/h state drain");
+    }
+    // Without the seconds-since-change column (the two started at different moments).
+    let state = |p: [u16; 3], line: &str| -> String {
+        socket_command(&sock(p[0]), line)
+            .lines()
+            .map(|l| {
+                let mut f: Vec<&str> = l.split(' ').collect();
+                if f.len() > 10 && !l.starts_with('#') {
+                    f[9] = "T";
+                }
+                f.join(" ")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // The checks settle (b fails 3 times, the others pass twice) within a few seconds.
+    let settled = common::eventually("the same servers state", std::time::Duration::from_secs(15), || {
+        let (b, h) = (state(pb, "show servers state"), state(ph, "show servers state"));
+        (b == h).then_some(h)
+    });
+    assert!(settled.contains(" web 7 d 127.0.0.1 ") && settled.contains(" localhost "), "{settled}");
+    // A checked server put in maintenance keeps its last check result, loses its health.
+    for p in [pb, ph] {
+        socket_command(&sock(p[0]), "set server web/a state maint");
+    }
+    for line in ["show servers state web", "show servers state tcpw", "show servers state nope"] {
+        assert_eq!(state(pb, line), state(ph, line), "{line:?}: ballast (left) vs HAProxy (right)");
+    }
+    // Three TLS connections (curl, a full handshake each), then the counters.
+    for p in [pb, ph] {
+        for _ in 0..3 {
+            let o = Command::new("curl").args(["-sk", "-o", "/dev/null", "-m", "10"]).arg(format!("https://127.0.0.1:{}/", p[2])).output().unwrap();
+            assert!(o.status.success(), "curl https {}", p[2]);
+        }
+    }
+    let info = |p: [u16; 3]| -> std::collections::BTreeMap<String, String> {
+        socket_command(&sock(p[0]), "show info")
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(k, _)| k.contains("Ssl"))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let (ib, ih) = (info(pb), info(ph));
+    assert_eq!(ib.keys().collect::<Vec<_>>(), ih.keys().collect::<Vec<_>>(), "the TLS fields of show info");
+    for k in ["CumSslConns", "CurrSslConns", "MaxSslConns", "SslBackendKeyRate", "SslCacheLookups"] {
+        assert_eq!(ib[k], ih[k], "{k}: ballast (left) vs HAProxy (right)");
+    }
+    assert_eq!(ib["CumSslConns"], "3");
+    for p in [pb, ph] {
+        let _ = std::fs::remove_file(sock(p[0]));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `balance source`, `uri` (and its options) and `hdr(...)`, map-based and consistent,
 /// with each hash function and explicit server ids: every request lands on the same
 /// server in ballast as in HAProxy, so persistence by hashing survives a migration.

@@ -19,11 +19,13 @@ pub mod queue;
 mod recv_body;
 mod relay;
 pub mod runtime;
+mod servers_state;
 mod sample;
 pub mod state;
 pub mod stats;
 pub mod tcp;
 pub mod tls;
+mod tls_counters;
 pub mod upstream;
 pub mod workers;
 
@@ -141,6 +143,7 @@ impl Proxy {
             loop {
                 every.tick().await;
                 rates.tick_rates();
+                tls_counters::tick();
             }
         }));
         let wanted: HashMap<SocketAddr, String> = shared
@@ -424,9 +427,13 @@ impl Client {
                 // server gets the plain bytes.
                 Some(acceptor) => {
                     Box::pin(async {
+                        let _open = tls_counters::open();
                         // `timeout http-request` is HTTP's: a TCP handshake gets `timeout client`.
                         match tokio::time::timeout(timeouts.client, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => tcp::serve(&shared, &fe, tls, peer, local).await,
+                            Ok(Ok(tls)) => {
+                                tls_counters::handshaked(tls.get_ref().1.handshake_kind());
+                                tcp::serve(&shared, &fe, tls, peer, local).await
+                            }
                             Ok(Err(e)) => log::debug!("TLS handshake from {peer}: {e}"),
                             Err(_) => log::debug!("TLS handshake from {peer}: timed out"),
                         }
@@ -452,9 +459,11 @@ impl Client {
                 let Ok(stream) = stream.into_registered() else { return };
                 let _ = stream.set_nodelay(true);
                 Box::pin(async move {
+                    let _open = tls_counters::open();
                     // A client that never finishes its handshake holds a slot: bound it.
                     match tokio::time::timeout_at(first_deadline, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
+                            tls_counters::handshaked(tls.get_ref().1.handshake_kind());
                             let sni = tls.get_ref().1.server_name().map(std::sync::Arc::from);
                             let conn =
                                 conn::ClientConn { peer, local, timeouts, first_deadline, tls: true, sni };

@@ -2,7 +2,7 @@
 //! commands separated by `;`, each answer followed by an empty line as HAProxy's
 //! non-interactive mode prints them, then the connection closes (like `socat` use).
 //!
-//! Commands: `show stat`, `show info`, `set server B/S state ready|drain|maint`,
+//! Commands: `show stat`, `show info`, `show servers state [B]`, `set server B/S state ready|drain|maint`,
 //! `set server B/S weight N[%]` (`set weight B/S N[%]`; a percentage of the configured
 //! weight), `get weight B/S`, `enable server B/S`, `disable server B/S`, `reload`, `help`.
 use std::sync::{atomic::Ordering::Relaxed, Arc};
@@ -52,6 +52,7 @@ impl StatFilter {
 pub enum Command {
     ShowStat(StatFilter),
     ShowInfo,
+    ShowServersState(Option<String>),
     SetState { backend: String, server: String, admin: Admin },
     SetWeight { backend: String, server: String, weight: Weight },
     GetWeight { backend: String, server: String },
@@ -66,7 +67,7 @@ pub enum Weight {
     Percent(u32),
 }
 
-pub const HELP: &str = "The following commands are valid at this level:\n  help\n  show stat\n  show info\n  get weight <backend>/<server>\n  set weight <backend>/<server> <0-256>[%]\n  set server <backend>/<server> state [ready|drain|maint]\n  set server <backend>/<server> weight <0-256>[%]\n  enable server <backend>/<server>\n  disable server <backend>/<server>\n  reload\n";
+pub const HELP: &str = "The following commands are valid at this level:\n  help\n  show stat\n  show info\n  show servers state [<backend>]\n  get weight <backend>/<server>\n  set weight <backend>/<server> <0-256>[%]\n  set server <backend>/<server> state [ready|drain|maint]\n  set server <backend>/<server> weight <0-256>[%]\n  enable server <backend>/<server>\n  disable server <backend>/<server>\n  reload\n";
 
 fn target(s: &str) -> Result<(String, String), String> {
     let (b, sv) = s.split_once('/').ok_or_else(|| format!("'{s}': expected <backend>/<server>"))?;
@@ -90,6 +91,8 @@ pub fn parse(line: &str) -> Result<Command, String> {
         }
         ["show", "stat", ..] => Ok(Command::ShowStat(StatFilter::ALL)),
         ["show", "info", ..] => Ok(Command::ShowInfo),
+        ["show", "servers", "state"] => Ok(Command::ShowServersState(None)),
+        ["show", "servers", "state", b] => Ok(Command::ShowServersState(Some(b.to_string()))),
         ["help"] | [] => Ok(Command::Help),
         ["reload"] => Ok(Command::Reload),
         ["set", "server", t, "state", st] => {
@@ -158,15 +161,17 @@ where
         Command::ShowInfo => {
             let loads = proxy.workers.loads();
             format!(
-                "Name: ballast\nVersion: {}\nUptime_sec: {}\nNbthread: {}\nMaxconn: {}\nCurrConns: {}\nThreadConns: {}\n",
+                "Name: ballast\nVersion: {}\nUptime_sec: {}\nNbthread: {}\nMaxconn: {}\nCurrConns: {}\nThreadConns: {}\n{}",
                 env!("CARGO_PKG_VERSION"),
                 shared.started.elapsed().as_secs(),
                 loads.len(),
                 proxy.global_maxconn().unwrap_or(0),
                 shared.frontends.iter().map(|f| f.counters.scur.load(Relaxed)).sum::<u32>(),
                 loads.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
+                super::tls_counters::info(),
             )
         }
+        Command::ShowServersState(backend) => super::servers_state::show(&shared, backend.as_deref()),
         Command::SetState { backend, server, admin } => match shared.server(&backend, &server) {
             Some(s) => {
                 s.admin.store(admin as u8, Relaxed);

@@ -174,7 +174,9 @@ pub fn csv(shared: &Shared, view: View) -> String {
             out.push_str(&r.line());
         }
         if let Some(be) = shared.backends.get(name) {
-            for (sid, s) in be.servers.iter().enumerate() {
+            let explicit: Vec<Option<u32>> = be.servers.iter().map(|s| s.cfg.id).collect();
+            let ids = ballast_l7::hashing::server_ids(&explicit);
+            for (s, sid) in be.servers.iter().zip(ids) {
                 let mut r = Row::new(n);
                 r.set(&idx, "pxname", name);
                 r.set(&idx, "svname", &s.cfg.name);
@@ -223,7 +225,7 @@ pub fn csv(shared: &Shared, view: View) -> String {
                 r.set(&idx, "lastchg", s.last_change.lock().map(|t| t.elapsed().as_secs()).unwrap_or(0));
                 r.set(&idx, "pid", 1);
                 r.set(&idx, "iid", iid);
-                r.set(&idx, "sid", sid + 1);
+                r.set(&idx, "sid", sid);
                 r.set(&idx, "lbtot", s.counters.stot.load(Relaxed));
                 r.set(&idx, "type", 2);
                 if view.legends {
