@@ -256,13 +256,14 @@ fn server_states(port: u16) -> std::collections::BTreeMap<String, String> {
 }
 
 /// `http-check send` and the `http-check expect` forms of 2.6 (status lists and ranges,
-/// negation, options before the match): the same servers pass in both.
+/// regular expressions on the status and the body, negation, options before the match):
+/// the same servers pass in both.
 #[test]
 fn health_checks_as_haproxy() {
     if !have_haproxy() {
         return;
     }
-    let cases: [(&str, &str, &str); 7] = [
+    let cases: [(&str, &str, &str); 12] = [
         ("r1", "option httpchk GET /?st=302\n    http-check expect status 200-399", "UP"),
         ("r2", "option httpchk GET /?st=404\n    http-check expect status 200-399", "DOWN"),
         ("r3", "option httpchk GET /?st=302\n    http-check expect status 200,302", "UP"),
@@ -274,6 +275,11 @@ fn health_checks_as_haproxy() {
             "UP",
         ),
         ("r7", "option httpchk GET /?st=503", "DOWN"),
+        ("r8", "option httpchk GET /?st=302\n    http-check expect rstatus ^3[0-9]+$", "UP"),
+        ("r9", "option httpchk GET /?st=404\n    http-check expect rstatus ^(2|3)", "DOWN"),
+        ("ra", "option httpchk GET /?st=200&tag=abc123\n    http-check expect rstring tag=[a-c]+[0-9]{3}", "UP"),
+        ("rb", "option httpchk GET /?st=200\n    http-check expect ! rstring st=2[0-9][0-9]", "DOWN"),
+        ("rc", "option httpchk GET /?st=200\n    http-check expect rstring nowhere-[0-9]", "DOWN"),
     ];
     let echo = http_backend::start_echo("s1");
     let cfg = |port: u16| {

@@ -83,6 +83,12 @@ pub async fn check_once(
             ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&code)) != *negate
         }
         Expect::String { needle, negate } => body.contains(needle.as_str()) != *negate,
+        // Checked when the configuration was read: a pattern that does not compile never
+        // gets here; should one, the check fails rather than passes.
+        Expect::RStatus { pattern, negate } => {
+            regex::Regex::new(pattern).is_ok_and(|r| r.is_match(&code.to_string()) != *negate)
+        }
+        Expect::RString { pattern, negate } => regex::Regex::new(pattern).is_ok_and(|r| r.is_match(body) != *negate),
     };
     if ok {
         Ok(format!("L7OK {code}"))

@@ -121,6 +121,16 @@ pub enum Expect {
         needle: String,
         negate: bool,
     },
+    /// `rstatus <regex>`: the status code (as text) matches the regular expression.
+    RStatus {
+        pattern: String,
+        negate: bool,
+    },
+    /// `rstring <regex>`: the body matches the regular expression.
+    RString {
+        pattern: String,
+        negate: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

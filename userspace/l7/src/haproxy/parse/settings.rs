@@ -525,8 +525,22 @@ fn http_check_expect(p: &mut Parser, s: &mut ProxySettings, w: &[String]) {
             Expect::Status { ranges, negate }
         }
         "string" => Expect::String { needle: rest[1..].join(" "), negate },
+        "rstatus" | "rstring" => {
+            let pattern = rest[1..].join(" ");
+            // Rust's regex syntax, not PCRE's: what it cannot express (backreferences,
+            // lookaround) is refused rather than matched differently.
+            if let Err(e) = regex::Regex::new(&pattern) {
+                p.alert(format!("'http-check expect {kind}': {pattern:?} is not a regular expression ballast can run: {e}"));
+                return;
+            }
+            if kind == "rstatus" {
+                Expect::RStatus { pattern, negate }
+            } else {
+                Expect::RString { pattern, negate }
+            }
+        }
         other => {
-            p.alert(format!("'http-check expect {other}' is not supported by ballast (status, string)"));
+            p.alert(format!("'http-check expect {other}' is not supported by ballast (status, string, rstatus, rstring)"));
             return;
         }
     };
