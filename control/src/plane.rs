@@ -286,7 +286,11 @@ impl ControlPlane {
             raft.client_write(crate::state::Command::Lb { write, at_ms }).await.map_err(|e| e.to_string())?;
         }
         let m = raft.metrics().borrow().clone();
-        let commit_index = m.last_applied.map(|l| l.index).unwrap_or(0);
+        // The LB state's index, not Raft's last applied entry: the lease covers the LB
+        // state, and a client agent (which reads only that state, through blocking
+        // queries) would otherwise wait for a key-value write or an election's no-op it
+        // never sees, and lose its VIPs meanwhile.
+        let commit_index = self.store.as_ref().map_or(0, |st| st.read(|a| a.state.lb.modify_index));
         let now = std::time::Instant::now();
         let mut book = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         book.note_term(m.current_term, now);
@@ -324,7 +328,11 @@ impl ControlPlane {
         if self.raft.is_some() {
             return self.leader_node().map(|n| n.rpc);
         }
-        for m in self.gossip.alive().filter(|m| m.ident.server && m.ident.dc == self.cfg.datacenter) {
+        // Suspects last: a server that just died makes each ask wait for its timeout.
+        let mut servers: Vec<_> =
+            self.gossip.alive().filter(|m| m.ident.server && m.ident.dc == self.cfg.datacenter).collect();
+        servers.sort_by_key(|m| m.status != crate::gossip::Status::Alive);
+        for m in servers {
             let token = self.gossip.rpc_token();
             let got: Result<SelfInfo, String> =
                 get_json(&self.client, &m.ident.rpc.to_string(), "/v1/internal/self", token.as_deref()).await;
@@ -337,10 +345,26 @@ impl ControlPlane {
 
     /// The API address of some alive server (for client agents, which hold no store).
     pub fn any_server(&self) -> Option<String> {
+        // Suspects last: one may be dead, and a request to it waits.
+        let mut servers: Vec<_> =
+            self.gossip.alive().filter(|m| m.ident.server && m.ident.dc == self.cfg.datacenter).collect();
+        servers.sort_by_key(|m| m.status != crate::gossip::Status::Alive);
+        servers.first().map(|m| m.ident.http.to_string())
+    }
+
+    /// Whether a request forwarded to `addr` (an API address) still has a reason to be
+    /// waited for: on a server, `addr` is still the leader it knows; on a client agent,
+    /// gossip still sees that server alive. A forwarded request whose target died without
+    /// a reset (its links down) would otherwise hang until its timeout.
+    pub fn forward_target_holds(&self, addr: &str) -> bool {
+        if self.raft.is_some() {
+            // During an election no leader is known: the request may still be answered.
+            return self.leader_addr().is_none_or(|l| l == addr);
+        }
         self.gossip
-            .alive()
-            .find(|m| m.ident.server && m.ident.dc == self.cfg.datacenter)
-            .map(|m| m.ident.http.to_string())
+            .members()
+            .iter()
+            .any(|m| m.status == crate::gossip::Status::Alive && m.ident.http.to_string() == addr)
     }
 
     /// Voters and learners with their API addresses.

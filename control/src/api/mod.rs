@@ -225,9 +225,25 @@ pub async fn forward_to(
         b = b.header(FORWARDED, "1");
     }
     let req = b.body(Full::new(body.clone())).map_err(|e| ApiError::internal(e.to_string()))?;
-    // Blocking queries may hold the request for up to 10 minutes (+ jitter).
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(700), plane.client.request(req))
-        .await
+    // Blocking queries may hold the request for up to 10 minutes (+ jitter); it is
+    // abandoned when its target stops being the leader (or, from a client agent, dies).
+    // Half a second of it, not one look: a leader named by a ForwardToLeader answer may
+    // reach this server's own view a moment later.
+    let gone = async {
+        let mut misses = 0;
+        while misses < 5 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            misses = if plane.forward_target_holds(addr) { 0 } else { misses + 1 };
+        }
+    };
+    let sent = tokio::select! {
+        r = tokio::time::timeout(std::time::Duration::from_secs(700), plane.client.request(req)) => r,
+        _ = gone => {
+            log::debug!("forwarding to {addr}: abandoned, it is no longer the leader or alive");
+            return Err(ApiError::no_leader());
+        }
+    };
+    let resp = sent
         .map_err(|_| ApiError::internal(format!("forwarding to {addr}: timed out")))?
         .map_err(|e| {
             if e.is_connect() {

@@ -93,25 +93,39 @@ pub fn record_path(plane: &ControlPlane) -> std::path::PathBuf {
 /// Keeps the lease renewed until the process ends; each grant goes to `tx`.
 pub async fn keep(plane: Arc<ControlPlane>, tx: watch::Sender<Option<Lease>>) {
     let every = Duration::from_millis(plane.cfg.timing.renew_every_ms());
-    // After a failure (an election, a lost request) the next try comes a heartbeat later,
-    // not a whole interval: the lease must outlast an election counted from here.
+    // Until a renewal succeeds, another one starts every heartbeat, even while earlier
+    // ones still wait for their answer: one sent to a leader that just died waits for its
+    // timeout, and the lease must outlast an election plus one heartbeat from the moment
+    // the new leader is known (what the configuration check counts), not plus a timeout.
     let retry = Duration::from_millis(plane.cfg.timing.raft_heartbeat_ms);
     let path = record_path(&plane);
+    let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel::<(Instant, Result<LeaseGrant, String>)>();
+    let mut next = Instant::now();
+    let mut newest: Option<Instant> = None;
     loop {
-        let sent = Instant::now();
-        let next = match renew(&plane, every).await {
-            Ok(grant) => {
-                let lease = Lease { sent, grant };
-                record(&path, &lease);
-                tx.send_replace(Some(lease));
-                sent + every
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {
+                let sent = Instant::now();
+                let (p, d) = (plane.clone(), done_tx.clone());
+                tokio::spawn(async move {
+                    let r = renew(&p, every).await;
+                    let _ = d.send((sent, r));
+                });
+                next = sent + retry;
             }
-            Err(e) => {
-                log::debug!("lease renewal: {e}");
-                Instant::now() + retry
-            }
-        };
-        tokio::time::sleep_until(next).await;
+            Some((sent, r)) = done.recv() => match r {
+                // The lease counts from when its request was sent: the newest one wins.
+                Ok(grant) if newest.is_none_or(|n| sent > n) => {
+                    newest = Some(sent);
+                    let lease = Lease { sent, grant };
+                    record(&path, &lease);
+                    tx.send_replace(Some(lease));
+                    next = sent + every;
+                }
+                Ok(_) => {}
+                Err(e) => log::debug!("lease renewal: {e}"),
+            },
+        }
     }
 }
 

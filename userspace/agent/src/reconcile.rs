@@ -20,6 +20,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use ballast_control::{
+    gossip::Status,
     plane::ControlPlane,
     state::lb::{EventKind, LbState},
 };
@@ -694,8 +695,9 @@ async fn poll_state(plane: &ControlPlane, index: u64) -> Result<View, String> {
     use http_body_util::BodyExt;
     let server = plane
         .gossip
-        .alive()
-        .find(|m| m.ident.server && m.ident.dc == plane.cfg.datacenter)
+        .members()
+        .into_iter()
+        .find(|m| m.status == Status::Alive && m.ident.server && m.ident.dc == plane.cfg.datacenter)
         .ok_or("no server alive")?;
     let mut req =
         hyper::Request::get(format!("http://{}/v1/internal/lb/state?index={index}", server.ident.rpc));
@@ -703,10 +705,26 @@ async fn poll_state(plane: &ControlPlane, index: u64) -> Result<View, String> {
         req = req.header(ballast_control::raft::network::CLUSTER_TOKEN, t);
     }
     let req = req.body(http_body_util::Full::new(bytes::Bytes::new())).map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(Duration::from_secs(70), plane.client.request(req))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+    // A blocking query to a server that dies (its links down: no reset comes) would hang
+    // until its timeout while the state moves on elsewhere, and the lease this device gets
+    // from the new leader names a state it has not seen: it would drop its VIPs. So the
+    // query is abandoned as soon as gossip no longer sees that server alive.
+    let name = server.ident.name.clone();
+    let gone = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let alive = plane.gossip.members().into_iter().any(|m| m.ident.name == name && m.status == Status::Alive);
+            if !alive {
+                return;
+            }
+        }
+    };
+    let resp = tokio::select! {
+        r = tokio::time::timeout(Duration::from_secs(70), plane.client.request(req)) => {
+            r.map_err(|_| "timed out".to_string())?.map_err(|e| e.to_string())?
+        }
+        _ = gone => return Err(format!("{name} is no longer alive")),
+    };
     if !resp.status().is_success() {
         return Err(format!("{}", resp.status()));
     }

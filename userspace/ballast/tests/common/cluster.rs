@@ -171,7 +171,7 @@ impl Agent {
             .args(["agent", "-config-file"])
             .arg(&self.config)
             .args(["-node", &self.name])
-            .env("RUST_LOG", "info,openraft=warn")
+            .env("RUST_LOG", std::env::var("BALLAST_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

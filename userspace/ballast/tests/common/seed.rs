@@ -28,6 +28,8 @@ pub fn ctl_ip(name: &str) -> String {
         "lb1" => "10.99.0.11",
         "lb2" => "10.99.0.12",
         "wit" => "10.99.0.13",
+        // The console's address: a fourth server runs there when LB02 is a client agent.
+        "ops" => "10.99.0.2",
         other => panic!("no agent {other}"),
     }
     .to_string()
@@ -35,7 +37,7 @@ pub fn ctl_ip(name: &str) -> String {
 
 pub struct Seed {
     pub prefix: String,
-    /// The agents: lb1, lb2, wit (in that order).
+    /// The agents: lb1, lb2, wit (in that order; "ops" after them when LB02 is a client).
     pub cluster: Cluster,
     stop_servers: Arc<AtomicBool>,
 }
@@ -62,6 +64,17 @@ impl Seed {
     /// Like [`Seed::up`], with `extra` (JSON members, e.g. `"lb": {...}`) in every agent's
     /// configuration.
     pub fn up_with(tag: &str, extra: &str) -> Seed {
+        Seed::start(tag, extra, false)
+    }
+
+    /// The topology with LB02 as a client agent (no Raft vote; it reads the state through
+    /// blocking queries) and a fourth server, in the console's namespace, so that three
+    /// servers vote: LB01, the witness and that one ("ops").
+    pub fn up_with_client_lb2(tag: &str) -> Seed {
+        Seed::start(tag, "", true)
+    }
+
+    fn start(tag: &str, extra: &str, client_lb2: bool) -> Seed {
         let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
         let prefix = format!("{tag}{}", std::process::id() % 100_000);
         sh(&["bash", &script(), "up", &prefix]);
@@ -72,19 +85,26 @@ impl Seed {
             let addr: SocketAddr = "0.0.0.0:80".parse().unwrap();
             servers::start_http(&format!("{prefix}web{i}"), &format!("web{i}"), addr, stop_servers.clone());
         }
-        let join: Vec<String> = ["lb1", "lb2", "wit"].iter().map(|n| format!("\"{}:8301\"", ctl_ip(n))).collect();
+        let names: &[&str] = if client_lb2 { &["lb1", "lb2", "wit", "ops"] } else { &["lb1", "lb2", "wit"] };
+        let servers = names.iter().filter(|n| !(client_lb2 && **n == "lb2"));
+        let join: Vec<String> = servers.map(|n| format!("\"{}:8301\"", ctl_ip(n))).collect();
         let acl = format!(
             r#""acl": {{ "enabled": true, "default_policy": "deny", "tokens": {{ "initial_management": "{ROOT_TOKEN}" }} }}"#
         );
         let mut agents = Vec::new();
-        for name in ["lb1", "lb2", "wit"] {
+        for &name in names {
+            let role = if client_lb2 && name == "lb2" {
+                r#""server": false"#
+            } else {
+                r#""server": true, "bootstrap_expect": 3"#
+            };
             let dir = root.join(name);
             std::fs::create_dir_all(&dir).unwrap();
             let config = dir.join("config.json");
             std::fs::write(
                 &config,
                 format!(
-                    r#"{{ "server": true, "bootstrap_expect": 3, "bind_addr": "{ip}", "data_dir": "{data}",
+                    r#"{{ {role}, "bind_addr": "{ip}", "data_dir": "{data}",
                          "retry_join": [{join}], "datacenter": "seed", "encrypt": "{TEST_KEY}", "ports": {{ "dns": 53 }}, {acl} {extra} }}"#,
                     ip = ctl_ip(name),
                     data = dir.join("data").display(),
