@@ -286,11 +286,12 @@ impl ControlPlane {
             raft.client_write(crate::state::Command::Lb { write, at_ms }).await.map_err(|e| e.to_string())?;
         }
         let m = raft.metrics().borrow().clone();
-        // The LB state's index, not Raft's last applied entry: the lease covers the LB
-        // state, and a client agent (which reads only that state, through blocking
-        // queries) would otherwise wait for a key-value write or an election's no-op it
-        // never sees, and lose its VIPs meanwhile.
-        let commit_index = self.store.as_ref().map_or(0, |st| st.read(|a| a.state.lb.modify_index));
+        // The newest change of VIP ownership, not Raft's last applied entry: the lease
+        // fences ownership, and a device whose view lags the leader's by a heartbeat (a
+        // follower learns a commit with the next one; a client agent reads a follower)
+        // would otherwise be unable to use any lease granted after an unrelated write
+        // (an event's phase, a key), and drop its VIPs if the leader then died.
+        let commit_index = self.store.as_ref().map_or(0, |st| st.read(|a| a.state.lb.ownership_index()));
         let now = std::time::Instant::now();
         let mut book = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         book.note_term(m.current_term, now);

@@ -377,6 +377,13 @@ mod tests {
         assert!(matches!(s.apply(1, 0, &LbWrite::LeaseBound { ms: 0 }), LbResult::Refused(e) if e.field == "ms"));
         s.apply(2, 0, &LbWrite::LeaseBound { ms: 2000 });
         assert_eq!(s.lease_bound_ms, 2000);
+        // A lease names the newest ownership change; other writes do not move it.
+        let mut s = state();
+        create(&mut s, "web", 1, &["lb01", "lb02"], 10);
+        let owned = s.ownership_index();
+        assert_eq!(owned, 10);
+        s.apply(11, 0, &LbWrite::LeaseBound { ms: 3000 });
+        assert_eq!((s.ownership_index(), s.modify_index), (10, 11));
         assert!(t.holds(1_999, Some(1_000)) && !t.holds(2_000, Some(1_000)) && !t.holds(5, None));
         // The margin covers clocks whose rates differ by up to 2.4%: (1 + ρ)^2 <= 1 + margin.
         let rho: f64 = 0.024;

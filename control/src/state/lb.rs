@@ -713,6 +713,14 @@ impl LbState {
         id
     }
 
+    /// The index of the newest change of VIP ownership (an assignment, a move, a scale-in
+    /// mark): what a lease must have seen. A device whose view is older might still serve
+    /// a VIP that has gone to another device; changes of anything else (events and their
+    /// phases, backends, hooks) do not make it serve what it must not.
+    pub fn ownership_index(&self) -> u64 {
+        self.vips.values().map(|a| a.modify_index).max().unwrap_or(0)
+    }
+
     /// Applies `w` at `index`; `at_ms` is the wall-clock time the leader proposed it at.
     pub fn apply(&mut self, index: u64, at_ms: u64, w: &LbWrite) -> LbResult {
         match self.try_apply(index, at_ms, w) {

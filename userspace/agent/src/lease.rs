@@ -37,7 +37,9 @@ pub fn usable(previous: Option<Lease>, newest: Option<Lease>, now: Instant, appl
 }
 
 async fn renew(plane: &ControlPlane, timeout: Duration) -> Result<LeaseGrant, String> {
+    let t0 = Instant::now();
     let leader = plane.leader_rpc().await.ok_or("no leader known")?;
+    log::debug!("lease renewal: leader {leader} found in {} ms", t0.elapsed().as_millis());
     let body = serde_json::json!({ "device": plane.cfg.node_name });
     ballast_control::raft::network::post_json(
         &plane.client,
@@ -116,6 +118,7 @@ pub async fn keep(plane: Arc<ControlPlane>, tx: watch::Sender<Option<Lease>>) {
             Some((sent, r)) = done.recv() => match r {
                 // The lease counts from when its request was sent: the newest one wins.
                 Ok(grant) if newest.is_none_or(|n| sent > n) => {
+                    log::debug!("lease granted: {} ms from a request sent {} ms ago, at index {}", grant.duration_ms, sent.elapsed().as_millis(), grant.commit_index);
                     newest = Some(sent);
                     let lease = Lease { sent, grant };
                     record(&path, &lease);

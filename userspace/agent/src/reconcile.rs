@@ -187,6 +187,9 @@ impl Reconciler {
             let newest = *lease.borrow_and_update();
             let now = Instant::now();
             usable = crate::lease::usable(usable, newest, now, view.applied);
+            if newest.is_some_and(|n| n.grant.commit_index > view.applied) {
+                log::debug!("lease at index {} not usable yet: the state seen is at {}", newest.map_or(0, |n| n.grant.commit_index), view.applied);
+            }
             let l = usable;
             let until = l.map(|l| l.until());
             // Gossiped: other agents' DNS answers this device's VIPs only while it is set.

@@ -151,7 +151,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     // eBPF log lines are already filtered in the kernel by --bpf-log-level.
+    // Milliseconds: failover phases are read off these lines.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,ballast_ebpf=trace"))
+        .format_timestamp_millis()
         .init();
     lifecycle::raise_open_file_limit();
     let args = api_cli::normalize_args(std::env::args().collect());

@@ -1426,6 +1426,11 @@ fn a_client_agent_serves_as_an_lb_device() {
     // margin, a device's own VIP goes for a moment (see the agent README, "Leases").
     let misses = sampler.join().unwrap();
     println!("the client device's own VIP was missing in {misses} samples (20 ms apart) during the failover");
+    if std::env::var("SHOW_LOG").is_ok() {
+        for n in ["lb2", "wit", "ops"] {
+            println!("---- {n}\n{}", seed.agent(n).log());
+        }
+    }
     let who = eventually("LB01's VIP served again", LIMIT, || {
         common::enter(&seed.ns("rt"), || http_get(SocketAddr::from((a, 80)), Duration::from_secs(1)).ok())
     });
