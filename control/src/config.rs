@@ -41,7 +41,7 @@ pub struct RaftFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LbFile {
-    /// How long a device's lease lasts (renewed every sixth of it).
+    /// How long a device's lease lasts (renewed every tenth of it).
     pub lease: Option<String>,
     /// Scale-out and scale-in (`crate::scale::Policy`).
     pub scale: Option<ScaleFile>,
@@ -202,7 +202,7 @@ impl Timing {
 
     /// How often a device renews its lease (after a failure: every heartbeat).
     pub fn renew_every_ms(&self) -> u64 {
-        self.lease_ms / 6
+        self.lease_ms / 10
     }
 
     /// The lease must outlast, from the last renewal, a renewal interval (the leader may
@@ -1081,10 +1081,10 @@ mod tests {
             .unwrap()
             .timing;
         assert_eq!(fast, Timing { raft_heartbeat_ms: 50, raft_election_min_ms: 200, lease_ms: 700 });
-        assert_eq!((fast.raft_election_max_ms(), fast.renew_every_ms()), (400, 116));
+        assert_eq!((fast.raft_election_max_ms(), fast.renew_every_ms()), (400, 70));
         // A lease shorter than an election: every device would lose its VIPs on a leader change.
         let e = t(r#", "lb": {"lease": "1s"}"#).unwrap_err();
-        assert!(e.to_string().contains("lb.lease") && e.to_string().contains("1816 ms"), "{e}");
+        assert!(e.to_string().contains("lb.lease") && e.to_string().contains("1750 ms"), "{e}");
         let e = t(r#", "raft": {"heartbeat_interval": "400ms"}"#).unwrap_err();
         assert!(e.to_string().contains("raft.heartbeat_interval"), "{e}");
         let e = t(r#", "lb": {"lease": "soon"}"#).unwrap_err();

@@ -1,5 +1,5 @@
 //! This device's lease: renewed through the leader (which grants one only after
-//! confirming its quorum) every sixth of its duration (a heartbeat after a failure). The device serves VIPs only while
+//! confirming its quorum) every tenth of its duration (a heartbeat after a failure). The device serves VIPs only while
 //! it holds one: for `duration` from the moment it *sent* the renewal that was granted,
 //! and only once its state has caught up with the leader's at the grant.
 use std::{sync::Arc, time::Duration};
