@@ -238,9 +238,12 @@ pub async fn forward_to(
     };
     let sent = tokio::select! {
         r = tokio::time::timeout(std::time::Duration::from_secs(700), plane.client.request(req)) => r,
+        // Not "no leader": the request may have reached it and been applied, so the
+        // answer must not say it was not (a client would take a done write for undone).
         _ = gone => {
-            log::debug!("forwarding to {addr}: abandoned, it is no longer the leader or alive");
-            return Err(ApiError::no_leader());
+            return Err(ApiError::internal(format!(
+                "forwarding to {addr}: abandoned, it is no longer the leader or alive; the request may or may not have been applied"
+            )));
         }
     };
     let resp = sent
