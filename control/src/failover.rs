@@ -39,11 +39,18 @@ pub async fn run(plane: Arc<ControlPlane>, every: Duration) {
             clocks = scale::Clocks::default();
             continue;
         }
+        // Decisions read the state: not before this leader has applied an entry of its own
+        // term (its first, a no-op), so that what it reads (owners, the lease bound) holds
+        // everything an earlier leader committed.
+        let m = raft.metrics().borrow().clone();
+        if m.last_applied.is_none_or(|l| l.leader_id.term != m.current_term) {
+            continue;
+        }
         if last_scale.elapsed() >= Duration::from_secs(1) {
             last_scale = Instant::now();
             scale_step(&plane, &raft, &store, &mut clocks).await;
         }
-        let term = raft.metrics().borrow().current_term;
+        let term = m.current_term;
         let now = Instant::now();
         let (since, grants) = {
             let mut book = plane.leases.lock().unwrap_or_else(|p| p.into_inner());

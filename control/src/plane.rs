@@ -277,6 +277,7 @@ impl ControlPlane {
         if m.current_leader != Some(self.cfg.node_id) {
             return Err("not the leader".into());
         }
+        let term = m.current_term;
         // The replicated bound covers this lease before it is granted (a later leader with
         // a shorter `lb.lease` must still wait this one out).
         let bound = self.store.as_ref().map_or(0, |st| st.read(|a| a.state.lb.lease_bound_ms));
@@ -285,7 +286,11 @@ impl ControlPlane {
             let at_ms = crate::wall::wall_ms();
             raft.client_write(crate::state::Command::Lb { write, at_ms }).await.map_err(|e| e.to_string())?;
         }
+        // Still the leader of the same term after that write (it may have lost it meanwhile).
         let m = raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.cfg.node_id) || m.current_term != term {
+            return Err("not the leader".into());
+        }
         // The newest change of VIP ownership, not Raft's last applied entry: the lease
         // fences ownership, and a device whose view lags the leader's by a heartbeat (a
         // follower learns a commit with the next one; a client agent reads a follower)

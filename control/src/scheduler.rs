@@ -384,6 +384,10 @@ mod tests {
         assert_eq!(owned, 10);
         s.apply(11, 0, &LbWrite::LeaseBound { ms: 3000 });
         assert_eq!((s.ownership_index(), s.modify_index), (10, 11));
+        // A removal leaves no assignment, but counts: a device that has not seen a group
+        // deleted must not use a lease granted after it.
+        s.apply(12, 0, &LbWrite::DeleteGroup { id: "acco01/web".into() });
+        assert_eq!(s.ownership_index(), 12);
         assert!(t.holds(1_999, Some(1_000)) && !t.holds(2_000, Some(1_000)) && !t.holds(5, None));
         // The margin covers clocks whose rates differ by up to 2.4%: (1 + ρ)^2 <= 1 + margin.
         let rho: f64 = 0.024;

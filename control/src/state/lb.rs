@@ -457,6 +457,11 @@ pub struct LbState {
     /// waits out the longer leases before moving VIPs (0: none granted yet).
     #[serde(default)]
     pub lease_bound_ms: u64,
+    /// The index of the last removal of a VIP assignment (a group deleted, a scale-out VIP
+    /// scaled in): a removal leaves no assignment behind, so this keeps it in
+    /// [`LbState::ownership_index`].
+    #[serde(default)]
+    pub released_index: u64,
 }
 
 /// One backend check as devices run it: where (address and port) and what (HTTP path;
@@ -718,7 +723,7 @@ impl LbState {
     /// a VIP that has gone to another device; changes of anything else (events and their
     /// phases, backends, hooks) do not make it serve what it must not.
     pub fn ownership_index(&self) -> u64 {
-        self.vips.values().map(|a| a.modify_index).max().unwrap_or(0)
+        self.vips.values().map(|a| a.modify_index).max().unwrap_or(0).max(self.released_index)
     }
 
     /// Applies `w` at `index`; `at_ms` is the wall-clock time the leader proposed it at.
@@ -867,6 +872,7 @@ impl LbState {
                 let released: Vec<IpAddr> = self.group_vips(id).map(|(v, _)| *v).collect();
                 for vip in released {
                     self.vips.remove(&vip);
+                    self.released_index = index;
                     self.event(index, at_ms, EventKind::VipReleased, |e| {
                         e.group = Some(id.clone());
                         e.vip = Some(vip);
@@ -927,6 +933,7 @@ impl LbState {
                     return Err(err("vip", format!("{vip} is not retiring (DNS must stop answering it first)")));
                 }
                 let a = self.vips.remove(vip).expect("checked");
+                self.released_index = index;
                 self.event(index, at_ms, EventKind::ScaledIn, |e| {
                     e.group = Some(a.group.clone());
                     e.vip = Some(*vip);

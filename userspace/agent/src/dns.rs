@@ -35,7 +35,8 @@ pub struct Responder {
     pub state: watch::Receiver<View>,
     pub domain: String,
     turn: AtomicUsize,
-    serving: Mutex<(Instant, Arc<BTreeSet<String>>)>,
+    /// When the set was read (None: never) and the set.
+    serving: Mutex<(Option<Instant>, Arc<BTreeSet<String>>)>,
 }
 
 impl Responder {
@@ -45,14 +46,14 @@ impl Responder {
             state,
             domain: domain.trim_end_matches('.').to_ascii_lowercase(),
             turn: AtomicUsize::new(0),
-            serving: Mutex::new((Instant::now() - SERVING_TTL, Arc::default())),
+            serving: Mutex::new((None, Arc::default())),
         }
     }
 
     fn serving(&self) -> Arc<BTreeSet<String>> {
         let mut s = self.serving.lock().unwrap_or_else(|p| p.into_inner());
-        if s.0.elapsed() >= SERVING_TTL {
-            *s = (Instant::now(), Arc::new(self.plane.serving_devices()));
+        if s.0.is_none_or(|t| t.elapsed() >= SERVING_TTL) {
+            *s = (Some(Instant::now()), Arc::new(self.plane.serving_devices()));
         }
         s.1.clone()
     }

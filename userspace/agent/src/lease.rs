@@ -93,6 +93,9 @@ pub fn record_path(plane: &ControlPlane) -> std::path::PathBuf {
 }
 
 /// Keeps the lease renewed until the process ends; each grant goes to `tx`.
+/// Renewals waiting for an answer at most.
+const MAX_IN_FLIGHT: usize = 4;
+
 pub async fn keep(plane: Arc<ControlPlane>, tx: watch::Sender<Option<Lease>>) {
     let every = Duration::from_millis(plane.cfg.timing.renew_every_ms());
     // Until a renewal succeeds, another one starts every heartbeat, even while earlier
@@ -104,30 +107,41 @@ pub async fn keep(plane: Arc<ControlPlane>, tx: watch::Sender<Option<Lease>>) {
     let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel::<(Instant, Result<LeaseGrant, String>)>();
     let mut next = Instant::now();
     let mut newest: Option<Instant> = None;
+    // Tries waiting for an answer: bounded (each ends within its timeouts anyway).
+    let mut in_flight = 0usize;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(next) => {
+            _ = tokio::time::sleep_until(next), if in_flight < MAX_IN_FLIGHT => {
                 let sent = Instant::now();
                 let (p, d) = (plane.clone(), done_tx.clone());
+                in_flight += 1;
                 tokio::spawn(async move {
                     let r = renew(&p, every).await;
                     let _ = d.send((sent, r));
                 });
                 next = sent + retry;
             }
-            Some((sent, r)) = done.recv() => match r {
-                // The lease counts from when its request was sent: the newest one wins.
-                Ok(grant) if newest.is_none_or(|n| sent > n) => {
-                    log::debug!("lease granted: {} ms from a request sent {} ms ago, at index {}", grant.duration_ms, sent.elapsed().as_millis(), grant.commit_index);
-                    newest = Some(sent);
-                    let lease = Lease { sent, grant };
-                    record(&path, &lease);
-                    tx.send_replace(Some(lease));
-                    next = sent + every;
+            Some((sent, r)) = done.recv() => {
+                in_flight -= 1;
+                match r {
+                    // The lease counts from when its request was sent: the newest one wins.
+                    Ok(grant) if newest.is_none_or(|n| sent > n) => {
+                        log::debug!(
+                            "lease granted: {} ms from a request sent {} ms ago, at index {}",
+                            grant.duration_ms,
+                            sent.elapsed().as_millis(),
+                            grant.commit_index
+                        );
+                        newest = Some(sent);
+                        let lease = Lease { sent, grant };
+                        record(&path, &lease);
+                        tx.send_replace(Some(lease));
+                        next = sent + every;
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::debug!("lease renewal: {e}"),
                 }
-                Ok(_) => {}
-                Err(e) => log::debug!("lease renewal: {e}"),
-            },
+            }
         }
     }
 }

@@ -248,19 +248,22 @@ impl Reconciler {
     /// Whether a VIP assigned here may be taken now (see the module's hand-over rule).
     fn may_take(&mut self, lb: &LbState, vip: IpAddr, epoch: u64, now: Instant) -> bool {
         let seen = *self.first_seen.entry((vip, epoch)).or_insert(now);
+        let wait = Duration::from_millis(self.plane.lease.bounded(lb.lease_bound_ms).reassign_after_ms());
         let Some(e) = lb
             .events
             .iter()
             .rev()
             .find(|e| e.kind == EventKind::VipMoved && e.vip == Some(vip) && e.epoch == Some(epoch))
         else {
-            // First assigned (no move): nobody held it.
-            return true;
+            // First assigned here. An address another group had (deleted, or a scale-out
+            // VIP scaled in) may still be held by a device whose view lags: wait as for a
+            // move without a release. Otherwise nobody held it.
+            let reused =
+                lb.events.iter().any(|e| e.vip == Some(vip) && matches!(e.kind, EventKind::VipReleased | EventKind::ScaledIn));
+            return !reused || now.duration_since(seen) >= wait;
         };
         let failed = e.reason.as_deref().is_some_and(|r| r.ends_with(" failed"));
-        failed
-            || e.phases.contains_key("released")
-            || now.duration_since(seen) >= Duration::from_millis(self.plane.lease.bounded(lb.lease_bound_ms).reassign_after_ms())
+        failed || e.phases.contains_key("released") || now.duration_since(seen) >= wait
     }
 
     /// One reconciliation; true when something waits (a hand-over) and it should run
@@ -682,6 +685,10 @@ pub async fn watch_state(plane: Arc<ControlPlane>, tx: watch::Sender<View>) {
     let mut index = 0;
     loop {
         match poll_state(&plane, index).await {
+            // A server that lags (another answered before) must not move the view back.
+            Ok(view) if view.applied < tx.borrow().applied => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             Ok(view) => {
                 index = view.lb.modify_index;
                 tx.send_replace(view);
@@ -696,12 +703,14 @@ pub async fn watch_state(plane: Arc<ControlPlane>, tx: watch::Sender<View>) {
 
 async fn poll_state(plane: &ControlPlane, index: u64) -> Result<View, String> {
     use http_body_util::BodyExt;
-    let server = plane
+    // Alive servers first, suspects if none is (one may be only slow).
+    let mut servers: Vec<_> = plane
         .gossip
-        .members()
-        .into_iter()
-        .find(|m| m.status == Status::Alive && m.ident.server && m.ident.dc == plane.cfg.datacenter)
-        .ok_or("no server alive")?;
+        .alive()
+        .filter(|m| m.ident.server && m.ident.dc == plane.cfg.datacenter)
+        .collect();
+    servers.sort_by_key(|m| m.status != Status::Alive);
+    let server = servers.into_iter().next().ok_or("no server alive")?;
     let mut req =
         hyper::Request::get(format!("http://{}/v1/internal/lb/state?index={index}", server.ident.rpc));
     if let Some(t) = plane.gossip.rpc_token() {
@@ -716,8 +725,13 @@ async fn poll_state(plane: &ControlPlane, index: u64) -> Result<View, String> {
     let gone = async {
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let alive = plane.gossip.members().into_iter().any(|m| m.ident.name == name && m.status == Status::Alive);
-            if !alive {
+            // Failed, left or gone: a suspect may yet answer (and is declared down soon).
+            let there = plane
+                .gossip
+                .members()
+                .into_iter()
+                .any(|m| m.ident.name == name && matches!(m.status, Status::Alive | Status::Suspect));
+            if !there {
                 return;
             }
         }

@@ -115,8 +115,8 @@ pub async fn send(
         let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status();
-        // Read the answer to its end so the server sees a completed exchange.
-        let _ = resp.into_body().collect().await;
+        // Read the answer to its end (at most 1 MiB) so the server sees a completed exchange.
+        let _ = http_body_util::Limited::new(resp.into_body(), 1 << 20).collect().await;
         Ok::<_, String>(status)
     };
     tokio::time::timeout(timeout, exchange).await.map_err(|_| "timed out".to_string())?
