@@ -23,6 +23,7 @@ listen section ballast serves (web1 and web2 behind the VIP, bind ... transparen
 usage: bench/failover.py [--trials N] [--only SETUP] [--out DIR]   (as root)
 """
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -386,6 +387,29 @@ def pct(values, q):
     return v[min(len(v) - 1, int(round(q / 100 * (len(v) - 1))))]
 
 
+@contextlib.contextmanager
+def seed_topology():
+    """Seed 004's topology with web1..web4 answering their names on port 80; yields a list
+    the caller appends its load balancer to (stopped first on the way out), then tears
+    everything down, also on failure."""
+    sh(f"bash {TOPO} up {P}")
+    sh(f"rm -rf {WORK} && mkdir -p {WORK}")
+    webs, lbs = [], []
+    try:
+        for i in range(1, 5):
+            os.makedirs(f"{WORK}/www{i}", exist_ok=True)
+            with open(f"{WORK}/www{i}/index.html", "w") as f:
+                f.write(f"web{i}\n")
+            webs.append(spawn(f"web{i}", f"python3 -m http.server 80 --directory {WORK}/www{i}", "/dev/null"))
+        yield lbs
+    finally:
+        for lb in lbs:
+            lb.stop()
+        for w in webs:
+            w.kill()
+        sh(f"bash {TOPO} down {P}", check=False)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=20)
@@ -398,17 +422,9 @@ def main():
     for name, make in setups:
         if a.only and a.only != name:
             continue
-        sh(f"bash {TOPO} up {P}")
-        sh(f"rm -rf {WORK} && mkdir -p {WORK}")
-        webs = []
-        for i in range(1, 5):
-            os.makedirs(f"{WORK}/www{i}", exist_ok=True)
-            with open(f"{WORK}/www{i}/index.html", "w") as f:
-                f.write(f"web{i}\n")
-            webs.append(spawn(f"web{i}", f"python3 -m http.server 80 --directory {WORK}/www{i}", "/dev/null"))
-        lb = None
-        try:
+        with seed_topology() as lbs:
             lb = make()
+            lbs.append(lb)
             scenarios = [("kill", run_kill), ("graceful", lambda l: run_soft(l, "graceful"))]
             if name.startswith("ballast"):
                 scenarios.append(("drain", lambda l: run_soft(l, "drain")))
@@ -419,12 +435,6 @@ def main():
                     r.update(setup=name, scenario=scen, trial=trial)
                     print(json.dumps(r), flush=True)
                     rows.append(r)
-        finally:
-            if lb:
-                lb.stop()
-            for w in webs:
-                w.kill()
-            sh(f"bash {TOPO} down {P}", check=False)
     keys = ["setup", "scenario", "trial", "gap_ms", "failed", "slowest_ms", "dual_owner_ms", "dual_samples"]
     path = os.path.join(a.out, "failover.csv")
     with open(path, "w", newline="") as f:

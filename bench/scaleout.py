@@ -92,27 +92,15 @@ def main():
     ap.add_argument("--out", default=os.path.join(fo.ROOT, "bench", "out"))
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    fo.sh(f"bash {fo.TOPO} up {fo.P}")
-    fo.sh(f"rm -rf {fo.WORK} && mkdir -p {fo.WORK}")
-    webs, lb, rows = [], None, []
-    try:
-        for i in range(1, 5):
-            os.makedirs(f"{fo.WORK}/www{i}", exist_ok=True)
-            with open(f"{fo.WORK}/www{i}/index.html", "w") as f:
-                f.write(f"web{i}\n")
-            webs.append(fo.spawn(f"web{i}", f"python3 -m http.server 80 --directory {fo.WORK}/www{i}", "/dev/null"))
+    rows = []
+    with fo.seed_topology() as lbs:
         lb = fo.Ballast(extra=SCALE)
+        lbs.append(lb)
         for t in range(a.trials):
             r = trial(lb)
             r["trial"] = t
             print(json.dumps(r), flush=True)
             rows.append(r)
-    finally:
-        if lb:
-            lb.stop()
-        for w in webs:
-            w.kill()
-        fo.sh(f"bash {fo.TOPO} down {fo.P}", check=False)
     keys = ["trial", "decided", "address", "serving", "dns", "extra"]
     path = os.path.join(a.out, "scaleout.csv")
     with open(path, "w", newline="") as f:
