@@ -334,11 +334,7 @@ impl ControlPlane {
         if self.raft.is_some() {
             return self.leader_node().map(|n| n.rpc);
         }
-        // Suspects last: a server that just died makes each ask wait for its timeout.
-        let mut servers: Vec<_> =
-            self.gossip.alive().filter(|m| m.ident.server && m.ident.dc == self.cfg.datacenter).collect();
-        servers.sort_by_key(|m| m.status != crate::gossip::Status::Alive);
-        for m in servers {
+        for m in self.servers_alive_first() {
             let token = self.gossip.rpc_token();
             let got: Result<SelfInfo, String> =
                 get_json(&self.client, &m.ident.rpc.to_string(), "/v1/internal/self", token.as_deref()).await;
@@ -349,13 +345,18 @@ impl ControlPlane {
         None
     }
 
-    /// The API address of some alive server (for client agents, which hold no store).
-    pub fn any_server(&self) -> Option<String> {
-        // Suspects last: one may be dead, and a request to it waits.
+    /// This datacenter's servers gossip sees alive or suspect, the alive ones first: a
+    /// suspect may have died, and a request to it waits for its timeout.
+    pub fn servers_alive_first(&self) -> Vec<crate::gossip::MemberView> {
         let mut servers: Vec<_> =
             self.gossip.alive().filter(|m| m.ident.server && m.ident.dc == self.cfg.datacenter).collect();
         servers.sort_by_key(|m| m.status != crate::gossip::Status::Alive);
-        servers.first().map(|m| m.ident.http.to_string())
+        servers
+    }
+
+    /// The API address of some alive server (for client agents, which hold no store).
+    pub fn any_server(&self) -> Option<String> {
+        self.servers_alive_first().first().map(|m| m.ident.http.to_string())
     }
 
     /// Whether a request forwarded to `addr` (an API address) still has a reason to be

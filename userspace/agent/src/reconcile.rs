@@ -703,14 +703,8 @@ pub async fn watch_state(plane: Arc<ControlPlane>, tx: watch::Sender<View>) {
 
 async fn poll_state(plane: &ControlPlane, index: u64) -> Result<View, String> {
     use http_body_util::BodyExt;
-    // Alive servers first, suspects if none is (one may be only slow).
-    let mut servers: Vec<_> = plane
-        .gossip
-        .alive()
-        .filter(|m| m.ident.server && m.ident.dc == plane.cfg.datacenter)
-        .collect();
-    servers.sort_by_key(|m| m.status != Status::Alive);
-    let server = servers.into_iter().next().ok_or("no server alive")?;
+    // An alive server, or a suspect if none is (one may be only slow).
+    let server = plane.servers_alive_first().into_iter().next().ok_or("no server alive")?;
     let mut req =
         hyper::Request::get(format!("http://{}/v1/internal/lb/state?index={index}", server.ident.rpc));
     if let Some(t) = plane.gossip.rpc_token() {

@@ -354,10 +354,7 @@ fn groups_are_served_by_their_owner_and_move_when_it_dies() {
     let probe4 = Prober::start(&seed, l4, OUTAGE_PROBE, 3000);
     eventually("probes answered", LIMIT, || (probe7.ok_count() > 5 && probe4.ok_count() > 5).then_some(()));
     let killed_at = capture::now_ms();
-    for nic in ["eth2", "eth0", "eth1"] {
-        seed.exec(&dead, &format!("ip link set {nic} down"));
-    }
-    seed.agent(&dead).kill9();
+    seed.power_cut(&dead);
     eventually("the L7 VIP on the survivor", LIMIT, || {
         (seed.owner(l7)?.0 == survivor && seed.holds(survivor, l7)).then_some(())
     });
@@ -1395,9 +1392,6 @@ fn a_client_agent_serves_as_an_lb_device() {
     eventually("LB01 serves its VIP", LIMIT, || {
         common::enter(&seed.ns("rt"), || http_get(SocketAddr::from((a, 80)), Duration::from_secs(1)).ok())
     });
-    for nic in ["eth2", "eth0", "eth1"] {
-        seed.exec("lb1", &format!("ip link set {nic} down"));
-    }
     // LB01 was a voter (perhaps the leader): the client device's own VIP must stay (sampled
     // every 20 ms from its namespace) while the cluster elects and moves LB01's.
     let stop = Arc::new(AtomicBool::new(false));
@@ -1414,7 +1408,7 @@ fn a_client_agent_serves_as_an_lb_device() {
             misses
         })
     };
-    seed.agent("lb1").kill9();
+    seed.power_cut("lb1");
     let killed = Instant::now();
     eventually("LB01's VIP on the client device", Duration::from_secs(60), || {
         (seed.owner(a)?.0 == "lb2" && seed.holds("lb2", a)).then_some(())
@@ -1498,10 +1492,7 @@ fn ipv6_vips_are_announced_served_and_moved() {
         (0..20).filter_map(|_| common::enter(&seed.ns("rt"), || http_get(to, Duration::from_secs(2)).ok())).collect();
     assert_eq!(seen.iter().map(String::as_str).collect::<Vec<_>>(), ["web1", "web2"], "spread over IPv6");
 
-    for nic in ["eth2", "eth0", "eth1"] {
-        seed.exec("lb1", &format!("ip link set {nic} down"));
-    }
-    seed.agent("lb1").kill9();
+    seed.power_cut("lb1");
     eventually("the VIP on LB02", Duration::from_secs(60), || {
         (owner_of(&seed).as_deref() == Some("lb2") && holds6(&seed, "lb2")).then_some(())
     });
@@ -1626,10 +1617,7 @@ fn l4_flows_keep_their_backend_when_the_vip_moves() {
     let seen: BTreeSet<&str> = conns.iter().map(|(_, _, w)| w.as_str()).collect();
     println!("connections on {seen:?}");
 
-    for nic in ["eth2", "eth0", "eth1"] {
-        seed.exec("lb1", &format!("ip link set {nic} down"));
-    }
-    seed.agent("lb1").kill9();
+    seed.power_cut("lb1");
     for vip in [tun, dr] {
         eventually("the VIP on lb2", LIMIT, || (seed.owner(vip)?.0 == "lb2" && seed.holds("lb2", vip)).then_some(()));
     }

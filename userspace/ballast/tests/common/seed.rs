@@ -138,6 +138,15 @@ impl Seed {
         self.cluster.agents.iter_mut().find(|a| a.name == name).expect("agent")
     }
 
+    /// Like a power cut of device `name`: its links go down first (so nothing its dying
+    /// agent sends reaches anyone), then its agent is killed with SIGKILL.
+    pub fn power_cut(&mut self, name: &str) {
+        for nic in ["eth2", "eth0", "eth1"] {
+            self.exec(name, &format!("ip link set {nic} down"));
+        }
+        self.agent(name).kill9();
+    }
+
     /// Runs `cmd` (whitespace-separated) in namespace `role`.
     pub fn exec(&self, role: &str, cmd: &str) -> String {
         let mut args = vec!["ip", "netns", "exec"];
