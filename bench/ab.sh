@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # ApacheBench through a VIP, side by side, in one run on one machine (not a test):
-#   direct      client -> one backend, no load balancer (the kernel routes through the LB ns)
-#   ballast-tun ballast XDP, tunnel mode (IPIP, backends reply directly), 3 backends
-#   ballast-nat ballast XDP, NAT mode, 3 backends
+#   direct      client -> one backend, no load balancer (over the client's second NIC)
+#   ballast-tun ballast XDP, tunnel mode (IPIP, backends reply straight to the client), 3 backends
+#   ballast-dr  ballast XDP, direct routing (MAC rewrite, replies straight to the client), 3 backends
+#   ballast-nat ballast XDP, NAT mode (replies back through the LB), 3 backends
 #   haproxy     HAProxy (Debian) `mode tcp`, roundrobin, 3 backends
 #   nginx       nginx (Debian) `stream` proxy, 3 backends
 # Backends are nginx (1 worker) answering a short body. Every ab run is bounded (-n, -s).
-# Each scenario reaches the backends on its own 4-tuples (direct: 10.0.0.11:80 from the
-# client; tunnel: VIP:80; NAT: backend:8080 from the client; proxies: from the LB's
-# address), so one scenario's TIME_WAIT sockets on the backends never collide with the
-# next one's SYNs (which shows up as 1 s retransmission stalls).
+# The topology is a DSR deployment's (topo.sh dsr): requests reach the VIPs through the
+# LB, and the backends answer the client over the private segment, not through the LB
+# (NAT replies excepted). Each scenario reaches the backends on its own 4-tuples (direct:
+# 10.0.0.11:80 from the client; tunnel and DR: their VIP:80; NAT: backend:8080 from the
+# client; proxies: from the LB's address), so one scenario's TIME_WAIT sockets on the
+# backends never collide with the next one's SYNs (which shows up as 1 s retransmission
+# stalls).
 # Prints req/s (median of ROUNDS) and ratios to HAProxy; LB CPU per request: for XDP the
 # kernel's BPF run-time statistics (kernel.bpf_stats_enabled), for the proxies their
 # processes' CPU time. Saves bench/out/ab-<time>.csv and .png.
@@ -46,7 +50,8 @@ cleanup() {
 trap cleanup EXIT
 
 bash $T up $P 3
-bash $T vips $P 198.51.100.10
+bash $T dsr $P
+bash $T vips $P 198.51.100.10 198.51.100.50
 L=${P}l
 ip netns exec $L ip addr add 198.51.100.30/32 dev lo
 ip netns exec $L ip addr add 198.51.100.40/32 dev lo
@@ -110,6 +115,14 @@ address = "198.51.100.10"
 port = 80
 protocol = "tcp"
 mode = "tunnel"
+backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "10.0.0.13" }]
+
+[[vip]]
+name = "dr"
+address = "198.51.100.50"
+port = 80
+protocol = "tcp"
+mode = "dr"
 backends = [{ address = "10.0.0.11" }, { address = "10.0.0.12" }, { address = "10.0.0.13" }]
 
 [[vip]]
@@ -206,7 +219,7 @@ start_ballast() {
   LB_PID=$!
   pids+=($LB_PID)
   for _ in $(seq 100); do "$B" stats --control "$W/lb.sock" >/dev/null 2>&1 && break; sleep 0.1; done
-  wait_url 198.51.100.10; wait_url 198.51.100.20
+  wait_url 198.51.100.10; wait_url 198.51.100.20; wait_url 198.51.100.50
   BPF_PID=$(pgrep -f "ballast lb --iface l0" | head -1)
 }
 stop_ballast() {
@@ -223,13 +236,14 @@ for round in $(seq "$ROUNDS"); do
     run_ab nginx "$mode" 198.51.100.40 proc "nginx -c $W/nginx-lb.conf" "$round"
     start_ballast
     run_ab ballast-tun "$mode" 198.51.100.10 bpf "$BPF_PID" "$round"
+    run_ab ballast-dr "$mode" 198.51.100.50 bpf "$BPF_PID" "$round"
     run_ab ballast-nat "$mode" 198.51.100.20 bpf "$BPF_PID" "$round"
     stop_ballast
   done
 done
 
 echo
-echo "median of $ROUNDS rounds (ratio = req/s / HAProxy's req/s; LB CPU per request):"
+echo "median of $ROUNDS rounds (ratios of req/s to direct's and HAProxy's; LB CPU per request):"
 python3 - "$csv" <<'PY'
 import csv, sys, statistics as st
 rows = list(csv.DictReader(open(sys.argv[1])))
@@ -240,10 +254,11 @@ for r in rows:
     res[k]["rps"].append(float(r["rps"]))
     res[k]["cpu"].append(int(r["lb_cpu_ns_per_req"]))
     res[k]["failed"] += int(r["failed"])
-order = ["direct", "ballast-tun", "ballast-nat", "haproxy", "nginx"]
+order = ["direct", "ballast-tun", "ballast-dr", "ballast-nat", "haproxy", "nginx"]
 for mode in ["newconn", "keepalive"]:
     hp = st.median(res[("haproxy", mode)]["rps"])
     hp_cpu = st.median(res[("haproxy", mode)]["cpu"]) or 1
+    direct = st.median(res[("direct", mode)]["rps"]) or 1
     print(f"  {mode}:")
     for s in order:
         r = res.get((s, mode))
@@ -251,14 +266,14 @@ for mode in ["newconn", "keepalive"]:
             continue
         rps, cpu = st.median(r["rps"]), st.median(r["cpu"])
         cpu_s = f"{cpu:7d} ns/req ({cpu / hp_cpu:5.2f}x HAProxy's)" if s != "direct" else "      - (no LB)"
-        print(f"    {s:12s} {rps:10.0f} req/s  {rps / hp:5.2f}x HAProxy   LB CPU {cpu_s}  failed {r['failed']}")
+        print(f"    {s:12s} {rps:10.0f} req/s  {rps / direct:5.2f}x direct  {rps / hp:5.2f}x HAProxy   LB CPU {cpu_s}  failed {r['failed']}")
 PY
 
 if command -v gnuplot >/dev/null; then
   python3 - "$csv" > "$W/plot.dat" <<'PY'
 import csv, sys, statistics as st
 rows = list(csv.DictReader(open(sys.argv[1])))
-for s in ["direct", "ballast-tun", "ballast-nat", "haproxy", "nginx"]:
+for s in ["direct", "ballast-tun", "ballast-dr", "ballast-nat", "haproxy", "nginx"]:
     v = [st.median([float(r["rps"]) for r in rows if r["scenario"] == s and r["mode"] == m] or [0]) for m in ["newconn", "keepalive"]]
     print(s, v[0], v[1])
 PY

@@ -162,6 +162,9 @@ class Ballast:
         self.procs = {}
         self.key = sh(f"{BALLAST} keygen").strip()
         for d in ("lb1", "lb2", "wit"):
+            # A new cluster per setup: an earlier setup's Raft state (its devices, its
+            # replicated lease bound) must not carry over.
+            sh(f"rm -rf {WORK}/{d}/data {WORK}/{d}.log")
             os.makedirs(f"{WORK}/{d}", exist_ok=True)
             join = ", ".join(f'"{ip}:8301"' for ip in CTL.values())
             with open(f"{WORK}/{d}/config.json", "w") as f:
@@ -184,6 +187,18 @@ class Ballast:
 
     def cli(self, args):
         return nsx("ops", f"{BALLAST} {args} --http-addr 10.99.0.13:8500")
+
+    def move_phases(self, at):
+        """The newest VIP move's phases (detected, decided, ..., first_packet) in ms after
+        `at`, as the cluster recorded them (wall clocks of one machine)."""
+        try:
+            events = json.loads(nsx("ops", "curl -s -m 2 http://10.99.0.13:8500/v1/lb/events", False))
+        except (ValueError, TypeError):
+            return {}
+        moved = [e for e in events if e.get("kind") == "vip_moved"]
+        if not moved:
+            return {}
+        return {f"{k}_ms": v - at * 1000 for k, v in moved[-1].get("phases", {}).items()}
 
     def alive(self):
         try:
@@ -247,6 +262,9 @@ listen acco01-web
 
 
 class Keepalived:
+    def move_phases(self, at):
+        return {}
+
     def __init__(self, fast):
         self.fast = fast
         self.name = "keepalived-fastest" if fast else "keepalived-default"
@@ -322,8 +340,14 @@ def run_kill(lb):
     wait("the survivor", lambda: holds(other), 30)
     time.sleep(1.5)
     probes = pr.finish()
+    r = {"gap_ms": gap_ms(probes, at), "failed": sum(1 for p in probes if not p[2])}
+    # Where the outage sits: its failed probes' starts, relative to the power cut.
+    fails = [s for s, e, ok in probes if not ok and s >= at - 1]
+    if fails:
+        r.update(first_fail_ms=(fails[0] - at) * 1000, last_fail_ms=(fails[-1] - at) * 1000)
+    r.update(lb.move_phases(at))
     lb.restore(owner)
-    return {"gap_ms": gap_ms(probes, at), "failed": sum(1 for p in probes if not p[2])}
+    return r
 
 
 def run_soft(lb, how):
@@ -435,7 +459,9 @@ def main():
                     r.update(setup=name, scenario=scen, trial=trial)
                     print(json.dumps(r), flush=True)
                     rows.append(r)
-    keys = ["setup", "scenario", "trial", "gap_ms", "failed", "slowest_ms", "dual_owner_ms", "dual_samples"]
+    keys = ["setup", "scenario", "trial", "gap_ms", "failed", "slowest_ms", "dual_owner_ms", "dual_samples",
+            "first_fail_ms", "last_fail_ms", "detected_ms", "decided_ms", "committed_ms", "address_added_ms",
+            "arp_sent_ms", "first_packet_ms"]
     path = os.path.join(a.out, "failover.csv")
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
@@ -451,6 +477,9 @@ def main():
             if scen == "kill":
                 g = [r["gap_ms"] for r in rs]
                 print(f"{name:<20} {scen:<10} {pct(g, 50) or 0:>8.0f} {pct(g, 99) or 0:>8.0f}  gap ms; failed probes p50 {pct([r['failed'] for r in rs], 50)}")
+                phases = [k for k in ("detected_ms", "decided_ms", "first_packet_ms", "last_fail_ms") if any(k in r for r in rs)]
+                if phases:
+                    print(" " * 31 + "p50 after the cut: " + ", ".join(f"{k[:-3]} {pct([r[k] for r in rs if k in r], 50):.0f} ms" for k in phases))
             elif scen == "partition":
                 d = [r["dual_owner_ms"] for r in rs]
                 print(f"{name:<20} {scen:<10} {pct(d, 50):>8.0f} {pct(d, 99):>8.0f}  dual-owner ms; trials with dual owners {sum(1 for x in d if x > 0)}/{len(d)}")

@@ -13,6 +13,12 @@
 # usage: topo.sh up PREFIX N      build it with N backends (namespaces ${PREFIX}c, l, s, b1..bN)
 #        topo.sh down PREFIX      delete every namespace named ${PREFIX}*
 #        topo.sh vips PREFIX ADDR...  put VIP addresses on the backends' lo (tunnel and dr modes)
+#        topo.sh dsr PREFIX       a return path that bypasses the LB, as in a real DSR
+#                                 deployment: the client gets a second NIC on the backends'
+#                                 segment (c1 10.0.0.2, fd00::2) and the backends answer
+#                                 the client through it, except NAT replies (source port
+#                                 8080, the port NAT backends listen on), which must come
+#                                 back through the LB to be rewritten
 #
 # Two facts of veth with native XDP shape it (see userspace/README.md):
 # - a frame XDP_REDIRECTed into a veth is delivered only if its peer runs an XDP program
@@ -94,9 +100,28 @@ vips() {
   done
 }
 
+dsr() {
+  ip link add c1 netns "${p}c" type veth peer name sc netns "${p}s"
+  nsx "${p}s" ip link set sc master br0 up
+  nsx "${p}c" ip addr add 10.0.0.2/24 dev c1
+  nsx "${p}c" ip addr add fd00::2/64 dev c1 nodad
+  nsx "${p}c" ip link set c1 up
+  nsx "${p}c" ethtool -K c1 tx off >/dev/null
+  for ns in $(ip netns list | awk '{print $1}' | grep "^${p}b"); do
+    nsx "$ns" ip route add 203.0.113.0/24 via 10.0.0.2
+    nsx "$ns" ip -6 route add 2001:db8:1::/64 via fd00::2
+    # NAT replies still go through the LB, which rewrites their source back to the VIP.
+    nsx "$ns" ip rule add ipproto tcp sport 8080 table 100
+    nsx "$ns" ip -6 rule add ipproto tcp sport 8080 table 100
+    nsx "$ns" ip route add default via 10.0.0.1 table 100
+    nsx "$ns" ip -6 route add default via fd00::1 table 100
+  done
+}
+
 case $cmd in
   up) up "${3:?number of backends}" ;;
   down) down ;;
   vips) vips "${@:3}" ;;
-  *) echo "usage: topo.sh up|down|vips PREFIX ..." >&2; exit 2 ;;
+  dsr) dsr ;;
+  *) echo "usage: topo.sh up|down|vips|dsr PREFIX ..." >&2; exit 2 ;;
 esac

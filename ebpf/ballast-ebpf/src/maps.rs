@@ -54,11 +54,13 @@ pub static GLOBAL: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUN
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
-/// A backend's next hop as the FIB last gave it (`tx::route_to_backend`), per CPU.
+/// A next hop as the FIB last gave it for `src` → `dst` (`tx::route_cached`), per CPU.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct NextHop {
     pub expires: u64,
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
     pub generation: u32,
     pub ingress: u32,
     pub ifindex: u32,
@@ -70,8 +72,17 @@ pub struct NextHop {
     pub _pad: [u8; 3],
 }
 
+/// Backends' next hops, by backend slot (tunnel and DR packets).
 #[map]
 pub static NEXT_HOPS: PerCpuArray<NextHop> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
+/// Slots of `ROUTES`: a power of two.
+pub const ROUTE_SLOTS: u32 = 1024;
+
+/// Other next hops (NAT to a backend, NAT replies to clients), by a hash of source and
+/// destination; a slot holds the last pair that hashed to it.
+#[map]
+pub static ROUTES: PerCpuArray<NextHop> = PerCpuArray::with_max_entries(ROUTE_SLOTS, 0);
 
 /// The `ballast_lb` program's id, and the interfaces it is attached to: which failed
 /// redirects are ours (`redirect_watch`).

@@ -65,6 +65,24 @@ pub struct LbArgs {
     stats_every: u64,
 }
 
+/// Warns of interfaces too small for the config's IPv6 tunnel VIPs (`ipv6_tunnel_mtu_short`).
+fn warn_ipv6_tunnel_mtu<'a>(cfg: &L4Config, ifaces: impl Iterator<Item = &'a String>) {
+    let mtus: Vec<(String, u32)> = ifaces
+        .filter_map(|i| {
+            let mtu = std::fs::read_to_string(format!("/sys/class/net/{i}/mtu")).ok()?;
+            Some((i.clone(), mtu.trim().parse().ok()?))
+        })
+        .collect();
+    for (iface, mtu) in cfg.ipv6_tunnel_mtu_short(&mtus) {
+        log::warn!(
+            "{iface} has an MTU of {mtu}: if IPv6 tunnel VIPs reach their backends through it, clients' \
+             1280-byte packets (IPv6's minimum, below which no host lowers its path MTU) cannot get \
+             through; give the backends' link an MTU of at least {}",
+            ballast_l4::config::IPV6_TUNNEL_MIN_MTU
+        );
+    }
+}
+
 pub fn run(a: LbArgs) -> Result<()> {
     let cfg = L4Config::load(&a.config)?;
     if a.check {
@@ -90,6 +108,7 @@ async fn serve(a: LbArgs, cfg: L4Config) -> Result<()> {
             None
         }
     };
+    warn_ipv6_tunnel_mtu(&cfg, std::iter::once(&a.iface).chain(&a.also));
     let summary = dp.apply(cfg).context("programming the maps")?;
     log::info!("maps programmed: {summary:?}");
     let mode = a.mode.into();

@@ -570,3 +570,93 @@ fn a_syn_flood_keeps_established_flows_and_lets_new_ones_in() {
     println!("{seen} of {sent} SYNs reached the LB, hashed without a table entry");
     drop(decaps);
 }
+
+/// Katran's usual layout: one arm. The LB has a single interface on the segment where
+/// clients and backends are, so a VIP's packet leaves by the interface it came in by
+/// (`XDP_TX`), and the backends answer the client directly. On a veth, `XDP_TX` frames
+/// reach the peer only when the peer runs an XDP program (`ballast pass`).
+#[test]
+fn one_arm_lb_sends_with_xdp_tx_for_tunnel_and_dr() {
+    if !need_root("one_arm_lb_sends_with_xdp_tx_for_tunnel_and_dr") {
+        return;
+    }
+    let topo = Topo::up("arm", 2);
+    // The client's second NIC (10.0.0.2) on the backends' segment; it reaches the VIPs
+    // through the LB's only interface there (l1, 10.0.0.1).
+    sh(&["bash", &common::topo::script(), "dsr", &topo.prefix]);
+    let client = topo.ns("c");
+    sh(&["ip", "netns", "exec", &client, "ip", "route", "add", "198.51.100.0/24", "via", "10.0.0.1", "dev", "c1"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let _stop_servers = StopOnDrop(stop.clone());
+    topo.vips_on_backends(&["198.51.100.10", "198.51.100.30"]);
+    let mut decaps = Vec::new();
+    for i in 1..=2 {
+        let ns = topo.backend_ns(i);
+        let udp = vec![sock("198.51.100.10", 53), sock("198.51.100.30", 53)];
+        servers::start(&ns, &format!("b{i}"), vec![sock("0.0.0.0", 80)], udp, stop.clone());
+        decaps.push(topo.ballast(&ns, &format!("decap{i}.log"), &["decap", "--iface", "b0", "--mode", "native"]));
+    }
+    let backends = "[{ address = \"10.0.0.11\" }, { address = \"10.0.0.12\" }]";
+    let mut cfg = String::from("[device]\ntunnel_source_v4 = \"10.0.0.1\"\n");
+    for (name, vip, mode) in [("tun", "198.51.100.10", "tunnel"), ("dr", "198.51.100.30", "dr")] {
+        for (proto, port) in [("tcp", 80), ("udp", 53)] {
+            cfg.push_str(&format!(
+                "\n[[vip]]\nname = \"{name}-{proto}\"\naddress = \"{vip}\"\nport = {port}\nprotocol = \"{proto}\"\nmode = \"{mode}\"\nbackends = {backends}\n"
+            ));
+        }
+    }
+    let cfg_path = topo.dir.join("l4.toml");
+    let socket = topo.dir.join("lb.sock");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let _lb = topo.ballast(
+        &topo.ns("l"),
+        "lb.log",
+        &["lb", "--iface", "l1", "--mode", "native", "--config", cfg_path.to_str().unwrap(), "--control", socket.to_str().unwrap()],
+    );
+    topo.wait_for("ballast lb to serve its control socket", 20, || {
+        std::process::Command::new(ballast_bin())
+            .args(["stats", "--control", socket.to_str().unwrap()])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    });
+    for i in 1..=2 {
+        topo.wait_for("ballast decap to attach", 20, || topo.log(&format!("decap{i}.log")).contains("attached"));
+    }
+    let ask = |vip: &str| enter(&client, || udp_ask(&udp_flow(sock(vip, 53))));
+
+    // Without an XDP program on the switch's end of l1 (GRO is on there), as the kernel has it.
+    let bare = (0..5).filter(|_| ask("198.51.100.10").is_ok()).count();
+    let before = lb_counters(&socket);
+    println!("one arm, peer without an XDP program: {bare}/5 answered; counters {before:?}");
+
+    let _pass = topo.ballast(&topo.ns("s"), "pass.log", &["pass", "--iface", "s0"]);
+    topo.wait_for("ballast pass to attach", 20, || topo.log("pass.log").contains("attached"));
+    for (label, vip) in [("tunnel", "198.51.100.10"), ("dr", "198.51.100.30")] {
+        let counts = enter(&client, || {
+            let mut c = BTreeMap::new();
+            for n in 0..200 {
+                let who = tcp_ask(sock(vip, 80)).unwrap_or_else(|e| panic!("one arm {label}: TCP connection {n}: {e}"));
+                *c.entry(who).or_insert(0) += 1;
+            }
+            c
+        });
+        println!("one arm {label}: {}", shares(&counts, 200));
+        assert_eq!(counts.keys().map(String::as_str).collect::<Vec<_>>(), ["b1", "b2"], "one arm {label}");
+        for n in 0..20 {
+            ask(vip).unwrap_or_else(|e| panic!("one arm {label}: UDP flow {n}: {e}"));
+        }
+    }
+    let after = lb_counters(&socket);
+    println!("counters: {after:?}");
+    let sent = after["forwarded"] - before["forwarded"];
+    assert!(sent >= 2 * 200 * 3, "forwarded {sent}: {after:?}");
+    assert_eq!(after["drop_redirect_failed"], 0, "{after:?}");
+    drop(decaps);
+}

@@ -199,7 +199,20 @@ pub struct L4Config {
     pub vips: Vec<VipSpec>,
 }
 
+/// The smallest MTU toward the backends that carries every IPv6 packet a client may send
+/// through an IPv6 tunnel VIP: 1280 (IPv6's minimum link MTU) plus 40 bytes of IP6IP6.
+pub const IPV6_TUNNEL_MIN_MTU: u32 = 1320;
+
 impl L4Config {
+    /// Interfaces (name, MTU) too small for this config's IPv6 tunnel VIPs. A packet too
+    /// big for the tunnel is answered with an ICMPv6 "packet too big", but no host lowers
+    /// its path MTU below 1280 (RFC 8201), so a client's 1280-byte packets could never
+    /// get through such a link: the operator must know before clients stall.
+    pub fn ipv6_tunnel_mtu_short<'a>(&self, mtus: &'a [(String, u32)]) -> Vec<&'a (String, u32)> {
+        let v6_tunnel = self.vips.iter().any(|v| v.mode == Mode::Tunnel && v.id.address.is_ipv6());
+        mtus.iter().filter(|(_, mtu)| v6_tunnel && *mtu < IPV6_TUNNEL_MIN_MTU).collect()
+    }
+
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         validate(raw)
@@ -483,5 +496,15 @@ backends = [{ address = "fd00::11", port = 5353 }]
             }
             let _ = L4Config::parse(&String::from_utf8_lossy(&b));
         }
+    }
+
+    #[test]
+    fn ipv6_tunnels_need_1320_bytes_toward_the_backends() {
+        let mtus = vec![("eth0".to_string(), 1500), ("eth1".to_string(), 1300)];
+        let v6 = "[[vip]]\nname = \"t6\"\naddress = \"2001:db8::10\"\nport = 80\nprotocol = \"tcp\"\nbackends = [{ address = \"fd00::11\" }]\n";
+        let c = L4Config::parse(&format!("[device]\ntunnel_source_v6 = \"fd00::1\"\n\n{v6}")).unwrap();
+        assert_eq!(c.ipv6_tunnel_mtu_short(&mtus), [&("eth1".to_string(), 1300)]);
+        let nat = L4Config::parse(&format!("[device]\n\n{}", v6.replace("protocol = \"tcp\"", "protocol = \"tcp\"\nmode = \"nat\""))).unwrap();
+        assert!(nat.ipv6_tunnel_mtu_short(&mtus).is_empty(), "NAT adds no header");
     }
 }

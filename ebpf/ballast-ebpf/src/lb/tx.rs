@@ -9,7 +9,8 @@ use ballast_common::{Backend, Counter};
 
 use super::drop;
 use crate::{
-    maps::{count, NextHop, NEXT_HOPS},
+    hash::pair_hash,
+    maps::{count, NextHop, NEXT_HOPS, ROUTES, ROUTE_SLOTS},
     parse::*,
 };
 
@@ -91,8 +92,7 @@ pub(super) fn route(ctx: &XdpContext, family: u8, src: [u32; 4], dst: [u32; 4], 
 
 /// `route` to a backend, through a per-CPU cache of its next hop (interface, MACs, and the
 /// largest packet the FIB let through): the FIB lookup is most of a VIP packet's cost.
-/// The cache holds only successful answers; an entry lapses after `NEXT_HOP_TTL_NS`, with
-/// the backend's generation (a new backend in its slot), or for another ingress.
+/// An entry also lapses with the backend's generation (a new backend in its slot).
 #[inline(always)]
 pub(super) fn route_to_backend(
     ctx: &XdpContext,
@@ -102,17 +102,48 @@ pub(super) fn route_to_backend(
     backend: &Backend,
     tot_len: u16,
 ) -> Route {
-    let Some(hop) = NEXT_HOPS.get_ptr_mut(id) else {
-        return route(ctx, family, src, backend.addr, tot_len);
-    };
+    match NEXT_HOPS.get_ptr_mut(id) {
+        Some(hop) => route_cached(ctx, hop, backend.generation, family, src, backend.addr, tot_len),
+        None => route(ctx, family, src, backend.addr, tot_len),
+    }
+}
+
+/// `route` through the per-CPU `ROUTES` cache, for packets with no backend slot: NAT
+/// packets both ways (to the backend, and its replies to the client).
+#[inline(always)]
+fn route_any(ctx: &XdpContext, family: u8, src: [u32; 4], dst: [u32; 4], tot_len: u16) -> Route {
+    let slot = pair_hash(&src, &dst) & (ROUTE_SLOTS - 1);
+    match ROUTES.get_ptr_mut(slot) {
+        Some(hop) => route_cached(ctx, hop, 0, family, src, dst, tot_len),
+        None => route(ctx, family, src, dst, tot_len),
+    }
+}
+
+/// `route`, answered from `hop` while it is fresh: the same source, destination,
+/// generation and ingress, younger than `NEXT_HOP_TTL_NS`, and a packet no larger than one
+/// the FIB already let through. Only successful answers are kept.
+#[inline(always)]
+fn route_cached(
+    ctx: &XdpContext,
+    hop: *mut NextHop,
+    generation: u32,
+    family: u8,
+    src: [u32; 4],
+    dst: [u32; 4],
+    tot_len: u16,
+) -> Route {
     let hop = unsafe { &mut *hop };
     let now = unsafe { bpf_ktime_get_ns() };
     let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
-    let fresh = hop.expires > now && hop.generation == backend.generation && hop.ingress == ingress;
+    let fresh = hop.expires > now
+        && hop.generation == generation
+        && hop.ingress == ingress
+        && same_addr(&hop.dst, &dst)
+        && same_addr(&hop.src, &src);
     if fresh && tot_len as u32 <= hop.max_len {
         return Route::Next { ifindex: hop.ifindex, smac: hop.smac, dmac: hop.dmac, on_link: hop.on_link != 0 };
     }
-    let r = route(ctx, family, src, backend.addr, tot_len);
+    let r = route(ctx, family, src, dst, tot_len);
     if let Route::Next { ifindex, smac, dmac, on_link } = r {
         // Larger packets seen to fit widen the entry; a changed hop starts it anew.
         let same = fresh && hop.ifindex == ifindex && hop.dmac == dmac;
@@ -120,7 +151,9 @@ pub(super) fn route_to_backend(
         let expires = if same { hop.expires } else { now + NEXT_HOP_TTL_NS };
         *hop = NextHop {
             expires,
-            generation: backend.generation,
+            src,
+            dst,
+            generation,
             ingress,
             ifindex,
             max_len,
@@ -131,6 +164,13 @@ pub(super) fn route_to_backend(
         };
     }
     r
+}
+
+/// Word by word: `==` on the arrays crashes bpf-linker's LLVM 22 (SIGSEGV in its post-RA
+/// pseudo-instruction expansion).
+#[inline(always)]
+fn same_addr(a: &[u32; 4], b: &[u32; 4]) -> bool {
+    a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3]
 }
 
 /// Sends the frame as it is now out of `ifindex` with the given MACs.
@@ -150,7 +190,7 @@ pub(super) fn send(ctx: &XdpContext, ifindex: u32, smac: [u8; 6], dmac: [u8; 6])
     unsafe { bpf_redirect(ifindex, 0) as u32 }
 }
 
-/// Routes the rewritten packet with the kernel's FIB: known neighbour → new MACs and
+/// Routes the rewritten packet with the kernel's FIB (through `ROUTES`): known neighbour → new MACs and
 /// XDP_TX (same interface) or a redirect; no neighbour yet → the stack forwards it (and
 /// resolves the neighbour for the next packets) if `via_stack`, else drop; too big for
 /// the egress MTU, no route, forwarding off → drop, each with its counter.
@@ -163,7 +203,7 @@ pub(super) fn transmit(
     tot_len: u16,
     via_stack: bool,
 ) -> u32 {
-    match route(ctx, family, src, dst, tot_len) {
+    match route_any(ctx, family, src, dst, tot_len) {
         Route::Next { ifindex, smac, dmac, .. } => send(ctx, ifindex, smac, dmac),
         Route::TooBig(_) => drop(Counter::DropTooBig),
         Route::NoNeighbour if via_stack => {
