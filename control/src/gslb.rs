@@ -238,6 +238,7 @@ mod tests {
                 backup: false,
             }],
             vip_count: 2,
+            gateway: None,
         };
         let placement = vec![
             ("14.14.1.100".parse().unwrap(), "lb01".into()),

@@ -171,6 +171,10 @@ pub fn decide(
             if taken.contains(g) || recent_scale_out(state, |e| e.group.as_deref() == Some(g), p, now) {
                 continue;
             }
+            // A NAT gateway's group has one VIP: its replies come back through one device.
+            if state.groups.get(g).is_some_and(|g| g.spec.gateway.is_some()) {
+                continue;
+            }
             let serving = state.group_vips(g).filter(|(_, a)| a.retiring_ms.is_none()).count() as u32;
             if serving >= p.max_vips {
                 continue;
@@ -261,6 +265,7 @@ mod tests {
                 }],
                 backends: vec![Backend { address: "172.16.0.1".parse().unwrap(), port: 0, weight: 1, backup: false }],
                 vip_count: 1,
+                gateway: None,
             };
             let vip = format!("14.14.1.10{i}").parse().unwrap();
             s.apply(10 + i as u64, 0, &LbWrite::CreateGroup { spec, placement: vec![(vip, "lb1".into())] });

@@ -239,6 +239,7 @@ mod tests {
                 backup: false,
             }],
             vip_count: vips,
+            gateway: None,
         }
     }
 

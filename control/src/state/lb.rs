@@ -232,6 +232,11 @@ pub struct GroupSpec {
     /// How many VIPs, each on a different device (the seed's HA idea); default 1.
     #[serde(default = "default_vip_count")]
     pub vip_count: u32,
+    /// The private address a NAT group's backends route their replies through, as
+    /// keepalived's LVS-NAT users float an internal VIP beside the public one: held on the
+    /// private interface of the device serving the group's VIP, and moved with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
 }
 
 fn default_vip_count() -> u32 {
@@ -654,6 +659,17 @@ impl GroupSpec {
                 }
             }
         }
+        if let Some(gw) = self.gateway {
+            if !self.listeners.iter().any(|l| l.mode == Mode::Nat) {
+                return Err(err("gateway", "only a group with a nat listener routes its replies through the LB"));
+            }
+            if self.vip_count != 1 {
+                return Err(err("gateway", "replies come back through one gateway: a group with one has one VIP"));
+            }
+            if gw.is_unspecified() || gw.is_loopback() || gw.is_multicast() {
+                return Err(err("gateway", format!("{gw} is not a unicast address")));
+            }
+        }
         for (i, b) in self.backends.iter().enumerate() {
             if b.weight > 256 {
                 return Err(err(format!("backends[{i}].weight"), "must be from 0 to 256"));
@@ -822,6 +838,7 @@ impl LbState {
                 if self.groups.contains_key(&id) {
                     return Err(err("name", format!("group {id} exists")));
                 }
+                self.check_gateway(&id, spec)?;
                 if placement.len() != spec.vip_count as usize {
                     return Err(err(
                         "vip_count",
@@ -857,10 +874,12 @@ impl LbState {
             LbWrite::UpdateGroup { spec } => {
                 spec.validate()?;
                 let id = spec.id();
-                let g = self.groups.get_mut(&id).ok_or_else(|| err("name", format!("no group {id}")))?;
+                let g = self.groups.get(&id).ok_or_else(|| err("name", format!("no group {id}")))?;
                 if g.spec.vip_count != spec.vip_count {
                     return Err(err("vip_count", "changes through VIP assignment, not an update"));
                 }
+                self.check_gateway(&id, spec)?;
+                let g = self.groups.get_mut(&id).expect("found above");
                 g.spec = spec.clone();
                 g.modify_index = index;
                 self.event(index, at_ms, EventKind::GroupChanged, |e| e.group = Some(id.clone()));
@@ -890,6 +909,9 @@ impl LbState {
                 }
                 if self.group_vips(group).any(|(_, a)| &a.owner == owner) {
                     return Err(err("owner", format!("{owner} already holds one of {group}'s VIPs")));
+                }
+                if self.groups[group].spec.gateway.is_some() {
+                    return Err(err("group", format!("{group}'s NAT replies come back through one gateway: one VIP")));
                 }
                 let a = Assignment {
                     group: group.clone(),
@@ -1066,6 +1088,23 @@ impl LbState {
     }
 
     /// A device that may take a VIP: known, active, not a witness.
+    /// A group's gateway is nobody else's address: no VIP range holds it, no other group
+    /// has it, and it is no device's own.
+    fn check_gateway(&self, id: &str, spec: &GroupSpec) -> Result<(), LbError> {
+        let Some(gw) = spec.gateway else { return Ok(()) };
+        if let Some(d) = self.range_owner(gw) {
+            return Err(err("gateway", format!("{gw} is in {}'s VIP ranges", d.spec.name)));
+        }
+        if let Some(g) = self.groups.values().find(|g| g.spec.id() != id && g.spec.gateway == Some(gw)) {
+            return Err(err("gateway", format!("{gw} is group {}'s gateway", g.spec.id())));
+        }
+        let own = |addr: &str| addr.split('/').next().and_then(|a| a.parse::<IpAddr>().ok()) == Some(gw);
+        if let Some(d) = self.devices.values().find(|d| own(&d.spec.public.addr) || own(&d.spec.private.addr)) {
+            return Err(err("gateway", format!("{gw} is {}'s own address", d.spec.name)));
+        }
+        Ok(())
+    }
+
     fn check_owner(&self, field: &str, owner: &str) -> Result<(), LbError> {
         let d = self.devices.get(owner).ok_or_else(|| err(field, format!("no device {owner}")))?;
         if d.spec.witness {
@@ -1130,6 +1169,7 @@ mod tests {
                 backup: false,
             }],
             vip_count: 1,
+            gateway: None,
         }
     }
 
@@ -1244,6 +1284,48 @@ mod tests {
         );
         assert!(s.vips.is_empty());
         assert_eq!(s.modify_index, 7);
+    }
+
+    #[test]
+    fn a_nat_gateway_is_checked_and_keeps_its_group_to_one_vip() {
+        let nat = |name: &str, gw: &str| {
+            let mut g = group("acco01", name);
+            g.listeners[0] = Listener { mode: Mode::Nat, balance: None, cookie: None, maxconn: None, ..g.listeners[0].clone() };
+            g.gateway = Some(gw.parse().unwrap());
+            g
+        };
+        nat("db", "172.16.0.254").validate().unwrap();
+        let mut http = group("acco01", "web");
+        http.gateway = Some("172.16.0.254".parse().unwrap());
+        assert!(http.validate().unwrap_err().msg.contains("nat listener"), "{:?}", http.validate());
+        let mut two = nat("db", "172.16.0.254");
+        two.vip_count = 2;
+        assert_eq!(two.validate().unwrap_err().field, "gateway");
+        assert_eq!(nat("db", "0.0.0.0").validate().unwrap_err().field, "gateway");
+
+        let mut s = seed();
+        let mut lb01 = device("lb01", vec![range("14.14.1.100", "14.14.1.199")]);
+        lb01.private.addr = "172.16.0.11/24".into();
+        s.apply(3, 0, &LbWrite::PutDevice(lb01));
+        let create = |g: GroupSpec, vip: &str| LbWrite::CreateGroup { spec: g, placement: vec![(vip.parse().unwrap(), "lb01".into())] };
+        assert!(refused(s.apply(4, 0, &create(nat("db", "14.14.1.150"), "14.14.1.100"))).contains("VIP ranges"));
+        assert!(refused(s.apply(4, 0, &create(nat("db", "172.16.0.11"), "14.14.1.100"))).contains("lb01's own address"));
+        assert_eq!(s.apply(4, 0, &create(nat("db", "172.16.0.254"), "14.14.1.100")), LbResult::Ok { index: 4 });
+        assert!(refused(s.apply(5, 0, &create(nat("db2", "172.16.0.254"), "14.14.1.101"))).contains("acco01/db's gateway"));
+        // Its own gateway again on an update is no conflict.
+        let mut update = nat("db", "172.16.0.254");
+        update.backends[0].weight = 2;
+        assert_eq!(s.apply(5, 0, &LbWrite::UpdateGroup { spec: update }), LbResult::Ok { index: 5 });
+        // Scale-out would put a second VIP on another device, whose NAT replies the gateway's
+        // holder could not rewrite.
+        let add = LbWrite::AddVip {
+            group: "acco01/db".into(),
+            vip: "14.14.1.200".parse().unwrap(),
+            owner: "lb02".into(),
+            from: "lb01".into(),
+            reason: "test".into(),
+        };
+        assert!(refused(s.apply(6, 0, &add)).contains("one gateway"));
     }
 
     #[test]

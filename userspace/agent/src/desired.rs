@@ -25,6 +25,8 @@ pub struct Desired {
     pub l4: String,
     /// The L7 configuration (haproxy.cfg) of their L7 listeners; None when there is none.
     pub l7: Option<String>,
+    /// NAT gateways (private addresses) of the served VIPs' groups, by the group's id.
+    pub gateways: BTreeMap<IpAddr, String>,
 }
 
 /// A proxy or VIP name for `group`'s listener on `port`: `account.name.port`.
@@ -91,6 +93,14 @@ pub fn for_vips(lb: &LbState, me: &str, vips: &BTreeSet<IpAddr>, down: &BTreeSet
     build(lb, me, owned(lb, me).filter(|(v, _)| vips.contains(v)).collect(), down)
 }
 
+/// The NAT gateways of the groups of `vips` (the VIPs this device holds): each is held
+/// with its group's VIP, so the device that rewrites a flow's requests gets its replies.
+pub fn gateways(lb: &LbState, vips: &BTreeSet<IpAddr>) -> BTreeSet<IpAddr> {
+    vips.iter()
+        .filter_map(|v| lb.groups.get(&lb.vips.get(v)?.group)?.spec.gateway)
+        .collect()
+}
+
 fn owned<'a>(lb: &'a LbState, me: &'a str) -> impl Iterator<Item = (IpAddr, Served)> + 'a {
     lb.vips
         .iter()
@@ -105,7 +115,8 @@ fn build(lb: &LbState, me: &str, vips: BTreeMap<IpAddr, Served>, down: &BTreeSet
     for (vip, s) in &vips {
         groups.entry(s.group.as_str()).or_default().push(*vip);
     }
-    Desired { l4: l4_toml(lb, me, &groups, down), l7: l7_cfg(lb, &groups), vips }
+    let gateways = groups.keys().filter_map(|id| Some((lb.groups[*id].spec.gateway?, id.to_string()))).collect();
+    Desired { l4: l4_toml(lb, me, &groups, down), l7: l7_cfg(lb, &groups), vips, gateways }
 }
 
 fn l4_toml(lb: &LbState, me: &str, groups: &BTreeMap<&str, Vec<IpAddr>>, down: &BTreeSet<Check>) -> String {
@@ -269,6 +280,7 @@ mod tests {
                 Backend { address: "172.16.0.3".parse().unwrap(), port: 0, weight: 1, backup: true },
             ],
             vip_count: vips,
+            gateway: None,
         };
         let place = |v: &[(&str, &str)]| v.iter().map(|(a, d)| (a.parse().unwrap(), d.to_string())).collect();
         s.apply(
@@ -363,6 +375,25 @@ mod tests {
         let other = ballast_control::state::lb::CheckKey { addr: "172.16.0.1:8080".parse().unwrap(), path: Some("/nonexistent".into()) };
         s3.apply(11, 0, &LbWrite::BackendHealth { backend: other, down: true, seen: "3 of 3".into() });
         assert_eq!(weights_in(&s3, &pick(&[])), [1, 2, 0]);
+    }
+
+    #[test]
+    fn a_nat_gateway_goes_with_its_groups_vip_and_the_lease() {
+        let mut s = state();
+        let mut spec = s.groups["acco01/l4"].spec.clone();
+        spec.listeners[0].mode = Mode::Nat;
+        spec.gateway = Some("172.16.0.254".parse().unwrap());
+        assert!(matches!(s.apply(10, 0, &LbWrite::UpdateGroup { spec }), ballast_control::state::lb::LbResult::Ok { .. }));
+        let gw: IpAddr = "172.16.0.254".parse().unwrap();
+        assert_eq!(desired(&s, "lb01", true).gateways, [(gw, "acco01/l4".to_string())].into());
+        assert!(desired(&s, "lb01", false).gateways.is_empty(), "no lease, no gateway");
+        assert!(desired(&s, "lb02", true).gateways.is_empty());
+        let only_other: BTreeSet<IpAddr> = ["14.14.1.101".parse().unwrap()].into();
+        assert!(for_vips(&s, "lb01", &only_other, &BTreeSet::new()).gateways.is_empty(), "held with its VIP only");
+        let moves = ballast_control::scheduler::moves(&s, &["lb02".to_string()].into());
+        s.apply(11, 0, &LbWrite::MoveVips { moves, reason: "lb01 failed".into(), detected_ms: None });
+        assert_eq!(desired(&s, "lb02", true).gateways.keys().collect::<Vec<_>>(), [&gw]);
+        assert!(desired(&s, "lb01", true).gateways.is_empty());
     }
 
     #[test]

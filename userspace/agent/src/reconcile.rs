@@ -99,6 +99,8 @@ pub struct Reconciler {
     applied_l7: Option<Option<String>>,
     /// VIPs whose address this device holds.
     held: BTreeSet<IpAddr>,
+    /// NAT gateways (`desired::gateways`) on the private interface.
+    gateways: Option<Addresses>,
     /// When the kernel drops the held addresses unless their lifetime is renewed (pushed
     /// forward with the lease: see `addresses`).
     kernel_until: Option<Instant>,
@@ -150,6 +152,7 @@ impl Reconciler {
             plane,
             me,
             addresses: None,
+            gateways: None,
             dataplane: None,
             proxy: None,
             applied_l4: None,
@@ -366,8 +369,42 @@ impl Reconciler {
             });
         }
         self.configure(lb, &serve).await;
+        self.sync_gateways(lb, until).await?;
         self.renew_lifetimes(until).await?;
         Ok(pending)
+    }
+
+    /// The NAT gateways of the VIPs held, on the private interface, announced when gained;
+    /// they go with their VIP (and so with the lease). A previous run's stale ones go too.
+    async fn sync_gateways(&mut self, lb: &LbState, until: Option<Instant>) -> Result<()> {
+        let want = desired::gateways(lb, &self.held);
+        if self.gateways.is_none() {
+            let Some(iface) =
+                lb.devices.get(&self.me).map(|d| d.spec.private.iface.clone()).filter(|i| !i.is_empty())
+            else {
+                if !want.is_empty() {
+                    log::warn!("NAT gateways {want:?}: this device has no private interface");
+                }
+                return Ok(());
+            };
+            self.gateways = Some(Addresses::open(&iface, self.plane.cfg.data_dir.join("gateways.held")).await?);
+        }
+        let a = self.gateways.as_mut().expect("opened");
+        for gw in a.held().difference(&want).copied().collect::<Vec<_>>() {
+            a.remove(gw).await?;
+            log::info!("released gateway {gw}");
+        }
+        for gw in want.difference(a.held()).copied().collect::<Vec<_>>() {
+            if !until.is_some_and(|u| Instant::now() < u) {
+                return Ok(());
+            }
+            a.add(gw, lifetime_s(until, Instant::now())).await?;
+            if let Err(e) = announce::announce(&a.iface, gw) {
+                log::warn!("announcing gateway {gw} on {}: {e}", a.iface);
+            }
+            log::info!("serving gateway {gw} on {}", a.iface);
+        }
+        Ok(())
     }
 
     /// Pushes the held addresses' kernel lifetime forward to the lease's end, once it has
@@ -381,6 +418,11 @@ impl Reconciler {
         let secs = lifetime_s(Some(until), now);
         for vip in self.held.clone() {
             a.add(vip, secs).await?;
+        }
+        if let Some(g) = self.gateways.as_mut() {
+            for gw in g.held().clone() {
+                g.add(gw, secs).await?;
+            }
         }
         self.kernel_until = Some(now + Duration::from_secs(secs.into()));
         Ok(())

@@ -1631,3 +1631,64 @@ fn l4_flows_keep_their_backend_when_the_vip_moves() {
         }
     });
 }
+
+/// Whether namespace `role` holds `addr` on `iface`.
+fn holds_on(seed: &Seed, role: &str, iface: &str, addr: Ipv4Addr) -> bool {
+    seed.exec(role, &format!("ip -4 -o addr show dev {iface}")).split_whitespace().any(|w| w == format!("{addr}/32"))
+}
+
+/// A NAT group in seed 004's topology, where backends route through the router: as
+/// keepalived's LVS-NAT users do, the group names a private gateway that its backends
+/// route their replies through. The device serving the VIP holds the gateway on its
+/// private NIC (announced there), rewrites the replies back to the VIP, and both move
+/// together when it dies.
+#[test]
+fn a_nat_groups_gateway_moves_with_its_vip() {
+    if !need_root("a_nat_groups_gateway_moves_with_its_vip") {
+        return;
+    }
+    let _serial = serial();
+    let mut seed = Seed::up("nat");
+    seed.ready();
+    let (vip, gw) = (Ipv4Addr::new(198, 51, 100, 130), Ipv4Addr::new(10, 10, 0, 250));
+    // A gateway is refused where it would not work, with the field named; nothing applied.
+    let (ok, out) = seed.cli("wit", &["group", "create", "acco09/web", "--listen", "80:http", "--backend", "10.10.0.23:80", "--gateway", "10.10.0.250"]);
+    assert!(!ok && out.contains("gateway"), "{out}");
+    let (ok, out) = seed.cli("wit", &["group", "create", "acco09/db", "--listen", "80:nat", "--backend", "10.10.0.23:80", "--gateway", "198.51.100.140"]);
+    assert!(!ok && out.contains("VIP ranges"), "{out}");
+    assert!(seed.owner(Ipv4Addr::new(198, 51, 100, 140)).is_none());
+
+    for web in ["web3", "web4"] {
+        seed.exec(web, &format!("ip route replace default via {gw}"));
+    }
+    let cap = Capture::start(&seed.ns("rt"), "eth1", 100_000);
+    let vip_s = vip.to_string();
+    let gw_s = gw.to_string();
+    seed.ok(
+        "wit",
+        &["group", "create", "acco09/db", "--listen", "80:nat", "--backend", "10.10.0.23:80", "--backend", "10.10.0.24:80", "--vip", &vip_s, "--gateway", &gw_s],
+    );
+    eventually("lb1 holds the VIP and the gateway", LIMIT, || {
+        (holds_on(&seed, "lb1", "eth0", vip) && holds_on(&seed, "lb1", "eth1", gw)).then_some(())
+    });
+    assert!(!holds_on(&seed, "lb2", "eth1", gw), "the gateway is on lb2 too");
+    let counts = eventually("NAT traffic through the VIP", LIMIT, || try_spread(&seed, vip, 40));
+    assert_eq!(counts.keys().collect::<Vec<_>>(), ["web3", "web4"], "{counts:?}");
+    let (mac1, mac2) = (seed.mac("lb1", "eth1"), seed.mac("lb2", "eth1"));
+    let announced = |mac: [u8; 6]| {
+        cap.claims_of(gw).iter().any(|(_, c)| matches!(c, Claim::Arp { mac: m, .. } if *m == mac))
+    };
+    eventually("the gateway announced from lb1's private NIC", LIMIT, || announced(mac1).then_some(()));
+
+    seed.power_cut("lb1");
+    eventually("the VIP and the gateway on lb2", LIMIT, || {
+        (seed.owner(vip)?.0 == "lb2" && holds_on(&seed, "lb2", "eth0", vip) && holds_on(&seed, "lb2", "eth1", gw))
+            .then_some(())
+    });
+    eventually("the gateway announced from lb2's private NIC", LIMIT, || announced(mac2).then_some(()));
+    let counts = eventually("NAT traffic through lb2", LIMIT, || try_spread(&seed, vip, 40));
+    assert_eq!(counts.keys().collect::<Vec<_>>(), ["web3", "web4"], "{counts:?}");
+    // Deleting the group takes the gateway away with the VIP.
+    seed.ok("wit", &["group", "delete", "acco09/db"]);
+    eventually("the gateway released", LIMIT, || (!holds_on(&seed, "lb2", "eth1", gw)).then_some(()));
+}

@@ -34,6 +34,7 @@ fn state() -> &'static LbState {
             }],
             backends: vec![Backend { address: "172.16.0.1".parse().unwrap(), port: 0, weight: 1, backup: false }],
             vip_count: 1,
+            gateway: None,
         };
         s.apply(2, 0, &LbWrite::CreateGroup { spec, placement: vec![("14.14.1.100".parse().unwrap(), "lb01".into())] });
         s

@@ -77,6 +77,10 @@ pub struct GroupFlags {
     /// An explicit VIP (repeatable; otherwise the scheduler picks from the ranges).
     #[arg(long = "vip")]
     vips: Vec<IpAddr>,
+    /// NAT: the private address the backends route their replies through, held by the
+    /// device serving the VIP (the backends' default gateway).
+    #[arg(long = "gateway")]
+    gateway: Option<IpAddr>,
     /// L7: HAProxy balance algorithm.
     #[arg(long)]
     balance: Option<String>,
@@ -328,6 +332,7 @@ fn group_body(id: &str, f: &GroupFlags) -> Result<Value> {
         listeners: f.listen.iter().map(|l| parse_listener(l, f)).collect::<Result<_>>()?,
         backends: f.backends.iter().map(|b| parse_backend(b)).collect::<Result<_>>()?,
         vip_count: f.vip_count.unwrap_or(if f.vips.is_empty() { 1 } else { f.vips.len() as u32 }),
+        gateway: f.gateway,
     };
     let mut v = serde_json::to_value(spec)?;
     if !f.vips.is_empty() {
@@ -512,7 +517,7 @@ pub fn backend(cmd: BackendCommand) -> Result<()> {
         let index = g["modify_index"].as_u64().unwrap_or(0);
         let mut spec: GroupSpec = serde_json::from_value(serde_json::json!({
             "account": g["account"], "name": g["name"], "listeners": g["listeners"],
-            "backends": g["backends"], "vip_count": g["vip_count"],
+            "backends": g["backends"], "vip_count": g["vip_count"], "gateway": g["gateway"],
         }))
         .context("the group as the API gave it")?;
         let same = |b: &Backend, x: &Backend| b.address == x.address && b.port == x.port;
@@ -674,7 +679,7 @@ pub fn import_groups(cfg: &ballast_l7::haproxy::L7Config, account: Option<&str>)
                 backup: s.backup,
             })
             .collect();
-        let spec = GroupSpec { account: acct, name, listeners, backends, vip_count: vips.len() as u32 };
+        let spec = GroupSpec { account: acct, name, listeners, backends, vip_count: vips.len() as u32, gateway: None };
         let mut v = serde_json::to_value(spec)?;
         v["vips"] = serde_json::to_value(&vips)?;
         out.push(v);
