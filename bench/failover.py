@@ -85,8 +85,8 @@ def wait(what, cond, limit=60):
 
 def probe_main(vip, max_s):
     """Runs in the router namespace: a new connection every 20 ms until SIGTERM (or max_s);
-    prints [start, end, ok] per probe as JSON."""
-    results, lock, stop = [], threading.Lock(), threading.Event()
+    prints [start, end, ok] per probe as JSON, one line each."""
+    lock, stop = threading.Lock(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     def one():
@@ -102,7 +102,8 @@ def probe_main(vip, max_s):
         except OSError:
             pass
         with lock:
-            results.append((start, time.time(), ok))
+            # One line per probe as it ends: a prober killed late still leaves its results.
+            print(json.dumps((start, time.time(), ok)), flush=True)
 
     threads, t0, i = [], time.time(), 0
     while not stop.is_set() and time.time() - t0 < max_s:
@@ -113,7 +114,6 @@ def probe_main(vip, max_s):
         stop.wait(max(0.0, t0 + 0.02 * i - time.time()))
     for t in threads:
         t.join()
-    print(json.dumps(sorted(results)))
 
 
 class Prober:
@@ -126,8 +126,12 @@ class Prober:
 
     def finish(self):
         self.p.send_signal(signal.SIGTERM)
-        out, _ = self.p.communicate(timeout=30)
-        return json.loads(out)
+        try:
+            out, _ = self.p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            out, _ = self.p.communicate()
+        return sorted(tuple(json.loads(line)) for line in out.splitlines() if line.startswith("["))
 
 
 def gap_ms(probes, at):
@@ -340,6 +344,7 @@ def run_kill(lb):
     wait("the survivor", lambda: holds(other), 30)
     time.sleep(1.5)
     probes = pr.finish()
+    dump(probes, at, "kill")
     r = {"gap_ms": gap_ms(probes, at), "failed": sum(1 for p in probes if not p[2])}
     # Where the outage sits: its failed probes' starts, relative to the power cut.
     fails = [s for s, e, ok in probes if not ok and s >= at - 1]
@@ -350,11 +355,20 @@ def run_kill(lb):
     return r
 
 
+def dump(probes, at, what):
+    """With FAILOVER_DUMP=FILE: every probe of the trial, relative to the action at `at`
+    (start ms, duration ms, ok), one line per trial."""
+    if os.environ.get("FAILOVER_DUMP"):
+        with open(os.environ["FAILOVER_DUMP"], "a") as f:
+            f.write(json.dumps([what] + [(round((s - at) * 1000), round((e - s) * 1000), ok) for s, e, ok in probes]) + "\n")
+
+
 def run_soft(lb, how):
     owner = lb.owner()
     other = "lb2" if owner == "lb1" else "lb1"
     pr = Prober()
     time.sleep(0.5)
+    at = time.time()
     if how == "drain":
         lb.cli(f"device drain {owner}")
     else:
@@ -362,6 +376,7 @@ def run_soft(lb, how):
     wait("the other holder", lambda: holds(other) and not holds(owner), 30)
     time.sleep(1.5)
     probes = pr.finish()
+    dump(probes, at, how)
     if how == "drain":
         lb.cli(f"device undrain {owner}")
         time.sleep(1)

@@ -666,8 +666,12 @@ impl GroupSpec {
             if self.vip_count != 1 {
                 return Err(err("gateway", "replies come back through one gateway: a group with one has one VIP"));
             }
-            if gw.is_unspecified() || gw.is_loopback() || gw.is_multicast() {
+            let broadcast = matches!(gw, IpAddr::V4(a) if a.is_broadcast());
+            if gw.is_unspecified() || gw.is_loopback() || gw.is_multicast() || broadcast {
                 return Err(err("gateway", format!("{gw} is not a unicast address")));
+            }
+            if let Some(i) = self.backends.iter().position(|b| b.address == gw) {
+                return Err(err("gateway", format!("{gw} is backends[{i}]'s address")));
             }
         }
         for (i, b) in self.backends.iter().enumerate() {
@@ -779,6 +783,16 @@ impl LbState {
                         }
                     }
                 }
+                let own = |addr: &str| addr.split('/').next().and_then(|a| a.parse::<IpAddr>().ok());
+                for g in self.groups.values() {
+                    let Some(gw) = g.spec.gateway else { continue };
+                    if spec.ranges.iter().any(|r| r.contains(gw)) {
+                        return Err(err("ranges", format!("{gw} is group {}'s NAT gateway", g.spec.id())));
+                    }
+                    if [&spec.public.addr, &spec.private.addr].iter().any(|a| own(a) == Some(gw)) {
+                        return Err(err("private.addr", format!("{gw} is group {}'s NAT gateway", g.spec.id())));
+                    }
+                }
                 if spec.witness && self.vips.values().any(|a| a.owner == spec.name) {
                     return Err(err("witness", "the device still serves VIPs"));
                 }
@@ -880,13 +894,20 @@ impl LbState {
                 }
                 self.check_gateway(&id, spec)?;
                 let g = self.groups.get_mut(&id).expect("found above");
+                let old_gateway = g.spec.gateway.filter(|old| spec.gateway != Some(*old));
                 g.spec = spec.clone();
                 g.modify_index = index;
                 self.event(index, at_ms, EventKind::GroupChanged, |e| e.group = Some(id.clone()));
+                if let Some(old) = old_gateway {
+                    self.release_gateway(index, at_ms, &id, old);
+                }
             }
             LbWrite::DeleteGroup { id } => {
-                if self.groups.remove(id).is_none() {
+                let Some(gone) = self.groups.remove(id) else {
                     return Err(err("name", format!("no group {id}")));
+                };
+                if let Some(gw) = gone.spec.gateway {
+                    self.release_gateway(index, at_ms, id, gw);
                 }
                 let released: Vec<IpAddr> = self.group_vips(id).map(|(v, _)| *v).collect();
                 for vip in released {
@@ -1087,11 +1108,13 @@ impl LbState {
         Ok(())
     }
 
-    /// A device that may take a VIP: known, active, not a witness.
     /// A group's gateway is nobody else's address: no VIP range holds it, no other group
-    /// has it, and it is no device's own.
+    /// has it, it is no device's own; and its group has one VIP (scale-out's included).
     fn check_gateway(&self, id: &str, spec: &GroupSpec) -> Result<(), LbError> {
         let Some(gw) = spec.gateway else { return Ok(()) };
+        if self.group_vips(id).count() > 1 {
+            return Err(err("gateway", format!("{id} has more than one VIP (scaled out): its replies cannot come back through one gateway")));
+        }
         if let Some(d) = self.range_owner(gw) {
             return Err(err("gateway", format!("{gw} is in {}'s VIP ranges", d.spec.name)));
         }
@@ -1105,6 +1128,18 @@ impl LbState {
         Ok(())
     }
 
+    /// A gateway no longer held for `group`: a fencing change as a VIP's release is (a
+    /// device whose view lags may still hold it, so whoever takes it next waits a lease).
+    fn release_gateway(&mut self, index: u64, at_ms: u64, group: &str, gw: IpAddr) {
+        self.released_index = index;
+        self.event(index, at_ms, EventKind::VipReleased, |e| {
+            e.group = Some(group.to_string());
+            e.vip = Some(gw);
+            e.reason = Some("NAT gateway".into());
+        });
+    }
+
+    /// A device that may take a VIP: known, active, not a witness.
     fn check_owner(&self, field: &str, owner: &str) -> Result<(), LbError> {
         let d = self.devices.get(owner).ok_or_else(|| err(field, format!("no device {owner}")))?;
         if d.spec.witness {
@@ -1326,6 +1361,41 @@ mod tests {
             reason: "test".into(),
         };
         assert!(refused(s.apply(6, 0, &add)).contains("one gateway"));
+        // A device's new range or address may not take it over.
+        let mut wider = device("lb01", vec![range("14.14.1.100", "14.14.1.199")]);
+        wider.private.addr = "172.16.0.254/24".into();
+        assert!(refused(s.apply(6, 0, &LbWrite::PutDevice(wider))).contains("NAT gateway"));
+        let mut on_backend = nat("db3", "172.16.0.1");
+        on_backend.backends[0].address = "172.16.0.1".parse().unwrap();
+        assert!(on_backend.validate().unwrap_err().msg.contains("backends[0]"));
+        // A gateway given up is released as a VIP is: whoever takes it next waits.
+        let mut moved = nat("db", "172.16.0.253");
+        moved.backends[0].weight = 2;
+        assert_eq!(s.apply(6, 0, &LbWrite::UpdateGroup { spec: moved }), LbResult::Ok { index: 6 });
+        assert_eq!(s.released_index, 6);
+        let ev = s.events.iter().rev().find(|e| e.kind == EventKind::VipReleased).unwrap();
+        assert_eq!((ev.vip, ev.reason.as_deref()), (Some("172.16.0.254".parse().unwrap()), Some("NAT gateway")));
+        assert_eq!(s.apply(7, 0, &LbWrite::DeleteGroup { id: "acco01/db".into() }), LbResult::Ok { index: 7 });
+        assert!(s.events.iter().any(|e| e.index == 7 && e.vip == Some("172.16.0.253".parse().unwrap())));
+    }
+
+    #[test]
+    fn a_scaled_out_group_gets_no_gateway() {
+        let mut s = seed();
+        let mut g = group("acco01", "db");
+        g.listeners[0] = Listener { mode: Mode::Nat, balance: None, cookie: None, maxconn: None, ..g.listeners[0].clone() };
+        let create = LbWrite::CreateGroup { spec: g.clone(), placement: vec![("14.14.1.100".parse().unwrap(), "lb01".into())] };
+        assert_eq!(s.apply(3, 0, &create), LbResult::Ok { index: 3 });
+        let add = LbWrite::AddVip {
+            group: "acco01/db".into(),
+            vip: "14.14.1.200".parse().unwrap(),
+            owner: "lb02".into(),
+            from: "lb01".into(),
+            reason: "test".into(),
+        };
+        assert_eq!(s.apply(4, 0, &add), LbResult::Ok { index: 4 });
+        g.gateway = Some("172.16.0.254".parse().unwrap());
+        assert!(refused(s.apply(5, 0, &LbWrite::UpdateGroup { spec: g })).contains("more than one VIP"));
     }
 
     #[test]

@@ -69,7 +69,9 @@ pub struct NextHop {
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
     pub on_link: u8,
-    pub _pad: [u8; 3],
+    /// An IPv4 pair is stored as `[a, 0, 0, 0]`: the family tells it from an IPv6 one.
+    pub family: u8,
+    pub _pad: [u8; 2],
 }
 
 /// Backends' next hops, by backend slot (tunnel and DR packets).

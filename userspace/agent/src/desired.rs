@@ -25,8 +25,6 @@ pub struct Desired {
     pub l4: String,
     /// The L7 configuration (haproxy.cfg) of their L7 listeners; None when there is none.
     pub l7: Option<String>,
-    /// NAT gateways (private addresses) of the served VIPs' groups, by the group's id.
-    pub gateways: BTreeMap<IpAddr, String>,
 }
 
 /// A proxy or VIP name for `group`'s listener on `port`: `account.name.port`.
@@ -115,8 +113,7 @@ fn build(lb: &LbState, me: &str, vips: BTreeMap<IpAddr, Served>, down: &BTreeSet
     for (vip, s) in &vips {
         groups.entry(s.group.as_str()).or_default().push(*vip);
     }
-    let gateways = groups.keys().filter_map(|id| Some((lb.groups[*id].spec.gateway?, id.to_string()))).collect();
-    Desired { l4: l4_toml(lb, me, &groups, down), l7: l7_cfg(lb, &groups), vips, gateways }
+    Desired { l4: l4_toml(lb, me, &groups, down), l7: l7_cfg(lb, &groups), vips }
 }
 
 fn l4_toml(lb: &LbState, me: &str, groups: &BTreeMap<&str, Vec<IpAddr>>, down: &BTreeSet<Check>) -> String {
@@ -385,15 +382,16 @@ mod tests {
         spec.gateway = Some("172.16.0.254".parse().unwrap());
         assert!(matches!(s.apply(10, 0, &LbWrite::UpdateGroup { spec }), ballast_control::state::lb::LbResult::Ok { .. }));
         let gw: IpAddr = "172.16.0.254".parse().unwrap();
-        assert_eq!(desired(&s, "lb01", true).gateways, [(gw, "acco01/l4".to_string())].into());
-        assert!(desired(&s, "lb01", false).gateways.is_empty(), "no lease, no gateway");
-        assert!(desired(&s, "lb02", true).gateways.is_empty());
+        let served = |s: &LbState, dev: &str, lease: bool| gateways(s, &desired(s, dev, lease).vips.keys().copied().collect());
+        assert_eq!(served(&s, "lb01", true), [gw].into());
+        assert!(served(&s, "lb01", false).is_empty(), "no lease, no gateway");
+        assert!(served(&s, "lb02", true).is_empty());
         let only_other: BTreeSet<IpAddr> = ["14.14.1.101".parse().unwrap()].into();
-        assert!(for_vips(&s, "lb01", &only_other, &BTreeSet::new()).gateways.is_empty(), "held with its VIP only");
+        assert!(gateways(&s, &only_other).is_empty(), "held with its VIP only");
         let moves = ballast_control::scheduler::moves(&s, &["lb02".to_string()].into());
         s.apply(11, 0, &LbWrite::MoveVips { moves, reason: "lb01 failed".into(), detected_ms: None });
-        assert_eq!(desired(&s, "lb02", true).gateways.keys().collect::<Vec<_>>(), [&gw]);
-        assert!(desired(&s, "lb01", true).gateways.is_empty());
+        assert_eq!(served(&s, "lb02", true), [gw].into());
+        assert!(served(&s, "lb01", true).is_empty());
     }
 
     #[test]

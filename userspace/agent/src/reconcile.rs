@@ -101,8 +101,10 @@ pub struct Reconciler {
     held: BTreeSet<IpAddr>,
     /// NAT gateways (`desired::gateways`) on the private interface.
     gateways: Option<Addresses>,
-    /// When the kernel drops the held addresses unless their lifetime is renewed (pushed
-    /// forward with the lease: see `addresses`).
+    /// When each wanted gateway not yet held was first seen wanted.
+    gateway_seen: HashMap<IpAddr, Instant>,
+    /// When the kernel drops the first of the held addresses unless their lifetime is
+    /// renewed (pushed forward with the lease: see `addresses`).
     kernel_until: Option<Instant>,
     /// When this device first saw each (VIP, epoch) assigned to it.
     first_seen: HashMap<(IpAddr, u64), Instant>,
@@ -153,6 +155,7 @@ impl Reconciler {
             me,
             addresses: None,
             gateways: None,
+            gateway_seen: HashMap::new(),
             dataplane: None,
             proxy: None,
             applied_l4: None,
@@ -315,10 +318,14 @@ impl Reconciler {
         // try reaches the new owner once that one has announced the VIP. A VIP gained
         // gets its maps and listeners first (they bind with transparent) and its address
         // last, so the first SYN the announcement draws finds them ready.
-        for vip in removed {
-            if let Some(live) = self.announcing.remove(&vip) {
-                *live.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        if !removed.is_empty() {
+            let keep: BTreeSet<IpAddr> = self.held.intersection(&serve).copied().collect();
+            if let Err(e) = self.remove_gateways(lb, &keep).await {
+                log::warn!("NAT gateways: {e:#}");
             }
+        }
+        for vip in removed {
+            self.stop_announcing(vip);
             self.addresses.as_mut().expect("opened").remove(vip).await?;
             // Nothing may leave this device from the VIP once it is released (a socket
             // bound with transparent can still send): its connections end now, after a
@@ -341,8 +348,10 @@ impl Reconciler {
                 return Ok(true);
             }
             let a = self.addresses.as_mut().expect("opened");
-            a.add(vip, lifetime_s(until, Instant::now())).await?;
+            let secs = lifetime_s(until, Instant::now());
+            a.add(vip, secs).await?;
             let iface = a.iface.clone();
+            self.note_kernel_end(secs);
             self.held.insert(vip);
             let served = self.counted(vip, self.l4_stats().as_ref(), |v| v.packets);
             self.unserved.insert(vip, (served, Instant::now()));
@@ -352,66 +361,130 @@ impl Reconciler {
                 Err(e) => log::warn!("announcing {vip} on {iface}: {e}"),
             }
             log::info!("serving {vip} on {iface}");
-            // More announcements over the next seconds, for caches that missed the first,
-            // and none once the VIP is released (the flag is cleared under the lock before
-            // the address goes): a late one would pull traffic from the new owner.
-            let live = Arc::new(std::sync::Mutex::new(true));
-            self.announcing.insert(vip, live.clone());
-            tokio::spawn(async move {
-                for ms in [50u64, 250, 500, 1000, 2000] {
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    let still = live.lock().unwrap_or_else(|p| p.into_inner());
-                    if !*still {
-                        return;
-                    }
-                    let _ = announce::announce(&iface, vip);
-                }
-            });
+            self.announce_again(iface, vip);
         }
         self.configure(lb, &serve).await;
-        self.sync_gateways(lb, until).await?;
         self.renew_lifetimes(until).await?;
+        // A gateway's trouble (no private interface, say) must not stop the VIPs' renewals.
+        match self.sync_gateways(lb, until, now).await {
+            Ok(waits) => pending |= waits,
+            Err(e) => log::warn!("NAT gateways: {e:#}"),
+        }
         Ok(pending)
     }
 
-    /// The NAT gateways of the VIPs held, on the private interface, announced when gained;
-    /// they go with their VIP (and so with the lease). A previous run's stale ones go too.
-    async fn sync_gateways(&mut self, lb: &LbState, until: Option<Instant>) -> Result<()> {
-        let want = desired::gateways(lb, &self.held);
-        if self.gateways.is_none() {
-            let Some(iface) =
-                lb.devices.get(&self.me).map(|d| d.spec.private.iface.clone()).filter(|i| !i.is_empty())
-            else {
-                if !want.is_empty() {
-                    log::warn!("NAT gateways {want:?}: this device has no private interface");
+    /// More announcements of `addr` over the next seconds, for caches that missed the
+    /// first, and none once it is released (the flag is cleared under the lock before the
+    /// address goes): a late one would pull traffic from the new owner.
+    fn announce_again(&mut self, iface: String, addr: IpAddr) {
+        let live = Arc::new(std::sync::Mutex::new(true));
+        self.announcing.insert(addr, live.clone());
+        tokio::spawn(async move {
+            for ms in [50u64, 250, 500, 1000, 2000] {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let still = live.lock().unwrap_or_else(|p| p.into_inner());
+                if !*still {
+                    return;
                 }
-                return Ok(());
-            };
-            self.gateways = Some(Addresses::open(&iface, self.plane.cfg.data_dir.join("gateways.held")).await?);
+                let _ = announce::announce(&iface, addr);
+            }
+        });
+    }
+
+    /// An address just added ends in `secs` unless renewed.
+    fn note_kernel_end(&mut self, secs: u32) {
+        let end = Instant::now() + Duration::from_secs(secs.into());
+        self.kernel_until = Some(self.kernel_until.map_or(end, |k| k.min(end)));
+    }
+
+    fn stop_announcing(&mut self, addr: IpAddr) {
+        if let Some(live) = self.announcing.remove(&addr) {
+            *live.lock().unwrap_or_else(|p| p.into_inner()) = false;
         }
-        let a = self.gateways.as_mut().expect("opened");
-        for gw in a.held().difference(&want).copied().collect::<Vec<_>>() {
+    }
+
+    /// The private interface's addresses of ballast's (NAT gateways), opened once this
+    /// device wants a gateway or a previous run left some (its record exists).
+    async fn gateway_addresses(&mut self, lb: &LbState, wanted: bool) -> Result<Option<&mut Addresses>> {
+        if self.gateways.is_none() {
+            let record = self.plane.cfg.data_dir.join("gateways.held");
+            if !wanted && !record.exists() {
+                return Ok(None);
+            }
+            let iface = lb
+                .devices
+                .get(&self.me)
+                .map(|d| d.spec.private.iface.clone())
+                .filter(|i| !i.is_empty())
+                .context("a NAT gateway needs this device's private interface")?;
+            self.gateways = Some(Addresses::open(&iface, record).await?);
+        }
+        Ok(self.gateways.as_mut())
+    }
+
+    /// Removes the gateways that the VIPs staying here (`keep`) do not need: before those
+    /// VIPs' addresses go and their release is recorded, so that the device taking one
+    /// over never finds its gateway still held here.
+    async fn remove_gateways(&mut self, lb: &LbState, keep: &BTreeSet<IpAddr>) -> Result<()> {
+        let want = desired::gateways(lb, keep);
+        let Some(a) = self.gateway_addresses(lb, false).await? else { return Ok(()) };
+        let gone: Vec<IpAddr> = a.held().difference(&want).copied().collect();
+        for gw in gone {
+            self.stop_announcing(gw);
+            let a = self.gateways.as_mut().expect("opened");
             a.remove(gw).await?;
             log::info!("released gateway {gw}");
-        }
-        for gw in want.difference(a.held()).copied().collect::<Vec<_>>() {
-            if !until.is_some_and(|u| Instant::now() < u) {
-                return Ok(());
-            }
-            a.add(gw, lifetime_s(until, Instant::now())).await?;
-            if let Err(e) = announce::announce(&a.iface, gw) {
-                log::warn!("announcing gateway {gw} on {}: {e}", a.iface);
-            }
-            log::info!("serving gateway {gw} on {}", a.iface);
         }
         Ok(())
     }
 
-    /// Pushes the held addresses' kernel lifetime forward to the lease's end, once it has
-    /// moved by a second or more (the kernel counts lifetimes in seconds).
+    /// The gateways of the VIPs held: those nobody wants go (a previous run's, a group's
+    /// old one), the others are added and announced as VIPs are, under the lease. A
+    /// gateway another group gave up is taken as a reused VIP is: after a lease, since a
+    /// device whose view lags may still hold it. True when one waits.
+    async fn sync_gateways(&mut self, lb: &LbState, until: Option<Instant>, now: Instant) -> Result<bool> {
+        let want = desired::gateways(lb, &self.held);
+        self.gateway_seen.retain(|g, _| want.contains(g));
+        self.remove_gateways(lb, &self.held.clone()).await?;
+        let Some(a) = self.gateway_addresses(lb, !want.is_empty()).await? else { return Ok(false) };
+        let new: Vec<IpAddr> = want.difference(a.held()).copied().collect();
+        let wait = Duration::from_millis(self.plane.lease.bounded(lb.lease_bound_ms).reassign_after_ms());
+        let mut waits = false;
+        for gw in new {
+            let seen = *self.gateway_seen.entry(gw).or_insert(now);
+            let reused = lb.events.iter().any(|e| e.vip == Some(gw) && e.kind == EventKind::VipReleased);
+            if reused && now.duration_since(seen) < wait {
+                waits = true;
+                continue;
+            }
+            if !until.is_some_and(|u| Instant::now() < u) {
+                return Ok(true);
+            }
+            let a = self.gateways.as_mut().expect("opened");
+            let secs = lifetime_s(until, Instant::now());
+            a.add(gw, secs).await?;
+            let iface = a.iface.clone();
+            self.note_kernel_end(secs);
+            if let Err(e) = announce::announce(&iface, gw) {
+                log::warn!("announcing gateway {gw} on {iface}: {e}");
+            }
+            log::info!("serving gateway {gw} on {iface}");
+            self.announce_again(iface, gw);
+        }
+        Ok(waits)
+    }
+
+    /// Pushes the held addresses' kernel lifetime forward once the lease reaches past it.
+    /// The kernel counts whole seconds, so an address ends less than a second after the
+    /// lease. (Waiting for the lease to pass the kernel's end by a second, as this did,
+    /// let every address lapse for 300 ms of each 1.3 s with a lease under a second.)
     async fn renew_lifetimes(&mut self, until: Option<Instant>) -> Result<()> {
         let (Some(until), Some(a)) = (until, self.addresses.as_mut()) else { return Ok(()) };
-        if self.held.is_empty() || self.kernel_until.is_some_and(|k| until < k + Duration::from_secs(1)) {
+        if self.held.is_empty() {
+            self.kernel_until = None;
+            return Ok(());
+        }
+        if self.kernel_until.is_some_and(|k| until <= k) {
             return Ok(());
         }
         let now = Instant::now();

@@ -119,7 +119,7 @@ fn route_any(ctx: &XdpContext, family: u8, src: [u32; 4], dst: [u32; 4], tot_len
     }
 }
 
-/// `route`, answered from `hop` while it is fresh: the same source, destination,
+/// `route`, answered from `hop` while it is fresh: the same family, source, destination,
 /// generation and ingress, younger than `NEXT_HOP_TTL_NS`, and a packet no larger than one
 /// the FIB already let through. Only successful answers are kept.
 #[inline(always)]
@@ -138,6 +138,7 @@ fn route_cached(
     let fresh = hop.expires > now
         && hop.generation == generation
         && hop.ingress == ingress
+        && hop.family == family
         && same_addr(&hop.dst, &dst)
         && same_addr(&hop.src, &src);
     if fresh && tot_len as u32 <= hop.max_len {
@@ -160,7 +161,8 @@ fn route_cached(
             smac,
             dmac,
             on_link: on_link as u8,
-            _pad: [0; 3],
+            family,
+            _pad: [0; 2],
         };
     }
     r
