@@ -327,16 +327,24 @@ impl Reconciler {
         for vip in removed {
             self.stop_announcing(vip);
             self.addresses.as_mut().expect("opened").remove(vip).await?;
-            // Nothing may leave this device from the VIP once it is released (a socket
-            // bound with transparent can still send): its connections end now, after a
-            // short grace for requests in flight when the hand-over is graceful (the
-            // lease holds), at once when the lease lapsed (another device may take it).
-            let grace = if until.is_some() { Duration::from_secs(1) } else { Duration::ZERO };
-            end_connections(vip, grace).await;
+            // A socket bound with transparent can still send from the VIP. When the lease
+            // lapsed (another device may take the VIP), its connections end before the
+            // release is recorded. In a graceful hand-over (the lease holds) the release
+            // is recorded first, so the new owner takes the VIP at once (make before
+            // break: no new connection reaches this device without the address), and
+            // connections in flight here get a short grace. Waiting out that grace first,
+            // as this did, held every new client off for a second whenever one
+            // connection hung (its client's packets no longer reach this device).
+            if until.is_none() {
+                end_connections(vip, Duration::ZERO).await;
+            }
             self.held.remove(&vip);
             self.unserved.remove(&vip);
             log::info!("released {vip}");
             self.phase(lb, vip, false, "released");
+            if until.is_some() {
+                tokio::spawn(end_connections(vip, Duration::from_secs(1)));
+            }
         }
         if !added.is_empty() {
             self.configure(lb, &serve).await;
