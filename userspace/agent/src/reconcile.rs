@@ -42,6 +42,10 @@ pub struct View {
 
 const RESYNC: Duration = Duration::from_secs(30);
 
+/// How long a graceful hand-over lets the VIP's connections finish requests in flight
+/// before they end and the new owner may take the VIP.
+const HANDOVER_GRACE: Duration = Duration::from_millis(200);
+
 /// Ends the TCP connections whose local address is `vip` (the kernel's SOCK_DESTROY,
 /// through `ss -K`), once none is left or `grace` has passed. Listening sockets stay.
 async fn end_connections(vip: IpAddr, grace: Duration) {
@@ -327,24 +331,19 @@ impl Reconciler {
         for vip in removed {
             self.stop_announcing(vip);
             self.addresses.as_mut().expect("opened").remove(vip).await?;
-            // A socket bound with transparent can still send from the VIP. When the lease
-            // lapsed (another device may take the VIP), its connections end before the
-            // release is recorded. In a graceful hand-over (the lease holds) the release
-            // is recorded first, so the new owner takes the VIP at once (make before
-            // break: no new connection reaches this device without the address), and
-            // connections in flight here get a short grace. Waiting out that grace first,
-            // as this did, held every new client off for a second whenever one
-            // connection hung (its client's packets no longer reach this device).
-            if until.is_none() {
-                end_connections(vip, Duration::ZERO).await;
-            }
+            // Nothing may leave this device from the VIP once it is released (a socket
+            // bound with transparent can still send): its connections end before the
+            // release is recorded, at once when the lease lapsed (another device may take
+            // the VIP), after a short grace for requests in flight in a graceful hand-over
+            // (never past the lease). The new owner waits for the release, so the grace is
+            // short: a second, as it was, held every new client off for that second
+            // whenever one connection hung (its client's packets no longer reach here).
+            let grace = until.map_or(Duration::ZERO, |u| HANDOVER_GRACE.min(u.saturating_duration_since(Instant::now())));
+            end_connections(vip, grace).await;
             self.held.remove(&vip);
             self.unserved.remove(&vip);
             log::info!("released {vip}");
             self.phase(lb, vip, false, "released");
-            if until.is_some() {
-                tokio::spawn(end_connections(vip, Duration::from_secs(1)));
-            }
         }
         if !added.is_empty() {
             self.configure(lb, &serve).await;
