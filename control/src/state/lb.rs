@@ -34,6 +34,13 @@ pub struct Nic {
     pub addr: String,
 }
 
+impl Nic {
+    /// The address without its prefix length; None when unset or not an address.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.addr.split('/').next()?.parse().ok()
+    }
+}
+
 /// An inclusive range of VIP addresses a device hands out (`14.14.1.100`..`14.14.1.199`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VipRange {
@@ -783,13 +790,12 @@ impl LbState {
                         }
                     }
                 }
-                let own = |addr: &str| addr.split('/').next().and_then(|a| a.parse::<IpAddr>().ok());
                 for g in self.groups.values() {
                     let Some(gw) = g.spec.gateway else { continue };
                     if spec.ranges.iter().any(|r| r.contains(gw)) {
                         return Err(err("ranges", format!("{gw} is group {}'s NAT gateway", g.spec.id())));
                     }
-                    if [&spec.public.addr, &spec.private.addr].iter().any(|a| own(a) == Some(gw)) {
+                    if [&spec.public, &spec.private].iter().any(|n| n.ip() == Some(gw)) {
                         return Err(err("private.addr", format!("{gw} is group {}'s NAT gateway", g.spec.id())));
                     }
                 }
@@ -1121,8 +1127,7 @@ impl LbState {
         if let Some(g) = self.groups.values().find(|g| g.spec.id() != id && g.spec.gateway == Some(gw)) {
             return Err(err("gateway", format!("{gw} is group {}'s gateway", g.spec.id())));
         }
-        let own = |addr: &str| addr.split('/').next().and_then(|a| a.parse::<IpAddr>().ok()) == Some(gw);
-        if let Some(d) = self.devices.values().find(|d| own(&d.spec.public.addr) || own(&d.spec.private.addr)) {
+        if let Some(d) = self.devices.values().find(|d| d.spec.public.ip() == Some(gw) || d.spec.private.ip() == Some(gw)) {
             return Err(err("gateway", format!("{gw} is {}'s own address", d.spec.name)));
         }
         Ok(())
@@ -1321,11 +1326,28 @@ mod tests {
         assert_eq!(s.modify_index, 7);
     }
 
+    /// `acco01/NAME` with one NAT listener.
+    fn nat_group(name: &str) -> GroupSpec {
+        let mut g = group("acco01", name);
+        g.listeners[0] = Listener { mode: Mode::Nat, balance: None, cookie: None, maxconn: None, ..g.listeners[0].clone() };
+        g
+    }
+
+    /// Scale-out's second VIP for acco01/db, on lb02.
+    fn scale_out_db() -> LbWrite {
+        LbWrite::AddVip {
+            group: "acco01/db".into(),
+            vip: "14.14.1.200".parse().unwrap(),
+            owner: "lb02".into(),
+            from: "lb01".into(),
+            reason: "test".into(),
+        }
+    }
+
     #[test]
     fn a_nat_gateway_is_checked_and_keeps_its_group_to_one_vip() {
         let nat = |name: &str, gw: &str| {
-            let mut g = group("acco01", name);
-            g.listeners[0] = Listener { mode: Mode::Nat, balance: None, cookie: None, maxconn: None, ..g.listeners[0].clone() };
+            let mut g = nat_group(name);
             g.gateway = Some(gw.parse().unwrap());
             g
         };
@@ -1353,14 +1375,7 @@ mod tests {
         assert_eq!(s.apply(5, 0, &LbWrite::UpdateGroup { spec: update }), LbResult::Ok { index: 5 });
         // Scale-out would put a second VIP on another device, whose NAT replies the gateway's
         // holder could not rewrite.
-        let add = LbWrite::AddVip {
-            group: "acco01/db".into(),
-            vip: "14.14.1.200".parse().unwrap(),
-            owner: "lb02".into(),
-            from: "lb01".into(),
-            reason: "test".into(),
-        };
-        assert!(refused(s.apply(6, 0, &add)).contains("one gateway"));
+        assert!(refused(s.apply(6, 0, &scale_out_db())).contains("one gateway"));
         // A device's new range or address may not take it over.
         let mut wider = device("lb01", vec![range("14.14.1.100", "14.14.1.199")]);
         wider.private.addr = "172.16.0.254/24".into();
@@ -1382,18 +1397,10 @@ mod tests {
     #[test]
     fn a_scaled_out_group_gets_no_gateway() {
         let mut s = seed();
-        let mut g = group("acco01", "db");
-        g.listeners[0] = Listener { mode: Mode::Nat, balance: None, cookie: None, maxconn: None, ..g.listeners[0].clone() };
+        let mut g = nat_group("db");
         let create = LbWrite::CreateGroup { spec: g.clone(), placement: vec![("14.14.1.100".parse().unwrap(), "lb01".into())] };
         assert_eq!(s.apply(3, 0, &create), LbResult::Ok { index: 3 });
-        let add = LbWrite::AddVip {
-            group: "acco01/db".into(),
-            vip: "14.14.1.200".parse().unwrap(),
-            owner: "lb02".into(),
-            from: "lb01".into(),
-            reason: "test".into(),
-        };
-        assert_eq!(s.apply(4, 0, &add), LbResult::Ok { index: 4 });
+        assert_eq!(s.apply(4, 0, &scale_out_db()), LbResult::Ok { index: 4 });
         g.gateway = Some("172.16.0.254".parse().unwrap());
         assert!(refused(s.apply(5, 0, &LbWrite::UpdateGroup { spec: g })).contains("more than one VIP"));
     }

@@ -121,11 +121,10 @@ fn l4_toml(lb: &LbState, me: &str, groups: &BTreeMap<&str, Vec<IpAddr>>, down: &
         String::from("# The L4 listeners this device serves (written by ballast agent).\n[device]\n");
     // IPIP / IP6IP6 leave from the private side: its address is the outer source.
     if let Some(d) = lb.devices.get(me) {
-        let ip = d.spec.private.addr.split('/').next().unwrap_or("");
-        match ip.parse::<IpAddr>() {
-            Ok(IpAddr::V4(a)) => writeln!(out, "tunnel_source_v4 = \"{a}\"").unwrap(),
-            Ok(IpAddr::V6(a)) => writeln!(out, "tunnel_source_v6 = \"{a}\"").unwrap(),
-            Err(_) => {}
+        match d.spec.private.ip() {
+            Some(IpAddr::V4(a)) => writeln!(out, "tunnel_source_v4 = \"{a}\"").unwrap(),
+            Some(IpAddr::V6(a)) => writeln!(out, "tunnel_source_v6 = \"{a}\"").unwrap(),
+            None => {}
         }
     }
     for (id, vips) in groups {

@@ -354,21 +354,16 @@ impl Reconciler {
             if !until.is_some_and(|u| Instant::now() < u) {
                 return Ok(true);
             }
-            let a = self.addresses.as_mut().expect("opened");
-            let secs = lifetime_s(until, Instant::now());
-            a.add(vip, secs).await?;
-            let iface = a.iface.clone();
-            self.note_kernel_end(secs);
+            let iface = self.add_address(false, vip, until).await?;
             self.held.insert(vip);
             let served = self.counted(vip, self.l4_stats().as_ref(), |v| v.packets);
             self.unserved.insert(vip, (served, Instant::now()));
             self.phase(lb, vip, true, "address_added");
-            match announce::announce(&iface, vip) {
+            match self.announce(iface.clone(), vip) {
                 Ok(()) => self.phase(lb, vip, true, "arp_sent"),
                 Err(e) => log::warn!("announcing {vip} on {iface}: {e}"),
             }
             log::info!("serving {vip} on {iface}");
-            self.announce_again(iface, vip);
         }
         self.configure(lb, &serve).await;
         self.renew_lifetimes(until).await?;
@@ -378,6 +373,24 @@ impl Reconciler {
             Err(e) => log::warn!("NAT gateways: {e:#}"),
         }
         Ok(pending)
+    }
+
+    /// Adds `addr` (a VIP, or a NAT gateway if `gateway`) with the lease's lifetime;
+    /// returns its interface.
+    async fn add_address(&mut self, gateway: bool, addr: IpAddr, until: Option<Instant>) -> Result<String> {
+        let a = if gateway { self.gateways.as_mut() } else { self.addresses.as_mut() }.expect("opened");
+        let secs = lifetime_s(until, Instant::now());
+        a.add(addr, secs).await?;
+        let iface = a.iface.clone();
+        self.note_kernel_end(secs);
+        Ok(iface)
+    }
+
+    /// Announces `addr` on `iface` now, and again over the next seconds.
+    fn announce(&mut self, iface: String, addr: IpAddr) -> std::io::Result<()> {
+        let first = announce::announce(&iface, addr);
+        self.announce_again(iface, addr);
+        first
     }
 
     /// More announcements of `addr` over the next seconds, for caches that missed the
@@ -467,16 +480,11 @@ impl Reconciler {
             if !until.is_some_and(|u| Instant::now() < u) {
                 return Ok(true);
             }
-            let a = self.gateways.as_mut().expect("opened");
-            let secs = lifetime_s(until, Instant::now());
-            a.add(gw, secs).await?;
-            let iface = a.iface.clone();
-            self.note_kernel_end(secs);
-            if let Err(e) = announce::announce(&iface, gw) {
+            let iface = self.add_address(true, gw, until).await?;
+            if let Err(e) = self.announce(iface.clone(), gw) {
                 log::warn!("announcing gateway {gw} on {iface}: {e}");
             }
             log::info!("serving gateway {gw} on {iface}");
-            self.announce_again(iface, gw);
         }
         Ok(waits)
     }

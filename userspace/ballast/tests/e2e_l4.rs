@@ -32,6 +32,15 @@ const VARIANTS: [Variant; 6] = [
     Variant { label: "d6", vip: "2001:db8:100::30", mode: "dr" },
 ];
 
+/// Tells the test's servers to stop when the test ends, passed or failed.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 fn backend_addr(v: &Variant, i: usize) -> String {
     if v.vip.contains(':') {
         format!("fd00::1{i}")
@@ -108,12 +117,6 @@ fn vip_traffic_is_balanced_in_namespaces_tunnel_nat_and_dr_ipv4_and_ipv6() {
     }
     let topo = Topo::up("e2e", 4);
     let stop = Arc::new(AtomicBool::new(false));
-    struct StopOnDrop(Arc<AtomicBool>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
     let _stop_servers = StopOnDrop(stop.clone());
 
     // Tunnel and DR VIPs live on the backends' loopback (as with LVS-TUN / LVS-DR), which
@@ -160,13 +163,7 @@ fn vip_traffic_is_balanced_in_namespaces_tunnel_nat_and_dr_ipv4_and_ipv6() {
             "4",
         ],
     );
-    topo.wait_for("ballast lb to serve its control socket", 20, || {
-        std::process::Command::new(ballast_bin())
-            .args(["stats", "--control", socket.to_str().unwrap()])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    });
+    topo.wait_for_lb(&socket);
     for i in 1..=4 {
         let log = format!("decap{i}.log");
         topo.wait_for("ballast decap to attach", 20, || topo.log(&log).contains("attached"));
@@ -350,12 +347,6 @@ fn failed_redirects_are_counted_and_auto_never_mixes_native_and_generic() {
     }
     let topo = Topo::up("rdr", 1);
     let stop = Arc::new(AtomicBool::new(false));
-    struct StopOnDrop(Arc<AtomicBool>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
     let _stop_servers = StopOnDrop(stop.clone());
     servers::start(&topo.backend_ns(1), "b1", vec![], vec![sock("10.0.0.11", 53)], stop.clone());
     let cfg_path = topo.dir.join("l4.toml");
@@ -373,13 +364,7 @@ fn failed_redirects_are_counted_and_auto_never_mixes_native_and_generic() {
         }
         args.extend(["--mode", mode, "--config", cfg_path.to_str().unwrap(), "--control", socket.to_str().unwrap()]);
         let lb = topo.ballast(&lb_ns, log, &args);
-        topo.wait_for("ballast lb to serve its control socket", 20, || {
-            std::process::Command::new(ballast_bin())
-                .args(["stats", "--control", socket.to_str().unwrap()])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false)
-        });
+        topo.wait_for_lb(&socket);
         lb
     };
     let ask = || enter(&client, || udp_ask(&udp_flow(sock("198.51.100.20", 53))));
@@ -474,12 +459,6 @@ fn a_syn_flood_keeps_established_flows_and_lets_new_ones_in() {
     }
     let topo = Topo::up("syn", 3);
     let stop = Arc::new(AtomicBool::new(false));
-    struct StopOnDrop(Arc<AtomicBool>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
     let _stop_servers = StopOnDrop(stop.clone());
     topo.vips_on_backends(&["198.51.100.10"]);
     let mut decaps = Vec::new();
@@ -509,13 +488,7 @@ fn a_syn_flood_keeps_established_flows_and_lets_new_ones_in() {
         "lb.log",
         &["lb", "--iface", "l0", "--also", "l1", "--mode", "native", "--config", cfg_path.to_str().unwrap(), "--control", socket.to_str().unwrap()],
     );
-    topo.wait_for("ballast lb to serve its control socket", 20, || {
-        std::process::Command::new(ballast_bin())
-            .args(["stats", "--control", socket.to_str().unwrap()])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    });
+    topo.wait_for_lb(&socket);
     for i in 1..=3 {
         topo.wait_for("ballast decap to attach", 20, || topo.log(&format!("decap{i}.log")).contains("attached"));
     }
@@ -587,12 +560,6 @@ fn one_arm_lb_sends_with_xdp_tx_for_tunnel_and_dr() {
     let client = topo.ns("c");
     sh(&["ip", "netns", "exec", &client, "ip", "route", "add", "198.51.100.0/24", "via", "10.0.0.1", "dev", "c1"]);
     let stop = Arc::new(AtomicBool::new(false));
-    struct StopOnDrop(Arc<AtomicBool>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
     let _stop_servers = StopOnDrop(stop.clone());
     topo.vips_on_backends(&["198.51.100.10", "198.51.100.30"]);
     let mut decaps = Vec::new();
@@ -619,13 +586,7 @@ fn one_arm_lb_sends_with_xdp_tx_for_tunnel_and_dr() {
         "lb.log",
         &["lb", "--iface", "l1", "--mode", "native", "--config", cfg_path.to_str().unwrap(), "--control", socket.to_str().unwrap()],
     );
-    topo.wait_for("ballast lb to serve its control socket", 20, || {
-        std::process::Command::new(ballast_bin())
-            .args(["stats", "--control", socket.to_str().unwrap()])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    });
+    topo.wait_for_lb(&socket);
     for i in 1..=2 {
         topo.wait_for("ballast decap to attach", 20, || topo.log(&format!("decap{i}.log")).contains("attached"));
     }

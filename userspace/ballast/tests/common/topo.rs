@@ -68,6 +68,17 @@ impl Topo {
         std::fs::read_to_string(self.dir.join(log)).unwrap_or_default()
     }
 
+    /// Waits (bounded) until a `ballast lb` answers `ballast stats` on `socket`.
+    pub fn wait_for_lb(&self, socket: &std::path::Path) {
+        self.wait_for("ballast lb to serve its control socket", 20, || {
+            Command::new(ballast_bin())
+                .args(["stats", "--control", socket.to_str().unwrap()])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        });
+    }
+
     /// Waits (bounded) until `check` is true.
     pub fn wait_for(&self, what: &str, secs: u64, mut check: impl FnMut() -> bool) {
         let start = Instant::now();
